@@ -1,0 +1,294 @@
+"""Datasets: IDX / CIFAR-binary folders offline, tensorflow-datasets when online.
+
+:func:`load` returns NumPy arrays (float32 pixels in ``[0, 1]``, NHWC; int64 labels).
+Where the files come from, in order:
+
+1. ``data_dir`` (or the ``EDGEBNN_DATA_DIR`` environment variable) holding a folder
+   ``<name>/`` with the canonical distribution files: the IDX ``.gz`` files for
+   MNIST and Fashion-MNIST (``train-images-idx3-ubyte.gz``, ...), the binary
+   version for CIFAR (``data_batch_1.bin`` ... ``test_batch.bin`` for CIFAR-10,
+   ``train.bin`` / ``test.bin`` for CIFAR-100, optionally gzipped);
+2. Debian's ``dataset-fashion-mnist`` package (``/usr/share/datasets/fashion-mnist``);
+3. tensorflow-datasets, which downloads when the machine is online.
+
+When none of them has the split, :class:`DatasetNotFoundError` says which places
+were looked in and how to provide the files.
+"""
+
+import gzip
+import os
+import socket
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgebnn import EdgebnnError
+
+DATA_DIR_ENV = "EDGEBNN_DATA_DIR"
+SPLITS = ("train", "test")
+
+#: IDX magic numbers: two zero bytes, the element type (0x08 = unsigned byte), ndim.
+_IDX_UBYTE = 0x08
+_IDX_IMAGES_NDIM = 3
+_IDX_LABELS_NDIM = 1
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What :func:`load` knows about a dataset."""
+
+    name: str
+    image_shape: tuple
+    num_classes: int
+    files: dict  # split -> file names inside <data_dir>/<name>/
+    file_format: str  # "idx" or "cifar10" / "cifar100" binary records
+    debian_dir: str | None = None
+
+
+_IDX_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+
+DATASETS = {
+    "mnist": DatasetInfo("mnist", (28, 28, 1), 10, _IDX_FILES, "idx"),
+    "fashion_mnist": DatasetInfo(
+        "fashion_mnist", (28, 28, 1), 10, _IDX_FILES, "idx",
+        debian_dir="/usr/share/datasets/fashion-mnist",
+    ),
+    "cifar10": DatasetInfo(
+        "cifar10", (32, 32, 3), 10,
+        {"train": tuple(f"data_batch_{i}.bin" for i in range(1, 6)), "test": ("test_batch.bin",)},
+        "cifar10",
+    ),
+    "cifar100": DatasetInfo(
+        "cifar100", (32, 32, 3), 100,
+        {"train": ("train.bin",), "test": ("test.bin",)},
+        "cifar100",
+    ),
+}
+
+
+class DatasetNotFoundError(EdgebnnError):
+    """No source could provide the requested dataset split."""
+
+
+class CorruptDataError(EdgebnnError):
+    """A dataset file exists but is not a valid file of its format."""
+
+
+def get_info(name):
+    """Return the :class:`DatasetInfo` of ``name`` or raise listing the valid names."""
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise ValueError(f"Unknown dataset {name!r}; valid names: {sorted(DATASETS)}.") from None
+
+
+def _read_bytes(path):
+    path = Path(path)
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":  # gzip magic
+        try:
+            return gzip.decompress(raw)
+        except (OSError, EOFError) as e:
+            raise CorruptDataError(f"{path}: corrupt or truncated gzip data ({e}).") from e
+    return raw
+
+
+def read_idx(path, *, expected_ndim):
+    """Parse an IDX file of unsigned bytes (``.gz`` or plain) into a uint8 array.
+
+    Validates the magic number (element type ubyte and ``expected_ndim`` dimensions)
+    and that the payload length equals the product of the header's dimensions.
+
+    Raises:
+        CorruptDataError: on a bad magic number, header or payload length.
+    """
+    data = _read_bytes(path)
+    if len(data) < 4:
+        raise CorruptDataError(f"{path}: too short for an IDX header ({len(data)} bytes).")
+    zero0, zero1, dtype_code, ndim = data[:4]
+    if zero0 != 0 or zero1 != 0 or dtype_code != _IDX_UBYTE or ndim != expected_ndim:
+        raise CorruptDataError(
+            f"{path}: bad IDX magic number 0x{data[:4].hex()} "
+            f"(expected 0x0000{_IDX_UBYTE:02x}{expected_ndim:02x}: unsigned bytes, {expected_ndim} dims)."
+        )
+    header_end = 4 + 4 * ndim
+    if len(data) < header_end:
+        raise CorruptDataError(f"{path}: truncated IDX header.")
+    dims = struct.unpack(f">{ndim}I", data[4:header_end])
+    expected = int(np.prod(dims, dtype=np.int64))
+    payload = len(data) - header_end
+    if payload != expected:
+        raise CorruptDataError(
+            f"{path}: IDX header announces dims {dims} = {expected} bytes but the file holds {payload}."
+        )
+    return np.frombuffer(data, dtype=np.uint8, offset=header_end).reshape(dims)
+
+
+def _read_idx_split(folder, files, info):
+    images_file, labels_file = files
+    images = read_idx(folder / images_file, expected_ndim=_IDX_IMAGES_NDIM)
+    labels = read_idx(folder / labels_file, expected_ndim=_IDX_LABELS_NDIM)
+    if images.shape[1:] != info.image_shape[:2]:
+        raise CorruptDataError(
+            f"{folder / images_file}: images are {images.shape[1:]}, expected {info.image_shape[:2]} for {info.name}."
+        )
+    if len(images) != len(labels):
+        raise CorruptDataError(
+            f"{folder}: {len(images)} images but {len(labels)} labels in {images_file} / {labels_file}."
+        )
+    return images[..., np.newaxis], labels
+
+
+def _read_cifar_split(folder, files, info):
+    label_bytes = 1 if info.file_format == "cifar10" else 2  # CIFAR-100: coarse, fine
+    pixels = int(np.prod(info.image_shape))
+    record = label_bytes + pixels
+    images, labels = [], []
+    for name in files:
+        data = _read_bytes(folder / name)
+        if not data or len(data) % record:
+            raise CorruptDataError(
+                f"{folder / name}: {len(data)} bytes is not a whole number of {record}-byte CIFAR records."
+            )
+        rows = np.frombuffer(data, dtype=np.uint8).reshape(-1, record)
+        labels.append(rows[:, label_bytes - 1])  # CIFAR-100: the fine label
+        channels_first = rows[:, label_bytes:].reshape(-1, info.image_shape[2], *info.image_shape[:2])
+        images.append(channels_first.transpose(0, 2, 3, 1))
+    labels = np.concatenate(labels)
+    if labels.max(initial=0) >= info.num_classes:
+        raise CorruptDataError(f"{folder}: label {labels.max()} out of range for {info.num_classes} classes.")
+    return np.concatenate(images), labels
+
+
+def _read_folder(folder, split, info):
+    files = info.files[split]
+    if not all((folder / name).is_file() for name in files):
+        return None
+    reader = _read_idx_split if info.file_format == "idx" else _read_cifar_split
+    return reader(folder, files, info)
+
+
+#: Where tensorflow-datasets downloads MNIST-family and CIFAR files from.
+_TFDS_DOWNLOAD_HOST = ("storage.googleapis.com", 443)
+_REACHABILITY_TIMEOUT_S = 5.0
+
+
+def _host_reachable(address):
+    try:
+        socket.create_connection(address, timeout=_REACHABILITY_TIMEOUT_S).close()
+    except OSError:
+        return False
+    return True
+
+
+def _read_tfds(name, split):
+    """Load through tensorflow-datasets; fail fast when it would have to download offline.
+
+    tfds retries unreachable downloads for minutes before giving up, so when the
+    dataset is not prepared locally we first check that its download host answers.
+    """
+    import tensorflow_datasets as tfds  # noqa: PLC0415 (heavy, only when needed)
+
+    builder = tfds.builder(name)
+    if not builder.is_prepared() and not _host_reachable(_TFDS_DOWNLOAD_HOST):
+        raise DatasetNotFoundError(
+            f"not prepared in {builder.data_dir} and {_TFDS_DOWNLOAD_HOST[0]} is unreachable (offline)"
+        )
+    data = tfds.as_numpy(tfds.load(name, split=split, as_supervised=True, batch_size=-1))
+    return data[0], data[1]
+
+
+def _local_candidates(info, data_dir):
+    roots = []
+    if data_dir is not None:
+        roots.append(Path(data_dir) / info.name)
+    elif os.environ.get(DATA_DIR_ENV):
+        roots.append(Path(os.environ[DATA_DIR_ENV]) / info.name)
+    if info.debian_dir:
+        roots.append(Path(info.debian_dir))
+    return roots
+
+
+def load_uint8(name, split, *, data_dir=None, use_tfds=True):
+    """Load a whole split as raw ``uint8`` images (NHWC) and ``int64`` labels.
+
+    Args:
+        name: one of :data:`DATASETS`.
+        split: ``"train"`` or ``"test"``.
+        data_dir: folder holding ``<name>/`` (default: ``$EDGEBNN_DATA_DIR``).
+        use_tfds: fall back to tensorflow-datasets when no local folder has the split.
+
+    Raises:
+        ValueError: unknown name or split.
+        DatasetNotFoundError: no source has the split.
+        CorruptDataError: a local file is invalid.
+    """
+    info = get_info(name)
+    if split not in SPLITS:
+        raise ValueError(f"Unknown split {split!r} for {name}; valid splits: {list(SPLITS)}.")
+    looked = []
+    for folder in _local_candidates(info, data_dir):
+        result = _read_folder(folder, split, info)
+        if result is not None:
+            return result[0], result[1].astype(np.int64)
+        looked.append(f"{folder}/{{{','.join(info.files[split])}}}")
+    if use_tfds:
+        try:
+            images, labels = _read_tfds(name, split)
+            return images.astype(np.uint8), labels.astype(np.int64)
+        except Exception as e:  # tfds raises many unrelated types; reported, never swallowed
+            first_line = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+            looked.append(f"tensorflow-datasets ({first_line})")
+            cause = e
+    else:
+        cause = None
+    raise DatasetNotFoundError(
+        f"Dataset {name!r} split {split!r} not found; looked in: {'; '.join(looked) or 'nowhere'}. "
+        f"Put the canonical files in <DIR>/{name}/ and pass data_dir=<DIR> or set {DATA_DIR_ENV}=<DIR>, "
+        f"or go online so tensorflow-datasets can download it."
+    ) from cause
+
+
+def load(name, split, *, data_dir=None, limit=None, seed=0, use_tfds=True):
+    """Load a dataset split as float32 pixels in ``[0, 1]`` (NHWC) and int64 labels.
+
+    Args:
+        name: ``"mnist"``, ``"fashion_mnist"``, ``"cifar10"`` or ``"cifar100"``.
+        split: ``"train"`` or ``"test"``.
+        data_dir: folder holding ``<name>/`` (default: ``$EDGEBNN_DATA_DIR``).
+        limit: keep a seeded random subset of this many examples (``None``: all).
+        seed: seed of that subset.
+        use_tfds: fall back to tensorflow-datasets when no local folder has the split.
+
+    Returns:
+        ``(x, y)``: ``x`` float32 of shape ``(n, *image_shape)``, ``y`` int64 of shape ``(n,)``.
+
+    Raises:
+        ValueError: unknown name or split, or a bad ``limit``.
+        DatasetNotFoundError: no source has the split.
+        CorruptDataError: a local file is invalid.
+    """
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"`limit` must be a positive int or None, got {limit!r}.")
+    images, labels = load_uint8(name, split, data_dir=data_dir, use_tfds=use_tfds)
+    if limit is not None and limit < len(images):
+        keep = np.sort(np.random.default_rng(seed).permutation(len(images))[:limit])
+        images, labels = images[keep], labels[keep]
+    return images.astype(np.float32) / 255.0, labels
+
+
+def pipeline(x, y, *, batch_size, shuffle=True, seed=0):
+    """A ``tf.data`` pipeline over arrays: seeded shuffle each epoch, batch, prefetch."""
+    import tensorflow as tf  # noqa: PLC0415 (keeps `edgebnn.data` importable without TF)
+
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}.")
+    dataset = tf.data.Dataset.from_tensor_slices((x, y))
+    if shuffle:
+        dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)

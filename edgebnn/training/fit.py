@@ -1,0 +1,78 @@
+"""Seeded, resumable training with ``model.fit``."""
+
+import os
+from pathlib import Path
+
+import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+
+import tensorflow as tf
+
+
+def compile_for_classification(model, *, learning_rate=1e-3):
+    """Compile ``model`` (which outputs logits) with Adam and sparse cross-entropy."""
+    if not learning_rate > 0:
+        raise ValueError(f"`learning_rate` must be > 0, got {learning_rate!r}.")
+    model.compile(
+        optimizer=tf.keras.optimizers.Adam(learning_rate),
+        loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def train(
+    model,
+    x,
+    y,
+    *,
+    epochs,
+    batch_size=128,
+    learning_rate=1e-3,
+    seed=0,
+    checkpoint_dir=None,
+    validation_data=None,
+    verbose=2,
+):
+    """Train ``model`` on ``(x, y)`` with ``model.fit``, seeded and resumable.
+
+    With ``checkpoint_dir``, the weights are saved after every epoch
+    (``epoch-NNN.weights.h5``) and Keras' ``BackupAndRestore`` keeps the full
+    training state, so re-running the same call after an interruption resumes from
+    the last finished epoch instead of starting over.
+
+    Args:
+        model: a Keras model mapping inputs to logits; compiled here if it is not.
+        x, y: training inputs and integer labels.
+        epochs: number of epochs (>= 1).
+        batch_size: batch size.
+        learning_rate: Adam learning rate (used when compiling here).
+        seed: seed of weight init order, shuffling and dropout.
+        checkpoint_dir: folder for per-epoch checkpoints and the resume state.
+        validation_data: optional ``(x_val, y_val)``.
+        verbose: Keras progress output (2: one line per epoch).
+
+    Returns:
+        The Keras ``History``.
+    """
+    for arg, value in (("epochs", epochs), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"`{arg}` must be a positive int, got {value!r}.")
+    if len(x) != len(y):
+        raise ValueError(f"`x` and `y` differ in length: {len(x)} vs {len(y)}.")
+    tf.keras.utils.set_random_seed(seed)
+    if model.optimizer is None:
+        compile_for_classification(model, learning_rate=learning_rate)
+    callbacks = []
+    if checkpoint_dir is not None:
+        checkpoint_dir = Path(checkpoint_dir)
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        callbacks += [
+            tf.keras.callbacks.BackupAndRestore(os.fspath(checkpoint_dir / "resume")),
+            tf.keras.callbacks.ModelCheckpoint(
+                os.fspath(checkpoint_dir / "epoch-{epoch:03d}.weights.h5"), save_weights_only=True
+            ),
+        ]
+    return model.fit(
+        x, y, epochs=epochs, batch_size=batch_size, shuffle=True,
+        validation_data=validation_data, callbacks=callbacks, verbose=verbose,
+    )
