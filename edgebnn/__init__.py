@@ -29,17 +29,14 @@ def _ensure_legacy_keras():
     os.environ[_LEGACY_KERAS_ENV] = "1"
     if "tensorflow" not in sys.modules:
         return
-    # TensorFlow was imported first. Its `tf.keras` is resolved lazily, so the
-    # environment variable may still take effect; check what it resolves to.
-    import tensorflow as tf  # noqa: PLC0415 (only when TF is already loaded)
-
-    keras_module = tf.keras.__name__  # resolves the lazy loader
-    if not keras_module.startswith("tf_keras"):
-        version = getattr(tf.keras, "__version__", "3")
+    # TensorFlow was imported first. It decided at its own import time whether
+    # `tensorflow.keras` routes to Keras 2 (tf_keras) or Keras 3; that cannot be undone.
+    tf = sys.modules["tensorflow"]
+    if not getattr(tf, "_tf_uses_legacy_keras", True):
         raise ImportError(
-            f"TensorFlow was imported with Keras {version} before edgebnn; Larq and "
-            f"Larq Compute Engine need Keras 2. Set {_LEGACY_KERAS_ENV}=1 in the "
-            f"environment (or import edgebnn before tensorflow)."
+            f"TensorFlow was imported with Keras 3 before edgebnn; Larq and Larq Compute "
+            f"Engine need Keras 2. Set {_LEGACY_KERAS_ENV}=1 in the environment before "
+            f"starting Python, or import edgebnn before tensorflow."
         )
 
 

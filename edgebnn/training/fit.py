@@ -31,6 +31,7 @@ def train(
     seed=0,
     checkpoint_dir=None,
     validation_data=None,
+    callbacks=(),
     verbose=2,
 ):
     """Train ``model`` on ``(x, y)`` with ``model.fit``, seeded and resumable.
@@ -49,6 +50,7 @@ def train(
         seed: seed of weight init order, shuffling and dropout.
         checkpoint_dir: folder for per-epoch checkpoints and the resume state.
         validation_data: optional ``(x_val, y_val)``.
+        callbacks: extra Keras callbacks.
         verbose: Keras progress output (2: one line per epoch).
 
     Returns:
@@ -62,7 +64,7 @@ def train(
     tf.keras.utils.set_random_seed(seed)
     if model.optimizer is None:
         compile_for_classification(model, learning_rate=learning_rate)
-    callbacks = []
+    callbacks = list(callbacks)
     if checkpoint_dir is not None:
         checkpoint_dir = Path(checkpoint_dir)
         checkpoint_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,47 @@
+"""Recipes: TOML files that drive the pipeline, and the ``python -m edgebnn.recipes`` CLI.
+
+Recipe files live in the top-level ``recipes/`` folder of the repository (or any
+folder named by ``EDGEBNN_RECIPES_DIR``); ``run`` also accepts a path to a file.
+"""
+
+import os
+from pathlib import Path
+
+RECIPES_DIR_ENV = "EDGEBNN_RECIPES_DIR"
+
+
+def recipe_dirs():
+    """Folders searched for recipe files, in order."""
+    dirs = []
+    if os.environ.get(RECIPES_DIR_ENV):
+        dirs.append(Path(os.environ[RECIPES_DIR_ENV]))
+    dirs += [Path.cwd() / "recipes", Path(__file__).resolve().parents[2] / "recipes"]
+    unique = []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in [u.resolve() for u in unique]:
+            unique.append(d)
+    return unique
+
+
+def available():
+    """``{name: path}`` of every recipe file found in :func:`recipe_dirs` (first one wins)."""
+    found = {}
+    for folder in recipe_dirs():
+        for path in sorted(folder.glob("*.toml")):
+            found.setdefault(path.stem, path)
+    return found
+
+
+def find(name_or_path):
+    """Path of the recipe called ``name_or_path`` (or that file); raises listing valid names."""
+    from edgebnn.recipes.config import RecipeError  # noqa: PLC0415
+
+    path = Path(name_or_path)
+    if path.suffix == ".toml":
+        if not path.is_file():
+            raise RecipeError(f"recipe file not found: {path}")
+        return path
+    recipes = available()
+    if name_or_path not in recipes:
+        raise RecipeError(f"unknown recipe {name_or_path!r}; available: {sorted(recipes)}")
+    return recipes[name_or_path]

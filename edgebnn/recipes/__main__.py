@@ -1,0 +1,66 @@
+"""``python -m edgebnn.recipes``: list and run recipe files.
+
+Examples:
+    python -m edgebnn.recipes list
+    python -m edgebnn.recipes run quickstart --out runs/quickstart --set train.epochs=1
+"""
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ start-up chatter out of the CLI
+
+import edgebnn  # noqa: E402  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from edgebnn import recipes  # noqa: E402
+
+#: Exit status for bad input (recipe, options, data); 1 is left to Python for bugs.
+EXIT_BAD_INPUT = 2
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="python -m edgebnn.recipes", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="list the available recipes")
+    run = commands.add_parser("run", help="run a recipe: train, attack, convert, verify")
+    run.add_argument("recipe", help="recipe name (see `list`) or path to a .toml file")
+    run.add_argument("--out", help="output folder (default: runs/NAME)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a recipe value, e.g. train.epochs=1 or attacks.0.eps=[0.1] (repeatable)")
+    return parser
+
+
+def _list():
+    from edgebnn.recipes.config import RecipeError, load  # noqa: PLC0415
+
+    found = recipes.available()
+    if not found:
+        print(f"no recipes found in {[str(d) for d in recipes.recipe_dirs()] or 'recipes/'}")
+    for name, path in found.items():
+        try:
+            description = load(path).description
+        except RecipeError as e:
+            description = f"INVALID: {e}"
+        print(f"{name:24s} {description}  ({path})")
+
+
+def _run(args):
+    from edgebnn.recipes.config import load  # noqa: PLC0415
+    from edgebnn.recipes.runner import run  # noqa: PLC0415
+
+    recipe = load(recipes.find(args.recipe), overrides=args.overrides)
+    run(recipe, args.out or os.path.join("runs", recipe.name))
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    try:
+        _list() if args.command == "list" else _run(args)
+    except (edgebnn.EdgebnnError, ValueError, TypeError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""edgebnn.data: IDX / CIFAR-binary parsing (including corrupt files) and source resolution."""
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+
+from edgebnn import data
+
+
+def _idx(array):
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def _write_idx_dataset(root, name, n=20, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=n, dtype=np.uint8)
+    folder = root / name
+    folder.mkdir(parents=True)
+    for split, (image_file, label_file) in data._IDX_FILES.items():
+        (folder / image_file).write_bytes(gzip.compress(_idx(images)))
+        (folder / label_file).write_bytes(gzip.compress(_idx(labels)))
+    return images, labels
+
+
+def test_idx_round_trip_scales_to_unit_range(tmp_path):
+    images, labels = _write_idx_dataset(tmp_path, "fashion_mnist")
+    x, y = data.load("fashion_mnist", "train", data_dir=tmp_path, use_tfds=False)
+    assert x.shape == (20, 28, 28, 1) and x.dtype == np.float32 and y.dtype == np.int64
+    np.testing.assert_array_equal(x[..., 0], images.astype(np.float32) / 255.0)
+    np.testing.assert_array_equal(y, labels)
+
+
+def test_uncompressed_idx_is_read(tmp_path):
+    array = np.arange(12, dtype=np.uint8).reshape(3, 2, 2)
+    (tmp_path / "plain").write_bytes(_idx(array))
+    np.testing.assert_array_equal(data.read_idx(tmp_path / "plain", expected_ndim=3), array)
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda raw: b"\x00\x00\x0d\x03" + raw[4:], "bad IDX magic"),  # float32 element type
+        (lambda raw: raw[:-5], "announces dims"),  # truncated payload
+        (lambda raw: raw + b"\x00", "announces dims"),  # trailing garbage
+        (lambda raw: raw[:6], "truncated IDX header"),
+        (lambda raw: b"", "too short"),
+    ],
+)
+def test_corrupt_idx_gives_clear_error(tmp_path, mutate, message):
+    raw = _idx(np.zeros((2, 28, 28), np.uint8))
+    path = tmp_path / "images.gz"
+    path.write_bytes(gzip.compress(mutate(raw)))
+    with pytest.raises(data.CorruptDataError, match=message):
+        data.read_idx(path, expected_ndim=3)
+
+
+def test_truncated_gzip_gives_clear_error(tmp_path):
+    path = tmp_path / "images.gz"
+    path.write_bytes(gzip.compress(_idx(np.zeros((2, 28, 28), np.uint8)))[:-10])
+    with pytest.raises(data.CorruptDataError, match="corrupt or truncated gzip"):
+        data.read_idx(path, expected_ndim=3)
+
+
+def test_label_count_mismatch(tmp_path):
+    _write_idx_dataset(tmp_path, "mnist")
+    labels_path = tmp_path / "mnist" / data._IDX_FILES["test"][1]
+    labels_path.write_bytes(gzip.compress(_idx(np.zeros(7, np.uint8))))
+    with pytest.raises(data.CorruptDataError, match="20 images but 7 labels"):
+        data.load("mnist", "test", data_dir=tmp_path, use_tfds=False)
+
+
+def test_wrong_image_size_rejected(tmp_path):
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    images_file, labels_file = data._IDX_FILES["test"]
+    (folder / images_file).write_bytes(gzip.compress(_idx(np.zeros((2, 32, 32), np.uint8))))
+    (folder / labels_file).write_bytes(gzip.compress(_idx(np.zeros(2, np.uint8))))
+    with pytest.raises(data.CorruptDataError, match=r"\(32, 32\), expected \(28, 28\)"):
+        data.load("mnist", "test", data_dir=tmp_path, use_tfds=False)
+
+
+@pytest.mark.parametrize("name, label_bytes, classes", [("cifar10", 1, 10), ("cifar100", 2, 100)])
+def test_cifar_binary_records(tmp_path, name, label_bytes, classes):
+    rng = np.random.default_rng(0)
+    info = data.get_info(name)
+    folder = tmp_path / name
+    folder.mkdir()
+    expected = {}
+    for split, files in info.files.items():
+        images, labels = [], []
+        for file_name in files:
+            img = rng.integers(0, 256, size=(3, 3, 32, 32), dtype=np.uint8)  # N, C, H, W
+            lab = rng.integers(0, classes, size=3, dtype=np.uint8)
+            coarse = rng.integers(0, 20, size=(3, label_bytes - 1), dtype=np.uint8)
+            rows = np.concatenate([coarse, lab[:, None], img.reshape(3, -1)], axis=1)
+            (folder / file_name).write_bytes(rows.tobytes())
+            images.append(img.transpose(0, 2, 3, 1))
+            labels.append(lab)
+        expected[split] = (np.concatenate(images), np.concatenate(labels))
+    for split in ("train", "test"):
+        x, y = data.load(name, split, data_dir=tmp_path, use_tfds=False)
+        assert x.shape[1:] == (32, 32, 3)
+        np.testing.assert_array_equal(x, expected[split][0].astype(np.float32) / 255.0)
+        np.testing.assert_array_equal(y, expected[split][1])
+
+
+def test_cifar_partial_record_rejected(tmp_path):
+    folder = tmp_path / "cifar10"
+    folder.mkdir()
+    (folder / "test_batch.bin").write_bytes(b"\x01" * 3000)
+    with pytest.raises(data.CorruptDataError, match="not a whole number"):
+        data.load("cifar10", "test", data_dir=tmp_path, use_tfds=False)
+
+
+def test_limit_is_a_seeded_subset(tmp_path):
+    _write_idx_dataset(tmp_path, "mnist")
+    full_x, full_y = data.load("mnist", "test", data_dir=tmp_path, use_tfds=False)
+    x1, y1 = data.load("mnist", "test", data_dir=tmp_path, limit=5, seed=3, use_tfds=False)
+    x2, _ = data.load("mnist", "test", data_dir=tmp_path, limit=5, seed=3, use_tfds=False)
+    x3, _ = data.load("mnist", "test", data_dir=tmp_path, limit=5, seed=4, use_tfds=False)
+    assert len(x1) == 5 and np.array_equal(x1, x2) and not np.array_equal(x1, x3)
+    rows = [int(np.flatnonzero((full_x == xi).all(axis=(1, 2, 3)))[0]) for xi in x1]
+    np.testing.assert_array_equal(full_y[rows], y1)
+
+
+def test_missing_split_names_places_and_fix(tmp_path):
+    _write_idx_dataset(tmp_path, "mnist")
+    (tmp_path / "mnist" / data._IDX_FILES["train"][0]).unlink()
+    with pytest.raises(data.DatasetNotFoundError) as info:
+        data.load("mnist", "train", data_dir=tmp_path, use_tfds=False)
+    message = str(info.value)
+    assert "'mnist' split 'train' not found" in message
+    assert str(tmp_path / "mnist") in message and "EDGEBNN_DATA_DIR" in message
+
+
+def test_env_var_is_used(tmp_path, monkeypatch):
+    images, _ = _write_idx_dataset(tmp_path, "mnist")
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path))
+    x, _ = data.load("mnist", "test", use_tfds=False)
+    np.testing.assert_array_equal(x[..., 0], images / np.float32(255.0))
+
+
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [
+        (dict(name="svhn", split="train"), "valid names"),
+        (dict(name="mnist", split="validation"), "valid splits"),
+        (dict(name="mnist", split="test", limit=0), "`limit`"),
+    ],
+)
+def test_bad_arguments(tmp_path, kwargs, error):
+    _write_idx_dataset(tmp_path, "mnist")
+    with pytest.raises(ValueError, match=error):
+        data.load(data_dir=tmp_path, use_tfds=False, **kwargs)
+
+
+def test_real_fashion_mnist(data_dir):
+    x, y = data.load("fashion_mnist", "test", data_dir=data_dir)
+    assert x.shape == (10000, 28, 28, 1) and 0.0 <= x.min() and x.max() <= 1.0
+    np.testing.assert_array_equal(np.bincount(y), np.full(10, 1000))  # 1,000 per class (README)
+
+
+def test_real_mnist_train_offline_fails_clearly(data_dir, monkeypatch):
+    monkeypatch.setattr(data, "_host_reachable", lambda address: False)  # as offline, even if online
+    monkeypatch.setenv("TFDS_DATA_DIR", str(data_dir / "no-tfds-here"))
+    with pytest.raises(data.DatasetNotFoundError, match="unreachable"):
+        data.load("mnist", "train", data_dir=data_dir)
+
+
+def test_pipeline_batches_and_shuffles(rng):
+    x = np.arange(10, dtype=np.float32).reshape(10, 1)
+    batches = list(data.pipeline(x, np.arange(10), batch_size=4, seed=0))
+    assert [len(b[0]) for b in batches] == [4, 4, 2]
+    seen = np.concatenate([b[1].numpy() for b in batches])
+    assert sorted(seen) == list(range(10)) and list(seen) != list(range(10))
+    with pytest.raises(ValueError, match="batch_size"):
+        data.pipeline(x, np.arange(10), batch_size=0)

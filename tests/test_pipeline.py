@@ -1,0 +1,112 @@
+"""Train (seeded, resumable) -> attack -> convert -> verify, on a small real subset."""
+
+import numpy as np
+import pytest
+
+from edgebnn import zoo
+from edgebnn.attacks import fgsm, pgd
+from edgebnn.deploy.convert import convert, float_reference
+from edgebnn.deploy.verify import verify
+from edgebnn.evaluation import predict_labels, robustness_curve
+from edgebnn.training import train
+
+import tensorflow as tf
+
+
+@pytest.fixture(scope="module")
+def trained(fashion_small):
+    x, y, xt, yt = fashion_small
+    model = zoo.get("panda_fcn2")(precision="binary", input_bits=2)
+    train(model, x, y, epochs=2, batch_size=100, seed=0, verbose=0)
+    return model, xt, yt
+
+
+def test_training_is_seeded(fashion_small):
+    x, y, _, _ = fashion_small
+    weights = []
+    for _ in range(2):
+        tf.keras.utils.set_random_seed(0)
+        model = zoo.get("panda_fcn2")(precision="float")
+        train(model, x[:200], y[:200], epochs=1, batch_size=50, seed=0, verbose=0)
+        weights.append(model.get_layer("dense_1").get_weights()[0])
+    np.testing.assert_allclose(weights[0], weights[1], atol=1e-6)
+
+
+class _Interrupt(tf.keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 1:
+            raise KeyboardInterrupt("simulated interruption")
+
+
+def test_training_resumes_from_last_checkpoint(fashion_small, tmp_path):
+    x, y, _, _ = fashion_small
+    model = zoo.get("panda_fcn2")(precision="binary")
+    with pytest.raises(KeyboardInterrupt):
+        train(model, x[:200], y[:200], epochs=3, batch_size=100, checkpoint_dir=tmp_path, callbacks=[_Interrupt()], verbose=0)
+    assert (tmp_path / "epoch-001.weights.h5").is_file()
+    history = train(model, x[:200], y[:200], epochs=3, batch_size=100, checkpoint_dir=tmp_path, verbose=0)
+    assert history.epoch == [1, 2]  # epoch 0 was not redone
+    assert (tmp_path / "epoch-003.weights.h5").is_file()
+
+
+def test_trained_model_beats_chance(trained):
+    model, xt, yt = trained
+    assert np.mean(predict_labels(model, xt) == yt) > 0.5
+
+
+@pytest.mark.parametrize("attack, options", [(fgsm, {}), (pgd, {"steps": 5})])
+def test_attacks_respect_bounds_and_hurt(trained, attack, options):
+    model, xt, yt = trained
+    x = tf.constant(xt[:100])
+    x_adv = attack(model, x, eps=0.1, y=yt[:100], **options).numpy()
+    assert np.max(np.abs(x_adv - xt[:100])) <= 0.1 + 1e-6
+    assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
+    clean = np.mean(predict_labels(model, xt[:100]) == yt[:100])
+    assert np.mean(predict_labels(model, x_adv) == yt[:100]) < clean - 0.1
+
+
+def test_pgd_at_least_as_strong_as_fgsm(trained):
+    model, xt, yt = trained
+    fgsm_rows, _ = robustness_curve(model, xt, yt, attack="fgsm", eps_list=[0.1])
+    pgd_rows, _ = robustness_curve(model, xt, yt, attack="pgd", eps_list=[0.1], steps=10)
+    assert pgd_rows[0]["accuracy"] <= fgsm_rows[0]["accuracy"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(eps=-0.1), "eps"),
+        (dict(eps=0.1, clip_min=1.0, clip_max=0.0), "clip_min"),
+        (dict(eps=0.1, targeted=True), "targeted"),
+        (dict(eps=0.1, norm=1), "norm"),
+    ],
+)
+def test_attack_argument_validation(trained, kwargs, message):
+    model, xt, _ = trained
+    for attack in (fgsm, pgd):
+        with pytest.raises(ValueError, match=message):
+            attack(model, xt[:2], **kwargs)
+
+
+def test_attack_rejects_nan_and_out_of_range(trained):
+    model, xt, _ = trained
+    bad = xt[:2].copy()
+    bad[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        fgsm(model, bad, eps=0.1)
+    with pytest.raises(ValueError, match="outside the clip range"):
+        fgsm(model, xt[:2] * 2.0 + 0.1, eps=0.1)
+
+
+def test_converted_model_agrees_with_keras(trained):
+    model, xt, yt = trained
+    flatbuffer = convert(model)
+    assert len(flatbuffer) < len(float_reference(model)) * 1.01
+    x_adv = pgd(model, xt, eps=0.1, steps=5, y=yt).numpy()
+    result = verify(flatbuffer, keras_model=model, x=xt, y=yt, x_adv=x_adv)
+    for key in ("clean", "adversarial"):
+        assert result[key]["n"] == len(xt)
+        assert result[key]["agreement"] >= 0.99
+        assert abs(result[key]["accuracy_tflite"] - result[key]["accuracy_keras"]) <= 0.01
+    with pytest.raises(ValueError, match="target"):
+        convert(model, target="coreml")
