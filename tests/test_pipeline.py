@@ -110,3 +110,15 @@ def test_converted_model_agrees_with_keras(trained):
         assert abs(result[key]["accuracy_tflite"] - result[key]["accuracy_keras"]) <= 0.01
     with pytest.raises(ValueError, match="target"):
         convert(model, target="coreml")
+
+
+def test_input_gradient_flows_through_discretization_and_sign(trained):
+    """White-box attacks need a non-zero input gradient: STE through sign, identity through discretization."""
+    model, xt, yt = trained
+    x = tf.constant(xt[:16])
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.keras.losses.sparse_categorical_crossentropy(yt[:16], model(x), from_logits=True)
+    grad = tape.gradient(loss, x).numpy()
+    assert np.all(np.isfinite(grad))
+    assert np.count_nonzero(grad) > 0.5 * grad.size
