@@ -53,7 +53,8 @@ def layer_quantizers(precision, *, first=False):
     - ``"2bit"`` / ``"3bit"`` / ``"4bit"``: :class:`~edgebnn.quantizers.KBitWeight` kernels
       (Guan Eq. 11) and :class:`~edgebnn.quantizers.KBitActivation` inputs.
 
-    The first layer of a network (``first=True``) sees the (possibly discretized)
+    k-bit kernels start uniform in [-1, 1] so that they span the grid (Glorot-scaled
+    weights would all round to 0). The first layer of a network (``first=True``) sees the (possibly discretized)
     pixels, so its inputs are never quantized. Latent weights are clipped to [-1, 1].
     Quantizer instances are fresh for every call (never shared between layers).
     """
@@ -67,7 +68,11 @@ def layer_quantizers(precision, *, first=False):
         kwargs = dict(input_quantizer="ste_sign", kernel_quantizer=quantizers.StochasticSign())
     elif precision in KBIT_PRECISIONS:
         bits = KBIT_PRECISIONS[precision]
-        kwargs = dict(input_quantizer=quantizers.KBitActivation(bits), kernel_quantizer=quantizers.KBitWeight(bits))
+        kwargs = dict(
+            input_quantizer=quantizers.KBitActivation(bits), kernel_quantizer=quantizers.KBitWeight(bits),
+            # Glorot-scaled weights (|w| < 2**-bits) would all round to 0 on the k-bit grid.
+            kernel_initializer=tf.keras.initializers.RandomUniform(-1.0, 1.0),
+        )
     else:
         raise ValueError(f"Unknown precision {precision!r}.")
     kwargs["kernel_constraint"] = "weight_clip"
