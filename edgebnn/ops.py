@@ -10,6 +10,11 @@ import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 import tensorflow as tf
 
+#: Ops hold no tensor-dependent Python control flow, so AutoGraph has nothing to
+#: convert; converting them anyway can unwrap ``tf.custom_gradient`` and return the
+#: raw ``(value, grad_fn)`` tuple inside Keras layer calls.
+_NO_AUTOGRAPH = tf.autograph.experimental.do_not_convert
+
 #: Smallest and largest supported input bit width of :func:`discretize`.
 MIN_INPUT_BITS = 1
 MAX_INPUT_BITS = 8
@@ -94,6 +99,7 @@ def hard_sigmoid(x):
     return tf.clip_by_value((tf.convert_to_tensor(x) + 1.0) / 2.0, 0.0, 1.0)
 
 
+@_NO_AUTOGRAPH
 def stochastic_sign(x, *, seed=None):
     """Stochastic binarization: +1 with probability ``hard_sigmoid(x)``, else -1.
 
@@ -132,6 +138,7 @@ def stochastic_sign(x, *, seed=None):
     return _stochastic_sign(tf.convert_to_tensor(x))
 
 
+@_NO_AUTOGRAPH
 def kbit_weight(w, bits):
     """k-bit weight quantization of Guan et al. (Eq. 11).
 
@@ -168,6 +175,7 @@ def kbit_weight(w, bits):
     return _kbit_weight(tf.convert_to_tensor(w))
 
 
+@_NO_AUTOGRAPH
 def kbit_activation(x, bits):
     """k-bit activation quantization (DoReFa-Net, Zhou et al. 2016, Eq. 9).
 
@@ -202,6 +210,19 @@ def kbit_activation(x, bits):
     return _kbit_activation(tf.convert_to_tensor(x))
 
 
+@_NO_AUTOGRAPH
+@tf.custom_gradient
+def _ste_sign(x):
+    """Sign with +1 at 0 (as Larq's ``ste_sign``) and the clipped straight-through gradient."""
+    y = tf.where(x >= 0.0, tf.ones_like(x), -tf.ones_like(x))
+
+    def grad(dy):
+        return _clipped_ste(dy, x)
+
+    return y, grad
+
+
+@_NO_AUTOGRAPH
 def xnor_weight(w):
     """XNOR-Net weight binarization (Rastegari et al. 2016, Sec. 3.1): ``alpha * sign(w)``.
 
@@ -223,17 +244,8 @@ def xnor_weight(w):
     return tf.stop_gradient(xnor_scale(w)) * _ste_sign(w)
 
 
+@_NO_AUTOGRAPH
 def xnor_scale(w):
     """Per-output-channel XNOR scale ``mean(|w|)`` over every axis but the last."""
     w = tf.convert_to_tensor(w)
     return tf.reduce_mean(tf.abs(w), axis=list(range(len(w.shape) - 1)))
-
-
-@tf.custom_gradient
-def _ste_sign(x):
-    y = tf.where(x >= 0.0, tf.ones_like(x), -tf.ones_like(x))
-
-    def grad(dy):
-        return _clipped_ste(dy, x)
-
-    return y, grad

@@ -63,11 +63,17 @@ def _bits(profile):
     return counts.get(1, 0), "; ".join(f"{c:,} ({b}-bit)" for b, c in sorted(low.items())) or "-", counts.get(32, 0)
 
 
-def _accuracy(model, train, test, *, limit, seed):
+#: Adam learning rates: 1e-3 for float models, 1e-2 for quantized ones (Larq's BinaryNet
+#: tutorial): latent weights must travel far enough to flip signs / cross k-bit grid steps.
+FLOAT_LR, QUANTIZED_LR = 1e-3, 1e-2
+FLOAT_PRECISIONS = ("float", "A")
+
+
+def _accuracy(model, train, test, *, limit, seed, learning_rate):
     x, y = train
     x, y = x[:limit], y[:limit]
     tf.keras.utils.set_random_seed(seed)
-    fit.train(model, x, y, epochs=1, batch_size=128, seed=seed, verbose=0)
+    fit.train(model, x, y, epochs=1, batch_size=128, learning_rate=learning_rate, seed=seed, verbose=0)
     stochastic = any(layer.__class__.__name__ == "MCDropout" and layer.always_on for layer in model.layers) or any(
         type(getattr(layer, "kernel_quantizer", None)).__name__ == "StochasticSign" for layer in model.layers)
     pred = predict_mc(model, test[0], samples=10 if stochastic else 1, batch_size=500)
@@ -86,7 +92,7 @@ def main():
     if not args.no_train:
         train = data.load("fashion_mnist", "train", data_dir=args.data_dir, limit=args.train_limit, seed=args.seed)
         test = data.load("fashion_mnist", "test", data_dir=args.data_dir)
-    header = (f"One epoch of Adam (lr 1e-3, batch 128) on a seeded {args.train_limit:,}-image Fashion-MNIST "
+    header = (f"One epoch of Adam (lr {FLOAT_LR:g} float, {QUANTIZED_LR:g} quantized; batch 128) on a seeded {args.train_limit:,}-image Fashion-MNIST "
               f"training subset ({args.fcn1_limit:,} for FCN1), accuracy on the full 10,000-image test set; "
               "stochastic models: class of the softmax summed over 10 passes. Galloway CNN trained at K=64 only.")
     print(header if not args.no_train else "Parameter counts only (--no-train).")
@@ -103,7 +109,8 @@ def main():
         accuracy = "n/a (no data offline)" if name not in zoo.MNIST_SHAPED else "-"
         if not args.no_train and name in zoo.MNIST_SHAPED and kwargs.get("kernels", 64) == 64:
             limit = args.fcn1_limit if name == "panda_fcn1" else args.train_limit
-            acc, n, stochastic = _accuracy(model, train, test, limit=limit, seed=args.seed)
+            lr = FLOAT_LR if precision in FLOAT_PRECISIONS else QUANTIZED_LR
+            acc, n, stochastic = _accuracy(model, train, test, limit=limit, seed=args.seed, learning_rate=lr)
             accuracy = f"{acc:.4f}" + (" (n=%d)" % n if n != args.train_limit else "")
         label = precision + (f", K={kwargs['kernels']}" if kwargs else "")
         print(f"| {name} | {label} | {params:,} | {reference:,} | {source} | {'yes' if params == reference else 'NO'} "

@@ -1,8 +1,9 @@
-"""Shared pieces of the model builders: argument validation and the input stem."""
+"""Shared pieces of the model builders: argument validation, the input stem, quantized layers."""
 
-from edgebnn import ops
+from edgebnn import ops, quantizers
 from edgebnn.layers import InputDiscretization
 
+import larq as lq
 import tensorflow as tf
 
 #: Larq keyword arguments of a BNN hidden layer (Courbariaux et al. 2016): binary
@@ -34,10 +35,6 @@ def input_stem(input_shape, input_bits):
     x = inputs if input_bits is None else InputDiscretization(input_bits, name="input_discretization")(inputs)
     return inputs, x
 
-import larq as lq  # noqa: E402  (kept next to the helpers that need it)
-
-from edgebnn import quantizers  # noqa: E402
-
 #: k-bit precisions of Guan et al. and their bit widths.
 KBIT_PRECISIONS = {"2bit": 2, "3bit": 3, "4bit": 4}
 
@@ -53,8 +50,9 @@ def layer_quantizers(precision, *, first=False):
     - ``"2bit"`` / ``"3bit"`` / ``"4bit"``: :class:`~edgebnn.quantizers.KBitWeight` kernels
       (Guan Eq. 11) and :class:`~edgebnn.quantizers.KBitActivation` inputs.
 
-    k-bit kernels start uniform in [-1, 1] so that they span the grid (Glorot-scaled
-    weights would all round to 0). The first layer of a network (``first=True``) sees the (possibly discretized)
+    k-bit and stochastic kernels start uniform in [-1, 1] so that they span the grid
+    and carry signal (Glorot-scaled weights would all round to 0, or sample nearly
+    fair coins). The first layer of a network (``first=True``) sees the (possibly discretized)
     pixels, so its inputs are never quantized. Latent weights are clipped to [-1, 1].
     Quantizer instances are fresh for every call (never shared between layers).
     """
@@ -65,7 +63,11 @@ def layer_quantizers(precision, *, first=False):
     elif precision == "xnor":
         kwargs = dict(input_quantizer="ste_sign", kernel_quantizer=quantizers.XnorWeight())
     elif precision == "stochastic_binary":
-        kwargs = dict(input_quantizer="ste_sign", kernel_quantizer=quantizers.StochasticSign())
+        kwargs = dict(
+            input_quantizer="ste_sign", kernel_quantizer=quantizers.StochasticSign(),
+            # Glorot-scaled weights would sample nearly fair coins (hard_sigmoid(w) ~ 0.5).
+            kernel_initializer=tf.keras.initializers.RandomUniform(-1.0, 1.0),
+        )
     elif precision in KBIT_PRECISIONS:
         bits = KBIT_PRECISIONS[precision]
         kwargs = dict(

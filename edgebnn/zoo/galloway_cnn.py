@@ -30,6 +30,8 @@ PRECISIONS = ("A", "B", "C", "S")
 KERNELS = (64, 128, 256)
 #: BatchNorm epsilon of Galloway et al.'s code (``BN_EPSILON``).
 BN_EPSILON = 1e-5
+#: Initial standard deviation of binary (and stochastic) kernels in their code (truncated normal).
+BINARY_INIT_STDDEV = 0.2
 
 
 def galloway_cnn(*, precision="A", kernels=64, input_bits=None, num_classes=10, input_shape=(28, 28, 1), name=None):
@@ -64,7 +66,8 @@ def galloway_cnn(*, precision="A", kernels=64, input_bits=None, num_classes=10, 
             quant = None
         else:
             x = tf.keras.layers.BatchNormalization(scale=False, epsilon=BN_EPSILON, name=f"bn_{i}")(x)
-            quant = dict(BINARY_HIDDEN)
+            quant = dict(BINARY_HIDDEN, kernel_initializer=tf.keras.initializers.TruncatedNormal(
+                stddev=BINARY_INIT_STDDEV))
             if precision == "S" and i == 2:
                 quant["kernel_quantizer"] = quantizers.StochasticSign()
         x = conv(2 * kernels, kernel, quant=quant, strides=strides, padding="valid", use_bias=False, name=f"conv_{i}")(x)
