@@ -193,20 +193,27 @@ def _realistic_batch_norm(model, seed=0):
             layer.set_weights([v.astype(np.float32) for v in values])
 
 
-#: LCE 0.16 fails on a sign-quantized kernel of 6144x6144 = 37.7M elements ("cannot create
-#: std::vector larger than max_size()"; 4096x4096 converts): binary FCN1 needs its kernels folded
-#: to constants before conversion, which belongs to the deployment issue.
-_LCE_FCN1_BINARY = pytest.mark.xfail(raises=ValueError, strict=True, reason="LCE 0.16: sign kernel > ~2**25 elements")
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("name, precision", [
-    ("panda_alexnet_imagenet", "xnor"), ("panda_fcn1", "float"),
-    pytest.param("panda_fcn1", "binary", marks=_LCE_FCN1_BINARY),
-])
+@pytest.mark.parametrize("name, precision", [("panda_alexnet_imagenet", "xnor"), ("panda_fcn1", "float")])
 def test_heavy_models_convert(name, precision):
     model = _build(name, precision)
     assert len(convert.convert(model, target="lce")) > 0
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="LCE 0.16 fails on a sign kernel of 6144x6144 = 37.7M elements")
+def test_binary_fcn1_converts():
+    """Known LCE 0.16 limitation: a Larq sign-quantized kernel of 6144x6144 elements does not
+    convert ("cannot create std::vector larger than max_size()"; 4096x4096 does), and the
+    failure sometimes aborts the process, hence the subprocess. Folding the kernels to
+    constants before conversion belongs to the deployment issue. Strict: passes -> fails."""
+    import subprocess
+    import sys
+
+    code = ("import edgebnn; from edgebnn import zoo; from edgebnn.deploy import convert; "
+            "convert.convert(zoo.get('panda_fcn1')(precision='binary'))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stderr[-500:]
 
 
 @pytest.mark.parametrize(
