@@ -45,9 +45,11 @@ def guan_lenet(
     Args:
         precision: one of :data:`PRECISIONS`.
         dropout_rate: dropout after the two hidden dense layers, in ``[0, 1)``.
-        mc_dropout: keep dropout active at inference (Monte-Carlo dropout). With the
-            default ``False`` dropout only acts in training and, except for
-            ``"stochastic_binary"``, the model is deterministic at inference.
+        mc_dropout: keep dropout active at inference (Monte-Carlo dropout; predict with
+            :func:`~edgebnn.evaluation.uncertainty.predict_mc`). With the default
+            ``False`` dropout only acts in training and, except for
+            ``"stochastic_binary"``, the model is deterministic at inference (and
+            converts with LCE; random models are the deployment issue's).
         input_bits: ``None`` or 1..8: prepend :class:`~edgebnn.layers.InputDiscretization`.
         num_classes: output classes.
         input_shape: shape of one input image.

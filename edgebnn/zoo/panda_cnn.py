@@ -38,7 +38,9 @@ RESNET20_BLOCKS_PER_STAGE = 3
 XNOR_ALEXNET_CONVS = ((256, 5, "same", True), (384, 3, "same", False), (384, 3, "same", False),
                       (256, 3, "same", True))
 XNOR_ALEXNET_FC = 4096
-#: XNOR-Net BatchNorm epsilon of the binary part (Larq Zoo).
+#: XNOR-Net BatchNorm settings (Larq Zoo): epsilon 1e-5 after the float stem, 1e-4 in the binary part.
+XNOR_BN = dict(momentum=0.9, scale=False)
+XNOR_STEM_BN_EPSILON = 1e-5
 XNOR_BN_EPSILON = 1e-4
 
 
@@ -167,10 +169,10 @@ def alexnet_imagenet(*, precision="float", input_bits=None, num_classes=1000, in
         family=family, precision=precision, precisions=ALEXNET_IMAGENET_PRECISIONS,
         input_bits=input_bits, num_classes=num_classes, input_shape=input_shape,
     )
-    bn = dict(momentum=0.9, scale=False, epsilon=XNOR_BN_EPSILON)
+    bn = dict(XNOR_BN, epsilon=XNOR_BN_EPSILON)
     inputs, x = input_stem(input_shape, input_bits)
     x = tf.keras.layers.Conv2D(96, 11, strides=4, padding="same", use_bias=False, name="conv_0")(x)
-    x = tf.keras.layers.BatchNormalization(momentum=0.9, scale=False, epsilon=1e-5, name="bn_conv_0")(x)
+    x = tf.keras.layers.BatchNormalization(**XNOR_BN, epsilon=XNOR_STEM_BN_EPSILON, name="bn_conv_0")(x)
     x = tf.keras.layers.Activation("relu", name="relu_conv_0")(x)
     x = tf.keras.layers.MaxPool2D(3, strides=2, name="pool_0")(x)
     x = tf.keras.layers.BatchNormalization(**bn, name="bn_pool_0")(x)
