@@ -21,7 +21,7 @@ Variants (the ``precision`` argument):
 
 from edgebnn import quantizers
 from edgebnn.layers import LearnedScale
-from edgebnn.zoo.common import BINARY_HIDDEN, conv, input_stem, model_name, validate_common
+from edgebnn.zoo.common import BINARY_HIDDEN, conv, input_stem, validate_common
 
 import tensorflow as tf
 
