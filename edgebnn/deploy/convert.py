@@ -57,8 +57,8 @@ def random_inference_layers(model):
     Detected: quantizers named ``*stochastic*`` (stochastic binarization samples
     ``+-1`` with probability ``hard_sigmoid(x)``), layers called with
     ``training=True`` (Monte-Carlo dropout kept on at inference), and layers whose
-    class name says Monte-Carlo (``MCDropout``, ``MonteCarlo...``) or that set an
-    ``mc``/``monte_carlo`` flag.
+    class name says Monte-Carlo (:class:`edgebnn.layers.MCDropout` unless
+    ``always_on=False``, ``MonteCarlo...``).
     """
     found = []
     for layer in _all_layers(model):
@@ -66,10 +66,8 @@ def random_inference_layers(model):
             if _is_stochastic(getattr(layer, attr, None)):
                 found.append((layer.name, f"{attr} is stochastic ({_name_of(getattr(layer, attr))})"))
         cls = type(layer).__name__.lower()
-        if "mcdropout" in cls or "montecarlo" in cls or getattr(layer, "mc", False) is True or getattr(
-            layer, "monte_carlo", False
-        ) is True:
-            found.append((layer.name, f"Monte-Carlo layer {type(layer).__name__}"))
+        if ("mcdropout" in cls and getattr(layer, "always_on", True)) or "montecarlo" in cls:
+            found.append((layer.name, f"Monte-Carlo layer {type(layer).__name__} is active at inference"))
         elif "stochastic" in cls:
             found.append((layer.name, f"stochastic layer {type(layer).__name__}"))
         for node in layer._inbound_nodes:
@@ -136,7 +134,7 @@ def prepare(model, *, target="lce", input_dtype="float32", rewrites=True):
     deployable = model
     if rewrites:
         lce = target == "lce"
-        deployable = _rewrite.rewrite(model, dense_to_conv=lce, bit_planes=lce, fold_xnor=True)
+        deployable = _rewrite.rewrite(model, dense_to_conv=lce, bit_planes="auto" if lce else False, fold_xnor=True)
     if input_dtype == "uint8":
         deployable = with_uint8_input(deployable)
     return deployable
