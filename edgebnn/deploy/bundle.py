@@ -44,6 +44,7 @@ def bundle(
     accuracy_tolerance=ACCURACY_TOLERANCE,
     min_agreement=MIN_AGREEMENT,
     description=None,
+    extra=None,
 ):
     """Write a deployment bundle to ``out_dir`` (atomically: a complete bundle or none).
 
@@ -60,6 +61,7 @@ def bundle(
         keras_model: optional Keras original; its accuracy and agreement with the
             flatbuffer on the set are recorded.
         name, description: labels stored in the manifest.
+        extra: optional dict of further manifest entries (e.g. full-test-set results).
         accuracy_tolerance: accepted |device accuracy - host accuracy|.
         min_agreement: accepted minimum fraction of device predictions equal to the host's.
 
@@ -102,6 +104,11 @@ def bundle(
                      "host_machine": platform.machine()},
         "tolerance": {"accuracy_abs": float(accuracy_tolerance), "min_agreement_with_host": float(min_agreement)},
     }
+    if extra:
+        clash = sorted(set(extra) & set(manifest))
+        if clash:
+            raise ValueError(f"`extra` must not override manifest keys, got {clash}.")
+        manifest.update(extra)
     if keras_model is not None:
         manifest["keras"] = compare(keras_model, tflite, pixels.astype(np.float32) / np.float32(255.0), y)
     _write_atomically(Path(out_dir), {MODEL_FILE: tflite, EVAL_FILE: eval_bytes,
