@@ -110,3 +110,15 @@ def test_convert_validates_arguments(fcn_in2):
         cv.convert(fcn_in2, target="portable", weights="int4")
     with pytest.raises(TypeError, match="`model` must be a tf.keras.Model"):
         cv.convert("model.h5")
+
+
+def test_refuses_zoo_stochastic_and_mc_dropout_models():
+    from edgebnn import zoo
+    from edgebnn.layers import MCDropout
+
+    with pytest.raises(cv.NotDeployableError, match="StochasticSign"):
+        cv.convert(zoo.get("galloway_cnn")(precision="S"))
+    inputs = tf.keras.Input((8,))
+    for always_on, refused in ((True, True), (False, False)):
+        model = tf.keras.Model(inputs, tf.keras.layers.Dense(2)(MCDropout(0.5, always_on=always_on)(inputs)))
+        assert bool(cv.random_inference_layers(model)) is refused

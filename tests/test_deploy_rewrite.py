@@ -123,3 +123,12 @@ def test_rewrite_rejects_bad_model():
         rw.rewrite("not a model")
     with pytest.raises(TypeError, match="functional"):
         rw.rewrite(Sub())
+
+
+def test_zoo_xnor_resnet20_rewrite_equivalent(rng):
+    from edgebnn import zoo
+
+    model = _randomize_batch_norm(zoo.get("panda_resnet20_cifar100")(precision="xnor"))
+    rewritten = rw.rewrite(model)
+    assert sum(layer.name.endswith("_xnor_scale") for layer in rewritten.layers) == 18
+    _assert_equivalent(model, rewritten, _inputs(rng, n=8, shape=(32, 32, 3)), atol=1e-3)
