@@ -107,7 +107,7 @@ def check_deployable(model):
         )
 
 
-@tf.keras.utils.register_keras_serializable(package="edgebnn_deploy")
+@tf.keras.utils.register_keras_serializable(package="edgebnn")
 class PixelScale(tf.keras.layers.Layer):
     """uint8 pixels -> float32 in ``[0, 1]``: ``cast(p) / 255`` (as :func:`edgebnn.data.load`)."""
 

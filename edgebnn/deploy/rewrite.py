@@ -56,15 +56,6 @@ def is_sign(quantizer):
     return isinstance(quantizer, SIGN_QUANTIZERS)
 
 
-def is_binary_dense(layer):
-    """A ``QuantDense`` with ``+-1`` kernel and ``+-1`` inputs (an XNOR-popcount layer)."""
-    return (
-        isinstance(layer, lq.layers.QuantDense)
-        and is_sign(layer.input_quantizer)
-        and (is_sign(layer.kernel_quantizer) or _is_xnor(layer.kernel_quantizer))
-    )
-
-
 def _is_xnor(quantizer):
     """XNOR-Net kernels ``alpha_c * sign(W)``: edgebnn's ``XnorWeight`` or Larq's ``magnitude_aware_sign``."""
     return isinstance(quantizer, (quantizers.XnorWeight, lq.quantizers.MagnitudeAwareSign))
@@ -74,7 +65,7 @@ def _is_quant_linear(layer):
     return isinstance(layer, (lq.layers.QuantDense, lq.layers.QuantConv2D))
 
 
-@tf.keras.utils.register_keras_serializable(package="edgebnn_deploy")
+@tf.keras.utils.register_keras_serializable(package="edgebnn")
 class BitPlanes(tf.keras.layers.Layer):
     """``[0, 1]`` pixels -> ``bits`` ``+-1`` bit planes (and an all-ones plane), stacked on the batch axis.
 
@@ -104,7 +95,7 @@ def plane_coefficients(bits):
     return [2.0 ** (j - 1) / 2.0**bits for j in range(bits)] + [0.5]
 
 
-@tf.keras.utils.register_keras_serializable(package="edgebnn_deploy")
+@tf.keras.utils.register_keras_serializable(package="edgebnn")
 class ChannelBias(tf.keras.layers.Layer):
     """Add a constant vector on the last axis (the bit-plane constant term)."""
 
@@ -119,7 +110,7 @@ class ChannelBias(tf.keras.layers.Layer):
         return {**super().get_config(), "bias": self.bias}
 
 
-@tf.keras.utils.register_keras_serializable(package="edgebnn_deploy")
+@tf.keras.utils.register_keras_serializable(package="edgebnn")
 class MergePlanes(tf.keras.layers.Layer):
     """Weighted sum over the batch-stacked planes: ``(P * batch, ...) -> (batch, ...)``."""
 
@@ -138,7 +129,7 @@ class MergePlanes(tf.keras.layers.Layer):
         return {**super().get_config(), "coefficients": self.coefficients}
 
 
-@tf.keras.utils.register_keras_serializable(package="edgebnn_deploy")
+@tf.keras.utils.register_keras_serializable(package="edgebnn")
 class ChannelScale(tf.keras.layers.Layer):
     """Multiply the last axis by a constant vector (folded XNOR scales)."""
 
@@ -223,7 +214,8 @@ def _effective_kernel(layer):
 
 
 def _xnor_alpha(layer):
-    kernel = layer.kernel.numpy()
+    """Per-output-channel XNOR scale ``mean(|W|)`` of the latent kernel."""
+    kernel = layer.get_weights()[0]
     return np.mean(np.abs(kernel), axis=tuple(range(kernel.ndim - 1)))
 
 
