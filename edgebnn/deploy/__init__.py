@@ -1,5 +1,8 @@
-"""Deployment: conversion to TFLite, re-verification, and the TF-free device runner.
+"""Deployment: graph rewrites, conversion to TFLite, re-verification, bundles, and the TF-free device runner.
 
 This package's ``__init__`` imports nothing heavy, so that ``edgebnn.deploy.device``
-can run on a device that has only NumPy and a TFLite interpreter.
+can run on a device that has only NumPy and a TFLite interpreter. Import the
+submodules directly: ``edgebnn.deploy.convert`` (``convert``, ``float_reference``),
+``edgebnn.deploy.rewrite``, ``edgebnn.deploy.report``, ``edgebnn.deploy.verify``,
+``edgebnn.deploy.bundle``, ``edgebnn.deploy.device``.
 """

@@ -1,30 +1,64 @@
-"""Re-verification of a converted model against its Keras original."""
+"""Re-verification of a converted model against its Keras original (host side)."""
 
 import numpy as np
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from edgebnn.deploy import device
+from edgebnn.deploy.convert import PIXEL_MAX
+
+#: Host runtimes: the device runtimes plus TensorFlow's own stock TFLite interpreter.
+RUNTIMES = (*device.RUNTIMES, "tensorflow")
 
 
 def lce_interpreter(flatbuffer, *, num_threads=1, kernel="default"):
-    """LCE's Python interpreter for ``flatbuffer``; ``kernel`` picks the bconv path.
+    """LCE's interpreter for ``flatbuffer`` as a :class:`~edgebnn.deploy.device.Runner`.
 
     Args:
         kernel: ``"default"`` (optimized), ``"reference"`` (reference bconv) or
             ``"indirect_bgemm"``.
     """
-    from larq_compute_engine.tflite.python.interpreter import Interpreter  # noqa: PLC0415
-
-    kernels = {"default": {}, "reference": {"use_reference_bconv": True}, "indirect_bgemm": {"use_indirect_bgemm": True}}
-    if kernel not in kernels:
-        raise ValueError(f"`kernel` must be one of {list(kernels)}, got {kernel!r}.")
-    return Interpreter(flatbuffer, num_threads=num_threads, **kernels[kernel])
+    return device.load_interpreter(flatbuffer, runtime="lce", num_threads=num_threads, kernel=kernel)
 
 
-def tflite_predict(flatbuffer, x, *, batch_size=1000, kernel="default"):
-    """Outputs of a TFLite flatbuffer on ``x`` with LCE's interpreter (runs LCE and builtin ops)."""
-    interpreter = lce_interpreter(flatbuffer, kernel=kernel)
-    x = np.asarray(x, dtype=np.float32)
-    return np.concatenate([interpreter.predict(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+def interpreter(flatbuffer, *, runtime="auto", kernel="default", num_threads=1):
+    """A runner for ``flatbuffer``; ``runtime="tensorflow"`` uses ``tf.lite.Interpreter`` (stock TFLite)."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"`runtime` must be one of {list(RUNTIMES)}, got {runtime!r}.")
+    if runtime != "tensorflow":
+        return device.load_interpreter(flatbuffer, runtime=runtime, kernel=kernel, num_threads=num_threads)
+    if kernel != "default":
+        raise ValueError(f"`kernel` {kernel!r} needs runtime 'lce', got runtime 'tensorflow'.")
+    import tensorflow as tf  # noqa: PLC0415
+
+    impl = device._StockRunner(tf.lite.Interpreter, "tensorflow", bytes(flatbuffer), num_threads=num_threads)
+    return device.Runner(impl)
+
+
+def to_pixels(x):
+    """``[0, 1]`` floats -> the nearest uint8 pixels (what a uint8-input model can receive)."""
+    return np.clip(np.round(np.asarray(x, np.float32) * PIXEL_MAX), 0, PIXEL_MAX).astype(np.uint8)
+
+
+def model_input(x, dtype):
+    """``x`` (``[0, 1]`` floats or uint8 pixels) in the form a model with input ``dtype`` takes."""
+    x = np.asarray(x)
+    if np.dtype(dtype) == np.uint8:
+        return x if x.dtype == np.uint8 else to_pixels(x)
+    return x.astype(np.float32) / np.float32(PIXEL_MAX) if x.dtype == np.uint8 else x.astype(np.float32)
+
+
+def tflite_predict(flatbuffer, x, *, batch_size=1000, kernel="default", runtime="auto"):
+    """Outputs of a TFLite flatbuffer on ``x`` (``[0, 1]`` floats; rounded to pixels for uint8 models).
+
+    Args:
+        batch_size: examples per call into the runner (the interpreter itself runs one at a time).
+        kernel: LCE bconv path, see :func:`lce_interpreter`.
+        runtime: ``"auto"`` (LCE for LCE models, else a stock runtime if installed),
+            ``"lce"``, ``"ai_edge_litert"``, ``"tflite_runtime"`` or ``"tensorflow"``.
+    """
+    runner = interpreter(flatbuffer, runtime=runtime, kernel=kernel)
+    x = model_input(x, runner.input_dtype)
+    return np.concatenate([runner.predict(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
 def _softmax(logits):
@@ -33,18 +67,29 @@ def _softmax(logits):
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def compare(keras_model, flatbuffer, x, y, *, batch_size=1000):
+def _input_dtype(flatbuffer):
+    return device.load_interpreter(flatbuffer, runtime="lce").input_dtype
+
+
+def compare(keras_model, flatbuffer, x, y, *, batch_size=1000, runtime="auto", kernel="default"):
     """Accuracy of the Keras model and of the flatbuffer on ``(x, y)``, and their agreement.
+
+    For a uint8-input flatbuffer both models see ``x`` rounded to the pixel grid (a
+    uint8 model cannot receive anything else), so adversarial examples are compared
+    after that rounding.
 
     Returns:
         dict with ``n``, ``accuracy_keras``, ``accuracy_tflite``, ``agreement`` (fraction
         of equal arg-max predictions), ``max_abs_prob_diff`` (max |softmax difference|).
     """
     x = np.asarray(x, dtype=np.float32)
+    y = np.asarray(y)
     if len(x) != len(y):
         raise ValueError(f"`x` and `y` differ in length: {len(x)} vs {len(y)}.")
+    if _input_dtype(flatbuffer) == np.uint8:
+        x = to_pixels(x).astype(np.float32) / np.float32(PIXEL_MAX)
     keras_logits = keras_model.predict(x, batch_size=batch_size, verbose=0)
-    tflite_logits = tflite_predict(flatbuffer, x, batch_size=batch_size)
+    tflite_logits = tflite_predict(flatbuffer, x, batch_size=batch_size, runtime=runtime, kernel=kernel)
     keras_pred, tflite_pred = keras_logits.argmax(-1), tflite_logits.argmax(-1)
     return {
         "n": int(len(x)),
@@ -55,19 +100,46 @@ def compare(keras_model, flatbuffer, x, y, *, batch_size=1000):
     }
 
 
-def verify(flatbuffer, *, keras_model, x, y, x_adv=None, batch_size=1000):
+def kernel_agreement(flatbuffer, x):
+    """Cross-check LCE's bconv kernel paths on ``x``: reference vs default vs indirect BGEMM.
+
+    Returns:
+        dict with ``n``, per path ``{"agreement_with_reference", "max_abs_diff_vs_reference"}``
+        (arg-max agreement and max |logit difference| against the reference kernels).
+    """
+    outputs = {k: tflite_predict(flatbuffer, x, kernel=k, runtime="lce") for k in device.KERNELS}
+    ref = outputs["reference"]
+    result = {"n": int(len(x))}
+    for k in ("default", "indirect_bgemm"):
+        result[k] = {
+            "agreement_with_reference": float(np.mean(outputs[k].argmax(-1) == ref.argmax(-1))),
+            "max_abs_diff_vs_reference": float(np.max(np.abs(outputs[k] - ref), initial=0.0)),
+        }
+    return result
+
+
+def verify(flatbuffer, *, keras_model, x, y, x_adv=None, batch_size=1000, runtime="auto", kernel_check=256):
     """Compare a converted model with its Keras original on clean and adversarial inputs.
 
     Args:
         flatbuffer: the converted model (``bytes``).
         keras_model: the Keras model it was converted from.
-        x, y: clean inputs and labels.
+        x, y: clean inputs (``[0, 1]``) and labels.
         x_adv: adversarial examples crafted against ``keras_model`` (same labels ``y``).
+        runtime: interpreter, see :func:`tflite_predict`.
+        kernel_check: for models with LCE ops, cross-check the bconv kernel paths on the
+            first ``kernel_check`` clean inputs (0 to skip).
 
     Returns:
-        ``{"clean": compare(...), "adversarial": compare(...) or None}``.
+        ``{"clean": compare(...), "adversarial": compare(...) or None}``, plus
+        ``"kernels": kernel_agreement(...)`` for LCE models when ``kernel_check > 0``.
     """
-    return {
-        "clean": compare(keras_model, flatbuffer, x, y, batch_size=batch_size),
-        "adversarial": None if x_adv is None else compare(keras_model, flatbuffer, x_adv, y, batch_size=batch_size),
+    result = {
+        "clean": compare(keras_model, flatbuffer, x, y, batch_size=batch_size, runtime=runtime),
+        "adversarial": None
+        if x_adv is None
+        else compare(keras_model, flatbuffer, x_adv, y, batch_size=batch_size, runtime=runtime),
     }
+    if kernel_check and device.uses_lce_ops(bytes(flatbuffer)):
+        result["kernels"] = kernel_agreement(flatbuffer, np.asarray(x)[:kernel_check])
+    return result

@@ -1,0 +1,132 @@
+"""Train, deploy and re-verify models on the full Fashion-MNIST test set (issue 5).
+
+For every model: train on the 60,000 training images, craft PGD examples against the
+Keras model on the 10,000 test images, convert to every target, and compare Keras and
+the deployed model on clean and adversarial inputs (accuracy of each, arg-max
+agreement, max |probability difference|, LCE kernel-path cross-check). Prints a
+markdown table. With ``--ship``, writes device bundles to ``tflite_models/<name>-<target>``
+(uint8 input, a seeded 1,000-image evaluation subset, and the full-test-set numbers in
+the manifest).
+
+Usage:
+    PYTHONPATH=. nice -n 10 python scripts/deploy_fashion.py [--epochs 3] [--ship] [--json out.json]
+"""
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from edgebnn import data, zoo
+from edgebnn.deploy import convert as cv
+from edgebnn.deploy import report
+from edgebnn.deploy.bundle import bundle
+from edgebnn.deploy.verify import verify
+from edgebnn.evaluation.robustness import craft
+from edgebnn.training import train
+
+import tensorflow as tf
+
+REPO = Path(__file__).resolve().parents[1]
+#: name -> (zoo family, builder arguments)
+MODELS = {
+    "fcn2_bnn_in2": ("panda_fcn2", dict(precision="binary", input_bits=2)),
+    "galloway_b64_in2": ("galloway_cnn", dict(precision="B", kernels=64, input_bits=2)),
+}
+#: (target, input dtype) of every deployed variant that is verified.
+VARIANTS = (("lce", "float32"), ("lce", "uint8"), ("portable", "float32"), ("portable", "uint8"))
+#: Variants written to tflite_models/ with --ship: raw-pixel input for devices.
+SHIPPED = (("lce", "uint8"), ("portable", "uint8"))
+SHIPPED_EVAL_IMAGES = 1000
+
+
+def _trained(name, family, kwargs, x, y, *, epochs, weights_dir):
+    model = zoo.get(family)(**kwargs)
+    path = Path(weights_dir) / f"{name}-e{epochs}.weights.h5"
+    if path.exists():
+        model.load_weights(os.fspath(path))
+        print(f"{name}: loaded {path}", flush=True)
+    else:
+        start = time.time()
+        train(model, x, y, epochs=epochs, batch_size=128, seed=0, verbose=2)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        model.save_weights(os.fspath(path))
+        print(f"{name}: trained {epochs} epochs in {time.time() - start:.0f} s", flush=True)
+    return model
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {list(MODELS)}")
+    parser.add_argument("--eps", type=float, default=0.1, help="PGD L-inf radius")
+    parser.add_argument("--steps", type=int, default=10, help="PGD steps")
+    parser.add_argument("--limit", type=int, default=None, help="test images (default: all 10,000)")
+    parser.add_argument("--weights-dir", default=os.fspath(REPO / "runs" / "deploy_fashion"))
+    parser.add_argument("--data-dir", default=os.environ.get("EDGEBNN_DATA_DIR", os.fspath(REPO.parent / "shared" / "data")))
+    parser.add_argument("--ship", action="store_true", help="write bundles to tflite_models/")
+    parser.add_argument("--json", help="write all results here")
+    args = parser.parse_args()
+
+    x, y = data.load("fashion_mnist", "train", data_dir=args.data_dir)
+    xt, yt = data.load("fashion_mnist", "test", data_dir=args.data_dir, limit=args.limit)
+    results, rows = {}, []
+    for name in args.models.split(","):
+        family, kwargs = MODELS[name]
+        model = _trained(name, family, kwargs, x, y, epochs=args.epochs, weights_dir=args.weights_dir)
+        start = time.time()
+        x_adv = craft(model, xt, yt, attack="pgd", eps=args.eps, steps=args.steps)
+        print(f"{name}: PGD eps={args.eps} steps={args.steps} on {len(xt)} images in {time.time() - start:.0f} s",
+              flush=True)
+        float_bytes = len(cv.float_reference(model))
+        for target, input_dtype in VARIANTS:
+            fb = cv.convert(model, target=target, input_dtype=input_dtype)
+            runtime = "lce" if target == "lce" else "tensorflow"  # portable: stock TFLite interpreter
+            result = verify(fb, keras_model=model, x=xt, y=yt, x_adv=x_adv, runtime=runtime)
+            result["conversion"] = report.conversion_report(fb, float_bytes=float_bytes, name=name,
+                                                            target=f"{target}/{input_dtype}")
+            results[f"{name}/{target}/{input_dtype}"] = result
+            rows.append((name, target, input_dtype, runtime, result))
+            print(f"{name} {target}/{input_dtype}: {json.dumps({k: result[k] for k in ('clean', 'adversarial')})}",
+                  flush=True)
+            if args.ship and (target, input_dtype) in SHIPPED:
+                rng = np.random.default_rng(0)
+                subset = np.sort(rng.choice(len(xt), size=min(SHIPPED_EVAL_IMAGES, len(xt)), replace=False))
+                full = {"dataset": "fashion_mnist", "split": "test", "n": int(len(xt)),
+                        "accuracy": result["clean"]["accuracy_tflite"], "keras": result["clean"],
+                        "pgd": {"eps": args.eps, "steps": args.steps, **result["adversarial"]}}
+                out = REPO / "tflite_models" / f"{name}-{target}"
+                bundle(fb, xt[subset], yt[subset], out, keras_model=model, name=f"{name}-{target}",
+                       description=f"{family} {kwargs}, trained {args.epochs} epochs on the 60,000 Fashion-MNIST "
+                                   f"training images by scripts/deploy_fashion.py; eval set: {len(subset)} test "
+                                   f"images (numpy default_rng(0) choice)",
+                       extra={"full_test_set": full, "conversion": result["conversion"]})
+                print(f"shipped {out}", flush=True)
+
+    print("\n| model | target | input | runtime | n | Keras acc clean | TFLite acc clean | agreement clean | "
+          "max prob diff clean | Keras acc PGD | TFLite acc PGD | agreement PGD | max prob diff PGD | "
+          "kernel paths agree |")
+    print("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for name, target, input_dtype, runtime, r in rows:
+        c, a = r["clean"], r["adversarial"]
+        kernels = r.get("kernels")
+        k = "n/a" if kernels is None else (
+            f"{min(kernels[p]['agreement_with_reference'] for p in ('default', 'indirect_bgemm')):.4f} "
+            f"(max diff {max(kernels[p]['max_abs_diff_vs_reference'] for p in ('default', 'indirect_bgemm')):.1e}, "
+            f"n={kernels['n']})")
+        print(f"| {name} | {target} | {input_dtype} | {runtime} | {c['n']} | {c['accuracy_keras']:.4f} | "
+              f"{c['accuracy_tflite']:.4f} | {c['agreement']:.4f} | {c['max_abs_prob_diff']:.1e} | "
+              f"{a['accuracy_keras']:.4f} | {a['accuracy_tflite']:.4f} | {a['agreement']:.4f} | "
+              f"{a['max_abs_prob_diff']:.1e} | {k} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    tf.get_logger().setLevel("ERROR")
+    main()

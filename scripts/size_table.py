@@ -1,0 +1,136 @@
+"""Size table and x86 latency of deployed models, in one run (issue 5).
+
+For each architecture: plain float TFLite of the same Keras graph, Larq Compute Engine
+as is, LCE after edgebnn's graph rewrites, and the portable (builtin-ops) target.
+Prints markdown tables: bytes, ratio vs float TFLite, the op histogram (binary /
+int8 / float layer ops), and per-image latency with 1 thread.
+
+Sizes do not depend on training, so the models are untrained; their BatchNorm
+statistics are set to seeded random values (as after training) so that no constant
+is deduplicated because it happens to equal another.
+
+Usage:
+    PYTHONPATH=. python scripts/size_table.py [--latency-images 300] [--json out.json]
+"""
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from edgebnn import zoo
+from edgebnn.deploy import convert as cv
+from edgebnn.deploy import report
+from edgebnn.deploy.verify import interpreter
+
+import larq as lq
+import tensorflow as tf
+
+
+def _realistic_batch_norm(model, seed=0):
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            weights = []
+            for w in layer.weights:
+                if "moving_variance" in w.name:
+                    weights.append(rng.uniform(0.5, 50.0, w.shape).astype(np.float32))
+                else:
+                    weights.append(rng.normal(0.0, 1.0, w.shape).astype(np.float32))
+            layer.set_weights(weights)
+    return model
+
+
+def galloway_binary_first_layer(**kwargs):
+    """Galloway CNN whose float first convolution is replaced by a binary-weight one.
+
+    Not one of the paper's variants: B keeps the first layer float. With a discretized
+    input, this variant's first layer can run as bit-plane binary convolutions.
+    """
+    model = zoo.get("galloway_cnn")(**kwargs)
+
+    def clone(layer):
+        if layer.name != "conv_0":
+            return layer.__class__.from_config(layer.get_config())
+        config = layer.get_config()
+        return lq.layers.QuantConv2D(
+            config["filters"], config["kernel_size"], strides=config["strides"], padding=config["padding"],
+            use_bias=False, kernel_quantizer="ste_sign", kernel_constraint="weight_clip", name="conv_0",
+        )
+
+    return tf.keras.models.clone_model(model, clone_function=clone)
+
+
+#: (label, builder) of every architecture in the table.
+MODELS = (
+    ("FCN2 BNN, 2-bit input", lambda: zoo.get("panda_fcn2")(precision="binary", input_bits=2)),
+    ("FCN2 BNN, float input", lambda: zoo.get("panda_fcn2")(precision="binary")),
+    ("Galloway CNN B-64", lambda: zoo.get("galloway_cnn")(precision="B", kernels=64)),
+    ("Galloway CNN B-64, 2-bit input", lambda: zoo.get("galloway_cnn")(precision="B", kernels=64, input_bits=2)),
+    ("Galloway CNN B-64, 2-bit input, binary first layer (not in the paper)",
+     lambda: galloway_binary_first_layer(precision="B", kernels=64, input_bits=2)),
+    ("XNOR ResNet-20, CIFAR-100 shape", lambda: zoo.get("panda_resnet20_cifar100")(precision="xnor")),
+)
+#: (label, convert keyword arguments) of every deployed variant.
+VARIANTS = (
+    ("LCE as is", dict(target="lce", rewrites=False)),
+    ("LCE + rewrites", dict(target="lce")),
+    ("LCE + rewrites, uint8 input", dict(target="lce", input_dtype="uint8")),
+    ("portable float32", dict(target="portable")),
+    ("portable float16", dict(target="portable", weights="float16")),
+)
+LATENCY_VARIANTS = ("float TFLite", "LCE as is", "LCE + rewrites")
+
+
+def latency_ms(flatbuffer, x, *, runtime="lce", repeats=3):
+    """Median over ``repeats`` of the mean milliseconds per image, batch 1, 1 thread."""
+    runner = interpreter(flatbuffer, runtime=runtime, num_threads=1)
+    runner.predict(x[:10])  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        runner.predict(x)
+        times.append(1000.0 * (time.perf_counter() - start) / len(x))
+    return float(np.median(times))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--latency-images", type=int, default=300)
+    parser.add_argument("--json", help="also write all rows here")
+    args = parser.parse_args()
+    rows, latency_rows = [], []
+    for label, build in MODELS:
+        model = _realistic_batch_norm(build())
+        float_fb = cv.float_reference(model)
+        flatbuffers = {"float TFLite": float_fb}
+        rows.append(report.conversion_report(float_fb, float_bytes=len(float_fb), name=label, target="float TFLite"))
+        for variant, options in VARIANTS:
+            fb = cv.convert(model, **options)
+            flatbuffers[variant] = fb
+            rows.append(report.conversion_report(fb, float_bytes=len(float_fb), name=label, target=variant))
+        x = np.random.default_rng(0).random((args.latency_images, *model.input_shape[1:])).astype(np.float32)
+        entry = {"name": label}
+        for variant in LATENCY_VARIANTS:
+            entry[f"{variant} (LCE interpreter)"] = latency_ms(flatbuffers[variant], x)
+        entry["float TFLite (tf.lite.Interpreter, XNNPACK)"] = latency_ms(float_fb, x, runtime="tensorflow")
+        latency_rows.append(entry)
+        print(f"done: {label}", flush=True)
+
+    print("\n## Sizes (bytes; ratio = float TFLite bytes / bytes)\n")
+    print(report.markdown_table(rows))
+    print(f"\n## x86 latency, ms per image, batch 1, 1 thread ({args.latency_images} random images, median of 3)\n")
+    keys = [k for k in latency_rows[0] if k != "name"]
+    print("| model | " + " | ".join(keys) + " |")
+    print("|---|" + "---:|" * len(keys))
+    for entry in latency_rows:
+        print(f"| {entry['name']} | " + " | ".join(f"{entry[k]:.3f}" for k in keys) + " |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"sizes": rows, "latency": latency_rows}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Conversion targets, conversion report, refusal of random models, and verification vs Keras."""
+
+import numpy as np
+import pytest
+
+from edgebnn.deploy import convert as cv
+from edgebnn.deploy import device, report
+from edgebnn.deploy.verify import compare, tflite_predict, verify
+from edgebnn.training import train
+from edgebnn.zoo.panda_fcn import build_fcn
+
+import larq as lq
+import tensorflow as tf
+
+
+@pytest.fixture(scope="module")
+def fcn_in2(fashion_small):
+    """A small binary FCN with 2-bit input, trained briefly on real data (realistic BatchNorm)."""
+    x, y, _, _ = fashion_small
+    model = build_fcn(hidden_units=64, hidden_layers=2, precision="binary", input_bits=2)
+    train(model, x, y, epochs=3, batch_size=64, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def lce_fb(fcn_in2):
+    return cv.convert(fcn_in2, target="lce")
+
+
+def test_lce_rewrites_make_every_layer_binary(fcn_in2, lce_fb):
+    as_is = cv.convert(fcn_in2, target="lce", rewrites=False)
+    assert report.layer_ops(lce_fb) == {"binary": 3, "int8": 0, "float": 0}
+    assert report.op_histogram(lce_fb)["LceBconv2d"] == 3
+    # LCE alone keeps binary dense layers as float FULLY_CONNECTED
+    assert report.layer_ops(as_is)["float"] == 3 and report.layer_ops(as_is)["binary"] == 0
+    float_bytes = len(cv.float_reference(fcn_in2))
+    row = report.conversion_report(lce_fb, float_bytes=float_bytes, name="fcn", target="lce")
+    assert row["bytes"] == len(lce_fb) and row["ratio"] == pytest.approx(float_bytes / len(lce_fb))
+    assert len(lce_fb) * 10 < len(as_is)
+    assert "| fcn | lce |" in report.markdown_table([row])
+
+
+def test_lce_matches_keras_and_kernel_paths_agree(fcn_in2, lce_fb, fashion_small):
+    _, _, xt, yt = fashion_small
+    x_adv = np.clip(xt + np.random.default_rng(0).choice([-0.1, 0.1], xt.shape), 0, 1).astype(np.float32)
+    result = verify(lce_fb, keras_model=fcn_in2, x=xt, y=yt, x_adv=x_adv, kernel_check=64)
+    for part in ("clean", "adversarial"):
+        assert set(result[part]) == {"n", "accuracy_keras", "accuracy_tflite", "agreement", "max_abs_prob_diff"}
+        assert result[part]["agreement"] == 1.0
+        assert result[part]["max_abs_prob_diff"] < 1e-4
+    assert result["clean"]["accuracy_keras"] > 0.5
+    for path in ("default", "indirect_bgemm"):
+        assert result["kernels"][path]["agreement_with_reference"] == 1.0
+        assert result["kernels"][path]["max_abs_diff_vs_reference"] < 1e-4
+
+
+@pytest.mark.parametrize("weights", ["float32", "float16"])
+def test_portable_is_builtin_only_and_runs_on_stock_tflite(fcn_in2, fashion_small, weights):
+    _, _, xt, yt = fashion_small
+    fb = cv.convert(fcn_in2, target="portable", weights=weights)
+    ops = report.op_histogram(fb)
+    assert not device.uses_lce_ops(fb) and not any(name.startswith("Lce") for name in ops)
+    result = compare(fcn_in2, fb, xt, yt, runtime="tensorflow")
+    if weights == "float32":
+        assert result["agreement"] == 1.0 and result["max_abs_prob_diff"] < 1e-4
+        assert report.layer_ops(fb)["float"] == 3
+    else:
+        assert result["agreement"] >= 0.97  # float16 weights: approximate, measured by verify
+        assert len(fb) < 0.6 * len(cv.float_reference(fcn_in2))
+
+
+@pytest.mark.parametrize("target", ["lce", "portable"])
+def test_uint8_input_takes_raw_pixels(fcn_in2, fashion_small, target):
+    _, _, xt, _ = fashion_small
+    fb = cv.convert(fcn_in2, target=target, input_dtype="uint8")
+    runner = device.load_interpreter(fb, runtime="lce")
+    assert runner.input_dtype == np.uint8
+    pixels = np.round(xt * 255).astype(np.uint8)
+    got = runner.predict(pixels[:100])
+    expected = fcn_in2.predict(pixels[:100].astype(np.float32) / 255.0, verbose=0)
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    # tflite_predict rounds [0, 1] floats to the pixel grid for a uint8 model
+    np.testing.assert_allclose(tflite_predict(fb, xt[:20]), expected[:20], atol=1e-4)
+
+
+class StochasticSign(lq.quantizers.SteSign):
+    """Stand-in for a stochastic binarizer (the real ones live in edgebnn.quantizers)."""
+
+
+def test_refuses_models_that_sample_at_inference():
+    inputs = tf.keras.Input((8,))
+    out = lq.layers.QuantDense(4, input_quantizer=StochasticSign(), kernel_quantizer="ste_sign")(inputs)
+    with pytest.raises(cv.NotDeployableError, match="stochastic"):
+        cv.convert(tf.keras.Model(inputs, out))
+    x = tf.keras.layers.Dense(8)(inputs)
+    x = tf.keras.layers.Dropout(0.5)(x, training=True)  # Monte-Carlo dropout
+    with pytest.raises(cv.NotDeployableError, match="training=True"):
+        cv.convert(tf.keras.Model(inputs, tf.keras.layers.Dense(2)(x)), target="portable")
+    # plain dropout is the identity at inference: deterministic, converts
+    y = tf.keras.layers.Dropout(0.5)(tf.keras.layers.Dense(8)(inputs))
+    assert cv.random_inference_layers(tf.keras.Model(inputs, tf.keras.layers.Dense(2)(y))) == []
+
+
+def test_convert_validates_arguments(fcn_in2):
+    with pytest.raises(ValueError, match="`target` must be one of"):
+        cv.convert(fcn_in2, target="tpu")
+    with pytest.raises(ValueError, match="`input_dtype` must be one of"):
+        cv.convert(fcn_in2, input_dtype="int8")
+    with pytest.raises(ValueError, match="`weights` must be one of"):
+        cv.convert(fcn_in2, target="portable", weights="int4")
+    with pytest.raises(TypeError, match="`model` must be a tf.keras.Model"):
+        cv.convert("model.h5")
+
+
+def test_refuses_zoo_stochastic_and_mc_dropout_models():
+    from edgebnn import zoo
+    from edgebnn.layers import MCDropout
+
+    with pytest.raises(cv.NotDeployableError, match="StochasticSign"):
+        cv.convert(zoo.get("galloway_cnn")(precision="S"))
+    inputs = tf.keras.Input((8,))
+    for always_on, refused in ((True, True), (False, False)):
+        model = tf.keras.Model(inputs, tf.keras.layers.Dense(2)(MCDropout(0.5, always_on=always_on)(inputs)))
+        assert bool(cv.random_inference_layers(model)) is refused

@@ -1,0 +1,134 @@
+"""Graph rewrites are numerically equivalent to the original Keras model (Keras vs Keras)."""
+
+import numpy as np
+import pytest
+
+from edgebnn.deploy import rewrite as rw
+from edgebnn.layers import InputDiscretization
+from edgebnn.zoo.panda_fcn import build_fcn
+
+import larq as lq
+import tensorflow as tf
+
+
+def _randomize_batch_norm(model, seed=0):
+    """Realistic, non-trivial BatchNorm statistics (as after training)."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            weights = []
+            for w in layer.weights:
+                if "moving_variance" in w.name:
+                    weights.append(rng.uniform(0.5, 50.0, w.shape).astype(np.float32))
+                elif "moving_mean" in w.name:
+                    weights.append(rng.normal(0, 5.0, w.shape).astype(np.float32))
+                else:
+                    weights.append(rng.normal(0, 0.5, w.shape).astype(np.float32))
+            layer.set_weights(weights)
+    return model
+
+
+def _inputs(rng, n=64, shape=(28, 28, 1)):
+    return rng.random((n, *shape)).astype(np.float32)
+
+
+def _assert_equivalent(original, rewritten, x, atol=1e-4):
+    expected = original.predict(x, verbose=0)
+    got = rewritten.predict(x, verbose=0)
+    np.testing.assert_allclose(got, expected, atol=atol, rtol=1e-5)
+    np.testing.assert_array_equal(got.argmax(-1), expected.argmax(-1))
+
+
+@pytest.mark.parametrize("input_bits", [None, 1, 2, 3])
+def test_fcn_rewrite_equivalent_and_all_binary(input_bits, rng):
+    model = _randomize_batch_norm(build_fcn(hidden_units=64, hidden_layers=2, precision="binary",
+                                            input_bits=input_bits))
+    before = [w.copy() for w in model.get_weights()]
+    rewritten = rw.rewrite(model)
+    _assert_equivalent(model, rewritten, _inputs(rng))
+    # every binary dense layer became a 1x1 QuantConv2D; a first layer on real-valued
+    # pixels (no discretization) is not binary and stays a dense layer
+    float_first = 1 if input_bits is None else 0
+    assert sum(isinstance(layer, lq.layers.QuantDense) for layer in rewritten.layers) == float_first
+    assert sum(isinstance(layer, lq.layers.QuantConv2D) for layer in rewritten.layers) == 3 - float_first
+    if input_bits is not None:
+        first = rewritten.get_layer("dense_0")
+        assert rw.is_sign(first.input_quantizer)  # bit planes are +-1 inputs of a binary layer
+        assert not any(isinstance(layer, InputDiscretization) for layer in rewritten.layers)
+    # the original is untouched
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert rewritten is not model
+
+
+def _conv_model(padding, input_bits=2, kernel_quantizer="ste_sign", first_bn=True):
+    inputs = tf.keras.Input((12, 12, 1))
+    x = InputDiscretization(input_bits)(inputs)
+    x = lq.layers.QuantConv2D(8, 3, padding=padding, kernel_quantizer=kernel_quantizer, use_bias=False,
+                              name="conv_0")(x)
+    if first_bn:
+        x = tf.keras.layers.BatchNormalization(scale=False)(x)
+    x = lq.layers.QuantConv2D(8, 3, padding=padding, input_quantizer="ste_sign", kernel_quantizer=kernel_quantizer,
+                              use_bias=False, name="conv_1")(x)
+    x = tf.keras.layers.BatchNormalization(scale=False)(x)
+    x = tf.keras.layers.MaxPool2D()(x)
+    x = tf.keras.layers.Flatten()(x)
+    x = lq.layers.QuantDense(10, input_quantizer="ste_sign", kernel_quantizer=kernel_quantizer, use_bias=False)(x)
+    return _randomize_batch_norm(tf.keras.Model(inputs, tf.keras.layers.BatchNormalization(scale=False)(x)))
+
+
+@pytest.mark.parametrize("padding", ["same", "valid"])
+@pytest.mark.parametrize("first_bn", [True, False])
+def test_conv_first_layer_bit_planes_equivalent(padding, first_bn, rng):
+    model = _conv_model(padding, first_bn=first_bn)
+    rewritten = rw.rewrite(model)
+    assert any(isinstance(layer, rw.BitPlanes) for layer in rewritten.layers)
+    assert rw.is_sign(rewritten.get_layer("conv_0").input_quantizer)
+    _assert_equivalent(model, rewritten, _inputs(rng, shape=(12, 12, 1)))
+
+
+def test_bit_planes_reconstruct_discretized_input(rng):
+    """sum_j c_j * plane_j is exactly the discretized input, for every bit width."""
+    x = _inputs(rng, n=8, shape=(5, 5, 1))
+    for bits in range(1, 9):
+        planes = rw.BitPlanes(bits)(x).numpy().reshape(bits + 1, *x.shape)
+        merged = sum(c * p for c, p in zip(rw.plane_coefficients(bits), planes))
+        np.testing.assert_array_equal(merged, InputDiscretization(bits)(x).numpy())
+        assert set(np.unique(planes)) <= {-1.0, 1.0}
+
+
+def test_xnor_scales_folded(rng):
+    model = _conv_model("same", kernel_quantizer="magnitude_aware_sign")
+    rewritten = rw.rewrite(model)
+    quantizers = [layer.kernel_quantizer for layer in rewritten.layers if hasattr(layer, "kernel_quantizer")]
+    assert quantizers and all(rw.is_sign(q) for q in quantizers)
+    assert sum(layer.name.endswith("_xnor_scale") for layer in rewritten.layers) == 3
+    _assert_equivalent(model, rewritten, _inputs(rng, shape=(12, 12, 1)), atol=1e-3)
+
+
+def test_options_switch_rewrites_off(rng):
+    model = build_fcn(hidden_units=32, hidden_layers=1, precision="binary", input_bits=2)
+    plain = rw.rewrite(model, dense_to_conv=False, bit_planes=False)
+    assert sum(isinstance(layer, lq.layers.QuantDense) for layer in plain.layers) == 2
+    assert any(isinstance(layer, InputDiscretization) for layer in plain.layers)
+    _assert_equivalent(model, plain, _inputs(rng, n=16))
+
+
+def test_rewrite_rejects_bad_model():
+    class Sub(tf.keras.Model):
+        def call(self, x):
+            return x
+
+    with pytest.raises(TypeError, match="model"):
+        rw.rewrite("not a model")
+    with pytest.raises(TypeError, match="functional"):
+        rw.rewrite(Sub())
+
+
+def test_zoo_xnor_resnet20_rewrite_equivalent(rng):
+    from edgebnn import zoo
+
+    model = _randomize_batch_norm(zoo.get("panda_resnet20_cifar100")(precision="xnor"))
+    rewritten = rw.rewrite(model)
+    assert sum(layer.name.endswith("_xnor_scale") for layer in rewritten.layers) == 18
+    _assert_equivalent(model, rewritten, _inputs(rng, n=8, shape=(32, 32, 3)), atol=1e-3)
