@@ -19,18 +19,26 @@ def craft(model_fn, x, y, *, attack, eps, batch_size=500, **options):
     """Run attack ``attack`` (name or function) on ``x`` batch by batch, in a compiled graph.
 
     ``y`` are the true labels the attack moves away from (the standard robust-accuracy
-    protocol); pass ``y=None`` to use the model's own predictions instead.
+    protocol); pass ``y=None`` to use the model's own predictions instead. Attacks
+    without an ``eps`` (JSMA) take ``eps=None``. Black-box attacks that train a
+    substitute (:data:`edgebnn.attacks.EAGER_ONLY`) run once, eagerly, on all of ``x``.
 
     Returns:
         float32 NumPy array of adversarial examples shaped like ``x``.
     """
     attack_fn = attacks.get(attack) if isinstance(attack, str) else attack
+    name = attacks.name_of(attack_fn)
     clip_min, clip_max = options.get("clip_min", 0.0), options.get("clip_max", 1.0)
     check_inputs(x, clip_min=clip_min, clip_max=clip_max)
+    if name in attacks.NO_EPS and eps is not None:
+        raise ValueError(f"attack {name!r} takes no `eps`; pass eps=None, got {eps!r}.")
+    budget = {} if eps is None else {"eps": eps}
+    if name in attacks.EAGER_ONLY:
+        return np.asarray(attack_fn(model_fn, x, y=y, **budget, **options), np.float32)
 
     @tf.function(reduce_retracing=True)
     def _batch(xb, yb):
-        return attack_fn(model_fn, xb, eps=eps, y=yb, **options)
+        return attack_fn(model_fn, xb, y=yb, **budget, **options)
 
     out = []
     for i in range(0, len(x), batch_size):
