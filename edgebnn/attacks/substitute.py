@@ -12,7 +12,7 @@ Galloway et al. 2018: 150 held-out images, a 2 x 200 MLP, lambda = 0.1, 6 rounds
 import numpy as np
 
 from edgebnn.attacks.common import (
-    check_inputs, label_oracle, validate_attack, validate_nonnegative, validate_norm, validate_positive_int,
+    check_inputs, label_oracle, validate_attack, validate_norm, validate_positive_int,
 )
 from edgebnn.attacks.fgsm import fgsm
 
@@ -143,12 +143,16 @@ def substitute(
     oracle = label_oracle(model_fn)
     if y is None:
         y = oracle(x)
+    if substitute_model is not None and (train_options or num_classes is not None):
+        raise ValueError(
+            f"`substitute_model` is already trained: drop the training options {sorted(train_options)}"
+            f"{' and num_classes' if num_classes is not None else ''}."
+        )
     if substitute_model is None:
         if num_classes is None:
             num_classes = max(10, int(np.max(y)) + 1)
         substitute_model, _ = train_substitute(
             model_fn, x_holdout, num_classes=num_classes, clip_min=clip_min, clip_max=clip_max, **train_options
         )
-    validate_nonnegative(eps, "eps")
     x_adv = fgsm(substitute_model, x, eps=eps, norm=norm, y=np.asarray(y), targeted=targeted, clip_min=clip_min, clip_max=clip_max)
     return np.asarray(x_adv, np.float32)

@@ -15,13 +15,27 @@ def predict_labels(model_fn, x, *, batch_size=500):
     )
 
 
-def craft(model_fn, x, y, *, attack, eps, batch_size=500, **options):
+def _attack_batch(model_fn, attack_fn, xb, yb, frozen_options):
+    return attack_fn(model_fn, xb, y=yb, **dict(frozen_options))
+
+
+#: One module-level ``tf.function`` per XLA setting, so that repeated ``craft`` calls with
+#: the same model, attack and options reuse the traced graph instead of re-tracing it.
+_COMPILED_BATCH = {
+    False: tf.function(_attack_batch, reduce_retracing=True),
+    True: tf.function(_attack_batch, reduce_retracing=True, jit_compile=True),
+}
+
+
+def craft(model_fn, x, y, *, attack, eps, batch_size=500, jit_compile=False, **options):
     """Run attack ``attack`` (name or function) on ``x`` batch by batch, in a compiled graph.
 
     ``y`` are the true labels the attack moves away from (the standard robust-accuracy
     protocol); pass ``y=None`` to use the model's own predictions instead. Attacks
     without an ``eps`` (JSMA) take ``eps=None``. Black-box attacks that train a
     substitute (:data:`edgebnn.attacks.EAGER_ONLY`) run once, eagerly, on all of ``x``.
+    ``jit_compile=True`` compiles each batch with XLA (faster on CPU for plain
+    float/Larq models; every op of the model must have an XLA kernel).
 
     Returns:
         float32 NumPy array of adversarial examples shaped like ``x``.
@@ -36,14 +50,12 @@ def craft(model_fn, x, y, *, attack, eps, batch_size=500, **options):
     if name in attacks.EAGER_ONLY:
         return np.asarray(attack_fn(model_fn, x, y=y, **budget, **options), np.float32)
 
-    @tf.function(reduce_retracing=True)
-    def _batch(xb, yb):
-        return attack_fn(model_fn, xb, y=yb, **budget, **options)
-
+    compiled_batch = _COMPILED_BATCH[bool(jit_compile)]
+    frozen = tuple(sorted({**budget, **options}.items()))
     out = []
     for i in range(0, len(x), batch_size):
         yb = None if y is None else tf.constant(y[i : i + batch_size])
-        out.append(_batch(tf.constant(x[i : i + batch_size], tf.float32), yb).numpy())
+        out.append(compiled_batch(model_fn, attack_fn, tf.constant(x[i : i + batch_size], tf.float32), yb, frozen).numpy())
     return np.concatenate(out) if out else np.zeros_like(x)
 
 
