@@ -5,17 +5,37 @@ keyword-only and takes at least ``precision``, ``input_bits``, ``num_classes`` a
 ``input_shape``; it returns an uncompiled Keras model that maps ``[0, 1]`` pixels to
 logits.
 
+=========================  ===========================================  ==============
+name                       precisions                                   extra keywords
+=========================  ===========================================  ==============
+``panda_fcn1``             float, binary                                --
+``panda_fcn2``             float, binary                                --
+``panda_alexnet_cifar10``  float, binary                                --
+``panda_resnet20_cifar100`` float, xnor                                 --
+``panda_alexnet_imagenet`` float, xnor (shape-tested only)              --
+``galloway_cnn``           A, B, C, S                                   ``kernels``
+``guan_lenet``             float, binary, stochastic_binary, 2/3/4bit   ``dropout_rate``, ``mc_dropout``
+=========================  ===========================================  ==============
+
 Example:
     >>> model = edgebnn.zoo.get("panda_fcn2")(precision="binary", input_bits=2)
 """
 
-from edgebnn.zoo import panda_fcn
+from edgebnn.zoo import galloway_cnn, guan_lenet, panda_cnn, panda_fcn
 
 #: name -> (builder, precisions it supports)
 _REGISTRY = {
     "panda_fcn1": (panda_fcn.fcn1, panda_fcn.PRECISIONS),
     "panda_fcn2": (panda_fcn.fcn2, panda_fcn.PRECISIONS),
+    "panda_alexnet_cifar10": (panda_cnn.alexnet_cifar10, panda_cnn.ALEXNET_CIFAR10_PRECISIONS),
+    "panda_resnet20_cifar100": (panda_cnn.resnet20_cifar100, panda_cnn.RESNET20_PRECISIONS),
+    "panda_alexnet_imagenet": (panda_cnn.alexnet_imagenet, panda_cnn.ALEXNET_IMAGENET_PRECISIONS),
+    "galloway_cnn": (galloway_cnn.galloway_cnn, galloway_cnn.PRECISIONS),
+    "guan_lenet": (guan_lenet.guan_lenet, guan_lenet.PRECISIONS),
 }
+
+#: Model families whose default input is a 28x28 grayscale image (Fashion-MNIST-ready).
+MNIST_SHAPED = ("panda_fcn1", "panda_fcn2", "galloway_cnn", "guan_lenet")
 
 
 def names():
@@ -37,4 +57,4 @@ def precisions(name):
     return _REGISTRY[name][1]
 
 
-__all__ = ["get", "names", "precisions"]
+__all__ = ["MNIST_SHAPED", "get", "names", "precisions"]

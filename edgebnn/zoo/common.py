@@ -33,3 +33,68 @@ def input_stem(input_shape, input_bits):
     inputs = tf.keras.Input(shape=input_shape, name="pixels")
     x = inputs if input_bits is None else InputDiscretization(input_bits, name="input_discretization")(inputs)
     return inputs, x
+
+import larq as lq  # noqa: E402  (kept next to the helpers that need it)
+
+from edgebnn import quantizers  # noqa: E402
+
+#: k-bit precisions of Guan et al. and their bit widths.
+KBIT_PRECISIONS = {"2bit": 2, "3bit": 3, "4bit": 4}
+
+
+def layer_quantizers(precision, *, first=False):
+    """Larq keyword arguments of one hidden layer at ``precision`` (``None``: plain Keras).
+
+    - ``"float"``: ``None``, a plain ``Conv2D`` / ``Dense``.
+    - ``"binary"``: BNN (Courbariaux et al. 2016), sign/STE weights and inputs.
+    - ``"xnor"``: XNOR-Net (Rastegari et al. 2016), :class:`~edgebnn.quantizers.XnorWeight`
+      kernels with binary inputs.
+    - ``"stochastic_binary"``: :class:`~edgebnn.quantizers.StochasticSign` kernels, binary inputs.
+    - ``"2bit"`` / ``"3bit"`` / ``"4bit"``: :class:`~edgebnn.quantizers.KBitWeight` kernels
+      (Guan Eq. 11) and :class:`~edgebnn.quantizers.KBitActivation` inputs.
+
+    k-bit kernels start uniform in [-1, 1] so that they span the grid (Glorot-scaled
+    weights would all round to 0). The first layer of a network (``first=True``) sees the (possibly discretized)
+    pixels, so its inputs are never quantized. Latent weights are clipped to [-1, 1].
+    Quantizer instances are fresh for every call (never shared between layers).
+    """
+    if precision == "float":
+        return None
+    if precision == "binary":
+        kwargs = dict(BINARY_FIRST if first else BINARY_HIDDEN)
+    elif precision == "xnor":
+        kwargs = dict(input_quantizer="ste_sign", kernel_quantizer=quantizers.XnorWeight())
+    elif precision == "stochastic_binary":
+        kwargs = dict(input_quantizer="ste_sign", kernel_quantizer=quantizers.StochasticSign())
+    elif precision in KBIT_PRECISIONS:
+        bits = KBIT_PRECISIONS[precision]
+        kwargs = dict(
+            input_quantizer=quantizers.KBitActivation(bits), kernel_quantizer=quantizers.KBitWeight(bits),
+            # Glorot-scaled weights (|w| < 2**-bits) would all round to 0 on the k-bit grid.
+            kernel_initializer=tf.keras.initializers.RandomUniform(-1.0, 1.0),
+        )
+    else:
+        raise ValueError(f"Unknown precision {precision!r}.")
+    kwargs["kernel_constraint"] = "weight_clip"
+    if first:
+        kwargs.pop("input_quantizer", None)
+    return kwargs
+
+
+def conv(filters, kernel_size, *, quant=None, **kwargs):
+    """``Conv2D`` when ``quant`` is None, else Larq ``QuantConv2D(**quant)``."""
+    if quant is None:
+        return tf.keras.layers.Conv2D(filters, kernel_size, **kwargs)
+    return lq.layers.QuantConv2D(filters, kernel_size, **quant, **kwargs)
+
+
+def dense(units, *, quant=None, **kwargs):
+    """``Dense`` when ``quant`` is None, else Larq ``QuantDense(**quant)``."""
+    if quant is None:
+        return tf.keras.layers.Dense(units, **kwargs)
+    return lq.layers.QuantDense(units, **quant, **kwargs)
+
+
+def model_name(family, precision, input_bits):
+    """Default model name: ``<family>_<precision>[_in<bits>]``."""
+    return f"{family}_{precision}" + ("" if input_bits is None else f"_in{input_bits}")

@@ -1,0 +1,77 @@
+"""Galloway et al.'s CNN: the CleverHans tutorial base CNN, float / binary / scaled / stochastic.
+
+Reference: A. Galloway, G. W. Taylor, M. Moussa, "Attacking binarized neural
+networks", ICLR 2018, and their code (github.com/AngusG/cleverhans-attacking-bnns,
+``cleverhans_tutorials/tutorial_models.py``): conv 8x8/2 "same" with K kernels,
+conv 6x6/2 "valid" with 2K, conv 5x5/1 "valid" with 2K, dense to the classes; no
+biases anywhere.
+
+Variants (the ``precision`` argument):
+
+- ``"A"``: full precision, ReLU after every convolution.
+- ``"B"``: the second and third convolutions are binary (sign/STE weights and
+  inputs); each is preceded by BatchNorm (centering only) "before quantizing
+  activations", and followed by ReLU. The first layer and the dense output stay
+  float.
+- ``"C"``: B with a learned scalar (:class:`~edgebnn.layers.LearnedScale`, initial
+  0.05) after the ReLU of each binary layer (their ``SReLU``).
+- ``"S"``: C whose third convolution samples its binary weights stochastically
+  (:class:`~edgebnn.quantizers.StochasticSign`) at every forward pass.
+"""
+
+from edgebnn import quantizers
+from edgebnn.layers import LearnedScale
+from edgebnn.zoo.common import BINARY_HIDDEN, conv, input_stem, model_name, validate_common
+
+import tensorflow as tf
+
+PRECISIONS = ("A", "B", "C", "S")
+#: Numbers of first-layer kernels K the paper evaluates.
+KERNELS = (64, 128, 256)
+#: BatchNorm epsilon of Galloway et al.'s code (``BN_EPSILON``).
+BN_EPSILON = 1e-5
+
+
+def galloway_cnn(*, precision="A", kernels=64, input_bits=None, num_classes=10, input_shape=(28, 28, 1), name=None):
+    """The CleverHans base CNN in Galloway et al.'s variant ``precision`` with ``kernels`` = K.
+
+    Args:
+        precision: ``"A"``, ``"B"``, ``"C"`` or ``"S"`` (see the module docstring).
+        kernels: K, one of 64, 128, 256 (the second and third convolutions have 2K).
+        input_bits: ``None`` or 1..8: prepend :class:`~edgebnn.layers.InputDiscretization`.
+        num_classes: output classes.
+        input_shape: shape of one input image.
+        name: model name.
+
+    Returns:
+        An uncompiled ``tf.keras.Model`` mapping ``[0, 1]`` pixels to logits.
+
+    Raises:
+        ValueError: bad ``precision``, ``kernels`` or shared builder argument.
+    """
+    family = "galloway_cnn"
+    input_shape = validate_common(
+        family=family, precision=precision, precisions=PRECISIONS,
+        input_bits=input_bits, num_classes=num_classes, input_shape=input_shape,
+    )
+    if kernels not in KERNELS or isinstance(kernels, bool):
+        raise ValueError(f"{family}: `kernels` must be one of {list(KERNELS)}, got {kernels!r}.")
+    inputs, x = input_stem(input_shape, input_bits)
+    x = tf.keras.layers.Conv2D(kernels, 8, strides=2, padding="same", use_bias=False, name="conv_0")(x)
+    x = tf.keras.layers.Activation("relu", name="relu_0")(x)
+    for i, (kernel, strides) in enumerate(((6, 2), (5, 1)), start=1):
+        if precision == "A":
+            quant = None
+        else:
+            x = tf.keras.layers.BatchNormalization(scale=False, epsilon=BN_EPSILON, name=f"bn_{i}")(x)
+            quant = dict(BINARY_HIDDEN)
+            if precision == "S" and i == 2:
+                quant["kernel_quantizer"] = quantizers.StochasticSign()
+        x = conv(2 * kernels, kernel, quant=quant, strides=strides, padding="valid", use_bias=False, name=f"conv_{i}")(x)
+        x = tf.keras.layers.Activation("relu", name=f"relu_{i}")(x)
+        if precision in ("C", "S"):
+            x = LearnedScale(name=f"scale_{i}")(x)
+    x = tf.keras.layers.Flatten(name="flatten")(x)
+    logits = tf.keras.layers.Dense(num_classes, use_bias=False, name="logits")(x)
+    bits = "" if input_bits is None else f"_in{input_bits}"
+    return tf.keras.Model(inputs, logits, name=name or f"{family}_{precision}_k{kernels}{bits}")

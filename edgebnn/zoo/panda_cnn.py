@@ -1,0 +1,189 @@
+"""Panda et al.'s convolutional networks: CIFAR-10 AlexNet-style BNN, CIFAR-100
+ResNet-20 and ImageNet AlexNet, in float and in their quantized precision.
+
+Reference: P. Panda, I. Chakraborty, K. Roy, "Discretization based solutions for
+secure machine learning against adversarial attacks", IEEE Access 2019. The paper
+names the topologies and cites their sources; the layer-by-layer definitions here
+follow those sources:
+
+- CIFAR-10: the BNN "AlexNet-like" ConvNet of Courbariaux et al. 2016 (BinaryNet),
+  as in Larq's BinaryNet-on-CIFAR10 tutorial:
+  128C3-128C3-MP2-256C3-256C3-MP2-512C3-512C3-MP2-1024FC-1024FC-10, BatchNorm after
+  every layer (first convolution unpadded).
+- CIFAR-100: ResNet-20 of He et al. 2016 (Sec. 4.2: 16/32/64 filters, 3 basic blocks
+  per stage, parameter-free "option A" shortcuts, 0.27M parameters).
+- ImageNet: the XNOR-Net AlexNet of Rastegari et al. 2016, as in Larq Zoo's
+  ``XNORNet`` (62,396,768 parameters); first and last layers stay float.
+
+"float" versions are the same graphs with plain Keras layers and a ReLU where the
+quantized version binarizes the next layer's input.
+"""
+
+from edgebnn.layers import ZeroPadShortcut
+from edgebnn.zoo.common import BATCH_NORM, conv, dense, input_stem, layer_quantizers, model_name, validate_common
+
+import tensorflow as tf
+
+ALEXNET_CIFAR10_PRECISIONS = ("float", "binary")
+RESNET20_PRECISIONS = ("float", "xnor")
+ALEXNET_IMAGENET_PRECISIONS = ("float", "xnor")
+
+#: BinaryNet CIFAR-10 convolution widths (pairs, each pair followed by 2x2 max-pooling).
+BINARYNET_CONV_FILTERS = (128, 128, 256, 256, 512, 512)
+BINARYNET_DENSE_UNITS = (1024, 1024)
+#: ResNet-20: filters of the three stages and basic blocks per stage (6n+2 layers, n=3).
+RESNET20_STAGE_FILTERS = (16, 32, 64)
+RESNET20_BLOCKS_PER_STAGE = 3
+#: XNOR-Net AlexNet (Larq Zoo): (filters, kernel, padding, max-pool after).
+XNOR_ALEXNET_CONVS = ((256, 5, "same", True), (384, 3, "same", False), (384, 3, "same", False),
+                      (256, 3, "same", True))
+XNOR_ALEXNET_FC = 4096
+#: XNOR-Net BatchNorm epsilon of the binary part (Larq Zoo).
+XNOR_BN_EPSILON = 1e-4
+
+
+def _relu_if_float(x, precision, name):
+    return tf.keras.layers.Activation("relu", name=name)(x) if precision == "float" else x
+
+
+def alexnet_cifar10(*, precision="float", input_bits=None, num_classes=10, input_shape=(32, 32, 3), name=None):
+    """Panda et al.'s CIFAR-10 network: the BinaryNet ConvNet, ``"float"`` or ``"binary"``.
+
+    ``binary``: every layer has sign/STE weights clipped to [-1, 1] and no bias, each
+    followed by BatchNorm (after the max-pooling when there is one); every layer but
+    the first binarizes its input. The output layer is binary too, followed by
+    BatchNorm, whose output are the logits. Binary "same" convolutions pad with +1
+    (``pad_values=1``) so their inputs stay binary, which LCE executes natively. ``float``: the same graph with plain
+    layers and ReLU after each hidden BatchNorm.
+
+    Args:
+        precision: ``"float"`` or ``"binary"``.
+        input_bits: ``None`` or 1..8: prepend :class:`~edgebnn.layers.InputDiscretization`.
+        num_classes: output classes.
+        input_shape: shape of one input image.
+        name: model name.
+
+    Returns:
+        An uncompiled ``tf.keras.Model`` mapping ``[0, 1]`` pixels to logits.
+    """
+    family = "panda_alexnet_cifar10"
+    input_shape = validate_common(
+        family=family, precision=precision, precisions=ALEXNET_CIFAR10_PRECISIONS,
+        input_bits=input_bits, num_classes=num_classes, input_shape=input_shape,
+    )
+    inputs, x = input_stem(input_shape, input_bits)
+    for i, filters in enumerate(BINARYNET_CONV_FILTERS):
+        first = i == 0
+        quant_kwargs = {"pad_values": 1.0} if precision == "binary" and not first else {}
+        x = conv(filters, 3, quant=layer_quantizers(precision, first=first), padding="valid" if first else "same",
+                 use_bias=False, name=f"conv_{i}", **quant_kwargs)(x)
+        if i % 2:
+            x = tf.keras.layers.MaxPool2D(2, name=f"pool_{i}")(x)
+        x = tf.keras.layers.BatchNormalization(**BATCH_NORM, name=f"bn_conv_{i}")(x)
+        x = _relu_if_float(x, precision, f"relu_conv_{i}")
+    x = tf.keras.layers.Flatten(name="flatten")(x)
+    for i, units in enumerate(BINARYNET_DENSE_UNITS):
+        x = dense(units, quant=layer_quantizers(precision), use_bias=False, name=f"dense_{i}")(x)
+        x = tf.keras.layers.BatchNormalization(**BATCH_NORM, name=f"bn_dense_{i}")(x)
+        x = _relu_if_float(x, precision, f"relu_dense_{i}")
+    x = dense(num_classes, quant=layer_quantizers(precision), use_bias=False, name="dense_out")(x)
+    logits = tf.keras.layers.BatchNormalization(**BATCH_NORM, name="logits")(x)
+    return tf.keras.Model(inputs, logits, name=name or model_name(family, precision, input_bits))
+
+
+def _basic_block(x, filters, strides, precision, name):
+    """ResNet basic block. ``xnor``: BN -> add without ReLU; the next sign binarizes."""
+    shortcut = x if strides == 1 and x.shape[-1] == filters else ZeroPadShortcut(
+        filters, strides, name=f"{name}_shortcut")(x)
+    quant_kwargs = {} if precision == "float" else {"pad_values": 1.0}  # +-1 padding keeps inputs binary
+    y = conv(filters, 3, quant=layer_quantizers(precision), strides=strides, padding="same", use_bias=False,
+             name=f"{name}_conv_a", **quant_kwargs)(x)
+    y = tf.keras.layers.BatchNormalization(name=f"{name}_bn_a")(y)
+    y = _relu_if_float(y, precision, f"{name}_relu_a")
+    y = conv(filters, 3, quant=layer_quantizers(precision), padding="same", use_bias=False,
+             name=f"{name}_conv_b", **quant_kwargs)(y)
+    y = tf.keras.layers.BatchNormalization(name=f"{name}_bn_b")(y)
+    y = tf.keras.layers.Add(name=f"{name}_add")([y, shortcut])
+    return _relu_if_float(y, precision, f"{name}_relu_out")
+
+
+def resnet20_cifar100(*, precision="float", input_bits=None, num_classes=100, input_shape=(32, 32, 3), name=None):
+    """ResNet-20 (He et al. 2016), ``"float"`` or ``"xnor"``, for CIFAR-100.
+
+    ``xnor``: every convolution inside the residual blocks is an XNOR convolution
+    (binary inputs, :class:`~edgebnn.quantizers.XnorWeight` kernels, padded with +1
+    so its inputs stay binary); the stem convolution and the classifier stay float,
+    as in XNOR-Net. ``float``: the original ResNet-20 (Conv-BN-ReLU, option-A
+    shortcuts, global average pooling, dense classifier).
+
+    Args:
+        precision: ``"float"`` or ``"xnor"``.
+        input_bits: ``None`` or 1..8: prepend :class:`~edgebnn.layers.InputDiscretization`.
+        num_classes: output classes.
+        input_shape: shape of one input image.
+        name: model name.
+
+    Returns:
+        An uncompiled ``tf.keras.Model`` mapping ``[0, 1]`` pixels to logits.
+    """
+    family = "panda_resnet20_cifar100"
+    input_shape = validate_common(
+        family=family, precision=precision, precisions=RESNET20_PRECISIONS,
+        input_bits=input_bits, num_classes=num_classes, input_shape=input_shape,
+    )
+    inputs, x = input_stem(input_shape, input_bits)
+    x = tf.keras.layers.Conv2D(RESNET20_STAGE_FILTERS[0], 3, padding="same", use_bias=False, name="stem_conv")(x)
+    x = tf.keras.layers.BatchNormalization(name="stem_bn")(x)
+    x = tf.keras.layers.Activation("relu", name="stem_relu")(x)
+    for stage, filters in enumerate(RESNET20_STAGE_FILTERS):
+        for block in range(RESNET20_BLOCKS_PER_STAGE):
+            strides = 2 if stage > 0 and block == 0 else 1
+            x = _basic_block(x, filters, strides, precision, f"stage{stage}_block{block}")
+    x = tf.keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    logits = tf.keras.layers.Dense(num_classes, name="logits")(x)
+    return tf.keras.Model(inputs, logits, name=name or model_name(family, precision, input_bits))
+
+
+def alexnet_imagenet(*, precision="float", input_bits=None, num_classes=1000, input_shape=(224, 224, 3), name=None):
+    """The XNOR-Net AlexNet for ImageNet (Rastegari et al. 2016; Larq Zoo layout).
+
+    Conv 96@11x11/4 (float) - pool - [256@5x5 - pool - 384@3x3 - 384@3x3 - 256@3x3 -
+    pool - 4096@6x6 - 4096@1x1] (XNOR) - ReLU - dense (float), BatchNorm before every
+    binarized input. ``float`` uses plain layers and ReLUs in place of the binarization.
+    About 62.4M parameters: defined and shape-tested only (no ImageNet data here).
+
+    Args:
+        precision: ``"float"`` or ``"xnor"``.
+        input_bits: ``None`` or 1..8: prepend :class:`~edgebnn.layers.InputDiscretization`.
+        num_classes: output classes.
+        input_shape: shape of one input image (224x224x3 gives a 1x1 map before the classifier).
+        name: model name.
+
+    Returns:
+        An uncompiled ``tf.keras.Model`` mapping ``[0, 1]`` pixels to logits.
+    """
+    family = "panda_alexnet_imagenet"
+    input_shape = validate_common(
+        family=family, precision=precision, precisions=ALEXNET_IMAGENET_PRECISIONS,
+        input_bits=input_bits, num_classes=num_classes, input_shape=input_shape,
+    )
+    bn = dict(momentum=0.9, scale=False, epsilon=XNOR_BN_EPSILON)
+    inputs, x = input_stem(input_shape, input_bits)
+    x = tf.keras.layers.Conv2D(96, 11, strides=4, padding="same", use_bias=False, name="conv_0")(x)
+    x = tf.keras.layers.BatchNormalization(momentum=0.9, scale=False, epsilon=1e-5, name="bn_conv_0")(x)
+    x = tf.keras.layers.Activation("relu", name="relu_conv_0")(x)
+    x = tf.keras.layers.MaxPool2D(3, strides=2, name="pool_0")(x)
+    x = tf.keras.layers.BatchNormalization(**bn, name="bn_pool_0")(x)
+    layers = [*XNOR_ALEXNET_CONVS, (XNOR_ALEXNET_FC, 6, "valid", False), (XNOR_ALEXNET_FC, 1, "valid", False)]
+    for i, (filters, kernel, padding, pool) in enumerate(layers, start=1):
+        x = _relu_if_float(x, precision, f"relu_in_{i}")
+        quant_kwargs = {"pad_values": 1.0} if precision != "float" and padding == "same" else {}
+        x = conv(filters, kernel, quant=layer_quantizers(precision), padding=padding, use_bias=False,
+                 name=f"conv_{i}", **quant_kwargs)(x)
+        if pool:
+            x = tf.keras.layers.MaxPool2D(3, strides=2, name=f"pool_{i}")(x)
+        x = tf.keras.layers.BatchNormalization(**bn, name=f"bn_conv_{i}")(x)
+    x = tf.keras.layers.Activation("relu", name="relu_out")(x)
+    x = tf.keras.layers.Flatten(name="flatten")(x)
+    logits = tf.keras.layers.Dense(num_classes, use_bias=False, name="logits")(x)
+    return tf.keras.Model(inputs, logits, name=name or model_name(family, precision, input_bits))

@@ -1,0 +1,79 @@
+"""Layers against plain Keras / NumPy references, with save/load round trips."""
+
+import numpy as np
+import pytest
+
+from edgebnn.layers import LearnedScale, MCDropout, ZeroPadShortcut
+
+import tensorflow as tf
+
+
+def _round_trip(layer, x, tmp_path):
+    model = tf.keras.Sequential([tf.keras.Input(x.shape[1:]), layer])
+    path = tmp_path / "layer.keras"
+    model.save(path)
+    return model, tf.keras.models.load_model(path)
+
+
+def test_mc_dropout_active_at_inference_when_always_on(rng):
+    x = np.ones((4, 1000), np.float32)
+    layer = MCDropout(0.5, seed=1)
+    a = layer(x, training=False).numpy()
+    b = layer(x, training=False).numpy()
+    assert set(np.unique(a)) <= {0.0, 2.0}  # kept units are scaled by 1 / (1 - rate)
+    assert 0.4 < (a == 0).mean() < 0.6
+    assert not np.array_equal(a, b)
+
+
+def test_mc_dropout_off_matches_keras_dropout(rng):
+    x = rng.normal(size=(3, 10)).astype(np.float32)
+    layer = MCDropout(0.5, always_on=False)
+    np.testing.assert_array_equal(layer(x, training=False).numpy(), tf.keras.layers.Dropout(0.5)(x).numpy())
+    assert (layer(np.ones((2, 1000), np.float32), training=True).numpy() == 0).any()
+
+
+def test_mc_dropout_rate_zero_is_identity(rng):
+    x = rng.normal(size=(3, 10)).astype(np.float32)
+    np.testing.assert_array_equal(MCDropout(0.0)(x).numpy(), x)
+
+
+def test_mc_dropout_round_trip(tmp_path):
+    model, loaded = _round_trip(MCDropout(0.3, always_on=True, seed=4), np.zeros((1, 5)), tmp_path)
+    cfg = loaded.layers[0].get_config()
+    assert (cfg["rate"], cfg["always_on"], cfg["seed"]) == (0.3, True, 4)
+
+
+@pytest.mark.parametrize("kwargs, error", [({"rate": 1.0}, ValueError), ({"rate": "a"}, TypeError),
+                                           ({"rate": 0.5, "always_on": 1}, TypeError),
+                                           ({"rate": 0.5, "seed": 1.5}, TypeError)])
+def test_mc_dropout_validation(kwargs, error):
+    with pytest.raises(error):
+        MCDropout(**kwargs)
+
+
+def test_learned_scale_forward_gradient_and_round_trip(rng, tmp_path):
+    x = rng.normal(size=(4, 3)).astype(np.float32)
+    layer = LearnedScale(0.05)
+    with tf.GradientTape() as tape:
+        y = layer(x)
+        loss = tf.reduce_sum(y)
+    np.testing.assert_allclose(y.numpy(), 0.05 * x, rtol=1e-6)
+    np.testing.assert_allclose(tape.gradient(loss, layer.scale).numpy(), x.sum(), rtol=1e-5)
+    assert layer.count_params() == 1
+    model, loaded = _round_trip(LearnedScale(0.2), x, tmp_path)
+    np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy())
+    with pytest.raises(TypeError, match="initial_value"):
+        LearnedScale("big")
+
+
+def test_zero_pad_shortcut_matches_numpy(rng, tmp_path):
+    x = rng.normal(size=(2, 8, 8, 16)).astype(np.float32)
+    layer = ZeroPadShortcut(32, strides=2)
+    y = layer(x).numpy()
+    expected = np.pad(x[:, ::2, ::2, :], [(0, 0), (0, 0), (0, 0), (8, 8)])
+    np.testing.assert_array_equal(y, expected)
+    assert tuple(layer.compute_output_shape(x.shape)) == y.shape
+    model, loaded = _round_trip(ZeroPadShortcut(32, 2), x, tmp_path)
+    np.testing.assert_array_equal(loaded(x).numpy(), expected)
+    with pytest.raises(ValueError, match="filters"):
+        ZeroPadShortcut(8)(x)

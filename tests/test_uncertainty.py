@@ -1,0 +1,64 @@
+"""predict_mc against a NumPy computation of Guan et al.'s Eq. 12."""
+
+import numpy as np
+import pytest
+
+from edgebnn.evaluation import predict_mc
+from edgebnn.layers import MCDropout
+
+import tensorflow as tf
+
+
+def _np_softmax(z):
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+class _ReplayLogits:
+    """A callable that returns the next of a fixed list of logit arrays at each call."""
+
+    def __init__(self, table):
+        self.table = tf.constant(table, tf.float32)  # (samples, n, classes)
+        self.calls = tf.Variable(0)
+
+    def __call__(self, x):
+        logits = tf.gather(self.table, self.calls)[: tf.shape(x)[0]]
+        self.calls.assign_add(1)
+        return logits
+
+
+def test_matches_numpy_eq12(rng):
+    samples, n, classes = 7, 5, 4
+    table = rng.normal(scale=2.0, size=(samples, n, classes)).astype(np.float32)
+    pred = predict_mc(_ReplayLogits(table), np.zeros((n, 3), np.float32), samples=samples, batch_size=n)
+    probs = _np_softmax(table.astype(np.float64))
+    np.testing.assert_allclose(pred.mean_probs, probs.mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(pred.uncertainty, probs.var(axis=0).mean(axis=-1), rtol=1e-4, atol=1e-9)
+    np.testing.assert_array_equal(pred.classes, probs.sum(axis=0).argmax(axis=-1))
+
+
+def test_deterministic_model_has_zero_uncertainty(rng):
+    model = tf.keras.Sequential([tf.keras.Input((6,)), tf.keras.layers.Dense(3)])
+    x = rng.normal(size=(10, 6)).astype(np.float32)
+    pred = predict_mc(model, x, samples=5, batch_size=4)
+    assert np.all(pred.uncertainty == 0.0)
+    np.testing.assert_allclose(pred.mean_probs, _np_softmax(model(x).numpy()), rtol=1e-5)
+    np.testing.assert_array_equal(pred.classes, model(x).numpy().argmax(-1))
+
+
+def test_mc_dropout_model_has_positive_uncertainty(rng):
+    model = tf.keras.Sequential([tf.keras.Input((20,)), MCDropout(0.5), tf.keras.layers.Dense(3)])
+    pred = predict_mc(model, rng.normal(size=(6, 20)).astype(np.float32), samples=10)
+    assert np.all(pred.uncertainty > 0.0)
+    assert pred.mean_probs.shape == (6, 3) and pred.classes.shape == (6,)
+
+
+@pytest.mark.parametrize("kwargs, error", [({"samples": 0}, ValueError), ({"batch_size": 1.5}, ValueError)])
+def test_validation(kwargs, error):
+    model = tf.keras.Sequential([tf.keras.Input((2,)), tf.keras.layers.Dense(2)])
+    with pytest.raises(error, match=next(iter(kwargs))):
+        predict_mc(model, np.zeros((2, 2), np.float32), **kwargs)
+    with pytest.raises(TypeError, match="model"):
+        predict_mc("model", np.zeros((2, 2), np.float32))
+    with pytest.raises(ValueError, match="x"):
+        predict_mc(model, np.zeros((0, 2), np.float32))
