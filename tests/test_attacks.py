@@ -279,3 +279,27 @@ def test_transfer_between_models(trained, fashion_small):
     assert result["target_clean_accuracy"] == pytest.approx(accuracy(model, x, y))
     assert result["source_accuracy"] < 0.2
     assert result["target_accuracy"] < result["target_clean_accuracy"] - 0.1
+
+
+# --- gradient masking: what SPSA is for --------------------------------------------
+
+
+def test_spsa_sees_through_gradient_masking(trained):
+    """A model that rounds its input with no gradient surrogate (zero gradients) fools
+    PGD into reporting robustness; the gradient-free SPSA does not fall for it."""
+    model, x, y = trained
+
+    def masked(inputs):
+        return model(tf.stop_gradient(tf.round(inputs * 16.0) / 16.0))
+
+    clean = accuracy(masked, x, y)
+    acc_pgd = accuracy(masked, attacks.pgd(masked, x, eps=EPS, steps=10, y=y), y)
+    acc_spsa = accuracy(masked, attacks.spsa(masked, x, eps=EPS, steps=15, num_samples=32, delta=0.05, y=y), y)
+    assert acc_pgd > clean - 0.15  # only the random start moves the inputs
+    assert acc_spsa < acc_pgd - 0.2
+
+
+def test_rfgsm_alpha_validation(trained):
+    model, x, _ = trained
+    with pytest.raises(ValueError, match="alpha"):
+        attacks.rfgsm(model, x[:2], eps=0.1, alpha=0.2)

@@ -151,7 +151,8 @@ def loss_gradient(model_fn, x, y, *, targeted, eot_samples=1, loss_fn=cross_entr
             loss = loss_fn(model_fn(x), y)
             if targeted:
                 loss = -loss
-        grad_sum += tape.gradient(loss, x)
+        # A model that blocks the gradient (masking) yields zeros, not an error.
+        grad_sum += tape.gradient(loss, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         loss_sum += loss
     return grad_sum / eot_samples, loss_sum / eot_samples
 

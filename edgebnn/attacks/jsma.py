@@ -24,8 +24,8 @@ def _logit_gradients(model_fn, x_flat, shape, cls, eot_samples):
             logits = model_fn(tf.reshape(x_flat, shape))
             target_logit = tf.reduce_sum(tf.gather(logits, cls, batch_dims=1))
             all_logits = tf.reduce_sum(logits)
-        d_cls += tape.gradient(target_logit, x_flat) / eot_samples
-        d_all += tape.gradient(all_logits, x_flat) / eot_samples
+        d_cls += tape.gradient(target_logit, x_flat, unconnected_gradients=tf.UnconnectedGradients.ZERO) / eot_samples
+        d_all += tape.gradient(all_logits, x_flat, unconnected_gradients=tf.UnconnectedGradients.ZERO) / eot_samples
         del tape
     return d_cls, d_all - d_cls, logits
 
