@@ -13,6 +13,12 @@ from edgebnn.training import train
 import tensorflow as tf
 
 
+@pytest.fixture(autouse=True)
+def _seed():
+    """Seed TensorFlow / NumPy before each test, so random starts and masks repeat."""
+    tf.keras.utils.set_random_seed(1234)
+
+
 def pairwise_auc(scores, labels):
     """Reference: fraction of (positive, negative) pairs ranked correctly, ties 1/2."""
     pos, neg = scores[labels == 1], scores[labels == 0]
