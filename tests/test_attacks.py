@@ -289,3 +289,16 @@ def test_transfer_between_models(trained, fashion_small):
     noise = np.clip(x + eps * np.sign(np.random.default_rng(0).normal(size=x.shape)), 0, 1).astype(np.float32)
     assert result["target_accuracy"] < result["target_clean_accuracy"] - 0.1
     assert result["target_accuracy"] < accuracy(model, noise, y) - 0.1  # not just any perturbation
+
+
+def test_craft_reuses_graph_and_accepts_unhashable_options(trained):
+    model, x, y = trained
+    calls = []
+
+    def noisy_fgsm(model_fn, xb, *, eps, y=None, weights=None, clip_min=0.0, clip_max=1.0):
+        calls.append(1)  # runs once per trace, not per batch
+        return attacks.fgsm(model_fn, xb, eps=eps * float(np.sum(weights)), y=y)
+
+    x_adv = craft(model, x, y, attack=noisy_fgsm, eps=0.05, batch_size=50, weights=[1.0, 1.0])
+    np.testing.assert_allclose(x_adv, attacks.fgsm(model, x, eps=0.1, y=y).numpy(), atol=1e-6)
+    assert len(calls) <= 2

@@ -16,7 +16,15 @@ def predict_labels(model_fn, x, *, batch_size=500):
 
 
 def _attack_batch(model_fn, attack_fn, xb, yb, frozen_options):
-    return attack_fn(model_fn, xb, y=yb, **dict(frozen_options))
+    options = frozen_options.items if isinstance(frozen_options, _Unhashed) else frozen_options
+    return attack_fn(model_fn, xb, y=yb, **dict(options))
+
+
+class _Unhashed:
+    """Options holder that ``tf.function`` keys by identity (for unhashable option values)."""
+
+    def __init__(self, items):
+        self.items = items
 
 
 #: One module-level ``tf.function`` per XLA setting, so that repeated ``craft`` calls with
@@ -50,8 +58,13 @@ def craft(model_fn, x, y, *, attack, eps, batch_size=500, jit_compile=False, **o
     if name in attacks.EAGER_ONLY:
         return np.asarray(attack_fn(model_fn, x, y=y, **budget, **options), np.float32)
 
-    compiled_batch = _COMPILED_BATCH[bool(jit_compile)]
     frozen = tuple(sorted({**budget, **options}.items()))
+    try:
+        hash(frozen)
+        compiled_batch = _COMPILED_BATCH[bool(jit_compile)]
+    except TypeError:  # an unhashable option (e.g. an array): a graph for this call only
+        compiled_batch = tf.function(_attack_batch, reduce_retracing=True, jit_compile=bool(jit_compile))
+        frozen = _Unhashed(frozen)
     out = []
     for i in range(0, len(x), batch_size):
         yb = None if y is None else tf.constant(y[i : i + batch_size])
