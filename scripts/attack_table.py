@@ -183,6 +183,11 @@ def main():
                    if notes else f"no sign of gradient masking (white-box attacks are the strongest: PGD-40 {r['pgd_small']:.1f}% "
                    f"vs SPSA {r['spsa']:.1f}%, substitute {r['substitute']:.1f}%)")
         print(f"- {precision}, {bits}-bit input: {verdict}.")
+        by_delta = {d: r[f"spsa_{d}"] for d in spsa_deltas(args)}
+        if max(by_delta.values()) - min(by_delta.values()) > MASKING_MARGIN:
+            print(f"  Note: SPSA depends on its probe size here ({', '.join(f'δ={d}: {v:.1f}%' for d, v in by_delta.items())}): "
+                  "small finite differences rarely cross a discretization bin or flip a sign, so a gradient-free "
+                  "attack with a too-small probe would itself overestimate this model's robustness.")
 
 
 if __name__ == "__main__":
