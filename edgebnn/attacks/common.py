@@ -123,11 +123,22 @@ def compiled(core):
     return run
 
 
+@tf.autograph.experimental.do_not_convert
+def call_model(model_fn, x):
+    """``model_fn(x)``, run as plain Python even inside an AutoGraph-converted attack loop.
+
+    The attack loops need AutoGraph, but converting the model call would make AutoGraph
+    transpile Keras' and Larq's layer machinery too (hundreds of functions, seconds of
+    tracing); Keras layers run in graph mode without it.
+    """
+    return model_fn(x)
+
+
 def labels_or_predictions(model_fn, x, y):
     """``y`` when given, else the arg-max of ``model_fn(x)`` (no label leaking, Kurakin et al. 2017)."""
     if y is not None:
         return y
-    return tf.argmax(model_fn(x), axis=-1)
+    return tf.argmax(call_model(model_fn, x), axis=-1)
 
 
 def cross_entropy(logits, y):
@@ -148,7 +159,7 @@ def loss_gradient(model_fn, x, y, *, targeted, eot_samples=1, loss_fn=cross_entr
     for _ in range(eot_samples):  # unrolled: every pass draws fresh randomness
         with tf.GradientTape() as tape:
             tape.watch(x)
-            loss = loss_fn(model_fn(x), y)
+            loss = loss_fn(call_model(model_fn, x), y)
             if targeted:
                 loss = -loss
         # A model that blocks the gradient (masking) yields zeros, not an error.

@@ -8,7 +8,7 @@ the whole search runs as one compiled graph, and randomized models get EOT.
 """
 
 from edgebnn.attacks.common import (
-    check_inputs, check_labels, compiled, labels_or_predictions, validate_attack,
+    call_model, check_inputs, check_labels, compiled, labels_or_predictions, validate_attack,
     validate_nonnegative, validate_positive_int,
 )
 
@@ -45,7 +45,7 @@ def cw_l2_core(
 ):
     """Graph-mode CW-L2 on validated tensors."""
     y = labels_or_predictions(model_fn, x, y)
-    num_classes = model_fn(x[:1]).shape[-1]
+    num_classes = call_model(model_fn, x[:1]).shape[-1]
     axes = list(range(1, x.shape.rank))
     batch = tf.shape(x)[0]
     scale = clip_max - clip_min
@@ -70,7 +70,7 @@ def cw_l2_core(
                 with tf.GradientTape() as tape:
                     tape.watch(delta)
                     x_new = to_input(w0 + delta)
-                    logits = model_fn(x_new)
+                    logits = call_model(model_fn, x_new)
                     l2 = tf.reduce_sum(tf.square(x_new - x), axes)
                     margin = _margin(logits, y, targeted=targeted, confidence=confidence, num_classes=num_classes)
                     loss = tf.reduce_sum(l2 + const * margin)

@@ -8,7 +8,7 @@ them from the search domain, until the target class is reached or a fraction
 """
 
 from edgebnn.attacks.common import (
-    check_inputs, check_labels, compiled, labels_or_predictions, validate_attack, validate_nonnegative,
+    call_model, check_inputs, check_labels, compiled, labels_or_predictions, validate_attack, validate_nonnegative,
     validate_positive_int,
 )
 
@@ -21,7 +21,7 @@ def _logit_gradients(model_fn, x_flat, shape, cls, eot_samples):
     for _ in range(eot_samples):
         with tf.GradientTape(persistent=True) as tape:
             tape.watch(x_flat)
-            logits = model_fn(tf.reshape(x_flat, shape))
+            logits = call_model(model_fn, tf.reshape(x_flat, shape))
             target_logit = tf.reduce_sum(tf.gather(logits, cls, batch_dims=1))
             all_logits = tf.reduce_sum(logits)
         d_cls += tape.gradient(target_logit, x_flat, unconnected_gradients=tf.UnconnectedGradients.ZERO) / eot_samples

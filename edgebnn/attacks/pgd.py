@@ -3,7 +3,7 @@
 import numpy as np
 
 from edgebnn.attacks.common import (
-    check_inputs, check_labels, clip, compiled, cross_entropy, labels_or_predictions,
+    call_model, check_inputs, check_labels, clip, compiled, cross_entropy, labels_or_predictions,
     loss_gradient, optimize_linear, project, random_init, validate_attack, validate_norm,
     validate_positive_int, validate_steps,
 )
@@ -16,7 +16,7 @@ _SUCCESS_BONUS = 1e9
 
 def attack_score(model_fn, x_adv, y, *, targeted):
     """Per-example score of an adversarial example: success first, then the attack loss."""
-    logits = model_fn(x_adv)
+    logits = call_model(model_fn, x_adv)
     pred = tf.argmax(logits, axis=-1)
     success = tf.equal(pred, y) if targeted else tf.not_equal(pred, y)
     loss = cross_entropy(logits, y)

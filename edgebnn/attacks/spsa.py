@@ -6,7 +6,7 @@ noisy or misleading gradients of discretized and binary models) does not blunt i
 """
 
 from edgebnn.attacks.common import (
-    check_inputs, check_labels, clip, compiled, labels_or_predictions, project, random_init,
+    call_model, check_inputs, check_labels, clip, compiled, labels_or_predictions, project, random_init,
     validate_attack, validate_nonnegative, validate_positive_int,
 )
 
@@ -44,7 +44,7 @@ def spsa_core(
     def loss(inputs, labels):
         total = 0.0
         for _ in range(eot_samples):
-            total += margin_loss(model_fn(inputs), labels, targeted=targeted)
+            total += margin_loss(call_model(model_fn, inputs), labels, targeted=targeted)
         return total / eot_samples
 
     x_adv = clip(x + random_init(x, eps, np.inf), clip_min, clip_max) if rand_init else x

@@ -41,6 +41,11 @@ LABEL_SOURCES = ("true", "predicted")
 _PIXEL_LEVELS = 255
 
 
+#: The attack cores as graph functions with AutoGraph (their loops need it), so that
+#: ``train_step`` itself can skip AutoGraph like Keras' own ``train_step`` does.
+_FGSM, _RFGSM, _PGD = (tf.function(core) for core in (fgsm_core, rfgsm_core, pgd_core))
+
+
 def random_eps_sigma(eps_max):
     """Kurakin et al.'s sigma for per-example eps: ``ceil(eps_max * 255 / 2) / 255``."""
     return math.ceil(eps_max * _PIXEL_LEVELS / 2) / _PIXEL_LEVELS
@@ -149,14 +154,14 @@ class AdversarialModel(tf.keras.Model):
         labels = None if self.label_source == "predicted" else y
         common = dict(targeted=False, clip_min=self.clip_min, clip_max=self.clip_max, eot_samples=self.eot_samples)
         if self.method == "fgsm":
-            x_adv = fgsm_core(model_fn, x, labels, eps=self.eps, norm=np.inf, **common)
+            x_adv = _FGSM(model_fn, x, labels, eps=self.eps, norm=np.inf, **common)
         elif self.method == "fgsm_random_eps":
             eps = sample_random_eps(tf.shape(x)[0], self.eps)
-            x_adv = fgsm_core(model_fn, x, labels, eps=eps, norm=np.inf, **common)
+            x_adv = _FGSM(model_fn, x, labels, eps=eps, norm=np.inf, **common)
         elif self.method == "rfgsm":
-            x_adv = rfgsm_core(model_fn, x, labels, eps=self.eps, alpha=self.eps / 2, **common)
+            x_adv = _RFGSM(model_fn, x, labels, eps=self.eps, alpha=self.eps / 2, **common)
         else:
-            x_adv = pgd_core(
+            x_adv = _PGD(
                 model_fn, x, labels, eps=self.eps, steps=self.steps, step_size=self.step_size,
                 norm=np.inf, rand_init=True, **common,
             )
@@ -176,6 +181,7 @@ class AdversarialModel(tf.keras.Model):
 
         return tf.cond(self.epoch >= self.start_epoch, mixed, lambda: x)
 
+    @tf.autograph.experimental.do_not_convert
     def train_step(self, data):
         x, y, sample_weight = tf.keras.utils.unpack_x_y_sample_weight(data)
         x = self.adversarial_batch(x, y)
