@@ -1,17 +1,45 @@
 """Adversarial attacks, one per module, in CleverHans' functional style.
 
 Every attack is ``attack(model_fn, x, *, eps, ..., y=None, targeted=False,
-clip_min=0., clip_max=1.)`` and returns a tensor of adversarial examples. Attacks are
-also reachable by name through :func:`get`, which recipes use.
+clip_min=0., clip_max=1.)`` and returns adversarial examples; ``y=None`` uses the
+model's own predictions (no label leaking). CW-L2 and JSMA are minimum-distortion
+attacks: CW's ``eps`` is an optional L2 budget and JSMA has none (``gamma`` bounds the
+fraction of changed pixels). Gradient attacks take ``eot_samples`` for randomized
+models. Attacks are also reachable by name through :func:`get`, which recipes use.
+
+Example:
+    >>> x_adv = edgebnn.attacks.get("pgd")(model, x, eps=0.1, steps=40)
 """
 
+from edgebnn.attacks.bim import bim
+from edgebnn.attacks.common import label_oracle
+from edgebnn.attacks.cw import cw_l2
 from edgebnn.attacks.fgsm import fgsm
+from edgebnn.attacks.jsma import jsma
+from edgebnn.attacks.mim import mim
 from edgebnn.attacks.pgd import pgd
+from edgebnn.attacks.rfgsm import rfgsm
+from edgebnn.attacks.spsa import spsa
+from edgebnn.attacks.substitute import substitute, train_substitute
+from edgebnn.attacks.transfer import transfer
 
 _REGISTRY = {
+    "bim": bim,
+    "cw_l2": cw_l2,
     "fgsm": fgsm,
+    "jsma": jsma,
+    "mim": mim,
     "pgd": pgd,
+    "rfgsm": rfgsm,
+    "spsa": spsa,
+    "substitute": substitute,
 }
+
+#: Attacks that train a model or query a black box, so cannot run inside a ``tf.function``;
+#: :func:`edgebnn.evaluation.robustness.craft` runs them once, eagerly, on the whole set.
+EAGER_ONLY = frozenset({"substitute"})
+#: Attacks without an ``eps`` budget argument.
+NO_EPS = frozenset({"jsma"})
 
 
 def names():
@@ -23,8 +51,19 @@ def get(name):
     """The attack function called ``name``; raises ``ValueError`` listing valid names."""
     try:
         return _REGISTRY[name]
-    except KeyError:
+    except (KeyError, TypeError):
         raise ValueError(f"Unknown attack {name!r}; valid names: {names()}.") from None
 
 
-__all__ = ["fgsm", "get", "names", "pgd"]
+def name_of(attack_fn):
+    """Registry name of ``attack_fn`` (or its ``__name__`` if it is not registered)."""
+    for name, fn in _REGISTRY.items():
+        if fn is attack_fn:
+            return name
+    return getattr(attack_fn, "__name__", repr(attack_fn))
+
+
+__all__ = [
+    "EAGER_ONLY", "NO_EPS", "bim", "cw_l2", "fgsm", "get", "jsma", "label_oracle", "mim", "names",
+    "name_of", "pgd", "rfgsm", "spsa", "substitute", "train_substitute", "transfer",
+]

@@ -1,4 +1,21 @@
-"""Argument validation and helpers shared by every attack module."""
+"""Argument validation and the graph-mode building blocks shared by every attack module.
+
+Every attack is split in two, like Larq's ``ste_sign`` / ``SteSign``:
+
+* a public entry point that validates its arguments (eagerly, with clear errors) and
+  runs the attack compiled (:func:`compiled`);
+* a pure-TensorFlow core built from the helpers below (:func:`loss_gradient`,
+  :func:`optimize_linear`, :func:`project`, :func:`random_init`) that adversarial
+  training calls directly inside ``train_step``.
+
+Randomized models (stochastic-binary layers, MC dropout) are attacked with
+Expectation over Transformation (Athalye et al. 2018): ``eot_samples`` forward /
+backward passes whose loss gradients are averaged. Discretization and sign are seen
+through with their straight-through surrogate gradients (BPDA), which the ops define.
+"""
+
+import functools
+import os
 
 import numpy as np
 
@@ -8,6 +25,8 @@ import tensorflow as tf
 
 #: Norms accepted by the attacks: L-infinity (``np.inf`` or ``"inf"``) and L2.
 NORMS = {np.inf: np.inf, "inf": np.inf, "linf": np.inf, 2: 2, "2": 2, "l2": 2}
+#: Added under square roots and divisions so a zero gradient or perturbation never divides by zero.
+AVOID_ZERO_DIV = 1e-12
 
 
 def validate_norm(norm, *, allowed=(np.inf, 2)):
@@ -24,23 +43,38 @@ def validate_norm(norm, *, allowed=(np.inf, 2)):
 
 def validate_attack(*, eps, clip_min, clip_max, y, targeted):
     """The checks CleverHans TF2 leaves out: ``eps >= 0``, ``clip_min <= clip_max``, ``targeted`` needs ``y``."""
-    if not np.isfinite(eps) or eps < 0:
-        raise ValueError(f"`eps` must be a finite number >= 0, got {eps!r}.")
+    if eps is not None:
+        validate_nonnegative(eps, "eps")
     if clip_min is not None and clip_max is not None and clip_min > clip_max:
         raise ValueError(f"`clip_min` ({clip_min}) must be <= `clip_max` ({clip_max}).")
     if targeted and y is None:
         raise ValueError("`targeted=True` needs `y`, the target labels.")
 
 
+def validate_nonnegative(value, name):
+    """Raise unless ``value`` is a finite real number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"`{name}` must be a finite number >= 0, got {value!r}.")
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"`{name}` must be a finite number >= 0, got {value!r}.")
+    return float(value)
+
+
+def validate_positive_int(value, name):
+    """Raise unless ``value`` is an int >= 1."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
+    return int(value)
+
+
 def validate_steps(steps, step_size, eps):
     """Check an iterative attack's ``steps`` and ``step_size``; default step size ``2.5 * eps / steps``."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"`steps` must be a positive int, got {steps!r}.")
+    validate_positive_int(steps, "steps")
     if step_size is None:
         return 2.5 * eps / steps  # Madry et al. 2018's rule of thumb
-    if not np.isfinite(step_size) or step_size <= 0:
+    if isinstance(step_size, bool) or not np.isfinite(step_size) or step_size <= 0:
         raise ValueError(f"`step_size` must be a finite number > 0, got {step_size!r}.")
-    return step_size
+    return float(step_size)
 
 
 def check_inputs(x, *, clip_min, clip_max):
@@ -54,3 +88,164 @@ def check_inputs(x, *, clip_min, clip_max):
         if (clip_min is not None and lo < clip_min) or (clip_max is not None and hi > clip_max):
             raise ValueError(f"`x` has values in [{lo}, {hi}], outside the clip range [{clip_min}, {clip_max}].")
     return x
+
+
+def check_labels(y, x):
+    """``y`` as an int64 tensor of class indices (one-hot rows are arg-maxed), or ``None``."""
+    if y is None:
+        return None
+    y = tf.convert_to_tensor(y)
+    if y.shape.rank == 2:
+        y = tf.argmax(y, axis=-1)
+    if y.shape.rank != 1:
+        raise ValueError(f"`y` must be class indices of shape (batch,) or one-hot (batch, classes), got shape {y.shape}.")
+    if tf.executing_eagerly() and x.shape[0] is not None and y.shape[0] != x.shape[0]:
+        raise ValueError(f"`y` has {y.shape[0]} labels for {x.shape[0]} inputs.")
+    return tf.cast(y, tf.int64)
+
+
+def compiled(core):
+    """Run the graph-mode ``core`` through one cached ``tf.function``.
+
+    Called eagerly, the attack is traced once per model / option set and then runs as
+    a graph (the whole loop, not one gradient at a time as CleverHans' eager attacks
+    do). Called inside a graph (``craft``, ``train_step``), ``core`` is inlined.
+    Set ``EDGEBNN_EAGER_ATTACKS=1`` to debug an attack eagerly.
+    """
+    graph_fn = tf.function(core, reduce_retracing=True)
+
+    @functools.wraps(core)
+    def run(*args, **kwargs):
+        if not tf.executing_eagerly() or os.environ.get("EDGEBNN_EAGER_ATTACKS") == "1":
+            return core(*args, **kwargs)
+        return graph_fn(*args, **kwargs)
+
+    return run
+
+
+@tf.autograph.experimental.do_not_convert
+def call_model(model_fn, x):
+    """``model_fn(x)``, run as plain Python even inside an AutoGraph-converted attack loop.
+
+    The attack loops need AutoGraph, but converting the model call would make AutoGraph
+    transpile Keras' and Larq's layer machinery too (hundreds of functions, seconds of
+    tracing); Keras layers run in graph mode without it.
+    """
+    return model_fn(x)
+
+
+def labels_or_predictions(model_fn, x, y):
+    """``y`` when given, else the arg-max of ``model_fn(x)`` (no label leaking, Kurakin et al. 2017)."""
+    if y is not None:
+        return y
+    return tf.argmax(call_model(model_fn, x), axis=-1)
+
+
+def cross_entropy(logits, y):
+    """Per-example softmax cross-entropy of ``logits`` against class indices ``y``."""
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+
+
+def loss_gradient(model_fn, x, y, *, targeted, eot_samples=1, loss_fn=cross_entropy):
+    """Gradient of the attack loss w.r.t. ``x``, averaged over ``eot_samples`` passes (EOT).
+
+    The attack loss is ``loss_fn(logits, y)`` (per example) for an untargeted attack,
+    which the attack ascends, and its negative for a targeted one.
+
+    Returns:
+        ``(gradient, loss)``: both averaged over the EOT samples; ``loss`` per example.
+    """
+    grad_sum, loss_sum = tf.zeros_like(x), tf.zeros(tf.shape(x)[:1])
+    for _ in range(eot_samples):  # unrolled: every pass draws fresh randomness
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = loss_fn(call_model(model_fn, x), y)
+            if targeted:
+                loss = -loss
+        # A model that blocks the gradient (masking) yields zeros, not an error.
+        grad_sum += tape.gradient(loss, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        loss_sum += loss
+    return grad_sum / eot_samples, loss_sum / eot_samples
+
+
+def _reduce_axes(x):
+    return list(range(1, x.shape.rank))
+
+
+def per_example(value, x):
+    """Broadcast a scalar or per-example ``(batch,)`` value against ``x``'s shape."""
+    value = tf.convert_to_tensor(value, x.dtype)
+    if value.shape.rank == 1:
+        value = tf.reshape(value, [-1] + [1] * (x.shape.rank - 1))
+    return value
+
+
+def optimize_linear(grad, eps, norm):
+    """The step of size ``eps`` that maximises ``<step, grad>`` under the norm: ``eps*sign(g)`` or ``eps*g/|g|_2``."""
+    eps = per_example(eps, grad)
+    if norm == np.inf:
+        return eps * tf.stop_gradient(tf.sign(grad))
+    square = tf.maximum(AVOID_ZERO_DIV, tf.reduce_sum(tf.square(grad), _reduce_axes(grad), keepdims=True))
+    return eps * grad / tf.sqrt(square)
+
+
+def project(eta, eps, norm):
+    """Clip perturbation ``eta`` into the ``norm`` ball of radius ``eps`` (clip, not normalize)."""
+    eps = per_example(eps, eta)
+    if norm == np.inf:
+        return tf.clip_by_value(eta, -eps, eps)
+    norm2 = tf.sqrt(tf.maximum(AVOID_ZERO_DIV, tf.reduce_sum(tf.square(eta), _reduce_axes(eta), keepdims=True)))
+    return eta * tf.minimum(1.0, eps / norm2)
+
+
+def random_init(x, eps, norm):
+    """A perturbation drawn uniformly from the ``norm`` ball of radius ``eps`` (Madry et al. 2018)."""
+    eps = per_example(eps, x)
+    if norm == np.inf:
+        return tf.random.uniform(tf.shape(x), -1.0, 1.0, dtype=x.dtype) * eps
+    # Uniform in the L2 ball: a random direction scaled by U^(1/d) (Calafiore et al. 1998).
+    direction = tf.random.normal(tf.shape(x), dtype=x.dtype)
+    direction /= tf.sqrt(tf.reduce_sum(tf.square(direction), _reduce_axes(x), keepdims=True) + AVOID_ZERO_DIV)
+    dim = tf.cast(tf.reduce_prod(tf.shape(x)[1:]), x.dtype)
+    radius = tf.random.uniform(tf.shape(x)[:1], dtype=x.dtype) ** (1.0 / dim)
+    return direction * per_example(radius, x) * eps
+
+
+def clip(x, clip_min, clip_max):
+    """Clip ``x`` to ``[clip_min, clip_max]`` (either may be ``None``)."""
+    if clip_min is not None:
+        x = tf.maximum(x, clip_min)
+    if clip_max is not None:
+        x = tf.minimum(x, clip_max)
+    return x
+
+
+def is_tflite(target):
+    """Whether ``target`` is a TFLite flatbuffer (``bytes``) or a path to a ``.tflite`` file."""
+    return isinstance(target, (bytes, bytearray)) or (
+        isinstance(target, (str, os.PathLike)) and os.fspath(target).endswith(".tflite")
+    )
+
+
+def label_oracle(target, *, batch_size=500):
+    """A function ``x -> predicted labels`` (NumPy) for a black-box ``target``.
+
+    ``target`` is a Keras model / callable returning logits, or a deployed TFLite model
+    (flatbuffer ``bytes`` or a ``.tflite`` path), run with LCE's interpreter through
+    :func:`edgebnn.deploy.verify.tflite_predict`. The attacker only sees labels.
+    """
+    if is_tflite(target):
+        # Deliberate late import (deploy sits below attacks in the pipeline): only
+        # black-box attacks on a deployed model need the interpreter.
+        from edgebnn.deploy.verify import tflite_predict  # noqa: PLC0415
+
+        flatbuffer = target if isinstance(target, (bytes, bytearray)) else open(os.fspath(target), "rb").read()
+        return lambda x: np.argmax(tflite_predict(flatbuffer, x, batch_size=batch_size), axis=-1)
+    if not callable(target):
+        raise TypeError(f"`target` must be a Keras model / callable or a TFLite flatbuffer or .tflite path, got {type(target).__name__}.")
+
+    def oracle(x):
+        x = np.asarray(x, np.float32)
+        return np.concatenate([np.argmax(np.asarray(target(x[i : i + batch_size])), axis=-1) for i in range(0, len(x), batch_size)])
+
+    return oracle

@@ -1,18 +1,30 @@
-"""Fast Gradient (Sign) Method, from CleverHans TF2 with argument validation."""
+"""Fast Gradient (Sign) Method (Goodfellow et al. 2015), compiled, with EOT."""
 
 import numpy as np
 
-from edgebnn.attacks.common import check_inputs, validate_attack, validate_norm
+from edgebnn.attacks.common import (
+    check_inputs, check_labels, clip, compiled, labels_or_predictions, loss_gradient,
+    optimize_linear, validate_attack, validate_norm, validate_positive_int,
+)
 
-from cleverhans.tf2.attacks.fast_gradient_method import fast_gradient_method
+
+def fgsm_core(model_fn, x, y, *, eps, norm, targeted, clip_min, clip_max, eot_samples=1):
+    """Graph-mode FGSM on validated tensors; ``eps`` may be a scalar or per-example ``(batch,)``."""
+    y = labels_or_predictions(model_fn, x, y)
+    grad, _ = loss_gradient(model_fn, x, y, targeted=targeted, eot_samples=eot_samples)
+    return clip(x + optimize_linear(grad, eps, norm), clip_min, clip_max)
 
 
-def fgsm(model_fn, x, *, eps, norm=np.inf, y=None, targeted=False, clip_min=0.0, clip_max=1.0):
-    """One gradient step of size ``eps`` (Goodfellow et al. 2015): FGSM for L-inf, FGM for L2.
+_fgsm = compiled(fgsm_core)
+
+
+def fgsm(model_fn, x, *, eps, norm=np.inf, y=None, targeted=False, clip_min=0.0, clip_max=1.0, eot_samples=1):
+    """One gradient step of size ``eps``: FGSM for L-inf, FGM for L2.
 
     Gradients flow through :class:`~edgebnn.layers.InputDiscretization` (identity) and
     Larq's sign (straight-through estimator), so discretized and binary models are
-    attacked with their surrogate gradients (BPDA) rather than zero gradients.
+    attacked with their surrogate gradients (BPDA) rather than zero gradients. Same
+    result as CleverHans' ``fast_gradient_method`` on a deterministic model.
 
     Args:
         model_fn: callable mapping a batch of inputs to logits (e.g. a Keras model).
@@ -23,13 +35,21 @@ def fgsm(model_fn, x, *, eps, norm=np.inf, y=None, targeted=False, clip_min=0.0,
             predictions, which avoids label leaking (Kurakin et al. 2017).
         targeted: move toward ``y`` instead of away from it.
         clip_min, clip_max: valid input range.
+        eot_samples: loss gradients averaged over this many forward passes (EOT) for
+            randomized models.
 
     Returns:
         Adversarial examples, a float32 tensor shaped like ``x``.
+
+    Raises:
+        ValueError: for ``eps < 0``, ``clip_min > clip_max``, ``targeted`` without
+            ``y``, an unknown ``norm`` or inputs outside the clip range.
     """
     norm = validate_norm(norm)
     validate_attack(eps=eps, clip_min=clip_min, clip_max=clip_max, y=y, targeted=targeted)
+    eot_samples = validate_positive_int(eot_samples, "eot_samples")
     x = check_inputs(x, clip_min=clip_min, clip_max=clip_max)
-    return fast_gradient_method(
-        model_fn, x, eps, norm, clip_min=clip_min, clip_max=clip_max, y=y, targeted=targeted
+    return _fgsm(
+        model_fn, x, check_labels(y, x), eps=float(eps), norm=norm, targeted=bool(targeted),
+        clip_min=clip_min, clip_max=clip_max, eot_samples=eot_samples,
     )

@@ -1,10 +1,54 @@
-"""Projected Gradient Descent (Madry et al. 2018), from CleverHans TF2 with validation."""
+"""Projected Gradient Descent (Madry et al. 2018): random start, restarts, EOT, compiled."""
 
 import numpy as np
 
-from edgebnn.attacks.common import check_inputs, validate_attack, validate_norm, validate_steps
+from edgebnn.attacks.common import (
+    call_model, check_inputs, check_labels, clip, compiled, cross_entropy, labels_or_predictions,
+    loss_gradient, optimize_linear, project, random_init, validate_attack, validate_norm,
+    validate_positive_int, validate_steps,
+)
 
-from cleverhans.tf2.attacks.projected_gradient_descent import projected_gradient_descent
+import tensorflow as tf
+
+#: Added to the score of a successful restart so that success always beats a higher loss.
+_SUCCESS_BONUS = 1e9
+
+
+def attack_score(model_fn, x_adv, y, *, targeted):
+    """Per-example score of an adversarial example: success first, then the attack loss."""
+    logits = call_model(model_fn, x_adv)
+    pred = tf.argmax(logits, axis=-1)
+    success = tf.equal(pred, y) if targeted else tf.not_equal(pred, y)
+    loss = cross_entropy(logits, y)
+    return tf.cast(success, tf.float32) * _SUCCESS_BONUS + (-loss if targeted else loss)
+
+
+def pgd_core(
+    model_fn, x, y, *, eps, steps, step_size, norm, rand_init, targeted, clip_min, clip_max,
+    restarts=1, eot_samples=1,
+):
+    """Graph-mode PGD on validated tensors; ``eps`` / ``step_size`` scalars or per-example."""
+    y = labels_or_predictions(model_fn, x, y)
+    best, best_score = x, None
+    for _ in range(restarts):  # unrolled: restarts are few
+        x_adv = clip(x + random_init(x, eps, norm), clip_min, clip_max) if rand_init else x
+        for _ in tf.range(steps):
+            grad, _ = loss_gradient(model_fn, x_adv, y, targeted=targeted, eot_samples=eot_samples)
+            x_adv = x_adv + optimize_linear(grad, step_size, norm)
+            x_adv = clip(x + project(x_adv - x, eps, norm), clip_min, clip_max)
+        if restarts == 1:
+            return x_adv
+        score = attack_score(model_fn, x_adv, y, targeted=targeted)
+        if best_score is None:
+            best, best_score = x_adv, score
+        else:
+            better = score > best_score
+            mask = tf.reshape(better, [-1] + [1] * (x.shape.rank - 1))
+            best, best_score = tf.where(mask, x_adv, best), tf.maximum(score, best_score)
+    return best
+
+
+_pgd = compiled(pgd_core)
 
 
 def pgd(
@@ -16,12 +60,18 @@ def pgd(
     step_size=None,
     norm=np.inf,
     rand_init=True,
+    restarts=1,
     y=None,
     targeted=False,
     clip_min=0.0,
     clip_max=1.0,
+    eot_samples=1,
 ):
     """Iterated gradient steps projected onto the ``eps`` ball, from a random start.
+
+    With ``restarts > 1`` the attack runs again from new random starts and keeps, per
+    example, the worst case: a successful example over a failed one, then the higher
+    loss. The whole loop runs as one compiled graph.
 
     Args:
         model_fn: callable mapping a batch of inputs to logits.
@@ -31,9 +81,11 @@ def pgd(
         step_size: size of each step (default ``2.5 * eps / steps``, capped at ``eps``).
         norm: ``np.inf`` or ``2``.
         rand_init: start from a uniformly random point of the ball (Madry) or from ``x`` (BIM).
+        restarts: number of runs (>= 1); the worst case per example is kept.
         y: labels or targets; ``None`` uses the model's predictions (no label leaking).
         targeted: move toward ``y``.
         clip_min, clip_max: valid input range.
+        eot_samples: loss gradients averaged over this many forward passes (EOT).
 
     Returns:
         Adversarial examples, a float32 tensor shaped like ``x``.
@@ -41,11 +93,15 @@ def pgd(
     norm = validate_norm(norm)
     validate_attack(eps=eps, clip_min=clip_min, clip_max=clip_max, y=y, targeted=targeted)
     step_size = min(validate_steps(steps, step_size, eps), eps)
+    restarts = validate_positive_int(restarts, "restarts")
+    eot_samples = validate_positive_int(eot_samples, "eot_samples")
+    if restarts > 1 and not rand_init:
+        raise ValueError(f"`restarts` > 1 needs `rand_init=True` (restarts from the same start repeat the same run), got restarts={restarts}.")
     x = check_inputs(x, clip_min=clip_min, clip_max=clip_max)
     if eps == 0:
         return x
-    return projected_gradient_descent(
-        model_fn, x, eps, step_size, steps, norm,
-        clip_min=clip_min, clip_max=clip_max, y=y, targeted=targeted,
-        rand_init=bool(rand_init), sanity_checks=False,
+    return _pgd(
+        model_fn, x, check_labels(y, x), eps=float(eps), steps=int(steps), step_size=float(step_size),
+        norm=norm, rand_init=bool(rand_init), targeted=bool(targeted), clip_min=clip_min, clip_max=clip_max,
+        restarts=restarts, eot_samples=eot_samples,
     )

@@ -15,27 +15,60 @@ def predict_labels(model_fn, x, *, batch_size=500):
     )
 
 
-def craft(model_fn, x, y, *, attack, eps, batch_size=500, **options):
+def _attack_batch(model_fn, attack_fn, xb, yb, frozen_options):
+    options = frozen_options.items if isinstance(frozen_options, _Unhashed) else frozen_options
+    return attack_fn(model_fn, xb, y=yb, **dict(options))
+
+
+class _Unhashed:
+    """Options holder that ``tf.function`` keys by identity (for unhashable option values)."""
+
+    def __init__(self, items):
+        self.items = items
+
+
+#: One module-level ``tf.function`` per XLA setting, so that repeated ``craft`` calls with
+#: the same model, attack and options reuse the traced graph instead of re-tracing it.
+_COMPILED_BATCH = {
+    False: tf.function(_attack_batch, reduce_retracing=True),
+    True: tf.function(_attack_batch, reduce_retracing=True, jit_compile=True),
+}
+
+
+def craft(model_fn, x, y, *, attack, eps, batch_size=500, jit_compile=False, **options):
     """Run attack ``attack`` (name or function) on ``x`` batch by batch, in a compiled graph.
 
     ``y`` are the true labels the attack moves away from (the standard robust-accuracy
-    protocol); pass ``y=None`` to use the model's own predictions instead.
+    protocol); pass ``y=None`` to use the model's own predictions instead. Attacks
+    without an ``eps`` (JSMA) take ``eps=None``. Black-box attacks that train a
+    substitute (:data:`edgebnn.attacks.EAGER_ONLY`) run once, eagerly, on all of ``x``.
+    ``jit_compile=True`` compiles each batch with XLA (faster on CPU for plain
+    float/Larq models; every op of the model must have an XLA kernel).
 
     Returns:
         float32 NumPy array of adversarial examples shaped like ``x``.
     """
     attack_fn = attacks.get(attack) if isinstance(attack, str) else attack
+    name = attacks.name_of(attack_fn)
     clip_min, clip_max = options.get("clip_min", 0.0), options.get("clip_max", 1.0)
     check_inputs(x, clip_min=clip_min, clip_max=clip_max)
+    if name in attacks.NO_EPS and eps is not None:
+        raise ValueError(f"attack {name!r} takes no `eps`; pass eps=None, got {eps!r}.")
+    budget = {} if eps is None else {"eps": eps}
+    if name in attacks.EAGER_ONLY:
+        return np.asarray(attack_fn(model_fn, x, y=y, **budget, **options), np.float32)
 
-    @tf.function(reduce_retracing=True)
-    def _batch(xb, yb):
-        return attack_fn(model_fn, xb, eps=eps, y=yb, **options)
-
+    frozen = tuple(sorted({**budget, **options}.items()))
+    try:
+        hash(frozen)
+        compiled_batch = _COMPILED_BATCH[bool(jit_compile)]
+    except TypeError:  # an unhashable option (e.g. an array): a graph for this call only
+        compiled_batch = tf.function(_attack_batch, reduce_retracing=True, jit_compile=bool(jit_compile))
+        frozen = _Unhashed(frozen)
     out = []
     for i in range(0, len(x), batch_size):
         yb = None if y is None else tf.constant(y[i : i + batch_size])
-        out.append(_batch(tf.constant(x[i : i + batch_size], tf.float32), yb).numpy())
+        out.append(compiled_batch(model_fn, attack_fn, tf.constant(x[i : i + batch_size], tf.float32), yb, frozen).numpy())
     return np.concatenate(out) if out else np.zeros_like(x)
 
 

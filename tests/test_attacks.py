@@ -1,0 +1,304 @@
+"""Attacks on a briefly trained float FCN2 (real Fashion-MNIST), against CleverHans references."""
+
+import numpy as np
+import pytest
+
+from edgebnn import attacks, zoo
+from edgebnn.evaluation.robustness import craft, predict_labels
+from edgebnn.training import train
+
+import tensorflow as tf
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    """Seed TensorFlow / NumPy before each test, so random starts and masks repeat."""
+    tf.keras.utils.set_random_seed(1234)
+
+EPS = 0.1
+N_TEST = 100
+
+
+@pytest.fixture(scope="module")
+def trained(fashion_small):
+    """Float FCN2 trained 3 epochs on 600 images, and 100 test images with labels."""
+    x, y, xt, yt = fashion_small
+    tf.keras.utils.set_random_seed(0)
+    model = zoo.get("panda_fcn2")(precision="float")
+    train(model, x, y, epochs=3, batch_size=32, seed=0, verbose=0)
+    return model, xt[:N_TEST], yt[:N_TEST]
+
+
+def accuracy(model, x, y):
+    return float(np.mean(predict_labels(model, np.asarray(x)) == y))
+
+
+def linf(a, b):
+    return float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+
+
+def l2_per_example(a, b):
+    d = (np.asarray(a) - np.asarray(b)).reshape(len(a), -1)
+    return np.sqrt((d**2).sum(axis=1))
+
+
+# --- validation and registry -------------------------------------------------------
+
+EPS_ATTACKS = ["fgsm", "rfgsm", "bim", "pgd", "mim", "spsa", "cw_l2"]
+
+
+@pytest.mark.parametrize("name", EPS_ATTACKS)
+def test_negative_eps_rejected(trained, name):
+    model, x, _ = trained
+    with pytest.raises(ValueError, match="eps"):
+        attacks.get(name)(model, x[:2], eps=-0.1)
+
+
+@pytest.mark.parametrize("name", EPS_ATTACKS + ["jsma"])
+def test_clip_range_and_targeted_validation(trained, name):
+    model, x, _ = trained
+    budget = {} if name == "jsma" else {"eps": 0.1}
+    with pytest.raises(ValueError, match="clip_min"):
+        attacks.get(name)(model, x[:2], clip_min=1.0, clip_max=0.0, **budget)
+    with pytest.raises(ValueError, match="targeted"):
+        attacks.get(name)(model, x[:2], targeted=True, **budget)
+
+
+@pytest.mark.parametrize("name", ["fgsm", "bim", "pgd", "mim"])
+def test_unknown_norm_rejected(trained, name):
+    model, x, _ = trained
+    with pytest.raises(ValueError, match="norm"):
+        attacks.get(name)(model, x[:2], eps=0.1, norm=1)
+
+
+def test_inputs_outside_clip_range_rejected(trained):
+    model, x, _ = trained
+    with pytest.raises(ValueError, match="clip range"):
+        attacks.fgsm(model, x[:2] + 2.0, eps=0.1)
+
+
+def test_registry():
+    assert set(attacks.names()) >= {"fgsm", "rfgsm", "bim", "pgd", "mim", "cw_l2", "spsa", "jsma", "substitute"}
+    assert attacks.get("pgd") is attacks.pgd
+    with pytest.raises(ValueError, match="valid names"):
+        attacks.get("deepfool")
+
+
+# --- same results as CleverHans where it has the attack ----------------------------
+
+
+def test_fgsm_matches_cleverhans(trained):
+    from cleverhans.tf2.attacks.fast_gradient_method import fast_gradient_method
+
+    model, x, y = trained
+    ours = attacks.fgsm(model, x, eps=EPS, y=y).numpy()
+    ref = fast_gradient_method(model, x, EPS, np.inf, clip_min=0.0, clip_max=1.0, y=y).numpy()
+    assert np.mean(np.abs(ours - ref) > 1e-5) < 1e-3
+
+
+def test_bim_matches_cleverhans_pgd_without_random_start(trained):
+    from cleverhans.tf2.attacks.projected_gradient_descent import projected_gradient_descent
+
+    model, x, y = trained
+    ours = attacks.bim(model, x, eps=EPS, steps=5, step_size=0.03, y=y).numpy()
+    ref = projected_gradient_descent(model, x, EPS, 0.03, 5, np.inf, clip_min=0.0, clip_max=1.0, y=y, rand_init=False).numpy()
+    assert np.mean(np.abs(ours - ref) > 1e-4) < 1e-2
+    assert abs(accuracy(model, ours, y) - accuracy(model, ref, y)) <= 0.02
+
+
+def test_mim_matches_cleverhans(trained):
+    from cleverhans.tf2.attacks.momentum_iterative_method import momentum_iterative_method
+
+    model, x, y = trained
+    ours = attacks.mim(model, x, eps=EPS, steps=5, step_size=0.02, y=y).numpy()
+    ref = momentum_iterative_method(model, x, EPS, 0.02, 5, clip_min=0.0, clip_max=1.0, y=y).numpy()
+    assert np.mean(np.abs(ours - ref) > 1e-4) < 1e-2
+
+
+# --- every attack: bound, clip range, accuracy drop ----------------------------------
+
+BOUNDED = [
+    ("fgsm", dict(eps=EPS), np.inf),
+    ("rfgsm", dict(eps=EPS), np.inf),
+    ("bim", dict(eps=EPS, steps=10), np.inf),
+    ("pgd", dict(eps=EPS, steps=10), np.inf),
+    ("pgd", dict(eps=1.5, steps=10, norm=2), 2),
+    ("mim", dict(eps=EPS, steps=10), np.inf),
+    ("mim", dict(eps=1.5, steps=10, norm="l2"), 2),
+    ("spsa", dict(eps=EPS, steps=20, num_samples=64, learning_rate=0.02), np.inf),
+    ("cw_l2", dict(eps=2.0, max_iterations=50, binary_search_steps=3), 2),
+]
+
+
+@pytest.mark.parametrize("name,options,norm", BOUNDED, ids=[f"{n}-l{'inf' if p == np.inf else p}" for n, _, p in BOUNDED])
+def test_attack_bound_clip_and_accuracy_drop(trained, name, options, norm):
+    model, x, y = trained
+    x_adv = np.asarray(attacks.get(name)(model, x, y=y, **options))
+    assert x_adv.shape == x.shape and x_adv.dtype == np.float32
+    assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
+    if norm == np.inf:
+        assert linf(x_adv, x) <= options["eps"] + 1e-6
+    else:
+        assert l2_per_example(x_adv, x).max() <= options["eps"] * (1 + 1e-5)
+    clean = accuracy(model, x, y)
+    assert clean > 0.6
+    assert accuracy(model, x_adv, y) < clean - 0.3, name
+
+
+def test_pgd_at_least_as_strong_as_fgsm(trained):
+    model, x, y = trained
+    for eps in (0.03, 0.1):
+        acc_fgsm = accuracy(model, attacks.fgsm(model, x, eps=eps, y=y), y)
+        acc_pgd = accuracy(model, attacks.pgd(model, x, eps=eps, steps=20, y=y), y)
+        assert acc_pgd <= acc_fgsm
+
+
+def test_pgd_restarts_keep_worst_case(trained):
+    model, x, y = trained
+    eps = 0.02  # small budget, so that single runs leave some examples correct
+    single = [accuracy(model, attacks.pgd(model, x, eps=eps, steps=5, y=y), y) for _ in range(2)]
+    restarted = accuracy(model, attacks.pgd(model, x, eps=eps, steps=5, restarts=4, y=y), y)
+    assert restarted <= min(single) + 0.01
+    with pytest.raises(ValueError, match="restarts"):
+        attacks.pgd(model, x[:2], eps=eps, restarts=2, rand_init=False)
+
+
+def test_zero_eps_is_identity(trained):
+    model, x, y = trained
+    for name in ("pgd", "mim", "fgsm", "spsa"):
+        np.testing.assert_allclose(np.asarray(attacks.get(name)(model, x[:5], eps=0.0, y=y[:5])), x[:5])
+
+
+def test_targeted_pgd_reaches_target(trained):
+    model, x, y = trained
+    target = (y + 1) % 10
+    x_adv = attacks.pgd(model, x, eps=0.2, steps=20, y=target, targeted=True)
+    assert np.mean(predict_labels(model, np.asarray(x_adv)) == target) > 0.8
+
+
+# --- CW-L2: targeted is honoured (cleverhans issues 1205 / 1228) ---------------------
+
+
+def test_cw_l2_targeted_hits_target(trained):
+    model, x, y = trained
+    x, y = x[:50], y[:50]
+    target = (y + 3) % 10
+    x_adv = np.asarray(attacks.cw_l2(model, x, y=target, targeted=True, max_iterations=60, binary_search_steps=4))
+    assert np.mean(predict_labels(model, x_adv) == target) >= 0.9
+    assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
+
+
+def test_cw_l2_untargeted_with_labels_moves_away(trained):
+    """CleverHans TF2 turns ``y`` into a target whenever it is given (issue 1228)."""
+    model, x, y = trained
+    x, y = x[:50], y[:50]
+    x_adv = np.asarray(attacks.cw_l2(model, x, y=y, max_iterations=60, binary_search_steps=4))
+    assert accuracy(model, x_adv, y) <= 0.1
+    # Minimal distortion: the perturbations are small in L2 (FGSM at 0.1 is ~2.5).
+    assert np.median(l2_per_example(x_adv, x)) < 2.0
+
+
+# --- JSMA --------------------------------------------------------------------------
+
+
+def test_jsma_changes_at_most_gamma_pixels_and_hits_target(trained):
+    model, x, y = trained
+    x, y = x[:20], y[:20]
+    target = (y + 1) % 10
+    gamma = 0.08
+    x_adv = np.asarray(attacks.jsma(model, x, y=target, targeted=True, gamma=gamma))
+    changed = (np.abs(x_adv - x) > 0).reshape(len(x), -1).sum(axis=1)
+    assert changed.max() <= gamma * 784
+    assert changed.min() >= 0 and changed.max() > 0
+    assert np.all(x_adv[x_adv != x] == 1.0)  # theta = +1 sets pixels to clip_max
+    assert np.mean(predict_labels(model, x_adv) == target) >= 0.5
+    with pytest.raises(ValueError, match="gamma"):
+        attacks.jsma(model, x, gamma=1.5)
+
+
+# --- through craft (compiled per batch) ------------------------------------------
+
+
+def test_craft_runs_registry_attacks_in_graph(trained):
+    model, x, y = trained
+    x_adv = craft(model, x, y, attack="rfgsm", eps=EPS, batch_size=40)
+    assert linf(x_adv, x) <= EPS + 1e-6 and accuracy(model, x_adv, y) < accuracy(model, x, y)
+    x_adv = craft(model, x[:10], y[:10], attack="jsma", eps=None, gamma=0.05)
+    assert (np.abs(x_adv - x[:10]) > 0).reshape(10, -1).sum(axis=1).max() <= 0.05 * 784
+    with pytest.raises(ValueError, match="eps"):
+        craft(model, x[:10], y[:10], attack="jsma", eps=0.1)
+
+
+# --- EOT on a randomized model -----------------------------------------------------
+
+
+def test_eot_pgd_at_least_as_strong_on_stochastic_model(trained):
+    model, x, y = trained
+    tf.random.set_seed(0)
+
+    def stochastic(inputs):
+        # A randomized defence: heavy input dropout, fresh mask on every call.
+        return model(tf.nn.dropout(inputs, rate=0.5) * 0.5)
+
+    def expected_accuracy(x_eval):
+        return np.mean([accuracy(stochastic, x_eval, y) for _ in range(8)])
+
+    eps = 0.05
+    plain = expected_accuracy(attacks.pgd(stochastic, x, eps=eps, steps=10, y=y))
+    eot = expected_accuracy(attacks.pgd(stochastic, x, eps=eps, steps=10, y=y, eot_samples=8))
+    assert eot <= plain + 0.01
+    assert eot < expected_accuracy(x)
+
+
+# --- black box: substitute (Keras and TFLite target) and transfer ------------------
+
+
+def test_substitute_attack_end_to_end(trained, fashion_small):
+    model, x, y = trained
+    holdout = fashion_small[2][N_TEST : N_TEST + 100]  # attacker's data, disjoint from x
+    x_adv = attacks.substitute(model, x, eps=0.2, x_holdout=holdout, y=y, rounds=3, epochs=5)
+    assert linf(x_adv, x) <= 0.2 + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
+    assert accuracy(model, x_adv, y) < accuracy(model, x, y) - 0.1
+    sub, info = attacks.train_substitute(model, holdout, num_classes=10, rounds=3, epochs=2)
+    assert info == {"queries": 100 * 4, "train_size": 400}
+    assert sub.output_shape == (None, 10)
+
+
+def test_substitute_attack_on_tflite_target(trained, fashion_small):
+    from edgebnn.deploy.convert import convert
+
+    model, x, y = trained
+    flatbuffer = convert(model)
+    oracle = attacks.label_oracle(flatbuffer)
+    np.testing.assert_array_equal(oracle(x), predict_labels(model, x))
+    holdout = fashion_small[2][N_TEST : N_TEST + 60]
+    x_adv = attacks.substitute(flatbuffer, x, eps=0.2, x_holdout=holdout, rounds=2, epochs=5)
+    assert np.mean(oracle(x_adv) == y) < np.mean(oracle(x) == y)
+
+
+def test_transfer_between_models(trained, fashion_small):
+    model, x, y = trained
+    xs, ys = fashion_small[0], fashion_small[1]
+    source = tf.keras.Sequential([tf.keras.layers.Flatten(), tf.keras.layers.Dense(64, activation="relu"), tf.keras.layers.Dense(10)])
+    train(source, xs, ys, epochs=2, batch_size=32, seed=1, verbose=0)
+    eps = 0.2
+    result = attacks.transfer(source, model, x, y, attack="pgd", eps=eps, steps=10)
+    assert linf(result["x_adv"], x) <= eps + 1e-6
+    assert result["target_clean_accuracy"] == pytest.approx(accuracy(model, x, y))
+    assert result["source_accuracy"] < 0.2
+    noise = np.clip(x + eps * np.sign(np.random.default_rng(0).normal(size=x.shape)), 0, 1).astype(np.float32)
+    assert result["target_accuracy"] < result["target_clean_accuracy"] - 0.1
+    assert result["target_accuracy"] < accuracy(model, noise, y) - 0.1  # not just any perturbation
+
+
+def test_craft_reuses_graph_and_accepts_unhashable_options(trained):
+    model, x, y = trained
+    calls = []
+
+    def noisy_fgsm(model_fn, xb, *, eps, y=None, weights=None, clip_min=0.0, clip_max=1.0):
+        calls.append(1)  # runs once per trace, not per batch
+        return attacks.fgsm(model_fn, xb, eps=eps * float(np.sum(weights)), y=y)
+
+    x_adv = craft(model, x, y, attack=noisy_fgsm, eps=0.05, batch_size=50, weights=[1.0, 1.0])
+    np.testing.assert_allclose(x_adv, attacks.fgsm(model, x, eps=0.1, y=y).numpy(), atol=1e-6)
+    assert len(calls) <= 2
