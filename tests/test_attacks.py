@@ -266,13 +266,14 @@ def test_substitute_attack_end_to_end(trained, fashion_small):
 
 def test_substitute_attack_on_tflite_target(trained, fashion_small):
     from edgebnn.deploy.convert import convert
+    from edgebnn.deploy.verify import tflite_model_fn
 
     model, x, y = trained
-    flatbuffer = convert(model)
-    oracle = attacks.label_oracle(flatbuffer)
+    deployed = tflite_model_fn(convert(model))
+    oracle = attacks.label_oracle(deployed)
     np.testing.assert_array_equal(oracle(x), predict_labels(model, x))
     holdout = fashion_small[2][N_TEST : N_TEST + 60]
-    x_adv = attacks.substitute(flatbuffer, x, eps=0.2, x_holdout=holdout, rounds=2, epochs=5)
+    x_adv = attacks.substitute(deployed, x, eps=0.2, x_holdout=holdout, rounds=2, epochs=5)
     assert np.mean(oracle(x_adv) == y) < np.mean(oracle(x) == y)
 
 

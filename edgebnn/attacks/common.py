@@ -220,29 +220,18 @@ def clip(x, clip_min, clip_max):
     return x
 
 
-def is_tflite(target):
-    """Whether ``target`` is a TFLite flatbuffer (``bytes``) or a path to a ``.tflite`` file."""
-    return isinstance(target, (bytes, bytearray)) or (
-        isinstance(target, (str, os.PathLike)) and os.fspath(target).endswith(".tflite")
-    )
-
-
 def label_oracle(target, *, batch_size=500):
     """A function ``x -> predicted labels`` (NumPy) for a black-box ``target``.
 
-    ``target`` is a Keras model / callable returning logits, or a deployed TFLite model
-    (flatbuffer ``bytes`` or a ``.tflite`` path), run with LCE's interpreter through
-    :func:`edgebnn.deploy.verify.tflite_predict`. The attacker only sees labels.
+    ``target`` is any callable returning logits or scores: a Keras model, or a deployed
+    TFLite model wrapped by :func:`edgebnn.deploy.verify.tflite_model_fn` (attacks sit
+    above deployment in the pipeline and do not import it). The attacker only sees labels.
     """
-    if is_tflite(target):
-        # Deliberate late import (deploy sits below attacks in the pipeline): only
-        # black-box attacks on a deployed model need the interpreter.
-        from edgebnn.deploy.verify import tflite_predict  # noqa: PLC0415
-
-        flatbuffer = target if isinstance(target, (bytes, bytearray)) else open(os.fspath(target), "rb").read()
-        return lambda x: np.argmax(tflite_predict(flatbuffer, x, batch_size=batch_size), axis=-1)
     if not callable(target):
-        raise TypeError(f"`target` must be a Keras model / callable or a TFLite flatbuffer or .tflite path, got {type(target).__name__}.")
+        raise TypeError(
+            f"`target` must be a Keras model or a callable returning logits (wrap a .tflite with "
+            f"edgebnn.deploy.verify.tflite_model_fn), got {type(target).__name__}."
+        )
 
     def oracle(x):
         x = np.asarray(x, np.float32)

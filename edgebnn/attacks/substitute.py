@@ -6,7 +6,8 @@ Jacobian-based dataset augmentation (new points ``x + lambda * sign(dF_label(x)/
 along the substitute's gradient of the label the oracle gave), and finally crafts
 FGSM on the substitute and transfers the examples to the target. Defaults follow
 Galloway et al. 2018: 150 held-out images, a 2 x 200 MLP, lambda = 0.1, 6 rounds of
-10 epochs. The target may be a Keras model or a deployed TFLite flatbuffer.
+10 epochs. The target may be a Keras model or a deployed TFLite model
+(wrapped by :func:`edgebnn.deploy.verify.tflite_model_fn`).
 """
 
 import numpy as np
@@ -64,8 +65,8 @@ def train_substitute(
     """Train a substitute of ``target`` from label queries only (Papernot et al. 2017, Algorithm 1).
 
     Args:
-        target: Keras model / callable returning logits, or a TFLite flatbuffer / ``.tflite``
-            path; only its arg-max labels are used.
+        target: Keras model / callable returning logits, or a deployed model wrapped by
+            ``tflite_model_fn``; only its arg-max labels are used.
         x_holdout: the attacker's initial unlabeled inputs (150 in the paper).
         num_classes: number of classes of the target.
         rounds: substitute training rounds rho_max; the set doubles between rounds.
@@ -121,7 +122,7 @@ def substitute(
     """Black-box FGSM transferred from a substitute trained on label queries of ``model_fn``.
 
     Args:
-        model_fn: the target: Keras model / callable, or TFLite flatbuffer / ``.tflite`` path.
+        model_fn: the target: Keras model / callable (a ``.tflite`` wrapped by ``tflite_model_fn``).
             It is only queried for labels.
         x: inputs to attack, in ``[clip_min, clip_max]``.
         eps: FGSM size on the substitute (>= 0).

@@ -10,7 +10,7 @@ def transfer(source, target, x, y, *, attack="pgd", eps, batch_size=500, **optio
 
     Args:
         source: the attacker's model (callable returning logits).
-        target: Keras model / callable, or TFLite flatbuffer / ``.tflite`` path (labels only).
+        target: Keras model / callable, e.g. a ``.tflite`` wrapped by ``tflite_model_fn`` (labels only).
         x, y: clean inputs and their true labels.
         attack: attack name (see :func:`edgebnn.attacks.names`) or function.
         eps: attack strength.

@@ -1,5 +1,8 @@
 """Re-verification of a converted model against its Keras original (host side)."""
 
+import os
+from pathlib import Path
+
 import numpy as np
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
@@ -59,6 +62,24 @@ def tflite_predict(flatbuffer, x, *, batch_size=1000, kernel="default", runtime=
     runner = interpreter(flatbuffer, runtime=runtime, kernel=kernel)
     x = model_input(x, runner.input_dtype)
     return np.concatenate([runner.predict(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def tflite_model_fn(model, *, batch_size=1000, runtime="auto"):
+    """A callable ``x -> logits`` (NumPy) over a deployed model, for black-box attacks.
+
+    Args:
+        model: flatbuffer ``bytes`` or the path of a ``.tflite`` file.
+        batch_size, runtime: as in :func:`tflite_predict`.
+
+    Example:
+        >>> x_adv = edgebnn.attacks.substitute(tflite_model_fn("model.tflite"), x, eps=0.1, x_holdout=h)
+    """
+    if isinstance(model, (str, os.PathLike)):
+        model = Path(model).read_bytes()
+    if not isinstance(model, (bytes, bytearray)):
+        raise TypeError(f"`model` must be flatbuffer bytes or a .tflite path, got {type(model).__name__}.")
+    flatbuffer = bytes(model)
+    return lambda x: tflite_predict(flatbuffer, x, batch_size=batch_size, runtime=runtime)
 
 
 def _softmax(logits):

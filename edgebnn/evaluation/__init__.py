@@ -1,6 +1,10 @@
 """Evaluation: robustness curves, detection, gradient-masking checks, reports."""
 
 from edgebnn.evaluation.robustness import craft, predict_labels, robustness_curve
+from edgebnn.evaluation.detection import UncertaintyDetector, detection_experiment
 from edgebnn.evaluation.uncertainty import MCPrediction, predict_mc
 
-__all__ = ["MCPrediction", "craft", "predict_labels", "predict_mc", "robustness_curve"]
+__all__ = [
+    "MCPrediction", "UncertaintyDetector", "craft", "detection_experiment", "predict_labels", "predict_mc",
+    "robustness_curve",
+]
