@@ -201,24 +201,16 @@ def test_heavy_models_convert(name, precision):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="LCE 0.16 fails on a 6144x6144 sign kernel")
-def test_binary_fcn1_converts():
-    """Known LCE 0.16 limitation: a Larq sign-quantized kernel of 6144x6144 elements does not
-    convert ("cannot create std::vector larger than max_size()"; 4096x4096 does), and the
-    failure sometimes aborts the process, hence the subprocess. Folding the kernels to
-    constants before conversion belongs to the deployment issue. Strict: passes -> fails."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
+def test_binary_fcn1_converts_through_the_rewrites():
+    """LCE 0.16 alone fails on FCN1's 6144x6144 sign-quantized dense kernels ("cannot create
+    std::vector larger than max_size()", sometimes aborting the process). edgebnn's
+    dense -> 1x1 binary convolution rewrite (edgebnn.deploy.rewrite) avoids that path:
+    every dense layer becomes an LceBconv2d."""
+    from edgebnn.deploy.report import layer_ops
 
-    code = ("import edgebnn; from edgebnn import zoo; from edgebnn.deploy import convert; "
-            "convert.convert(zoo.get('panda_fcn1')(precision='binary'))")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=1200, env=env)
-    if result.returncode > 0 and "max_size" not in result.stderr:
-        pytest.fail(f"unexpected conversion failure: {result.stderr[-500:]}")  # not the known limitation
-    assert result.returncode == 0, result.stderr[-500:]
+    flatbuffer = convert.convert(_build("panda_fcn1", "binary"), target="lce")
+    # 6144x6144 hidden layers (x3) and the output layer binary; the first sees float pixels.
+    assert layer_ops(flatbuffer) == {"binary": 4, "int8": 0, "float": 1}
 
 
 @pytest.mark.parametrize(
