@@ -100,3 +100,13 @@ def test_find_by_name_and_path(tmp_path):
     assert recipes.find(str(path)) == path
     with pytest.raises(config.RecipeError, match="available"):
         recipes.find("no-such-recipe")
+
+
+def test_attack_without_eps_budget(tmp_path):
+    jsma = GOOD + '\n[[attacks]]\nname = "jsma"\ngamma = 0.1\n'
+    recipe = config.load(_write(tmp_path, jsma))
+    assert recipe.attacks[1] == config.AttackConfig(name="jsma", eps=[None], options={"gamma": 0.1})
+    with pytest.raises(config.RecipeError, match=r"`attacks.1.eps`: attack 'jsma' has no eps budget"):
+        config.load(_write(tmp_path, jsma.replace("gamma = 0.1", "gamma = 0.1\neps = [0.1]")))
+    with pytest.raises(config.RecipeError, match=r"`attacks.0` needs `eps`"):
+        config.load(_write(tmp_path, GOOD.replace("eps = [0.1, 0.2]", "")))

@@ -18,11 +18,12 @@ def to_markdown(report):
         f"- clean accuracy (Keras): **{_pct(report['clean_accuracy'])}**",
         f"- wall time: {report['seconds']:.1f} s",
         "",
-        "## Attacks (Keras model, white-box, straight-through gradients)",
+        "## Attacks (crafted against the Keras model; white-box ones use straight-through gradients)",
         "",
         "| attack | eps | accuracy |",
         "|---|---:|---:|",
-        *(f"| {a['name']} | {a['eps']:g} | {_pct(a['accuracy'])} |" for a in report["attacks"]),
+        *(f"| {a['name']} | {'-' if a['eps'] is None else format(a['eps'], 'g')} | {_pct(a['accuracy'])} |"
+          for a in report["attacks"]),
         "",
     ]
     if deployed:

@@ -75,6 +75,8 @@ def craft(model_fn, x, y, *, attack, eps, batch_size=500, jit_compile=False, **o
 def robustness_curve(model_fn, x, y, *, attack, eps_list, batch_size=500, **options):
     """Accuracy under ``attack`` for every eps in ``eps_list``.
 
+    ``eps_list`` is ``[None]`` for attacks without an eps budget (``attacks.NO_EPS``, e.g. JSMA).
+
     Returns:
         ``(rows, adversarial)``: ``rows`` a list of ``{"name", "eps", "accuracy"}``;
         ``adversarial`` a dict eps -> adversarial examples (NumPy).
@@ -84,6 +86,7 @@ def robustness_curve(model_fn, x, y, *, attack, eps_list, batch_size=500, **opti
     for eps in eps_list:
         x_adv = craft(model_fn, x, y, attack=attack, eps=eps, batch_size=batch_size, **options)
         accuracy = float(np.mean(predict_labels(model_fn, x_adv, batch_size=batch_size) == y))
-        rows.append({"name": name, "eps": float(eps), "accuracy": accuracy})
-        adversarial[float(eps)] = x_adv
+        key = None if eps is None else float(eps)
+        rows.append({"name": name, "eps": key, "accuracy": accuracy})
+        adversarial[key] = x_adv
     return rows, adversarial

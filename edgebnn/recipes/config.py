@@ -129,26 +129,37 @@ def _validate_attack(index, table):
     prefix = f"attacks.{index}"
     if not isinstance(table, dict):
         raise RecipeError(f"`{prefix}` must be a table, got {table!r}.")
-    if "name" not in table or "eps" not in table:
-        raise RecipeError(f"`{prefix}` needs `name` and `eps` (a list of numbers).")
-    name, eps = table["name"], table["eps"]
+    if "name" not in table:
+        raise RecipeError(f"`{prefix}` needs `name`.")
+    name = table["name"]
     try:
         fn = attacks.get(name)
     except ValueError as e:
         raise RecipeError(f"`{prefix}.name`: {e}") from e
+    options = {k: v for k, v in table.items() if k not in ("name", "eps")}
+    if name in attacks.NO_EPS:
+        if "eps" in table:
+            raise RecipeError(f"`{prefix}.eps`: attack {name!r} has no eps budget; remove the key.")
+        return AttackConfig(name=name, eps=[None], options=_check_options(prefix, name, fn, options))
+    if "eps" not in table:
+        raise RecipeError(f"`{prefix}` needs `eps` (a list of numbers).")
+    eps = table["eps"]
     if isinstance(eps, (int, float)) and not isinstance(eps, bool):
         eps = [eps]
     if not isinstance(eps, list) or not eps or not all(
         isinstance(e, (int, float)) and not isinstance(e, bool) and math.isfinite(e) and e >= 0 for e in eps
     ):
         raise RecipeError(f"`{prefix}.eps` must be a non-empty list of numbers >= 0, got {table['eps']!r}.")
-    options = {k: v for k, v in table.items() if k not in ("name", "eps")}
+    return AttackConfig(name=name, eps=[float(e) for e in eps], options=_check_options(prefix, name, fn, options))
+
+
+def _check_options(prefix, name, fn, options):
     accepted = {p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY}
     accepted -= {"eps", "y"}
     unknown = sorted(set(options) - accepted)
     if unknown:
         raise RecipeError(f"unknown key `{prefix}.{unknown[0]}` for attack {name!r}; valid keys: {sorted(accepted)}.")
-    return AttackConfig(name=name, eps=[float(e) for e in eps], options=options)
+    return options
 
 
 def _validate_names(recipe):

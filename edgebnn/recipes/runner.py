@@ -104,9 +104,10 @@ def run(recipe, out):
             model, x_eval, y_eval, attack=attack.name, eps_list=attack.eps, batch_size=batch, **attack.options
         )
         for row in curve:
-            _log(f"{row['name']} eps={row['eps']:g}: accuracy {row['accuracy']:.4f}")
+            budget = "" if row["eps"] is None else f" eps={row['eps']:g}"
+            _log(f"{row['name']}{budget}: accuracy {row['accuracy']:.4f}")
         rows += [{**row, **attack.options} for row in curve]
-        adversarial_sets += [adversarial[eps] for eps in sorted(adversarial) if eps > 0]
+        adversarial_sets += [x_adv for eps, x_adv in adversarial.items() if eps is None or eps > 0]
     x_adv = np.concatenate(adversarial_sets) if adversarial_sets else x_eval[:0]
     y_adv = np.tile(y_eval, len(adversarial_sets))
 
