@@ -48,13 +48,15 @@ def test_quickstart_end_to_end_on_a_small_subset(tmp_path, data_dir):
     assert attacks[("pgd", 0.2)] <= attacks[("fgsm", 0.05)]
     deployed = report["deployed"]
     assert deployed["tflite_bytes"] == (out / "model.tflite").stat().st_size
-    assert deployed["float_tflite_bytes"] > 0
+    assert deployed["float_tflite_bytes"] > 20 * deployed["tflite_bytes"]  # binary end to end (rewrites)
+    assert deployed["layer_ops"] == {"binary": 5, "int8": 0, "float": 0}
     assert deployed["agreement_clean"] >= 0.99 and deployed["agreement_adversarial"] >= 0.98
     assert abs(deployed["accuracy_clean"] - report["clean_accuracy"]) <= 0.01
     assert deployed["adversarial_examples"] == 6 * 100
     assert report["seconds"] > 0
     markdown = (out / "report.md").read_text()
     assert "| pgd | 0.2 |" in markdown and "agreement with Keras" in markdown
+    assert "| weight layers: binary / int8 / float | 5 / 0 / 0 |" in markdown
     assert not list(out.glob(".*"))  # no temporary files left behind
 
 

@@ -36,6 +36,8 @@ def to_markdown(report):
             f"| `.tflite` bytes | {deployed['tflite_bytes']:,} |",
             f"| float TFLite bytes (same graph) | {deployed['float_tflite_bytes']:,} |",
             f"| size ratio | {ratio:.2f}x |",
+            "| weight layers: binary / int8 / float | "
+            f"{' / '.join(str(deployed['layer_ops'][k]) for k in ('binary', 'int8', 'float'))} |",
             f"| accuracy, clean (TFLite) | {_pct(deployed['accuracy_clean'])} |",
             f"| agreement with Keras, clean | {_pct(deployed['agreement_clean'])} |",
             f"| accuracy, adversarial (TFLite) | {_pct(deployed['accuracy_adversarial'])} |",
