@@ -75,6 +75,12 @@ def test_bad_input_is_one_line_and_nonzero(args, message):
     assert lines[-1].startswith("error: ") and message in lines[-1]
 
 
+def test_debug_env_shows_the_traceback(monkeypatch):
+    monkeypatch.setenv("EDGEBNN_DEBUG", "1")
+    result = _cli("run", "nope")
+    assert result.returncode == 1 and "Traceback" in result.stderr and "RecipeError" in result.stderr
+
+
 def test_missing_dataset_is_one_line_and_nonzero(tmp_path):
     result = _cli("run", "quickstart", "--set", 'data.dataset="mnist"', "--set", "train.epochs=1",
                   data_dir=tmp_path / "empty", cwd=REPO)

@@ -16,6 +16,8 @@ from edgebnn import recipes  # noqa: E402
 
 #: Exit status for bad input (recipe, options, data); 1 is left to Python for bugs.
 EXIT_BAD_INPUT = 2
+#: Set to 1 to see the full traceback behind a one-line error.
+DEBUG_ENV = "EDGEBNN_DEBUG"
 
 
 def _parser():
@@ -57,7 +59,9 @@ def main(argv=None):
     try:
         _list() if args.command == "list" else _run(args)
     except (edgebnn.EdgebnnError, ValueError, TypeError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        if os.environ.get(DEBUG_ENV) == "1":
+            raise
+        print(f"error: {e}  (set {DEBUG_ENV}=1 for the traceback)", file=sys.stderr)
         return EXIT_BAD_INPUT
     return 0
 
