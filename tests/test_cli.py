@@ -53,6 +53,8 @@ def test_quickstart_end_to_end_on_a_small_subset(tmp_path, data_dir):
     assert deployed["agreement_clean"] >= 0.99 and deployed["agreement_adversarial"] >= 0.98
     assert abs(deployed["accuracy_clean"] - report["clean_accuracy"]) <= 0.01
     assert deployed["adversarial_examples"] == 6 * 100
+    for path in ("default", "indirect_bgemm"):  # LCE kernel paths cross-checked once, on clean inputs
+        assert deployed["kernels"][path]["agreement_with_reference"] == 1.0
     assert report["seconds"] > 0
     markdown = (out / "report.md").read_text()
     assert "| pgd | 0.2 |" in markdown and "agreement with Keras" in markdown

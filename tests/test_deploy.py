@@ -54,6 +54,18 @@ def test_lce_matches_keras_and_kernel_paths_agree(fcn_in2, lce_fb, fashion_small
         assert result["kernels"][path]["max_abs_diff_vs_reference"] < 1e-4
 
 
+def test_adversarial_set_with_its_own_labels(fcn_in2, lce_fb, fashion_small):
+    """Several adversarial sets per clean set (one per attack and eps) carry their own labels."""
+    _, _, xt, yt = fashion_small
+    x_adv = np.concatenate([xt, 1.0 - xt[:50]])
+    y_adv = np.concatenate([yt, yt[:50]])
+    result = verify(lce_fb, keras_model=fcn_in2, x=xt, y=yt, x_adv=x_adv, y_adv=y_adv, kernel_check=0)
+    expected = np.mean(fcn_in2.predict(x_adv, verbose=0).argmax(-1) == y_adv)
+    assert result["adversarial"]["n"] == len(x_adv)
+    assert result["adversarial"]["accuracy_keras"] == pytest.approx(expected)
+    assert "kernels" not in result  # kernel_check=0 skips the cross-check
+
+
 @pytest.mark.parametrize("weights", ["float32", "float16"])
 def test_portable_is_builtin_only_and_runs_on_stock_tflite(fcn_in2, fashion_small, weights):
     _, _, xt, yt = fashion_small

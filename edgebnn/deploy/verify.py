@@ -139,14 +139,17 @@ def kernel_agreement(flatbuffer, x):
     return result
 
 
-def verify(flatbuffer, *, keras_model, x, y, x_adv=None, batch_size=1000, runtime="auto", kernel_check=256):
+def verify(
+    flatbuffer, *, keras_model, x, y, x_adv=None, y_adv=None, batch_size=1000, runtime="auto", kernel_check=256
+):
     """Compare a converted model with its Keras original on clean and adversarial inputs.
 
     Args:
         flatbuffer: the converted model (``bytes``).
         keras_model: the Keras model it was converted from.
         x, y: clean inputs (``[0, 1]``) and labels.
-        x_adv: adversarial examples crafted against ``keras_model`` (same labels ``y``).
+        x_adv: adversarial examples crafted against ``keras_model``.
+        y_adv: their labels (default ``y``: one adversarial example per clean input).
         runtime: interpreter, see :func:`tflite_predict`.
         kernel_check: for models with LCE ops, cross-check the bconv kernel paths on the
             first ``kernel_check`` clean inputs (0 to skip).
@@ -159,7 +162,7 @@ def verify(flatbuffer, *, keras_model, x, y, x_adv=None, batch_size=1000, runtim
         "clean": compare(keras_model, flatbuffer, x, y, batch_size=batch_size, runtime=runtime),
         "adversarial": None
         if x_adv is None
-        else compare(keras_model, flatbuffer, x_adv, y, batch_size=batch_size, runtime=runtime),
+        else compare(keras_model, flatbuffer, x_adv, y if y_adv is None else y_adv, batch_size=batch_size, runtime=runtime),
     }
     if kernel_check and device.uses_lce_ops(bytes(flatbuffer)):
         result["kernels"] = kernel_agreement(flatbuffer, np.asarray(x)[:kernel_check])

@@ -58,11 +58,11 @@ def _deploy(recipe, model, out, x_test, y_test, x_adv, y_adv):
     }
     if recipe.deploy.verify:
         _log(f"verifying the .tflite on {len(x_test)} clean and {len(x_adv)} adversarial inputs")
-        result = verify(flatbuffer, keras_model=model, x=x_test, y=y_test)
-        clean = result["clean"]
-        adversarial = (
-            verify(flatbuffer, keras_model=model, x=x_adv, y=y_adv)["clean"] if len(x_adv) else None
+        result = verify(
+            flatbuffer, keras_model=model, x=x_test, y=y_test,
+            x_adv=x_adv if len(x_adv) else None, y_adv=y_adv,
         )
+        clean, adversarial = result["clean"], result["adversarial"]
         deployed.update(
             accuracy_clean=clean["accuracy_tflite"],
             agreement_clean=clean["agreement"],
@@ -70,6 +70,7 @@ def _deploy(recipe, model, out, x_test, y_test, x_adv, y_adv):
             agreement_adversarial=None if adversarial is None else adversarial["agreement"],
             adversarial_examples=len(x_adv),
             max_abs_prob_diff=max(clean["max_abs_prob_diff"], 0.0 if adversarial is None else adversarial["max_abs_prob_diff"]),
+            kernels=result.get("kernels"),
         )
     return deployed
 
