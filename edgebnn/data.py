@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from edgebnn import EdgebnnError
+from edgebnn._checks import positive_int
 
 DATA_DIR_ENV = "EDGEBNN_DATA_DIR"
 SPLITS = ("train", "test")
@@ -286,8 +287,7 @@ def pipeline(x, y, *, batch_size, shuffle=True, seed=0):
     """A ``tf.data`` pipeline over arrays: seeded shuffle each epoch, batch, prefetch."""
     import tensorflow as tf  # noqa: PLC0415 (keeps `edgebnn.data` importable without TF)
 
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}.")
+    positive_int(batch_size, "batch_size")
     dataset = tf.data.Dataset.from_tensor_slices((x, y))
     if shuffle:
         dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)

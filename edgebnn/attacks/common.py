@@ -61,7 +61,8 @@ def validate_nonnegative(value, name):
 
 
 def validate_positive_int(value, name):
-    """Raise unless ``value`` is an int >= 1."""
+    """Raise unless ``value`` is an int >= 1; unlike :func:`edgebnn._checks.positive_int`,
+    NumPy integers (step counts computed with NumPy) are accepted and returned as ``int``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
     return int(value)

@@ -13,6 +13,7 @@ from typing import NamedTuple
 import numpy as np
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from edgebnn._checks import positive_int
 
 import tensorflow as tf
 
@@ -39,9 +40,8 @@ class MCPrediction(NamedTuple):
 def _validate(model, x, samples, batch_size):
     if not callable(model):
         raise TypeError(f"`model` must be a Keras model or callable returning logits, got {type(model).__name__}.")
-    for arg, value in (("samples", samples), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"`{arg}` must be a positive int, got {value!r}.")
+    positive_int(samples, "samples")
+    positive_int(batch_size, "batch_size")
     x = np.asarray(x, dtype=np.float32)
     if x.ndim < 2 or len(x) == 0:
         raise ValueError(f"`x` must be a non-empty batch (n, ...), got shape {x.shape}.")

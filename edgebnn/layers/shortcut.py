@@ -1,6 +1,7 @@
 """Parameter-free ResNet shortcut (He et al. 2016, option A)."""
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from edgebnn._checks import positive_int
 
 import tensorflow as tf
 
@@ -23,9 +24,8 @@ class ZeroPadShortcut(tf.keras.layers.Layer):
 
     def __init__(self, filters, strides=1, **kwargs):
         super().__init__(**kwargs)
-        for arg, value in (("filters", filters), ("strides", strides)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{arg}` must be a positive int, got {value!r}.")
+        positive_int(filters, "filters")
+        positive_int(strides, "strides")
         self.filters = filters
         self.strides = strides
 

@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from edgebnn._checks import positive_int
 
 import tensorflow as tf
 
@@ -56,9 +57,8 @@ def train(
     Returns:
         The Keras ``History``.
     """
-    for arg, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"`{arg}` must be a positive int, got {value!r}.")
+    positive_int(epochs, "epochs")
+    positive_int(batch_size, "batch_size")
     if len(x) != len(y):
         raise ValueError(f"`x` and `y` differ in length: {len(x)} vs {len(y)}.")
     tf.keras.utils.set_random_seed(seed)

@@ -6,6 +6,7 @@ secure machine learning against adversarial attacks", IEEE Access 2019.
 
 import functools
 
+from edgebnn._checks import positive_int
 from edgebnn.zoo.common import BATCH_NORM, BINARY_FIRST, BINARY_HIDDEN, input_stem, validate_common
 
 import larq as lq
@@ -53,9 +54,8 @@ def build_fcn(
         family=family, precision=precision, precisions=PRECISIONS,
         input_bits=input_bits, num_classes=num_classes, input_shape=input_shape,
     )
-    for arg, value in (("hidden_units", hidden_units), ("hidden_layers", hidden_layers)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{family}: `{arg}` must be a positive int, got {value!r}.")
+    positive_int(hidden_units, "hidden_units", prefix=f"{family}: ")
+    positive_int(hidden_layers, "hidden_layers", prefix=f"{family}: ")
     inputs, x = input_stem(input_shape, input_bits)
     x = tf.keras.layers.Flatten()(x)
     for i in range(hidden_layers):
