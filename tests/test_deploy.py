@@ -134,3 +134,23 @@ def test_refuses_zoo_stochastic_and_mc_dropout_models():
     for always_on, refused in ((True, True), (False, False)):
         model = tf.keras.Model(inputs, tf.keras.layers.Dense(2)(MCDropout(0.5, always_on=always_on)(inputs)))
         assert bool(cv.random_inference_layers(model)) is refused
+
+
+def test_galloway_binary_first_layer_deploys_binary_end_to_end(fashion_small):
+    """Galloway B with a binary 8x8/2 first layer on 2-bit input: the whole conv stack is LceBconv2d.
+
+    The first layer goes through channel-packed bit planes and space-to-depth, so its
+    binary kernel is one 32-bit word per tap (4x4 taps x 64 outputs), not the float 8x8.
+    """
+    from edgebnn import zoo
+
+    x, y, xt, yt = fashion_small
+    model = zoo.get("galloway_cnn")(precision="B", kernels=64, input_bits=2, binary_first=True)
+    train(model, x, y, epochs=1, batch_size=64, verbose=0)
+    fb = cv.convert(model, target="lce", input_dtype="uint8")
+    assert report.layer_ops(fb) == {"binary": 3, "int8": 0, "float": 1}  # the float classifier
+    as_is = cv.convert(model, target="lce", rewrites=False)
+    assert report.layer_ops(as_is) == {"binary": 2, "int8": 0, "float": 2}
+    assert len(as_is) - len(fb) > 8_000  # 8x8x64 float32 weights (16 KB) -> 4x4x64 words (4 KB), less plane ops
+    result = compare(model, fb, xt, yt, runtime="lce")
+    assert result["agreement"] == 1.0 and result["max_abs_prob_diff"] < 1e-4

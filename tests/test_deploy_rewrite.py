@@ -82,9 +82,82 @@ def _conv_model(padding, input_bits=2, kernel_quantizer="ste_sign", first_bn=Tru
 def test_conv_first_layer_bit_planes_equivalent(padding, first_bn, rng):
     model = _conv_model(padding, first_bn=first_bn)
     rewritten = rw.rewrite(model)
-    assert any(isinstance(layer, rw.BitPlanes) for layer in rewritten.layers)
+    assert any(isinstance(layer, rw.PackedPlanes) for layer in rewritten.layers)
     assert rw.is_sign(rewritten.get_layer("conv_0").input_quantizer)
     _assert_equivalent(model, rewritten, _inputs(rng, shape=(12, 12, 1)))
+
+
+def _first_conv_model(shape, filters, kernel, strides, padding, bits, kernel_quantizer="ste_sign"):
+    inputs = tf.keras.Input(shape)
+    x = InputDiscretization(bits)(inputs)
+    x = lq.layers.QuantConv2D(filters, kernel, strides=strides, padding=padding, kernel_quantizer=kernel_quantizer,
+                              kernel_constraint="weight_clip", use_bias=False, name="conv_0")(x)
+    x = tf.keras.layers.BatchNormalization(scale=False)(x)
+    x = tf.keras.layers.Flatten()(x)
+    x = lq.layers.QuantDense(10, input_quantizer="ste_sign", kernel_quantizer="ste_sign", use_bias=False)(x)
+    return _randomize_batch_norm(tf.keras.Model(inputs, x))
+
+
+def _pre_activation(model, x):
+    """The input of the model's first BatchNorm: the first layer's output."""
+    bn = next(layer for layer in model.layers if isinstance(layer, tf.keras.layers.BatchNormalization))
+    return tf.keras.Model(model.inputs, bn.input).predict(x, verbose=0)
+
+
+@pytest.mark.parametrize(
+    ("shape", "kernel", "strides", "padding", "bits", "block"),
+    [
+        ((28, 28, 1), 8, 2, "same", 2, 2),  # Galloway's first layer: space-to-depth
+        ((13, 13, 1), 4, 2, "same", 2, 2),  # odd size: extra -1 row before space-to-depth
+        ((13, 13, 1), 4, 2, "valid", 1, 2),  # extra row cropped off the output
+        ((12, 12, 3), 3, 1, "same", 3, 1),  # CIFAR-like: 3 channels, 15 planes each
+        ((11, 11, 2), 3, 2, "valid", 2, 1),  # stride does not divide the kernel: no space-to-depth
+    ],
+)
+def test_packed_planes_first_conv_exact(shape, kernel, strides, padding, bits, block, rng):
+    """The channel-packed bit-plane convolution equals the original pre-activation bit for bit."""
+    model = _first_conv_model(shape, 6, kernel, strides, padding, bits)
+    rewritten = rw.rewrite(model, bit_planes=True)
+    conv = rewritten.get_layer("conv_0")
+    assert rw.is_sign(conv.input_quantizer) and rw.is_sign(conv.kernel_quantizer)
+    assert conv.padding == "valid" and conv.input_spec.axes[-1] == shape[-1] * rw.packed_plane_count(bits) * block**2
+    assert any(isinstance(layer, rw.SpaceToDepth) for layer in rewritten.layers) == (block > 1)
+    x = _inputs(rng, n=16, shape=shape)
+    x[0, :2] = 0.0  # exact level boundaries and extremes
+    x[1, :2] = 1.0
+    x[2] = np.round(x[2] * 2**bits) / 2**bits
+    np.testing.assert_array_equal(_pre_activation(rewritten, x), _pre_activation(model, x))
+    _assert_equivalent(model, rewritten, x)
+
+
+def test_packed_planes_xnor_first_conv(rng):
+    model = _first_conv_model((14, 14, 1), 4, 4, 2, "same", 2, kernel_quantizer="magnitude_aware_sign")
+    rewritten = rw.rewrite(model, bit_planes=True)
+    assert any(isinstance(layer, rw.PackedPlanes) for layer in rewritten.layers)
+    _assert_equivalent(model, rewritten, _inputs(rng, n=16, shape=(14, 14, 1)), atol=1e-4)
+
+
+def test_auto_packs_only_where_smaller():
+    """'auto' keeps a stride-1 1-channel float-sized layer, packs Galloway's 8x8/2 layer (16 -> 4 words/output)."""
+    plain = _first_conv_model((12, 12, 1), 4, 3, 1, "same", 2)
+    assert not any(isinstance(layer, rw.PackedPlanes) for layer in rw.rewrite(plain, bit_planes="auto").layers)
+    strided = _first_conv_model((28, 28, 1), 4, 8, 2, "same", 2)
+    assert any(isinstance(layer, rw.PackedPlanes) for layer in rw.rewrite(strided, bit_planes="auto").layers)
+    assert rw._packed_layout(strided.get_layer("conv_0"), 2) == (2, 16, 64)
+
+
+@pytest.mark.parametrize("bits", range(1, 9))
+def test_packed_planes_sum_to_discretized_input(bits, rng):
+    """c + a * sum(sign(planes)) is the discretized input; -1 padding stands for 0."""
+    x = np.concatenate([_inputs(rng, n=4, shape=(5, 5, 2)), np.zeros((1, 5, 5, 2), np.float32),
+                        np.ones((1, 5, 5, 2), np.float32)])
+    planes = np.sign(rw.PackedPlanes(bits)(x).numpy())
+    count = rw.packed_plane_count(bits)
+    assert planes.shape[-1] == 2 * count and set(np.unique(planes)) <= {-1.0, 1.0}
+    a, c = rw.packed_plane_coefficients(bits)
+    per_channel = planes.reshape(*x.shape, count).sum(-1)
+    np.testing.assert_array_equal(c + a * per_channel, InputDiscretization(bits)(x).numpy())
+    assert c + a * -count == 0.0
 
 
 def test_bit_planes_reconstruct_discretized_input(rng):
@@ -102,7 +175,9 @@ def test_xnor_scales_folded(rng):
     rewritten = rw.rewrite(model)
     quantizers = [layer.kernel_quantizer for layer in rewritten.layers if hasattr(layer, "kernel_quantizer")]
     assert quantizers and all(rw.is_sign(q) for q in quantizers)
-    assert sum(layer.name.endswith("_xnor_scale") for layer in rewritten.layers) == 3
+    # the first layer's scale goes into its bit-plane scale
+    assert sum(layer.name.endswith("_xnor_scale") for layer in rewritten.layers) == 2
+    assert sum(layer.name.endswith("_plane_scale") for layer in rewritten.layers) == 1
     _assert_equivalent(model, rewritten, _inputs(rng, shape=(12, 12, 1)), atol=1e-3)
 
 

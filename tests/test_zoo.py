@@ -262,3 +262,19 @@ def test_resnet_xnor_layers_identifiable():
     model = _build("panda_resnet20_cifar100", "xnor")
     xnor = [layer for layer in model.layers if quantizers.is_xnor_layer(layer)]
     assert len(xnor) == 18  # 9 basic blocks x 2 convolutions; stem and classifier stay float
+
+
+def test_galloway_binary_first_layer_option():
+    """binary_first: same parameters as B, the first kernel counted at 1 bit; refused for A."""
+    import larq as lq
+
+    b = zoo.get("galloway_cnn")(precision="B")
+    first = zoo.get("galloway_cnn")(precision="B", binary_first=True)
+    assert first.count_params() == b.count_params()
+    conv = first.get_layer("conv_0")
+    assert isinstance(conv, lq.layers.QuantConv2D) and conv.input_quantizer is None
+    assert type(conv.kernel_quantizer).__name__ == "SteSign"
+    assert first.name == "galloway_cnn_B_k64_binfirst"
+    for bad in (dict(precision="A", binary_first=True), dict(precision="B", binary_first=1)):
+        with pytest.raises(ValueError, match="binary_first"):
+            zoo.get("galloway_cnn")(**bad)

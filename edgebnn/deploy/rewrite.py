@@ -21,6 +21,13 @@ Keras, ``tests/test_deploy_rewrite.py``):
   convolution). The planes are stacked along the batch axis so the converted model
   holds one ``LceBconv2d`` with one weight tensor. Every term is an integer times a
   power of two, so the result is exact in float32.
+- **channel-packed bit planes** (convolutions with fewer than 32 input channels).
+  LCE packs a binary kernel along input channels, 32 to a 32-bit word, so batch-stacked
+  planes of a 1-channel image cost one word per tap: no smaller than float. Instead
+  the planes go on the channel axis (:class:`PackedPlanes`, padded with ``-1``), and a
+  strided convolution whose kernel the stride divides is rewritten by space-to-depth:
+  Galloway's 8x8 stride-2 first layer becomes a 4x4 binary convolution over 28
+  channels, one word per tap, 4x fewer bytes than float. Exact in float32 as well.
 - **XNOR scale folding.** An XNOR kernel (:class:`edgebnn.quantizers.XnorWeight` or
   Larq's ``magnitude_aware_sign``; XNOR-Net, Rastegari et al. 2016) is ``alpha_c * sign(W)`` with ``alpha_c`` the mean ``|W|`` of output
   channel ``c``. It becomes a ``ste_sign`` kernel followed by a per-channel
@@ -144,6 +151,102 @@ class ChannelScale(tf.keras.layers.Layer):
         return {**super().get_config(), "scale": self.scale}
 
 
+def packed_plane_count(bits):
+    """Channels per input channel of :class:`PackedPlanes`: ``2**(bits + 1) - 1``."""
+    return 2 ** (bits + 1) - 1
+
+
+def packed_plane_coefficients(bits):
+    """``(a, c)`` with ``d = c + a * S`` (see :class:`PackedPlanes`): ``a = 2**-(bits + 2)``, ``c = (2**(bits + 1) - 1) a``."""
+    a = 2.0 ** -(bits + 2)
+    return a, (2.0 ** (bits + 1) - 1.0) * a
+
+
+@tf.keras.utils.register_keras_serializable(package="edgebnn")
+class PackedPlanes(tf.keras.layers.Layer):
+    """``[0, 1]`` pixels -> thermometer planes of the discretized input on the channel axis, with a ones plane.
+
+    With ``n = 2**bits`` levels and level ``t = floor(n x)`` (clamped to ``[0, n - 1]``
+    as :func:`edgebnn.ops.discretize_levels`), plane ``q = 1 .. n - 1`` is ``+1`` where
+    ``t >= q`` and ``-1`` elsewhere (a thermometer code); each comes twice, followed by
+    one plane of ones: ``P = 2 n - 1`` channels per input channel, in the order
+    ``channel * P + plane``. Their sum ``S = 4 t - 2 (n - 1) + 1`` gives the discretized
+    input exactly, ``d = (t + 1/2) / n = c + a S`` (:func:`packed_plane_coefficients`),
+    and padding with ``-1`` on every plane gives ``S = -P``, i.e. ``d = 0``: a binary
+    convolution over these channels, padded with ``-1``, equals the zero-padded
+    convolution of ``d`` up to the per-channel map ``a * out + c * sum(W)``. (The
+    factor 2 in the copies is what lets ``-P`` land on ``d = 0``.)
+
+    The output is not yet ``+-1``: it is ``t - q + 1/2`` (never 0) for plane ``q`` and
+    ``1`` for the ones plane, whose sign the binary convolution's ``ste_sign`` input
+    quantizer takes, so the converted graph computes the planes with four elementwise
+    ops. The ones plane is ``0 * t + 1`` so that the converter cannot fold it into a
+    stored constant image.
+    """
+
+    def __init__(self, bits, **kwargs):
+        super().__init__(**kwargs)
+        self.bits = bits
+
+    def _affine(self):
+        n = 2**self.bits
+        thresholds = [q - 0.5 for q in range(1, n) for _ in range(2)]
+        return np.array([1.0] * len(thresholds) + [0.0], np.float32), np.array([-q for q in thresholds] + [1.0], np.float32)
+
+    def call(self, inputs):
+        levels = tf.floor(inputs * float(2**self.bits))
+        scale, shift = self._affine()
+        planes = levels[..., None] * scale + shift
+        return tf.reshape(planes, tf.concat([tf.shape(inputs)[:-1], [inputs.shape[-1] * len(scale)]], axis=0))
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], input_shape[-1] * packed_plane_count(self.bits))
+
+    def get_config(self):
+        return {**super().get_config(), "bits": self.bits}
+
+
+@tf.keras.utils.register_keras_serializable(package="edgebnn")
+class ConstantPad2D(tf.keras.layers.Layer):
+    """Pad height and width with a constant: ``padding = ((top, bottom), (left, right))``."""
+
+    def __init__(self, padding, value, **kwargs):
+        super().__init__(**kwargs)
+        self.padding = [[int(a), int(b)] for a, b in padding]
+        self.value = float(value)
+
+    def call(self, inputs):
+        return tf.pad(inputs, [[0, 0], *self.padding, [0, 0]], constant_values=self.value)
+
+    def compute_output_shape(self, input_shape):
+        (top, bottom), (left, right) = self.padding
+        grow = lambda n, a, b: None if n is None else n + a + b  # noqa: E731
+        return (input_shape[0], grow(input_shape[1], top, bottom), grow(input_shape[2], left, right),
+                input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "padding": self.padding, "value": self.value}
+
+
+@tf.keras.utils.register_keras_serializable(package="edgebnn")
+class SpaceToDepth(tf.keras.layers.Layer):
+    """``tf.nn.space_to_depth``: ``(H, W, C) -> (H/b, W/b, b*b*C)``, channel ``(ry * b + rx) * C + c``."""
+
+    def __init__(self, block, **kwargs):
+        super().__init__(**kwargs)
+        self.block = int(block)
+
+    def call(self, inputs):
+        return tf.nn.space_to_depth(inputs, self.block)
+
+    def compute_output_shape(self, input_shape):
+        b = self.block
+        return (input_shape[0], input_shape[1] // b, input_shape[2] // b, input_shape[3] * b * b)
+
+    def get_config(self):
+        return {**super().get_config(), "block": self.block}
+
+
 class _Value:
     """A tensor of the rewritten graph and how it represents the original tensor.
 
@@ -265,12 +368,12 @@ def rewrite(model, *, dense_to_conv=True, bit_planes=True, fold_xnor=True):
         dense_to_conv: binary ``QuantDense`` -> 1x1 binary ``QuantConv2D`` on column tensors.
         bit_planes: first quantized layer after an ``InputDiscretization`` -> bit-plane
             binary layer (needs a ``+-1``/XNOR kernel and no bias; otherwise left as is).
-            ``"auto"``: only where LCE gains from it, i.e. dense layers and convolutions
-            with at least :data:`LCE_BITPACK_WIDTH` input channels. LCE packs binary
-            weights along input channels in 32-bit words, so a binary convolution of a
-            1-channel image stores as many bytes as the float one (measured: Galloway
-            CNN with a binary 8x8 first layer, 120,036 bytes with bit planes vs 116,056
-            with a float first layer, and 13x slower on x86).
+            ``"auto"``: only where LCE gains from it: dense layers, convolutions with at
+            least :data:`LCE_BITPACK_WIDTH` input channels (planes stacked on the batch
+            axis), and narrower convolutions whose channel-packed form
+            (:class:`PackedPlanes`, space-to-depth) needs fewer weight words than the
+            float layer. A stride-1 convolution of a 1-channel image does not qualify:
+            it would store one 32-bit word per tap, as many bytes as float.
         fold_xnor: ``magnitude_aware_sign`` kernels -> ``+-1`` kernel and a channel scale.
 
     Returns:
@@ -367,6 +470,93 @@ def _fuse_batch_norm(bn, value):
     return _Value(MergePlanes(value.coefficients, name=f"{bn.name}_merge_planes")(out), value.merged_kind)
 
 
+def _same_padding(size, kernel, stride):
+    """TensorFlow's ``"same"`` padding: output size and ``(before, after)`` padding."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return out, (total // 2, total - total // 2)
+
+
+def _packed_layout(layer, bits):
+    """``(block, packed_words, float_words)`` of conv ``layer`` as a :class:`PackedPlanes` binary convolution.
+
+    ``block``: the space-to-depth block (the stride, when both strides are equal and
+    divide the kernel; else 1). ``packed_words``: 32-bit words per output channel of the
+    binary kernel (LCE packs input channels 32 to a word); ``float_words``: float32
+    weights per output channel of the original layer.
+    """
+    (kh, kw), (sh, sw) = layer.kernel_size, layer.strides
+    channels = layer.input_spec.axes[-1]
+    block = sh if sh == sw and sh > 1 and kh % sh == 0 and kw % sw == 0 else 1
+    packed_channels = channels * packed_plane_count(bits) * block * block
+    packed = (kh // block) * (kw // block) * -(-packed_channels // LCE_BITPACK_WIDTH)
+    return block, packed, kh * kw * channels
+
+
+def _packed_eligible(layer, value, opts):
+    """Whether the first layer ``layer`` on bit planes ``value`` takes the channel-packed form."""
+    if not isinstance(layer, lq.layers.QuantConv2D) or value.pending or not _binary_kernel(layer, opts):
+        return False
+    if layer.input_quantizer is not None or layer.use_bias or tuple(layer.dilation_rate) != (1, 1):
+        return False
+    if layer.data_format != "channels_last" or None in value.tensor.shape[1:]:
+        return False
+    if layer.input_spec.axes[-1] >= LCE_BITPACK_WIDTH:
+        return False  # the batch-stacked planes share one kernel without copies
+    _, packed, float_words = _packed_layout(layer, value.bits)
+    return opts.bit_planes is True or packed < float_words
+
+
+def _packed_plane_conv(layer, value):
+    """First binary convolution ``layer`` on a discretized input as one binary conv over :class:`PackedPlanes`.
+
+    The planes are padded with ``-1`` (which stands for a zero pixel) and, for a
+    strided layer whose kernel the stride divides, rearranged by space-to-depth so
+    that the ``s x s`` phases of the stride become channels: an ``8x8`` stride-2
+    kernel over one channel becomes a ``4x4`` stride-1 kernel over ``4 P`` channels,
+    which LCE packs into one word per tap. Returns ``None`` if the kernel is not
+    ``+-alpha_c`` (sign or XNOR).
+    """
+    bits, x = value.bits, value.tensor
+    height, width = x.shape[1:3]
+    (kh, kw), (sh, sw) = layer.kernel_size, layer.strides
+    block, _, _ = _packed_layout(layer, bits)
+    if layer.padding == "same":
+        out_h, (top, bottom) = _same_padding(height, kh, sh)
+        out_w, (left, right) = _same_padding(width, kw, sw)
+    else:
+        out_h, out_w, top, bottom, left, right = (height - kh) // sh + 1, (width - kw) // sw + 1, 0, 0, 0, 0
+    bottom += -(height + top + bottom) % block
+    right += -(width + left + right) % block
+    kernel = _effective_kernel(layer)
+    alpha = np.max(np.abs(kernel), axis=(0, 1, 2))
+    signs = np.sign(kernel)
+    if np.any(signs == 0) or not np.array_equal(signs * alpha, kernel):
+        return None
+    t = PackedPlanes(bits, name=f"{layer.name}_packed_planes")(x)
+    if top or bottom or left or right:
+        t = ConstantPad2D(((top, bottom), (left, right)), -1.0, name=f"{layer.name}_pad")(t)
+    packed = np.repeat(signs, packed_plane_count(bits), axis=2)
+    if block > 1:
+        t = SpaceToDepth(block, name=f"{layer.name}_space_to_depth")(t)
+        cin, cout = packed.shape[2:]
+        packed = packed.reshape(kh // block, block, kw // block, block, cin, cout).transpose(0, 2, 1, 3, 4, 5)
+        packed = packed.reshape(kh // block, kw // block, block * block * cin, cout)
+    conv = lq.layers.QuantConv2D(
+        kernel.shape[-1], packed.shape[:2], strides=1 if block > 1 else layer.strides, padding="valid",
+        input_quantizer="ste_sign", kernel_quantizer="ste_sign", use_bias=False, name=layer.name,
+    )
+    out = conv(t)
+    conv.set_weights([packed.astype(np.float32)])
+    a, c = packed_plane_coefficients(bits)
+    out = ChannelScale(a * alpha, name=f"{layer.name}_plane_scale")(out)
+    out = ChannelBias(c * kernel.sum(axis=(0, 1, 2)), name=f"{layer.name}_plane_bias")(out)
+    extra_h, extra_w = out.shape[1] - out_h, out.shape[2] - out_w
+    if extra_h or extra_w:
+        out = tf.keras.layers.Cropping2D(((0, extra_h), (0, extra_w)), name=f"{layer.name}_crop")(out)
+    return out
+
+
 def _rewrite_node(layer, value, opts, *, single_use=False):
     """The rewritten output of single-input ``layer`` applied to ``value``."""
     if value.kind == "merge":
@@ -381,6 +571,10 @@ def _rewrite_node(layer, value, opts, *, single_use=False):
         if isinstance(layer, _PER_EXAMPLE_RESHAPE):
             return _Value(t, "planes", value.coefficients, bits=value.bits, pending=(*value.pending, layer),
                           source=value.source)
+        if _packed_eligible(layer, value, opts):
+            out = _packed_plane_conv(layer, value)
+            if out is not None:
+                return _Value(out)
         worth_it = dense or opts.bit_planes is True or layer.input_spec.axes[-1] >= LCE_BITPACK_WIDTH
         if _binary_kernel(layer, opts) and layer.input_quantizer is None and not layer.use_bias and worth_it and (
             not dense or opts.dense_to_conv

@@ -17,11 +17,18 @@ Variants (the ``precision`` argument):
   0.05) after the ReLU of each binary layer (their ``SReLU``).
 - ``"S"``: C whose third convolution samples its binary weights stochastically
   (:class:`~edgebnn.quantizers.StochasticSign`) at every forward pass.
+
+``binary_first=True`` (not in the paper, B/C/S only) gives the first convolution
+binary weights (sign/STE, clipped) on real-valued input, the BNN convention of
+Hubara et al. (2016) and Larq. With a discretized input that layer then deploys as
+binary convolutions over bit planes (:mod:`edgebnn.deploy.rewrite`), so the whole
+convolutional stack is binary on the device; with the paper's float first layer it
+cannot be.
 """
 
 from edgebnn import quantizers
 from edgebnn.layers import LearnedScale
-from edgebnn.zoo.common import BINARY_HIDDEN, conv, input_stem, validate_common
+from edgebnn.zoo.common import BINARY_FIRST, BINARY_HIDDEN, conv, input_stem, validate_common
 
 import tensorflow as tf
 
@@ -34,13 +41,15 @@ BN_EPSILON = 1e-5
 BINARY_INIT_STDDEV = 0.2
 
 
-def galloway_cnn(*, precision="A", kernels=64, input_bits=None, num_classes=10, input_shape=(28, 28, 1), name=None):
+def galloway_cnn(*, precision="A", kernels=64, input_bits=None, binary_first=False, num_classes=10,
+                 input_shape=(28, 28, 1), name=None):
     """The CleverHans base CNN in Galloway et al.'s variant ``precision`` with ``kernels`` = K.
 
     Args:
         precision: ``"A"``, ``"B"``, ``"C"`` or ``"S"`` (see the module docstring).
         kernels: K, one of 64, 128, 256 (the second and third convolutions have 2K).
         input_bits: ``None`` or 1..8: prepend :class:`~edgebnn.layers.InputDiscretization`.
+        binary_first: binary weights in the first convolution (B, C, S; not in the paper).
         num_classes: output classes.
         input_shape: shape of one input image.
         name: model name.
@@ -58,8 +67,15 @@ def galloway_cnn(*, precision="A", kernels=64, input_bits=None, num_classes=10, 
     )
     if kernels not in KERNELS or isinstance(kernels, bool):
         raise ValueError(f"{family}: `kernels` must be one of {list(KERNELS)}, got {kernels!r}.")
+    if not isinstance(binary_first, bool) or (binary_first and precision == "A"):
+        raise ValueError(
+            f"{family}: `binary_first` must be a bool, and True only for precision B, C or S; got "
+            f"{binary_first!r} with precision {precision!r}."
+        )
     inputs, x = input_stem(input_shape, input_bits)
-    x = tf.keras.layers.Conv2D(kernels, 8, strides=2, padding="same", use_bias=False, name="conv_0")(x)
+    first = dict(BINARY_FIRST, kernel_initializer=tf.keras.initializers.TruncatedNormal(
+        stddev=BINARY_INIT_STDDEV)) if binary_first else None
+    x = conv(kernels, 8, quant=first, strides=2, padding="same", use_bias=False, name="conv_0")(x)
     x = tf.keras.layers.Activation("relu", name="relu_0")(x)
     for i, (kernel, strides) in enumerate(((6, 2), (5, 1)), start=1):
         if precision == "A":
@@ -77,4 +93,5 @@ def galloway_cnn(*, precision="A", kernels=64, input_bits=None, num_classes=10, 
     x = tf.keras.layers.Flatten(name="flatten")(x)
     logits = tf.keras.layers.Dense(num_classes, use_bias=False, name="logits")(x)
     bits = "" if input_bits is None else f"_in{input_bits}"
-    return tf.keras.Model(inputs, logits, name=name or f"{family}_{precision}_k{kernels}{bits}")
+    first = "_binfirst" if binary_first else ""
+    return tf.keras.Model(inputs, logits, name=name or f"{family}_{precision}_k{kernels}{first}{bits}")
