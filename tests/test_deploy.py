@@ -145,12 +145,16 @@ def test_galloway_binary_first_layer_deploys_binary_end_to_end(fashion_small):
     from edgebnn import zoo
 
     x, y, xt, yt = fashion_small
+    # Seeded: an initialization that trains to chance leaves BatchNorm outputs within
+    # float rounding of 0, where Keras and LCE may round the sign differently.
+    tf.keras.utils.set_random_seed(0)
     model = zoo.get("galloway_cnn")(precision="B", kernels=64, input_bits=2, binary_first=True)
-    train(model, x, y, epochs=1, batch_size=64, verbose=0)
+    train(model, x, y, epochs=4, batch_size=32, learning_rate=1e-2, verbose=0)
     fb = cv.convert(model, target="lce", input_dtype="uint8")
     assert report.layer_ops(fb) == {"binary": 3, "int8": 0, "float": 1}  # the float classifier
     as_is = cv.convert(model, target="lce", rewrites=False)
     assert report.layer_ops(as_is) == {"binary": 2, "int8": 0, "float": 2}
     assert len(as_is) - len(fb) > 8_000  # 8x8x64 float32 weights (16 KB) -> 4x4x64 words (4 KB), less plane ops
     result = compare(model, fb, xt, yt, runtime="lce")
+    assert result["accuracy_keras"] > 0.3  # trained well above chance (0.1): realistic BatchNorm
     assert result["agreement"] == 1.0 and result["max_abs_prob_diff"] < 1e-4

@@ -207,3 +207,44 @@ def test_zoo_xnor_resnet20_rewrite_equivalent(rng):
     rewritten = rw.rewrite(model)
     assert sum(layer.name.endswith("_xnor_scale") for layer in rewritten.layers) == 18
     _assert_equivalent(model, rewritten, _inputs(rng, n=8, shape=(32, 32, 3)), atol=1e-3)
+
+
+def _batch_norm(gamma, beta, mean, variance, scale=True):
+    bn = tf.keras.layers.BatchNormalization(scale=scale, epsilon=1e-3)
+    bn.build((None, len(mean)))
+    bn.set_weights([w for w in (gamma if scale else None, beta, mean, variance) if w is not None])
+    return bn
+
+
+def test_sign_threshold_matches_relu_batch_norm_sign(rng):
+    """sign(scale * z + bias) == sign(BN(relu(z))) for gamma >, <, = 0 and thresholds either side of 0."""
+    n = 64
+    gamma = rng.normal(0, 1, n).astype(np.float32)
+    gamma[:4] = 0.0
+    beta, mean = rng.normal(0, 2, n).astype(np.float32), rng.normal(0, 3, n).astype(np.float32)
+    variance = rng.uniform(0.1, 9, n).astype(np.float32)
+    bn = _batch_norm(gamma, beta, mean, variance)
+    scale, bias = rw._sign_threshold(bn)
+    z = rng.normal(0, 6, (500, n)).astype(np.float32)
+    z[:20] = np.round(z[:20])  # integers, as a binary convolution's output
+    z[20] = 0.0
+    larq_sign = lambda v: np.where(v >= 0, 1.0, -1.0)  # noqa: E731  (ste_sign: sign(0) = +1)
+    expected = larq_sign(bn(np.maximum(z, 0.0), training=False).numpy())
+    np.testing.assert_array_equal(larq_sign(scale * z + bias), expected)
+    assert set(np.unique(scale)) <= {-1.0, 0.0, 1.0}
+
+
+def test_sign_threshold_chains_rewritten(rng):
+    """Galloway B: relu_0 -> bn_1 -> conv_1 and relu_1 -> bn_2 -> conv_2 fold; relu_2 -> flatten does not."""
+    from edgebnn import zoo
+
+    model = _randomize_batch_norm(zoo.get("galloway_cnn")(precision="B", input_bits=2, binary_first=True))
+    assert rw.sign_threshold_chains(model) == {"relu_0", "bn_1", "relu_1", "bn_2"}
+    rewritten = rw.rewrite(model, bit_planes="auto", sign_thresholds=True)
+    names = {layer.name for layer in rewritten.layers}
+    assert {"bn_1_sign_scale", "bn_2_sign_bias", "relu_2"} <= names and not {"relu_0", "bn_1", "bn_2"} & names
+    _assert_equivalent(model, rewritten, _inputs(rng, n=64), atol=1e-4)
+    # off by default
+    assert not any(name.endswith("_sign_scale") for name in (layer.name for layer in rw.rewrite(model).layers))
+    # in C a learned scale sits between relu_1 and bn_2
+    assert rw.sign_threshold_chains(zoo.get("galloway_cnn")(precision="C")) == {"relu_0", "bn_1"}

@@ -134,7 +134,8 @@ def prepare(model, *, target="lce", input_dtype="float32", rewrites=True):
     deployable = model
     if rewrites:
         lce = target == "lce"
-        deployable = _rewrite.rewrite(model, dense_to_conv=lce, bit_planes="auto" if lce else False, fold_xnor=True)
+        deployable = _rewrite.rewrite(model, dense_to_conv=lce, bit_planes="auto" if lce else False, fold_xnor=True,
+                                      sign_thresholds=lce)
     if input_dtype == "uint8":
         deployable = with_uint8_input(deployable)
     return deployable

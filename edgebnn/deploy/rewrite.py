@@ -28,6 +28,15 @@ Keras, ``tests/test_deploy_rewrite.py``):
   strided convolution whose kernel the stride divides is rewritten by space-to-depth:
   Galloway's 8x8 stride-2 first layer becomes a 4x4 binary convolution over 28
   channels, one word per tap, 4x fewer bytes than float. Exact in float32 as well.
+- **ReLU -> BatchNorm -> sign as a threshold.** When a ReLU feeds only a BatchNorm
+  whose output feeds only layers that take its sign (a ``ste_sign`` input quantizer),
+  ``sign(g * relu(z) + h)`` is ``sign(z - theta)`` with ``theta = -h / g`` for ``g > 0``
+  and ``theta > 0`` (the opposite for ``g < 0``), or a constant ``+-1`` channel
+  (``0 * z + 1``). The chain becomes that per-channel affine map, which LCE fuses
+  into the preceding binary convolution as an output threshold, so the convolution
+  writes bit-packed activations instead of a float tensor, a ReLU, a BatchNorm and a
+  quantize op. Exact except when ``z`` lies within rounding of ``theta``; the
+  converted model's agreement is measured by :func:`~edgebnn.deploy.verify.verify`.
 - **XNOR scale folding.** An XNOR kernel (:class:`edgebnn.quantizers.XnorWeight` or
   Larq's ``magnitude_aware_sign``; XNOR-Net, Rastegari et al. 2016) is ``alpha_c * sign(W)`` with ``alpha_c`` the mean ``|W|`` of output
   channel ``c``. It becomes a ``ste_sign`` kernel followed by a per-channel
@@ -196,8 +205,10 @@ class PackedPlanes(tf.keras.layers.Layer):
     def call(self, inputs):
         levels = tf.floor(inputs * float(2**self.bits))
         scale, shift = self._affine()
+        if inputs.shape[-1] == 1:  # broadcast over the channel axis: no reshape op
+            return levels * scale + shift
         planes = levels[..., None] * scale + shift
-        return tf.reshape(planes, tf.concat([tf.shape(inputs)[:-1], [inputs.shape[-1] * len(scale)]], axis=0))
+        return tf.reshape(planes, (-1, *inputs.shape[1:-1], inputs.shape[-1] * len(scale)))
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], input_shape[-1] * packed_plane_count(self.bits))
@@ -360,7 +371,7 @@ LCE_BITPACK_WIDTH = 32
 _BIT_PLANES = (True, False, "auto")
 
 
-def rewrite(model, *, dense_to_conv=True, bit_planes=True, fold_xnor=True):
+def rewrite(model, *, dense_to_conv=True, bit_planes=True, fold_xnor=True, sign_thresholds=False):
     """A rewritten copy of functional Keras ``model`` (the original is not modified).
 
     Args:
@@ -375,6 +386,8 @@ def rewrite(model, *, dense_to_conv=True, bit_planes=True, fold_xnor=True):
             float layer. A stride-1 convolution of a 1-channel image does not qualify:
             it would store one 32-bit word per tap, as many bytes as float.
         fold_xnor: ``magnitude_aware_sign`` kernels -> ``+-1`` kernel and a channel scale.
+        sign_thresholds: ReLU -> BatchNorm -> sign chains -> one per-channel affine map
+            (exact up to ties within rounding, so off by default; the LCE target uses it).
 
     Returns:
         A new ``tf.keras.Model`` with the same inputs, outputs and function.
@@ -391,7 +404,8 @@ def rewrite(model, *, dense_to_conv=True, bit_planes=True, fold_xnor=True):
         )
     if bit_planes not in _BIT_PLANES:
         raise ValueError(f"`bit_planes` must be one of {list(_BIT_PLANES)}, got {bit_planes!r}.")
-    opts = _Options(dense_to_conv, bit_planes, fold_xnor)
+    opts = _Options(dense_to_conv, bit_planes, fold_xnor,
+                    sign_threshold_chains(model) if sign_thresholds else frozenset())
     inputs = [tf.keras.Input(type_spec=t.type_spec, name=t.name.split(":")[0]) for t in model.inputs]
     values = {}
     usage = model._tensor_usage_count
@@ -422,8 +436,63 @@ def rewrite(model, *, dense_to_conv=True, bit_planes=True, fold_xnor=True):
 
 
 class _Options:
-    def __init__(self, dense_to_conv, bit_planes, fold_xnor):
+    def __init__(self, dense_to_conv, bit_planes, fold_xnor, sign_chains=frozenset()):
         self.dense_to_conv, self.bit_planes, self.fold_xnor = dense_to_conv, bit_planes, fold_xnor
+        self.sign_chains = sign_chains
+
+
+def _is_relu(layer):
+    if isinstance(layer, tf.keras.layers.ReLU):
+        plain = layer.max_value is None and float(layer.threshold) == 0.0
+        return plain and float(layer.negative_slope) == 0.0
+    return isinstance(layer, tf.keras.layers.Activation) and layer.get_config()["activation"] == "relu"
+
+
+def _single_inbound(layer):
+    nodes = layer._inbound_nodes
+    if len(nodes) != 1:
+        return None
+    inbound = nodes[0].inbound_layers
+    return inbound if isinstance(inbound, tf.keras.layers.Layer) else None
+
+
+def sign_threshold_chains(model):
+    """Names of the ReLU and BatchNorm layers of ReLU -> BatchNorm -> sign chains in ``model``.
+
+    A chain qualifies when the ReLU's only consumer is the BatchNorm (on the last
+    axis) and every consumer of the BatchNorm takes the sign of its input
+    (a ``ste_sign``-like input quantizer).
+    """
+    names = set()
+    for bn in model.layers:
+        if not isinstance(bn, tf.keras.layers.BatchNormalization) or not _last_axis(bn):
+            continue
+        relu = _single_inbound(bn)
+        if relu is None or not _is_relu(relu) or len(relu._outbound_nodes) != 1 or len(bn._inbound_nodes) != 1:
+            continue
+        consumers = [node.outbound_layer for node in bn._outbound_nodes]
+        if consumers and all(is_sign(getattr(layer, "input_quantizer", None)) for layer in consumers):
+            names |= {relu.name, bn.name}
+    return frozenset(names)
+
+
+def _sign_threshold(bn):
+    """``(scale, bias)`` per channel with ``sign(scale * z + bias) == sign(bn(relu(z)))``."""
+    gamma = bn.gamma.numpy() if bn.gamma is not None else 1.0
+    beta = bn.beta.numpy() if bn.beta is not None else 0.0
+    g = gamma / np.sqrt(bn.moving_variance.numpy() + bn.epsilon) * np.ones_like(bn.moving_mean.numpy())
+    h = beta - g * bn.moving_mean.numpy()
+    scale, bias = np.zeros_like(g), np.where(h >= 0, 1.0, -1.0).astype(np.float32)  # g == 0: sign(h)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        theta = np.where(g != 0, -h / g, 0.0)
+    up, down = g > 0, g < 0
+    # g > 0: +1 iff relu(z) >= theta: always if theta <= 0, else iff z >= theta
+    scale = np.where(up & (theta > 0), 1.0, np.where(up, 0.0, scale))
+    bias = np.where(up & (theta > 0), -theta, np.where(up, 1.0, bias))
+    # g < 0: +1 iff relu(z) <= theta: never if theta < 0, else iff z <= theta
+    scale = np.where(down & (theta >= 0), -1.0, np.where(down, 0.0, scale))
+    bias = np.where(down & (theta >= 0), theta, np.where(down, -1.0, bias))
+    return scale.astype(np.float32), bias.astype(np.float32)
 
 
 def _binary_kernel(layer, opts):
@@ -563,6 +632,14 @@ def _rewrite_node(layer, value, opts, *, single_use=False):
         if single_use and isinstance(layer, tf.keras.layers.BatchNormalization) and _last_axis(layer):
             return _fuse_batch_norm(layer, value)
         value = _merged(value)
+    if layer.name in opts.sign_chains:
+        if value.kind == "planes":
+            value = _Value(_plain(value))
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            scale, bias = _sign_threshold(layer)
+            out = ChannelScale(scale, name=f"{layer.name}_sign_scale")(value.tensor)
+            return _Value(ChannelBias(bias, name=f"{layer.name}_sign_bias")(out), value.kind)
+        return value  # the ReLU: folded into the BatchNorm's threshold
     t = value.tensor
     dense = isinstance(layer, lq.layers.QuantDense)
     if isinstance(layer, InputDiscretization) and opts.bit_planes and value.kind == "plain":
