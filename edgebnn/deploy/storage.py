@@ -332,6 +332,8 @@ def store_weights_with_summary(tflite, *, mode="exact"):
     summary = []
     for subgraph in model.subgraphs:
         _rewrite_subgraph(model, subgraph, mode, summary)
+    if not summary:  # re-serializing would only change padding (LCE flatbuffers grow)
+        return bytes(tflite), summary
     _drop_unused_buffers(model)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), summary
 
@@ -349,7 +351,8 @@ def store_weights(tflite, *, mode="exact"):
             where possible, the other weights approximate), see the module docstring.
 
     Returns:
-        The rewritten flatbuffer as ``bytes`` (identical computation in ``"exact"`` mode).
+        The rewritten flatbuffer as ``bytes`` (identical computation in ``"exact"`` mode;
+        ``tflite`` itself when there is nothing to rewrite).
 
     Raises:
         TypeError: ``tflite`` is not bytes.
