@@ -1,5 +1,7 @@
 """Weight storage rewriting: exact int8 for binary/XNOR weights, float16/int8 otherwise (vs the unrewritten flatbuffer)."""
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -12,6 +14,7 @@ from edgebnn.zoo.panda_fcn import build_fcn
 import larq as lq
 import tensorflow as tf
 from tensorflow.lite.python import schema_py_generated as schema
+from tensorflow.lite.tools import flatbuffer_utils
 
 #: float16 weights: each weight has relative error <= 2**-11, so a float layer's output
 #: moves by <= 2**-11 * sum|w x|; over two float layers this stays well within 2**-8
@@ -105,6 +108,12 @@ def _dequantize_versions(flatbuffer):
         for op in sg.operators
         if model.operatorCodes[op.opcodeIndex].builtinCode == schema.BuiltinOperator.DEQUANTIZE
     )
+
+
+def _min_runtime(flatbuffer):
+    model = _model(flatbuffer)
+    (entry,) = [m for m in model.metadata if m.name == b"min_runtime_version"]
+    return bytes(np.asarray(model.buffers[entry.buffer].data, np.uint8)).rstrip(b"\0").decode()
 
 
 @pytest.mark.parametrize(
@@ -207,6 +216,7 @@ def test_lce_flatbuffer_keeps_lce_ops_and_options_and_outputs(mixed):
         for m in (_model(before), _model(after))
     ]
     assert custom[0] and custom[0] == custom[1]
+    assert _min_runtime(before) == "1.14.0" and _min_runtime(after) == "2.7.0"  # per-channel DEQUANTIZE (v5)
     x = _x()
     for kernel in ("default", "reference"):
         np.testing.assert_array_equal(tflite_predict(after, x, runtime="lce", kernel=kernel),
@@ -227,10 +237,36 @@ def test_shared_weights_are_dequantized_once_for_all_consumers():
     before = cv.convert(tf.keras.Model(inputs, outputs), target="portable", rewrites=False)
     after, summary = storage.store_weights_with_summary(before)
     assert report.op_histogram(after)["FULLY_CONNECTED"] == 2
-    assert report.op_histogram(after)["DEQUANTIZE"] == len(summary) >= 1
+    assert report.op_histogram(after)["DEQUANTIZE"] == len(summary) == 1  # one weight tensor, read twice
     x = np.random.default_rng(1).normal(size=(32, 20)).astype(np.float32)
     np.testing.assert_array_equal(tflite_predict(after, x, runtime="tensorflow"),
                                   tflite_predict(before, x, runtime="tensorflow"))
+
+    # two tensors on one buffer: both dequantized from one int8 buffer, the float32 one dropped;
+    # then also a graph output: that tensor is left float32 (XNNPACK would not write it), its buffer kept
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(before))
+    sg = model.subgraphs[0]
+    second = next(op for op in sg.operators[1:] if op.inputs[1] == sg.operators[1].inputs[1] and op.inputs[0] != 0)
+    sg.tensors.append(copy.deepcopy(sg.tensors[second.inputs[1]]))
+    second.inputs[1] = len(sg.tensors) - 1
+    twin_buffers = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    sg.outputs = list(sg.outputs) + [second.inputs[1]]
+    twin_output = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    for edited, rewritten, float_buffer_kept in ((twin_buffers, 2, False), (twin_output, 1, True)):
+        after, summary = storage.store_weights_with_summary(edited)
+        assert len(summary) == rewritten and summary[0].exact
+        sizes = [0 if b.data is None else len(b.data) for b in _model(after).buffers]
+        assert sizes.count(16 * 20) == 1 and (16 * 20 * 4 in sizes) == float_buffer_kept
+        outputs = []
+        for flatbuffer in (edited, after):
+            interpreter = tf.lite.Interpreter(model_content=flatbuffer)
+            interpreter.allocate_tensors()
+            interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x[:1])
+            interpreter.invoke()
+            outputs.append([interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()])
+        assert len(outputs[0]) == len(outputs[1]) == len(sg.outputs) - (not float_buffer_kept)
+        for a, b in zip(*outputs):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_small_weights_are_left_alone():

@@ -57,6 +57,13 @@ QMAX = 127
 #: (``tensorflow/lite/tools/versioning/op_version.cc``): int8 per tensor 2, float16 3,
 #: int8 per channel 5.
 DEQUANTIZE_VERSIONS = {"int8": 2, "float16": 3, "int8_per_channel": 5}
+#: First TFLite runtime with each ``DEQUANTIZE`` version
+#: (``tensorflow/lite/tools/versioning/runtime_version.cc``); the flatbuffer's
+#: ``min_runtime_version`` metadata is raised to it when needed.
+DEQUANTIZE_MIN_RUNTIME = {2: "1.14.0", 3: "1.15.0", 5: "2.7.0"}
+_MIN_RUNTIME_KEY = b"min_runtime_version"
+#: TFLite's converter writes the version as a NUL-padded string of this length.
+_MIN_RUNTIME_BYTES = 16
 
 _TYPE_NAMES = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
@@ -224,24 +231,37 @@ def _new_buffer(model, array):
     return len(model.buffers) - 1
 
 
+def _indices(array):
+    """A flatbuffer index vector (NumPy array, list or None) as a list of ints."""
+    return [] if array is None else [int(i) for i in array]
+
+
 def _weight_tensors(model, subgraph):
     """``{tensor index: channel axis}`` of the rewritable weights of ``subgraph``.
 
     A tensor read by several layer ops is rewritten once if they agree on the channel
     axis (all consumers then read the same dequantized tensor); with conflicting axes
-    it is skipped. Inputs of the subgraph are never constants, so not candidates.
+    it is skipped. Skipped too: tensors that any op reads other than as a layer weight,
+    and graph inputs/outputs. XNNPACK (TFLite's default CPU delegate) unpacks a constant's
+    ``DEQUANTIZE`` into its own memory and never writes the op's output tensor, so a
+    rewritten weight that is also a graph output reads as garbage (measured, TF 2.16).
     """
-    axes = {}
+    axes, other_uses = {}, set(_indices(subgraph.inputs)) | set(_indices(subgraph.outputs))
     for op in subgraph.operators:
         code = model.operatorCodes[op.opcodeIndex]
         builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
-        if builtin in WEIGHT_OPS and len(op.inputs) > 1 and op.inputs[1] >= 0:
-            axes.setdefault(op.inputs[1], set()).add(WEIGHT_OPS[builtin])
-    inputs = set(subgraph.inputs if subgraph.inputs is not None else [])
+        for position, index in enumerate(_indices(op.inputs)):
+            if builtin in WEIGHT_OPS and position == 1:
+                axes.setdefault(index, set()).add(WEIGHT_OPS[builtin])
+            else:
+                other_uses.add(index)
+        other_uses.update(_indices(op.intermediates))
     found = {}
     for index, tensor_axes in axes.items():
+        if index < 0 or index in other_uses or len(tensor_axes) != 1:
+            continue
         tensor = subgraph.tensors[index]
-        if index in inputs or len(tensor_axes) != 1 or not _is_constant_float(model, tensor):
+        if not _is_constant_float(model, tensor):
             continue
         if int(np.prod(tensor.shape)) >= MIN_ELEMENTS:
             found[index] = tensor_axes.pop()
@@ -320,6 +340,27 @@ def _drop_unused_buffers(model):
             buffer.data = None
 
 
+def _version(text):
+    return tuple(int(part) for part in text.split(".") if part.isdigit())
+
+
+def _raise_min_runtime(model):
+    """Raise the ``min_runtime_version`` metadata (if any) to what the added ``DEQUANTIZE`` ops need."""
+    needed = [
+        DEQUANTIZE_MIN_RUNTIME[code.version]
+        for code in model.operatorCodes
+        if code.builtinCode == schema.BuiltinOperator.DEQUANTIZE and code.version in DEQUANTIZE_MIN_RUNTIME
+    ]
+    for entry in model.metadata or []:
+        if entry.name != _MIN_RUNTIME_KEY or not needed:
+            continue
+        buffer = model.buffers[entry.buffer]
+        current = bytes(np.asarray(buffer.data, np.uint8)).rstrip(b"\0").decode()
+        required = max(needed, key=_version)
+        if _version(required) > _version(current):
+            buffer.data = np.frombuffer(required.encode().ljust(_MIN_RUNTIME_BYTES, b"\0"), np.uint8).copy()
+
+
 def store_weights_with_summary(tflite, *, mode="exact"):
     """:func:`store_weights`, and the list of :class:`StoredWeight` it rewrote."""
     _validate(tflite, mode)
@@ -335,6 +376,7 @@ def store_weights_with_summary(tflite, *, mode="exact"):
     if not summary:  # re-serializing would only change padding (LCE flatbuffers grow)
         return bytes(tflite), summary
     _drop_unused_buffers(model)
+    _raise_min_runtime(model)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), summary
 
 
