@@ -1,4 +1,4 @@
-"""Weight storage rewriting: exact int8 for binary/XNOR weights, float16/int8 otherwise (vs the unrewritten flatbuffer)."""
+"""Weight storage rewriting: exact int8 for binary/XNOR weights, float16/int8 for the rest (vs the original)."""
 
 import copy
 
@@ -100,6 +100,22 @@ def _weights(flatbuffer):
     return found
 
 
+def _builtin_kernels(flatbuffer, x):
+    """Outputs of stock TFLite's builtin kernels, without the default XNNPACK delegate."""
+    interpreter = tf.lite.Interpreter(
+        model_content=flatbuffer,
+        experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
+    interpreter.allocate_tensors()
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    outputs = []
+    for example in x:
+        interpreter.set_tensor(inp["index"], example[None])
+        interpreter.invoke()
+        outputs.append(interpreter.get_tensor(out["index"])[0])
+    return np.stack(outputs)
+
+
 def _dequantize_versions(flatbuffer):
     model = _model(flatbuffer)
     return sorted(
@@ -154,8 +170,12 @@ def test_exact_mode_shrinks_an_all_binary_fcn_4x_with_identical_outputs():
     overhead = (sum(s.bytes_saved for s in summary) - (len(before) - len(after))) / len(summary)
     assert 0 <= overhead < 1000
     x = _x(64, (28, 28, 1))
-    for runtime in ("tensorflow", "lce"):  # stock TFLite, and LCE's interpreter running builtin ops
-        np.testing.assert_array_equal(tflite_predict(after, x, runtime=runtime), tflite_predict(before, x, runtime=runtime))
+    for runtime in ("tensorflow", "lce"):  # stock TFLite (XNNPACK), and LCE's interpreter running builtin ops
+        np.testing.assert_array_equal(tflite_predict(after, x, runtime=runtime),
+                                      tflite_predict(before, x, runtime=runtime))
+    # TFLite's own DEQUANTIZE kernel (no XNNPACK, which unpacks constant weights itself)
+    np.testing.assert_array_equal(_builtin_kernels(after, x), _builtin_kernels(before, x))
+    assert "| (64, 784) | float32 -> int8 | per_channel | yes |" in storage.markdown_table(summary)
 
 
 def test_exact_mode_leaves_float_weights_alone(mixed_portable):
@@ -183,12 +203,14 @@ def test_approximate_modes_store_float_weights_small_with_close_outputs(mode, rt
     assert sorted(s.shape for s in summary) == [(8, 3, 3, 1), (10, 800)]
     assert all(not s.exact and s.new_dtype == ("float16" if mode == "float16" else "int8") for s in summary)
     assert len(after) < len(before) * (0.55 if mode == "float16" else 0.35)
-    assert _dequantize_versions(after) == [storage.DEQUANTIZE_VERSIONS["float16" if mode == "float16" else "int8_per_channel"]] * 2
+    version = storage.DEQUANTIZE_VERSIONS["float16" if mode == "float16" else "int8_per_channel"]
+    assert _dequantize_versions(after) == [version] * 2
     x = _x(128)
     ref = tflite_predict(before, x, runtime="tensorflow")
     got = tflite_predict(after, x, runtime="tensorflow")
     assert not np.array_equal(got, ref)  # approximate, and the test can see it
     np.testing.assert_allclose(got, ref, rtol=0, atol=rtol * np.max(np.abs(ref)))
+    np.testing.assert_allclose(_builtin_kernels(after, x[:16]), ref[:16], rtol=0, atol=rtol * np.max(np.abs(ref)))
 
 
 @pytest.mark.parametrize("mode", ["float16", "int8"])

@@ -380,6 +380,20 @@ def store_weights_with_summary(tflite, *, mode="exact"):
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), summary
 
 
+def markdown_table(stored):
+    """A list of :class:`StoredWeight` as a markdown table (for conversion reports)."""
+    lines = [
+        "| tensor | shape | storage | scales | exact | bytes saved |",
+        "|---|---|---|---|---|---:|",
+    ]
+    for s in stored:
+        lines.append(
+            f"| {s.name} | {s.shape} | {s.old_dtype} -> {s.new_dtype} | {s.scheme} | {'yes' if s.exact else 'no'} "
+            f"| {s.bytes_saved:,} |"
+        )
+    return "\n".join(lines)
+
+
 def store_weights(tflite, *, mode="exact"):
     """Store the float32 weights of ``tflite`` as int8 (exact where possible) or float16.
 
