@@ -252,6 +252,24 @@ def test_lce_flatbuffer_keeps_lce_ops_and_options_and_outputs(mixed):
                                   tflite_predict(rewritten, x, runtime="lce").argmax(-1))
 
 
+def test_depthwise_and_transpose_conv_weights():
+    inputs = tf.keras.Input((8, 8, 4))
+    x = lq.layers.QuantDepthwiseConv2D(3, depth_multiplier=4, padding="same", depthwise_quantizer="ste_sign",
+                                       use_bias=False)(inputs)
+    x = tf.keras.layers.BatchNormalization()(x)
+    x = lq.layers.QuantConv2DTranspose(8, 3, kernel_quantizer="ste_sign", use_bias=False)(x)
+    model = _randomize_batch_norm(tf.keras.Model(inputs, tf.keras.layers.BatchNormalization()(x)))
+    before = cv.convert(model, target="portable", rewrites=False)
+    after, summary = storage.store_weights_with_summary(before)
+    # depthwise kernels [1, H, W, C*M] have their channels on axis 3, transpose-conv kernels OHWI on axis 0
+    assert sorted(s.shape for s in summary) == [(1, 3, 3, 16), (8, 3, 3, 16)]
+    assert all(s.exact and s.scheme == "per_channel" for s in summary)  # BatchNorm folded: g_c * (+-1)
+    x = _x(32, (8, 8, 4))
+    np.testing.assert_array_equal(tflite_predict(after, x, runtime="tensorflow"),
+                                  tflite_predict(before, x, runtime="tensorflow"))
+    np.testing.assert_array_equal(_builtin_kernels(after, x), _builtin_kernels(before, x))
+
+
 def test_shared_weights_are_dequantized_once_for_all_consumers():
     inputs = tf.keras.Input((20,))
     shared = lq.layers.QuantDense(16, kernel_quantizer="ste_sign", use_bias=False, name="shared")
