@@ -309,11 +309,14 @@ def test_shared_weights_are_dequantized_once_for_all_consumers():
             np.testing.assert_array_equal(a, b)
 
 
-def test_small_weights_are_left_alone():
+def test_small_and_already_stored_weights_are_left_alone(mixed):
     inputs = tf.keras.Input((4,))
     tiny = lq.layers.QuantDense(8, kernel_quantizer="ste_sign", use_bias=False)(inputs)  # 32 < MIN_ELEMENTS
     before = cv.convert(tf.keras.Model(inputs, tiny), target="portable")
     assert storage.store_weights_with_summary(before) == (before, [])
+    # the converter's own float16 storage: weights already come out of DEQUANTIZE ops, not float32 constants
+    float16 = cv.convert(mixed, target="portable", weights="float16")
+    assert storage.store_weights_with_summary(float16, mode="int8") == (float16, [])
 
 
 def test_bad_input_is_refused(mixed_portable):
