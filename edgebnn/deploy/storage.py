@@ -206,7 +206,7 @@ def approximate_int8(w, axis):
 
 def _buffer_array(model, tensor):
     data = model.buffers[tensor.buffer].data
-    return np.frombuffer(bytes(np.asarray(data, np.uint8)), np.float32).reshape(tuple(tensor.shape))
+    return np.frombuffer(bytes(np.asarray(data, np.uint8)), "<f4").reshape(tuple(_indices(tensor.shape)))
 
 
 def _is_constant_float(model, tensor):
@@ -217,7 +217,7 @@ def _is_constant_float(model, tensor):
         and tensor.sparsity is None
         and buffer is not None
         and buffer.data is not None
-        and len(buffer.data) == 4 * int(np.prod(tensor.shape))
+        and len(buffer.data) == 4 * int(np.prod(_indices(tensor.shape)))
     )
 
 
@@ -238,6 +238,13 @@ def _new_buffer(model, array):
     buffer.data = np.frombuffer(np.ascontiguousarray(array).tobytes(), np.uint8).copy()
     model.buffers.append(buffer)
     return len(model.buffers) - 1
+
+
+def _empty_buffer(model):
+    """Index of a buffer without data for non-constant tensors (TFLite's convention: buffer 0)."""
+    if model.buffers[0].data is None or len(model.buffers[0].data) == 0:
+        return 0
+    return _new_buffer(model, np.zeros(0, np.uint8))
 
 
 def _indices(array):
@@ -272,7 +279,7 @@ def _weight_tensors(model, subgraph):
         tensor = subgraph.tensors[index]
         if not _is_constant_float(model, tensor):
             continue
-        if int(np.prod(tensor.shape)) >= MIN_ELEMENTS:
+        if int(np.prod(_indices(tensor.shape))) >= MIN_ELEMENTS:
             found[index] = tensor_axes.pop()
     return found
 
@@ -293,7 +300,7 @@ def _plan(w, axis, mode):
 
 def _rewrite_subgraph(model, subgraph, mode, summary):
     dequantize_ops = []
-    replaced = {}  # (old buffer, axis) -> new tensor index, for tensors sharing a buffer
+    replaced = {}  # (old buffer, axis, dtype, scales) -> new buffer, for tensors sharing a buffer
     for index, axis in sorted(_weight_tensors(model, subgraph).items()):
         tensor = subgraph.tensors[index]
         w = _buffer_array(model, tensor)
@@ -311,14 +318,14 @@ def _rewrite_subgraph(model, subgraph, mode, summary):
         new_bytes = 0 if key in replaced else array.nbytes + (0 if scales is None else scales.nbytes)
         replaced[key] = stored.buffer
         if scales is not None:
-            q = schema.QuantizationParametersT()
-            q.scale = [float(s) for s in scales]
-            q.zeroPoint = [0] * scales.size
-            q.quantizedDimension = axis if scales.size > 1 else 0
-            stored.quantization = q
+            params = schema.QuantizationParametersT()
+            params.scale = [float(s) for s in scales]
+            params.zeroPoint = [0] * scales.size
+            params.quantizedDimension = axis if scales.size > 1 else 0
+            stored.quantization = params
         subgraph.tensors.append(stored)
         # the original tensor becomes the DEQUANTIZE output: same index, no data
-        tensor.buffer = 0
+        tensor.buffer = _empty_buffer(model)
         tensor.quantization = None
         version = DEQUANTIZE_VERSIONS["float16" if scales is None else
                                       "int8_per_channel" if scales.size > 1 else "int8"]
