@@ -1,0 +1,436 @@
+"""Weight storage of a TFLite flatbuffer: int8 (or float16) constants plus a builtin ``DEQUANTIZE``.
+
+A constant float32 weight tensor ``W`` read by a layer op is replaced by a smaller
+constant ``Q`` and a ``DEQUANTIZE`` op whose float32 output takes ``W``'s place (same
+tensor index, so every consumer, signature and graph output still refers to it). The
+layer op keeps computing in float32.
+
+When every value of ``W`` is ``scale * q`` with an integer ``q`` in ``[-127, 127]``
+(per tensor, or per output channel), the dequantized tensor is bit-identical to ``W``
+and the model computes exactly the same numbers: ``+-1`` kernels (scale 1), XNOR
+kernels ``+-alpha_c`` (scale ``alpha_c``), BatchNorm-folded binary dense weights
+``g_c * (+-1)``. :func:`store_weights` checks that identity value by value, with the
+arithmetic of TFLite's ``DEQUANTIZE`` kernels (``float(q) * scale`` in float32 and in
+double rounded to float32, both must give ``W``), before it rewrites a tensor. This is
+int8 *storage* with float32 arithmetic, unlike TFLite's dynamic-range ("hybrid") int8
+kernels, which are inexact for binary layers (see :mod:`edgebnn.deploy.convert`).
+
+Modes:
+
+- ``"exact"``: only the bit-exact int8 rewrite; other weights stay float32.
+- ``"float16"``: exact int8 where possible, other weights float16 (approximate:
+  relative error <= 2**-11 per weight; weights beyond float16's range stay float32).
+- ``"int8"``: exact int8 where possible, other weights symmetric per-channel int8
+  (approximate: absolute error <= scale_c / 2 = max|W_c| / 254 per weight).
+
+Run time: TFLite's ``DEQUANTIZE`` kernel evaluates a constant input once
+(``float_dequantized_weights_initialized`` in ``kernels/dequantize.cc``; its output is
+persistent) and XNNPACK unpacks it into static weights when it builds its graph, so the
+float32 weights are materialized in memory once and no latency is added per inference
+(measured on x86, 1 thread: FCN2 0.222 -> 0.225 ms/image with XNNPACK, 0.242 -> 0.235
+without). Only the file (and what a device must download or keep in flash) shrinks.
+
+Not rewritten (left float32, as they are): weights under :data:`MIN_ELEMENTS` values,
+weights that are graph inputs/outputs or read by any op other than as a layer weight
+(see :func:`_weight_tensors`), sparse or variable tensors, and weights that already come
+out of a ``DEQUANTIZE`` (e.g. ``convert(..., weights="float16")``). The
+``min_runtime_version`` metadata is raised to what the added ``DEQUANTIZE`` versions need.
+"""
+
+import dataclasses
+
+import numpy as np
+
+import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+
+from tensorflow.lite.python import schema_py_generated as schema
+from tensorflow.lite.tools import flatbuffer_utils
+
+MODES = ("exact", "float16", "int8")
+#: Layer ops whose input 1 is a weight tensor that may be rewritten, with the axis of
+#: their output channels (per-channel scales): OHWI conv / transpose-conv kernels and
+#: [out, in] dense weights on axis 0, ``[1, H, W, C*M]`` depthwise kernels on axis 3.
+WEIGHT_OPS = {
+    schema.BuiltinOperator.CONV_2D: 0,
+    schema.BuiltinOperator.DEPTHWISE_CONV_2D: 3,
+    schema.BuiltinOperator.FULLY_CONNECTED: 0,
+    schema.BuiltinOperator.TRANSPOSE_CONV: 0,
+}
+#: Smaller weight tensors are left as they are: a ``DEQUANTIZE`` op, a second tensor and
+#: its quantization parameters cost ~100-200 bytes of flatbuffer, more than 64 float32
+#: weights (256 bytes) would save.
+MIN_ELEMENTS = 64
+#: Largest |q| of symmetric int8 (-128 is not used, so that zero point 0 is symmetric).
+QMAX = 127
+#: ``DEQUANTIZE`` versions required by TFLite's op versioning
+#: (``tensorflow/lite/tools/versioning/op_version.cc``): int8 per tensor 2, float16 3,
+#: int8 per channel 5.
+DEQUANTIZE_VERSIONS = {"int8": 2, "float16": 3, "int8_per_channel": 5}
+#: First TFLite runtime with each ``DEQUANTIZE`` version
+#: (``tensorflow/lite/tools/versioning/runtime_version.cc``); the flatbuffer's
+#: ``min_runtime_version`` metadata is raised to it when needed.
+DEQUANTIZE_MIN_RUNTIME = {2: "1.14.0", 3: "1.15.0", 5: "2.7.0"}
+_MIN_RUNTIME_KEY = b"min_runtime_version"
+#: TFLite's converter writes the version as a NUL-padded string of this length.
+_MIN_RUNTIME_BYTES = 16
+
+_TYPE_NAMES = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+_FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredWeight:
+    """One rewritten weight tensor.
+
+    Attributes:
+        name: the tensor's name in the flatbuffer.
+        shape: its shape.
+        old_dtype, new_dtype: storage before and after (``"float32"`` -> ``"int8"``/``"float16"``).
+        scheme: ``"per_tensor"``, ``"per_channel"`` (int8) or ``"cast"`` (float16).
+        exact: the dequantized tensor is bit-identical to the original.
+        bytes_saved: weight bytes before minus after (scales included; flatbuffer
+            overhead of the extra op and tensor not included).
+    """
+
+    name: str
+    shape: tuple
+    old_dtype: str
+    new_dtype: str
+    scheme: str
+    exact: bool
+    bytes_saved: int
+
+
+def _validate(tflite, mode):
+    if not isinstance(tflite, (bytes, bytearray)):
+        raise TypeError(f"`tflite` must be flatbuffer bytes, got {type(tflite).__name__}.")
+    if mode not in MODES:
+        raise ValueError(f"`mode` must be one of {list(MODES)}, got {mode!r}.")
+    if len(tflite) < 8 or bytes(tflite[4:8]) != b"TFL3":
+        raise ValueError(
+            f"`tflite` is not a TFLite flatbuffer (file identifier 'TFL3' expected at bytes 4-8, "
+            f"got {bytes(tflite[4:8])!r})."
+        )
+
+
+def dequantize(q, scales, axis):
+    """What TFLite's ``DEQUANTIZE`` computes for symmetric int8 ``q``, with both of its paths.
+
+    The reference kernel computes ``static_cast<float>(double(scale) * q)`` per tensor and
+    ``float(q) * scale`` per channel (and optimized kernels multiply in float32). Returns
+    ``(float32_product, double_product_rounded)``.
+    """
+    scales = np.asarray(scales, np.float32)
+    shape = [1] * q.ndim
+    if scales.size > 1:
+        shape[axis] = -1
+    s32 = scales.reshape(shape)
+    as_float = q.astype(np.float32) * s32
+    as_double = (q.astype(np.float64) * s32.astype(np.float64)).astype(np.float32)
+    return as_float, as_double
+
+
+def _exact_scale(values):
+    """A float32 scale ``s`` with ``values == s * q`` exactly, integer ``|q| <= QMAX``; else None.
+
+    ``values`` are the distinct values of a tensor or channel. If such ``s`` exists, the
+    largest magnitude is ``s * k`` for some ``k`` in ``1..QMAX``, so those are the candidates
+    (smallest ``k`` first).
+    """
+    top = float(np.max(np.abs(values)))
+    if top == 0.0:
+        return np.float32(1.0)
+    for k in range(1, QMAX + 1):
+        s = np.float32(top / k)
+        if not np.isfinite(s) or s == 0:
+            return None
+        q = np.rint(values / s)
+        if np.max(np.abs(q)) > QMAX:
+            continue
+        if np.array_equal(q.astype(np.float32) * s, values) and np.array_equal(
+            (q * np.float64(s)).astype(np.float32), values
+        ):
+            return s
+    return None
+
+
+def exact_int8(w, axis):
+    """Bit-exact symmetric int8 form of float32 ``w``: ``(q, scales)`` or None.
+
+    Tries one scale for the tensor, then one per slice along ``axis``. Never -0.0 or
+    non-finite values (``0 * s`` is +0.0).
+    """
+    w = np.asarray(w, np.float32)
+    if not np.all(np.isfinite(w)) or np.any(np.signbit(w) & (w == 0)):
+        return None
+    distinct = np.unique(w)
+    candidates = []
+    if distinct.size <= 2 * QMAX + 1:
+        s = _exact_scale(distinct)
+        if s is not None:
+            candidates.append(np.array([s], np.float32))
+    if not candidates and w.ndim > 0 and w.shape[axis] > 1:
+        slices = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
+        scales = []
+        for row in slices:
+            distinct = np.unique(row)
+            s = None if distinct.size > 2 * QMAX + 1 else _exact_scale(distinct)
+            if s is None:
+                return None
+            scales.append(s)
+        candidates.append(np.array(scales, np.float32))
+    for scales in candidates:
+        q = _quantize(w, scales, axis)
+        if all(np.array_equal(d, w) for d in dequantize(q, scales, axis)):
+            return q, scales
+    return None
+
+
+def _quantize(w, scales, axis):
+    shape = [1] * w.ndim
+    if scales.size > 1:
+        shape[axis] = -1
+    return np.clip(np.rint(w / scales.reshape(shape)), -QMAX, QMAX).astype(np.int8)
+
+
+def approximate_int8(w, axis):
+    """Symmetric per-channel int8 (per tensor for 1-D/one-channel ``w``): ``(q, scales)``."""
+    w = np.asarray(w, np.float32)
+    if w.ndim == 0 or w.shape[axis] == 1:
+        top = np.max(np.abs(w), initial=0.0).reshape(1)
+    else:
+        top = np.max(np.abs(np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)), axis=1)
+    scales = np.where(top > 0, top / QMAX, 1.0).astype(np.float32)
+    return _quantize(w, scales, axis), scales
+
+
+def _buffer_array(model, tensor):
+    data = model.buffers[tensor.buffer].data
+    return np.frombuffer(bytes(np.asarray(data, np.uint8)), "<f4").reshape(tuple(_indices(tensor.shape)))
+
+
+def _is_constant_float(model, tensor):
+    buffer = model.buffers[tensor.buffer] if tensor.buffer < len(model.buffers) else None
+    return (
+        tensor.type == schema.TensorType.FLOAT32
+        and not tensor.isVariable
+        and tensor.sparsity is None
+        and buffer is not None
+        and buffer.data is not None
+        and len(buffer.data) == 4 * int(np.prod(_indices(tensor.shape)))
+    )
+
+
+def _opcode_index(model, builtin, version):
+    for i, code in enumerate(model.operatorCodes):
+        if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin and code.version == version:
+            return i
+    code = schema.OperatorCodeT()
+    code.builtinCode = builtin
+    code.deprecatedBuiltinCode = min(builtin, schema.BuiltinOperator.PLACEHOLDER_FOR_GREATER_OP_CODES)
+    code.version = version
+    model.operatorCodes.append(code)
+    return len(model.operatorCodes) - 1
+
+
+def _new_buffer(model, array):
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(np.ascontiguousarray(array).tobytes(), np.uint8).copy()
+    model.buffers.append(buffer)
+    return len(model.buffers) - 1
+
+
+def _empty_buffer(model):
+    """Index of a buffer without data for non-constant tensors (TFLite's convention: buffer 0)."""
+    if model.buffers[0].data is None or len(model.buffers[0].data) == 0:
+        return 0
+    return _new_buffer(model, np.zeros(0, np.uint8))
+
+
+def _indices(array):
+    """A flatbuffer index vector (NumPy array, list or None) as a list of ints."""
+    return [] if array is None else [int(i) for i in array]
+
+
+def _weight_tensors(model, subgraph):
+    """``{tensor index: channel axis}`` of the rewritable weights of ``subgraph``.
+
+    A tensor read by several layer ops is rewritten once if they agree on the channel
+    axis (all consumers then read the same dequantized tensor); with conflicting axes
+    it is skipped. Skipped too: tensors that any op reads other than as a layer weight,
+    and graph inputs/outputs. XNNPACK (TFLite's default CPU delegate) unpacks a constant's
+    ``DEQUANTIZE`` into its own memory and never writes the op's output tensor, so a
+    rewritten weight that is also a graph output reads as garbage (measured, TF 2.16).
+    """
+    axes, other_uses = {}, set(_indices(subgraph.inputs)) | set(_indices(subgraph.outputs))
+    for op in subgraph.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+        for position, index in enumerate(_indices(op.inputs)):
+            if builtin in WEIGHT_OPS and position == 1:
+                axes.setdefault(index, set()).add(WEIGHT_OPS[builtin])
+            else:
+                other_uses.add(index)
+        other_uses.update(_indices(op.intermediates))
+    found = {}
+    for index, tensor_axes in axes.items():
+        if index < 0 or index in other_uses or len(tensor_axes) != 1:
+            continue
+        tensor = subgraph.tensors[index]
+        if not _is_constant_float(model, tensor):
+            continue
+        if int(np.prod(_indices(tensor.shape))) >= MIN_ELEMENTS:
+            found[index] = tensor_axes.pop()
+    return found
+
+
+def _plan(w, axis, mode):
+    """``(array, scales or None, scheme, exact)`` for weight ``w``, or None to leave it float32."""
+    found = exact_int8(w, axis)
+    if found is not None:
+        q, scales = found
+        return q, scales, "per_tensor" if scales.size == 1 else "per_channel", True
+    if mode == "float16" and np.all(np.isfinite(w)) and np.max(np.abs(w), initial=0.0) <= _FLOAT16_MAX:
+        return w.astype(np.float16), None, "cast", False
+    if mode == "int8" and np.all(np.isfinite(w)):
+        q, scales = approximate_int8(w, axis)
+        return q, scales, "per_tensor" if scales.size == 1 else "per_channel", False
+    return None
+
+
+def _rewrite_subgraph(model, subgraph, mode, summary):
+    dequantize_ops = []
+    replaced = {}  # (old buffer, axis, dtype, scales) -> new buffer, for tensors sharing a buffer
+    for index, axis in sorted(_weight_tensors(model, subgraph).items()):
+        tensor = subgraph.tensors[index]
+        w = _buffer_array(model, tensor)
+        plan = _plan(w, axis, mode)
+        if plan is None:
+            continue
+        array, scales, scheme, exact = plan
+        stored = schema.TensorT()
+        stored.name = (tensor.name or b"") + (b"_int8" if array.dtype == np.int8 else b"_float16")
+        stored.shape = list(tensor.shape)
+        stored.shapeSignature = None if tensor.shapeSignature is None else list(tensor.shapeSignature)
+        stored.type = schema.TensorType.INT8 if array.dtype == np.int8 else schema.TensorType.FLOAT16
+        key = (tensor.buffer, axis, array.dtype.str, None if scales is None else scales.tobytes())
+        stored.buffer = replaced[key] if key in replaced else _new_buffer(model, array)
+        new_bytes = 0 if key in replaced else array.nbytes + (0 if scales is None else scales.nbytes)
+        replaced[key] = stored.buffer
+        if scales is not None:
+            params = schema.QuantizationParametersT()
+            params.scale = [float(s) for s in scales]
+            params.zeroPoint = [0] * scales.size
+            params.quantizedDimension = axis if scales.size > 1 else 0
+            stored.quantization = params
+        subgraph.tensors.append(stored)
+        # the original tensor becomes the DEQUANTIZE output: same index, no data
+        tensor.buffer = _empty_buffer(model)
+        tensor.quantization = None
+        version = DEQUANTIZE_VERSIONS["float16" if scales is None else
+                                      "int8_per_channel" if scales.size > 1 else "int8"]
+        op = schema.OperatorT()
+        op.opcodeIndex = _opcode_index(model, schema.BuiltinOperator.DEQUANTIZE, version)
+        op.inputs = [len(subgraph.tensors) - 1]
+        op.outputs = [index]
+        dequantize_ops.append(op)
+        summary.append(StoredWeight(
+            name=(tensor.name or b"").decode(),
+            shape=tuple(int(d) for d in tensor.shape),
+            old_dtype="float32",
+            new_dtype=array.dtype.name,
+            scheme=scheme,
+            exact=exact,
+            bytes_saved=int(w.nbytes) - new_bytes,
+        ))
+    # constants exist before the first op runs, so their DEQUANTIZE ops go first
+    subgraph.operators = dequantize_ops + list(subgraph.operators)
+
+
+def _drop_unused_buffers(model):
+    """Empty the data of buffers no tensor or metadata refers to any more (indices kept)."""
+    used = {t.buffer for sg in model.subgraphs for t in sg.tensors}
+    used |= {m.buffer for m in (model.metadata or [])}
+    for i, buffer in enumerate(model.buffers):
+        if i not in used and buffer.data is not None:
+            buffer.data = None
+
+
+def _version(text):
+    return tuple(int(part) for part in text.split(".") if part.isdigit())
+
+
+def _raise_min_runtime(model):
+    """Raise the ``min_runtime_version`` metadata (if any) to what the added ``DEQUANTIZE`` ops need."""
+    needed = [
+        DEQUANTIZE_MIN_RUNTIME[code.version]
+        for code in model.operatorCodes
+        if code.builtinCode == schema.BuiltinOperator.DEQUANTIZE and code.version in DEQUANTIZE_MIN_RUNTIME
+    ]
+    for entry in model.metadata or []:
+        if entry.name != _MIN_RUNTIME_KEY or not needed:
+            continue
+        buffer = model.buffers[entry.buffer]
+        current = bytes(np.asarray(buffer.data, np.uint8)).rstrip(b"\0").decode()
+        required = max(needed, key=_version)
+        if _version(required) > _version(current):
+            buffer.data = np.frombuffer(required.encode().ljust(_MIN_RUNTIME_BYTES, b"\0"), np.uint8).copy()
+
+
+def store_weights_with_summary(tflite, *, mode="exact"):
+    """:func:`store_weights`, and the list of :class:`StoredWeight` it rewrote."""
+    _validate(tflite, mode)
+    try:
+        model = flatbuffer_utils.convert_bytearray_to_object(bytearray(tflite))
+    except Exception as e:  # the flatbuffers parser raises anything on garbage
+        raise ValueError(f"`tflite` could not be parsed as a TFLite flatbuffer: {type(e).__name__}: {e}") from e
+    if model.buffers is None or model.subgraphs is None:
+        raise ValueError("`tflite` is a TFLite flatbuffer without buffers or subgraphs.")
+    summary = []
+    for subgraph in model.subgraphs:
+        _rewrite_subgraph(model, subgraph, mode, summary)
+    if not summary:  # re-serializing would only change padding (LCE flatbuffers grow)
+        return bytes(tflite), summary
+    _drop_unused_buffers(model)
+    _raise_min_runtime(model)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), summary
+
+
+def markdown_table(stored):
+    """A list of :class:`StoredWeight` as a markdown table (for conversion reports)."""
+    lines = [
+        "| tensor | shape | storage | scales | exact | bytes saved |",
+        "|---|---|---|---|---|---:|",
+    ]
+    for s in stored:
+        lines.append(
+            f"| {s.name} | {s.shape} | {s.old_dtype} -> {s.new_dtype} | {s.scheme} | {'yes' if s.exact else 'no'} "
+            f"| {s.bytes_saved:,} |"
+        )
+    return "\n".join(lines)
+
+
+def store_weights(tflite, *, mode="exact"):
+    """Store the float32 weights of ``tflite`` as int8 (exact where possible) or float16.
+
+    Works on stock and Larq Compute Engine flatbuffers alike: only builtin layer ops'
+    weights (:data:`WEIGHT_OPS`, input 1, at least :data:`MIN_ELEMENTS` values) are
+    touched; custom ops (``LceBconv2d``, ...) and their options pass through as they are.
+
+    Args:
+        tflite: the flatbuffer (``bytes``).
+        mode: ``"exact"`` (bit-exact int8 only), ``"float16"`` or ``"int8"`` (exact int8
+            where possible, the other weights approximate), see the module docstring.
+
+    Returns:
+        The rewritten flatbuffer as ``bytes`` (identical computation in ``"exact"`` mode;
+        ``tflite`` itself when there is nothing to rewrite).
+
+    Raises:
+        TypeError: ``tflite`` is not bytes.
+        ValueError: unknown ``mode``, or ``tflite`` is not a TFLite flatbuffer.
+
+    Example:
+        >>> small = store_weights(convert(model, target="portable"))
+    """
+    return store_weights_with_summary(tflite, mode=mode)[0]
