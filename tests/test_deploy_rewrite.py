@@ -149,9 +149,10 @@ def test_auto_packs_only_where_smaller():
 @pytest.mark.parametrize("bits", range(1, 9))
 def test_packed_planes_sum_to_discretized_input(bits, rng):
     """c + a * sum(sign(planes)) is the discretized input; -1 padding stands for 0."""
-    x = np.concatenate([_inputs(rng, n=4, shape=(5, 5, 2)), np.zeros((1, 5, 5, 2), np.float32),
-                        np.ones((1, 5, 5, 2), np.float32)])
-    planes = np.sign(rw.PackedPlanes(bits)(x).numpy())
+    boundaries = np.arange(25 * 2).reshape(1, 5, 5, 2) % 2**bits / 2**bits  # exactly q / n
+    x = np.concatenate([_inputs(rng, n=4, shape=(5, 5, 2)), np.zeros((1, 5, 5, 2)), np.ones((1, 5, 5, 2)),
+                        boundaries, boundaries - 0.5, boundaries + 0.5]).astype(np.float32)
+    planes = np.where(rw.PackedPlanes(bits)(x).numpy() >= 0, 1.0, -1.0)  # ste_sign: sign(0) = +1
     count = rw.packed_plane_count(bits)
     assert planes.shape[-1] == 2 * count and set(np.unique(planes)) <= {-1.0, 1.0}
     a, c = rw.packed_plane_coefficients(bits)

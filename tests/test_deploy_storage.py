@@ -75,7 +75,7 @@ def mixed():
 
 @pytest.fixture(scope="module")
 def mixed_portable(mixed):
-    return cv.convert(mixed, target="portable")
+    return cv.convert(mixed, target="portable", weights="float32")
 
 
 def _x(n=64, shape=(12, 12, 1), seed=0):
@@ -160,7 +160,7 @@ def test_exact_int8_refuses_what_int8_cannot_hold_exactly(rng):
 
 def test_exact_mode_shrinks_an_all_binary_fcn_4x_with_identical_outputs():
     model = _randomize_batch_norm(build_fcn(hidden_units=64, hidden_layers=2, precision="binary", input_bits=2))
-    before = cv.convert(model, target="portable")
+    before = cv.convert(model, target="portable", weights="float32")
     after, summary = storage.store_weights_with_summary(before)
     assert len(before) / len(after) > 3.5  # float32 -> int8 weights; 4x minus biases and the graph
     assert len(summary) == 3 and all(s.exact and s.new_dtype == "int8" for s in summary)
@@ -198,7 +198,7 @@ def test_exact_mode_leaves_float_weights_alone(mixed_portable):
 
 @pytest.mark.parametrize(("mode", "rtol"), [("float16", FLOAT16_RTOL), ("int8", INT8_RTOL)])
 def test_approximate_modes_store_float_weights_small_with_close_outputs(mode, rtol):
-    before = cv.convert(_float_model(), target="portable")
+    before = cv.convert(_float_model(), target="portable", weights="float32")
     after, summary = storage.store_weights_with_summary(before, mode=mode)
     assert sorted(s.shape for s in summary) == [(8, 3, 3, 1), (10, 800)]
     assert all(not s.exact and s.new_dtype == ("float16" if mode == "float16" else "int8") for s in summary)
@@ -225,7 +225,7 @@ def test_approximate_modes_keep_binary_weights_exact(mixed_portable, mode):
 def test_lce_flatbuffer_keeps_lce_ops_and_options_and_outputs(mixed):
     # LCE without the rewrites keeps the binary dense layer as a float FULLY_CONNECTED with
     # +-1 (BatchNorm-folded) weights between LceQuantize/LceDequantize: exact int8 material
-    before = cv.convert(mixed, target="lce", rewrites=False)
+    before = cv.convert(mixed, target="lce", rewrites=False, weights="float32")
     ops_before = report.op_histogram(before)
     assert ops_before["LceBconv2d"] == 1 and ops_before["FULLY_CONNECTED"] == 2
     after, summary = storage.store_weights_with_summary(before)
@@ -244,7 +244,7 @@ def test_lce_flatbuffer_keeps_lce_ops_and_options_and_outputs(mixed):
         np.testing.assert_array_equal(tflite_predict(after, x, runtime="lce", kernel=kernel),
                                       tflite_predict(before, x, runtime="lce", kernel=kernel))
     # with the rewrites LCE has no float32 binary weights left: nothing to do, same bytes
-    rewritten = cv.convert(mixed, target="lce")
+    rewritten = cv.convert(mixed, target="lce", weights="float32")
     assert storage.store_weights(rewritten) == rewritten
     smaller = storage.store_weights(rewritten, mode="float16")
     assert len(smaller) < len(rewritten)
@@ -259,7 +259,7 @@ def test_depthwise_and_transpose_conv_weights():
     x = tf.keras.layers.BatchNormalization()(x)
     x = lq.layers.QuantConv2DTranspose(8, 3, kernel_quantizer="ste_sign", use_bias=False)(x)
     model = _randomize_batch_norm(tf.keras.Model(inputs, tf.keras.layers.BatchNormalization()(x)))
-    before = cv.convert(model, target="portable", rewrites=False)
+    before = cv.convert(model, target="portable", rewrites=False, weights="float32")
     after, summary = storage.store_weights_with_summary(before)
     # depthwise kernels [1, H, W, C*M] have their channels on axis 3, transpose-conv kernels OHWI on axis 0
     assert sorted(s.shape for s in summary) == [(1, 3, 3, 16), (8, 3, 3, 16)]
@@ -274,7 +274,7 @@ def test_shared_weights_are_dequantized_once_for_all_consumers():
     inputs = tf.keras.Input((20,))
     shared = lq.layers.QuantDense(16, kernel_quantizer="ste_sign", use_bias=False, name="shared")
     outputs = tf.keras.layers.Concatenate()([shared(inputs), shared(tf.keras.layers.ReLU()(inputs))])
-    before = cv.convert(tf.keras.Model(inputs, outputs), target="portable", rewrites=False)
+    before = cv.convert(tf.keras.Model(inputs, outputs), target="portable", rewrites=False, weights="float32")
     after, summary = storage.store_weights_with_summary(before)
     assert report.op_histogram(after)["FULLY_CONNECTED"] == 2
     assert report.op_histogram(after)["DEQUANTIZE"] == len(summary) == 1  # one weight tensor, read twice
@@ -312,9 +312,9 @@ def test_shared_weights_are_dequantized_once_for_all_consumers():
 def test_small_and_already_stored_weights_are_left_alone(mixed):
     inputs = tf.keras.Input((4,))
     tiny = lq.layers.QuantDense(8, kernel_quantizer="ste_sign", use_bias=False)(inputs)  # 32 < MIN_ELEMENTS
-    before = cv.convert(tf.keras.Model(inputs, tiny), target="portable")
+    before = cv.convert(tf.keras.Model(inputs, tiny), target="portable", weights="float32")
     assert storage.store_weights_with_summary(before) == (before, [])
-    # the converter's own float16 storage: weights already come out of DEQUANTIZE ops, not float32 constants
+    # weights already stored: they come out of DEQUANTIZE ops, not float32 constants
     float16 = cv.convert(mixed, target="portable", weights="float16")
     assert storage.store_weights_with_summary(float16, mode="int8") == (float16, [])
 

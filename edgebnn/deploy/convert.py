@@ -7,25 +7,34 @@ Two targets:
   LCE's interpreter (x86 wheels on PyPI; aarch64 only when built from source).
 - ``"portable"``: TensorFlow's stock converter with only builtin ops, so the model runs
   on the stock TFLite / LiteRT interpreters (``ai-edge-litert`` has aarch64 wheels).
-  Weights are stored as float32 (``weights="float32"``, the default: exact) or float16
-  (``weights="float16"``: 2x smaller, approximate), computed in float32. int8 is not used: measured with TF 2.16, stock
-  dynamic-range ("hybrid") int8 kernels are not exact for binary layers. Per-channel
-  hybrid ``CONV_2D`` returned all zeros for ``+-1`` kernels, and ``FULLY_CONNECTED``
-  quantizes per tensor after BatchNorm is folded into its weights and quantizes ``+-1``
-  inputs asymmetrically, which gave only 94% arg-max agreement on Fashion-MNIST. A
-  float16 weight ``g * (+-1)`` is ``g`` rounded once (relative error <= 2**-11), so a
-  prediction changes only when a pre-activation is within that of zero;
-  :func:`~edgebnn.deploy.verify.verify` measures it and bundles record it.
+
+Weight storage (``weights``, both targets; :mod:`edgebnn.deploy.storage`): float32
+weight tensors that are exactly ``scale * int8`` (``+-1`` kernels, XNOR ``+-alpha_c``,
+BatchNorm-folded binary dense weights) are stored as int8 plus a builtin
+``DEQUANTIZE``, bit-identical after dequantization, so ``"exact"`` (the default) makes a
+binary portable model ~4x smaller with unchanged outputs. ``"float16"`` and ``"int8"``
+also store the remaining float weights (e.g. a float first layer or classifier)
+approximately; :func:`~edgebnn.deploy.verify.verify` measures the effect and bundles
+record it. ``"float32"`` leaves the converter's output as it is. Arithmetic stays
+float32 in every case: stock dynamic-range ("hybrid") int8 kernels are not used,
+because with TF 2.16 they are not exact for binary layers (per-channel hybrid
+``CONV_2D`` returned all zeros for ``+-1`` kernels on x86; ``FULLY_CONNECTED``
+quantizes ``+-1`` inputs asymmetrically, 94% arg-max agreement on Fashion-MNIST).
+
+``strip=True`` drops tensor names and signature definitions
+(``flatbuffer_utils.strip_strings``): a smaller file whose inputs and outputs are
+addressed by index, as :mod:`edgebnn.deploy.device` does.
 """
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from edgebnn.deploy import rewrite as _rewrite
+from edgebnn.deploy import storage as _storage
 
 import tensorflow as tf
 
 TARGETS = ("lce", "portable")
 INPUT_DTYPES = ("float32", "uint8")
-PORTABLE_WEIGHTS = ("float16", "float32")
+WEIGHTS = ("exact", "float32", "float16", "int8")
 #: Value of the brightest uint8 pixel: ``x = pixel / PIXEL_MAX`` (as :func:`edgebnn.data.load`).
 PIXEL_MAX = 255.0
 
@@ -141,7 +150,7 @@ def prepare(model, *, target="lce", input_dtype="float32", rewrites=True):
     return deployable
 
 
-def convert(model, *, target="lce", input_dtype="float32", rewrites=True, weights="float32"):
+def convert(model, *, target="lce", input_dtype="float32", rewrites=True, weights="exact", strip=False):
     """Convert ``model`` to a TFLite flatbuffer.
 
     Args:
@@ -152,7 +161,10 @@ def convert(model, *, target="lce", input_dtype="float32", rewrites=True, weight
             pixels; scaling and discretization happen in the graph).
         rewrites: apply the graph rewrites of :mod:`edgebnn.deploy.rewrite` first
             (``False`` converts the model as is, e.g. to measure LCE alone).
-        weights: ``"portable"`` only: ``"float16"`` or ``"float32"`` weight storage.
+        weights: weight storage (module docstring): ``"exact"`` (int8 where bit-exact,
+            else float32), ``"float32"``, ``"float16"`` or ``"int8"`` (approximate for
+            weights that are not exactly int8).
+        strip: drop tensor names and signature definitions.
 
     Returns:
         The flatbuffer as ``bytes``.
@@ -161,19 +173,22 @@ def convert(model, *, target="lce", input_dtype="float32", rewrites=True, weight
         TypeError, ValueError: bad arguments.
         NotDeployableError: the model samples at inference (see :func:`check_deployable`).
     """
-    if weights not in PORTABLE_WEIGHTS:
-        raise ValueError(f"`weights` must be one of {list(PORTABLE_WEIGHTS)}, got {weights!r}.")
+    if weights not in WEIGHTS:
+        raise ValueError(f"`weights` must be one of {list(WEIGHTS)}, got {weights!r}.")
+    if not isinstance(strip, bool):
+        raise TypeError(f"`strip` must be a bool, got {strip!r}.")
     deployable = prepare(model, target=target, input_dtype=input_dtype, rewrites=rewrites)
     if target == "lce":
         import larq_compute_engine as lce  # noqa: PLC0415 (heavy; only when converting)
 
-        return lce.convert_keras_model(deployable)
-    converter = tf.lite.TFLiteConverter.from_keras_model(deployable)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    if weights == "float16":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
-    return converter.convert()
+        flatbuffer = lce.convert_keras_model(deployable)
+    else:
+        converter = tf.lite.TFLiteConverter.from_keras_model(deployable)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        flatbuffer = converter.convert()
+    if weights != "float32":
+        flatbuffer = _storage.store_weights(flatbuffer, mode=weights)
+    return _storage.strip_strings(flatbuffer) if strip else flatbuffer
 
 
 def float_reference(model):

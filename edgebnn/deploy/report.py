@@ -47,6 +47,32 @@ def layer_ops(flatbuffer):
     return counts
 
 
+def weight_storage(flatbuffer):
+    """Counts of weight-carrying layer ops by how their weights are stored in the file.
+
+    ``{"1-bit", "int8", "float16", "float32"}``: binary ops (:data:`BINARY_OPS`) store
+    1-bit weights; a builtin layer op's weight (input 1) is counted by the type of the
+    constant behind it, looking through a ``DEQUANTIZE`` (weights stored as int8 or
+    float16 and computed in float32, :mod:`edgebnn.deploy.storage`).
+    """
+    model = schema.ModelT.InitFromPackedBuf(bytearray(flatbuffer), 0)
+    counts = {"1-bit": 0, "int8": 0, "float16": 0, "float32": 0}
+    for sg in model.subgraphs:
+        producers = {out: op for op in sg.operators for out in op.outputs}
+        for op in sg.operators:
+            name = _op_name(model, op)
+            if name in BINARY_OPS:
+                counts["1-bit"] += 1
+            elif name in WEIGHT_OPS:
+                weight = op.inputs[1]
+                source = producers.get(weight)
+                if source is not None and _op_name(model, source) == "DEQUANTIZE":
+                    weight = source.inputs[0]
+                dtype = _TENSOR_TYPES[sg.tensors[weight].type].lower()
+                counts[dtype] = counts.get(dtype, 0) + 1
+    return counts
+
+
 def conversion_report(flatbuffer, *, float_bytes, name=None, target=None):
     """One row of a conversion report.
 
@@ -57,7 +83,7 @@ def conversion_report(flatbuffer, *, float_bytes, name=None, target=None):
         name, target: labels of the row.
 
     Returns:
-        dict: ``name, target, bytes, float_bytes, ratio, layer_ops, ops``.
+        dict: ``name, target, bytes, float_bytes, ratio, layer_ops, weight_storage, ops``.
     """
     return {
         "name": name,
@@ -66,6 +92,7 @@ def conversion_report(flatbuffer, *, float_bytes, name=None, target=None):
         "float_bytes": int(float_bytes),
         "ratio": float_bytes / len(flatbuffer),
         "layer_ops": layer_ops(flatbuffer),
+        "weight_storage": weight_storage(flatbuffer),
         "ops": op_histogram(flatbuffer),
     }
 
@@ -73,14 +100,16 @@ def conversion_report(flatbuffer, *, float_bytes, name=None, target=None):
 def markdown_table(rows):
     """Conversion report rows as a markdown table."""
     lines = [
-        "| model | target | bytes | float TFLite bytes | ratio | binary / int8 / float layer ops | ops |",
-        "|---|---|---:|---:|---:|---|---|",
+        "| model | target | bytes | float TFLite bytes | ratio | binary / int8 / float layer ops "
+        "| weights stored 1-bit / int8 / float16 / float32 | ops |",
+        "|---|---|---:|---:|---:|---|---|---|",
     ]
     for r in rows:
-        lo = r["layer_ops"]
+        lo, ws = r["layer_ops"], r["weight_storage"]
         ops = ", ".join(f"{k} {v}" for k, v in sorted(r["ops"].items(), key=lambda kv: (-kv[1], kv[0])))
         lines.append(
             f"| {r['name']} | {r['target']} | {r['bytes']:,} | {r['float_bytes']:,} | {r['ratio']:.1f}x "
-            f"| {lo['binary']} / {lo['int8']} / {lo['float']} | {ops} |"
+            f"| {lo['binary']} / {lo['int8']} / {lo['float']} "
+            f"| {ws['1-bit']} / {ws['int8']} / {ws['float16']} / {ws['float32']} | {ops} |"
         )
     return "\n".join(lines)

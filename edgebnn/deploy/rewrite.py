@@ -171,6 +171,10 @@ def packed_plane_coefficients(bits):
     return a, (2.0 ** (bits + 1) - 1.0) * a
 
 
+#: Added to a pixel to make :class:`PackedPlanes`' ones plane: positive for any finite input.
+ONES_PLANE_SHIFT = 2.0**100
+
+
 @tf.keras.utils.register_keras_serializable(package="edgebnn")
 class PackedPlanes(tf.keras.layers.Layer):
     """``[0, 1]`` pixels -> thermometer planes of the discretized input on the channel axis, with a ones plane.
@@ -186,29 +190,31 @@ class PackedPlanes(tf.keras.layers.Layer):
     convolution of ``d`` up to the per-channel map ``a * out + c * sum(W)``. (The
     factor 2 in the copies is what lets ``-P`` land on ``d = 0``.)
 
-    The output is not yet ``+-1``: it is ``t - q + 1/2`` (never 0) for plane ``q`` and
-    ``1`` for the ones plane, whose sign the binary convolution's ``ste_sign`` input
-    quantizer takes, so the converted graph computes the planes with four elementwise
-    ops. The ones plane is ``0 * t + 1`` so that the converter cannot fold it into a
-    stored constant image.
+    The output is not yet ``+-1``: it is ``x - q / n`` for plane ``q`` and
+    ``x + 2**100`` for the ones plane (positive for every finite pixel, and not a
+    constant the converter could fold into a stored image): one broadcast ``ADD`` in
+    the converted graph. The binary convolution's ``ste_sign`` input quantizer takes
+    the sign. ``x - q / n >= 0`` exactly when ``t >= q``: a float subtraction is zero
+    only for equal operands and never rounds across zero, and at the boundary
+    ``x = q / n`` both Larq's ``ste_sign`` and LCE's bit packing give ``+1``, as
+    ``floor(n x) = q`` does. Inputs outside ``[0, 1]`` saturate to the first or last
+    level, as :func:`~edgebnn.ops.discretize_levels` clamps them.
     """
 
     def __init__(self, bits, **kwargs):
         super().__init__(**kwargs)
         self.bits = bits
 
-    def _affine(self):
+    def _shift(self):
         n = 2**self.bits
-        thresholds = [q - 0.5 for q in range(1, n) for _ in range(2)]
-        return np.array([1.0] * len(thresholds) + [0.0], np.float32), np.array([-q for q in thresholds] + [1.0], np.float32)
+        return np.array([-q / n for q in range(1, n) for _ in range(2)] + [ONES_PLANE_SHIFT], np.float32)
 
     def call(self, inputs):
-        levels = tf.floor(inputs * float(2**self.bits))
-        scale, shift = self._affine()
+        shift = self._shift()
         if inputs.shape[-1] == 1:  # broadcast over the channel axis: no reshape op
-            return levels * scale + shift
-        planes = levels[..., None] * scale + shift
-        return tf.reshape(planes, (-1, *inputs.shape[1:-1], inputs.shape[-1] * len(scale)))
+            return inputs + shift
+        planes = inputs[..., None] + shift
+        return tf.reshape(planes, (-1, *inputs.shape[1:-1], inputs.shape[-1] * len(shift)))
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], input_shape[-1] * packed_plane_count(self.bits))

@@ -377,15 +377,32 @@ def _raise_min_runtime(model):
             buffer.data = np.frombuffer(required.encode().ljust(_MIN_RUNTIME_BYTES, b"\0"), np.uint8).copy()
 
 
-def store_weights_with_summary(tflite, *, mode="exact"):
-    """:func:`store_weights`, and the list of :class:`StoredWeight` it rewrote."""
-    _validate(tflite, mode)
+def _parse(tflite):
     try:
         model = flatbuffer_utils.convert_bytearray_to_object(bytearray(tflite))
     except Exception as e:  # the flatbuffers parser raises anything on garbage
         raise ValueError(f"`tflite` could not be parsed as a TFLite flatbuffer: {type(e).__name__}: {e}") from e
     if model.buffers is None or model.subgraphs is None:
         raise ValueError("`tflite` is a TFLite flatbuffer without buffers or subgraphs.")
+    return model
+
+
+def strip_strings(tflite):
+    """``tflite`` without tensor and subgraph names, description and signature definitions.
+
+    ``tensorflow.lite.tools.flatbuffer_utils.strip_strings``; custom op names and
+    metadata names stay. The model then addresses its inputs and outputs by index only.
+    """
+    _validate(tflite, MODES[0])
+    model = _parse(tflite)
+    flatbuffer_utils.strip_strings(model)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def store_weights_with_summary(tflite, *, mode="exact"):
+    """:func:`store_weights`, and the list of :class:`StoredWeight` it rewrote."""
+    _validate(tflite, mode)
+    model = _parse(tflite)
     summary = []
     for subgraph in model.subgraphs:
         _rewrite_subgraph(model, subgraph, mode, summary)

@@ -44,7 +44,7 @@ def _build_model(config, dataset):
 
 def _deploy(recipe, model, out, x_test, y_test, x_adv, y_adv):
     from edgebnn.deploy.convert import convert, float_reference  # noqa: PLC0415
-    from edgebnn.deploy.report import layer_ops  # noqa: PLC0415
+    from edgebnn.deploy.report import layer_ops, weight_storage  # noqa: PLC0415
     from edgebnn.deploy.verify import verify  # noqa: PLC0415
 
     _log(f"converting with target {recipe.deploy.target!r}")
@@ -55,6 +55,7 @@ def _deploy(recipe, model, out, x_test, y_test, x_adv, y_adv):
         "tflite_bytes": len(flatbuffer),
         "float_tflite_bytes": len(float_reference(model)),
         "layer_ops": layer_ops(flatbuffer),
+        "weight_storage": weight_storage(flatbuffer),
     }
     if recipe.deploy.verify:
         _log(f"verifying the .tflite on {len(x_test)} clean and {len(x_adv)} adversarial inputs")
