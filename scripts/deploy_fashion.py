@@ -3,8 +3,9 @@
 For every model: train on the 60,000 training images, craft PGD examples against the
 Keras model on the 10,000 test images, convert to every target, and compare Keras and
 the deployed model on clean and adversarial inputs (accuracy of each, arg-max
-agreement, max |probability difference|, LCE kernel-path cross-check). Prints a
-markdown table. With ``--ship``, writes device bundles to ``tflite_models/<name>-<target>``
+agreement, max |probability difference|, LCE kernel-path cross-check), with the
+default exact weight storage and with the compact one (float layers as int8, names
+stripped). Prints a markdown table. With ``--ship``, writes device bundles to ``tflite_models/<name>-<target>``
 (uint8 input, a seeded 1,000-image evaluation subset, and the full-test-set numbers in
 the manifest).
 
@@ -36,11 +37,20 @@ REPO = Path(__file__).resolve().parents[1]
 MODELS = {
     "fcn2_bnn_in2": ("panda_fcn2", dict(precision="binary", input_bits=2)),
     "galloway_b64_in2": ("galloway_cnn", dict(precision="B", kernels=64, input_bits=2)),
+    "galloway_b64bf_in2": ("galloway_cnn", dict(precision="B", kernels=64, input_bits=2, binary_first=True)),
 }
-#: (target, input dtype) of every deployed variant that is verified.
-VARIANTS = (("lce", "float32"), ("lce", "uint8"), ("portable", "float32"), ("portable", "uint8"))
-#: Variants written to tflite_models/ with --ship: raw-pixel input for devices.
-SHIPPED = (("lce", "uint8"), ("portable", "uint8"))
+#: Storage options: exact (the default: int8 only where bit-exact) and compact (the float
+#: layers left after the rewrites stored as int8, names stripped: approximate, verified here).
+STORAGE = {"exact": {}, "compact": dict(weights="int8", strip=True)}
+#: (target, input dtype, storage) of every deployed variant that is verified.
+VARIANTS = tuple((target, input_dtype, storage) for target in ("lce", "portable")
+                 for input_dtype in ("float32", "uint8") for storage in STORAGE)
+#: Variants written to tflite_models/ with --ship (raw-pixel input for devices), per model.
+SHIPPED = {
+    "fcn2_bnn_in2": (("lce", "uint8", "exact"), ("portable", "uint8", "exact")),
+    "galloway_b64_in2": (("lce", "uint8", "exact"), ("portable", "uint8", "exact")),
+    "galloway_b64bf_in2": (("lce", "uint8", "compact"), ("portable", "uint8", "exact")),
+}
 SHIPPED_EVAL_IMAGES = 1000
 
 
@@ -83,17 +93,17 @@ def main():
         print(f"{name}: PGD eps={args.eps} steps={args.steps} on {len(xt)} images in {time.time() - start:.0f} s",
               flush=True)
         float_bytes = len(cv.float_reference(model))
-        for target, input_dtype in VARIANTS:
-            fb = cv.convert(model, target=target, input_dtype=input_dtype)
+        for target, input_dtype, storage in VARIANTS:
+            fb = cv.convert(model, target=target, input_dtype=input_dtype, **STORAGE[storage])
             runtime = "lce" if target == "lce" else "tensorflow"  # portable: stock TFLite interpreter
             result = verify(fb, keras_model=model, x=xt, y=yt, x_adv=x_adv, runtime=runtime)
             result["conversion"] = report.conversion_report(fb, float_bytes=float_bytes, name=name,
-                                                            target=f"{target}/{input_dtype}")
-            results[f"{name}/{target}/{input_dtype}"] = result
-            rows.append((name, target, input_dtype, runtime, result))
-            print(f"{name} {target}/{input_dtype}: {json.dumps({k: result[k] for k in ('clean', 'adversarial')})}",
-                  flush=True)
-            if args.ship and (target, input_dtype) in SHIPPED:
+                                                            target=f"{target}/{input_dtype}/{storage}")
+            results[f"{name}/{target}/{input_dtype}/{storage}"] = result
+            rows.append((name, f"{target} ({storage})", input_dtype, runtime, result))
+            print(f"{name} {target}/{input_dtype}/{storage} ({len(fb):,} bytes, {float_bytes / len(fb):.2f}x): "
+                  f"{json.dumps({k: result[k] for k in ('clean', 'adversarial')})}", flush=True)
+            if args.ship and (target, input_dtype, storage) in SHIPPED[name]:
                 rng = np.random.default_rng(0)
                 subset = np.sort(rng.choice(len(xt), size=min(SHIPPED_EVAL_IMAGES, len(xt)), replace=False))
                 full = {"dataset": "fashion_mnist", "split": "test", "n": int(len(xt)),
@@ -107,7 +117,7 @@ def main():
                        extra={"full_test_set": full, "conversion": result["conversion"]})
                 print(f"shipped {out}", flush=True)
 
-    print("\n| model | target | input | runtime | n | Keras acc clean | TFLite acc clean | agreement clean | "
+    print("\n| model | target (storage) | input | runtime | n | Keras acc clean | TFLite acc clean | agreement clean | "
           "max prob diff clean | Keras acc PGD | TFLite acc PGD | agreement PGD | max prob diff PGD | "
           "kernel paths agree |")
     print("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")

@@ -1,9 +1,13 @@
 """Size table and x86 latency of deployed models, in one run (issue 5).
 
 For each architecture: plain float TFLite of the same Keras graph, Larq Compute Engine
-as is, LCE after edgebnn's graph rewrites, and the portable (builtin-ops) target.
-Prints markdown tables: bytes, ratio vs float TFLite, the op histogram (binary /
-int8 / float layer ops), and per-image latency with 1 thread.
+as is, LCE after edgebnn's graph rewrites (with the default exact weight storage, and
+with the remaining float layers stored as float16 or int8), and the portable
+(builtin-ops) target. Prints markdown tables: bytes, ratio vs float TFLite, the op
+histogram (binary / int8 / float layer ops, weights by stored dtype), the agreement of
+every variant with Keras on the random latency images (arg-max and max |logit
+difference|; the approximate storage modes are the ones that can differ), and
+per-image latency with 1 thread.
 
 Sizes do not depend on training, so the models are untrained; their BatchNorm
 statistics are set to seeded random values (as after training) so that no constant
@@ -23,9 +27,8 @@ import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from edgebnn import zoo
 from edgebnn.deploy import convert as cv
 from edgebnn.deploy import report
-from edgebnn.deploy.verify import interpreter
+from edgebnn.deploy.verify import interpreter, tflite_predict
 
-import larq as lq
 import tensorflow as tf
 
 
@@ -43,43 +46,27 @@ def _realistic_batch_norm(model, seed=0):
     return model
 
 
-def galloway_binary_first_layer(**kwargs):
-    """Galloway CNN whose float first convolution is replaced by a binary-weight one.
-
-    Not one of the paper's variants: B keeps the first layer float. With a discretized
-    input, this variant's first layer can run as bit-plane binary convolutions.
-    """
-    model = zoo.get("galloway_cnn")(**kwargs)
-
-    def clone(layer):
-        if layer.name != "conv_0":
-            return layer.__class__.from_config(layer.get_config())
-        config = layer.get_config()
-        return lq.layers.QuantConv2D(
-            config["filters"], config["kernel_size"], strides=config["strides"], padding=config["padding"],
-            use_bias=False, kernel_quantizer="ste_sign", kernel_constraint="weight_clip", name="conv_0",
-        )
-
-    return tf.keras.models.clone_model(model, clone_function=clone)
-
-
 #: (label, builder) of every architecture in the table.
 MODELS = (
     ("FCN2 BNN, 2-bit input", lambda: zoo.get("panda_fcn2")(precision="binary", input_bits=2)),
     ("FCN2 BNN, float input", lambda: zoo.get("panda_fcn2")(precision="binary")),
     ("Galloway CNN B-64", lambda: zoo.get("galloway_cnn")(precision="B", kernels=64)),
     ("Galloway CNN B-64, 2-bit input", lambda: zoo.get("galloway_cnn")(precision="B", kernels=64, input_bits=2)),
-    ("Galloway CNN B-64, 2-bit input, binary first layer (not in the paper)",
-     lambda: galloway_binary_first_layer(precision="B", kernels=64, input_bits=2)),
+    ("Galloway CNN B-64, 2-bit input, binary first layer (binary_first=True, not in the paper)",
+     lambda: zoo.get("galloway_cnn")(precision="B", kernels=64, input_bits=2, binary_first=True)),
     ("XNOR ResNet-20, CIFAR-100 shape", lambda: zoo.get("panda_resnet20_cifar100")(precision="xnor")),
 )
 #: (label, convert keyword arguments) of every deployed variant.
 VARIANTS = (
-    ("LCE as is", dict(target="lce", rewrites=False)),
+    ("LCE as is", dict(target="lce", rewrites=False, weights="float32")),
     ("LCE + rewrites", dict(target="lce")),
     ("LCE + rewrites, uint8 input", dict(target="lce", input_dtype="uint8")),
-    ("portable float32", dict(target="portable")),
-    ("portable float16", dict(target="portable", weights="float16")),
+    ("LCE + rewrites, float16 float layers", dict(target="lce", weights="float16")),
+    ("LCE + rewrites, int8 float layers, stripped", dict(target="lce", weights="int8", strip=True)),
+    ("portable float32", dict(target="portable", weights="float32")),
+    ("portable, exact int8 storage", dict(target="portable")),
+    ("portable, float16 float layers", dict(target="portable", weights="float16")),
+    ("portable, int8 float layers", dict(target="portable", weights="int8")),
 )
 LATENCY_VARIANTS = ("float TFLite", "LCE as is", "LCE + rewrites")
 
@@ -101,7 +88,7 @@ def main():
     parser.add_argument("--latency-images", type=int, default=300)
     parser.add_argument("--json", help="also write all rows here")
     args = parser.parse_args()
-    rows, latency_rows = [], []
+    rows, latency_rows, agreement_rows = [], [], []
     for label, build in MODELS:
         model = _realistic_batch_norm(build())
         float_fb = cv.float_reference(model)
@@ -112,6 +99,11 @@ def main():
             flatbuffers[variant] = fb
             rows.append(report.conversion_report(fb, float_bytes=len(float_fb), name=label, target=variant))
         x = np.random.default_rng(0).random((args.latency_images, *model.input_shape[1:])).astype(np.float32)
+        expected = model.predict(x, verbose=0)
+        for variant, fb in flatbuffers.items():
+            got = tflite_predict(fb, x)
+            agreement_rows.append((label, variant, float(np.mean(got.argmax(-1) == expected.argmax(-1))),
+                                   float(np.abs(got - expected).max())))
         entry = {"name": label}
         for variant in LATENCY_VARIANTS:
             entry[f"{variant} (LCE interpreter)"] = latency_ms(flatbuffers[variant], x)
@@ -121,6 +113,11 @@ def main():
 
     print("\n## Sizes (bytes; ratio = float TFLite bytes / bytes)\n")
     print(report.markdown_table(rows))
+    print(f"\n## Agreement with Keras on {args.latency_images} random images\n")
+    print("| model | variant | arg-max agreement | max abs logit difference |")
+    print("|---|---|---:|---:|")
+    for label, variant, agreement, diff in agreement_rows:
+        print(f"| {label} | {variant} | {agreement:.4f} | {diff:.2e} |")
     print(f"\n## x86 latency, ms per image, batch 1, 1 thread ({args.latency_images} random images, median of 3)\n")
     keys = [k for k in latency_rows[0] if k != "name"]
     print("| model | " + " | ".join(keys) + " |")
@@ -129,7 +126,7 @@ def main():
         print(f"| {entry['name']} | " + " | ".join(f"{entry[k]:.3f}" for k in keys) + " |")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"sizes": rows, "latency": latency_rows}, f, indent=2)
+            json.dump({"sizes": rows, "latency": latency_rows, "agreement": agreement_rows}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -65,6 +65,8 @@ def test_shipped_recipes_are_valid():
         ("steps = 3", "stepz = 3", r"unknown key `attacks.0.stepz` for attack 'pgd'"),
         ("[train]", "[training]", r"unknown key `training`"),
         ("[data]", "data = 3\n[datax]", r"unknown key `datax`"),
+        ("[train]", '[deploy]\nweights = "int4"\n[train]', r"`deploy.weights` must be one of"),
+        ("[train]", '[deploy]\nstrip = 1\n[train]', r"`deploy.strip` must be bool"),
     ],
 )
 def test_bad_recipes_name_the_key(tmp_path, old, new, message):

@@ -64,6 +64,8 @@ class EvaluationConfig:
 @dataclasses.dataclass
 class DeployConfig:
     target: str = "lce"
+    weights: str = "exact"
+    strip: bool = False
     verify: bool = True
 
 
@@ -190,6 +192,8 @@ def _validate_names(recipe):
 
     if recipe.deploy.target not in convert.TARGETS:
         raise RecipeError(f"`deploy.target` must be one of {list(convert.TARGETS)}, got {recipe.deploy.target!r}.")
+    if recipe.deploy.weights not in convert.WEIGHTS:
+        raise RecipeError(f"`deploy.weights` must be one of {list(convert.WEIGHTS)}, got {recipe.deploy.weights!r}.")
 
 
 def from_dict(table, *, name):

@@ -48,10 +48,12 @@ def _deploy(recipe, model, out, x_test, y_test, x_adv, y_adv):
     from edgebnn.deploy.verify import verify  # noqa: PLC0415
 
     _log(f"converting with target {recipe.deploy.target!r}")
-    flatbuffer = convert(model, target=recipe.deploy.target)
+    flatbuffer = convert(model, target=recipe.deploy.target, weights=recipe.deploy.weights, strip=recipe.deploy.strip)
     _io.write_bytes(out / "model.tflite", flatbuffer)
     deployed = {
         "target": recipe.deploy.target,
+        "weights": recipe.deploy.weights,
+        "strip": recipe.deploy.strip,
         "tflite_bytes": len(flatbuffer),
         "float_tflite_bytes": len(float_reference(model)),
         "layer_ops": layer_ops(flatbuffer),
