@@ -32,19 +32,6 @@ from edgebnn.deploy.verify import interpreter, tflite_predict
 import tensorflow as tf
 
 
-def _realistic_batch_norm(model, seed=0):
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, tf.keras.layers.BatchNormalization):
-            weights = []
-            for w in layer.weights:
-                if "moving_variance" in w.name:
-                    weights.append(rng.uniform(0.5, 50.0, w.shape).astype(np.float32))
-                else:
-                    weights.append(rng.normal(0.0, 1.0, w.shape).astype(np.float32))
-            layer.set_weights(weights)
-    return model
-
 
 #: (label, builder) of every architecture in the table.
 MODELS = (
@@ -90,7 +77,7 @@ def main():
     args = parser.parse_args()
     rows, latency_rows, agreement_rows = [], [], []
     for label, build in MODELS:
-        model = _realistic_batch_norm(build())
+        model = zoo.randomize_batch_norm(build())
         float_fb = cv.float_reference(model)
         flatbuffers = {"float TFLite": float_fb}
         rows.append(report.conversion_report(float_fb, float_bytes=len(float_fb), name=label, target="float TFLite"))

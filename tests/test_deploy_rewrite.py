@@ -5,27 +5,19 @@ import pytest
 
 from edgebnn.deploy import rewrite as rw
 from edgebnn.layers import InputDiscretization
+from edgebnn.zoo import randomize_batch_norm
 from edgebnn.zoo.panda_fcn import build_fcn
 
 import larq as lq
 import tensorflow as tf
 
+#: BatchNorm statistics as after training, the distributions this file's tolerances were set on.
+BATCH_NORM_STATS = dict(mean_std=5.0, beta_std=0.5)
+
 
 def _randomize_batch_norm(model, seed=0):
-    """Realistic, non-trivial BatchNorm statistics (as after training)."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, tf.keras.layers.BatchNormalization):
-            weights = []
-            for w in layer.weights:
-                if "moving_variance" in w.name:
-                    weights.append(rng.uniform(0.5, 50.0, w.shape).astype(np.float32))
-                elif "moving_mean" in w.name:
-                    weights.append(rng.normal(0, 5.0, w.shape).astype(np.float32))
-                else:
-                    weights.append(rng.normal(0, 0.5, w.shape).astype(np.float32))
-            layer.set_weights(weights)
-    return model
+    return randomize_batch_norm(model, seed=seed, **BATCH_NORM_STATS)
+
 
 
 def _inputs(rng, n=64, shape=(28, 28, 1)):

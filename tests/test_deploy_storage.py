@@ -9,6 +9,7 @@ from edgebnn.deploy import convert as cv
 from edgebnn.deploy import report, storage
 from edgebnn.deploy.verify import tflite_predict
 from edgebnn.layers import InputDiscretization
+from edgebnn.zoo import randomize_batch_norm
 from edgebnn.zoo.panda_fcn import build_fcn
 
 import larq as lq
@@ -16,29 +17,20 @@ import tensorflow as tf
 from tensorflow.lite.python import schema_py_generated as schema
 from tensorflow.lite.tools import flatbuffer_utils
 
+#: BatchNorm statistics as after training, the distributions this file's tolerances were set on.
+BATCH_NORM_STATS = dict(mean_std=5.0, beta_std=0.5)
+
+
+def _randomize_batch_norm(model, seed=0):
+    return randomize_batch_norm(model, seed=seed, **BATCH_NORM_STATS)
+
+
 #: float16 weights: each weight has relative error <= 2**-11, so a float layer's output
 #: moves by <= 2**-11 * sum|w x|; over two float layers this stays well within 2**-8
 #: of the largest logit.
 FLOAT16_RTOL = 2.0**-8
 #: int8 weights: error <= max|W_c| / 254 per weight (~0.4% of the channel's largest).
 INT8_RTOL = 2.0**-4
-
-
-def _randomize_batch_norm(model, seed=0):
-    """Realistic, non-trivial BatchNorm statistics (as after training), as in test_deploy_rewrite."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, tf.keras.layers.BatchNormalization):
-            weights = []
-            for w in layer.weights:
-                if "moving_variance" in w.name:
-                    weights.append(rng.uniform(0.5, 50.0, w.shape).astype(np.float32))
-                elif "moving_mean" in w.name:
-                    weights.append(rng.normal(0, 5.0, w.shape).astype(np.float32))
-                else:
-                    weights.append(rng.normal(0, 0.5, w.shape).astype(np.float32))
-            layer.set_weights(weights)
-    return model
 
 
 def _mixed_model():

@@ -12,6 +12,14 @@ from edgebnn.evaluation.uncertainty import predict_mc
 import larq as lq
 import tensorflow as tf
 
+#: BatchNorm statistics as after training, the distributions this file's tolerances were set on.
+BATCH_NORM_STATS = dict(mean_std=0.5, beta_std=0.5, variance=(0.5, 2.0))
+
+
+def _randomize_batch_norm(model, seed=0):
+    return zoo.randomize_batch_norm(model, seed=seed, **BATCH_NORM_STATS)
+
+
 CASES = [(name, precision) for name in zoo.names() for precision in zoo.precisions(name)]
 #: Families too large (FCN1 118M, ImageNet AlexNet 62M parameters) for training,
 #: saving or converting in the default run.
@@ -166,7 +174,7 @@ def test_lce_conversion(name, precision, fashion_small):
     inputs. That tie is the deployment issue's; here we test the conversion.
     """
     model = _build(name, precision, input_bits=2)
-    _realistic_batch_norm(model)
+    _randomize_batch_norm(model)
     x, y = _batch(model, fashion_small, n=8)
     flatbuffer = convert.convert(model, target="lce")
     assert isinstance(flatbuffer, bytes) and len(flatbuffer) > 0
@@ -174,23 +182,6 @@ def test_lce_conversion(name, precision, fashion_small):
         assert b"LceBconv2d" in flatbuffer  # binary convolutions really became binary ops
     result = verify.compare(model, flatbuffer, x, y)
     assert result["max_abs_prob_diff"] < 1e-3
-
-
-def _realistic_batch_norm(model, seed=0):
-    """Give every BatchNorm a random offset and moving statistics, as after some training."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, tf.keras.layers.BatchNormalization):
-            values = []
-            for weight in layer.weights:
-                shape, kind = weight.shape, weight.name.split("/")[-1]
-                if kind.startswith("moving_variance"):
-                    values.append(rng.uniform(0.5, 2.0, size=shape))
-                elif kind.startswith("gamma"):
-                    values.append(rng.uniform(0.5, 1.5, size=shape))
-                else:  # beta, moving_mean
-                    values.append(rng.normal(0.0, 0.5, size=shape))
-            layer.set_weights([v.astype(np.float32) for v in values])
 
 
 @pytest.mark.slow
