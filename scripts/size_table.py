@@ -41,6 +41,8 @@ MODELS = (
     ("Galloway CNN B-64, 2-bit input", lambda: zoo.get("galloway_cnn")(precision="B", kernels=64, input_bits=2)),
     ("Galloway CNN B-64, 2-bit input, binary first layer (binary_first=True, not in the paper)",
      lambda: zoo.get("galloway_cnn")(precision="B", kernels=64, input_bits=2, binary_first=True)),
+    ("Galloway CNN B-64, 2-bit input, binary first layer, 7-bit classifier (not in the paper)",
+     lambda: zoo.get("galloway_cnn")(precision="B", kernels=64, input_bits=2, binary_first=True, classifier_bits=7)),
     ("XNOR ResNet-20, CIFAR-100 shape", lambda: zoo.get("panda_resnet20_cifar100")(precision="xnor")),
 )
 #: (label, convert keyword arguments) of every deployed variant.

@@ -153,6 +153,7 @@ def test_refuses_zoo_stochastic_and_mc_dropout_models():
 def test_galloway_binary_first_layer_deploys_binary_end_to_end(fashion_small):
     """Galloway B with a binary 8x8/2 first layer on 2-bit input: the whole conv stack is LceBconv2d.
 
+    With a 7-bit classifier, its weights are stored as int8, bit-exactly.
     The first layer goes through channel-packed bit planes and space-to-depth, so its
     binary kernel is one 32-bit word per tap (4x4 taps x 64 outputs), not the float 8x8.
     """
@@ -162,10 +163,12 @@ def test_galloway_binary_first_layer_deploys_binary_end_to_end(fashion_small):
     # Seeded: an initialization that trains to chance leaves BatchNorm outputs within
     # float rounding of 0, where Keras and LCE may round the sign differently.
     tf.keras.utils.set_random_seed(0)
-    model = zoo.get("galloway_cnn")(precision="B", kernels=64, input_bits=2, binary_first=True)
+    model = zoo.get("galloway_cnn")(precision="B", kernels=64, input_bits=2, binary_first=True, classifier_bits=7)
     train(model, x, y, epochs=4, batch_size=32, learning_rate=1e-2, verbose=0)
     fb = cv.convert(model, target="lce", input_dtype="uint8")
-    assert report.layer_ops(fb) == {"binary": 3, "int8": 0, "float": 1}  # the float classifier
+    assert report.layer_ops(fb) == {"binary": 3, "int8": 0, "float": 1}  # the classifier computes in float
+    # ... with its 7-bit weights stored exactly as int8
+    assert report.weight_storage(fb) == {"1-bit": 3, "int8": 1, "float16": 0, "float32": 0}
     as_is = cv.convert(model, target="lce", rewrites=False, weights="float32")  # LCE alone
     assert report.layer_ops(as_is) == {"binary": 2, "int8": 0, "float": 2}
     assert len(as_is) - len(fb) > 7_000  # 8x8x64 float32 weights (16 KB) -> 4x4x64 words (4 KB), less plane ops

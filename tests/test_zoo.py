@@ -269,3 +269,12 @@ def test_galloway_binary_first_layer_option():
     for bad in (dict(precision="A", binary_first=True), dict(precision="B", binary_first=1)):
         with pytest.raises(ValueError, match="binary_first"):
             zoo.get("galloway_cnn")(**bad)
+
+
+def test_galloway_classifier_bits_option():
+    model = zoo.get("galloway_cnn")(precision="B", binary_first=True, classifier_bits=7)
+    logits = model.get_layer("logits")
+    assert isinstance(logits, lq.layers.QuantDense) and logits.kernel_quantizer.bits == 7
+    assert model.name == "galloway_cnn_B_k64_binfirst_cls7"
+    with pytest.raises(ValueError, match="classifier_bits"):
+        zoo.get("galloway_cnn")(precision="B", classifier_bits=9)

@@ -157,11 +157,14 @@ def _exact_scale(values):
 def exact_int8(w, axis):
     """Bit-exact symmetric int8 form of float32 ``w``: ``(q, scales)`` or None.
 
-    Tries one scale for the tensor, then one per slice along ``axis``. Never -0.0 or
-    non-finite values (``0 * s`` is +0.0).
+    Tries one scale for the tensor, then one per slice along ``axis``. Never for
+    non-finite values. A ``-0.0`` weight (e.g. a k-bit quantizer rounding a small
+    negative weight) dequantizes to ``+0.0``: equal as a number, and a product or sum
+    with it is the same number either way (only the sign of an exact-zero result could
+    differ, and no later op of a classifier tells ``-0.0`` from ``+0.0``).
     """
     w = np.asarray(w, np.float32)
-    if not np.all(np.isfinite(w)) or np.any(np.signbit(w) & (w == 0)):
+    if not np.all(np.isfinite(w)):
         return None
     distinct = np.unique(w)
     candidates = []
