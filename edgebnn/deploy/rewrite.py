@@ -482,12 +482,17 @@ def sign_threshold_chains(model):
     return frozenset(names)
 
 
-def _sign_threshold(bn):
-    """``(scale, bias)`` per channel with ``sign(scale * z + bias) == sign(bn(relu(z)))``."""
+def _batch_norm_affine(bn):
+    """Inference-time BatchNorm as ``g * x + h`` per channel (arrays over the channels)."""
     gamma = bn.gamma.numpy() if bn.gamma is not None else 1.0
     beta = bn.beta.numpy() if bn.beta is not None else 0.0
     g = gamma / np.sqrt(bn.moving_variance.numpy() + bn.epsilon) * np.ones_like(bn.moving_mean.numpy())
-    h = beta - g * bn.moving_mean.numpy()
+    return g, beta - g * bn.moving_mean.numpy()
+
+
+def _sign_threshold(bn):
+    """``(scale, bias)`` per channel with ``sign(scale * z + bias) == sign(bn(relu(z)))``."""
+    g, h = _batch_norm_affine(bn)
     scale, bias = np.zeros_like(g), np.where(h >= 0, 1.0, -1.0).astype(np.float32)  # g == 0: sign(h)
     with np.errstate(divide="ignore", invalid="ignore"):
         theta = np.where(g != 0, -h / g, 0.0)
@@ -535,10 +540,7 @@ def _fuse_batch_norm(bn, value):
     ``BN(sum_j c_j o_j + K) = A sum_j c_j o_j + A K + B = sum_j c_j (A o_j + D)`` with
     ``D = (A K + B) / sum_j c_j``.
     """
-    gamma = bn.gamma.numpy() if bn.gamma is not None else 1.0
-    beta = bn.beta.numpy() if bn.beta is not None else 0.0
-    a = gamma / np.sqrt(bn.moving_variance.numpy() + bn.epsilon)
-    b = beta - a * bn.moving_mean.numpy()
+    a, b = _batch_norm_affine(bn)
     d = (a * value.ones_term + b) / sum(value.coefficients)
     out = ChannelScale(a, name=f"{bn.name}_scale")(value.tensor)
     out = ChannelBias(d, name=f"{bn.name}_bias")(out)
