@@ -33,6 +33,21 @@ def fashion_small(data_dir):
     return x, y, xt, yt
 
 
+@pytest.fixture(scope="session")
+def fcn_in2(fashion_small):
+    """A small binary FCN with 2-bit input, trained briefly on real data (realistic BatchNorm).
+
+    Shared by the deployment, device and ARM tests; none of them changes it.
+    """
+    from edgebnn.training import train
+    from edgebnn.zoo.panda_fcn import build_fcn
+
+    x, y, _, _ = fashion_small
+    model = build_fcn(hidden_units=64, hidden_layers=2, precision="binary", input_bits=2)
+    train(model, x, y, epochs=3, batch_size=64, verbose=0)
+    return model
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

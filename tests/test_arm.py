@@ -16,8 +16,6 @@ import pytest
 from edgebnn.deploy import convert as cv
 from edgebnn.deploy import device
 from edgebnn.deploy.bundle import bundle
-from edgebnn.training import train
-from edgebnn.zoo.panda_fcn import build_fcn
 
 pytestmark = pytest.mark.arm
 
@@ -33,11 +31,9 @@ def emulator():
 
 
 @pytest.fixture(scope="module")
-def trained(fashion_small):
-    x, y, xt, yt = fashion_small
-    model = build_fcn(hidden_units=64, hidden_layers=2, precision="binary", input_bits=2)
-    train(model, x, y, epochs=3, batch_size=64, verbose=0)
-    return model, xt, yt
+def trained(fcn_in2, fashion_small):
+    _, _, xt, yt = fashion_small
+    return fcn_in2, xt, yt
 
 
 def _arm(bundle_dir, report):

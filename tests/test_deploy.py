@@ -7,19 +7,9 @@ from edgebnn.deploy import convert as cv
 from edgebnn.deploy import device, report
 from edgebnn.deploy.verify import compare, tflite_predict, verify
 from edgebnn.training import train
-from edgebnn.zoo.panda_fcn import build_fcn
 
 import larq as lq
 import tensorflow as tf
-
-
-@pytest.fixture(scope="module")
-def fcn_in2(fashion_small):
-    """A small binary FCN with 2-bit input, trained briefly on real data (realistic BatchNorm)."""
-    x, y, _, _ = fashion_small
-    model = build_fcn(hidden_units=64, hidden_layers=2, precision="binary", input_bits=2)
-    train(model, x, y, epochs=3, batch_size=64, verbose=0)
-    return model
 
 
 @pytest.fixture(scope="module")

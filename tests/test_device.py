@@ -12,8 +12,6 @@ import pytest
 from edgebnn.deploy import convert as cv
 from edgebnn.deploy import device
 from edgebnn.deploy.bundle import bundle
-from edgebnn.training import train
-from edgebnn.zoo.panda_fcn import build_fcn
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,11 +46,9 @@ def _run_device(*args):
 
 
 @pytest.fixture(scope="module")
-def model_and_data(fashion_small):
-    x, y, xt, yt = fashion_small
-    model = build_fcn(hidden_units=64, hidden_layers=2, precision="binary", input_bits=2)
-    train(model, x, y, epochs=3, batch_size=64, verbose=0)
-    return model, xt, yt
+def model_and_data(fcn_in2, fashion_small):
+    _, _, xt, yt = fashion_small
+    return fcn_in2, xt, yt
 
 
 @pytest.fixture(scope="module", params=["lce", "portable"])
