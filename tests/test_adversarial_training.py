@@ -44,6 +44,7 @@ def small_mlp(seed=0):
     (dict(label_source="oracle"), "label_source"),
     (dict(steps=0), "steps"),
     (dict(clip_min=1.0, clip_max=0.0), "clip_min"),
+    (dict(mode="mix"), "mode"),
 ])
 def test_validation(kwargs, match):
     options = {"eps": EPS, **kwargs}
@@ -59,6 +60,24 @@ def test_random_eps_follows_kurakin_sigma():
     assert eps.min() >= 0 and eps.max() <= np.float32(0.3)
     # |N(0, sigma)| truncated at 2 sigma has mean ~ 0.72 sigma (0.7979 untruncated)
     assert eps.mean() == pytest.approx(0.72 * 39 / 255, rel=0.05)
+
+
+def test_augment_mode_appends_the_adversary_of_every_example(fashion_train):
+    x, y = fashion_train[0][:16], fashion_train[1][:16]
+    model = small_mlp()
+    adv = AdversarialModel(model, method="fgsm", eps=EPS, mode="augment", start_epoch=1)
+    x0, y0, w0 = adv.augmented_batch(x, y)
+    np.testing.assert_array_equal(x0.numpy(), x)  # before start_epoch: the clean batch only
+    assert w0 is None and y0.shape == (16,)
+    adv.epoch.assign(1)
+    x1, y1, w1 = adv.augmented_batch(x, y, np.ones(16, np.float32))
+    np.testing.assert_array_equal(x1.numpy()[:16], x)
+    np.testing.assert_array_equal(y1.numpy(), np.r_[y, y])
+    assert w1.shape == (32,)
+    reference = attacks.fgsm(model, x, eps=EPS, y=y)
+    np.testing.assert_allclose(x1.numpy()[16:], reference.numpy(), atol=1e-6)
+    history = train(adv, x, y, epochs=2, batch_size=8, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
 
 
 @pytest.mark.parametrize("method", ["fgsm", "fgsm_random_eps", "rfgsm", "pgd"])

@@ -34,6 +34,10 @@ from edgebnn.attacks.rfgsm import rfgsm_core
 import tensorflow as tf
 
 METHODS = ("fgsm", "fgsm_random_eps", "rfgsm", "pgd")
+#: How adversarial examples enter a training batch: ``"replace"`` a fraction of it, or
+#: ``"augment"`` it with the adversary of every example (Panda et al.: "for each
+#: training sample an adversary is created").
+MODES = ("replace", "augment")
 #: Where the attack's labels come from: the training labels, or the model's own
 #: predictions (Kurakin et al. 2017: avoids "label leaking").
 LABEL_SOURCES = ("true", "predicted")
@@ -57,7 +61,9 @@ def sample_random_eps(batch, eps_max):
     return tf.minimum(tf.abs(tf.random.truncated_normal([batch], stddev=sigma)), eps_max)
 
 
-def _validate_options(*, method, eps, steps, step_size, fraction, start_epoch, label_source, clip_min, clip_max):
+def _validate_options(*, method, eps, steps, step_size, fraction, start_epoch, label_source, clip_min, clip_max, mode):
+    if mode not in MODES:
+        raise ValueError(f"`mode` must be one of {list(MODES)}, got {mode!r}.")
     if method not in METHODS:
         raise ValueError(f"`method` must be one of {list(METHODS)}, got {method!r}.")
     eps = validate_nonnegative(eps, "eps")
@@ -94,13 +100,16 @@ class AdversarialModel(tf.keras.Model):
         eps: L-inf budget (the maximum eps for ``"fgsm_random_eps"``).
         steps: PGD steps.
         step_size: PGD step size (default ``2.5 * eps / steps``, capped at ``eps``).
-        fraction: fraction of every batch replaced by adversarial examples (Kurakin: 0.5).
+        fraction: with ``mode="replace"``, the fraction of every batch replaced by
+            adversarial examples (Kurakin: 0.5); unused with ``mode="augment"``.
         start_epoch: first (0-based) epoch with adversarial examples; earlier epochs
             train on clean data (Galloway et al.: the last 5 epochs).
         label_source: ``"true"`` (attack the training labels) or ``"predicted"`` (the
             model's predictions, no label leaking).
         clip_min, clip_max: valid input range.
         eot_samples: EOT passes per attack gradient, for randomized models.
+        mode: ``"replace"`` (a fraction of the batch) or ``"augment"`` (every clean
+            example and its adversary, a batch twice as large).
 
     Create it (and compile it) inside the ``tf.distribute`` strategy scope when using one.
     """
@@ -119,13 +128,15 @@ class AdversarialModel(tf.keras.Model):
         clip_min=0.0,
         clip_max=1.0,
         eot_samples=1,
+        mode="replace",
         name=None,
     ):
         super().__init__(name=name or f"adversarial_{model.name}")
         _validate_options(
             method=method, eps=eps, steps=steps, step_size=step_size, fraction=fraction,
-            start_epoch=start_epoch, label_source=label_source, clip_min=clip_min, clip_max=clip_max,
+            start_epoch=start_epoch, label_source=label_source, clip_min=clip_min, clip_max=clip_max, mode=mode,
         )
+        self.mode = mode
         self.model = model
         self.method = method
         self.eps = float(eps)
@@ -181,10 +192,33 @@ class AdversarialModel(tf.keras.Model):
 
         return tf.cond(self.epoch >= self.start_epoch, mixed, lambda: x)
 
+    def augmented_batch(self, x, y, sample_weight=None):
+        """``mode="augment"``: the batch followed by the adversary of each example (same labels).
+
+        Before ``start_epoch`` the batch is returned unchanged.
+        """
+        x = tf.convert_to_tensor(x, tf.float32)
+
+        def augmented():
+            adversarial = self._attack(x, _class_indices(y))
+            weights = () if sample_weight is None else (tf.concat([sample_weight, sample_weight], axis=0),)
+            return (tf.concat([x, adversarial], axis=0), tf.concat([y, y], axis=0), *weights)
+
+        def clean():
+            return (x, tf.convert_to_tensor(y), *(() if sample_weight is None else (sample_weight,)))
+
+        out = tf.cond(self.epoch >= self.start_epoch, augmented, clean)
+        x_out, y_out = out[0], out[1]
+        w_out = out[2] if sample_weight is not None else None
+        return x_out, y_out, w_out
+
     @tf.autograph.experimental.do_not_convert
     def train_step(self, data):
         x, y, sample_weight = tf.keras.utils.unpack_x_y_sample_weight(data)
-        x = self.adversarial_batch(x, y)
+        if self.mode == "augment":
+            x, y, sample_weight = self.augmented_batch(x, y, sample_weight)
+        else:
+            x = self.adversarial_batch(x, y)
         with tf.GradientTape() as tape:
             y_pred = self(x, training=True)
             loss = self.compute_loss(x, y, y_pred, sample_weight)
