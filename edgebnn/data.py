@@ -283,6 +283,55 @@ def load(name, split, *, data_dir=None, limit=None, seed=0, use_tfds=True):
     return images.astype(np.float32) / 255.0, labels
 
 
+def carve(name, source, *, train_size, test_size, seed=0, data_dir=None, use_tfds=True):
+    """A seeded, class-stratified train/test split carved out of one official split.
+
+    For machines that hold only one split of a dataset (offline MNIST: its 10,000 test
+    images). The two parts are disjoint and each keeps the class proportions of
+    ``source`` (scikit-learn's ``train_test_split`` with ``stratify``); the same
+    arguments always give the same images.
+
+    Args:
+        name: one of :data:`DATASETS`.
+        source: the official split to carve, ``"train"`` or ``"test"``.
+        train_size, test_size: images in the two parts (together at most the split's size).
+        seed: seed of the carve.
+        data_dir, use_tfds: as for :func:`load`.
+
+    Returns:
+        ``(x_train, y_train, x_test, y_test, description)``: float32 pixels in ``[0, 1]``,
+        int64 labels, and a sentence saying exactly which images each part holds.
+
+    Raises:
+        ValueError: bad sizes, or more images asked than the split holds.
+        DatasetNotFoundError, CorruptDataError: as for :func:`load`.
+    """
+    from sklearn.model_selection import train_test_split  # noqa: PLC0415 (only for carved splits)
+
+    positive_int(train_size, "train_size")
+    positive_int(test_size, "test_size")
+    images, labels = load_uint8(name, source, data_dir=data_dir, use_tfds=use_tfds)
+    if train_size + test_size > len(images):
+        raise ValueError(
+            f"`train_size` + `test_size` = {train_size + test_size} exceeds the {len(images)} images "
+            f"of {name} split {source!r}."
+        )
+    index = np.arange(len(images))
+    train_index, test_index = train_test_split(
+        index, train_size=train_size, test_size=test_size, stratify=labels, random_state=seed, shuffle=True
+    )
+    train_index, test_index = np.sort(train_index), np.sort(test_index)
+    description = (
+        f"{name} official {source} split ({len(images):,} images), carved with seed {seed} into a "
+        f"class-stratified {train_size:,}-image train part and a disjoint {test_size:,}-image test part "
+        f"(scikit-learn train_test_split)"
+    )
+    return (
+        images[train_index].astype(np.float32) / 255.0, labels[train_index],
+        images[test_index].astype(np.float32) / 255.0, labels[test_index], description,
+    )
+
+
 def pipeline(x, y, *, batch_size, shuffle=True, seed=0):
     """A ``tf.data`` pipeline over arrays: seeded shuffle each epoch, batch, prefetch."""
     import tensorflow as tf  # noqa: PLC0415 (keeps `edgebnn.data` importable without TF)

@@ -179,3 +179,25 @@ def test_pipeline_batches_and_shuffles(rng):
     assert sorted(seen) == list(range(10)) and list(seen) != list(range(10))
     with pytest.raises(ValueError, match="batch_size"):
         data.pipeline(x, np.arange(10), batch_size=0)
+
+
+def test_carve_is_seeded_disjoint_and_stratified(data_dir):
+    x_tr, y_tr, x_te, y_te, description = data.carve(
+        "mnist", "test", train_size=8000, test_size=2000, seed=0, data_dir=data_dir
+    )
+    assert x_tr.shape == (8000, 28, 28, 1) and x_te.shape == (2000, 28, 28, 1)
+    _, y_full = data.load("mnist", "test", data_dir=data_dir)
+    # class proportions of the source split are kept (within one image per class)
+    for part, size in ((y_tr, 8000), (y_te, 2000)):
+        expected = np.bincount(y_full, minlength=10) * size / len(y_full)
+        assert np.all(np.abs(np.bincount(part, minlength=10) - expected) <= 1)
+    # disjoint: no test image is also a train image
+    train_rows = {row.tobytes() for row in (x_tr * 255).astype(np.uint8)}
+    assert sum(row.tobytes() in train_rows for row in (x_te * 255).astype(np.uint8)) <= 5  # MNIST has rare duplicates
+    again = data.carve("mnist", "test", train_size=8000, test_size=2000, seed=0, data_dir=data_dir)
+    np.testing.assert_array_equal(again[3], y_te)
+    other = data.carve("mnist", "test", train_size=8000, test_size=2000, seed=1, data_dir=data_dir)
+    assert not np.array_equal(other[3], y_te)
+    assert "official test split (10,000 images)" in description and "seed 0" in description
+    with pytest.raises(ValueError, match="exceeds the 10000 images"):
+        data.carve("mnist", "test", train_size=9000, test_size=2000, data_dir=data_dir)
