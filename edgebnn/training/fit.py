@@ -9,12 +9,18 @@ from edgebnn._checks import positive_int
 import tensorflow as tf
 
 
-def compile_for_classification(model, *, learning_rate=1e-3):
-    """Compile ``model`` (which outputs logits) with Adam and sparse cross-entropy."""
-    if not learning_rate > 0:
-        raise ValueError(f"`learning_rate` must be > 0, got {learning_rate!r}.")
+def compile_for_classification(model, *, learning_rate=1e-3, optimizer=None):
+    """Compile ``model`` (which outputs logits) with sparse cross-entropy and accuracy.
+
+    The optimizer is ``optimizer`` when given (see
+    :func:`edgebnn.training.optim.make_optimizer`), else Adam at ``learning_rate``.
+    """
+    if optimizer is None:
+        if not learning_rate > 0:
+            raise ValueError(f"`learning_rate` must be > 0, got {learning_rate!r}.")
+        optimizer = tf.keras.optimizers.Adam(learning_rate)
     model.compile(
-        optimizer=tf.keras.optimizers.Adam(learning_rate),
+        optimizer=optimizer,
         loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )

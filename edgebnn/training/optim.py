@@ -1,0 +1,87 @@
+"""Optimizers and learning-rate schedules by name, for recipes and scripts.
+
+Papers train with Adam (Galloway et al., Guan) or SGD with momentum and step decay
+(Panda et al.'s CIFAR and ImageNet networks); these builders give those settings one
+validated entry point each, on Keras' own optimizers and schedules.
+"""
+
+import math
+
+import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from edgebnn._checks import positive_int
+
+import tensorflow as tf
+
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("constant", "step", "cosine")
+
+
+def _positive_number(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"`{name}` must be a finite number > 0, got {value!r}.")
+    return float(value)
+
+
+def learning_rate_schedule(learning_rate, *, schedule="constant", steps_per_epoch, epochs,
+                           decay_epochs=(), decay_factor=0.1):
+    """The learning rate as a float or a Keras schedule over optimizer steps.
+
+    Args:
+        learning_rate: initial learning rate (> 0).
+        schedule: ``"constant"``; ``"step"`` (multiplied by ``decay_factor`` at the
+            start of every epoch in ``decay_epochs``, 0-based); ``"cosine"`` (cosine
+            decay to 0 over ``epochs``, Loshchilov & Hutter 2017, without restarts).
+        steps_per_epoch: optimizer steps per epoch.
+        epochs: training epochs.
+        decay_epochs: epochs where the step schedule decays (increasing, in ``[1, epochs)``).
+        decay_factor: factor of each step decay, in ``(0, 1]``.
+
+    Raises:
+        ValueError: naming the bad argument.
+    """
+    learning_rate = _positive_number(learning_rate, "learning_rate")
+    positive_int(steps_per_epoch, "steps_per_epoch")
+    positive_int(epochs, "epochs")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"`schedule` must be one of {list(SCHEDULES)}, got {schedule!r}.")
+    if schedule == "constant":
+        return learning_rate
+    if schedule == "cosine":
+        return tf.keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=epochs * steps_per_epoch)
+    decay_epochs = list(decay_epochs)
+    if not decay_epochs or decay_epochs != sorted(set(decay_epochs)) or not all(
+        isinstance(e, int) and not isinstance(e, bool) and 1 <= e < epochs for e in decay_epochs
+    ):
+        raise ValueError(
+            f"`decay_epochs` must be increasing ints in [1, {epochs}) for the step schedule, got {decay_epochs!r}."
+        )
+    if not 0 < _positive_number(decay_factor, "decay_factor") <= 1:
+        raise ValueError(f"`decay_factor` must be in (0, 1], got {decay_factor!r}.")
+    boundaries = [e * steps_per_epoch for e in decay_epochs]
+    values = [learning_rate * decay_factor**i for i in range(len(boundaries) + 1)]
+    return tf.keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+
+
+def make_optimizer(name="adam", *, learning_rate, momentum=0.9, nesterov=False, weight_decay=0.0):
+    """A Keras optimizer by name.
+
+    Args:
+        name: ``"adam"`` or ``"sgd"``.
+        learning_rate: a float or a schedule (see :func:`learning_rate_schedule`).
+        momentum, nesterov: SGD momentum and Nesterov's variant (unused by Adam).
+        weight_decay: decoupled weight decay (Loshchilov & Hutter 2019) applied by
+            Keras to every trainable variable; 0 turns it off.
+
+    Raises:
+        ValueError: naming the bad argument.
+    """
+    if name not in OPTIMIZERS:
+        raise ValueError(f"`name` must be one of {list(OPTIMIZERS)}, got {name!r}.")
+    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or not weight_decay >= 0:
+        raise ValueError(f"`weight_decay` must be a number >= 0, got {weight_decay!r}.")
+    decay = {"weight_decay": float(weight_decay)} if weight_decay else {}
+    if name == "adam":
+        return tf.keras.optimizers.Adam(learning_rate, **decay)
+    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum < 1:
+        raise ValueError(f"`momentum` must be a number in [0, 1), got {momentum!r}.")
+    return tf.keras.optimizers.SGD(learning_rate, momentum=float(momentum), nesterov=bool(nesterov), **decay)
