@@ -1,222 +1,351 @@
-"""Recipe files: TOML validated into dataclasses.
+"""Recipe files: TOML validated with pydantic, expanded into the cells of a study.
 
-A recipe names a dataset, a model from :mod:`edgebnn.zoo`, a training budget, the
-attacks to evaluate (names from :mod:`edgebnn.attacks`) and the deployment target.
-Unknown keys and bad values are errors that name the key.
+A recipe describes one experiment: a dataset (``[data]``), a model from
+:mod:`edgebnn.zoo` (``[model]``), training (``[train]``, optionally
+``[train.adversarial]``), evaluation settings (``[evaluation]``), evaluations (the
+top-level arrays of :data:`edgebnn.recipes.evaluations.KINDS`: ``[[attacks]]``,
+``[[detection]]``, ``[[probes]]``) and deployment (``[deploy]``).
+
+A recipe is also a *study*: it may add
+
+- ``[grid]``: dotted keys mapped to lists of values; their cartesian product gives
+  one cell per combination (named ``key=value,...`` from the keys' last parts);
+- ``[[cells]]``: named cells, each a ``name`` plus dotted-key overrides; with a grid
+  too, every named cell is crossed with every grid combination;
+- ``repeats = N``: every cell trained N times with consecutive ``train.seed``;
+- ``[[tables]]`` and ``[[figures]]``: how ``report.md`` lays out the results.
+
+Every cell is the base recipe plus its overrides, validated as a whole recipe before
+anything runs; an error names the cell and the key.
+
+Example:
+    >>> study = load("recipes/fcn2_discretization.toml", overrides=["train.epochs=1"])
+    >>> [cell.name for cell in study.cells]
+    ['precision=float,input_bits=2', 'precision=float,input_bits=8', ...]
 """
 
-import dataclasses
-import inspect
-import math
+import copy
+import itertools
+import re
 import sys
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from edgebnn import EdgebnnError
+from pydantic import Field, ValidationError, create_model, model_validator
+
+from edgebnn.recipes.evaluations import KINDS
+from edgebnn.recipes.schema import OpenSection, RecipeError, Section
+from edgebnn.training.adversarial import LABEL_SOURCES, METHODS, MODES
+from edgebnn.training.optim import OPTIMIZERS, SCHEDULES
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover (Python 3.10)
     import tomli as tomllib
 
+__all__ = ["Cell", "Recipe", "RecipeError", "Study", "apply_override", "expand", "load", "parse_override"]
 
-class RecipeError(EdgebnnError):
-    """A recipe file or override is invalid."""
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 
 
-@dataclasses.dataclass
-class DataConfig:
+class SplitConfig(Section):
+    """A seeded, class-stratified carve of one official split (see :func:`edgebnn.data.carve`)."""
+
+    source: Literal["train", "test"] = "test"
+    train: PositiveInt
+    test: PositiveInt
+    seed: int = 0
+
+
+class DataConfig(Section):
     dataset: str = "fashion_mnist"
     data_dir: str | None = None
-    train_limit: int | None = None
-    test_limit: int | None = None
+    train_limit: PositiveInt | None = None
+    test_limit: PositiveInt | None = None
     seed: int = 0
+    split: SplitConfig | None = None
 
 
-@dataclasses.dataclass
-class ModelConfig:
+class ModelConfig(Section):
     family: str = "panda_fcn2"
     precision: str = "binary"
-    input_bits: int | None = None
-    options: dict = dataclasses.field(default_factory=dict)
+    input_bits: Annotated[int, Field(ge=1, le=8)] | None = None
+    options: dict[str, Any] = {}
 
 
-@dataclasses.dataclass
-class TrainConfig:
-    epochs: int = 1
-    batch_size: int = 128
-    learning_rate: float = 1e-3
+class AdversarialConfig(Section):
+    """Adversarial training (:class:`edgebnn.training.AdversarialModel`)."""
+
+    method: Literal[METHODS]
+    eps: NonNegativeFloat
+    steps: PositiveInt = 40
+    step_size: PositiveFloat | None = None
+    fraction: Fraction = 0.5
+    start_epoch: NonNegativeInt = 0
+    mode: Literal[MODES] = "replace"
+    label_source: Literal[LABEL_SOURCES] = "true"
+    eot_samples: PositiveInt | None = None
+
+
+class TrainConfig(Section):
+    epochs: PositiveInt = 1
+    batch_size: PositiveInt = 128
+    optimizer: Literal[OPTIMIZERS] = "adam"
+    learning_rate: PositiveFloat = 1e-3
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    nesterov: bool = False
+    weight_decay: NonNegativeFloat = 0.0
+    schedule: Literal[SCHEDULES] = "constant"
+    decay_epochs: list[PositiveInt] = []
+    decay_factor: Annotated[float, Field(gt=0, le=1)] = 0.1
+    seed: int = 0
+    adversarial: AdversarialConfig | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.schedule == "step" and (
+            not self.decay_epochs or self.decay_epochs != sorted(set(self.decay_epochs))
+            or self.decay_epochs[-1] >= self.epochs
+        ):
+            raise ValueError(f"decay_epochs: the step schedule needs increasing epochs in [1, {self.epochs}), "
+                             f"got {self.decay_epochs}")
+        if self.adversarial is not None and self.adversarial.start_epoch >= self.epochs:
+            raise ValueError(f"adversarial.start_epoch: {self.adversarial.start_epoch} leaves no adversarial "
+                             f"epoch in {self.epochs} (0-based)")
+        return self
+
+
+class EvaluationConfig(Section):
+    limit: PositiveInt | None = 1000
+    batch_size: PositiveInt = 500
+    labels: Literal["true", "predicted"] = "true"
+    mc_passes: NonNegativeInt = 0
+    eot_samples: PositiveInt | None = None
     seed: int = 0
 
 
-@dataclasses.dataclass
-class AttackConfig:
-    name: str
-    eps: list
-    options: dict = dataclasses.field(default_factory=dict)
-
-
-@dataclasses.dataclass
-class EvaluationConfig:
-    limit: int | None = 1000
-    batch_size: int = 500
-
-
-@dataclasses.dataclass
-class DeployConfig:
+class DeployConfig(Section):
+    enabled: bool = True
     target: str = "lce"
     weights: str = "exact"
     strip: bool = False
     verify: bool = True
 
 
-@dataclasses.dataclass
-class Recipe:
+class _RecipeBase(Section):
     name: str
     description: str = ""
-    data: DataConfig = dataclasses.field(default_factory=DataConfig)
-    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
-    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
-    evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
-    attacks: list = dataclasses.field(default_factory=list)
-    deploy: DeployConfig = dataclasses.field(default_factory=DeployConfig)
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    deploy: DeployConfig = DeployConfig()
+
+
+#: One cell's recipe: the base sections plus one array per evaluation kind.
+Recipe = create_model(
+    "Recipe", __base__=_RecipeBase, **{key: (list[kind.Spec], []) for key, kind in KINDS.items()}
+)
+
+
+class PaperValue(Section):
+    """A value reported by a paper, shown beside ours in the table cell whose keys match."""
+
+    match: dict[str, Any]
+    value: float | str
+
+
+class TableSpec(Section):
+    """A ``report.md`` table: one metric, rows and columns from record keys.
+
+    Keys are config keys of the cells (``model.precision``), ``cell``, ``repeat``,
+    ``evaluation`` (the kind) and the labels of an evaluation (``attack``, ``eps``,
+    ``targets``, ``source``, ``layer``). ``where`` keeps only matching records.
+    """
+
+    title: str
+    metric: str = "accuracy"
+    evaluation: str = "attacks"
+    rows: list[str] = ["cell"]
+    columns: list[str] = ["attack", "eps"]
+    where: dict[str, Any] = {}
+    format: Literal["percent", "fixed2", "fixed3", "fixed4", "scientific"] = "percent"
+    paper: list[PaperValue] = []
+    paper_source: str = ""
+
+
+class FigureSpec(OpenSection):
+    """A figure; ``kind`` picks the drawer in :mod:`edgebnn.recipes.figures`, the other keys are its options."""
+
+    kind: str
+    name: str
+    title: str = ""
+
+
+_STUDY_KEYS = ("grid", "cells", "repeats", "tables", "figures")
+
+
+class _StudyKeys(Section):
+    grid: dict[str, list] = {}
+    cells: list[dict[str, Any]] = []
+    repeats: PositiveInt = 1
+    tables: list[TableSpec] = []
+    figures: list[FigureSpec] = []
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One trained model of a study and its evaluations.
+
+    Attributes:
+        name: unique within the study (repeats of a cell share it).
+        repeat: 0-based repeat index; ``train.seed`` is the base seed plus ``repeat``.
+        repeats: how many repeats the study has.
+        overrides: the dotted keys this cell sets over the base recipe.
+        recipe: the cell's validated :class:`Recipe`.
+    """
+
+    name: str
+    repeat: int
+    repeats: int
+    overrides: dict
+    recipe: Any
+
+    @property
+    def id(self):
+        """``name`` plus the repeat (``name#r1``) when the study repeats."""
+        return self.name if self.repeats == 1 else f"{self.name}#r{self.repeat}"
+
+
+@dataclass
+class Study:
+    """A validated recipe expanded into cells."""
+
+    name: str
+    description: str
+    repeats: int
+    cells: list
+    tables: list
+    figures: list
+    base: Any
+    single: bool = field(default=True)
 
     def to_dict(self):
-        return dataclasses.asdict(self)
+        return {
+            "name": self.name, "description": self.description, "repeats": self.repeats,
+            "cells": [{"name": c.name, "repeat": c.repeat, "overrides": c.overrides} for c in self.cells],
+            "tables": [t.model_dump() for t in self.tables], "figures": [f.model_dump() for f in self.figures],
+            "base": self.base.model_dump(mode="json"),
+        }
 
 
-_SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig,
-             "evaluation": EvaluationConfig, "deploy": DeployConfig}
-_POSITIVE_INTS = {"train_limit", "test_limit", "epochs", "batch_size", "limit"}
+# --- errors -------------------------------------------------------------------------
 
 
-def _check_type(key, value, annotation):
-    """Check ``value`` against a field annotation such as ``int | None``."""
-    allowed = getattr(annotation, "__args__", (annotation,))
-    if value is None:
-        if type(None) not in allowed:
-            raise RecipeError(f"`{key}` must not be empty.")
-        return value
-    if float in allowed and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not any(t is not type(None) and isinstance(value, t) and not (t is int and isinstance(value, bool))
-               for t in allowed):
-        names = " or ".join("none" if t is type(None) else t.__name__ for t in allowed)
-        raise RecipeError(f"`{key}` must be {names}, got {value!r}.")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise RecipeError(f"`{key}` must be finite, got {value!r}.")
-    if key.rsplit(".", 1)[-1] in _POSITIVE_INTS and value < 1:
-        raise RecipeError(f"`{key}` must be >= 1, got {value!r}.")
-    return value
+def _unwrap(annotation):
+    """The pydantic model inside ``X | None`` / ``list[X]`` / ``Annotated[X, ...]``, else None."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin is not None:
+        for arg in typing.get_args(annotation):
+            found = _unwrap(arg)
+            if found is not None:
+                return found
+        return None
+    return annotation if isinstance(annotation, type) and issubclass(annotation, Section) else None
 
 
-def _build(cls, table, prefix):
-    if not isinstance(table, dict):
-        raise RecipeError(f"`{prefix}` must be a table, got {table!r}.")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(table) - set(fields))
-    if unknown:
-        raise RecipeError(f"unknown key `{prefix}.{unknown[0]}`; valid keys in [{prefix}]: {sorted(fields)}.")
-    values = {}
-    for name, value in table.items():
-        values[name] = _check_type(f"{prefix}.{name}", value, fields[name].type)
+def _valid_keys(model_cls, loc):
+    """Field names of the section that holds the key at ``loc`` (for 'unknown key' messages)."""
+    node = model_cls
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        info = node.model_fields.get(part) if node is not None else None
+        node = _unwrap(info.annotation) if info is not None else None
+        if node is None:
+            return None
+    return sorted(node.model_fields) if node is not None else None
+
+
+def _messages(error, model_cls, prefix=""):
+    out = []
+    for err in error.errors():
+        loc = tuple(err["loc"])
+        key = prefix + ".".join(str(p) for p in loc)
+        if err["type"] == "extra_forbidden":
+            valid = _valid_keys(model_cls, loc)
+            where = f" in [{'.'.join(str(p) for p in loc[:-1])}]" if len(loc) > 1 else " at the top level"
+            out.append(f"unknown key `{key}`" + (f"; valid keys{where}: {valid}" if valid else ""))
+        elif err["type"] == "missing":
+            out.append(f"`{key}` is required")
+        else:
+            msg = err["msg"]
+            if msg.startswith("Value error, "):  # a model validator: "field: reason"
+                field_name, _, reason = msg[len("Value error, "):].partition(": ")
+                key = f"{key}.{field_name}" if key else field_name
+                out.append(f"`{key}`: {reason}")
+                continue
+            out.append(f"`{key}`: {msg[0].lower() + msg[1:]}, got {err['input']!r}")
+    return out
+
+
+def _validate(model_cls, table, *, where=""):
     try:
-        return cls(**values)
-    except TypeError as e:
-        raise RecipeError(f"[{prefix}]: {e}.") from e
+        return model_cls.model_validate(table)
+    except ValidationError as e:
+        messages = _messages(e, model_cls)
+        more = f" (and {len(messages) - 1} more)" if len(messages) > 1 else ""
+        raise RecipeError(f"{where}{messages[0]}{more}.") from None
 
 
-def _validate_attack(index, table):
-    from edgebnn import attacks  # noqa: PLC0415 (imports TensorFlow)
-
-    prefix = f"attacks.{index}"
-    if not isinstance(table, dict):
-        raise RecipeError(f"`{prefix}` must be a table, got {table!r}.")
-    if "name" not in table:
-        raise RecipeError(f"`{prefix}` needs `name`.")
-    name = table["name"]
-    try:
-        fn = attacks.get(name)
-    except ValueError as e:
-        raise RecipeError(f"`{prefix}.name`: {e}") from e
-    options = {k: v for k, v in table.items() if k not in ("name", "eps")}
-    if name in attacks.NO_EPS:
-        if "eps" in table:
-            raise RecipeError(f"`{prefix}.eps`: attack {name!r} has no eps budget; remove the key.")
-        return AttackConfig(name=name, eps=[None], options=_check_options(prefix, name, fn, options))
-    if "eps" not in table:
-        raise RecipeError(f"`{prefix}` needs `eps` (a list of numbers).")
-    eps = table["eps"]
-    if isinstance(eps, (int, float)) and not isinstance(eps, bool):
-        eps = [eps]
-    if not isinstance(eps, list) or not eps or not all(
-        isinstance(e, (int, float)) and not isinstance(e, bool) and math.isfinite(e) and e >= 0 for e in eps
-    ):
-        raise RecipeError(f"`{prefix}.eps` must be a non-empty list of numbers >= 0, got {table['eps']!r}.")
-    return AttackConfig(name=name, eps=[float(e) for e in eps], options=_check_options(prefix, name, fn, options))
+# --- names checked against the registries ------------------------------------------
 
 
-def _check_options(prefix, name, fn, options):
-    accepted = {p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY}
-    accepted -= {"eps", "y"}
-    unknown = sorted(set(options) - accepted)
-    if unknown:
-        raise RecipeError(f"unknown key `{prefix}.{unknown[0]}` for attack {name!r}; valid keys: {sorted(accepted)}.")
-    return options
+def _check_names(recipe, *, cells, cell, where=""):
+    from edgebnn import data, zoo  # noqa: PLC0415
+    from edgebnn.deploy import convert  # noqa: PLC0415 (TensorFlow)
 
-
-def _validate_names(recipe):
-    from edgebnn import data, zoo  # noqa: PLC0415 (imports TensorFlow)
+    import inspect  # noqa: PLC0415
 
     if recipe.data.dataset not in data.DATASETS:
-        raise RecipeError(f"`data.dataset` must be one of {sorted(data.DATASETS)}, got {recipe.data.dataset!r}.")
+        raise RecipeError(f"{where}`data.dataset` must be one of {sorted(data.DATASETS)}, got {recipe.data.dataset!r}.")
+    if recipe.data.split is not None and (recipe.data.train_limit or recipe.data.test_limit):
+        raise RecipeError(f"{where}`data.split` carves exact sizes; remove `data.train_limit` / `data.test_limit`.")
     try:
         precisions = zoo.precisions(recipe.model.family)
     except ValueError as e:
-        raise RecipeError(f"`model.family`: {e}") from e
+        raise RecipeError(f"{where}`model.family`: {e}") from None
     if recipe.model.precision not in precisions:
-        raise RecipeError(
-            f"`model.precision` must be one of {list(precisions)} for {recipe.model.family}, got {recipe.model.precision!r}."
-        )
+        raise RecipeError(f"{where}`model.precision` must be one of {list(precisions)} for "
+                          f"{recipe.model.family}, got {recipe.model.precision!r}.")
     builder = zoo.get(recipe.model.family)
     accepted = {p.name for p in inspect.signature(builder).parameters.values() if p.kind is p.KEYWORD_ONLY}
     accepted -= {"precision", "input_bits", "num_classes", "input_shape"}
     unknown = sorted(set(recipe.model.options) - accepted)
     if unknown:
-        raise RecipeError(
-            f"unknown key `model.options.{unknown[0]}` for {recipe.model.family}; valid keys: {sorted(accepted)}."
-        )
-    bits = recipe.model.input_bits
-    if bits is not None and not 1 <= bits <= 8:
-        raise RecipeError(f"`model.input_bits` must be in [1, 8] or absent, got {bits}.")
-    from edgebnn.deploy import convert  # noqa: PLC0415
-
+        raise RecipeError(f"{where}unknown key `model.options.{unknown[0]}` for {recipe.model.family}; "
+                          f"valid keys: {sorted(accepted)}.")
     if recipe.deploy.target not in convert.TARGETS:
-        raise RecipeError(f"`deploy.target` must be one of {list(convert.TARGETS)}, got {recipe.deploy.target!r}.")
+        raise RecipeError(f"{where}`deploy.target` must be one of {list(convert.TARGETS)}, got {recipe.deploy.target!r}.")
     if recipe.deploy.weights not in convert.WEIGHTS:
-        raise RecipeError(f"`deploy.weights` must be one of {list(convert.WEIGHTS)}, got {recipe.deploy.weights!r}.")
+        raise RecipeError(f"{where}`deploy.weights` must be one of {list(convert.WEIGHTS)}, got {recipe.deploy.weights!r}.")
+    for key, kind in KINDS.items():
+        for i, spec in enumerate(getattr(recipe, key)):
+            try:
+                kind.check(spec, recipe=recipe, cells=cells, cell=cell, where=f"{key}.{i}")
+            except RecipeError as e:
+                raise RecipeError(f"{where}{e}") from None
 
 
-def from_dict(table, *, name):
-    """Validate a parsed recipe table into a :class:`Recipe`."""
-    allowed = {"name", "description", "attacks", *_SECTIONS}
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        raise RecipeError(f"unknown key `{unknown[0]}`; valid top-level keys: {sorted(allowed)}.")
-    sections = {key: _build(cls, table.get(key, {}), key) for key, cls in _SECTIONS.items()}
-    attacks_table = table.get("attacks", [])
-    if not isinstance(attacks_table, list):
-        raise RecipeError("`attacks` must be an array of tables ([[attacks]]).")
-    description = table.get("description", "")
-    if not isinstance(description, str):
-        raise RecipeError(f"`description` must be a string, got {description!r}.")
-    recipe = Recipe(
-        name=table.get("name", name),
-        description=description,
-        attacks=[_validate_attack(i, a) for i, a in enumerate(attacks_table)],
-        **sections,
-    )
-    _validate_names(recipe)
-    return recipe
+# --- overrides and expansion --------------------------------------------------------
 
 
 def parse_override(assignment):
@@ -234,37 +363,139 @@ def parse_override(assignment):
     return key, value
 
 
-def apply_override(table, key, value):
+def apply_override(table, key, value, *, what="--set"):
     """Set ``table[a][b]... = value`` for ``key = "a.b..."``; list items by index (``attacks.0.eps``)."""
     parts = key.split(".")
     node = table
     for i, part in enumerate(parts[:-1]):
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
-                raise RecipeError(f"--set {key}: `{'.'.join(parts[:i + 1])}` is not an index of a list of {len(node)}.")
+                raise RecipeError(f"{what} {key}: `{'.'.join(parts[:i + 1])}` is not an index of a list of {len(node)}.")
             node = node[int(part)]
         else:
             node = node.setdefault(part, {})
         if not isinstance(node, (dict, list)):
-            raise RecipeError(f"--set {key}: `{'.'.join(parts[:i + 1])}` is not a table.")
+            raise RecipeError(f"{what} {key}: `{'.'.join(parts[:i + 1])}` is not a table.")
     last = parts[-1]
     if isinstance(node, list):
         if not last.isdigit() or int(last) >= len(node):
-            raise RecipeError(f"--set {key}: `{last}` is not an index of a list of {len(node)}.")
+            raise RecipeError(f"{what} {key}: `{last}` is not an index of a list of {len(node)}.")
         node[int(last)] = value
     else:
         node[last] = value
 
 
+def _flatten(table, prefix=""):
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (keys already dotted stay as they are)."""
+    flat = {}
+    for key, value in table.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _format_value(value):
+    if isinstance(value, float):
+        return format(value, "g")
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_format_value(v) for v in value) + "]"
+    return str(value)
+
+
+_CELL_NAME = re.compile(r"^[A-Za-z0-9_.+\-=,\[\]]+$")
+
+
+def _grid_combinations(grid):
+    for key, values in grid.items():
+        if not values:
+            raise RecipeError(f"`grid.{key}` must be a non-empty list of values.")
+    keys = list(grid)
+    for combination in itertools.product(*(grid[k] for k in keys)):
+        overrides = dict(zip(keys, combination))
+        name = ",".join(f"{k.rsplit('.', 1)[-1]}={_format_value(v)}" for k, v in overrides.items())
+        yield name, overrides
+
+
+def _named_cells(cells):
+    out = []
+    for i, entry in enumerate(cells):
+        if "name" not in entry or not isinstance(entry["name"], str) or not _CELL_NAME.match(entry["name"]):
+            raise RecipeError(f"`cells.{i}.name` is required: letters, digits and _.+-=,[] only, got {entry.get('name')!r}.")
+        out.append((entry["name"], _flatten({k: v for k, v in entry.items() if k != "name"})))
+    return out
+
+
+def expand(table, *, name):
+    """Validate a parsed recipe table and expand it into a :class:`Study`.
+
+    Raises:
+        RecipeError: the first bad key or value, naming the cell (when the recipe has
+            several) and the key.
+    """
+    if not isinstance(table, dict):
+        raise RecipeError("a recipe must be a TOML table.")
+    study_part = {k: table[k] for k in _STUDY_KEYS if k in table}
+    base_table = {k: v for k, v in table.items() if k not in _STUDY_KEYS}
+    base_table.setdefault("name", name)
+    keys = _validate(_StudyKeys, study_part)
+    unknown = sorted(set(base_table) - set(Recipe.model_fields))
+    if unknown:
+        valid = sorted([*Recipe.model_fields, *_STUDY_KEYS])
+        raise RecipeError(f"unknown key `{unknown[0]}`; valid top-level keys: {valid}.")
+    base = _validate(Recipe, base_table)
+
+    named = _named_cells(keys.cells) if keys.cells else [(None, {})]
+    grid = list(_grid_combinations(keys.grid)) if keys.grid else [(None, {})]
+    variants = []
+    for cell_name, cell_overrides in named:
+        for grid_name, grid_overrides in grid:
+            parts = [p for p in (cell_name, grid_name) if p]
+            variants.append((",".join(parts) or base.name, {**cell_overrides, **grid_overrides}))
+    names = [v[0] for v in variants]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise RecipeError(f"cell names must be unique; repeated: {duplicates}.")
+    single = len(variants) == 1 and keys.repeats == 1
+
+    cells = []
+    for cell_name, overrides in variants:
+        where = "" if single else f"cell {cell_name!r}: "
+        cell_table = copy.deepcopy(base_table)
+        for key, value in overrides.items():
+            apply_override(cell_table, key, copy.deepcopy(value), what=f"{where}override")
+        recipe = _validate(Recipe, cell_table, where=where)
+        _check_names(recipe, cells=names, cell=cell_name, where=where)
+        for repeat in range(keys.repeats):
+            repeated = recipe.model_copy(deep=True)
+            repeated.train.seed = recipe.train.seed + repeat
+            cells.append(Cell(name=cell_name, repeat=repeat, repeats=keys.repeats, overrides=dict(overrides),
+                              recipe=repeated))
+    for i, figure in enumerate(keys.figures):
+        from edgebnn.recipes import figures  # noqa: PLC0415 (matplotlib only when drawing)
+
+        try:
+            figures.check(figure, names=names)
+        except RecipeError as e:
+            raise RecipeError(f"`figures.{i}`: {e}") from None
+    return Study(
+        name=base.name, description=base.description, repeats=keys.repeats, cells=cells,
+        tables=list(keys.tables), figures=list(keys.figures), base=base, single=single,
+    )
+
+
 def load(path, *, overrides=()):
-    """Read, override and validate the recipe file at ``path``.
+    """Read, override and validate the recipe file at ``path`` into a :class:`Study`.
 
     Args:
         path: a ``.toml`` recipe file.
-        overrides: ``"key.path=value"`` strings applied before validation.
+        overrides: ``"key.path=value"`` strings applied to the file's table before
+            validation (so ``grid.model.input_bits=[4]`` changes a grid, and
+            ``train.epochs=1`` the base of every cell).
 
     Raises:
-        RecipeError: unreadable TOML, unknown keys or bad values (the message names the key).
+        RecipeError: unreadable TOML, unknown keys or bad values (naming cell and key).
     """
     path = Path(path)
     try:
@@ -274,8 +505,12 @@ def load(path, *, overrides=()):
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise RecipeError(f"{path}: not valid TOML ({e}).") from e
     for assignment in overrides:
-        apply_override(table, *parse_override(assignment))
+        key, value = parse_override(assignment)
+        if key.startswith("grid.") and isinstance(table.get("grid"), dict):
+            table["grid"][key[len("grid."):]] = value  # grid keys are dotted themselves
+        else:
+            apply_override(table, key, value)
     try:
-        return from_dict(table, name=path.stem)
+        return expand(table, name=path.stem)
     except RecipeError as e:
         raise RecipeError(f"{path.name}: {e}") from e

@@ -1,0 +1,213 @@
+"""``[[attacks]]``: accuracy and perturbation statistics under an attack of the registry.
+
+Any attack registered in :mod:`edgebnn.attacks` works by name; its keyword options
+are the extra keys of the entry, checked against the attack's signature. Per eps the
+result holds the accuracy (true labels), the success rate, and the mean / median L2
+and L-inf norms of the successful perturbations; with ``evaluation.mc_passes`` also
+the Monte-Carlo vote's accuracy and Guan's uncertainty.
+
+- ``labels``: what an untargeted attack moves away from: ``"true"`` labels or the
+  model's ``"predicted"`` ones (no label leaking); default ``evaluation.labels``.
+- ``targets``: a targeted attack toward one ``"random"`` wrong class per image, or
+  toward ``"all"`` wrong classes (every image attacked once per wrong class, as in
+  Galloway et al.'s CW experiment).
+- ``source``: the name of another cell; the examples are crafted on its model
+  (white-box) and evaluated on this cell's model (transfer).
+- ``holdout``: for attacks taking ``x_holdout`` (the substitute attack), how many test
+  images, apart from the evaluated ones, the attacker starts from.
+
+Success rate: for an untargeted attack, the fraction of the images the model
+classifies correctly without attack that it misclassifies after; for a targeted one,
+the fraction of (image, target) pairs classified as the target.
+"""
+
+import inspect
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import Field
+
+from edgebnn.recipes.evaluations import common
+from edgebnn.recipes.schema import OpenSection, RecipeError
+
+NAME = "attacks"
+_Eps = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+#: Keywords the runner sets itself (not options of a recipe entry).
+_RESERVED = {"eps", "y", "targeted", "x_holdout"}
+
+
+class Spec(OpenSection):
+    name: str
+    eps: list[_Eps] | _Eps | None = None
+    labels: Literal["true", "predicted"] | None = None
+    targets: Literal["random", "all"] | None = None
+    source: str | None = None
+    holdout: Annotated[int, Field(ge=1)] = 150
+
+    @property
+    def eps_list(self):
+        if self.eps is None:
+            return [None]
+        return [float(e) for e in (self.eps if isinstance(self.eps, list) else [self.eps])]
+
+
+def _keywords(fn):
+    return {p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY}
+
+
+def check(spec, *, recipe, cells, cell, where):
+    """Registry checks: the attack exists, its options and eps fit it, ``source`` names a cell."""
+    from edgebnn import attacks  # noqa: PLC0415 (TensorFlow)
+
+    try:
+        fn = attacks.get(spec.name)
+    except ValueError as e:
+        raise RecipeError(f"`{where}.name`: {e}") from None
+    keywords = _keywords(fn)
+    if spec.name in attacks.NO_EPS:
+        if spec.eps is not None:
+            raise RecipeError(f"`{where}.eps`: attack {spec.name!r} has no eps budget; remove the key.")
+    elif spec.eps is None or spec.eps == []:
+        raise RecipeError(f"`{where}` needs `eps` (a number or a non-empty list of numbers >= 0).")
+    accepted = keywords - _RESERVED
+    unknown = [k for k in spec.options if k not in accepted]
+    if unknown:
+        raise RecipeError(f"unknown key `{where}.{unknown[0]}` for attack {spec.name!r}; valid keys: {sorted(accepted)}.")
+    if spec.targets is not None and "targeted" not in keywords:
+        raise RecipeError(f"`{where}.targets`: attack {spec.name!r} has no targeted mode.")
+    if spec.targets is not None and spec.labels is not None:
+        raise RecipeError(f"`{where}.labels`: a targeted attack takes target labels; remove `labels` or `targets`.")
+    if "holdout" in spec.model_fields_set and "x_holdout" not in keywords:
+        raise RecipeError(f"`{where}.holdout`: attack {spec.name!r} takes no held-out set.")
+    if spec.source is not None:
+        if spec.source not in cells:
+            raise RecipeError(f"`{where}.source`: no cell named {spec.source!r}; cells: {sorted(cells)}.")
+        if spec.source == cell:
+            raise RecipeError(f"`{where}.source`: a transfer attack needs another cell than {cell!r} itself.")
+
+
+def units(spec, *, recipe):
+    """One result per eps."""
+    from edgebnn import attacks  # noqa: PLC0415 (TensorFlow)
+
+    holdout = spec.holdout if "x_holdout" in _keywords(attacks.get(spec.name)) else None
+    return [
+        {
+            "name": spec.name, "eps": eps, "labels": None if spec.targets else (spec.labels or recipe.evaluation.labels),
+            "targets": spec.targets, "source": spec.source, "holdout": holdout, "options": spec.options,
+        }
+        for eps in spec.eps_list
+    ]
+
+
+def pool_size(unit):
+    """Test images this unit needs apart from the evaluated ones."""
+    return unit["holdout"] or 0
+
+
+def label(unit):
+    """Short human name of a unit."""
+    eps = "" if unit["eps"] is None else f" eps={unit['eps']:g}"
+    targets = f" targets={unit['targets']}" if unit["targets"] else ""
+    source = f" from {unit['source']!r}" if unit["source"] else ""
+    return f"{unit['name']}{eps}{targets}{source}"
+
+
+def cost(unit, *, recipe, n_eval):
+    """Rough forward+backward passes per evaluated image (for the time estimate)."""
+    steps = unit["options"].get("steps", unit["options"].get("max_iterations", 1))
+    if isinstance(unit["options"].get("binary_search_steps"), int):
+        steps *= unit["options"]["binary_search_steps"]
+    targets = 9 if unit["targets"] == "all" else 1
+    return n_eval * targets * max(int(steps), 1) * (recipe.evaluation.eot_samples or 1)
+
+
+def targets_for(y, *, mode, num_classes, rng):
+    """``(index, targets)``: which images are attacked toward which wrong class.
+
+    ``"random"``: every image once, toward a uniformly drawn wrong class; ``"all"``:
+    every image once per wrong class (``num_classes - 1`` rows each).
+    """
+    y = np.asarray(y)
+    if mode == "random":
+        return np.arange(len(y)), (y + rng.integers(1, num_classes, size=len(y))) % num_classes
+    index = np.repeat(np.arange(len(y)), num_classes - 1)
+    offsets = np.tile(np.arange(1, num_classes), len(y))
+    return index, (y[index] + offsets) % num_classes
+
+
+def perturbation_metrics(x, x_adv, success):
+    """Mean / median L2 and L-inf norms of the perturbations of the successful examples (``None`` if none)."""
+    delta = (np.asarray(x_adv, np.float64) - np.asarray(x, np.float64)).reshape(len(x), -1)[np.asarray(success, bool)]
+    if len(delta) == 0:
+        return {"l2_mean": None, "l2_median": None, "linf_mean": None, "linf_median": None}
+    l2, linf = np.sqrt(np.sum(delta**2, axis=1)), np.max(np.abs(delta), axis=1)
+    return {"l2_mean": float(l2.mean()), "l2_median": float(np.median(l2)),
+            "linf_mean": float(linf.mean()), "linf_median": float(np.median(linf))}
+
+
+def attack_metrics(*, x, x_adv, y, clean_pred, adv_pred, targets=None):
+    """Accuracy (true labels), success rate and perturbation norms of one attacked set.
+
+    Args:
+        x, x_adv: clean and adversarial images (same rows).
+        y: true labels of the rows.
+        clean_pred, adv_pred: the model's predictions on ``x`` and ``x_adv``.
+        targets: target classes of a targeted attack, else ``None``.
+    """
+    y, clean_pred, adv_pred = np.asarray(y), np.asarray(clean_pred), np.asarray(adv_pred)
+    if targets is None:
+        attempted = clean_pred == y
+        success = attempted & (adv_pred != y)
+    else:
+        attempted = np.ones(len(y), bool)
+        success = adv_pred == np.asarray(targets)
+    return {
+        "accuracy": float(np.mean(adv_pred == y)),
+        "success_rate": float(success.sum() / attempted.sum()) if attempted.any() else None,
+        "attempted": int(attempted.sum()),
+        "successes": int(success.sum()),
+        **perturbation_metrics(x, x_adv, success),
+    }
+
+
+def run(unit, ctx):
+    """Craft on the source (or this cell's) model and evaluate on this cell's model."""
+    from edgebnn import attacks  # noqa: PLC0415 (TensorFlow)
+
+    name = label(unit)
+    source_model, source_randomized = (
+        (ctx.model, ctx.randomized) if unit["source"] is None else ctx.model_of(unit["source"])
+    )
+    x, y = ctx.x_eval, ctx.y_eval
+    targets = None
+    if unit["targets"]:
+        rng = np.random.default_rng(ctx.evaluation.seed)
+        index, targets = targets_for(y, mode=unit["targets"], num_classes=ctx.num_classes, rng=rng)
+        x, y = x[index], y[index]
+    options = dict(unit["options"])
+    fn = attacks.get(unit["name"])
+    keywords = _keywords(fn)
+    if "eot_samples" in keywords:
+        options.setdefault("eot_samples", ctx.eot_samples(source_randomized))
+    if unit["holdout"]:
+        options["x_holdout"] = ctx.x_pool[: unit["holdout"]]
+    if targets is not None:
+        options["targeted"] = True
+        attack_labels = targets
+    else:
+        attack_labels = y if unit["labels"] == "true" else None
+    x_adv = common.craft(ctx, source_model, x, attack_labels, attack=unit["name"], eps=unit["eps"], label=name, **options)
+    clean_pred = common.predict(ctx, ctx.model, x)
+    adv_pred = common.predict(ctx, ctx.model, x_adv)
+    metrics = attack_metrics(x=x, x_adv=x_adv, y=y, clean_pred=clean_pred, adv_pred=adv_pred, targets=targets)
+    metrics["images"] = int(len(x))
+    metrics["eot_samples"] = options.get("eot_samples", 1)
+    arrays = {"x_adv": x_adv.astype(np.float32), "y": y}
+    if ctx.evaluation.mc_passes:
+        mc, uncertainty = common.monte_carlo(ctx, ctx.model, x_adv, y, name)
+        metrics.update(mc)
+        arrays["uncertainty"] = uncertainty
+    labels = {"attack": unit["name"], "eps": unit["eps"], "targets": unit["targets"], "source": unit["source"],
+              "labels": unit["labels"]}
+    return {"labels": labels, "metrics": metrics, "arrays": arrays}

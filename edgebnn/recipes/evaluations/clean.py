@@ -1,0 +1,40 @@
+"""Clean accuracy of every cell (always run): on the whole test part and on the evaluated images.
+
+With ``evaluation.mc_passes`` also the Monte-Carlo vote's accuracy and Guan's
+uncertainty of the evaluated images (its histogram's "clean" set).
+"""
+
+import numpy as np
+
+from edgebnn.recipes.evaluations import common
+
+NAME = "clean"
+
+
+def units(recipe):
+    return [{"name": "clean"}]
+
+
+def label(unit):
+    return "clean"
+
+
+def cost(unit, *, recipe, n_eval):
+    return n_eval * max(recipe.evaluation.mc_passes, 1) / 3
+
+
+def run(unit, ctx):
+    test_pred = common.predict(ctx, ctx.model, ctx.x_test, "clean")
+    n = len(ctx.x_eval)
+    eval_pred = test_pred[:n]  # the evaluated images are the first ones of the test part
+    metrics = {
+        "accuracy": float(np.mean(test_pred == ctx.y_test)),
+        "accuracy_eval": float(np.mean(eval_pred == ctx.y_eval)),
+        "images": int(len(ctx.x_test)),
+    }
+    arrays = {}
+    if ctx.evaluation.mc_passes:
+        mc, uncertainty = common.monte_carlo(ctx, ctx.model, ctx.x_eval, ctx.y_eval, "clean")
+        metrics.update(mc)
+        arrays["uncertainty"] = uncertainty
+    return {"labels": {"attack": "clean", "eps": 0.0}, "metrics": metrics, "arrays": arrays}

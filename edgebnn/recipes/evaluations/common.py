@@ -1,0 +1,109 @@
+"""What every evaluation kind gets from the runner, and the helpers they share.
+
+Randomized models (stochastic binarization, dropout kept on at inference) are
+attacked with expectation over their randomness (EOT, Athalye et al. 2018) unless the
+recipe says otherwise, and predicted with one stochastic pass ("S"); with
+``evaluation.mc_passes = K`` also with the K-pass Monte-Carlo vote ("M", Guan et al.).
+"""
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+#: EOT passes per gradient for randomized models when the recipe sets none: enough to
+#: average out per-pass sampling noise in the gradient sign at a tenth of the cost of
+#: Athalye et al.'s larger budgets; recipes raise it with ``evaluation.eot_samples``.
+DEFAULT_EOT_SAMPLES = 10
+
+
+@dataclass
+class EvalContext:
+    """One cell's trained model, its evaluation images and the study around it.
+
+    Attributes:
+        cell: the cell's name.
+        model: the cell's trained Keras model (logits).
+        randomized: whether its inference samples (see ``deploy.convert.random_inference_layers``).
+        model_of: ``cell name -> (model, randomized)`` of another cell of the same repeat
+            (trained on demand), for transfer attacks.
+        x_eval, y_eval: the evaluated test images (``evaluation.limit``).
+        x_pool, y_pool: test images apart from the evaluated ones (held-out sets of the
+            substitute attack, the detector's fitting set).
+        x_test, y_test: the whole test part (clean accuracy).
+        num_classes: classes of the dataset.
+        evaluation: the cell's ``[evaluation]`` section.
+        progress: ``(label, done, total) -> None`` for long loops.
+    """
+
+    cell: str
+    model: Any
+    randomized: bool
+    model_of: Callable
+    x_eval: np.ndarray
+    y_eval: np.ndarray
+    x_pool: np.ndarray
+    y_pool: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+    evaluation: Any
+    progress: Callable
+
+    def eot_samples(self, randomized):
+        """EOT passes for attacking a model: the recipe's, else :data:`DEFAULT_EOT_SAMPLES` if randomized, else 1."""
+        if self.evaluation.eot_samples is not None:
+            return self.evaluation.eot_samples
+        return DEFAULT_EOT_SAMPLES if randomized else 1
+
+
+def predict(ctx, model, x, label=None):
+    """Arg-max predictions of one forward pass (one stochastic pass for a randomized model)."""
+    from edgebnn.evaluation import predict_labels  # noqa: PLC0415 (TensorFlow)
+
+    batch = ctx.evaluation.batch_size
+    out = []
+    for i in range(0, len(x), batch):
+        out.append(predict_labels(model, x[i : i + batch], batch_size=batch))
+        if label:
+            ctx.progress(label, min(i + batch, len(x)), len(x))
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
+def monte_carlo(ctx, model, x, y, label):
+    """``({accuracy_mc, uncertainty_mean, uncertainty_std}, uncertainty array)`` of the K-pass vote."""
+    from edgebnn.evaluation import predict_mc  # noqa: PLC0415 (TensorFlow)
+
+    batch, passes = ctx.evaluation.batch_size, ctx.evaluation.mc_passes
+    classes, uncertainty = [], []
+    for i in range(0, len(x), batch):
+        result = predict_mc(model, x[i : i + batch], samples=passes, batch_size=batch)
+        classes.append(result.classes)
+        uncertainty.append(result.uncertainty)
+        ctx.progress(f"{label} ({passes} MC passes)", min(i + batch, len(x)), len(x))
+    classes, uncertainty = np.concatenate(classes), np.concatenate(uncertainty)
+    metrics = {
+        "accuracy_mc": float(np.mean(classes == y)),
+        "uncertainty_mean": float(uncertainty.mean()),
+        "uncertainty_std": float(uncertainty.std()),
+    }
+    return metrics, uncertainty
+
+
+def craft(ctx, model, x, y, *, attack, eps, label, **options):
+    """Adversarial examples of ``x`` batch by batch (with progress), via :func:`edgebnn.evaluation.craft`."""
+    from edgebnn import attacks  # noqa: PLC0415 (TensorFlow)
+    from edgebnn.evaluation import craft as craft_batches  # noqa: PLC0415
+
+    batch = ctx.evaluation.batch_size
+    if attacks.name_of(attacks.get(attack)) in attacks.EAGER_ONLY:
+        ctx.progress(label, 0, len(x))
+        x_adv = craft_batches(model, x, y, attack=attack, eps=eps, batch_size=batch, **options)
+        ctx.progress(label, len(x), len(x))
+        return x_adv
+    out = []
+    for i in range(0, len(x), batch):
+        yb = None if y is None else y[i : i + batch]
+        out.append(craft_batches(model, x[i : i + batch], yb, attack=attack, eps=eps, batch_size=batch, **options))
+        ctx.progress(label, min(i + batch, len(x)), len(x))
+    return np.concatenate(out) if out else np.zeros_like(x)

@@ -1,0 +1,87 @@
+"""``[[detection]]``: Guan et al.'s uncertainty detector against one attack.
+
+The detector (:func:`edgebnn.evaluation.detection_experiment`) is fitted on the clean
+and adversarial versions of ``fit`` test images apart from the evaluated ones, and
+tested on adversarial examples crafted afresh from the evaluated images: accuracy,
+ROC AUC, and the uncertainty (mean, std) of each set. Uncertainty comes from
+``samples`` Monte-Carlo passes (default ``evaluation.mc_passes``, else 50), so the
+model should be randomized at inference (MC dropout).
+"""
+
+from typing import Annotated
+
+from pydantic import Field
+
+from edgebnn.recipes.evaluations import attack as attack_kind
+from edgebnn.recipes.schema import OpenSection, RecipeError
+
+NAME = "detection"
+#: Guan et al.'s number of stochastic passes.
+DEFAULT_SAMPLES = 50
+
+
+class Spec(OpenSection):
+    attack: str
+    eps: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    fit: Annotated[int, Field(ge=2)] = 500
+    samples: Annotated[int, Field(ge=1)] | None = None
+
+
+def check(spec, *, recipe, cells, cell, where):
+    from edgebnn import attacks  # noqa: PLC0415 (TensorFlow)
+
+    try:
+        fn = attacks.get(spec.attack)
+    except ValueError as e:
+        raise RecipeError(f"`{where}.attack`: {e}") from None
+    if (spec.eps is None) != (spec.attack in attacks.NO_EPS):
+        need = "takes no `eps`" if spec.attack in attacks.NO_EPS else "needs `eps`"
+        raise RecipeError(f"`{where}.eps`: attack {spec.attack!r} {need}.")
+    accepted = attack_kind._keywords(fn) - attack_kind._RESERVED
+    unknown = [k for k in spec.options if k not in accepted]
+    if unknown:
+        raise RecipeError(f"unknown key `{where}.{unknown[0]}` for attack {spec.attack!r}; valid keys: {sorted(accepted)}.")
+
+
+def units(spec, *, recipe):
+    samples = spec.samples or recipe.evaluation.mc_passes or DEFAULT_SAMPLES
+    return [{"attack": spec.attack, "eps": spec.eps, "fit": spec.fit, "samples": samples, "options": spec.options}]
+
+
+def pool_size(unit):
+    return unit["fit"]
+
+
+def label(unit):
+    eps = "" if unit["eps"] is None else f" eps={unit['eps']:g}"
+    return f"detection of {unit['attack']}{eps}"
+
+
+def cost(unit, *, recipe, n_eval):
+    steps = unit["options"].get("steps", 1)
+    return (n_eval + unit["fit"]) * (steps + 2 * unit["samples"] / 3)
+
+
+def run(unit, ctx):
+    from edgebnn import attacks  # noqa: PLC0415 (TensorFlow)
+    from edgebnn.evaluation import detection_experiment  # noqa: PLC0415
+
+    options = dict(unit["options"])
+    if "eot_samples" in attack_kind._keywords(attacks.get(unit["attack"])):
+        options.setdefault("eot_samples", ctx.eot_samples(ctx.randomized))
+    x_fit, y_fit = ctx.x_pool[: unit["fit"]], ctx.y_pool[: unit["fit"]]
+    ctx.progress(label(unit), 0, 1)
+    result = detection_experiment(
+        ctx.model, x_fit, y_fit, ctx.x_eval, ctx.y_eval, attack=unit["attack"], eps=unit["eps"],
+        samples=unit["samples"], batch_size=ctx.evaluation.batch_size, **options,
+    )
+    ctx.progress(label(unit), 1, 1)
+    detection = result["detection"]
+    metrics = {
+        "detection_accuracy": detection["accuracy"], "detection_auc": detection["auc"],
+        "fit_accuracy": result["fit_detection"]["accuracy"],
+        **{f"uncertainty_{name}_{stat}": value
+           for name, stats in result["uncertainty"].items() for stat, value in stats.items()},
+        "samples": unit["samples"], "fit_images": int(len(x_fit)),
+    }
+    return {"labels": {"attack": unit["attack"], "eps": unit["eps"]}, "metrics": metrics, "arrays": {}}

@@ -1,0 +1,94 @@
+"""``[[probes]]``: mean L1 norm of a named layer's activations, clean and under an attack.
+
+Panda et al. (Fig. 6) compare the L1 norm of hidden activations on clean and
+adversarial inputs to show how discretization damps the perturbation's growth
+through the network. Per image the L1 norm is the sum of the layer's absolute
+activations; the result is its mean over the evaluated images, clean and adversarial,
+and their ratio.
+"""
+
+from typing import Annotated
+
+import numpy as np
+from pydantic import Field
+
+from edgebnn.recipes.evaluations import attack as attack_kind
+from edgebnn.recipes.evaluations import common
+from edgebnn.recipes.schema import OpenSection, RecipeError
+
+NAME = "probes"
+
+
+class Spec(OpenSection):
+    layer: str
+    attack: str
+    eps: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+
+
+def check(spec, *, recipe, cells, cell, where):
+    from edgebnn import attacks  # noqa: PLC0415 (TensorFlow)
+
+    try:
+        fn = attacks.get(spec.attack)
+    except ValueError as e:
+        raise RecipeError(f"`{where}.attack`: {e}") from None
+    if (spec.eps is None) != (spec.attack in attacks.NO_EPS):
+        need = "takes no `eps`" if spec.attack in attacks.NO_EPS else "needs `eps`"
+        raise RecipeError(f"`{where}.eps`: attack {spec.attack!r} {need}.")
+    accepted = attack_kind._keywords(fn) - attack_kind._RESERVED
+    unknown = [k for k in spec.options if k not in accepted]
+    if unknown:
+        raise RecipeError(f"unknown key `{where}.{unknown[0]}` for attack {spec.attack!r}; valid keys: {sorted(accepted)}.")
+
+
+def check_model(spec, model, *, where):
+    """The layer must exist in the cell's model."""
+    names = [layer.name for layer in model.layers]
+    if spec.layer not in names:
+        raise RecipeError(f"`{where}.layer`: model {model.name!r} has no layer {spec.layer!r}; layers: {names}.")
+
+
+def units(spec, *, recipe):
+    return [{"layer": spec.layer, "attack": spec.attack, "eps": spec.eps, "options": spec.options}]
+
+
+def pool_size(unit):
+    return 0
+
+
+def label(unit):
+    eps = "" if unit["eps"] is None else f" eps={unit['eps']:g}"
+    return f"L1 of {unit['layer']!r} under {unit['attack']}{eps}"
+
+
+def cost(unit, *, recipe, n_eval):
+    return n_eval * max(int(unit["options"].get("steps", 1)), 1)
+
+
+def mean_l1(activations):
+    """Mean over images of the sum of absolute activations."""
+    a = np.asarray(activations, np.float64).reshape(len(activations), -1)
+    return float(np.abs(a).sum(axis=1).mean())
+
+
+def run(unit, ctx):
+    import tensorflow as tf  # noqa: PLC0415
+
+    from edgebnn import attacks  # noqa: PLC0415
+
+    options = dict(unit["options"])
+    if "eot_samples" in attack_kind._keywords(attacks.get(unit["attack"])):
+        options.setdefault("eot_samples", ctx.eot_samples(ctx.randomized))
+    x_adv = common.craft(ctx, ctx.model, ctx.x_eval, ctx.y_eval, attack=unit["attack"], eps=unit["eps"],
+                         label=label(unit), **options)
+    probe = tf.keras.Model(ctx.model.inputs, ctx.model.get_layer(unit["layer"]).output)
+    batch = ctx.evaluation.batch_size
+
+    def activations(x):
+        return np.concatenate([np.asarray(probe(x[i : i + batch], training=False)) for i in range(0, len(x), batch)])
+
+    clean, adversarial = mean_l1(activations(ctx.x_eval)), mean_l1(activations(x_adv))
+    metrics = {"l1_clean": clean, "l1_adversarial": adversarial,
+               "l1_ratio": adversarial / clean if clean > 0 else None}
+    return {"labels": {"attack": unit["attack"], "eps": unit["eps"], "layer": unit["layer"]},
+            "metrics": metrics, "arrays": {}}

@@ -1,0 +1,137 @@
+"""Study figures drawn with matplotlib, one drawer per ``kind``, each with the data behind it.
+
+- ``accuracy_vs_eps``: a metric (default accuracy) against eps for one attack, one
+  curve per value of the ``series`` keys (default: the cell), eps 0 being the clean
+  result (Panda et al. Fig. 4 / 5); error bars are the std over repeats.
+- ``uncertainty_histogram``: Guan's uncertainty of one cell's clean and adversarial
+  inputs (Guan et al. Fig. 2); needs ``evaluation.mc_passes``.
+
+Every figure is written as ``figures/NAME.png`` and the plotted numbers as
+``figures/NAME.json``.
+"""
+
+import numpy as np
+
+from edgebnn import _io
+from edgebnn.recipes.report import lookup
+from edgebnn.recipes.schema import RecipeError
+
+_OPTIONS = {
+    "accuracy_vs_eps": {"attack": str, "metric": str, "series": list, "where": dict},
+    "uncertainty_histogram": {"cell": str, "attacks": list, "bins": int},
+}
+_REQUIRED = {"accuracy_vs_eps": ("attack",), "uncertainty_histogram": ("cell",)}
+#: Histogram bins when the recipe sets none.
+DEFAULT_BINS = 30
+
+
+def check(spec, *, names):
+    """Validate a figure entry: known kind, its options and their types, a known cell."""
+    if spec.kind not in _OPTIONS:
+        raise RecipeError(f"`kind` must be one of {sorted(_OPTIONS)}, got {spec.kind!r}")
+    if not spec.name.replace("_", "").replace("-", "").isalnum():
+        raise RecipeError(f"`name` must be letters, digits, _ or -, got {spec.name!r}")
+    allowed = _OPTIONS[spec.kind]
+    for key, value in spec.options.items():
+        if key not in allowed:
+            raise RecipeError(f"unknown key `{key}` for a {spec.kind} figure; valid keys: {sorted(allowed)}")
+        if not isinstance(value, allowed[key]) or isinstance(value, bool):
+            raise RecipeError(f"`{key}` must be a {allowed[key].__name__}, got {value!r}")
+    for key in _REQUIRED[spec.kind]:
+        if key not in spec.options:
+            raise RecipeError(f"a {spec.kind} figure needs `{key}`")
+    if spec.kind == "uncertainty_histogram" and spec.options["cell"] not in names:
+        raise RecipeError(f"`cell`: no cell named {spec.options['cell']!r}; cells: {sorted(names)}")
+
+
+def accuracy_vs_eps_data(spec, records, configs):
+    """``{series label: {"eps": [...], "mean": [...], "std": [...]}}`` of an accuracy_vs_eps figure."""
+    attack, metric = spec.options["attack"], spec.options.get("metric", "accuracy")
+    series_keys, where = spec.options.get("series", ["cell"]), spec.options.get("where", {})
+    points = {}
+    for r in records:
+        if r["evaluation"] not in ("clean", "attacks") or r.get(metric) is None:
+            continue
+        if r["evaluation"] == "attacks" and (r["attack"] != attack or r.get("targets") or r.get("source")):
+            continue
+        if not all(lookup(r, k, configs) == v for k, v in where.items()):
+            continue
+        label = ", ".join(f"{k.rsplit('.', 1)[-1]}={lookup(r, k, configs)}" for k in series_keys)
+        eps = 0.0 if r["evaluation"] == "clean" else r["eps"]
+        points.setdefault(label, {}).setdefault(eps, []).append(float(r[metric]))
+    data = {}
+    for label, by_eps in points.items():
+        eps = sorted(by_eps)
+        data[label] = {"eps": eps, "mean": [float(np.mean(by_eps[e])) for e in eps],
+                       "std": [float(np.std(by_eps[e])) for e in eps]}
+    return data
+
+
+def _draw_accuracy_vs_eps(spec, records, configs, arrays):
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    data = accuracy_vs_eps_data(spec, records, configs)
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for label, curve in data.items():
+        ax.errorbar(curve["eps"], np.array(curve["mean"]) * 100, yerr=np.array(curve["std"]) * 100,
+                    marker="o", capsize=3, label=label)
+    ax.set_xlabel("eps (L-inf)")
+    ax.set_ylabel(f"{spec.options.get('metric', 'accuracy')} (%)")
+    ax.set_title(spec.title or f"{spec.options['attack']}: accuracy against eps")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return fig, data
+
+
+def _draw_uncertainty_histogram(spec, records, configs, arrays):
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    cell, wanted = spec.options["cell"], spec.options.get("attacks")
+    bins = spec.options.get("bins", DEFAULT_BINS)
+    sets = {}
+    for r in records:
+        if r["cell"] != cell or r["repeat"] != 0 or r["evaluation"] not in ("clean", "attacks"):
+            continue
+        if r["evaluation"] == "attacks" and wanted is not None and r["attack"] not in wanted:
+            continue
+        values = arrays(r, "uncertainty")
+        if values is None:
+            continue
+        name = "clean" if r["evaluation"] == "clean" else f"{r['attack']} eps {r['eps']:g}"
+        sets[name] = np.asarray(values, np.float64)
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    top = max([v.max() for v in sets.values()] + [1e-12])
+    edges = np.linspace(0.0, top, bins + 1)
+    data = {}
+    for name, values in sets.items():
+        counts, _ = np.histogram(values, bins=edges)
+        ax.hist(values, bins=edges, alpha=0.5, label=name)
+        data[name] = {"counts": counts.tolist(), "mean": float(values.mean()), "std": float(values.std())}
+    ax.set_xlabel("uncertainty (Guan Eq. 12)")
+    ax.set_ylabel("inputs")
+    ax.set_title(spec.title or f"uncertainty of {cell}")
+    ax.legend(fontsize=7)
+    return fig, {"edges": edges.tolist(), "sets": data}
+
+
+DRAWERS = {"accuracy_vs_eps": _draw_accuracy_vs_eps, "uncertainty_histogram": _draw_uncertainty_histogram}
+
+
+def draw(spec, records, configs, arrays, out_dir):
+    """Draw one figure into ``out_dir``; return ``{"name", "path", "title", "caption", "data"}``."""
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, data = DRAWERS[spec.kind](spec, records, configs, arrays)
+    path = out_dir / f"{spec.name}.png"
+    try:
+        fig.tight_layout()
+        with _io.atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
+    _io.write_json(out_dir / f"{spec.name}.json", {"kind": spec.kind, "options": spec.options, "data": data})
+    return {"name": spec.name, "path": f"{out_dir.name}/{spec.name}.png", "title": spec.title or spec.name,
+            "kind": spec.kind, "data": data}

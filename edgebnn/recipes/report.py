@@ -1,0 +1,229 @@
+"""Study reports: flat result records, the recipe's tables (mean ± std over repeats) and ``report.md``.
+
+A *record* is one cached result of one cell: ``cell``, ``repeat``, ``evaluation``
+(the kind: ``clean``, ``attacks``, ...), the evaluation's labels (``attack``, ``eps``,
+...) and its metrics. Table keys are looked up in the record first, then in the
+cell's resolved configuration (``model.precision``, ``train.adversarial.method``).
+"""
+
+import math
+
+import numpy as np
+
+from edgebnn.evaluation import report as run_report
+
+_FORMATS = {
+    "percent": lambda v: f"{100 * v:.2f}",
+    "fixed2": lambda v: f"{v:.2f}",
+    "fixed3": lambda v: f"{v:.3f}",
+    "fixed4": lambda v: f"{v:.4f}",
+    "scientific": lambda v: f"{v:.2e}",
+}
+
+
+def flatten_config(config, prefix=""):
+    """``{"model": {"precision": "binary"}}`` -> ``{"model.precision": "binary"}``."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten_config(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def lookup(record, key, configs):
+    """Value of ``key`` for ``record``: its own field, else its cell's configuration."""
+    if key in record:
+        return record[key]
+    return configs.get(record["cell"], {}).get(key)
+
+
+def _same(a, b):
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
+    return a == b
+
+
+def _label(keys, values):
+    parts = []
+    as_dict = dict(zip(keys, values))
+    for key, value in as_dict.items():
+        if value is None or (key == "eps" and as_dict.get("attack") == "clean"):
+            continue
+        short = key.rsplit(".", 1)[-1]
+        text = format(value, "g") if isinstance(value, float) else str(value)
+        parts.append(f"{short} {text}" if key in ("eps",) or short in ("input_bits",) else text)
+    return " ".join(parts) or "-"
+
+
+def _matches(record, where, configs):
+    return all(_same(lookup(record, k, configs), v) for k, v in where.items())
+
+
+def table_data(spec, records, configs):
+    """The numbers behind one table: rows, columns and ``{(row, column): stats}``.
+
+    Records of ``spec.evaluation`` (plus the clean records, for metrics they carry)
+    matching ``spec.where`` are grouped by the row and column keys; each group gives
+    the mean, the standard deviation (``ddof=0``) and the number of values (repeats).
+    """
+    chosen = [
+        r for r in records
+        if r["evaluation"] in (spec.evaluation, "clean") and r.get(spec.metric) is not None
+        and _matches(r, spec.where, configs)
+    ]
+    rows, columns, groups = [], [], {}
+    for record in chosen:
+        row = tuple(lookup(record, k, configs) for k in spec.rows)
+        column = tuple(lookup(record, k, configs) for k in spec.columns)
+        if row not in rows:
+            rows.append(row)
+        if column not in columns:
+            columns.append(column)
+        groups.setdefault((row, column), []).append(float(record[spec.metric]))
+    stats = {
+        key: {"mean": float(np.mean(v)), "std": float(np.std(v)), "n": len(v)} for key, v in groups.items()
+    }
+    return rows, columns, stats
+
+
+def _paper_value(spec, row, column):
+    keys = dict(zip(spec.rows, row)) | dict(zip(spec.columns, column))
+    for paper in spec.paper:
+        if all(k in keys and _same(keys[k], v) for k, v in paper.match.items()):
+            return paper.value
+    return None
+
+
+def render_table(spec, records, configs):
+    """``(markdown lines, data)`` of one table: ours as mean ± std (over repeats), the paper's beside."""
+    rows, columns, stats = table_data(spec, records, configs)
+    fmt = _FORMATS[spec.format]
+    unit = " (%)" if spec.format == "percent" else ""
+    lines = [f"### {spec.title}", ""]
+    if not stats:
+        return lines + ["(no results yet)", ""], {"title": spec.title, "rows": [], "columns": [], "cells": []}
+    header = [" / ".join(k.rsplit(".", 1)[-1] for k in spec.rows)] + [_label(spec.columns, c) for c in columns]
+    lines += ["| " + " | ".join(header) + " |", "|---|" + "---:|" * len(columns)]
+    data_cells = []
+    for row in rows:
+        texts = [_label(spec.rows, row)]
+        for column in columns:
+            s = stats.get((row, column))
+            paper = _paper_value(spec, row, column)
+            if s is None:
+                text = "-"
+            else:
+                text = fmt(s["mean"]) + (f" ± {fmt(s['std'])}" if s["n"] > 1 else "")
+            if paper is not None:
+                text += f" (paper {paper})"
+            texts.append(text)
+            data_cells.append({"row": list(row), "column": list(column), **(s or {}), "paper": paper})
+        lines.append("| " + " | ".join(texts) + " |")
+    n = max(s["n"] for s in stats.values())
+    notes = [f"{spec.metric}{unit}"]
+    if n > 1:
+        notes.append(f"mean ± std over {n} runs")
+    if spec.paper:
+        notes.append("paper values in parentheses" + (f" ({spec.paper_source})" if spec.paper_source else ""))
+    lines += ["", "; ".join(notes) + ".", ""]
+    return lines, {"title": spec.title, "metric": spec.metric, "rows": [list(r) for r in rows],
+                   "columns": [list(c) for c in columns], "cells": data_cells}
+
+
+def default_table(study):
+    """The table a recipe without ``[[tables]]`` gets: accuracy per cell, clean and per attack and eps."""
+    from edgebnn.recipes.config import TableSpec  # noqa: PLC0415
+
+    return TableSpec(title="Accuracy (%), clean and under attack", metric="accuracy",
+                     rows=["cell"] if study.repeats == 1 else ["cell"], columns=["attack", "eps"])
+
+
+def _pct(value):
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def _num(value, digits=3):
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _cell_section(cell_report):
+    """Per-cell details: model, training, every result."""
+    lines = [f"### {cell_report['id']}", ""]
+    model, train = cell_report.get("model"), cell_report.get("train")
+    if model:
+        lines.append(f"- model `{model['name']}`: {model['parameters']:,} parameters"
+                     + (" (randomized at inference: attacked with EOT, "
+                        f"{cell_report.get('eot_samples')} samples per gradient)" if model.get("randomized") else ""))
+    if train:
+        lines.append(f"- trained {train['epochs']} epoch(s), seed {train['seed']}"
+                     + (f", adversarial: {train['adversarial']}" if train.get("adversarial") else "")
+                     + f"; cache key `{train['key']}`")
+    results = cell_report.get("results", [])
+    attack_rows = [r for r in results if r["evaluation"] in ("clean", "attacks")]
+    if attack_rows:
+        mc = any("accuracy_mc" in r for r in attack_rows)
+        lines += ["", "| attack | eps | accuracy" + (" (S) | accuracy (M) | uncertainty" if mc else "")
+                  + " | success rate | mean L2 | median L2 | mean Linf |",
+                  "|---|---:|---:|" + ("---:|---:|" if mc else "") + "---:|---:|---:|---:|"]
+        for r in attack_rows:
+            name = r.get("attack", "clean")
+            if r.get("targets"):
+                name += f" (targets: {r['targets']})"
+            if r.get("source"):
+                name += f" (from {r['source']})"
+            eps = "-" if r.get("eps") is None or name == "clean" else format(r["eps"], "g")
+            mc_part = (f" | {_pct(r.get('accuracy_mc'))} | {_num(r.get('uncertainty_mean'), 4)}"
+                       f" ± {_num(r.get('uncertainty_std'), 4)}") if mc else ""
+            lines.append(f"| {name} | {eps} | {_pct(r.get('accuracy'))}{mc_part} | {_pct(r.get('success_rate'))} | "
+                         f"{_num(r.get('l2_mean'))} | {_num(r.get('l2_median'))} | {_num(r.get('linf_mean'))} |")
+    for r in results:
+        if r["evaluation"] == "detection":
+            lines.append(f"- detection of {r['attack']} eps {r['eps']}: accuracy {_pct(r['detection_accuracy'])}, "
+                         f"ROC AUC {_num(r['detection_auc'])} ({r['samples']} MC passes, fitted on "
+                         f"{r['fit_images']} other test images)")
+        elif r["evaluation"] == "probes":
+            lines.append(f"- mean L1 of `{r['layer']}`: clean {_num(r['l1_clean'], 1)}, under {r['attack']} eps "
+                         f"{r['eps']} {_num(r['l1_adversarial'], 1)} (ratio {_num(r['l1_ratio'])})")
+        elif r["evaluation"] not in ("clean", "attacks"):
+            lines.append(f"- {r['evaluation']}: " + ", ".join(f"{k} {v}" for k, v in r.items()
+                                                          if k not in ("cell", "repeat", "evaluation")))
+    deployed = cell_report.get("deployed")
+    if deployed is not None and not deployed.get("deployed", True):
+        lines.append(f"- not deployed: {deployed['reason']}")
+    elif deployed:
+        lines.append(f"- deployed ({deployed['target']}): {deployed['tflite_bytes']:,} bytes"
+                     + (f", clean agreement with Keras {_pct(deployed.get('agreement_clean'))}"
+                        if "agreement_clean" in deployed else ""))
+    return lines + [""]
+
+
+def to_markdown(report, study):
+    """``report.md`` of a study: data caption, the recipe's tables, figures, then every cell."""
+    if report.get("legacy"):
+        head = run_report.to_markdown(report["legacy"]).rstrip("\n").split("\n")
+        head[0] = f"# edgebnn run: {report['recipe']}"
+    else:
+        head = [f"# edgebnn study: {report['recipe']}"]
+    lines = head + [""]
+    if report.get("description"):
+        lines += [f"{report['description']}", ""]
+    status = report["status"]
+    lines += [f"- status: **{status}**" + (f" ({report['error']})" if report.get("error") else ""),
+              f"- data: {report['data_caption']}",
+              f"- cells: {len(study.cells)} ({study.repeats} run(s) each); wall time {report['seconds']:.1f} s "
+              f"({report['computed_seconds']:.1f} s computed in this run, the rest from the cache)",
+              "- white-box attacks see through discretization and sign with straight-through gradients (BPDA); "
+              "randomized models are attacked with expectation over their randomness (EOT) unless noted", ""]
+    lines += ["## Tables", ""]
+    for table in report["tables"]:
+        lines += table["markdown"]
+    if report.get("figures"):
+        lines += ["## Figures", ""]
+        for figure in report["figures"]:
+            lines += [f"![{figure['title']}]({figure['path']})", "", f"{figure['caption']}", ""]
+    lines += ["## Cells", ""]
+    for cell_report in report["cells"]:
+        lines += _cell_section(cell_report)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,116 @@
+"""The run folder: a lock against concurrent runs, and a cache keyed by configuration.
+
+Layout of ``--out``::
+
+    run.lock                      held (flock) by the running process
+    report.json, report.md        rewritten after every result
+    figures/NAME.png, NAME.json
+    model.keras, model.tflite     single-cell recipes only: copies of the cell's
+    store/models/KEY/             one trained model: config.json, model.keras,
+                                  train.json, checkpoints/ while training
+    store/results/KEY.json        one evaluation result (+ KEY.npz arrays)
+    store/deploy/KEY/             one converted model: model.tflite, deploy.json
+
+``KEY`` is a hash of exactly the configuration that produced the artifact (for a
+result: its model's key, the data and evaluation settings, and its own parameters),
+so a changed configuration never meets another configuration's checkpoint, and an
+unchanged one is never recomputed. Every file is written atomically.
+"""
+
+import errno
+import fcntl
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from edgebnn import _io
+from edgebnn.recipes.schema import RecipeError
+
+#: Bumped when the meaning of stored artifacts changes, so old caches are not reused.
+FORMAT = "edgebnn-study-1"
+
+
+def key_of(payload):
+    """A 20-hex-digit SHA-256 of ``payload`` as canonical JSON (sorted keys)."""
+    text = json.dumps({"format": FORMAT, **payload}, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
+
+
+class RunLock:
+    """An exclusive ``flock`` on ``out/run.lock``; a second run on the folder fails at once.
+
+    The kernel drops the lock when the holder exits, even on SIGKILL, so a killed run
+    never leaves a stale lock behind.
+    """
+
+    def __init__(self, out):
+        self.path = Path(out) / "run.lock"
+        self._fd = None
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = os.read(fd, 64).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            if e.errno in (errno.EAGAIN, errno.EACCES):
+                raise RecipeError(
+                    f"another run (pid {holder}) is using {self.path.parent}; wait for it to finish or "
+                    f"choose another --out."
+                ) from None
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode("ascii"))
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+        self._fd = None
+
+
+class Store:
+    """Keyed artifacts under ``out/store``."""
+
+    def __init__(self, out):
+        self.root = Path(out) / "store"
+
+    def model_dir(self, key):
+        return self.root / "models" / key
+
+    def deploy_dir(self, key):
+        return self.root / "deploy" / key
+
+    def result_path(self, key):
+        return self.root / "results" / f"{key}.json"
+
+    def arrays_path(self, key):
+        return self.root / "results" / f"{key}.npz"
+
+    def load_result(self, key):
+        """The stored result of ``key``, or ``None`` if it was never finished."""
+        path = self.result_path(key)
+        if not path.is_file():
+            return None
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def save_result(self, key, result, arrays=None):
+        """Store a result; its arrays first, so a stored result always has its arrays."""
+        if arrays:
+            with _io.atomic_path(self.arrays_path(key)) as tmp:
+                with open(tmp, "wb") as f:
+                    np.savez_compressed(f, **arrays)
+        _io.write_json(self.result_path(key), result)
+
+    def load_arrays(self, key):
+        path = self.arrays_path(key)
+        if not path.is_file():
+            return None
+        with np.load(path) as npz:
+            return {name: npz[name] for name in npz.files}
