@@ -11,7 +11,10 @@ A recipe is also a *study*: it may add
 - ``[grid]``: dotted keys mapped to lists of values; their cartesian product gives
   one cell per combination (named ``key=value,...`` from the keys' last parts);
 - ``[[cells]]``: named cells, each a ``name`` plus dotted-key overrides; with a grid
-  too, every named cell is crossed with every grid combination;
+  too, every named cell is crossed with every grid combination, except cells that
+  set ``grid = false`` (one cell each, e.g. a transfer source or a one-off variant);
+  when no named cell is crossed with the grid, the grid's combinations (or, without
+  a grid, the base recipe) are cells of their own;
 - ``repeats = N``: every cell trained N times with consecutive ``train.seed``;
 - ``[[tables]]`` and ``[[figures]]``: how ``report.md`` lays out the results.
 
@@ -277,7 +280,8 @@ def _valid_keys(model_cls, loc):
 
 def _messages(error, model_cls, prefix=""):
     out = []
-    for err in error.errors():
+    errors = sorted(error.errors(), key=lambda err: err["type"] != "extra_forbidden")  # typos first
+    for err in errors:
         loc = tuple(err["loc"])
         key = prefix + ".".join(str(p) for p in loc)
         if err["type"] == "extra_forbidden":
@@ -419,11 +423,16 @@ def _grid_combinations(grid):
 
 
 def _named_cells(cells):
+    """``[(name, overrides, crossed with the grid)]`` of the ``[[cells]]`` entries."""
     out = []
     for i, entry in enumerate(cells):
         if "name" not in entry or not isinstance(entry["name"], str) or not _CELL_NAME.match(entry["name"]):
             raise RecipeError(f"`cells.{i}.name` is required: letters, digits and _.+-=,[] only, got {entry.get('name')!r}.")
-        out.append((entry["name"], _flatten({k: v for k, v in entry.items() if k != "name"})))
+        crossed = entry.get("grid", True)
+        if not isinstance(crossed, bool):
+            raise RecipeError(f"`cells.{i}.grid` must be true or false, got {crossed!r}.")
+        overrides = _flatten({k: v for k, v in entry.items() if k not in ("name", "grid")})
+        out.append((entry["name"], overrides, crossed))
     return out
 
 
@@ -446,11 +455,13 @@ def expand(table, *, name):
         raise RecipeError(f"unknown key `{unknown[0]}`; valid top-level keys: {valid}.")
     base = _validate(Recipe, base_table)
 
-    named = _named_cells(keys.cells) if keys.cells else [(None, {})]
+    named = _named_cells(keys.cells)
     grid = list(_grid_combinations(keys.grid)) if keys.grid else [(None, {})]
+    if not any(crossed for _, _, crossed in named):
+        named = [(None, {}, True)] + named  # the grid (or the base recipe) is a cell set of its own
     variants = []
-    for cell_name, cell_overrides in named:
-        for grid_name, grid_overrides in grid:
+    for cell_name, cell_overrides, crossed in named:
+        for grid_name, grid_overrides in grid if crossed else [(None, {})]:
             parts = [p for p in (cell_name, grid_name) if p]
             variants.append((",".join(parts) or base.name, {**cell_overrides, **grid_overrides}))
     names = [v[0] for v in variants]

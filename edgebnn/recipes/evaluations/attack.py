@@ -86,6 +86,32 @@ def check(spec, *, recipe, cells, cell, where):
             raise RecipeError(f"`{where}.source`: a transfer attack needs another cell than {cell!r} itself.")
 
 
+def dry_run(name, eps, options, model, *, where, targeted=False):
+    """Call the attack once on one blank image of ``model``, so its own checks of the
+    option values fail now, naming the entry, instead of after training.
+
+    Black-box attacks that train a model (``attacks.EAGER_ONLY``) are not dry-run.
+    """
+    import numpy as np  # noqa: PLC0415
+
+    from edgebnn import attacks  # noqa: PLC0415 (TensorFlow)
+
+    if name in attacks.EAGER_ONLY:
+        return
+    x = np.zeros((1, *model.input_shape[1:]), np.float32)
+    budget = {} if eps is None else {"eps": eps}
+    extra = {"targeted": True, "y": np.zeros(1, np.int64)} if targeted else {}
+    try:
+        attacks.get(name)(model, x, **budget, **extra, **options)
+    except (ValueError, TypeError) as e:
+        raise RecipeError(f"`{where}`: {e}") from None
+
+
+def check_model(spec, model, *, where):
+    """Dry-run the attack with the entry's options on the cell's (untrained) model."""
+    dry_run(spec.name, spec.eps_list[0], spec.options, model, where=where, targeted=spec.targets is not None)
+
+
 def units(spec, *, recipe):
     """One result per eps."""
     from edgebnn import attacks  # noqa: PLC0415 (TensorFlow)

@@ -43,6 +43,11 @@ def check(spec, *, recipe, cells, cell, where):
         raise RecipeError(f"unknown key `{where}.{unknown[0]}` for attack {spec.attack!r}; valid keys: {sorted(accepted)}.")
 
 
+def check_model(spec, model, *, where):
+    """Dry-run the attack with the entry's options on the cell's (untrained) model."""
+    attack_kind.dry_run(spec.attack, spec.eps, spec.options, model, where=where)
+
+
 def units(spec, *, recipe):
     samples = spec.samples or recipe.evaluation.mc_passes or DEFAULT_SAMPLES
     return [{"attack": spec.attack, "eps": spec.eps, "fit": spec.fit, "samples": samples, "options": spec.options}]

@@ -43,6 +43,7 @@ def check(spec, *, recipe, cells, cell, where):
 
 def check_model(spec, model, *, where):
     """The layer must exist in the cell's model."""
+    attack_kind.dry_run(spec.attack, spec.eps, spec.options, model, where=where)
     names = [layer.name for layer in model.layers]
     if spec.layer not in names:
         raise RecipeError(f"`{where}.layer`: model {model.name!r} has no layer {spec.layer!r}; layers: {names}.")
