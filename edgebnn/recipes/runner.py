@@ -504,13 +504,9 @@ class _Runner:
                 model_key, units = plans[cell.id]
                 train_work, unit_work = work[cell.id]
                 self.console.line(f"cell {index}/{len(study.cells)} {cell.id!r}")
-                cached = (self.store.model_dir(model_key) / "model.keras").is_file()
-                before = self.computed_seconds
+                if (self.store.model_dir(model_key) / "model.keras").is_file():
+                    self.console.skip(train_work)  # (trained epochs are accounted one by one)
                 model, randomized, _ = self.trained(cell)
-                if cached:
-                    self.console.skip(train_work)
-                else:
-                    self.console.done(train_work, self.computed_seconds - before)
                 ctx = self._context(cell, model, randomized)
                 keep = cell.recipe.deploy.enabled and cell.recipe.deploy.verify
                 for unit in units:

@@ -1,0 +1,231 @@
+"""Studies end to end: the runner's numbers against direct API calls, the cache, the lock, figures."""
+
+import json
+import textwrap
+
+import numpy as np
+import pytest
+
+from edgebnn import data as data_lib
+from edgebnn.recipes import config, runner
+from edgebnn.recipes.console import Console
+from edgebnn.recipes.evaluations.attack import attack_metrics, perturbation_metrics, targets_for
+from edgebnn.recipes.store import RunLock
+
+import tensorflow as tf
+
+TINY = textwrap.dedent(
+    """
+    name = "tiny"
+    [data]
+    dataset = "fashion_mnist"
+    train_limit = 300
+    test_limit = 120
+    [model]
+    family = "panda_fcn2"
+    precision = "binary"
+    input_bits = 2
+    [train]
+    epochs = 1
+    batch_size = 64
+    [evaluation]
+    limit = 60
+    batch_size = 30
+    [[attacks]]
+    name = "fgsm"
+    eps = [0.1, 0.2]
+    [deploy]
+    enabled = false
+    [grid]
+    "model.precision" = ["float", "binary"]
+    [[figures]]
+    kind = "accuracy_vs_eps"
+    name = "fgsm_curve"
+    attack = "fgsm"
+    series = ["model.precision"]
+    """
+)
+
+
+class _Quiet(Console):
+    """Collects the console lines instead of printing them."""
+
+    def __init__(self):
+        super().__init__()
+        self.lines = []
+
+    def line(self, message):
+        self.lines.append(message)
+
+    def note(self, message):
+        self.lines.append(message)
+
+
+def _study(tmp_path, text, overrides=(), data_dir=None):
+    path = tmp_path / "study.toml"
+    path.write_text(text)
+    if data_dir is not None:
+        overrides = [f'data.data_dir="{data_dir}"', *overrides]
+    return config.load(path, overrides=overrides)
+
+
+def _run(study, out):
+    console = _Quiet()
+    report = runner.run(study, out, console=console)
+    return report, console.lines
+
+
+def _model(out, report, cell):
+    [entry] = [c for c in report["cells"] if c["id"] == cell]
+    return tf.keras.models.load_model(out / "store" / "models" / entry["model_key"] / "model.keras", compile=False)
+
+
+# --- metrics against NumPy references ------------------------------------------------
+
+
+def test_attack_metrics_reference():
+    x = np.zeros((4, 2, 2, 1))
+    x_adv = x.copy()
+    x_adv[0, 0, 0, 0] = 0.3  # L2 0.3, Linf 0.3
+    x_adv[1] = 0.1  # L2 0.2, Linf 0.1
+    y = np.array([0, 1, 2, 3])
+    clean = np.array([0, 1, 2, 0])  # the last image is already wrong: not attempted
+    adv = np.array([5, 1, 7, 3])
+    m = attack_metrics(x=x, x_adv=x_adv, y=y, clean_pred=clean, adv_pred=adv)
+    assert m["accuracy"] == 0.5 and m["attempted"] == 3 and m["successes"] == 2
+    assert m["success_rate"] == pytest.approx(2 / 3)
+    assert m["l2_mean"] == pytest.approx(0.15) and m["linf_median"] == pytest.approx(0.15)  # images 0 and 2
+    targeted = attack_metrics(x=x, x_adv=x_adv, y=y, clean_pred=clean, adv_pred=adv, targets=np.array([5, 2, 7, 3]))
+    assert targeted["success_rate"] == 0.75 and targeted["attempted"] == 4
+    assert perturbation_metrics(x, x_adv, np.zeros(4, bool))["l2_mean"] is None
+
+
+def test_targets_all_and_random():
+    y = np.array([0, 3])
+    index, targets = targets_for(y, mode="all", num_classes=4, rng=np.random.default_rng(0))
+    assert index.tolist() == [0, 0, 0, 1, 1, 1] and targets.tolist() == [1, 2, 3, 0, 1, 2]
+    index, targets = targets_for(np.arange(10) % 4, mode="random", num_classes=4, rng=np.random.default_rng(0))
+    assert index.tolist() == list(range(10)) and np.all(targets != np.arange(10) % 4)
+
+
+# --- a small study on real data --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, data_dir):
+    tmp = tmp_path_factory.mktemp("tiny")
+    study = _study(tmp, TINY, data_dir=data_dir)
+    out = tmp / "run"
+    report, lines = _run(study, out)
+    return study, out, report, lines
+
+
+def test_report_numbers_equal_direct_api_calls(tiny_run, data_dir):
+    from edgebnn.evaluation import craft, predict_labels
+
+    study, out, report, _ = tiny_run
+    assert report["status"] == "complete" and len(report["cells"]) == 2
+    x_test, y_test = data_lib.load("fashion_mnist", "test", data_dir=data_dir, limit=120, seed=0)
+    for cell in report["cells"]:
+        model = _model(out, report, cell["id"])
+        clean = [r for r in cell["results"] if r["evaluation"] == "clean"][0]
+        assert clean["accuracy"] == np.mean(predict_labels(model, x_test) == y_test)
+        for r in (r for r in cell["results"] if r["evaluation"] == "attacks"):
+            x_adv = craft(model, x_test[:60], y_test[:60], attack="fgsm", eps=r["eps"], batch_size=30)
+            pred = predict_labels(model, x_adv)
+            assert r["accuracy"] == np.mean(pred == y_test[:60])
+            expected = attack_metrics(x=x_test[:60], x_adv=x_adv, y=y_test[:60],
+                                      clean_pred=predict_labels(model, x_test[:60]), adv_pred=pred)
+            for key in ("success_rate", "l2_mean", "linf_mean"):
+                assert r[key] == pytest.approx(expected[key], rel=1e-6), key
+    table = report["tables"][0]
+    assert table["columns"] == [["clean", 0.0], ["fgsm", 0.1], ["fgsm", 0.2]]
+    assert "| precision=float |" in (out / "report.md").read_text()
+    assert "evaluations on the first 60 images of the test part" in report["data_caption"]
+
+
+def test_figure_files_decode_and_hold_the_curves(tiny_run):
+    import matplotlib.image
+
+    _, out, report, _ = tiny_run
+    image = matplotlib.image.imread(out / "figures" / "fgsm_curve.png")
+    assert image.ndim == 3 and image.shape[0] > 100
+    behind = json.loads((out / "figures" / "fgsm_curve.json").read_text())["data"]
+    assert sorted(behind) == ["precision=binary", "precision=float"]
+    for precision, curve in behind.items():
+        assert curve["eps"] == [0.0, 0.1, 0.2]
+        cell = [c for c in report["cells"] if c["id"] == precision][0]
+        by_eps = {0.0 if r["evaluation"] == "clean" else r["eps"]: r["accuracy"] for r in cell["results"]}
+        assert curve["mean"] == [by_eps[e] for e in curve["eps"]]
+    assert "![FGSM" not in (out / "report.md").read_text() and "figures/fgsm_curve.png" in (out / "report.md").read_text()
+
+
+def test_rerun_computes_nothing_and_an_added_attack_only_itself(tiny_run, tmp_path):
+    study, out, report, _ = tiny_run
+    again, lines = _run(study, out)
+    assert again["computed_seconds"] == 0
+    assert not any("training" in line for line in lines)
+    assert again["records"] == report["records"]
+    bigger = TINY.replace("[deploy]", '[[attacks]]\nname = "pgd"\neps = [0.1]\nsteps = 3\n[deploy]')
+    more = _study(tmp_path, bigger, overrides=[f'data.data_dir="{study.cells[0].recipe.data.data_dir}"'])
+    extended, lines = _run(more, out)
+    computed = [line for line in lines if line.endswith("s)") and "(cached)" not in line]
+    assert computed and all("pgd eps=0.1" in line for line in computed)
+    assert [r for r in extended["records"] if r["attack"] != "pgd"] == report["records"]
+
+
+def test_a_second_run_on_the_folder_is_refused(tiny_run):
+    study, out, _, _ = tiny_run
+    with RunLock(out):
+        with pytest.raises(config.RecipeError, match=r"another run \(pid \d+\) is using"):
+            runner.run(study, out, console=_Quiet())
+
+
+def test_bad_option_values_fail_before_training(tmp_path, data_dir):
+    text = TINY.replace("[deploy]", '[[cells]]\nname = "a"\n"attacks.0.eps" = [0.1]\n[deploy]') + textwrap.dedent(
+        """
+        [[cells.attacks]]
+        name = "pgd"
+        eps = 0.1
+        steps = 0
+        """
+    )
+    study = _study(tmp_path, text, data_dir=data_dir)
+    console = _Quiet()
+    with pytest.raises(config.RecipeError, match=r"cell 'a,precision=float': `attacks.0`: `steps` must be a positive int"):
+        runner.run(study, tmp_path / "run", console=console)
+    assert not any("training" in line for line in console.lines)
+
+
+def test_a_failed_rerun_leaves_no_stale_outputs(tmp_path, data_dir, monkeypatch):
+    single = TINY.split("[grid]")[0].replace("enabled = false", "enabled = false")
+    study = _study(tmp_path, single, data_dir=data_dir)
+    out = tmp_path / "run"
+    _run(study, out)
+    assert (out / "model.keras").is_file() and json.loads((out / "report.json").read_text())["status"] == "complete"
+    from edgebnn.recipes.evaluations import attack
+
+    def broken(unit, ctx):
+        raise RuntimeError("attack crashed")
+
+    monkeypatch.setattr(attack, "run", broken)
+    changed = _study(tmp_path, single, overrides=["attacks.0.eps=[0.3]"], data_dir=data_dir)
+    with pytest.raises(RuntimeError, match="attack crashed"):
+        runner.run(changed, out, console=_Quiet())
+    report = json.loads((out / "report.json").read_text())
+    assert report["status"] == "failed" and "attack crashed" in report["error"]
+    assert not (out / "model.keras").exists()  # the old run's model is not left beside a failed report
+    clean = [r for r in report["records"] if r["evaluation"] == "clean"]
+    assert len(clean) == 1  # what finished still reached the report
+    assert "**failed**" in (out / "report.md").read_text()
+
+
+def test_offline_mnist_split_in_the_caption(tmp_path, data_dir):
+    text = TINY.split("[grid]")[0].replace('dataset = "fashion_mnist"\ntrain_limit = 300\ntest_limit = 120',
+                                          'dataset = "mnist"\nsplit = { train = 200, test = 80, seed = 3 }')
+    study = _study(tmp_path, text, data_dir=data_dir)
+    report, _ = _run(study, tmp_path / "run")
+    assert report["dataset"] == {"name": "mnist", "train_size": 200, "test_size": 80, "attack_size": 60}
+    assert ("mnist official test split (10,000 images), carved with seed 3 into a class-stratified 200-image "
+            "train part and a disjoint 80-image test part") in report["data_caption"]
+    assert report["data_caption"] in (tmp_path / "run" / "report.md").read_text()
