@@ -1,0 +1,140 @@
+"""Killing a study with SIGKILL and rerunning it: nothing finished is recomputed.
+
+These tests are about the process (a SIGKILL cannot be simulated in-process), so
+they run the CLI in a subprocess and read its console lines. Each trains and
+attacks a small study several times over, hence ``slow``.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+STUDY = """
+name = "resume"
+[data]
+dataset = "fashion_mnist"
+train_limit = 300
+test_limit = 120
+[model]
+family = "panda_fcn2"
+input_bits = 2
+[train]
+epochs = 2
+batch_size = 64
+[evaluation]
+limit = 60
+batch_size = 30
+[[attacks]]
+name = "fgsm"
+eps = [0.1]
+[[attacks]]
+name = "pgd"
+eps = [0.1, 0.2]
+steps = 20
+[deploy]
+enabled = false
+[grid]
+"model.precision" = ["float", "binary"]
+"""
+
+
+def _command(recipe, out, *overrides):
+    return [sys.executable, "-m", "edgebnn.recipes", "run", str(recipe), "--out", str(out),
+            *(a for o in overrides for a in ("--set", o))]
+
+
+def _env(data_dir):
+    return {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3", "EDGEBNN_DATA_DIR": str(data_dir)}
+
+
+def _run(recipe, out, data_dir, *overrides):
+    result = subprocess.run(_command(recipe, out, *overrides), capture_output=True, text=True, env=_env(data_dir),
+                            cwd=REPO, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout.splitlines()
+
+
+def _run_and_kill(recipe, out, data_dir, marker, *overrides):
+    """Start a run, SIGKILL it as soon as a console line contains ``marker``; return the lines read."""
+    proc = subprocess.Popen(_command(recipe, out, *overrides), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True, env=_env(data_dir), cwd=REPO)
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+            if marker in line:
+                proc.kill()
+                break
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+    assert proc.returncode == -9, f"the run ended before {marker!r}: {lines[-5:]}"
+    return lines
+
+
+def _metrics(out):
+    report = json.loads((out / "report.json").read_text())
+    assert report["status"] == "complete"
+    return [{k: v for k, v in r.items()} for r in report["records"]]
+
+
+def _count(lines, text):
+    return sum(text in line for line in lines)
+
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def recipe(tmp_path):
+    path = tmp_path / "resume.toml"
+    path.write_text(STUDY)
+    return path
+
+
+def test_sigkill_after_a_cell_and_mid_attack_recomputes_nothing_finished(recipe, tmp_path, data_dir):
+    reference = tmp_path / "uninterrupted"
+    _run(recipe, reference, data_dir)
+
+    out = tmp_path / "killed"
+    first = _run_and_kill(recipe, out, data_dir, "cell 2/2")
+    assert _count(first, "'precision=float': epoch") == 2
+    second = _run_and_kill(recipe, out, data_dir, "'precision=binary': pgd eps=0.1 ...")
+    assert _count(second, "'precision=float': epoch") == 0  # the finished cell is not retrained
+    assert _count(second, "'precision=float': training") == 0
+    assert _count(second, "(cached)") == 4  # float: clean, fgsm, pgd 0.1, pgd 0.2
+    assert _count(second, "'precision=binary': epoch") == 2  # killed before its first epoch ended
+    third = _run(recipe, out, data_dir)
+    assert _count(third, "training") == 0 and _count(third, ": epoch") == 0
+    computed = [line for line in third if line.endswith(" s)") and "(cached)" not in line]
+    assert [line.split("': ", 1)[1].split(":")[0] for line in computed] == ["pgd eps=0.1", "pgd eps=0.2"]
+    assert _count(third, "(cached)") == 6
+    assert _metrics(out) == _metrics(reference)
+
+
+def test_a_changed_configuration_reuses_no_checkpoint(recipe, tmp_path, data_dir):
+    out = tmp_path / "run"
+    only_float = ['grid.model.precision=["float"]', "train.epochs=3"]
+    # the epoch line is printed before Keras backs the epoch up: kill after the second
+    # epoch's line, when the first epoch's state is surely saved
+    _run_and_kill(recipe, out, data_dir, "'precision=float': epoch 2/3", *only_float)
+    [old_key] = os.listdir(out / "store" / "models")
+    assert (out / "store" / "models" / old_key / "checkpoints" / "resume").is_dir()  # resumable state was left
+    lines = _run(recipe, out, data_dir, *only_float, "model.input_bits=4")
+    assert _count(lines, "resuming") == 0
+    assert [_count(lines, f"'precision=float': epoch {e}/3") for e in (1, 2, 3)] == [1, 1, 1]
+    keys = set(os.listdir(out / "store" / "models"))
+    assert old_key in keys and len(keys) == 2
+    assert not (out / "store" / "models" / old_key / "model.keras").exists()  # the old run's state is untouched
+    report = json.loads((out / "report.json").read_text())
+    assert report["cells"][0]["config"]["model"]["input_bits"] == 4
+    assert report["cells"][0]["model_key"] != old_key
+    # and the old configuration, rerun, resumes its own state instead of starting over
+    lines = _run(recipe, out, data_dir, *only_float)
+    assert _count(lines, "resuming") == 1 and _count(lines, ": epoch 1/3") == 0 and _count(lines, ": epoch 3/3") == 1
