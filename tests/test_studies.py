@@ -229,3 +229,136 @@ def test_offline_mnist_split_in_the_caption(tmp_path, data_dir):
     assert ("mnist official test split (10,000 images), carved with seed 3 into a class-stratified 200-image "
             "train part and a disjoint 80-image test part") in report["data_caption"]
     assert report["data_caption"] in (tmp_path / "run" / "report.md").read_text()
+
+
+FULL = textwrap.dedent(
+    """
+    name = "full"
+    [data]
+    dataset = "fashion_mnist"
+    train_limit = 300
+    test_limit = 200
+    [model]
+    family = "panda_fcn2"
+    precision = "binary"
+    input_bits = 2
+    [train]
+    epochs = 1
+    batch_size = 64
+    [evaluation]
+    limit = 40
+    batch_size = 40
+    [[attacks]]
+    name = "fgsm"
+    eps = [0.1]
+    [[attacks]]
+    name = "cw_l2"
+    targets = "all"
+    max_iterations = 5
+    binary_search_steps = 1
+    [[attacks]]
+    name = "substitute"
+    eps = 0.3
+    holdout = 30
+    rounds = 2
+    epochs = 2
+    [[probes]]
+    layer = "dense_1"
+    attack = "fgsm"
+    eps = 0.1
+    [deploy]
+    enabled = true
+    [grid]
+    "model.precision" = ["float", "binary"]
+    "model.input_bits" = [2, 8]
+    [[cells]]
+    name = "adv"
+    grid = false
+    train.adversarial = { method = "fgsm", eps = 0.1, mode = "augment" }
+    [[cells]]
+    name = "mc"
+    grid = false
+    model = { family = "guan_lenet", precision = "float", options = { mc_dropout = true } }
+    evaluation.mc_passes = 5
+    attacks = [{ name = "fgsm", eps = 0.1 }]
+    probes = []
+    detection = [{ attack = "fgsm", eps = 0.1, fit = 60, samples = 5 }]
+    [[cells]]
+    name = "transfer"
+    grid = false
+    attacks = [{ name = "fgsm", eps = 0.1, source = "precision=float,input_bits=8" }]
+    probes = []
+    [[figures]]
+    kind = "uncertainty_histogram"
+    name = "mc_uncertainty"
+    cell = "mc"
+    """
+)
+
+
+@pytest.mark.slow
+def test_full_study_against_direct_api_calls(tmp_path, data_dir):
+    from edgebnn.evaluation import craft, predict_labels, predict_mc
+    from edgebnn.recipes.evaluations.probe import mean_l1
+
+    study = _study(tmp_path, FULL, data_dir=data_dir)
+    assert [c.name for c in study.cells][-3:] == ["adv", "mc", "transfer"] and len(study.cells) == 7
+    out = tmp_path / "run"
+    report, _ = _run(study, out)
+    assert report["status"] == "complete"
+    x_test, y_test = data_lib.load("fashion_mnist", "test", data_dir=data_dir, limit=200, seed=0)
+    x, y = x_test[:40], y_test[:40]
+    cells = {c["id"]: c for c in report["cells"]}
+
+    def result(cell, evaluation, **labels):
+        found = [r for r in cells[cell]["results"] if r["evaluation"] == evaluation
+                 and all(r.get(k) == v for k, v in labels.items())]
+        assert len(found) == 1, (cell, evaluation, labels)
+        return found[0]
+
+    # grid cell: clean, FGSM, targeted CW on every wrong class, substitute, probe, deployment
+    model = _model(out, report, "precision=binary,input_bits=2")
+    assert result("precision=binary,input_bits=2", "clean")["accuracy"] == np.mean(predict_labels(model, x_test) == y_test)
+    x_adv = craft(model, x, y, attack="fgsm", eps=0.1, batch_size=40)
+    assert result("precision=binary,input_bits=2", "attacks", attack="fgsm")["accuracy"] == np.mean(
+        predict_labels(model, x_adv) == y)
+    cw = result("precision=binary,input_bits=2", "attacks", attack="cw_l2")
+    assert cw["images"] == 40 * 9 and cw["targets"] == "all" and 0 <= cw["success_rate"] <= 1
+    assert cw["successes"] == 0 or cw["l2_mean"] > 0
+    substitute = result("precision=binary,input_bits=2", "attacks", attack="substitute")
+    assert substitute["images"] == 40 and 0 <= substitute["accuracy"] <= 1
+    probe = result("precision=binary,input_bits=2", "probes", layer="dense_1")
+    import tensorflow as tf
+
+    layer = tf.keras.Model(model.inputs, model.get_layer("dense_1").output)
+    assert probe["l1_clean"] == pytest.approx(mean_l1(layer(x)), rel=1e-5)
+    assert probe["l1_adversarial"] == pytest.approx(mean_l1(layer(x_adv)), rel=1e-5)
+    deployed = cells["precision=binary,input_bits=2"]["deployed"]
+    assert deployed["deployed"] and deployed["agreement_clean"] >= 0.99
+    assert deployed["adversarial_examples"] == 40 + 360 + 40  # FGSM, CW (9 targets) and substitute examples
+    # adversarially trained cell
+    assert cells["adv"]["train"]["adversarial"]["mode"] == "augment"
+    adv_model = _model(out, report, "adv")
+    assert result("adv", "clean")["accuracy"] == np.mean(predict_labels(adv_model, x_test) == y_test)
+    # Monte-Carlo cell: S and M, uncertainty, detection, not deployable, EOT
+    mc = result("mc", "clean")
+    assert cells["mc"]["model"]["randomized"] and cells["mc"]["eot_samples"] == 10
+    assert not cells["mc"]["deployed"]["deployed"] and "random at inference" in cells["mc"]["deployed"]["reason"]
+    mc_model = _model(out, report, "mc")
+    direct = predict_mc(mc_model, x, samples=5)
+    assert abs(mc["accuracy_mc"] - np.mean(direct.classes == y)) <= 0.15  # random passes: close, not equal
+    assert mc["uncertainty_mean"] > 0
+    assert result("mc", "attacks", attack="fgsm")["eot_samples"] == 10
+    detection = result("mc", "detection", attack="fgsm")
+    assert 0 <= detection["detection_auc"] <= 1 and detection["fit_images"] == 60
+    histogram = json.loads((out / "figures" / "mc_uncertainty.json").read_text())["data"]
+    assert sorted(histogram["sets"]) == ["clean", "fgsm eps 0.1"]
+    assert sum(histogram["sets"]["clean"]["counts"]) == 40
+    # transfer cell: crafted on another cell's model, evaluated on this one
+    source = _model(out, report, "precision=float,input_bits=8")
+    target = _model(out, report, "transfer")
+    x_transfer = craft(source, x, y, attack="fgsm", eps=0.1, batch_size=40)
+    assert result("transfer", "attacks", source="precision=float,input_bits=8")["accuracy"] == np.mean(
+        predict_labels(target, x_transfer) == y)
+    markdown = (out / "report.md").read_text()
+    assert "randomized at inference: attacked with EOT" in markdown and "not deployed" in markdown

@@ -55,6 +55,18 @@ def _keywords(fn):
     return {p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY}
 
 
+def _open_options(fn):
+    """Whether the attack takes ``**options`` (passed on, e.g. the substitute's training options),
+    whose names only the attack itself can check when it runs."""
+    return any(p.kind is p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
+
+
+def _eps_required(fn):
+    """Whether ``eps`` is a required argument of the attack (CW-L2's budget is optional)."""
+    parameter = inspect.signature(fn).parameters.get("eps")
+    return parameter is not None and parameter.default is inspect.Parameter.empty
+
+
 def check(spec, *, recipe, cells, cell, where):
     """Registry checks: the attack exists, its options and eps fit it, ``source`` names a cell."""
     from edgebnn import attacks  # noqa: PLC0415 (TensorFlow)
@@ -67,10 +79,10 @@ def check(spec, *, recipe, cells, cell, where):
     if spec.name in attacks.NO_EPS:
         if spec.eps is not None:
             raise RecipeError(f"`{where}.eps`: attack {spec.name!r} has no eps budget; remove the key.")
-    elif spec.eps is None or spec.eps == []:
+    elif spec.eps == [] or (spec.eps is None and _eps_required(fn)):
         raise RecipeError(f"`{where}` needs `eps` (a number or a non-empty list of numbers >= 0).")
     accepted = keywords - _RESERVED
-    unknown = [k for k in spec.options if k not in accepted]
+    unknown = [] if _open_options(fn) else [k for k in spec.options if k not in accepted]
     if unknown:
         raise RecipeError(f"unknown key `{where}.{unknown[0]}` for attack {spec.name!r}; valid keys: {sorted(accepted)}.")
     if spec.targets is not None and "targeted" not in keywords:

@@ -32,9 +32,10 @@ def check(spec, *, recipe, cells, cell, where):
         fn = attacks.get(spec.attack)
     except ValueError as e:
         raise RecipeError(f"`{where}.attack`: {e}") from None
-    if (spec.eps is None) != (spec.attack in attacks.NO_EPS):
-        need = "takes no `eps`" if spec.attack in attacks.NO_EPS else "needs `eps`"
-        raise RecipeError(f"`{where}.eps`: attack {spec.attack!r} {need}.")
+    if spec.eps is not None and spec.attack in attacks.NO_EPS:
+        raise RecipeError(f"`{where}.eps`: attack {spec.attack!r} takes no `eps`.")
+    if spec.eps is None and attack_kind._eps_required(fn):
+        raise RecipeError(f"`{where}.eps`: attack {spec.attack!r} needs `eps`.")
     accepted = attack_kind._keywords(fn) - attack_kind._RESERVED
     unknown = [k for k in spec.options if k not in accepted]
     if unknown:
