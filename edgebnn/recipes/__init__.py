@@ -1,5 +1,9 @@
 """Recipes: TOML files that drive the pipeline, and the ``python -m edgebnn.recipes`` CLI.
 
+A recipe is a study: one or more cells (a grid, named cells, repeats), each trained,
+evaluated and optionally deployed, with a cached, resumable run folder and a report
+laid out as the recipe says (:mod:`~edgebnn.recipes.config`, :mod:`~edgebnn.recipes.runner`).
+
 Recipe files live in the top-level ``recipes/`` folder of the repository (or any
 folder named by ``EDGEBNN_RECIPES_DIR``); ``run`` also accepts a path to a file.
 """

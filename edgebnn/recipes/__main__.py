@@ -3,6 +3,10 @@
 Examples:
     python -m edgebnn.recipes list
     python -m edgebnn.recipes run quickstart --out runs/quickstart --set train.epochs=1
+    python -m edgebnn.recipes run fcn2_discretization --set 'grid.model.input_bits=[2, 4]'
+
+Rerunning a command into the same ``--out`` reuses every finished model and result
+(see :mod:`edgebnn.recipes.store`).
 """
 
 import argparse
@@ -24,11 +28,12 @@ def _parser():
     parser = argparse.ArgumentParser(prog="python -m edgebnn.recipes", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="list the available recipes")
-    run = commands.add_parser("run", help="run a recipe: train, attack, convert, verify")
+    run = commands.add_parser("run", help="run a recipe (every cell of a study): train, evaluate, convert, verify, report")
     run.add_argument("recipe", help="recipe name (see `list`) or path to a .toml file")
     run.add_argument("--out", help="output folder (default: runs/NAME)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a recipe value, e.g. train.epochs=1 or attacks.0.eps=[0.1] (repeatable)")
+                     help="override a recipe value, e.g. train.epochs=1, attacks.0.eps=[0.1] or "
+                          "grid.model.input_bits=[2,4] (repeatable)")
     return parser
 
 
