@@ -137,7 +137,7 @@ def default_table(study):
     from edgebnn.recipes.config import TableSpec  # noqa: PLC0415
 
     return TableSpec(title="Accuracy (%), clean and under attack", metric="accuracy",
-                     rows=["cell"] if study.repeats == 1 else ["cell"], columns=["attack", "eps"])
+                     rows=["cell"], columns=["attack", "eps"])
 
 
 def _pct(value):

@@ -549,6 +549,8 @@ class _EpochLogger:
                 self._start = None
 
             def on_epoch_begin(self, epoch, logs=None):
+                if self._start is None and epoch > 0:  # resumed: the earlier epochs are done
+                    console.skip(epoch * work)
                 self._start = time.perf_counter()
 
             def on_epoch_end(self, epoch, logs=None):
