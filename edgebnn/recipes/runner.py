@@ -8,8 +8,8 @@ computes only itself. The report is rewritten after every result, so whatever ha
 finished reaches ``report.json`` / ``report.md`` even if a later step fails.
 """
 
+import json
 import math
-import os
 import platform
 import shutil
 import time
@@ -253,7 +253,7 @@ class _Runner:
                                    weight_decay=t.weight_decay)
         compile_for_classification(fit_model, optimizer=optimizer)
         per_epoch = len(d.x_train) * (self._epoch_work(recipe))
-        logger = _EpochLogger(self.console, cell.id, t.epochs, per_epoch)
+        logger = _epoch_logger(self.console, cell.id, t.epochs, per_epoch)
         history = train(fit_model, d.x_train, d.y_train, epochs=t.epochs, batch_size=t.batch_size, seed=t.seed,
                         checkpoint_dir=folder / "checkpoints", callbacks=[logger], verbose=0)
         with _io.atomic_path(folder / "model.keras") as tmp:
@@ -536,31 +536,29 @@ class _Runner:
             _copy(self.deployed_dirs[cell.id] / "model.tflite", self.out / "model.tflite")
 
 
-class _EpochLogger:
-    """Keras callback printing one line per epoch (and counting the epochs run here)."""
+def _epoch_logger(console, cell_id, epochs, work):
+    """A Keras callback printing one line per epoch (and counting the epochs run here)."""
+    import tensorflow as tf  # noqa: PLC0415
 
-    def __new__(cls, console, cell_id, epochs, work):
-        import tensorflow as tf  # noqa: PLC0415
+    class Logger(tf.keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.epochs_run = 0
+            self._start = None
 
-        class Logger(tf.keras.callbacks.Callback):
-            def __init__(self):
-                super().__init__()
-                self.epochs_run = 0
-                self._start = None
+        def on_epoch_begin(self, epoch, logs=None):
+            if self._start is None and epoch > 0:  # resumed: the earlier epochs are done
+                console.skip(epoch * work)
+            self._start = time.perf_counter()
 
-            def on_epoch_begin(self, epoch, logs=None):
-                if self._start is None and epoch > 0:  # resumed: the earlier epochs are done
-                    console.skip(epoch * work)
-                self._start = time.perf_counter()
+        def on_epoch_end(self, epoch, logs=None):
+            self.epochs_run += 1
+            seconds = time.perf_counter() - self._start
+            console.done(work, seconds)
+            metrics = ", ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items())
+            console.line(f"cell {cell_id!r}: epoch {epoch + 1}/{epochs}: {metrics} ({seconds:.1f} s)")
 
-            def on_epoch_end(self, epoch, logs=None):
-                self.epochs_run += 1
-                seconds = time.perf_counter() - self._start
-                console.done(work, seconds)
-                metrics = ", ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items())
-                console.line(f"cell {cell_id!r}: epoch {epoch + 1}/{epochs}: {metrics} ({seconds:.1f} s)")
-
-        return Logger()
+    return Logger()
 
 
 def _summary(stored):
@@ -574,8 +572,6 @@ def _summary(stored):
 
 
 def _io_json(path):
-    import json  # noqa: PLC0415
-
     path = Path(path)
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
