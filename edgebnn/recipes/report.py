@@ -201,9 +201,10 @@ def _cell_section(cell_report):
 
 def to_markdown(report, study):
     """``report.md`` of a study: data caption, the recipe's tables, figures, then every cell."""
-    if report.get("legacy"):
-        head = run_report.to_markdown(report["legacy"]).rstrip("\n").split("\n")
-        head[0] = f"# edgebnn run: {report['recipe']}"
+    if study.single and report.get("model"):  # a single run: the run report first, as before studies
+        deployed = report.get("deployed")
+        run = {**report, "deployed": deployed if deployed and deployed.get("deployed") else None}
+        head = run_report.to_markdown(run).rstrip("\n").split("\n")
     else:
         head = [f"# edgebnn study: {report['recipe']}"]
     lines = head + [""]

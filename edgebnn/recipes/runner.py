@@ -436,10 +436,7 @@ class _Runner:
             "versions": self.versions, "seconds": self.console.elapsed(), "computed_seconds": self.computed_seconds,
         }
         if study.single:
-            legacy = self._legacy(cells[0])
-            if legacy is not None:
-                report.update(legacy)
-                report["legacy"] = legacy
+            report.update(self._legacy(cells[0]) or {})
         _io.write_json(self.out / "report.json", report)
         _io.write_text(self.out / "report.md", report_lib.to_markdown(report, study))
         return report
