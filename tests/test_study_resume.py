@@ -138,3 +138,20 @@ def test_a_changed_configuration_reuses_no_checkpoint(recipe, tmp_path, data_dir
     # and the old configuration, rerun, resumes its own state instead of starting over
     lines = _run(recipe, out, data_dir, *only_float)
     assert _count(lines, "resuming") == 1 and _count(lines, ": epoch 1/3") == 0 and _count(lines, ": epoch 3/3") == 1
+
+
+def test_a_second_run_into_the_same_folder_refuses(recipe, tmp_path, data_dir):
+    out = tmp_path / "run"
+    proc = subprocess.Popen(_command(recipe, out), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env=_env(data_dir), cwd=REPO)
+    try:
+        for line in proc.stdout:
+            if "cell 1/2" in line:
+                break
+        second = subprocess.run(_command(recipe, out), capture_output=True, text=True, env=_env(data_dir), cwd=REPO,
+                                timeout=300)
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+    assert second.returncode == 2
+    assert f"another run (pid {proc.pid}) is using {out}" in second.stderr.strip().splitlines()[-1]
