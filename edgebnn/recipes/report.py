@@ -96,8 +96,11 @@ def _paper_value(spec, row, column):
     return None
 
 
-def render_table(spec, records, configs):
-    """``(markdown lines, data)`` of one table: ours as mean ± std (over repeats), the paper's beside."""
+def render_table(spec, records, configs, *, caption=""):
+    """``(markdown lines, data)`` of one table: ours as mean ± std (over repeats), the paper's beside.
+
+    ``caption`` (which images the numbers come from) ends the table's note.
+    """
     rows, columns, stats = table_data(spec, records, configs)
     fmt = _FORMATS[spec.format]
     unit = " (%)" if spec.format == "percent" else ""
@@ -127,6 +130,8 @@ def render_table(spec, records, configs):
         notes.append(f"mean ± std over {n} runs")
     if spec.paper:
         notes.append("paper values in parentheses" + (f" ({spec.paper_source})" if spec.paper_source else ""))
+    if caption:
+        notes.append(f"images: {caption}")
     lines += ["", "; ".join(notes) + ".", ""]
     return lines, {"title": spec.title, "metric": spec.metric, "rows": [list(r) for r in rows],
                    "columns": [list(c) for c in columns], "cells": data_cells}

@@ -409,7 +409,7 @@ class _Runner:
                 self.figure_reports.append(figure)
         tables = []
         for spec in study.tables or [report_lib.default_table(study)]:
-            markdown, table = report_lib.render_table(spec, records, configs)
+            markdown, table = report_lib.render_table(spec, records, configs, caption=self._caption())
             tables.append({**table, "markdown": markdown})
         cells = []
         for cell in study.cells:
