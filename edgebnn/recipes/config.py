@@ -389,12 +389,13 @@ def apply_override(table, key, value, *, what="--set"):
         node[last] = value
 
 
-def _flatten(table, prefix=""):
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (keys already dotted stay as they are)."""
+def flatten(table, prefix=""):
+    """``{"model": {"precision": "binary"}}`` -> ``{"model.precision": "binary"}`` (keys
+    already dotted stay as they are; empty tables are kept as values)."""
     flat = {}
     for key, value in table.items():
         if isinstance(value, dict) and value:
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flatten(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat
@@ -431,7 +432,7 @@ def _named_cells(cells):
         crossed = entry.get("grid", True)
         if not isinstance(crossed, bool):
             raise RecipeError(f"`cells.{i}.grid` must be true or false, got {crossed!r}.")
-        overrides = _flatten({k: v for k, v in entry.items() if k not in ("name", "grid")})
+        overrides = flatten({k: v for k, v in entry.items() if k not in ("name", "grid")})
         out.append((entry["name"], overrides, crossed))
     return out
 

@@ -21,17 +21,6 @@ _FORMATS = {
 }
 
 
-def flatten_config(config, prefix=""):
-    """``{"model": {"precision": "binary"}}`` -> ``{"model.precision": "binary"}``."""
-    flat = {}
-    for key, value in config.items():
-        if isinstance(value, dict) and value:
-            flat.update(flatten_config(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def lookup(record, key, configs):
     """Value of ``key`` for ``record``: its own field, else its cell's configuration."""
     if key in record:

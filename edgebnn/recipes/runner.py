@@ -22,6 +22,7 @@ import edgebnn
 from edgebnn import _io, data
 from edgebnn.recipes import figures as figures_lib
 from edgebnn.recipes import report as report_lib
+from edgebnn.recipes.config import flatten
 from edgebnn.recipes.console import Console, quiet_tensorflow
 from edgebnn.recipes.evaluations import KINDS, clean
 from edgebnn.recipes.evaluations.common import DEFAULT_EOT_SAMPLES, EvalContext
@@ -399,7 +400,7 @@ class _Runner:
     def write_report(self, plans, *, with_figures):
         study = self.study
         records = self.records(plans)
-        configs = {c.name: report_lib.flatten_config(c.recipe.model_dump(mode="json")) for c in study.cells
+        configs = {c.name: flatten(c.recipe.model_dump(mode="json")) for c in study.cells
                    if c.repeat == 0}
         if with_figures and study.figures:
             self.figure_reports = []

@@ -98,6 +98,25 @@ def check(spec, *, recipe, cells, cell, where):
             raise RecipeError(f"`{where}.source`: a transfer attack needs another cell than {cell!r} itself.")
 
 
+def check_reference(attack, eps, options, *, where):
+    """Checks for an entry of another kind that names an attack (``attack = "fgsm"``):
+    the attack exists, ``eps`` fits it and the entry's extra keys are its options."""
+    from edgebnn import attacks  # noqa: PLC0415 (TensorFlow)
+
+    try:
+        fn = attacks.get(attack)
+    except ValueError as e:
+        raise RecipeError(f"`{where}.attack`: {e}") from None
+    if eps is not None and attack in attacks.NO_EPS:
+        raise RecipeError(f"`{where}.eps`: attack {attack!r} takes no `eps`.")
+    if eps is None and _eps_required(fn):
+        raise RecipeError(f"`{where}.eps`: attack {attack!r} needs `eps`.")
+    accepted = _keywords(fn) - _RESERVED
+    unknown = [k for k in options if k not in accepted]
+    if unknown:
+        raise RecipeError(f"unknown key `{where}.{unknown[0]}` for attack {attack!r}; valid keys: {sorted(accepted)}.")
+
+
 def dry_run(name, eps, options, model, *, where, targeted=False):
     """Call the attack once on one blank image of ``model``, so its own checks of the
     option values fail now, naming the entry, instead of after training.

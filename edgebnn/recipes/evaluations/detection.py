@@ -13,7 +13,7 @@ from typing import Annotated
 from pydantic import Field
 
 from edgebnn.recipes.evaluations import attack as attack_kind
-from edgebnn.recipes.schema import OpenSection, RecipeError
+from edgebnn.recipes.schema import OpenSection
 
 NAME = "detection"
 #: Guan et al.'s number of stochastic passes.
@@ -28,20 +28,7 @@ class Spec(OpenSection):
 
 
 def check(spec, *, recipe, cells, cell, where):
-    from edgebnn import attacks  # noqa: PLC0415 (TensorFlow)
-
-    try:
-        fn = attacks.get(spec.attack)
-    except ValueError as e:
-        raise RecipeError(f"`{where}.attack`: {e}") from None
-    if spec.eps is not None and spec.attack in attacks.NO_EPS:
-        raise RecipeError(f"`{where}.eps`: attack {spec.attack!r} takes no `eps`.")
-    if spec.eps is None and attack_kind._eps_required(fn):
-        raise RecipeError(f"`{where}.eps`: attack {spec.attack!r} needs `eps`.")
-    accepted = attack_kind._keywords(fn) - attack_kind._RESERVED
-    unknown = [k for k in spec.options if k not in accepted]
-    if unknown:
-        raise RecipeError(f"unknown key `{where}.{unknown[0]}` for attack {spec.attack!r}; valid keys: {sorted(accepted)}.")
+    attack_kind.check_reference(spec.attack, spec.eps, spec.options, where=where)
 
 
 def check_model(spec, model, *, where):
