@@ -10,14 +10,15 @@ XNOR kernels ``+-alpha_c``) is stored as its sign bits, 15 to an int16 word, plu
    ``CONCATENATION``, ``GATHER`` and ``RESHAPE`` (once per subgraph, shared);
 2. ``bits = GATHER(T, words)`` -> ``[words, 15]`` -> ``RESHAPE`` (and
    ``STRIDED_SLICE`` off the padding) -> ``RESHAPE`` to ``W``'s shape, int16 0/1;
-3. ``W = GATHER(values, bits, axis=1, batch_dims=1)`` with ``values[c] = (-g_c, +g_c)``
-   (or ``GATHER(values, bits)`` with ``values = (-g, +g)`` for one magnitude).
+3. ``values[c] = MUL(g_c, (-1, +1))`` (exact: only the sign bit changes), then
+   ``W = GATHER(values, bits, axis=1, batch_dims=1)`` (or ``GATHER(values, bits)``
+   with one magnitude).
 
-Every value is copied, never computed, so ``W`` is bit-identical to the original
+Every weight is copied from ``values``, never computed, so ``W`` is bit-identical to the original
 (the sign bit is what is stored, so ``-0.0`` weights come back as ``-0.0`` too).
 
 Why this runs once: TFLite kernels of ``GATHER``, ``TILE``, ``CONCATENATION``,
-``RESHAPE`` and ``STRIDED_SLICE`` evaluate an op whose inputs are all constant (or
+``RESHAPE``, ``STRIDED_SLICE`` and ``MUL`` evaluate an op whose inputs are all constant (or
 outputs of such ops) in ``Prepare`` and mark its output persistent and read-only
 (``IsConstantOrPersistentTensor`` / ``SetTensorToPersistentRo`` in
 ``tensorflow/lite/kernels``); later invocations skip them. The whole chain above is
@@ -29,8 +30,8 @@ int16 with 15 payload bits: ``GATHER`` positions must be int16/int32/int64 (no u
 and no cast available at prepare time) and non-negative. On a runtime without this
 prepare-time evaluation the graph is still correct, only slower. Resource variables
 with ``CALL_ONCE`` would also unpack once, but ``READ_VARIABLE`` copies the whole
-variable into its output on every invocation (measured by
-``scripts/packed_benchmark.py``'s ``--call-once`` variant).
+variable into its output on every invocation, a per-inference cost of the size of
+the float32 weights.
 
 The unpacked weights live in the interpreter's memory as persistent tensors (as the
 int8 model's dequantized weights do), together with the int16 bit tensors of the
@@ -139,15 +140,15 @@ def unpack_signs(words, shape, magnitudes):
 class _Builder:
     """Appends constants, intermediate tensors and ops to one subgraph of a ``ModelT``."""
 
-    def __init__(self, model, subgraph, prefix):
-        self.model, self.subgraph, self.prefix, self.ops = model, subgraph, prefix, []
+    def __init__(self, model, subgraph, prefix, *, names=False):
+        self.model, self.subgraph, self.prefix, self.ops, self.names = model, subgraph, prefix, [], names
         self._empty, self._constants = None, {}
 
     def tensor(self, dtype, shape, name, data=None):
         t = schema.TensorT()
         t.type, t.shape = dtype, [int(d) for d in shape]
-        # intermediate tensors stay unnamed: names cost file bytes and nothing reads them
-        t.name = f"{self.prefix}/{name}".encode() if data is not None else b""
+        # unnamed unless asked: names cost file bytes, and nothing looks the tensors up
+        t.name = f"{self.prefix}/{name}".encode() if self.names else b""
         if data is None:
             if self._empty is None:
                 self._empty = _storage._empty_buffer(self.model)
@@ -218,19 +219,15 @@ def _pattern_table(b):
 
 
 def _signed_values(b, magnitudes, per_channel, name):
-    """``[C, 2]`` (or ``[2]``) float32 ``(-g, +g)`` from the stored ``g``: ``MUL`` by -1 and ``CONCATENATION``.
+    """``[C, 2]`` (or ``[2]``) float32 ``(-g, +g)`` from the stored ``g``: one broadcast ``MUL`` by ``(-1, 1)``.
 
-    Negation is exact in float32 (it flips the sign bit), so the pair is bit-exact.
+    Multiplying by -1 or 1 is exact in float32 (it flips or keeps the sign bit).
     """
     shape = [magnitudes.size, 1] if per_channel else [1]
     g = b.const(magnitudes.reshape(shape).astype(np.float32), f"{name}/magnitudes")
-    negated = b.tensor(_T.FLOAT32, shape, f"{name}/negated")
-    b.op(_OP.MUL, [g, b.const(np.array([-1.0], np.float32), "minus_one")], [negated], version=VERSIONS["mul"],
-         options=schema.MulOptionsT())
     values = b.tensor(_T.FLOAT32, [magnitudes.size, 2] if per_channel else [2], f"{name}/values")
-    concat = schema.ConcatenationOptionsT()
-    concat.axis = len(shape) - 1
-    b.op(_OP.CONCATENATION, [negated, g], [values], version=VERSIONS["concatenation"], options=concat)
+    b.op(_OP.MUL, [g, b.const(np.array([-1.0, 1.0], np.float32), "signs")], [values], version=VERSIONS["mul"],
+         options=schema.MulOptionsT())
     return values
 
 
