@@ -35,7 +35,8 @@ the float32 weights.
 
 The unpacked weights live in the interpreter's memory as persistent tensors (as the
 int8 model's dequantized weights do), together with the int16 bit tensors of the
-chain (about 8 bytes per weight) and the 1 MB pattern table.
+chain (4 bytes per weight, 8 when the sign count is not a multiple of 15) and the
+1 MB pattern table.
 
 XNNPACK (TFLite's default CPU delegate) takes only layers with static weights, so the
 layers reading unpacked weights run on TFLite's builtin kernels.
