@@ -91,7 +91,8 @@ def main():
     parser.add_argument("--weights-dir", default=os.fspath(REPO / "runs" / "deploy_fashion"),
                         help="trained weights of scripts/deploy_fashion.py (<name>-e<epochs>.weights.h5)")
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--data-dir", default=os.environ.get("EDGEBNN_DATA_DIR", os.fspath(REPO.parent / "shared" / "data")))
+    parser.add_argument("--data-dir",
+                        default=os.environ.get("EDGEBNN_DATA_DIR", os.fspath(REPO.parent / "shared" / "data")))
     parser.add_argument("--images", type=int, default=500, help="images per steady-state round")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--fresh", type=int, default=5, help="fresh interpreters for the first-call latency")
@@ -131,7 +132,8 @@ def main():
             "bit_identical": bool(np.array_equal(builtin["portable packed"], builtin["portable int8"])),
         }
         for resolver in RESOLVERS:
-            entry[f"first_call_ms/{resolver}"] = {k: first_call_ms(fb, xt, resolver, args.fresh) for k, fb in stock.items()}
+            entry[f"first_call_ms/{resolver}"] = {k: first_call_ms(fb, xt, resolver, args.fresh)
+                                                  for k, fb in stock.items()}
             entry[f"steady_ms_per_image/{resolver}"] = steady_state_ms(stock, xt, resolver, args.repeats)
         results[name] = entry
         print(json.dumps({name: entry}, indent=2), flush=True)
@@ -140,10 +142,10 @@ def main():
           "float / packed | bit-identical to int8 (builtin kernels) |")
     print("|---|---:|---:|---:|---:|---:|---:|---|")
     for name, e in results.items():
-        b = e["bytes"]
+        b, same = e["bytes"], e["packed_equals_int8_builtin_kernels"]
         print(f"| {name} | {b['float TFLite']:,} | {b['lce']:,} | {b['portable int8']:,} | {b['portable packed']:,} | "
               f"{e['packed_vs_lce']:.3f} | {e['float_vs_packed']:.2f}x | "
-              f"{e['packed_equals_int8_builtin_kernels']['bit_identical']} (n={e['packed_equals_int8_builtin_kernels']['n']}) |")
+              f"{same['bit_identical']} (n={same['n']}) |")
     print(f"\n| model | kernels | variant | first call (ms) | steady state (ms/image, {args.images} images, "
           f"median of {args.repeats}) |")
     print("|---|---|---|---:|---:|")

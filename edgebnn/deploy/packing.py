@@ -256,7 +256,8 @@ def _unpack(b, table, w, magnitudes, per_channel, out, name):
         b.gather(values, bits, out, version=VERSIONS["gather_int16_positions"])
     rebuilt = unpack_signs(words, w.shape, magnitudes)
     if not np.array_equal(rebuilt.view(np.int32), np.asarray(w, np.float32).view(np.int32)):
-        raise AssertionError(f"sign packing does not reproduce weight {name!r} bit for bit")  # a bug here, not bad input
+        # a bug in this module, not bad input: never write a model with different weights
+        raise AssertionError(f"sign packing does not reproduce weight {name!r} bit for bit")
 
 
 def _pack_subgraph(model, subgraph, index, summary):
