@@ -13,7 +13,7 @@ import tensorflow as tf
 from tensorflow.lite.python import schema_py_generated as schema
 
 #: Ops of the unpacking chain; every one is evaluated at prepare time for constant inputs.
-UNPACK_OPS = {"GATHER", "TILE", "CONCATENATION", "RESHAPE", "STRIDED_SLICE", "MUL"}
+UNPACK_OPS = {"GATHER", "TILE", "CONCATENATION", "RESHAPE", "STRIDED_SLICE"}
 
 
 def _model(flatbuffer):

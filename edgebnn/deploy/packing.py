@@ -2,28 +2,29 @@
 
 A weight tensor ``W`` whose every value is ``+g_c`` or ``-g_c`` for one magnitude per
 output channel (``+-1`` kernels, BatchNorm-folded binary dense weights ``g_c * (+-1)``,
-XNOR kernels ``+-alpha_c``) is stored as its sign bits, 15 to an int16 word, plus the
-``C`` magnitudes, and rebuilt in the graph with builtin ops only:
+XNOR kernels ``+-alpha_c``) is stored as its sign bits, 15 to an int16 word, plus
+``(-g_c, +g_c)`` per channel, and rebuilt in the graph with builtin ops only:
 
 1. ``T = table of 15-bit patterns`` (``[2**15, 15]`` int16, bit ``j`` of ``v`` at
    ``T[v, j]``), built from a 5-bit table ``[32, 5]`` with ``TILE``,
    ``CONCATENATION``, ``GATHER`` and ``RESHAPE`` (once per subgraph, shared);
 2. ``bits = GATHER(T, words)`` -> ``[words, 15]`` -> ``RESHAPE`` (and
    ``STRIDED_SLICE`` off the padding) -> ``RESHAPE`` to ``W``'s shape, int16 0/1;
-3. ``values[c] = MUL(g_c, (-1, +1))`` (exact: only the sign bit changes), then
-   ``W = GATHER(values, bits, axis=1, batch_dims=1)`` (or ``GATHER(values, bits)``
-   with one magnitude).
+3. ``W = GATHER(values, bits, axis=1, batch_dims=1)`` with the stored
+   ``values[c] = (-g_c, +g_c)`` (or ``GATHER(values, bits)`` with one magnitude).
 
 Every weight is copied from ``values``, never computed, so ``W`` is bit-identical to the original
 (the sign bit is what is stored, so ``-0.0`` weights come back as ``-0.0`` too).
 
 Why this runs once: TFLite kernels of ``GATHER``, ``TILE``, ``CONCATENATION``,
-``RESHAPE``, ``STRIDED_SLICE`` and ``MUL`` evaluate an op whose inputs are all constant (or
+``RESHAPE`` and ``STRIDED_SLICE`` evaluate an op whose inputs are all constant (or
 outputs of such ops) in ``Prepare`` and mark its output persistent and read-only
 (``IsConstantOrPersistentTensor`` / ``SetTensorToPersistentRo`` in
 ``tensorflow/lite/kernels``); later invocations skip them. The whole chain above is
 built of such ops, so the weights are unpacked when the interpreter allocates its
-tensors, and inference then costs what the int8-storage model costs. Ops that do not
+tensors, and inference then costs what the int8-storage model costs. No op of the
+chain computes in float32, which XNNPACK (TFLite's default CPU delegate) could take
+over and run on every inference. Ops that do not
 do this (``CAST``, ``RIGHT_SHIFT``, ``FLOOR_MOD``, ``BITCAST``, ``FILL``) are not used:
 a chain through them would run on every inference. This is also why the words are
 int16 with 15 payload bits: ``GATHER`` positions must be int16/int32/int64 (no uint8,
@@ -64,7 +65,6 @@ VERSIONS = {
     "gather_int16_values": 4,
     "tile": 1,
     "concatenation": 1,
-    "mul": 1,
     "reshape": 1,
     "strided_slice": 1,
 }
@@ -220,16 +220,16 @@ def _pattern_table(b):
 
 
 def _signed_values(b, magnitudes, per_channel, name):
-    """``[C, 2]`` (or ``[2]``) float32 ``(-g, +g)`` from the stored ``g``: one broadcast ``MUL`` by ``(-1, 1)``.
+    """The stored ``[C, 2]`` (or ``[2]``) float32 constant ``(-g, +g)``.
 
-    Multiplying by -1 or 1 is exact in float32 (it flips or keeps the sign bit).
+    Stored rather than computed (e.g. ``MUL(g, (-1, 1))``, 4 bytes per channel
+    smaller): newer XNNPACK versions (``ai-edge-litert`` 1.4) take a float ``MUL`` into
+    the delegate even with constant inputs, and its output is then recomputed on
+    every inference, and with it the whole unpacking after it.
     """
-    shape = [magnitudes.size, 1] if per_channel else [1]
-    g = b.const(magnitudes.reshape(shape).astype(np.float32), f"{name}/magnitudes")
-    values = b.tensor(_T.FLOAT32, [magnitudes.size, 2] if per_channel else [2], f"{name}/values")
-    b.op(_OP.MUL, [g, b.const(np.array([-1.0, 1.0], np.float32), "signs")], [values], version=VERSIONS["mul"],
-         options=schema.MulOptionsT())
-    return values
+    values = np.stack([-magnitudes, magnitudes], axis=1) if per_channel else np.array([-magnitudes[0],
+                                                                                        magnitudes[0]])
+    return b.const(values.astype(np.float32), f"{name}/values")
 
 
 def _unpack(b, table, w, magnitudes, per_channel, out, name):
@@ -281,7 +281,7 @@ def _pack_subgraph(model, subgraph, index, summary):
         summary.append(PackedWeight(
             name=name, shape=tuple(int(d) for d in w.shape),
             magnitudes="per_channel" if per_channel else "per_tensor",
-            bytes_before=int(w.nbytes), bytes_after=int(2 * -(-w.size // WORD_BITS) + 4 * magnitudes.size),
+            bytes_before=int(w.nbytes), bytes_after=int(2 * -(-w.size // WORD_BITS) + 8 * magnitudes.size),
         ))
     subgraph.operators = b.ops + list(subgraph.operators)
 
