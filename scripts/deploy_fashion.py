@@ -43,14 +43,16 @@ MODELS = {
 }
 #: Storage options: exact (the default: int8 only where bit-exact) and compact (the float
 #: layers left after the rewrites stored as int8, names stripped: approximate, verified here).
-STORAGE = {"exact": {}, "compact": dict(weights="int8", strip=True)}
-#: (target, input dtype, storage) of every deployed variant that is verified.
+STORAGE = {"exact": {}, "compact": dict(weights="int8", strip=True), "packed": dict(weights="packed")}
+#: (target, input dtype, storage) of every deployed variant that is verified (1-bit packed
+#: storage is for the portable target only).
 VARIANTS = tuple((target, input_dtype, storage) for target in ("lce", "portable")
-                 for input_dtype in ("float32", "uint8") for storage in STORAGE)
+                 for input_dtype in ("float32", "uint8") for storage in STORAGE
+                 if not (target == "lce" and storage == "packed"))
 #: Variants written to tflite_models/ with --ship (raw-pixel input for devices), per model.
 SHIPPED = {
-    "fcn2_bnn_in2": (("lce", "uint8", "exact"), ("portable", "uint8", "exact")),
-    "galloway_b64_in2": (("lce", "uint8", "exact"), ("portable", "uint8", "exact")),
+    "fcn2_bnn_in2": (("lce", "uint8", "exact"), ("portable", "uint8", "exact"), ("portable", "uint8", "packed")),
+    "galloway_b64_in2": (("lce", "uint8", "exact"), ("portable", "uint8", "exact"), ("portable", "uint8", "packed")),
     "galloway_b64bf_cls7_in2": (("lce", "uint8", "compact"), ("portable", "uint8", "exact")),
 }
 SHIPPED_EVAL_IMAGES = 1000
@@ -80,10 +82,21 @@ def main():
     parser.add_argument("--limit", type=int, default=None, help="test images (default: all 10,000)")
     parser.add_argument("--weights-dir", default=os.fspath(REPO / "runs" / "deploy_fashion"))
     parser.add_argument("--data-dir", default=os.environ.get("EDGEBNN_DATA_DIR", os.fspath(REPO.parent / "shared" / "data")))
-    parser.add_argument("--ship", action="store_true", help="write bundles to tflite_models/")
+    parser.add_argument("--variants", default=None,
+                        help="comma-separated subset of target/input_dtype/storage (default: all), "
+                             "e.g. lce/uint8/exact,portable/uint8/packed")
+    parser.add_argument("--ship", action="store_true", help="write bundles to tflite_models/ (or --ship-dir)")
+    parser.add_argument("--ship-dir", default=os.fspath(REPO / "tflite_models"), help="folder of the shipped bundles")
     parser.add_argument("--json", help="write all results here")
     args = parser.parse_args()
 
+    variants = VARIANTS
+    if args.variants:
+        wanted = args.variants.split(",")
+        unknown = sorted(set(wanted) - {"/".join(v) for v in VARIANTS})
+        if unknown:
+            parser.error(f"--variants: unknown {unknown}; valid: {['/'.join(v) for v in VARIANTS]}")
+        variants = tuple(v for v in VARIANTS if "/".join(v) in wanted)
     x, y = data.load("fashion_mnist", "train", data_dir=args.data_dir)
     xt, yt = data.load("fashion_mnist", "test", data_dir=args.data_dir, limit=args.limit)
     results, rows = {}, []
@@ -95,7 +108,7 @@ def main():
         print(f"{name}: PGD eps={args.eps} steps={args.steps} on {len(xt)} images in {time.time() - start:.0f} s",
               flush=True)
         float_bytes = len(cv.float_reference(model))
-        for target, input_dtype, storage in VARIANTS:
+        for target, input_dtype, storage in variants:
             fb = cv.convert(model, target=target, input_dtype=input_dtype, **STORAGE[storage])
             runtime = "lce" if target == "lce" else "tensorflow"  # portable: stock TFLite interpreter
             result = verify(fb, keras_model=model, x=xt, y=yt, x_adv=x_adv, runtime=runtime)
@@ -103,7 +116,8 @@ def main():
                                                             target=f"{target}/{input_dtype}/{storage}")
             results[f"{name}/{target}/{input_dtype}/{storage}"] = result
             rows.append((name, f"{target} ({storage})", input_dtype, runtime, result))
-            print(f"{name} {target}/{input_dtype}/{storage} ({len(fb):,} bytes, {float_bytes / len(fb):.2f}x): "
+            print(f"{name} {target}/{input_dtype}/{storage} ({len(fb):,} bytes, {float_bytes / len(fb):.2f}x "
+                  f"smaller than float TFLite's {float_bytes:,}): "
                   f"{json.dumps({k: result[k] for k in ('clean', 'adversarial')})}", flush=True)
             if args.ship and (target, input_dtype, storage) in SHIPPED[name]:
                 rng = np.random.default_rng(0)
@@ -111,8 +125,9 @@ def main():
                 full = {"dataset": "fashion_mnist", "split": "test", "n": int(len(xt)),
                         "accuracy": result["clean"]["accuracy_tflite"], "keras": result["clean"],
                         "pgd": {"eps": args.eps, "steps": args.steps, **result["adversarial"]}}
-                out = REPO / "tflite_models" / f"{name}-{target}"
-                bundle(fb, xt[subset], yt[subset], out, keras_model=model, name=f"{name}-{target}",
+                # packed storage is a second portable bundle; the other storages replace the default one
+                out = Path(args.ship_dir) / (f"{name}-{target}" + ("-packed" if storage == "packed" else ""))
+                bundle(fb, xt[subset], yt[subset], out, keras_model=model, name=out.name,
                        description=f"{family} {kwargs}, trained {args.epochs} epochs on the 60,000 Fashion-MNIST "
                                    f"training images by scripts/deploy_fashion.py; eval set: {len(subset)} test "
                                    f"images (numpy default_rng(0) choice)",

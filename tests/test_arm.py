@@ -41,7 +41,7 @@ def _arm(bundle_dir, report):
                           capture_output=True, text=True, timeout=1800)
 
 
-@pytest.mark.parametrize("weights", ["exact", "float16"])
+@pytest.mark.parametrize("weights", ["exact", "float16", "packed"])
 def test_portable_bundle_agrees_on_arm(emulator, trained, tmp_path, weights):
     model, xt, yt = trained
     fb = cv.convert(model, target="portable", input_dtype="uint8", weights=weights)

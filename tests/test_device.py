@@ -51,11 +51,19 @@ def model_and_data(fcn_in2, fashion_small):
     return fcn_in2, xt, yt
 
 
-@pytest.fixture(scope="module", params=["lce", "portable"])
+#: Bundled variants: name -> convert() options (``packed``: portable with 1-bit weight storage).
+VARIANTS = {
+    "lce": dict(target="lce", input_dtype="float32"),
+    "portable": dict(target="portable", input_dtype="uint8"),
+    "packed": dict(target="portable", input_dtype="uint8", weights="packed"),
+}
+
+
+@pytest.fixture(scope="module", params=list(VARIANTS))
 def bundle_dir(request, model_and_data, tmp_path_factory):
     model, xt, yt = model_and_data
-    input_dtype = "float32" if request.param == "lce" else "uint8"
-    fb = cv.convert(model, target=request.param, input_dtype=input_dtype)
+    input_dtype = VARIANTS[request.param]["input_dtype"]
+    fb = cv.convert(model, **VARIANTS[request.param])
     out = tmp_path_factory.mktemp(request.param) / "bundle"
     manifest = bundle(fb, xt, yt, out, keras_model=model, name=f"fcn64-{request.param}")
     assert manifest["keras"]["agreement"] == 1.0

@@ -15,7 +15,14 @@ BatchNorm-folded binary dense weights) are stored as int8 plus a builtin
 binary portable model ~4x smaller with unchanged outputs. ``"float16"`` and ``"int8"``
 also store the remaining float weights (e.g. a float first layer or classifier)
 approximately; :func:`~edgebnn.deploy.verify.verify` measures the effect and bundles
-record it. ``"float32"`` leaves the converter's output as it is. Arithmetic stays
+record it. ``"float32"`` leaves the converter's output as it is. ``"packed"`` (portable target
+only; :mod:`edgebnn.deploy.packing`) stores every ``+-g_c`` weight (``+-1`` kernels,
+BatchNorm-folded binary dense weights, XNOR kernels) as sign bits, 15 per int16 word,
+unpacked by builtin ``GATHER``/``TILE``/``RESHAPE`` ops that stock TFLite evaluates
+once, when the interpreter allocates its tensors; the other weights as ``"exact"``.
+The layers compute with bit-identical weights, so outputs equal the ``"exact"``
+model's on the same kernels (with XNNPACK, layers with unpacked weights run on the
+builtin kernels, whose float sums may round differently). Arithmetic stays
 float32 in every case: stock dynamic-range ("hybrid") int8 kernels are not used,
 because with TF 2.16 they are not exact for binary layers (per-channel hybrid
 ``CONV_2D`` returned all zeros for ``+-1`` kernels on x86; ``FULLY_CONNECTED``
@@ -27,6 +34,7 @@ addressed by index, as :mod:`edgebnn.deploy.device` does.
 """
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from edgebnn.deploy import packing as _packing
 from edgebnn.deploy import rewrite as _rewrite
 from edgebnn.deploy import storage as _storage
 
@@ -34,7 +42,9 @@ import tensorflow as tf
 
 TARGETS = ("lce", "portable")
 INPUT_DTYPES = ("float32", "uint8")
-WEIGHTS = ("exact", "float32", "float16", "int8")
+WEIGHTS = ("exact", "float32", "float16", "int8", "packed")
+#: Weight storage modes that only the portable target takes.
+PORTABLE_ONLY_WEIGHTS = ("packed",)
 #: Value of the brightest uint8 pixel: ``x = pixel / PIXEL_MAX`` (as :func:`edgebnn.data.load`).
 PIXEL_MAX = 255.0
 
@@ -162,8 +172,9 @@ def convert(model, *, target="lce", input_dtype="float32", rewrites=True, weight
         rewrites: apply the graph rewrites of :mod:`edgebnn.deploy.rewrite` first
             (``False`` converts the model as is, e.g. to measure LCE alone).
         weights: weight storage (module docstring): ``"exact"`` (int8 where bit-exact,
-            else float32), ``"float32"``, ``"float16"`` or ``"int8"`` (approximate for
-            weights that are not exactly int8).
+            else float32), ``"float32"``, ``"float16"``, ``"int8"`` (approximate for
+            weights that are not exactly int8) or ``"packed"`` (portable target only:
+            1-bit signs for ``+-g_c`` weights, exact).
         strip: drop tensor names and signature definitions.
 
     Returns:
@@ -175,6 +186,11 @@ def convert(model, *, target="lce", input_dtype="float32", rewrites=True, weight
     """
     if weights not in WEIGHTS:
         raise ValueError(f"`weights` must be one of {list(WEIGHTS)}, got {weights!r}.")
+    if weights in PORTABLE_ONLY_WEIGHTS and target != "portable":
+        raise ValueError(
+            f"`weights={weights!r}` needs target 'portable' (LCE stores binary kernels as bits itself), "
+            f"got target {target!r}."
+        )
     if not isinstance(strip, bool):
         raise TypeError(f"`strip` must be a bool, got {strip!r}.")
     deployable = prepare(model, target=target, input_dtype=input_dtype, rewrites=rewrites)
@@ -186,7 +202,9 @@ def convert(model, *, target="lce", input_dtype="float32", rewrites=True, weight
         converter = tf.lite.TFLiteConverter.from_keras_model(deployable)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         flatbuffer = converter.convert()
-    if weights != "float32":
+    if weights == "packed":
+        flatbuffer = _storage.store_weights(_packing.pack_weights(flatbuffer), mode="exact")
+    elif weights != "float32":
         flatbuffer = _storage.store_weights(flatbuffer, mode=weights)
     return _storage.strip_strings(flatbuffer) if strip else flatbuffer
 

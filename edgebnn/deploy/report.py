@@ -51,7 +51,9 @@ def weight_storage(flatbuffer):
     """Counts of weight-carrying layer ops by how their weights are stored in the file.
 
     ``{"1-bit", "int8", "float16", "float32"}``: binary ops (:data:`BINARY_OPS`) store
-    1-bit weights; a builtin layer op's weight (input 1) is counted by the type of the
+    1-bit weights, and so do builtin layer ops whose weight is the output of a ``GATHER``
+    (sign bits unpacked by :mod:`edgebnn.deploy.packing`); a builtin layer op's weight
+    (input 1) is otherwise counted by the type of the
     constant behind it, looking through a ``DEQUANTIZE`` (weights stored as int8 or
     float16 and computed in float32, :mod:`edgebnn.deploy.storage`).
     """
@@ -66,6 +68,9 @@ def weight_storage(flatbuffer):
             elif name in WEIGHT_OPS:
                 weight = op.inputs[1]
                 source = producers.get(weight)
+                if source is not None and _op_name(model, source) == "GATHER":
+                    counts["1-bit"] += 1  # sign bits unpacked by GATHER (edgebnn.deploy.packing)
+                    continue
                 if source is not None and _op_name(model, source) == "DEQUANTIZE":
                     weight = source.inputs[0]
                 dtype = _TENSOR_TYPES[sg.tensors[weight].type].lower()

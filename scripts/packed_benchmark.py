@@ -1,0 +1,162 @@
+"""Bytes, first-call and steady-state latency of 1-bit packed portable models (x86, 1 thread, one run).
+
+For each model: plain float TFLite of the Keras graph, the ``lce`` target, the portable
+target with exact int8 storage (``weights="exact"``) and with 1-bit packed storage
+(``weights="packed"``), all with uint8 pixel input except float TFLite. Latency on
+stock TFLite (``tf.lite.Interpreter``) with its default XNNPACK delegate and with the
+builtin kernels only:
+
+- first call: a fresh interpreter built, tensors allocated (the packed model unpacks
+  its weights here) and one image run, median over ``--fresh`` interpreters;
+- steady state: mean milliseconds per image over ``--images`` images after a warm-up,
+  median of ``--repeats`` rounds; the variants are measured interleaved, round by round.
+
+It also checks that the packed model's logits equal the int8-storage model's bit for
+bit on the builtin kernels, on real Fashion-MNIST test images when available.
+
+Usage:
+    PYTHONPATH=. nice python scripts/packed_benchmark.py [--weights-dir runs/deploy_fashion] [--json out.json]
+"""
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from edgebnn import data, zoo
+from edgebnn.deploy import convert as cv
+from edgebnn.deploy.verify import model_input
+
+import tensorflow as tf
+
+REPO = Path(__file__).resolve().parents[1]
+#: name -> (zoo family, builder arguments), as in scripts/deploy_fashion.py
+MODELS = {
+    "fcn2_bnn_in2": ("panda_fcn2", dict(precision="binary", input_bits=2)),
+    "galloway_b64_in2": ("galloway_cnn", dict(precision="B", kernels=64, input_bits=2)),
+}
+RESOLVERS = {
+    "xnnpack": tf.lite.experimental.OpResolverType.AUTO,
+    "builtin": tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+}
+
+
+def _interpreter(flatbuffer, resolver):
+    it = tf.lite.Interpreter(model_content=flatbuffer, num_threads=1, experimental_op_resolver_type=RESOLVERS[resolver])
+    it.allocate_tensors()
+    return it
+
+
+def _run(it, x):
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    x = model_input(x, inp["dtype"])
+    outputs = []
+    for example in x:
+        it.set_tensor(inp["index"], example[None])
+        it.invoke()
+        outputs.append(it.get_tensor(out["index"])[0].copy())
+    return np.stack(outputs)
+
+
+def first_call_ms(flatbuffer, x, resolver, fresh):
+    """Median over ``fresh`` new interpreters of build + allocate + one invoke, in ms."""
+    times = []
+    for _ in range(fresh):
+        start = time.perf_counter()
+        _run(_interpreter(flatbuffer, resolver), x[:1])
+        times.append(1000.0 * (time.perf_counter() - start))
+    return float(np.median(times))
+
+
+def steady_state_ms(flatbuffers, x, resolver, repeats):
+    """``{variant: median ms per image}``, variants interleaved round by round."""
+    its = {k: _interpreter(fb, resolver) for k, fb in flatbuffers.items()}
+    for it in its.values():
+        _run(it, x[:20])  # warm-up
+    rounds = {k: [] for k in its}
+    for _ in range(repeats):
+        for k, it in its.items():
+            start = time.perf_counter()
+            _run(it, x)
+            rounds[k].append(1000.0 * (time.perf_counter() - start) / len(x))
+    return {k: float(np.median(v)) for k, v in rounds.items()}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights-dir", default=os.fspath(REPO / "runs" / "deploy_fashion"),
+                        help="trained weights of scripts/deploy_fashion.py (<name>-e<epochs>.weights.h5)")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--data-dir",
+                        default=os.environ.get("EDGEBNN_DATA_DIR", os.fspath(REPO.parent / "shared" / "data")))
+    parser.add_argument("--images", type=int, default=500, help="images per steady-state round")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--fresh", type=int, default=5, help="fresh interpreters for the first-call latency")
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    try:
+        xt, _ = data.load("fashion_mnist", "test", data_dir=args.data_dir, limit=args.images, seed=0)
+        source = "Fashion-MNIST test images"
+    except data.DatasetNotFoundError as e:
+        print(f"no Fashion-MNIST ({e}); using random images")
+        xt = np.random.default_rng(0).random((args.images, 28, 28, 1)).astype(np.float32)
+        source = "random images"
+    results = {}
+    for name, (family, kwargs) in MODELS.items():
+        model = zoo.get(family)(**kwargs)
+        weights = Path(args.weights_dir) / f"{name}-e{args.epochs}.weights.h5"
+        if weights.exists():
+            model.load_weights(os.fspath(weights))
+            trained = f"trained ({weights})"
+        else:
+            zoo.randomize_batch_norm(model)
+            trained = "untrained, random BatchNorm statistics"
+        fbs = {
+            "float TFLite": cv.float_reference(model),
+            "lce": cv.convert(model, target="lce", input_dtype="uint8"),
+            "portable int8": cv.convert(model, target="portable", input_dtype="uint8"),
+            "portable packed": cv.convert(model, target="portable", input_dtype="uint8", weights="packed"),
+        }
+        entry = {"model": trained, "bytes": {k: len(v) for k, v in fbs.items()}}
+        entry["packed_vs_lce"] = len(fbs["portable packed"]) / len(fbs["lce"])
+        entry["float_vs_packed"] = len(fbs["float TFLite"]) / len(fbs["portable packed"])
+        entry["int8_vs_packed"] = len(fbs["portable int8"]) / len(fbs["portable packed"])
+        stock = {k: v for k, v in fbs.items() if k != "lce"}
+        builtin = {k: _run(_interpreter(fb, "builtin"), xt) for k, fb in stock.items() if k != "float TFLite"}
+        entry["packed_equals_int8_builtin_kernels"] = {
+            "n": int(len(xt)), "images": source,
+            "bit_identical": bool(np.array_equal(builtin["portable packed"], builtin["portable int8"])),
+        }
+        for resolver in RESOLVERS:
+            entry[f"first_call_ms/{resolver}"] = {k: first_call_ms(fb, xt, resolver, args.fresh)
+                                                  for k, fb in stock.items()}
+            entry[f"steady_ms_per_image/{resolver}"] = steady_state_ms(stock, xt, resolver, args.repeats)
+        results[name] = entry
+        print(json.dumps({name: entry}, indent=2), flush=True)
+
+    print("\n| model | float TFLite bytes | lce bytes | portable int8 bytes | portable packed bytes | packed / lce | "
+          "float / packed | bit-identical to int8 (builtin kernels) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    for name, e in results.items():
+        b, same = e["bytes"], e["packed_equals_int8_builtin_kernels"]
+        print(f"| {name} | {b['float TFLite']:,} | {b['lce']:,} | {b['portable int8']:,} | {b['portable packed']:,} | "
+              f"{e['packed_vs_lce']:.3f} | {e['float_vs_packed']:.2f}x | "
+              f"{same['bit_identical']} (n={same['n']}) |")
+    print(f"\n| model | kernels | variant | first call (ms) | steady state (ms/image, {args.images} images, "
+          f"median of {args.repeats}) |")
+    print("|---|---|---|---:|---:|")
+    for name, e in results.items():
+        for resolver in RESOLVERS:
+            for variant, ms in e[f"steady_ms_per_image/{resolver}"].items():
+                print(f"| {name} | {resolver} | {variant} | {e[f'first_call_ms/{resolver}'][variant]:.2f} | {ms:.3f} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    tf.get_logger().setLevel("ERROR")
+    main()
