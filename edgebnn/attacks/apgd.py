@@ -104,12 +104,14 @@ def _step(x, x_adv, grad, step_size, eps, norm, clip_min, clip_max):
     return clip(x + project(x_adv + optimize_linear(grad, step_size, norm) - x, eps, norm), clip_min, clip_max)
 
 
-def apgd_run(model_fn, x, y, loss_fn, *, eps, steps, norm, clip_min, clip_max, eot_samples, surrogate):
-    """One APGD run (graph mode) maximising ``loss_fn(logits, y_true)``.
+def apgd_run(model_fn, x, y, loss_fn, *, eps, steps, norm, clip_min, clip_max, eot_samples, surrogate, target=None):
+    """One APGD run (graph mode) maximising ``loss_fn(logits, y)``.
+
+    Success is leaving class ``y``, or reaching ``target`` when one is given.
 
     Returns:
-        ``(x_best_adv, fooled, x_best, loss_best)``: the last misclassified point per
-        example (or the start), whether one was found, the highest-loss point and its loss.
+        ``(x_best_adv, fooled, x_best, loss_best)``: the last successful point per
+        example (or the input), whether one was found, the highest-loss point and its loss.
     """
     is_check, window = checkpoints(steps)
     is_check, window = tf.constant(is_check), tf.constant(window)
@@ -120,9 +122,13 @@ def apgd_run(model_fn, x, y, loss_fn, *, eps, steps, norm, clip_min, clip_max, e
             model_fn, x_adv, y, targeted=False, eot_samples=eot_samples, loss_fn=loss_fn, surrogate=surrogate,
         )
 
+    def success(logits):
+        pred = tf.argmax(logits, axis=-1)
+        return tf.not_equal(pred, y) if target is None else tf.equal(pred, target)
+
     x_adv = clip(_random_start(x, eps, norm), clip_min, clip_max)
     grad, loss, logits = gradient(x_adv)
-    fooled = tf.not_equal(tf.argmax(logits, axis=-1), y)
+    fooled = success(logits)
     x_best_adv = tf.where(tf.reshape(fooled, shape), x_adv, x)
     x_best, grad_best, loss_best = x_adv, grad, loss
     step_size = tf.fill(tf.shape(loss), tf.cast(INITIAL_STEP * eps, tf.float32))
@@ -139,7 +145,7 @@ def apgd_run(model_fn, x, y, loss_fn, *, eps, steps, norm, clip_min, clip_max, e
         x_adv = clip(x + project(x_new - x, eps, norm), clip_min, clip_max)
 
         grad, loss, logits = gradient(x_adv)
-        wrong = tf.not_equal(tf.argmax(logits, axis=-1), y)
+        wrong = success(logits)
         fooled = fooled | wrong
         x_best_adv = tf.where(tf.reshape(wrong, shape), x_adv, x_best_adv)
 
@@ -200,15 +206,11 @@ def apgd_core(
     loss_fn = _loss_function(loss, targeted=targeted, target=target)
     best = None
     for _ in range(restarts):  # unrolled: restarts are few
-        run = apgd_run(
+        # Targeted: success means reaching the target, not just leaving the source class.
+        scored = _run_score(apgd_run(
             model_fn, x, source, loss_fn, eps=eps, steps=steps, norm=norm, clip_min=clip_min, clip_max=clip_max,
-            eot_samples=eot_samples, surrogate=surrogate,
-        )
-        if targeted:  # success means reaching the target, not just leaving the source class
-            x_best_adv, _, x_best, loss_best = run
-            hit = tf.equal(tf.argmax(call_model(model_fn, x_best_adv), axis=-1), target)
-            run = (x_best_adv, hit, x_best, loss_best)
-        scored = _run_score(run)
+            eot_samples=eot_samples, surrogate=surrogate, target=target,
+        ))
         best = scored if best is None else _merge(best, scored, shape)
     return best[0]
 
