@@ -5,9 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from edgebnn import zoo
 from edgebnn.evaluation import masking
-from edgebnn.training import train
 
 import tensorflow as tf
 
@@ -22,12 +20,10 @@ def _seed():
 
 
 @pytest.fixture(scope="module")
-def float_model(fashion_small):
-    x, y, xt, yt = fashion_small
-    tf.keras.utils.set_random_seed(0)
-    model = zoo.get("panda_fcn2")(precision="float")
-    train(model, x, y, epochs=3, batch_size=32, seed=0, verbose=0)
-    return model, xt[:N_TEST], yt[:N_TEST]
+def float_model(fcn2_float, fashion_small):
+    """Float FCN2 trained 3 epochs on 600 images (conftest), and 100 test images with labels."""
+    _, _, xt, yt = fashion_small
+    return fcn2_float, xt[:N_TEST], yt[:N_TEST]
 
 
 def zero_gradient_model(model):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from edgebnn import attacks, ops, zoo
+from edgebnn import attacks, ops
 from edgebnn.attacks.apgd import checkpoints, dlr_loss, targeted_dlr_loss
 from edgebnn.evaluation.robustness import predict_labels
 from edgebnn.training import train
@@ -21,13 +21,10 @@ def _seed():
 
 
 @pytest.fixture(scope="module")
-def float_model(fashion_small):
-    """Float FCN2 trained 3 epochs on 600 images, and 100 test images with labels."""
-    x, y, xt, yt = fashion_small
-    tf.keras.utils.set_random_seed(0)
-    model = zoo.get("panda_fcn2")(precision="float")
-    train(model, x, y, epochs=3, batch_size=32, seed=0, verbose=0)
-    return model, xt[:N_TEST], yt[:N_TEST]
+def float_model(fcn2_float, fashion_small):
+    """Float FCN2 trained 3 epochs on 600 images (conftest), and 100 test images with labels."""
+    _, _, xt, yt = fashion_small
+    return fcn2_float, xt[:N_TEST], yt[:N_TEST]
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +94,7 @@ def test_apgd_bound_clip_and_drop(float_model, options):
     assert accuracy(model, x_adv, y) < accuracy(model, x, y) - 0.3
 
 
+@pytest.mark.slow
 def test_apgd_targeted_reaches_target_and_apgd_t_breaks(float_model):
     model, x, y = float_model
     target = (y + 1) % 10
@@ -180,6 +178,7 @@ def test_square_validation(float_model):
 # --- the ensemble ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_autoattack_worst_case_and_breakdown(binary_model):
     model, x, y = binary_model
     result = attacks.run_autoattack(
