@@ -96,6 +96,7 @@ def main(argv=None):
         if path.exists():
             reports[name] = json.loads(path.read_text())
             log(f"{name}: cached report {path}")
+            print(masking.to_markdown(reports[name], title=f"FCN2 {precision}, {bits}-bit input"), flush=True)
             continue
         start = time.perf_counter()
         model = trained_model(precision, bits, args)
