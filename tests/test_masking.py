@@ -65,9 +65,13 @@ def float_report(float_model):
 
 
 @pytest.fixture(scope="module")
-def masked_report(float_model):
+def masked_report(float_model, fashion_small):
     model, x, y = float_model
-    return masking.robustness_report(zero_gradient_model(model), x, y, eps_list=[0.1], **SMALL)
+    holdout = fashion_small[2][N_TEST : N_TEST + 60]  # the attacker's own images, disjoint from x
+    return masking.robustness_report(
+        zero_gradient_model(model), x, y, eps_list=[0.1], spsa_options=dict(steps=10, num_samples=16, delta=0.05),
+        substitute_options=dict(x_holdout=holdout, rounds=1, epochs=2), **SMALL,
+    )
 
 
 def statuses(report):
@@ -143,6 +147,8 @@ def test_zero_gradient_model_fires_masking_checks(masked_report):
     assert found["whitebox_vs_blackbox"] == "warning"  # Square breaks what PGD cannot
     assert found["large_eps"] == "warning"
     assert masked_report["zero_gradient_fraction"]["ste"] == 1.0
+    numbers = {c["check"]: c for c in masked_report["results"][0]["checks"]}["whitebox_vs_blackbox"]["numbers"]
+    assert {"square", "spsa", "substitute"} <= set(numbers)
     result = masked_report["results"][0]
     # The ensemble's Square stage breaks what the gradient stages could not.
     assert result["autoattack"]["all"]["robust_accuracy"] < result["accuracy"]["apgd-ce/ste"] - 0.2

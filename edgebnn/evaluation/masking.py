@@ -283,22 +283,22 @@ def robustness_report(
         correct = {}  # attack name -> per-example "still correct" (and clean-correct)
 
         def run(name, attack, **options):
-            x_adv = craft(model_fn, x, y, attack=attack, eps=eps, norm=norm, batch_size=batch_size, **options)
+            x_adv = craft(model_fn, x, y, attack=attack, eps=eps, batch_size=batch_size, **options)
             correct[name] = _correct(model_fn, x_adv, y, batch_size) & clean
             log(f"eps {eps:g} {name}: {_pct(correct[name].mean())}")
             return x_adv
 
         for s in surrogates:
-            run(f"fgsm/{s}", "fgsm", surrogate=s, **grad_opts)
-            run(f"{short_pgd}/{s}", "pgd", steps=pgd_steps, surrogate=s, **grad_opts)
-            run(f"{long_pgd}/{s}", "pgd", steps=steps, restarts=restarts, surrogate=s, **grad_opts)
-            run(f"apgd-ce/{s}", "apgd", steps=steps, loss="ce", surrogate=s, **grad_opts)
-            run(f"apgd-t/{s}", "apgd_t", steps=steps, target_classes=target_classes, surrogate=s, **grad_opts)
-        run("square", "square", queries=square_queries)
-        if spsa_options is not None and norm == np.inf:
+            run(f"fgsm/{s}", "fgsm", norm=norm, surrogate=s, **grad_opts)
+            run(f"{short_pgd}/{s}", "pgd", norm=norm, steps=pgd_steps, surrogate=s, **grad_opts)
+            run(f"{long_pgd}/{s}", "pgd", norm=norm, steps=steps, restarts=restarts, surrogate=s, **grad_opts)
+            run(f"apgd-ce/{s}", "apgd", norm=norm, steps=steps, loss="ce", surrogate=s, **grad_opts)
+            run(f"apgd-t/{s}", "apgd_t", norm=norm, steps=steps, target_classes=target_classes, surrogate=s, **grad_opts)
+        run("square", "square", norm=norm, queries=square_queries)
+        if spsa_options is not None and norm == np.inf:  # SPSA is L-inf only
             run("spsa", "spsa", **spsa_options)
         if substitute_options is not None:
-            run("substitute", "substitute", **substitute_options)
+            run("substitute", "substitute", norm=norm, **substitute_options)
 
         ensemble = {s: combine_ensemble(correct, clean, [s]) for s in surrogates}
         ensemble["all"] = combine_ensemble(correct, clean, surrogates)
