@@ -18,7 +18,6 @@ import os
 import time
 from pathlib import Path
 
-
 import edgebnn  # noqa: F401  (Keras 2 before TensorFlow)
 from edgebnn import _io, data, zoo
 from edgebnn.evaluation import masking
