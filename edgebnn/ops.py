@@ -6,6 +6,9 @@ Keeping the surrogate explicit is what lets attacks see through the op (BPDA,
 Athalye et al. 2018) instead of being fooled by zero gradients.
 """
 
+import contextlib
+import threading
+
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 import tensorflow as tf
@@ -18,6 +21,112 @@ _NO_AUTOGRAPH = tf.autograph.experimental.do_not_convert
 #: Smallest and largest supported input bit width of :func:`discretize`.
 MIN_INPUT_BITS = 1
 MAX_INPUT_BITS = 8
+
+#: Gradient surrogates an attack can choose for the backward pass of every op here
+#: (the forward pass never changes). ``"ste"`` is each op's own declared surrogate.
+SURROGATES = {
+    "ste": "each op's declared surrogate: identity through discretization, clipped STE through sign",
+    "identity": "straight-through identity everywhere (sign too, unclipped)",
+    "clipped": "clipped straight-through: zero outside the op's input range (|x| <= 1 for sign)",
+    "smooth": "temperature-scaled soft staircase for discretization, tanh for sign",
+    "smooth_poly": "soft staircase for discretization, the piecewise-polynomial ApproxSign (Liu et al. 2018) for sign",
+}
+#: Default temperature of the smooth surrogates. The soft staircase's sigmoids have a
+#: scale of this many bin widths; the smooth sign is ``tanh(x / (4 * temperature))``,
+#: so the default gives ``tanh(x)`` (slope 1 at 0, like the straight-through estimator).
+DEFAULT_TEMPERATURE = 0.25
+#: Thresholds on each side of an input that the soft-staircase gradient sums over; a
+#: sigmoid scaled by ``DEFAULT_TEMPERATURE`` contributes < 1e-6 beyond four bins.
+_STAIRCASE_WINDOW = 4
+
+_SCOPE = threading.local()
+
+
+def validate_surrogate(name):
+    """Return ``name`` if it is a key of :data:`SURROGATES`; raise naming the valid ones."""
+    if not isinstance(name, str) or name not in SURROGATES:
+        raise ValueError(f"`surrogate` must be one of {sorted(SURROGATES)}, got {name!r}.")
+    return name
+
+
+def current_surrogate():
+    """``(name, temperature)`` of the gradient surrogate in force (``("ste", ...)`` by default)."""
+    return getattr(_SCOPE, "state", ("ste", DEFAULT_TEMPERATURE))
+
+
+@contextlib.contextmanager
+def gradient_surrogate(name, *, temperature=DEFAULT_TEMPERATURE):
+    """Use surrogate ``name`` for the gradients of the ops of this module inside the scope.
+
+    The choice is read when a gradient is *computed* (``tape.gradient`` eagerly, or
+    while a ``tf.function`` is traced), so the scope must enclose the gradient call.
+    The forward pass is unchanged: outputs stay bit-identical. Scopes nest and are
+    thread-local; the previous setting is restored on exit, also on errors.
+
+    Args:
+        name: a key of :data:`SURROGATES`.
+        temperature: > 0, the smoothness of ``"smooth"`` / ``"smooth_poly"``: sigmoid
+            scale of the soft staircase in bin widths; the smooth sign is
+            ``tanh(x / (4 * temperature))``.
+
+    Example:
+        >>> with gradient_surrogate("smooth"):
+        ...     grad = tape.gradient(loss, x)
+    """
+    validate_surrogate(name)
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
+        raise ValueError(f"`temperature` must be a number > 0, got {temperature!r}.")
+    previous = current_surrogate()
+    _SCOPE.state = (name, float(temperature))
+    try:
+        yield
+    finally:
+        _SCOPE.state = previous
+
+
+def soft_staircase_gradient(x, levels, *, offset, temperature):
+    """Derivative of a staircase with unit-height steps smoothed by sigmoids.
+
+    The staircase ``sum_j 1{x * levels >= j + offset}`` (thresholds every ``1 / levels``)
+    is replaced by ``sum_j sigmoid((x * levels - j - offset) / temperature) / levels``
+    in units where the whole staircase rises by 1 over ``[0, 1]``; the returned value
+    is its derivative with respect to ``x``. Only the thresholds within
+    ``_STAIRCASE_WINDOW`` bins of ``x`` are summed; thresholds outside ``[1, levels - 1]``
+    (for ``offset=0``) do not exist and are skipped.
+    """
+    u = x * levels - offset
+    nearest = tf.floor(u)
+    total = tf.zeros_like(x)
+    for shift in range(-_STAIRCASE_WINDOW + 1, _STAIRCASE_WINDOW + 1):
+        j = nearest + shift
+        exists = (j + offset > 0.0) & (j + offset < levels)
+        s = tf.sigmoid((u - j) / temperature)
+        total += tf.where(exists, s * (1.0 - s) / temperature, 0.0)
+    return total
+
+
+def _input_range_gradient(dy, x, lo, hi):
+    return dy * tf.cast((x >= lo) & (x <= hi), dy.dtype)
+
+
+def sign_gradient(dy, x, *, clip_value=1.0):
+    """Backward pass of a sign under the surrogate in force.
+
+    ``"ste"`` / ``"clipped"``: ``dy * 1{|x| <= clip_value}`` (Hubara et al. 2016);
+    ``"identity"``: ``dy``; ``"smooth"``: derivative of ``tanh(x / T)``;
+    ``"smooth_poly"``: Bi-Real's ``(2 - 2|x|) * 1{|x| <= 1}`` (as Larq's ``approx_sign``).
+    """
+    name, temperature = current_surrogate()
+    if name == "identity":
+        return dy
+    if name == "smooth":
+        scale = 4.0 * temperature
+        return dy * (1.0 - tf.square(tf.tanh(x / scale))) / scale
+    if name == "smooth_poly":
+        return dy * tf.where(tf.abs(x) <= 1.0, 2.0 - 2.0 * tf.abs(x), 0.0)
+    if clip_value is None:
+        return dy
+    return dy * tf.cast(tf.abs(x) <= clip_value, dy.dtype)
 
 
 def validate_bits(bits, *, name="bits"):
@@ -52,7 +161,10 @@ def discretize(x, bits):
     ``p / 255`` fall into 256 distinct bins, so no information is lost.
 
     Gradient surrogate: **straight-through (identity)**. The backward pass treats the
-    op as ``y = x``, so gradient-based attacks see through it (BPDA).
+    op as ``y = x``, so gradient-based attacks see through it (BPDA). Inside
+    :func:`gradient_surrogate`, ``"clipped"`` zeroes it outside ``[0, 1]`` and
+    ``"smooth"`` uses the soft staircase of :func:`soft_staircase_gradient` (thresholds
+    ``j / 2**bits``).
 
     Args:
         x: float tensor of pixels scaled to ``[0, 1]``; values outside are clamped.
@@ -76,6 +188,11 @@ def discretize(x, bits):
         y = (discretize_levels(x, bits) + 0.5) / levels
 
         def grad(dy):
+            name, temperature = current_surrogate()
+            if name in ("smooth", "smooth_poly"):
+                return dy * soft_staircase_gradient(x, levels, offset=0.0, temperature=temperature)
+            if name == "clipped":
+                return _input_range_gradient(dy, x, 0.0, 1.0)
             return dy  # straight-through estimator (identity)
 
         return y, grad
@@ -90,8 +207,9 @@ def _validate_seed(seed):
 
 
 def _clipped_ste(dy, x, clip_value=1.0):
-    """Straight-through gradient, zeroed where ``|x| > clip_value`` (Hubara et al. 2016)."""
-    return dy * tf.cast(tf.abs(x) <= clip_value, dy.dtype)
+    """Straight-through gradient, zeroed where ``|x| > clip_value`` (Hubara et al. 2016),
+    or the backward pass of the surrogate chosen with :func:`gradient_surrogate`."""
+    return sign_gradient(dy, x, clip_value=clip_value)
 
 
 def hard_sigmoid(x):
@@ -203,7 +321,13 @@ def kbit_activation(x, bits):
         y = tf.round(tf.clip_by_value(x, 0.0, 1.0) * levels) / levels
 
         def grad(dy):
-            return dy * tf.cast((x >= 0.0) & (x <= 1.0), dy.dtype)
+            name, temperature = current_surrogate()
+            if name == "identity":
+                return dy
+            if name in ("smooth", "smooth_poly"):
+                # Rounding thresholds sit half-way between the levels.
+                return dy * soft_staircase_gradient(x, levels, offset=0.5, temperature=temperature)
+            return _input_range_gradient(dy, x, 0.0, 1.0)
 
         return y, grad
 
@@ -220,6 +344,27 @@ def _ste_sign(x):
         return _clipped_ste(dy, x)
 
     return y, grad
+
+
+@_NO_AUTOGRAPH
+def sign(x, *, clip_value=1.0):
+    """Sign with +1 at 0 (Larq's ``ste_sign`` forward pass) and a selectable gradient.
+
+    Gradient surrogate: **straight-through estimator clipped at** ``clip_value``
+    (``None``: unclipped), exactly Larq's ``ste_sign``; inside
+    :func:`gradient_surrogate` the one chosen there (:func:`sign_gradient`).
+    """
+
+    @tf.custom_gradient
+    def _sign(x):
+        y = tf.where(x >= 0.0, tf.ones_like(x), -tf.ones_like(x))
+
+        def grad(dy):
+            return sign_gradient(dy, x, clip_value=clip_value)
+
+        return y, grad
+
+    return _sign(tf.convert_to_tensor(x))
 
 
 @_NO_AUTOGRAPH

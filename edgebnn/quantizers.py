@@ -11,6 +11,7 @@ through Keras' global registry:
 name                   class                   notes
 =====================  ======================  ==================================
 ``"stochastic_sign"``  :class:`StochasticSign`  ``seed=`` optional
+``"surrogate_sign"``   :class:`SurrogateSign`   Larq's ``SteSign``, selectable gradient
 ``"xnor_weight"``      :class:`XnorWeight`      per-output-channel scale
 ``"kbit_weight"``      :class:`KBitWeight`      needs ``bits=``, or ``"kbit_weight_2"``
 ``"kbit_activation"``  :class:`KBitActivation`  needs ``bits=``, or ``"kbit_activation_4"``
@@ -112,9 +113,28 @@ class KBitActivation(_KBit):
         return ops.kbit_activation(inputs, self.bits)
 
 
+@tf.keras.utils.register_keras_serializable(package="edgebnn")
+class SurrogateSign(lq.quantizers.SteSign):
+    """Larq's ``SteSign`` with the backward pass chosen by :func:`edgebnn.ops.gradient_surrogate`.
+
+    Same forward pass as ``lq.quantizers.SteSign`` (sign, +1 at 0) and, outside a
+    surrogate scope, the same clipped straight-through gradient; wraps
+    :func:`edgebnn.ops.sign`. Attacks swap it in for Larq's sign quantizers while
+    they trace (:func:`edgebnn.attacks.surrogates.use_surrogate`).
+
+    Args:
+        clip_value: gradient clip of the straight-through estimator (``None``: no clip).
+    """
+
+    def call(self, inputs):
+        outputs = ops.sign(inputs, clip_value=self.clip_value)
+        return super(lq.quantizers.SteSign, self).call(outputs)  # skip SteSign.call, keep the metrics hook
+
+
 #: name -> quantizer class (the explicit registry behind :func:`get`).
 QUANTIZERS = {
     "stochastic_sign": StochasticSign,
+    "surrogate_sign": SurrogateSign,
     "xnor_weight": XnorWeight,
     "kbit_weight": KBitWeight,
     "kbit_activation": KBitActivation,
@@ -161,6 +181,6 @@ def is_xnor_layer(layer):
 
 
 __all__ = [
-    "KBitActivation", "KBitWeight", "QUANTIZERS", "StochasticSign", "XnorWeight",
+    "KBitActivation", "KBitWeight", "QUANTIZERS", "StochasticSign", "SurrogateSign", "XnorWeight",
     "get", "is_xnor_layer", "names",
 ]

@@ -30,6 +30,7 @@ import numpy as np
 
 import edgebnn  # noqa: F401  (Keras 2 before TensorFlow)
 from edgebnn import attacks, data, zoo
+from edgebnn.evaluation import masking
 from edgebnn.evaluation.robustness import craft, predict_labels
 from edgebnn.training import train
 
@@ -37,7 +38,7 @@ from edgebnn.training import train
 MODELS = (("float", 2), ("float", 8), ("binary", 2), ("binary", 8))
 #: Accuracy gap (points) beyond which a gradient-free / black-box attack beating the
 #: white-box attacks is reported as gradient masking.
-MASKING_MARGIN = 3.0
+MASKING_MARGIN = 100 * masking.MARGIN
 
 
 def parse_args():
@@ -171,18 +172,19 @@ def main():
         ]
         print("| " + " | ".join(cells) + " |")
 
-    print("\nGradient-masking check (white-box PGD-40 vs the best gradient-free SPSA on the same images, "
-          f"and vs the black-box substitute; margin {MASKING_MARGIN} points):")
+    print("\nGradient-masking check (edgebnn.evaluation.masking.check_whitebox_vs_blackbox: white-box PGD-40 vs the "
+          f"best gradient-free SPSA on the same {ns} images, and vs the black-box substitute on all {n}; "
+          f"margin {MASKING_MARGIN} points):")
     for (precision, bits), r in rows.items():
-        notes = []
-        if r["spsa"] < r["pgd_small"] - MASKING_MARGIN:
-            notes.append(f"SPSA {r['spsa']:.1f}% < PGD-40 {r['pgd_small']:.1f}%")
-        if r["substitute"] < r["pgd"] - MASKING_MARGIN:
-            notes.append(f"substitute {r['substitute']:.1f}% < PGD-40 {r['pgd']:.1f}%")
-        verdict = ("GRADIENT MASKING: the gradient attacks overestimate robustness (" + "; ".join(notes) + ")"
-                   if notes else f"no sign of gradient masking (white-box attacks are the strongest: PGD-40 {r['pgd_small']:.1f}% "
-                   f"vs SPSA {r['spsa']:.1f}%, substitute {r['substitute']:.1f}%)")
-        print(f"- {precision}, {bits}-bit input: {verdict}.")
+        small = masking.check_whitebox_vs_blackbox(
+            whitebox={"PGD-40": r["pgd_small"] / 100}, blackbox={"SPSA": r["spsa"] / 100}, margin=MASKING_MARGIN / 100,
+        )
+        full = masking.check_whitebox_vs_blackbox(
+            whitebox={"PGD-40": r["pgd"] / 100}, blackbox={"substitute": r["substitute"] / 100},
+            margin=MASKING_MARGIN / 100,
+        )
+        print(f"- {precision}, {bits}-bit input: SPSA {small['status']}: {small['message']}; "
+              f"substitute {full['status']}: {full['message']}.")
         by_delta = {d: r[f"spsa_{d}"] for d in spsa_deltas(args)}
         if max(by_delta.values()) - min(by_delta.values()) > MASKING_MARGIN:
             print(f"  Note: SPSA depends on its probe size here ({', '.join(f'δ={d}: {v:.1f}%' for d, v in by_delta.items())}): "

@@ -48,6 +48,24 @@ def fcn_in2(fashion_small):
     return model
 
 
+@pytest.fixture(scope="session")
+def fcn2_float(fashion_small):
+    """Float Panda FCN2 trained 3 epochs on the 600 training images (seeded).
+
+    Shared by the attack and masking tests; none of them changes it.
+    """
+    import tensorflow as tf
+
+    from edgebnn import zoo
+    from edgebnn.training import train
+
+    x, y, _, _ = fashion_small
+    tf.keras.utils.set_random_seed(0)
+    model = zoo.get("panda_fcn2")(precision="float")
+    train(model, x, y, epochs=3, batch_size=32, seed=0, verbose=0)
+    return model
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from edgebnn import attacks, zoo
+from edgebnn import attacks
 from edgebnn.evaluation.robustness import craft, predict_labels
 from edgebnn.training import train
 
@@ -20,13 +20,10 @@ N_TEST = 100
 
 
 @pytest.fixture(scope="module")
-def trained(fashion_small):
-    """Float FCN2 trained 3 epochs on 600 images, and 100 test images with labels."""
-    x, y, xt, yt = fashion_small
-    tf.keras.utils.set_random_seed(0)
-    model = zoo.get("panda_fcn2")(precision="float")
-    train(model, x, y, epochs=3, batch_size=32, seed=0, verbose=0)
-    return model, xt[:N_TEST], yt[:N_TEST]
+def trained(fcn2_float, fashion_small):
+    """Float FCN2 trained 3 epochs on 600 images (conftest), and 100 test images with labels."""
+    _, _, xt, yt = fashion_small
+    return fcn2_float, xt[:N_TEST], yt[:N_TEST]
 
 
 def accuracy(model, x, y):

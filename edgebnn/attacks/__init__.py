@@ -5,12 +5,17 @@ clip_min=0., clip_max=1.)`` and returns adversarial examples; ``y=None`` uses th
 model's own predictions (no label leaking). CW-L2 and JSMA are minimum-distortion
 attacks: CW's ``eps`` is an optional L2 budget and JSMA has none (``gamma`` bounds the
 fraction of changed pixels). Gradient attacks take ``eot_samples`` for randomized
-models. Attacks are also reachable by name through :func:`get`, which recipes use.
+models and ``surrogate`` for the backward pass through discretization and sign
+(:mod:`edgebnn.attacks.surrogates`). APGD, APGD-T, Square and the ``autoattack``
+ensemble are Croce and Hein's. Attacks are also reachable by name through :func:`get`,
+which recipes use.
 
 Example:
     >>> x_adv = edgebnn.attacks.get("pgd")(model, x, eps=0.1, steps=40)
 """
 
+from edgebnn.attacks.apgd import apgd, apgd_t
+from edgebnn.attacks.autoattack import AutoAttackResult, autoattack, run_autoattack
 from edgebnn.attacks.bim import bim
 from edgebnn.attacks.common import label_oracle
 from edgebnn.attacks.cw import cw_l2
@@ -20,10 +25,15 @@ from edgebnn.attacks.mim import mim
 from edgebnn.attacks.pgd import pgd
 from edgebnn.attacks.rfgsm import rfgsm
 from edgebnn.attacks.spsa import spsa
+from edgebnn.attacks.square import square, square_with_queries
 from edgebnn.attacks.substitute import substitute, train_substitute
+from edgebnn.attacks.surrogates import use_surrogate
 from edgebnn.attacks.transfer import transfer
 
 _REGISTRY = {
+    "apgd": apgd,
+    "apgd_t": apgd_t,
+    "autoattack": autoattack,
     "bim": bim,
     "cw_l2": cw_l2,
     "fgsm": fgsm,
@@ -32,12 +42,13 @@ _REGISTRY = {
     "pgd": pgd,
     "rfgsm": rfgsm,
     "spsa": spsa,
+    "square": square,
     "substitute": substitute,
 }
 
 #: Attacks that train a model or query a black box, so cannot run inside a ``tf.function``;
 #: :func:`edgebnn.evaluation.robustness.craft` runs them once, eagerly, on the whole set.
-EAGER_ONLY = frozenset({"substitute"})
+EAGER_ONLY = frozenset({"autoattack", "substitute"})
 #: Attacks without an ``eps`` budget argument.
 NO_EPS = frozenset({"jsma"})
 
@@ -64,6 +75,7 @@ def name_of(attack_fn):
 
 
 __all__ = [
-    "EAGER_ONLY", "NO_EPS", "bim", "cw_l2", "fgsm", "get", "jsma", "label_oracle", "mim", "names",
-    "name_of", "pgd", "rfgsm", "spsa", "substitute", "train_substitute", "transfer",
+    "AutoAttackResult", "EAGER_ONLY", "NO_EPS", "apgd", "apgd_t", "autoattack", "bim", "cw_l2", "fgsm", "get", "jsma", "label_oracle", "mim", "names",
+    "name_of", "pgd", "rfgsm", "run_autoattack", "spsa", "square", "square_with_queries", "substitute",
+    "train_substitute", "transfer", "use_surrogate",
 ]

@@ -11,7 +11,8 @@ Every attack is split in two, like Larq's ``ste_sign`` / ``SteSign``:
 Randomized models (stochastic-binary layers, MC dropout) are attacked with
 Expectation over Transformation (Athalye et al. 2018): ``eot_samples`` forward /
 backward passes whose loss gradients are averaged. Discretization and sign are seen
-through with their straight-through surrogate gradients (BPDA), which the ops define.
+through with their straight-through surrogate gradients (BPDA), which the ops define,
+or with another surrogate chosen per attack (``surrogate=``, :mod:`edgebnn.attacks.surrogates`).
 """
 
 import functools
@@ -20,6 +21,9 @@ import os
 import numpy as np
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from edgebnn import ops
+
+from edgebnn.attacks.surrogates import use_surrogate
 
 import tensorflow as tf
 
@@ -76,6 +80,11 @@ def validate_steps(steps, step_size, eps):
     if isinstance(step_size, bool) or not np.isfinite(step_size) or step_size <= 0:
         raise ValueError(f"`step_size` must be a finite number > 0, got {step_size!r}.")
     return float(step_size)
+
+
+def validate_surrogate(surrogate):
+    """Return ``surrogate`` if it names a gradient surrogate of :data:`edgebnn.ops.SURROGATES`."""
+    return ops.validate_surrogate(surrogate)
 
 
 def check_inputs(x, *, clip_min, clip_max):
@@ -147,26 +156,39 @@ def cross_entropy(logits, y):
     return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
 
 
-def loss_gradient(model_fn, x, y, *, targeted, eot_samples=1, loss_fn=cross_entropy):
+def loss_gradient(model_fn, x, y, *, targeted, eot_samples=1, loss_fn=cross_entropy, surrogate="ste"):
     """Gradient of the attack loss w.r.t. ``x``, averaged over ``eot_samples`` passes (EOT).
 
     The attack loss is ``loss_fn(logits, y)`` (per example) for an untargeted attack,
-    which the attack ascends, and its negative for a targeted one.
+    which the attack ascends, and its negative for a targeted one. ``surrogate`` (a key
+    of :data:`edgebnn.ops.SURROGATES`) picks the backward pass through discretization
+    and sign (:func:`edgebnn.attacks.surrogates.use_surrogate`); the forward pass is
+    the same for every choice.
 
     Returns:
         ``(gradient, loss)``: both averaged over the EOT samples; ``loss`` per example.
     """
+    grad, loss, _ = loss_gradient_and_logits(
+        model_fn, x, y, targeted=targeted, eot_samples=eot_samples, loss_fn=loss_fn, surrogate=surrogate,
+    )
+    return grad, loss
+
+
+def loss_gradient_and_logits(model_fn, x, y, *, targeted, eot_samples=1, loss_fn=cross_entropy, surrogate="ste"):
+    """:func:`loss_gradient` plus the logits of the last forward pass: ``(gradient, loss, logits)``."""
     grad_sum, loss_sum = tf.zeros_like(x), tf.zeros(tf.shape(x)[:1])
-    for _ in range(eot_samples):  # unrolled: every pass draws fresh randomness
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            loss = loss_fn(call_model(model_fn, x), y)
-            if targeted:
-                loss = -loss
-        # A model that blocks the gradient (masking) yields zeros, not an error.
-        grad_sum += tape.gradient(loss, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        loss_sum += loss
-    return grad_sum / eot_samples, loss_sum / eot_samples
+    with use_surrogate(model_fn, surrogate):
+        for _ in range(eot_samples):  # unrolled: every pass draws fresh randomness
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                logits = call_model(model_fn, x)
+                loss = loss_fn(logits, y)
+                if targeted:
+                    loss = -loss
+            # A model that blocks the gradient (masking) yields zeros, not an error.
+            grad_sum += tape.gradient(loss, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            loss_sum += loss
+    return grad_sum / eot_samples, loss_sum / eot_samples, logits
 
 
 def _reduce_axes(x):

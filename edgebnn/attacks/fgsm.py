@@ -4,21 +4,24 @@ import numpy as np
 
 from edgebnn.attacks.common import (
     check_inputs, check_labels, clip, compiled, labels_or_predictions, loss_gradient,
-    optimize_linear, validate_attack, validate_norm, validate_positive_int,
+    optimize_linear, validate_attack, validate_norm, validate_positive_int, validate_surrogate,
 )
 
 
-def fgsm_core(model_fn, x, y, *, eps, norm, targeted, clip_min, clip_max, eot_samples=1):
+def fgsm_core(model_fn, x, y, *, eps, norm, targeted, clip_min, clip_max, eot_samples=1, surrogate="ste"):
     """Graph-mode FGSM on validated tensors; ``eps`` may be a scalar or per-example ``(batch,)``."""
     y = labels_or_predictions(model_fn, x, y)
-    grad, _ = loss_gradient(model_fn, x, y, targeted=targeted, eot_samples=eot_samples)
+    grad, _ = loss_gradient(model_fn, x, y, targeted=targeted, eot_samples=eot_samples, surrogate=surrogate)
     return clip(x + optimize_linear(grad, eps, norm), clip_min, clip_max)
 
 
 _fgsm = compiled(fgsm_core)
 
 
-def fgsm(model_fn, x, *, eps, norm=np.inf, y=None, targeted=False, clip_min=0.0, clip_max=1.0, eot_samples=1):
+def fgsm(
+    model_fn, x, *, eps, norm=np.inf, y=None, targeted=False, clip_min=0.0, clip_max=1.0, eot_samples=1,
+    surrogate="ste",
+):
     """One gradient step of size ``eps``: FGSM for L-inf, FGM for L2.
 
     Gradients flow through :class:`~edgebnn.layers.InputDiscretization` (identity) and
@@ -37,6 +40,8 @@ def fgsm(model_fn, x, *, eps, norm=np.inf, y=None, targeted=False, clip_min=0.0,
         clip_min, clip_max: valid input range.
         eot_samples: loss gradients averaged over this many forward passes (EOT) for
             randomized models.
+        surrogate: backward pass through discretization and sign, a key of
+            :data:`edgebnn.ops.SURROGATES` (``"ste"``: each op's own).
 
     Returns:
         Adversarial examples, a float32 tensor shaped like ``x``.
@@ -48,8 +53,9 @@ def fgsm(model_fn, x, *, eps, norm=np.inf, y=None, targeted=False, clip_min=0.0,
     norm = validate_norm(norm)
     validate_attack(eps=eps, clip_min=clip_min, clip_max=clip_max, y=y, targeted=targeted)
     eot_samples = validate_positive_int(eot_samples, "eot_samples")
+    surrogate = validate_surrogate(surrogate)
     x = check_inputs(x, clip_min=clip_min, clip_max=clip_max)
     return _fgsm(
         model_fn, x, check_labels(y, x), eps=float(eps), norm=norm, targeted=bool(targeted),
-        clip_min=clip_min, clip_max=clip_max, eot_samples=eot_samples,
+        clip_min=clip_min, clip_max=clip_max, eot_samples=eot_samples, surrogate=surrogate,
     )

@@ -5,7 +5,7 @@ import numpy as np
 from edgebnn.attacks.common import (
     call_model, check_inputs, check_labels, clip, compiled, cross_entropy, labels_or_predictions,
     loss_gradient, optimize_linear, project, random_init, validate_attack, validate_norm,
-    validate_positive_int, validate_steps,
+    validate_positive_int, validate_steps, validate_surrogate,
 )
 
 import tensorflow as tf
@@ -25,7 +25,7 @@ def attack_score(model_fn, x_adv, y, *, targeted):
 
 def pgd_core(
     model_fn, x, y, *, eps, steps, step_size, norm, rand_init, targeted, clip_min, clip_max,
-    restarts=1, eot_samples=1,
+    restarts=1, eot_samples=1, surrogate="ste",
 ):
     """Graph-mode PGD on validated tensors; ``eps`` / ``step_size`` scalars or per-example."""
     y = labels_or_predictions(model_fn, x, y)
@@ -33,7 +33,7 @@ def pgd_core(
     for _ in range(restarts):  # unrolled: restarts are few
         x_adv = clip(x + random_init(x, eps, norm), clip_min, clip_max) if rand_init else x
         for _ in tf.range(steps):
-            grad, _ = loss_gradient(model_fn, x_adv, y, targeted=targeted, eot_samples=eot_samples)
+            grad, _ = loss_gradient(model_fn, x_adv, y, targeted=targeted, eot_samples=eot_samples, surrogate=surrogate)
             x_adv = x_adv + optimize_linear(grad, step_size, norm)
             x_adv = clip(x + project(x_adv - x, eps, norm), clip_min, clip_max)
         if restarts == 1:
@@ -66,6 +66,7 @@ def pgd(
     clip_min=0.0,
     clip_max=1.0,
     eot_samples=1,
+    surrogate="ste",
 ):
     """Iterated gradient steps projected onto the ``eps`` ball, from a random start.
 
@@ -86,6 +87,8 @@ def pgd(
         targeted: move toward ``y``.
         clip_min, clip_max: valid input range.
         eot_samples: loss gradients averaged over this many forward passes (EOT).
+        surrogate: backward pass through discretization and sign, a key of
+            :data:`edgebnn.ops.SURROGATES` (``"ste"``: each op's own).
 
     Returns:
         Adversarial examples, a float32 tensor shaped like ``x``.
@@ -95,6 +98,7 @@ def pgd(
     step_size = min(validate_steps(steps, step_size, eps), eps)
     restarts = validate_positive_int(restarts, "restarts")
     eot_samples = validate_positive_int(eot_samples, "eot_samples")
+    surrogate = validate_surrogate(surrogate)
     if restarts > 1 and not rand_init:
         raise ValueError(f"`restarts` > 1 needs `rand_init=True` (restarts from the same start repeat the same run), got restarts={restarts}.")
     x = check_inputs(x, clip_min=clip_min, clip_max=clip_max)
@@ -103,5 +107,5 @@ def pgd(
     return _pgd(
         model_fn, x, check_labels(y, x), eps=float(eps), steps=int(steps), step_size=float(step_size),
         norm=norm, rand_init=bool(rand_init), targeted=bool(targeted), clip_min=clip_min, clip_max=clip_max,
-        restarts=restarts, eot_samples=eot_samples,
+        restarts=restarts, eot_samples=eot_samples, surrogate=surrogate,
     )

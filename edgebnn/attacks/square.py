@@ -1,0 +1,280 @@
+"""Square Attack (Andriushchenko, Croce, Flammarion and Hein 2020), L-inf and L2, compiled.
+
+A score-based black-box attack: it only reads the model's logits, never a gradient,
+so gradient masking (zero, noisy or misleading gradients of discretized and binary
+models) cannot blunt it. Each iteration proposes one random square-shaped update at a
+random position and keeps it when the margin loss drops; the square's side shrinks on
+a fixed schedule of the query budget. This is the version AutoAttack runs; the
+schedule, initializations and L2 update follow the authors' reference implementation
+(``fra31/auto-attack``, ``square.py``), with images in NHWC layout.
+"""
+
+import numpy as np
+
+from edgebnn.attacks.common import (
+    call_model, check_inputs, check_labels, clip, compiled, cross_entropy, labels_or_predictions, validate_attack,
+    validate_norm, validate_positive_int,
+)
+
+import tensorflow as tf
+
+#: Initial fraction of the pixels a square covers (the reference's ``p_init``).
+DEFAULT_P_INIT = 0.8
+#: The schedule of p: p_init is halved when the iteration, rescaled to a 10,000-query
+#: budget, passes each of these values.
+_P_SCHEDULE = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
+_RESCALED_BUDGET = 10000.0
+#: Added to L2 norms before dividing, as in the reference implementation.
+_TINY = 1e-12
+#: Grid of the L2 initialization: squares of side ``height // 5``.
+_L2_INIT_GRID = 5
+
+
+def margin_and_loss(logits, y, *, targeted):
+    """``(margin, loss)`` of the reference: the attack succeeds when ``margin <= 0`` and minimises ``loss``.
+
+    Untargeted: ``margin = loss = z_y - max_{j != y} z_j``. Targeted (``y`` the target):
+    ``margin = max_{j != y} z_j - z_y`` and ``loss`` the cross-entropy toward ``y``.
+    """
+    onehot = tf.one_hot(y, tf.shape(logits)[-1]) > 0
+    true = tf.gather(logits, y, axis=-1, batch_dims=1)
+    other = tf.reduce_max(tf.where(onehot, tf.cast(-np.inf, logits.dtype), logits), axis=-1)
+    if targeted:
+        return other - true, cross_entropy(logits, y)
+    return true - other, true - other
+
+
+def _p_selection(iteration, queries, p_init):
+    rescaled = tf.floor(tf.cast(iteration, tf.float32) * _RESCALED_BUDGET / float(queries))
+    halvings = tf.reduce_sum(tf.cast(rescaled > tf.constant(_P_SCHEDULE, tf.float32), tf.float32))
+    return p_init / tf.pow(2.0, halvings)
+
+
+def _random_int(high):
+    """Uniform int in ``[0, high)`` like the reference's ``random_int`` (0 when ``high`` is 0)."""
+    return tf.cast(tf.floor(tf.random.uniform([]) * tf.cast(high, tf.float32)), tf.int32)
+
+
+def _random_sign(shape):
+    return tf.sign(tf.random.uniform(shape, -1.0, 1.0))
+
+
+def _window(height, width, top, left, side):
+    """``(height, width, 1)`` float mask of the square ``[top, top + side) x [left, left + side)``."""
+    rows = tf.range(height)[:, None]
+    cols = tf.range(width)[None, :]
+    inside = (rows >= top) & (rows < top + side) & (cols >= left) & (cols < left + side)
+    return tf.cast(inside, tf.float32)[:, :, None]
+
+
+def _eta_rectangle(rows, cols):
+    delta = np.zeros([rows, cols])
+    centre_r, centre_c = rows // 2 + 1, cols // 2 + 1
+    corner = [centre_r - 1, centre_c - 1]
+    for ring in range(max(centre_r, centre_c)):
+        delta[max(corner[0], 0) : min(corner[0] + 2 * ring + 1, rows),
+              max(0, corner[1]) : min(corner[1] + 2 * ring + 1, cols)] += 1.0 / (ring + 1) ** 2
+        corner[0] -= 1
+        corner[1] -= 1
+    return delta / np.sqrt((delta**2).sum())
+
+
+def eta(side):
+    """The reference's L2 square pattern: two opposite-sign halves of concentric rings, unit L2 norm."""
+    delta = np.zeros([side, side])
+    delta[: side // 2] = _eta_rectangle(side // 2, side)
+    delta[side // 2 :] = -_eta_rectangle(side - side // 2, side)
+    return delta / np.sqrt((delta**2).sum())
+
+
+def _eta_table(height, width):
+    """``(min(h, w) + 1, 2, h, w)``: pattern of every side (and its transpose) in the top-left corner."""
+    table = np.zeros([min(height, width) + 1, 2, height, width], np.float32)
+    for side in range(2, min(height, width) + 1):
+        pattern = eta(side)
+        table[side, 0, :side, :side] = pattern
+        table[side, 1, :side, :side] = pattern.T
+    return tf.constant(table)
+
+
+def _placed_eta(table, side, top, left):
+    """The pattern of ``side`` (transposed with probability 1/2) moved to ``(top, left)``."""
+    flip = tf.cast(tf.random.uniform([]) > 0.5, tf.int32)
+    pattern = table[side, flip]
+    return tf.roll(pattern, shift=[top, left], axis=[0, 1])[:, :, None]
+
+
+def _l2_norm(delta):
+    return tf.sqrt(tf.reduce_sum(tf.square(delta), axis=[1, 2, 3], keepdims=True))
+
+
+def _l2_normalize(delta):
+    return delta / (_l2_norm(delta) + _TINY)
+
+
+def _linf_init(x, eps):
+    batch, width, channels = tf.shape(x)[0], tf.shape(x)[2], tf.shape(x)[3]
+    stripes = _random_sign(tf.stack([batch, 1, width, channels]))  # vertical stripes
+    return x + eps * stripes
+
+
+def _l2_init(x, eps, table):
+    height, width = x.shape[1], x.shape[2]
+    batch, channels = tf.shape(x)[0], tf.shape(x)[3]
+    side = height // _L2_INIT_GRID
+    start = (height - side * _L2_INIT_GRID) // 2
+    delta = tf.zeros_like(x)
+    for top in range(start, start + side * (height // side), side):
+        if top + side > height:
+            break
+        for left in range(start, start + side * (width // side), side):
+            if left + side > width:
+                break
+            pattern = _placed_eta(table, side, top, left)
+            delta += pattern[None] * _random_sign(tf.stack([batch, 1, 1, channels]))
+    return x + _l2_normalize(delta) * eps
+
+
+def _linf_proposal(x, x_best, eps, side, height, width):
+    batch, channels = tf.shape(x)[0], tf.shape(x)[3]
+    top, left = _random_int(height - side), _random_int(width - side)
+    window = _window(height, width, top, left, side)[None]
+    signs = _random_sign(tf.stack([batch, 1, 1, channels]))
+    x_new = x_best + window * 2.0 * eps * signs
+    return tf.minimum(tf.maximum(x_new, x - eps), x + eps)
+
+
+def _l2_proposal(x, x_best, eps, side, height, width, table):
+    batch, channels = tf.shape(x)[0], tf.shape(x)[3]
+    delta = x_best - x
+    top, left = _random_int(height - side), _random_int(width - side)
+    window_1 = _window(height, width, top, left, side)[None]
+    norms_window_1 = tf.sqrt(tf.reduce_sum(tf.square(delta * window_1), axis=[1, 2], keepdims=True))
+    top_2, left_2 = _random_int(height - side), _random_int(width - side)
+    window_2 = _window(height, width, top_2, left_2, side)[None]
+    norms_image = _l2_norm(delta)
+    both = tf.maximum(window_1, window_2)
+    norms_windows = tf.sqrt(tf.reduce_sum(tf.square(delta * both), axis=[1, 2], keepdims=True))
+    new = _placed_eta(table, side, top, left)[None] * _random_sign(tf.stack([batch, 1, 1, channels]))
+    new += delta * window_1 / (_TINY + norms_window_1)
+    new_norm = tf.sqrt(tf.reduce_sum(tf.square(new), axis=[1, 2], keepdims=True))
+    budget = tf.maximum(eps**2 - tf.square(norms_image), 0.0) / tf.cast(channels, tf.float32) + tf.square(norms_windows)
+    new = new / (_TINY + new_norm) * tf.sqrt(budget)
+    delta = delta * (1.0 - window_2)
+    delta = delta * (1.0 - window_1) + new * window_1
+    return x + _l2_normalize(delta) * eps
+
+
+def _side(p, features, channels, height, width, norm):
+    side = tf.cast(tf.round(tf.sqrt(p * features / channels)), tf.int32)
+    if norm == np.inf:
+        side = tf.maximum(side, 1)
+    else:
+        side = tf.maximum(side, 3)
+        side += 1 - side % 2  # odd sides only
+    return tf.minimum(side, min(height, width))
+
+
+def square_core(model_fn, x, y, *, eps, norm, queries, p_init, targeted, clip_min, clip_max):
+    """Graph-mode Square attack on validated NHWC tensors.
+
+    Returns:
+        ``(x_adv, queries_used)``: the best point per example and the number of model
+        evaluations spent on it (the initial point included; an example stops
+        spending queries once it is adversarial).
+    """
+    y = labels_or_predictions(model_fn, x, y)
+    height, width, channels = x.shape[1], x.shape[2], x.shape[3]
+    features = float(height * width * channels)
+    table = _eta_table(height, width) if norm == 2 else None
+    shape = [-1, 1, 1, 1]
+
+    x_best = clip(_linf_init(x, eps) if norm == np.inf else _l2_init(x, eps, table), clip_min, clip_max)
+    margin_min, loss_min = margin_and_loss(call_model(model_fn, x_best), y, targeted=targeted)
+    used = tf.ones_like(margin_min)
+    iteration = tf.constant(0)
+    while iteration < queries - 1 and tf.reduce_any(margin_min > 0.0):
+        alive = margin_min > 0.0
+        side = _side(_p_selection(iteration, queries, p_init), features, channels, height, width, norm)
+        if norm == np.inf:
+            x_new = _linf_proposal(x, x_best, eps, side, height, width)
+        else:
+            x_new = _l2_proposal(x, x_best, eps, side, height, width, table)
+        x_new = clip(x_new, clip_min, clip_max)
+        margin, loss = margin_and_loss(call_model(model_fn, x_new), y, targeted=targeted)
+        improved = loss < loss_min
+        loss_min = tf.where(alive & improved, loss, loss_min)
+        accept = alive & (improved | (margin <= 0.0))
+        margin_min = tf.where(accept, margin, margin_min)
+        x_best = tf.where(tf.reshape(accept, shape), x_new, x_best)
+        used += tf.cast(alive, tf.float32)
+        iteration += 1
+    return x_best, used
+
+
+_square = compiled(square_core)
+
+
+def square_with_queries(
+    model_fn,
+    x,
+    *,
+    eps,
+    norm=np.inf,
+    queries=5000,
+    p_init=DEFAULT_P_INIT,
+    y=None,
+    targeted=False,
+    clip_min=0.0,
+    clip_max=1.0,
+):
+    """:func:`square`, also returning the queries spent per example: ``(x_adv, queries_used)``."""
+    norm = validate_norm(norm)
+    validate_attack(eps=eps, clip_min=clip_min, clip_max=clip_max, y=y, targeted=targeted)
+    queries = validate_positive_int(queries, "queries")
+    if isinstance(p_init, bool) or not isinstance(p_init, (int, float)) or not 0 < p_init <= 1:
+        raise ValueError(f"`p_init` must be a number in (0, 1], got {p_init!r}.")
+    x = check_inputs(x, clip_min=clip_min, clip_max=clip_max)
+    if x.shape.rank == 3:
+        x_img = x[..., None]
+    elif x.shape.rank == 4:
+        x_img = x
+    else:
+        raise ValueError(f"`x` must be images, (batch, height, width) or (batch, height, width, channels), got shape {x.shape}.")
+    if eps == 0:
+        return x, tf.zeros(tf.shape(x)[:1])
+    x_adv, used = _square(
+        model_fn if x.shape.rank == 4 else (lambda images: model_fn(images[..., 0])), x_img, check_labels(y, x),
+        eps=float(eps), norm=norm, queries=queries, p_init=float(p_init), targeted=bool(targeted),
+        clip_min=clip_min, clip_max=clip_max,
+    )
+    return tf.reshape(x_adv, tf.shape(x)), used
+
+
+def square(model_fn, x, *, eps, norm=np.inf, queries=5000, p_init=DEFAULT_P_INIT, y=None, targeted=False,
+           clip_min=0.0, clip_max=1.0):
+    """Square attack: random square updates accepted when the margin loss drops; no gradients.
+
+    Args:
+        model_fn: callable mapping a batch of images to logits; only its outputs are read.
+        x: images ``(batch, height, width[, channels])`` in ``[clip_min, clip_max]``.
+        eps: radius of the norm ball (>= 0).
+        norm: ``np.inf`` or ``2``.
+        queries: model evaluations per example, the initial point included (the
+            reference's ``n_queries``; AutoAttack uses 5,000).
+        p_init: initial fraction of pixels a square covers.
+        y: labels, or targets when ``targeted``; ``None`` uses the model's predictions.
+        targeted: reach class ``y`` (cross-entropy loss) instead of leaving it (margin loss).
+        clip_min, clip_max: valid input range.
+
+    Returns:
+        Adversarial examples, a float32 tensor shaped like ``x``.
+
+    Raises:
+        ValueError: bad ``eps``, ``norm``, ``queries``, ``p_init``, clip range,
+            ``targeted`` without ``y``, or inputs that are not images.
+    """
+    return square_with_queries(
+        model_fn, x, eps=eps, norm=norm, queries=queries, p_init=p_init, y=y, targeted=targeted,
+        clip_min=clip_min, clip_max=clip_max,
+    )[0]

@@ -1,0 +1,200 @@
+"""Gradient-masking checks: each fires on a model built to fail it and stays quiet on a plain float model."""
+
+import json
+
+import numpy as np
+import pytest
+
+from edgebnn.evaluation import masking
+
+import tensorflow as tf
+
+N_TEST = 100
+#: Small but complete report settings (one surrogate, short attacks) for the tests.
+SMALL = dict(surrogates=["ste"], steps=10, pgd_steps=5, restarts=2, target_classes=2, square_queries=300)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    tf.keras.utils.set_random_seed(1234)
+
+
+@pytest.fixture(scope="module")
+def float_model(fcn2_float, fashion_small):
+    """Float FCN2 trained 3 epochs on 600 images (conftest), and 100 test images with labels."""
+    _, _, xt, yt = fashion_small
+    return fcn2_float, xt[:N_TEST], yt[:N_TEST]
+
+
+def zero_gradient_model(model):
+    """Rounds its input with no gradient surrogate: every input gradient is exactly zero."""
+    return lambda inputs: model(tf.stop_gradient(tf.round(inputs * 16.0) / 16.0))
+
+
+def shattered_gradient_model(model):
+    """Correct gradient on the 1/255 pixel grid (clean images), reversed everywhere else.
+
+    One FGSM step from a clean image uses the true gradient; iterative attacks leave the
+    grid after their random start and are steered back toward the true class.
+    """
+
+    @tf.custom_gradient
+    def shatter(inputs):
+        axes = list(range(1, inputs.shape.rank))
+        on_grid = tf.reduce_all(tf.abs(inputs * 255.0 - tf.round(inputs * 255.0)) < 1e-3, axis=axes)
+        sign = tf.reshape(tf.where(on_grid, 1.0, -1.0), [-1] + [1] * (inputs.shape.rank - 1))
+
+        def grad(dy):
+            return dy * sign
+
+        return tf.identity(inputs), grad
+
+    return lambda inputs: model(shatter(tf.convert_to_tensor(inputs, tf.float32)))
+
+
+def randomized_model(model):
+    """A randomized defence: heavy input dropout, a fresh mask on every call."""
+    return lambda inputs: model(tf.nn.dropout(inputs, rate=0.5) * 0.5)
+
+
+@pytest.fixture(scope="module")
+def float_report(float_model):
+    model, x, y = float_model
+    # Converged settings: PGD-10 and PGD-20 x 2 agree within a point at this eps.
+    return masking.robustness_report(model, x, y, eps_list=[0.15], **{**SMALL, "pgd_steps": 10, "steps": 20})
+
+
+@pytest.fixture(scope="module")
+def masked_report(float_model, fashion_small):
+    model, x, y = float_model
+    holdout = fashion_small[2][N_TEST : N_TEST + 60]  # the attacker's own images, disjoint from x
+    return masking.robustness_report(
+        zero_gradient_model(model), x, y, eps_list=[0.1], spsa_options=dict(steps=10, num_samples=16, delta=0.05),
+        substitute_options=dict(x_holdout=holdout, rounds=1, epochs=2), **SMALL,
+    )
+
+
+def statuses(report):
+    return {c["check"]: c["status"] for c in [*report["checks"], *report["results"][0]["checks"]]}
+
+
+# --- pure checks -------------------------------------------------------------------------
+
+
+def test_checks_from_numbers():
+    assert masking.check_iterative_vs_single(single_step=0.3, iterative={"pgd": 0.2})["status"] == "pass"
+    fired = masking.check_iterative_vs_single(single_step=0.3, iterative={"pgd": 0.5, "apgd": 0.1})
+    assert fired["status"] == "warning" and fired["numbers"]["pgd"] == 0.5
+    assert masking.check_whitebox_vs_blackbox(whitebox={"apgd": 0.2}, blackbox={"square": 0.4})["status"] == "pass"
+    assert masking.check_whitebox_vs_blackbox(whitebox={"apgd": 0.5}, blackbox={"square": 0.1})["status"] == "warning"
+    assert masking.check_large_eps(accuracy=0.0)["status"] == "pass"
+    assert masking.check_large_eps(accuracy=0.4)["status"] == "warning"
+    assert masking.check_convergence(base=0.30, stronger=0.295)["status"] == "pass"
+    assert masking.check_convergence(base=0.30, stronger=0.25)["status"] == "warning"
+    assert masking.check_zero_gradients(fraction=0.0)["status"] == "pass"
+    assert masking.check_zero_gradients(fraction=0.5)["status"] == "warning"
+    assert masking.check_randomness_eot(randomized=False, eot_samples=1)["status"] == "pass"
+    assert masking.check_randomness_eot(randomized=True, eot_samples=1)["status"] == "warning"
+    assert masking.check_randomness_eot(randomized=True, eot_samples=8, accuracy_eot=0.2, accuracy_plain=0.3)["status"] == "pass"
+    assert masking.check_randomness_eot(randomized=True, eot_samples=8, accuracy_eot=0.5, accuracy_plain=0.3)["status"] == "warning"
+
+
+def test_combine_ensemble_is_per_example_worst_case():
+    clean = np.array([True, True, True, True, False])
+    correct = {  # "still correct" after each attack
+        "apgd-ce/a": np.array([False, True, True, True, False]),
+        "apgd-ce/b": np.array([True, False, True, True, False]),
+        "apgd-t/a": np.array([False, False, True, True, False]),
+        "apgd-t/b": np.array([True, True, False, True, False]),
+        "square": np.array([True, True, True, True, False]),
+    }
+    both = masking.combine_ensemble(correct, clean, ["a", "b"])
+    assert both["robust_accuracy"] == pytest.approx(1 / 5)  # only example 3 survives every stage
+    assert [row["broken"] for row in both["breakdown"]] == [1, 1, 0, 1, 0]
+    assert [row["attacked"] for row in both["breakdown"]] == [4, 3, 2, 2, 1]
+    only_a = masking.combine_ensemble(correct, clean, ["a"])
+    assert only_a["robust_accuracy"] == pytest.approx(2 / 5)  # examples 2 and 3
+
+
+def test_discretization_claims():
+    def report(weak, strong):
+        return {"results": [{"eps": 0.1, "accuracy": {"pgd": weak}, "autoattack": {"all": {"robust_accuracy": strong}}}]}
+
+    rows = masking.discretization_claims(report(0.6, 0.2), report(0.3, 0.19), weak_attack="pgd")
+    assert rows[0]["claimed"] and not rows[0]["survives"]
+    with pytest.raises(ValueError, match="weak_attack"):
+        masking.discretization_claims(report(0.6, 0.2), report(0.3, 0.19), weak_attack="fgsm")
+
+
+# --- measured on models ----------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_plain_float_model_passes_every_check(float_report):
+    assert float_report["clean_accuracy"] > 0.6
+    messages = [c["message"] for c in [*float_report["checks"], *float_report["results"][0]["checks"]]]
+    assert set(statuses(float_report).values()) == {"pass"}, messages
+    assert float_report["warnings"] == 0
+    json.dumps(float_report)  # JSON-able for the recipe report
+    text = masking.to_markdown(float_report)
+    assert "AutoAttack ensemble, all surrogates" in text and "whitebox_vs_blackbox" in text
+
+
+@pytest.mark.slow
+def test_zero_gradient_model_fires_masking_checks(masked_report):
+    found = statuses(masked_report)
+    assert found["zero_gradients"] == "warning"
+    assert found["whitebox_vs_blackbox"] == "warning"  # Square breaks what PGD cannot
+    assert found["large_eps"] == "warning"
+    assert masked_report["zero_gradient_fraction"]["ste"] == 1.0
+    numbers = {c["check"]: c for c in masked_report["results"][0]["checks"]}["whitebox_vs_blackbox"]["numbers"]
+    assert {"square", "spsa", "substitute"} <= set(numbers)
+    result = masked_report["results"][0]
+    # The ensemble's Square stage breaks what the gradient stages could not.
+    assert result["autoattack"]["all"]["robust_accuracy"] < result["accuracy"]["apgd-ce/ste"] - 0.2
+
+
+@pytest.mark.slow
+def test_shattered_gradient_fires_iterative_vs_single(float_model):
+    model, x, y = float_model
+    report = masking.robustness_report(shattered_gradient_model(model), x, y, eps_list=[0.1], **SMALL)
+    checks = {c["check"]: c for c in report["results"][0]["checks"]}
+    assert checks["iterative_vs_single"]["status"] == "warning", checks["iterative_vs_single"]["message"]
+
+
+@pytest.mark.slow
+def test_convergence_fires_on_unconverged_attack(float_model):
+    model, x, y = float_model
+    report = masking.robustness_report(model, x, y, eps_list=[0.02], **{**SMALL, "pgd_steps": 1, "steps": 20, "restarts": 3})
+    checks = {c["check"]: c for c in report["results"][0]["checks"]}
+    assert checks["convergence"]["status"] == "warning", checks["convergence"]["message"]
+
+
+@pytest.mark.slow
+def test_randomized_model_needs_eot(float_model):
+    model, x, y = float_model
+    noisy = randomized_model(model)
+    assert masking.is_randomized(noisy, x[:16]) and not masking.is_randomized(model, x[:16])
+    plain = masking.robustness_report(noisy, x, y, eps_list=[0.05], **SMALL)
+    assert {c["check"]: c["status"] for c in plain["checks"]}["randomness_eot"] == "warning"
+    eot = masking.robustness_report(noisy, x, y, eps_list=[0.05], eot_samples=4, **SMALL)
+    check = {c["check"]: c for c in eot["checks"]}["randomness_eot"]
+    assert check["numbers"]["randomized"] and check["numbers"]["accuracy_plain"] is not None
+
+
+def test_zero_gradient_mask_matches_definition(float_model):
+    model, x, y = float_model
+    assert not masking.zero_gradient_mask(model, x, y).any()
+    assert masking.zero_gradient_mask(zero_gradient_model(model), x, y).all()
+
+
+def test_report_validates_before_attacking(float_model):
+    model, x, y = float_model
+    with pytest.raises(ValueError, match="eps_list"):
+        masking.robustness_report(model, x, y, eps_list=[])
+    with pytest.raises(ValueError, match="surrogates"):
+        masking.robustness_report(model, x, y, eps_list=[0.1], surrogates="ste")
+    with pytest.raises(ValueError, match="surrogate"):
+        masking.robustness_report(model, x, y, eps_list=[0.1], surrogates=["magic"])
+    with pytest.raises(ValueError, match="x_holdout"):
+        masking.robustness_report(model, x, y, eps_list=[0.1], substitute_options={"rounds": 1})
