@@ -178,6 +178,10 @@ def test_bad_recipes_name_the_key(tmp_path, old, new, message):
         ('[[tables]]\ntitle = "t"\nformat = "pct"', r"`tables.0.format`: input should be"),
         ('[[tables]]\ntitel = "t"', r"unknown key `tables.0.titel`"),
         ("repeats = 0", r"`repeats`: input should be greater than or equal to 1"),
+        ('[[robustness]]\neps = [0.1]\nsurrogates = ["nope"]',
+         r"`robustness.0.surrogates`: unknown surrogate 'nope'"),
+        ('[[robustness]]\neps = [0.1]\nnorm = "l1"', r"`robustness.0.norm` must be"),
+        ('[[robustness]]\neps = [0.1]\nsquare_queries = 0', r"robustness.0.square_queries"),
     ],
 )
 def test_bad_studies_name_the_cell_and_the_key(tmp_path, extra, message):

@@ -362,3 +362,36 @@ def test_full_study_against_direct_api_calls(tmp_path, data_dir):
         predict_labels(target, x_transfer) == y)
     markdown = (out / "report.md").read_text()
     assert "randomized at inference: attacked with EOT" in markdown and "not deployed" in markdown
+
+
+def test_strong_evaluation_kind_reports_the_ensemble_and_the_checks(tmp_path, data_dir):
+    text = TINY.replace('[grid]\n"model.precision" = ["float", "binary"]\n', "") + textwrap.dedent(
+        """
+        [[robustness]]
+        eps = [0.1]
+        limit = 20
+        surrogates = ["clipped"]
+        steps = 5
+        pgd_steps = 3
+        restarts = 1
+        target_classes = 2
+        square_queries = 30
+        """
+    )
+    out = tmp_path / "run"
+    report, _ = _run(_study(tmp_path, text, data_dir=data_dir), out)
+    [cell] = report["cells"]
+    [record] = [r for r in cell["results"] if r["evaluation"] == "robustness"]
+    strong = record["report"]
+    assert record["images"] == strong["n"] == 20
+    [at_eps] = strong["results"]
+    robust = at_eps["autoattack"]["all"]["robust_accuracy"]
+    assert record["robust_accuracy"] == {"0.1": robust}
+    # The ensemble is the per-example worst case: no single attack of it leaves more correct.
+    assert robust <= min(at_eps["accuracy"][name] for name in ("apgd-ce/clipped", "apgd-t/clipped", "square"))
+    assert {c["check"] for c in strong["checks"] + at_eps["checks"]} >= {
+        "large_eps", "zero_gradients", "randomness_eot", "iterative_vs_single", "convergence"}
+    markdown = (out / "report.md").read_text()
+    assert "Strong evaluation (20 images)" in markdown and "Gradient-masking checks" in markdown
+    again, lines = _run(_study(tmp_path, text, data_dir=data_dir), out)
+    assert any("strong evaluation" in line and "(cached)" in line for line in lines)

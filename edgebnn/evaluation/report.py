@@ -38,11 +38,16 @@ def to_markdown(report):
             f"| size ratio | {ratio:.2f}x |",
             "| weight layers: binary / int8 / float | "
             f"{' / '.join(str(deployed['layer_ops'][k]) for k in ('binary', 'int8', 'float'))} |",
-            f"| accuracy, clean (TFLite) | {_pct(deployed['accuracy_clean'])} |",
-            f"| agreement with Keras, clean | {_pct(deployed['agreement_clean'])} |",
-            f"| accuracy, adversarial (TFLite) | {_pct(deployed['accuracy_adversarial'])} |",
-            f"| agreement with Keras, adversarial | {_pct(deployed['agreement_adversarial'])} |",
-            f"| max abs probability difference | {deployed['max_abs_prob_diff']:.2e} |",
-            "",
         ]
+        if "accuracy_clean" in deployed:  # verified against the Keras model
+            lines += [
+                f"| accuracy, clean (TFLite) | {_pct(deployed['accuracy_clean'])} |",
+                f"| agreement with Keras, clean | {_pct(deployed['agreement_clean'])} |",
+                f"| accuracy, adversarial (TFLite) | {_pct(deployed['accuracy_adversarial'])} |",
+                f"| agreement with Keras, adversarial | {_pct(deployed['agreement_adversarial'])} |",
+                f"| max abs probability difference | {deployed['max_abs_prob_diff']:.2e} |",
+            ]
+        else:
+            lines.append("| verified against Keras | no (`deploy.verify = false`) |")
+        lines.append("")
     return "\n".join(lines)

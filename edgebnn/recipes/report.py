@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from edgebnn.evaluation import masking
 from edgebnn.evaluation import report as run_report
 
 _FORMATS = {
@@ -180,6 +181,10 @@ def _cell_section(cell_report):
         elif r["evaluation"] == "probes":
             lines.append(f"- mean L1 of `{r['layer']}`: clean {_num(r['l1_clean'], 1)}, under {r['attack']} eps "
                          f"{r['eps']} {_num(r['l1_adversarial'], 1)} (ratio {_num(r['l1_ratio'])})")
+        elif r["evaluation"] == "robustness":
+            robust = r["report"]
+            lines += ["", *masking.to_markdown(robust, title=f"Strong evaluation ({r['images']} images)")
+                      .replace("## ", "#### ", 1).rstrip("\n").split("\n"), ""]
         elif r["evaluation"] not in ("clean", "attacks"):
             lines.append(f"- {r['evaluation']}: " + ", ".join(f"{k} {v}" for k, v in r.items()
                                                           if k not in ("cell", "repeat", "evaluation")))

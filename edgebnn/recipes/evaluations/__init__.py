@@ -20,13 +20,14 @@ Adding a kind (a masking check, a certification) is one module and one entry in
 :data:`KINDS`; the recipe format, cache, report and console pick it up.
 """
 
-from edgebnn.recipes.evaluations import attack, clean, detection, probe
+from edgebnn.recipes.evaluations import attack, clean, detection, probe, robustness
 
 #: Recipe key -> evaluation kind module.
 KINDS = {
     "attacks": attack,
     "detection": detection,
     "probes": probe,
+    "robustness": robustness,
 }
 
 __all__ = ["KINDS", "clean"]
