@@ -292,3 +292,31 @@ def pipeline(x, y, *, batch_size, shuffle=True, seed=0):
     if shuffle:
         dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def stratified_split(x, y, *, test_size, seed=0):
+    """Seeded class-stratified split of ``(x, y)`` into train and test parts.
+
+    Each class contributes ``round(test_size * count)`` examples to the test part (for
+    a dataset with only a test split offline, e.g. MNIST here: 8000 / 2000 with
+    ``test_size=0.2``).
+
+    Args:
+        x, y: examples and integer labels.
+        test_size: fraction of every class put in the test part, in ``(0, 1)``.
+        seed: seed of the per-class shuffles.
+
+    Returns:
+        ``(x_train, y_train, x_test, y_test)``, each part in the original order.
+    """
+    if isinstance(test_size, bool) or not isinstance(test_size, float) or not 0.0 < test_size < 1.0:
+        raise ValueError(f"`test_size` must be a float in (0, 1), got {test_size!r}.")
+    y = np.asarray(y)
+    if len(x) != len(y):
+        raise ValueError(f"`x` and `y` differ in length: {len(x)} vs {len(y)}.")
+    rng = np.random.default_rng(seed)
+    test = np.zeros(len(y), bool)
+    for label in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == label))
+        test[members[: int(round(test_size * len(members)))]] = True
+    return x[~test], y[~test], x[test], y[test]

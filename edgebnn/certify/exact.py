@@ -20,13 +20,14 @@ STATUSES = ("robust", "not_robust", "unknown")
 SOURCES = ("clean", "hint", "bounds", "solver")
 
 
-def _in_ball(net, x, candidate, eps):
-    """Levels of ``candidate`` if every pixel is within ``eps`` of ``x`` and in ``[0, 1]``, else None."""
-    lo, hi = encode.ball_bounds(x, eps)
-    candidate = np.asarray(candidate, np.float32).reshape(-1)
-    if np.any(candidate < lo) or np.any(candidate > hi):
-        return None
-    return encode.pixel_levels(candidate, net.bits)
+def _hint_levels(net, x, hint, eps):
+    """Levels of ``hint`` clipped to those reachable in the ball around ``x``.
+
+    Attacks project in float32, so their outputs can leave the exact ball by a rounding
+    error; clipping the levels gives an input that is certainly inside it.
+    """
+    klo, khi = encode.level_range(x, eps, net.bits)
+    return np.clip(encode.pixel_levels(np.asarray(hint, np.float32).reshape(-1), net.bits), klo, khi)
 
 
 def certify_example(net, x, y, *, eps, time_limit=None, solver="milp", hint=None):
@@ -39,8 +40,9 @@ def certify_example(net, x, y, *, eps, time_limit=None, solver="milp", hint=None
         eps: radius of the L-infinity ball (>= 0).
         time_limit: seconds for encoding and solving (``None``: no limit).
         solver: ``"milp"`` (HiGHS) or ``"sat"`` (python-sat).
-        hint: an input believed to be a counterexample (e.g. an attack's output); used
-            as the answer when it is in the ball and the exact forward pass misclassifies it.
+        hint: an input believed to be a counterexample (e.g. an attack's output); its
+            levels, clipped to the ball, are the answer when the exact forward pass
+            misclassifies them.
 
     Returns:
         A dict with ``status`` (``robust`` / ``not_robust`` / ``unknown``), ``source``
@@ -68,8 +70,8 @@ def certify_example(net, x, y, *, eps, time_limit=None, solver="milp", hint=None
     if encode.predict_levels(net, own)[0] != y:
         return done("not_robust", "clean", x)
     if hint is not None:
-        levels = _in_ball(net, x, hint, eps)
-        if levels is not None and encode.predict_levels(net, levels[None])[0] != y:
+        levels = _hint_levels(net, x, hint, eps)
+        if encode.predict_levels(net, levels[None])[0] != y:
             return done("not_robust", "hint", encode.witness(x, levels, eps, net.bits))
     problem, bounds = encode.build_problem(net, x, y, eps)
     record["free_pixels"], record["unstable"] = bounds["free_pixels"], bounds["unstable"]
