@@ -179,3 +179,17 @@ def test_pipeline_batches_and_shuffles(rng):
     assert sorted(seen) == list(range(10)) and list(seen) != list(range(10))
     with pytest.raises(ValueError, match="batch_size"):
         data.pipeline(x, np.arange(10), batch_size=0)
+
+
+def test_stratified_split_keeps_class_shares_and_is_seeded():
+    from edgebnn import data
+
+    y = np.repeat(np.arange(4), [10, 20, 30, 40])
+    x = np.arange(len(y))
+    xtr, ytr, xte, yte = data.stratified_split(x, y, test_size=0.2, seed=3)
+    assert np.bincount(yte).tolist() == [2, 4, 6, 8] and len(xtr) + len(xte) == len(y)
+    assert not set(xtr) & set(xte)
+    again = data.stratified_split(x, y, test_size=0.2, seed=3)
+    np.testing.assert_array_equal(again[2], xte)
+    with pytest.raises(ValueError, match="`test_size`"):
+        data.stratified_split(x, y, test_size=1.5)
