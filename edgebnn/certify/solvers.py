@@ -8,7 +8,8 @@ variables), ``"unsat"`` (none exists) or ``"timeout"``.
 - ``"sat"``: every ``h <=> count(lits) >= k`` becomes a sequential counter
   (Sinz 2005) with full equivalence, built on the fly from AND/OR gates with
   constant folding; the output staircase is one clause per label count
-  (``rival -> (count_y >= a -> count_c >= steps[a])``). Solved by CaDiCaL 1.5.3.
+  (``rival -> (count_y >= a -> count_c >= steps[a])``). Solved by Glucose 4 (python-sat;
+  its CaDiCaL bindings cannot be interrupted, so they cannot honour a time limit).
 - ``"milp"``: every neuron is one binary column and two big-M rows with integer
   coefficients (``count >= k h`` and ``count <= k - 1 + (n - k + 1) h``), the label
   count gets a unary (ordered binary) expansion so the staircase is linear with
@@ -116,8 +117,11 @@ def sat_clauses(problem):
     return cnf.clauses, cnf.top
 
 
-def solve_sat(problem, *, time_limit, solver_name="cadical153"):
-    """Decide ``problem`` with python-sat; ``time_limit`` seconds (``None``: no limit)."""
+def solve_sat(problem, *, time_limit, solver_name="glucose4"):
+    """Decide ``problem`` with python-sat; ``time_limit`` seconds of solving (``None``: no limit).
+
+    Building the CNF comes first and is not interrupted by the time limit.
+    """
     from pysat.solvers import Solver  # noqa: PLC0415 (optional heavy import in worker processes)
 
     clauses, _ = sat_clauses(problem)
