@@ -84,7 +84,7 @@ def test_batch_norm_threshold_and_sign_of_zero():
     assert real_thresholds_[0] == 3 and real_thresholds_[1] == 4 and real_kinds[0] == encode.FIRE_GE
 
 
-@pytest.mark.parametrize("solver", ["milp", "sat"])
+@pytest.mark.parametrize("solver", ["milp", "sat", "enumeration"])
 def test_solver_equals_brute_force(solver):
     rng = np.random.default_rng(7)
     checked, answers = 0, set()
@@ -95,7 +95,12 @@ def test_solver_equals_brute_force(solver):
         for i, eps in itertools.product(range(len(x)), (0.05, 0.15, 0.3)):
             y = int(model(x[i : i + 1], training=False).numpy().argmax())
             truth, _ = _brute_force(model, net, x[i], y, eps)
-            record = exact.certify_example(net, x[i], y, eps=eps, solver=solver)
+            if solver == "enumeration":
+                record = exact.certify_example(net, x[i], y, eps=eps, enumeration_limit=1 << 20)
+                assert record["source"] in ("clean", "enumeration")
+                record["source"] = "solver" if record["source"] == "enumeration" else record["source"]
+            else:
+                record = exact.certify_example(net, x[i], y, eps=eps, solver=solver, enumeration_limit=0)
             assert record["status"] == ("robust" if truth else "not_robust"), (seed, i, eps, record)
             if record["counterexample"] is not None:
                 cx = record["counterexample"]
@@ -116,7 +121,7 @@ def test_true_labels_and_ties_follow_argmax():
     for i in range(len(x)):
         y = i % 4
         truth, _ = _brute_force(model, net, x[i], y, 0.1)
-        record = exact.certify_example(net, x[i], y, eps=0.1, solver="milp")
+        record = exact.certify_example(net, x[i], y, eps=0.1, solver="milp", enumeration_limit=0)
         assert record["status"] == ("robust" if truth else "not_robust")
 
 
@@ -125,9 +130,9 @@ def test_parallel_equals_serial():
     net = extract(model)
     x = np.random.default_rng(4).uniform(0, 1, size=(6, *TINY_SHAPE)).astype(np.float32)
     y = model(x, training=False).numpy().argmax(-1)
-    serial = exact.certify_net(net, x, y, eps=0.15, processes=1)
+    serial = exact.certify_net(net, x, y, eps=0.15, processes=1, enumeration_limit=0)
     lines = []
-    parallel = exact.certify_net(net, x, y, eps=0.15, processes=2, progress=lines.append)
+    parallel = exact.certify_net(net, x, y, eps=0.15, processes=2, progress=lines.append, enumeration_limit=0)
     assert [r["status"] for r in serial] == [r["status"] for r in parallel]
     assert lines and lines[-1].startswith("certify eps=0.15 milp: 6/6 done")
 

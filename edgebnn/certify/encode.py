@@ -281,3 +281,49 @@ def build_problem(net, x, y, eps):
     problem = Problem(next(counter) - 1, chains, neurons, label_lits, rivals, klo)
     return problem, bounds
 
+
+
+def enumerate_ball(net, x, y, eps, *, chunk=1 << 14):
+    """Exhaustive search of the ball: every combination of reachable levels, by the exact forward pass.
+
+    Args:
+        net: the network.
+        x: one example (flat pixels).
+        y: its label.
+        eps: the L-infinity radius.
+        chunk: combinations evaluated per batch.
+
+    Returns:
+        The levels of the first combination not classified as ``y`` (in enumeration
+        order), or ``None`` if there is none (the example is robust).
+    """
+    x = np.asarray(x, np.float32).reshape(-1)
+    klo, khi = level_range(x, eps, net.bits)
+    free = np.flatnonzero(khi > klo)
+    spans = khi[free] - klo[free] + 1
+    total = int(np.prod(spans, dtype=np.int64))
+    base = (2 * klo + 1) @ net.kernels[0].astype(np.int64)
+    free_rows = 2 * net.kernels[0][free].astype(np.float32)  # one level up adds 2 W_i to S
+    for start in range(0, total, chunk):
+        index = np.arange(start, min(start + chunk, total), dtype=np.int64)
+        steps = np.stack(np.unravel_index(index, spans), axis=1) if len(free) else np.zeros((len(index), 0), np.int64)
+        h = base + (steps.astype(np.float32) @ free_rows).astype(np.int64)  # exact: small integers
+        for layer, (kinds, thresholds) in enumerate(zip(net.kinds, net.thresholds)):
+            if layer > 0:
+                h = (h.astype(np.float32) @ net.kernels[layer].astype(np.float32)).astype(np.int64)
+            h = _fire(h, kinds, thresholds)
+        p = (h.astype(np.float32) @ net.kernels[-1].astype(np.float32)).astype(np.int64)
+        m = net.kernels[-1].shape[0]
+        logits = np.take_along_axis(net.logit_table, p + m, axis=0)
+        wrong = np.flatnonzero(np.argmax(logits, axis=1) != y)
+        if len(wrong):
+            levels = klo.copy()
+            levels[free] += steps[wrong[0]]
+            return levels
+    return None
+
+
+def ball_size(x, eps, bits):
+    """Number of distinct discretized inputs in the ball around ``x`` (a Python int)."""
+    klo, khi = level_range(np.asarray(x, np.float32).reshape(-1), eps, bits)
+    return int(np.prod((khi - klo + 1).astype(object)))

@@ -17,7 +17,9 @@ from edgebnn.certify import encode, solvers
 STATUSES = ("robust", "not_robust", "unknown")
 #: Where an answer came from: the clean input is already wrong, a given input (an
 #: attack's) already changes the prediction, integer bounds alone prove robustness, or the solver.
-SOURCES = ("clean", "hint", "bounds", "solver")
+SOURCES = ("clean", "hint", "bounds", "enumeration", "solver")
+#: Balls with at most this many discretized inputs are searched exhaustively instead of solved.
+ENUMERATION_LIMIT = 1 << 20
 
 
 def _hint_levels(net, x, hint, eps):
@@ -30,7 +32,7 @@ def _hint_levels(net, x, hint, eps):
     return np.clip(encode.pixel_levels(np.asarray(hint, np.float32).reshape(-1), net.bits), klo, khi)
 
 
-def certify_example(net, x, y, *, eps, time_limit=None, solver="milp", hint=None):
+def certify_example(net, x, y, *, eps, time_limit=None, solver="milp", hint=None, enumeration_limit=ENUMERATION_LIMIT):
     """Decide whether any input within ``eps`` (L-infinity) of ``x`` is not classified as ``y``.
 
     Args:
@@ -43,6 +45,8 @@ def certify_example(net, x, y, *, eps, time_limit=None, solver="milp", hint=None
         hint: an input believed to be a counterexample (e.g. an attack's output); its
             levels, clipped to the ball, are the answer when the exact forward pass
             misclassifies them.
+        enumeration_limit: balls holding at most this many discretized inputs are
+            searched exhaustively with the exact forward pass (0: always use the solver).
 
     Returns:
         A dict with ``status`` (``robust`` / ``not_robust`` / ``unknown``), ``source``
@@ -73,6 +77,11 @@ def certify_example(net, x, y, *, eps, time_limit=None, solver="milp", hint=None
         levels = _hint_levels(net, x, hint, eps)
         if encode.predict_levels(net, levels[None])[0] != y:
             return done("not_robust", "hint", encode.witness(x, levels, eps, net.bits))
+    if encode.ball_size(x, eps, net.bits) <= enumeration_limit:
+        levels = encode.enumerate_ball(net, x, y, eps)
+        if levels is None:
+            return done("robust", "enumeration")
+        return done("not_robust", "enumeration", encode.witness(x, levels, eps, net.bits))
     problem, bounds = encode.build_problem(net, x, y, eps)
     record["free_pixels"], record["unstable"] = bounds["free_pixels"], bounds["unstable"]
     if problem is None:
@@ -107,14 +116,15 @@ def _summary(records):
     return ", ".join(f"{s} {statuses.count(s)}" for s in STATUSES)
 
 
-def certify_net(net, x, y, *, eps, time_limit=None, solver="milp", processes=1, hints=None, progress=None):
+def certify_net(net, x, y, *, eps, time_limit=None, solver="milp", processes=1, hints=None, progress=None,
+                enumeration_limit=ENUMERATION_LIMIT):
     """:func:`certify_example` over a batch, in up to ``processes`` worker processes.
 
     Args:
         net: the network.
         x: inputs, shape ``(batch, ...)``.
         y: labels, shape ``(batch,)``.
-        eps, time_limit, solver: as in :func:`certify_example`.
+        eps, time_limit, solver, enumeration_limit: as in :func:`certify_example`.
         processes: worker processes (1: in this process).
         hints: optional inputs shaped like ``x`` (e.g. attack outputs), see :func:`certify_example`.
         progress: ``None`` or a callable taking one line of text, called about every
@@ -125,7 +135,7 @@ def certify_net(net, x, y, *, eps, time_limit=None, solver="milp", processes=1, 
     """
     x = np.asarray(x, np.float32).reshape(len(x), -1)
     y = np.asarray(y).astype(int)
-    options = dict(eps=eps, time_limit=time_limit, solver=solver)
+    options = dict(eps=eps, time_limit=time_limit, solver=solver, enumeration_limit=enumeration_limit)
     tasks = [(i, x[i], int(y[i]), {**options, "hint": None if hints is None else np.asarray(hints[i])})
              for i in range(len(x))]
     records = [None] * len(x)

@@ -78,7 +78,7 @@ def replay(model, flatbuffer, counterexamples, labels):
 
 
 def certify(model, x, y=None, *, eps, time_limit=60.0, solver="milp", processes=1, hints=None, flatbuffer=None,
-            deploy=True, progress=None):
+            deploy=True, progress=None, enumeration_limit=exact.ENUMERATION_LIMIT):
     """Exact L-infinity robustness of every example: ``robust``, ``not_robust`` (with a counterexample) or ``unknown``.
 
     Args:
@@ -97,6 +97,8 @@ def certify(model, x, y=None, *, eps, time_limit=60.0, solver="milp", processes=
             when ``deploy`` is true.
         deploy: replay through TFLite at all.
         progress: ``None`` or a callable taking one progress line.
+        enumeration_limit: balls with at most this many discretized inputs are searched
+            exhaustively instead of solved (0: always the solver).
 
     Returns:
         A :class:`Certification`.
@@ -114,7 +116,8 @@ def certify(model, x, y=None, *, eps, time_limit=60.0, solver="milp", processes=
     if hints is not None and np.shape(hints) != x.shape:
         raise ValueError(f"`hints` must have the shape of `x` {x.shape}, got {np.shape(hints)}.")
     records = exact.certify_net(net, x, y, eps=float(eps), time_limit=time_limit, solver=solver,
-                                processes=processes, hints=hints, progress=progress)
+                                processes=processes, hints=hints, progress=progress,
+                                enumeration_limit=enumeration_limit)
     counterexamples = {i: r.pop("counterexample").reshape(x.shape[1:]) for i, r in enumerate(records)
                        if r["counterexample"] is not None}
     for r in records:
