@@ -19,7 +19,9 @@ neuron whose sign cannot change, and writes what is left as cardinality
 constraints over Boolean variables (:class:`Problem`): each unstable neuron is
 ``h <=> count(literals) >= k``, and the prediction changes iff some other class's
 logit beats the label's, a monotone staircase between two counts. A SAT or MILP
-backend (:mod:`edgebnn.certify.solvers`) decides it.
+backend (:mod:`edgebnn.certify.solvers`) decides it. Balls holding few discretized
+inputs are instead searched exhaustively with the exact forward pass
+(:func:`enumerate_ball`).
 """
 
 import dataclasses
