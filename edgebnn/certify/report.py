@@ -1,0 +1,193 @@
+"""Exact robustness next to the strongest attack: a JSON-able report and its Markdown rendering."""
+
+import time
+
+import numpy as np
+
+import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from edgebnn.certify.run import certify
+from edgebnn.evaluation.robustness import craft, predict_labels
+
+#: The attack whose accuracy is the upper bound: PGD with random restarts (straight-through gradients).
+DEFAULT_ATTACK = {"attack": "pgd", "steps": 100, "restarts": 5}
+
+
+def _quantile(values, q):
+    return None if not values else float(np.quantile(values, q))
+
+
+def _summarize(result, broken, clean_correct):
+    records = result.records
+    n = len(records)
+    status = np.array([r["status"] for r in records])
+    source = np.array([r["source"] for r in records])
+    exact_sources = ("solver", "enumeration")
+    solved = [r["seconds"] for r in records if r["source"] in ("solver", "bounds", "enumeration")]
+    seconds = [r["seconds"] for r in records]
+    missed = [r["index"] for r in records if r["status"] == "not_robust" and not broken[r["index"]]]
+    unsound = [r["index"] for r in records if r["status"] == "robust" and broken[r["index"]]]
+    with_cx = [r for r in records if r["replay_keras"] is not None]
+    return {
+        "eps": result.eps,
+        "n": n,
+        "clean_accuracy": float(np.mean(clean_correct)),
+        "certified_robust_accuracy": float(np.mean(status == "robust")),
+        "attack_robust_accuracy": float(np.mean(~broken)),
+        "robust": int(np.sum(status == "robust")),
+        "not_robust": int(np.sum(status == "not_robust")),
+        "unknown": int(np.sum(status == "unknown")),
+        "robust_by_bounds": int(np.sum((status == "robust") & (source == "bounds"))),
+        "refuted_by_solver": int(np.sum((status == "not_robust") & np.isin(source, exact_sources))),
+        "decided_by_enumeration": int(np.sum(source == "enumeration")),
+        "refuted_by_attack": int(np.sum(source == "hint")),
+        "attack_missed": len(missed),
+        "attack_missed_indices": missed,
+        "attack_broke_certified": len(unsound),
+        "seconds_median": _quantile(seconds, 0.5),
+        "seconds_p95": _quantile(seconds, 0.95),
+        "solver_examples": len(solved),
+        "solver_seconds_median": _quantile(solved, 0.5),
+        "solver_seconds_p95": _quantile(solved, 0.95),
+        "counterexamples": len(with_cx),
+        "replayed_keras": sum(bool(r["replay_keras"]) for r in with_cx),
+        "replayed_tflite": sum(bool(r["replay_tflite"]) for r in with_cx),
+        "examples": [
+            {k: r[k] for k in ("index", "label", "status", "source", "seconds", "free_pixels", "unstable", "predicted",
+                               "replay_keras", "replay_tflite")}
+            | {"attack_broke": bool(broken[r["index"]]), "attack_missed": r["index"] in missed}
+            for r in records
+        ],
+    }
+
+
+def certify_report(model, x, y, *, eps_list, time_limit=60.0, solver="milp", processes=1, attack=None,
+                   flatbuffer=None, progress=None):
+    """Certified (lower bound) and attacked (upper bound) robust accuracy of ``model`` for each eps.
+
+    For every eps the attack runs first (on the Keras model, against the true labels);
+    its outputs are handed to :func:`~edgebnn.certify.run.certify` as hints, so an
+    example the attack broke is refuted without the solver (after checking that the
+    attack's input is in the ball and misclassified by the exact forward pass), and
+    every other example is decided by the solver. Examples the attack failed on and
+    the solver refuted are the attack's misses.
+
+    Args:
+        model: a supported binary network (see :mod:`edgebnn.certify.network`).
+        x, y: inputs in ``[0, 1]`` and true labels.
+        eps_list: L-infinity radii.
+        time_limit: solver seconds per example.
+        solver: ``"milp"`` or ``"sat"``.
+        processes: worker processes for the solver.
+        attack: keyword arguments of :func:`edgebnn.evaluation.robustness.craft`
+            (``attack`` name and its options; default :data:`DEFAULT_ATTACK`).
+        flatbuffer: the deployed ``.tflite`` for replays (default: converted here).
+        progress: ``None`` or a callable taking one progress line.
+
+    Returns:
+        A JSON-able dict: ``model``, ``n``, ``solver``, ``time_limit``, ``attack``, and
+        ``results``, one summary per eps with its per-example rows.
+    """
+    attack = dict(DEFAULT_ATTACK if attack is None else attack)
+    x, y = np.asarray(x, np.float32), np.asarray(y).astype(np.int64)
+    if flatbuffer is None:
+        from edgebnn.deploy.convert import convert  # noqa: PLC0415 (LCE converter)
+
+        flatbuffer = convert(model, target="lce")
+    clean_correct = predict_labels(model, x) == y
+    results = []
+    for eps in eps_list:
+        start = time.perf_counter()
+        x_adv = craft(model, x, y, eps=eps, **attack)
+        broken = (predict_labels(model, x_adv) != y) | ~clean_correct
+        attack_seconds = time.perf_counter() - start
+        if progress is not None:
+            progress(f"attack {attack['attack']} eps={eps:g}: robust accuracy {np.mean(~broken):.4f} "
+                     f"({attack_seconds:.0f}s)")
+        result = certify(model, x, y, eps=eps, time_limit=time_limit, solver=solver, processes=processes,
+                         hints=x_adv, flatbuffer=flatbuffer, progress=progress)
+        summary = _summarize(result, broken, clean_correct)
+        summary["attack_seconds"] = attack_seconds
+        summary["certify_seconds"] = time.perf_counter() - start - attack_seconds
+        results.append(summary)
+    return {
+        "model": model.name,
+        "n": int(len(x)),
+        "solver": solver,
+        "time_limit": time_limit,
+        "attack": attack,
+        "results": results,
+    }
+
+
+def _pct(value):
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def _sec(value):
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def to_markdown(report):
+    """Render :func:`certify_report`'s dict as Markdown."""
+    attack = ", ".join(f"{k}={v}" for k, v in report["attack"].items())
+    lines = [
+        f"# Exact robustness: `{report['model']}`",
+        "",
+        f"{report['n']} examples; solver `{report['solver']}`, time limit {report['time_limit']} s per example; "
+        f"attack: {attack}.",
+        "",
+        "| eps | clean | certified robust (lower bound) | attack robust (upper bound) | robust | refuted "
+        "(solver / attack / clean) | unknown | attack missed | s/example median / p95 | solver s median / p95 "
+        "| replayed Keras / TFLite |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in report["results"]:
+        clean_wrong = r["not_robust"] - r["refuted_by_solver"] - r["refuted_by_attack"]
+        lines.append(
+            f"| {r['eps']:g} | {_pct(r['clean_accuracy'])} | {_pct(r['certified_robust_accuracy'])} "
+            f"| {_pct(r['attack_robust_accuracy'])} | {r['robust']} | {r['not_robust']} "
+            f"({r['refuted_by_solver']} / {r['refuted_by_attack']} / {clean_wrong}) | {r['unknown']} "
+            f"| {r['attack_missed']} | {_sec(r['seconds_median'])} / {_sec(r['seconds_p95'])} "
+            f"| {_sec(r['solver_seconds_median'])} / {_sec(r['solver_seconds_p95'])} "
+            f"| {r['replayed_keras']} / {r['replayed_tflite']} of {r['counterexamples']} |"
+        )
+    lines += [
+        "",
+        "Certified robust: proved that no input in the L-infinity ball changes the prediction. The true robust "
+        "accuracy lies between the certified and the attack accuracy; unknowns (time limit) are the gap that is "
+        "left. *Attack missed*: examples the attack did not break but the solver refuted with a counterexample. "
+        "Balls with few discretized inputs are searched exhaustively (counted with the solver).",
+        "",
+    ]
+    unsound = sum(r["attack_broke_certified"] for r in report["results"])
+    if unsound:
+        lines += [f"**Inconsistent: {unsound} examples broken by the attack were certified robust.**", ""]
+    return "\n".join(lines)
+
+
+def compare_solvers(model, x, y, *, eps, time_limit, solvers=("milp", "sat")):
+    """Run each solver backend on the same examples, one process, one example at a time (no enumeration).
+
+    Returns:
+        A JSON-able dict: per solver, the statuses, per-example seconds and their median,
+        plus whether the backends ever disagreed on a decided example.
+    """
+    from edgebnn.certify.exact import certify_net  # noqa: PLC0415
+    from edgebnn.certify.network import extract  # noqa: PLC0415
+
+    net = extract(model)
+    out = {"eps": eps, "time_limit": time_limit, "n": int(len(x)), "solvers": {}}
+    for name in solvers:
+        records = certify_net(net, x, y, eps=eps, time_limit=time_limit, solver=name, enumeration_limit=0)
+        seconds = [r["seconds"] for r in records]
+        out["solvers"][name] = {
+            "statuses": [r["status"] for r in records],
+            "seconds": seconds,
+            "seconds_median": _quantile(seconds, 0.5),
+            "unknown": sum(r["status"] == "unknown" for r in records),
+        }
+    decided = [
+        {out["solvers"][s]["statuses"][i] for s in solvers} - {"unknown"} for i in range(len(x))
+    ]
+    out["disagreements"] = sum(len(d) > 1 for d in decided)
+    return out

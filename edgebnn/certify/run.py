@@ -1,0 +1,139 @@
+"""Certify a Keras model on a batch and replay every counterexample through Keras and the deployed ``.tflite``."""
+
+import dataclasses
+
+import numpy as np
+
+import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from edgebnn.certify import exact, solvers
+from edgebnn.certify.network import extract
+
+
+@dataclasses.dataclass
+class Certification:
+    """What :func:`certify` found.
+
+    Attributes:
+        eps: the L-infinity radius.
+        solver: the backend used.
+        time_limit: seconds per example (``None``: none).
+        records: per example, a JSON-able dict (see :func:`edgebnn.certify.exact.certify_example`)
+            without the counterexample, plus ``replay_keras`` / ``replay_tflite``
+            (``True`` if that model misclassifies the counterexample, ``None`` if there is none
+            or it was not replayed).
+        counterexamples: example index -> counterexample input (shaped like one ``x``).
+    """
+
+    eps: float
+    solver: str
+    time_limit: float | None
+    records: list
+    counterexamples: dict
+
+    def statuses(self):
+        return [r["status"] for r in self.records]
+
+
+def _validate(x, y, eps, time_limit, solver, processes):
+    x = np.asarray(x, np.float32)
+    if x.ndim < 2 or len(x) == 0:
+        raise ValueError(f"`x` must be a non-empty batch of inputs, got shape {x.shape}.")
+    if np.any(x < 0) or np.any(x > 1) or not np.all(np.isfinite(x)):
+        raise ValueError("`x` must hold pixels in [0, 1].")
+    y = np.asarray(y)
+    if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"`y` must be {len(x)} integer labels, got shape {y.shape} dtype {y.dtype}.")
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 <= eps <= 1:
+        raise ValueError(f"`eps` must be a number in [0, 1], got {eps!r}.")
+    if time_limit is not None and (isinstance(time_limit, bool) or not isinstance(time_limit, (int, float))
+                                   or time_limit <= 0):
+        raise ValueError(f"`time_limit` must be a positive number of seconds or None, got {time_limit!r}.")
+    solvers.get(solver)
+    if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
+        raise ValueError(f"`processes` must be a positive int, got {processes!r}.")
+    return x, y.astype(np.int64)
+
+
+def replay(model, flatbuffer, counterexamples, labels):
+    """Whether Keras and the ``.tflite`` misclassify each counterexample.
+
+    Args:
+        model: the Keras model.
+        flatbuffer: its converted ``.tflite`` (``bytes``), or ``None`` to skip TFLite.
+        counterexamples: inputs, shape ``(k, ...)``.
+        labels: the labels they must not be classified as.
+
+    Returns:
+        ``(keras, tflite)`` boolean arrays (``tflite`` is ``None`` without a flatbuffer).
+    """
+    from edgebnn.deploy.verify import tflite_predict  # noqa: PLC0415 (LCE interpreter)
+
+    counterexamples = np.asarray(counterexamples, np.float32)
+    labels = np.asarray(labels)
+    if len(counterexamples) == 0:
+        return np.zeros(0, bool), None if flatbuffer is None else np.zeros(0, bool)
+    keras = model.predict(counterexamples, verbose=0, batch_size=256).argmax(-1) != labels
+    tflite = None if flatbuffer is None else tflite_predict(flatbuffer, counterexamples).argmax(-1) != labels
+    return keras, tflite
+
+
+def certify(model, x, y=None, *, eps, time_limit=60.0, solver="milp", processes=1, hints=None, flatbuffer=None,
+            deploy=True, progress=None, enumeration_limit=exact.ENUMERATION_LIMIT):
+    """Exact L-infinity robustness of every example: ``robust``, ``not_robust`` (with a counterexample) or ``unknown``.
+
+    Args:
+        model: a Larq binary network with :class:`~edgebnn.layers.InputDiscretization`
+            (see :mod:`edgebnn.certify.network` for the supported layers).
+        x: inputs in ``[0, 1]``, shape ``(batch, *input_shape)``.
+        y: labels (``None``: the model's own predictions, i.e. local robustness).
+        eps: L-infinity radius.
+        time_limit: seconds per example (encoding and solving); ``None`` for no limit.
+        solver: ``"milp"`` (HiGHS) or ``"sat"`` (python-sat).
+        processes: worker processes (see :func:`edgebnn.certify.exact.default_processes`).
+        hints: optional candidate counterexamples shaped like ``x`` (attack outputs);
+            one that is in the ball and misclassified is taken as the answer.
+        flatbuffer: the deployed ``.tflite`` to replay counterexamples through; ``None``
+            converts ``model`` with :func:`edgebnn.deploy.convert.convert` (LCE target)
+            when ``deploy`` is true.
+        deploy: replay through TFLite at all.
+        progress: ``None`` or a callable taking one progress line.
+        enumeration_limit: balls with at most this many discretized inputs are searched
+            exhaustively instead of solved (0: always the solver).
+
+    Returns:
+        A :class:`Certification`.
+
+    Raises:
+        TypeError, ValueError: bad arguments.
+        UnsupportedModelError: the model is outside the encoding (one line naming the layer).
+    """
+    net = extract(model)
+    if y is None:
+        y = model.predict(np.asarray(x, np.float32), verbose=0, batch_size=256).argmax(-1)
+    x, y = _validate(x, y, eps, time_limit, solver, processes)
+    if x.shape[1:] != net.input_shape:
+        raise ValueError(f"`x` examples must have shape {net.input_shape}, got {x.shape[1:]}.")
+    if hints is not None and np.shape(hints) != x.shape:
+        raise ValueError(f"`hints` must have the shape of `x` {x.shape}, got {np.shape(hints)}.")
+    records = exact.certify_net(net, x, y, eps=float(eps), time_limit=time_limit, solver=solver,
+                                processes=processes, hints=hints, progress=progress,
+                                enumeration_limit=enumeration_limit)
+    counterexamples = {i: r.pop("counterexample").reshape(x.shape[1:]) for i, r in enumerate(records)
+                       if r["counterexample"] is not None}
+    for r in records:
+        r.pop("counterexample", None)
+        r["replay_keras"] = r["replay_tflite"] = None
+    if counterexamples:
+        if deploy and flatbuffer is None:
+            from edgebnn.deploy.convert import convert  # noqa: PLC0415 (LCE converter)
+
+            flatbuffer = convert(model, target="lce")
+        index = sorted(counterexamples)
+        keras, tflite = replay(model, flatbuffer if deploy else None,
+                               np.stack([counterexamples[i] for i in index]), y[index])
+        for k, i in enumerate(index):
+            records[i]["replay_keras"] = bool(keras[k])
+            records[i]["replay_tflite"] = None if tflite is None else bool(tflite[k])
+    for i, r in enumerate(records):
+        r["index"], r["label"] = i, int(y[i])
+    return Certification(float(eps), solver, time_limit, records, counterexamples)

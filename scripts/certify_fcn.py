@@ -1,0 +1,113 @@
+"""Train a binary FCN with discretized input and report its exact robustness next to PGD's.
+
+Thin driver over :func:`edgebnn.certify.certify_report`. Datasets: ``fashion_mnist``
+(train on the 60k training set, certify a seeded subset of the test set) or
+``mnist_split`` (MNIST's offline test set only: a seeded class-stratified
+8000 / 2000 split, trained on the 8000, certified on part of the 2000).
+
+Example:
+    python scripts/certify_fcn.py --dataset fashion_mnist --units 100 --layers 3 \
+        --n 200 --eps 0.05 0.1 --time-limit 20 --out /work/notes/certify/fashion
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import edgebnn  # noqa: F401
+from edgebnn import _io, data
+from edgebnn.certify import exact
+from edgebnn.certify.report import DEFAULT_ATTACK, certify_report, compare_solvers, to_markdown
+
+import tensorflow as tf
+
+#: The offline MNIST split: a class-stratified 8,000 / 2,000 carve of the official test set.
+MNIST_SPLIT = {"train_size": 8000, "test_size": 2000}
+
+
+def load(dataset, seed):
+    if dataset == "fashion_mnist":
+        x, y = data.load("fashion_mnist", "train")
+        xt, yt = data.load("fashion_mnist", "test")
+        return x, y, xt, yt
+    x, y, xt, yt, _ = data.carve("mnist", "test", seed=seed, **MNIST_SPLIT)
+    return x, y, xt, yt
+
+
+def get_model(args, x, y, xt, yt, log):
+    from edgebnn.training import train  # noqa: PLC0415
+    from edgebnn.zoo.panda_fcn import build_fcn  # noqa: PLC0415
+
+    path = args.out / "model.keras"
+    if path.exists():
+        return tf.keras.models.load_model(path)
+    model = build_fcn(hidden_units=args.units, hidden_layers=args.layers, precision="binary",
+                      input_bits=args.input_bits, name=f"fcn{args.units}x{args.layers}_binary_in{args.input_bits}")
+    train(model, x, y, epochs=args.epochs, batch_size=128, seed=args.seed, verbose=2)
+    log(f"trained {model.name}: test accuracy {model.evaluate(xt, yt, verbose=0)[1]:.4f} on {len(xt)} images")
+    with _io.atomic_path(path) as tmp:
+        model.save(tmp)
+    return model
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=["fashion_mnist", "mnist_split"], required=True)
+    parser.add_argument("--units", type=int, default=100)
+    parser.add_argument("--layers", type=int, default=3)
+    parser.add_argument("--input-bits", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--n", type=int, default=1000, help="test images to certify")
+    parser.add_argument("--eps", type=float, nargs="+", default=[0.05, 0.1])
+    parser.add_argument("--time-limit", type=float, default=60.0)
+    parser.add_argument("--solver", default="milp")
+    parser.add_argument("--processes", type=int, default=exact.default_processes())
+    parser.add_argument("--pgd-steps", type=int, default=DEFAULT_ATTACK["steps"])
+    parser.add_argument("--pgd-restarts", type=int, default=DEFAULT_ATTACK["restarts"])
+    parser.add_argument("--compare-solvers", type=int, default=0,
+                        help="also run every solver backend on this many attack-surviving examples (first eps)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+
+    def log(line):
+        print(f"[{time.time() - start:7.1f}s] {line}", flush=True)
+
+    x, y, xt, yt = load(args.dataset, args.seed)
+    log(f"{args.dataset}: {len(x)} train / {len(xt)} test images")
+    model = get_model(args, x, y, xt, yt, log)
+    subset = data.np.sort(data.np.random.default_rng(args.seed).permutation(len(xt))[: args.n])
+    xs, ys = xt[subset], yt[subset]
+    attack = {"attack": "pgd", "steps": args.pgd_steps, "restarts": args.pgd_restarts}
+    if args.compare_solvers:
+        from edgebnn.evaluation.robustness import craft, predict_labels  # noqa: PLC0415
+
+        eps = args.eps[0]
+        survived = data.np.flatnonzero(predict_labels(model, craft(model, xs, ys, eps=eps, **attack)) == ys)
+        pick = survived[: args.compare_solvers]
+        comparison = compare_solvers(model, xs[pick], ys[pick], eps=eps, time_limit=args.time_limit)
+        _io.write_json(args.out / "solver_comparison.json", comparison)
+        for name, res in comparison["solvers"].items():
+            log(f"solver {name}: statuses {res['statuses']} seconds {[round(s, 2) for s in res['seconds']]} "
+                f"median {res['seconds_median']:.2f}")
+        log(f"disagreements between solvers on decided examples: {comparison['disagreements']}")
+    report = certify_report(model, xs, ys, eps_list=args.eps, time_limit=args.time_limit, solver=args.solver,
+                            processes=args.processes, attack=attack, progress=log)
+    report.update(dataset=args.dataset, subset_seed=args.seed, test_indices=subset.tolist(),
+                  accuracy_full_test=float(model.evaluate(xt, yt, verbose=0)[1]))
+    _io.write_json(args.out / "report.json", report)
+    markdown = to_markdown(report)
+    _io.write_text(args.out / "report.md", markdown)
+    print(markdown)
+    summary = [{k: v for k, v in r.items() if k != "examples"} for r in report["results"]]
+    print(json.dumps(summary, indent=1))
+    log("done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""Exact certification: against brute force over the ball, the Keras forward pass, and the deployed TFLite."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+import edgebnn  # noqa: F401
+from edgebnn.certify import encode, exact
+from edgebnn.certify.network import UnsupportedModelError, extract, real_thresholds
+from edgebnn.certify.run import certify
+from edgebnn.zoo.common import randomize_batch_norm
+from edgebnn.zoo.panda_fcn import build_fcn
+
+import larq as lq
+import tensorflow as tf
+
+TINY_SHAPE = (3, 3, 1)
+
+
+def _tiny(seed, *, units=5, layers=2, bits=2, classes=3):
+    tf.keras.utils.set_random_seed(seed)
+    model = build_fcn(hidden_units=units, hidden_layers=layers, precision="binary", input_bits=bits,
+                      num_classes=classes, input_shape=TINY_SHAPE)
+    # BatchNorm statistics on the scale of the integer sums, so that thresholds fall inside their range
+    return randomize_batch_norm(model, seed=seed, mean_std=1.5, beta_std=0.5, variance=(0.5, 4.0))
+
+
+def _keras_signs(model, x):
+    """The +-1 inputs of every binary layer after the first, from the Keras model itself."""
+    dense = [layer for layer in model.layers if isinstance(layer, lq.layers.QuantDense)]
+    probe = tf.keras.Model(model.inputs, [d.input for d in dense[1:]])
+    outs = probe(x, training=False)
+    outs = outs if isinstance(outs, (list, tuple)) else [outs]
+    return [d.input_quantizer(o).numpy() for d, o in zip(dense[1:], outs)]
+
+
+def _brute_force(model, net, x, y, eps):
+    """Robust iff every combination of reachable levels keeps the Keras prediction at ``y``."""
+    klo, khi = encode.level_range(x.reshape(-1), eps, net.bits)
+    combos = np.array(list(itertools.product(*[range(a, b + 1) for a, b in zip(klo, khi)])))
+    inputs = encode.witness(x.reshape(-1), combos, eps, net.bits)  # one input per combination, all in the ball
+    pred = model(inputs.reshape(-1, *TINY_SHAPE), training=False).numpy().argmax(-1)
+    return bool(np.all(pred == y)), len(combos)
+
+
+def test_exact_forward_matches_keras_on_every_neuron(rng):
+    model = _tiny(0, units=7, layers=3)
+    net = extract(model)
+    x = rng.uniform(0, 1, size=(500, *TINY_SHAPE)).astype(np.float32)
+    levels = encode.pixel_levels(x.reshape(len(x), -1), net.bits)
+    signs, logits = encode.forward_levels(net, levels)
+    for ours, keras in zip(signs, _keras_signs(model, x)):
+        np.testing.assert_array_equal(ours, keras)
+    np.testing.assert_array_equal(logits.astype(np.float32), model(x, training=False).numpy())
+
+
+def test_batch_norm_threshold_and_sign_of_zero():
+    """A BatchNorm output of exactly 0 is +1 (Larq's ste_sign): the neuron fires at that sum."""
+    model = _tiny(1)
+    bn = model.get_layer("bn_0")
+    beta, mean, var = bn.get_weights()
+    # neuron 0: BN(z) = (z - 0.375) / sqrt(var + eps) + 0 is exactly 0 at z = 0.375, i.e. S = 0.375 * 2 * 4 = 3
+    beta[0], mean[0], var[0] = 0.0, 0.375, 1.0 - bn.epsilon
+    # neuron 1: same with a negative scale is impossible (scale=False), so shift the zero between two sums
+    beta[1], mean[1] = 0.0, 0.4
+    bn.set_weights([beta, mean, var])
+    net = extract(model)
+    kinds, thresholds = net.kinds[0], net.thresholds[0]
+    assert kinds[0] == encode.FIRE_GE and thresholds[0] == 3
+    assert kinds[1] == encode.FIRE_GE and thresholds[1] == 4  # S = 3 gives z = 0.375 < 0.4
+    # the Keras forward pass agrees on inputs whose first-layer sum is exactly the threshold
+    kernel = net.kernels[0][:, 0].astype(int)
+    grid = np.array(list(itertools.product(range(4), repeat=9)))
+    sums = (2 * grid + 1) @ kernel
+    at = grid[np.isin(sums, [2, 3, 4])][:200]
+    x = ((at + 0.5) / 4).astype(np.float32).reshape(-1, *TINY_SHAPE)
+    keras = _keras_signs(model, x)[0][:, :2]
+    ours = encode.forward_levels(net, at)[0][0][:, :2]
+    np.testing.assert_array_equal(ours, keras)
+    assert np.all(keras[(2 * at + 1) @ kernel == 3, 0] == 1)
+    # float64 BatchNorm arithmetic gives the same thresholds for these neurons
+    real_kinds, real_thresholds_ = real_thresholds(model)[0]
+    assert real_thresholds_[0] == 3 and real_thresholds_[1] == 4 and real_kinds[0] == encode.FIRE_GE
+
+
+@pytest.mark.parametrize("solver", ["milp", "sat", "enumeration"])
+def test_solver_equals_brute_force(solver):
+    rng = np.random.default_rng(7)
+    checked, answers = 0, set()
+    for seed in range(3):
+        model = _tiny(seed + 10)
+        net = extract(model)
+        x = rng.uniform(0, 1, size=(8, *TINY_SHAPE)).astype(np.float32)
+        for i, eps in itertools.product(range(len(x)), (0.05, 0.15, 0.3)):
+            y = int(model(x[i : i + 1], training=False).numpy().argmax())
+            truth, _ = _brute_force(model, net, x[i], y, eps)
+            if solver == "enumeration":
+                record = exact.certify_example(net, x[i], y, eps=eps, enumeration_limit=1 << 20)
+                assert record["source"] in ("clean", "enumeration")
+                record["source"] = "solver" if record["source"] == "enumeration" else record["source"]
+            else:
+                record = exact.certify_example(net, x[i], y, eps=eps, solver=solver, enumeration_limit=0)
+            assert record["status"] == ("robust" if truth else "not_robust"), (seed, i, eps, record)
+            if record["counterexample"] is not None:
+                cx = record["counterexample"]
+                assert np.all(np.abs(cx - x[i].reshape(-1)) <= eps + 1e-7)
+                assert model(cx.reshape(1, *TINY_SHAPE), training=False).numpy().argmax() != y
+            answers.add((record["status"], record["source"]))
+            checked += 1
+    assert checked == 72
+    assert ("robust", "solver") in answers and ("not_robust", "solver") in answers
+
+
+def test_true_labels_and_ties_follow_argmax():
+    """With given (possibly wrong) labels the answer is still exact; misclassified clean inputs are refuted."""
+    model = _tiny(3, classes=4)
+    net = extract(model)
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0, 1, size=(10, *TINY_SHAPE)).astype(np.float32)
+    for i in range(len(x)):
+        y = i % 4
+        truth, _ = _brute_force(model, net, x[i], y, 0.1)
+        record = exact.certify_example(net, x[i], y, eps=0.1, solver="milp", enumeration_limit=0)
+        assert record["status"] == ("robust" if truth else "not_robust")
+
+
+def test_parallel_equals_serial():
+    model = _tiny(4)
+    net = extract(model)
+    x = np.random.default_rng(4).uniform(0, 1, size=(6, *TINY_SHAPE)).astype(np.float32)
+    y = model(x, training=False).numpy().argmax(-1)
+    serial = exact.certify_net(net, x, y, eps=0.15, processes=1, enumeration_limit=0)
+    lines = []
+    parallel = exact.certify_net(net, x, y, eps=0.15, processes=2, progress=lines.append, enumeration_limit=0)
+    assert [r["status"] for r in serial] == [r["status"] for r in parallel]
+    assert lines and lines[-1].startswith("certify eps=0.15 milp: 6/6 done")
+
+
+def test_witness_stays_in_ball_and_hits_levels():
+    x = np.array([0.0, 0.24, 0.25, 0.26, 0.5, 0.999, 1.0, 0.7499999], np.float32)
+    for eps in (0.0, 0.01, 0.05, 0.1, 0.3):
+        klo, khi = encode.level_range(x, eps, 2)
+        for k in itertools.product(*[range(a, b + 1) for a, b in zip(klo, khi)]):
+            w = encode.witness(x, np.array(k), eps, 2)
+            assert np.all(np.abs(w.astype(np.float64) - x) <= eps) and np.all((w >= 0) & (w <= 1))
+            np.testing.assert_array_equal(encode.pixel_levels(w, 2), k)
+
+
+def test_counterexamples_replay_in_keras_and_tflite(fcn_in2, fashion_small):
+    _, _, xt, yt = fashion_small
+    result = certify(fcn_in2, xt[:12], yt[:12], eps=0.1, time_limit=20, solver="milp")
+    solved = [r for r in result.records if r["source"] == "solver" and r["status"] == "not_robust"]
+    assert solved, "expected the solver to refute some examples at eps=0.1"
+    for r in result.records:
+        if r["status"] == "not_robust":
+            assert r["replay_keras"] is True and r["replay_tflite"] is True, r
+            cx = result.counterexamples[r["index"]]
+            assert np.max(np.abs(cx - xt[r["index"]])) <= 0.1 + 1e-7
+        else:
+            assert r["replay_keras"] is None
+
+
+def test_hints_are_checked_not_trusted(fcn_in2, fashion_small):
+    _, _, xt, yt = fashion_small
+    x, y = xt[:6], yt[:6]
+    same = certify(fcn_in2, x, y, eps=0.02, time_limit=20, hints=x, deploy=False)
+    assert all(r["source"] != "hint" for r in same.records)  # an unchanged input refutes nothing
+    far = np.clip(x + 0.5, 0, 1)  # far outside the ball: its levels are clipped back into it first
+    result = certify(fcn_in2, x, y, eps=0.1, time_limit=20, hints=far, deploy=False)
+    for r in result.records:
+        if r["source"] == "hint":
+            assert r["replay_keras"] is True
+            assert np.max(np.abs(result.counterexamples[r["index"]] - x[r["index"]])) <= 0.1 + 1e-7
+
+
+@pytest.mark.parametrize(
+    "build, layer",
+    [
+        (lambda: build_fcn(hidden_units=4, hidden_layers=2, precision="binary", input_shape=TINY_SHAPE), "dense_0"),
+        (lambda: build_fcn(hidden_units=4, hidden_layers=2, precision="float", input_bits=2,
+                           input_shape=TINY_SHAPE), "dense_0"),
+    ],
+)
+def test_unsupported_models_are_refused_in_one_line(build, layer):
+    with pytest.raises(UnsupportedModelError) as info:
+        extract(build())
+    message = str(info.value)
+    assert "\n" not in message and repr(layer) in message
+
+
+def test_float_layer_after_binary_is_refused():
+    inputs = tf.keras.Input(TINY_SHAPE)
+    from edgebnn.layers import InputDiscretization
+
+    x = tf.keras.layers.Flatten()(InputDiscretization(2)(inputs))
+    x = lq.layers.QuantDense(4, kernel_quantizer="ste_sign", use_bias=False, name="first")(x)
+    x = tf.keras.layers.Activation("relu", name="relu_hidden")(x)
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(3, name="head")(x))
+    with pytest.raises(UnsupportedModelError, match="'relu_hidden'"):
+        extract(model)
+
+
+def test_bad_arguments_name_the_argument(fcn_in2, fashion_small):
+    _, _, xt, yt = fashion_small
+    with pytest.raises(ValueError, match="`eps`"):
+        certify(fcn_in2, xt[:2], yt[:2], eps=-0.1)
+    with pytest.raises(ValueError, match="`solver`|Unknown solver"):
+        certify(fcn_in2, xt[:2], yt[:2], eps=0.1, solver="z3")
+    with pytest.raises(ValueError, match="`time_limit`"):
+        certify(fcn_in2, xt[:2], yt[:2], eps=0.1, time_limit=0)
