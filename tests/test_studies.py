@@ -362,3 +362,62 @@ def test_full_study_against_direct_api_calls(tmp_path, data_dir):
         predict_labels(target, x_transfer) == y)
     markdown = (out / "report.md").read_text()
     assert "randomized at inference: attacked with EOT" in markdown and "not deployed" in markdown
+
+
+# --- EOT against the plain single-sample attack on a randomized model ---------------------
+
+GRADIENTS = textwrap.dedent(
+    """
+    name = "gradients"
+    [data]
+    dataset = "fashion_mnist"
+    train_limit = 200
+    test_limit = 80
+    [model]
+    family = "guan_lenet"
+    precision = "float"
+    options = { mc_dropout = true }
+    [train]
+    epochs = 1
+    batch_size = 64
+    [evaluation]
+    limit = 30
+    batch_size = 30
+    eot_samples = 3
+    [[attacks]]
+    name = "fgsm"
+    eps = 0.1
+    [[attacks]]
+    name = "fgsm"
+    eps = 0.1
+    gradient = "single"
+    [deploy]
+    enabled = false
+    [[tables]]
+    title = "EOT vs single"
+    rows = ["cell"]
+    columns = ["attack", "gradient"]
+    """
+)
+
+
+def test_single_sample_attack_beside_eot_on_a_randomized_model(tmp_path, data_dir):
+    study = _study(tmp_path, GRADIENTS, data_dir=data_dir)
+    report, lines = _run(study, tmp_path / "run")
+    attacks = {r["gradient"]: r for r in report["records"] if r["evaluation"] == "attacks"}
+    assert set(attacks) == {"eot", "single"}
+    assert attacks["eot"]["eot_samples"] == 3 and attacks["single"]["eot_samples"] == 1
+    assert any("fgsm eps=0.1 single-sample" in line for line in lines)
+    header = [line for line in (tmp_path / "run" / "report.md").read_text().splitlines() if "fgsm eot" in line]
+    assert header and "fgsm single" in header[0]
+
+
+@pytest.mark.parametrize("entry, match", [
+    ('{ name = "fgsm", eps = 0.1, gradient = "single", eot_samples = 4 }', "remove `eot_samples`"),
+    ('{ name = "fgsm", eps = 0.1, gradient = "mean" }', "gradient"),
+    ('{ name = "substitute", eps = 0.1, gradient = "single" }', "takes no gradient samples"),
+])
+def test_gradient_option_validated(tmp_path, data_dir, entry, match):
+    text = GRADIENTS.split("[[attacks]]")[0].replace('name = "gradients"\n', f'name = "gradients"\nattacks = [{entry}]\n')
+    with pytest.raises(config.RecipeError, match=match):
+        _study(tmp_path, text, data_dir=data_dir)

@@ -221,7 +221,8 @@ def to_markdown(report, study):
               f"- cells: {len(study.cells)} ({study.repeats} run(s) each); wall time {report['seconds']:.1f} s "
               f"({report['computed_seconds']:.1f} s computed in this run, the rest from the cache)",
               "- white-box attacks see through discretization and sign with straight-through gradients (BPDA); "
-              "randomized models are attacked with expectation over their randomness (EOT) unless noted", ""]
+              "randomized models are attacked with expectation over their randomness (EOT) unless the result's "
+              "`gradient` is `single` (the plain attack, one stochastic pass per gradient)", ""]
     lines += ["## Tables", ""]
     for table in report["tables"]:
         lines += table["markdown"]

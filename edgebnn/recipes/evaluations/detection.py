@@ -5,14 +5,16 @@ and adversarial versions of ``fit`` test images apart from the evaluated ones, a
 tested on adversarial examples crafted afresh from the evaluated images: accuracy,
 ROC AUC, and the uncertainty (mean, std) of each set. Uncertainty comes from
 ``samples`` Monte-Carlo passes (default ``evaluation.mc_passes``, else 50), so the
-model should be randomized at inference (MC dropout).
+model should be randomized at inference (MC dropout). ``gradient`` is as for
+``[[attacks]]``: ``"eot"`` (default) or the plain ``"single"``-sample attack.
 """
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field
 
 from edgebnn.recipes.evaluations import attack as attack_kind
+from edgebnn.recipes.evaluations import common
 from edgebnn.recipes.schema import OpenSection, RecipeError
 
 NAME = "detection"
@@ -25,6 +27,7 @@ class Spec(OpenSection):
     eps: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
     fit: Annotated[int, Field(ge=2)] = 500
     samples: Annotated[int, Field(ge=1)] | None = None
+    gradient: Literal[common.GRADIENTS] = "eot"
 
 
 def check(spec, *, recipe, cells, cell, where):
@@ -42,6 +45,8 @@ def check(spec, *, recipe, cells, cell, where):
     unknown = [k for k in spec.options if k not in accepted]
     if unknown:
         raise RecipeError(f"unknown key `{where}.{unknown[0]}` for attack {spec.attack!r}; valid keys: {sorted(accepted)}.")
+    common.check_gradient(spec.gradient, options=spec.options, fields_set=spec.model_fields_set,
+                          takes_eot="eot_samples" in attack_kind._keywords(fn), where=where)
 
 
 def check_model(spec, model, *, where):
@@ -51,7 +56,8 @@ def check_model(spec, model, *, where):
 
 def units(spec, *, recipe):
     samples = spec.samples or recipe.evaluation.mc_passes or DEFAULT_SAMPLES
-    return [{"attack": spec.attack, "eps": spec.eps, "fit": spec.fit, "samples": samples, "options": spec.options}]
+    return [{"attack": spec.attack, "eps": spec.eps, "fit": spec.fit, "samples": samples, "options": spec.options,
+             "gradient": spec.gradient}]
 
 
 def pool_size(unit):
@@ -60,7 +66,8 @@ def pool_size(unit):
 
 def label(unit):
     eps = "" if unit["eps"] is None else f" eps={unit['eps']:g}"
-    return f"detection of {unit['attack']}{eps}"
+    single = " single-sample" if unit.get("gradient") == "single" else ""
+    return f"detection of {unit['attack']}{eps}{single}"
 
 
 def cost(unit, *, recipe, n_eval):
@@ -72,9 +79,8 @@ def run(unit, ctx):
     from edgebnn import attacks  # noqa: PLC0415 (TensorFlow)
     from edgebnn.evaluation import detection_experiment  # noqa: PLC0415
 
-    options = dict(unit["options"])
-    if "eot_samples" in attack_kind._keywords(attacks.get(unit["attack"])):
-        options.setdefault("eot_samples", ctx.eot_samples(ctx.randomized))
+    options = common.eot_option(ctx, unit["options"], gradient=unit["gradient"], randomized=ctx.randomized,
+                                takes_eot="eot_samples" in attack_kind._keywords(attacks.get(unit["attack"])))
     x_fit, y_fit = ctx.x_pool[: unit["fit"]], ctx.y_pool[: unit["fit"]]
     ctx.progress(label(unit), 0, 1)
     result = detection_experiment(
@@ -88,6 +94,7 @@ def run(unit, ctx):
         "fit_accuracy": result["fit_detection"]["accuracy"],
         **{f"uncertainty_{name}_{stat}": value
            for name, stats in result["uncertainty"].items() for stat, value in stats.items()},
-        "samples": unit["samples"], "fit_images": int(len(x_fit)),
+        "samples": unit["samples"], "fit_images": int(len(x_fit)), "eot_samples": options.get("eot_samples", 1),
     }
-    return {"labels": {"attack": unit["attack"], "eps": unit["eps"]}, "metrics": metrics, "arrays": {}}
+    labels = {"attack": unit["attack"], "eps": unit["eps"], "gradient": unit["gradient"]}
+    return {"labels": labels, "metrics": metrics, "arrays": {}}
