@@ -6,7 +6,8 @@ tested on adversarial examples crafted afresh from the evaluated images: accurac
 ROC AUC, and the uncertainty (mean, std) of each set. Uncertainty comes from
 ``samples`` Monte-Carlo passes (default ``evaluation.mc_passes``, else 50), so the
 model should be randomized at inference (MC dropout). ``gradient`` is as for
-``[[attacks]]``: ``"eot"`` (default) or the plain ``"single"``-sample attack.
+``[[attacks]]``: ``"eot"`` (default) or the plain ``"single"``-sample attack. The attack moves away from
+the labels ``evaluation.labels`` names (true, or the model's own predictions).
 """
 
 from typing import Annotated, Literal
@@ -83,8 +84,12 @@ def run(unit, ctx):
                                 takes_eot="eot_samples" in attack_kind._keywords(attacks.get(unit["attack"])))
     x_fit, y_fit = ctx.x_pool[: unit["fit"]], ctx.y_pool[: unit["fit"]]
     ctx.progress(label(unit), 0, 1)
+    if ctx.evaluation.labels == "predicted":  # the attack moves away from the model's own predictions
+        y_fit, y_eval = None, None
+    else:
+        y_eval = ctx.y_eval
     result = detection_experiment(
-        ctx.model, x_fit, y_fit, ctx.x_eval, ctx.y_eval, attack=unit["attack"], eps=unit["eps"],
+        ctx.model, x_fit, y_fit, ctx.x_eval, y_eval, attack=unit["attack"], eps=unit["eps"],
         samples=unit["samples"], batch_size=ctx.evaluation.batch_size, **options,
     )
     ctx.progress(label(unit), 1, 1)
