@@ -421,3 +421,26 @@ def test_gradient_option_validated(tmp_path, data_dir, entry, match):
     text = GRADIENTS.split("[[attacks]]")[0].replace('name = "gradients"\n', f'name = "gradients"\nattacks = [{entry}]\n')
     with pytest.raises(config.RecipeError, match=match):
         _study(tmp_path, text, data_dir=data_dir)
+
+
+def test_uncertainty_histogram_upper_edge_and_single_sample_sets(tmp_path):
+    """Against np.histogram: a fixed upper edge, values above it in the last bin, and the EOT
+    and single-sample attack results of one attack as separate sets."""
+    from edgebnn.recipes import figures
+
+    rng = np.random.default_rng(0)
+    values = {"clean": rng.uniform(0, 0.02, 50), "eot": rng.uniform(0, 0.05, 50), "single": rng.uniform(0, 0.05, 50)}
+    records = [
+        {"cell": "c", "repeat": 0, "evaluation": "clean", "attack": "clean", "eps": 0.0, "set": "clean"},
+        {"cell": "c", "repeat": 0, "evaluation": "attacks", "attack": "fgsm", "eps": 0.3, "gradient": "eot", "set": "eot"},
+        {"cell": "c", "repeat": 0, "evaluation": "attacks", "attack": "fgsm", "eps": 0.3, "gradient": "single",
+         "set": "single"},
+    ]
+    spec = config.FigureSpec(kind="uncertainty_histogram", name="h", cell="c", bins=7, upper=0.035)
+    figure = figures.draw(spec, records, {}, lambda r, key: values[r["set"]], tmp_path)
+    data = figure["data"]
+    np.testing.assert_allclose(data["edges"], np.linspace(0, 0.035, 8))
+    assert sorted(data["sets"]) == ["clean", "fgsm eps 0.3", "fgsm eps 0.3 single-sample"]
+    expected, _ = np.histogram(np.minimum(values["single"], 0.035), bins=np.linspace(0, 0.035, 8))
+    assert data["sets"]["fgsm eps 0.3 single-sample"]["counts"] == expected.tolist()
+    assert sum(data["sets"]["fgsm eps 0.3"]["counts"]) == 50  # nothing dropped above the edge
