@@ -408,8 +408,10 @@ def test_single_sample_attack_beside_eot_on_a_randomized_model(tmp_path, data_di
     assert set(attacks) == {"eot", "single"}
     assert attacks["eot"]["eot_samples"] == 3 and attacks["single"]["eot_samples"] == 1
     assert any("fgsm eps=0.1 single-sample" in line for line in lines)
-    header = [line for line in (tmp_path / "run" / "report.md").read_text().splitlines() if "fgsm eot" in line]
+    markdown = (tmp_path / "run" / "report.md").read_text().splitlines()
+    header = [line for line in markdown if "fgsm eot" in line]
     assert header and "fgsm single" in header[0]
+    assert sum(line.startswith("| fgsm (single-sample) | 0.1 |") for line in markdown) == 1  # the cell's section
 
 
 @pytest.mark.parametrize("entry, match", [
