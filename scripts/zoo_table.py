@@ -43,7 +43,7 @@ REFERENCE = {
     "panda_alexnet_imagenet": lambda p, kw: (62_396_768, "Larq Zoo XNORNet"),
     "galloway_cnn": lambda p, kw: (_GALLOWAY(kw["kernels"]) + (0 if p == "A" else 9 * kw["kernels"])
                                    + (2 if p in "CS" else 0), "CleverHans base CNN, no bias"),
-    "guan_lenet": lambda p, kw: (_LENET + (236 if p == "float" else 3 * 236), "LeNet-5 (61,706 float)"),
+    "guan_lenet": lambda p, kw: (_LENET + 3 * 236 + 10, "LeNet-5 weights (61,470) + BN"),
 }
 
 

@@ -1,4 +1,5 @@
-"""Guan et al.'s MC-dropout uncertainty detector: NumPy logistic regression / AUC, real-data experiment."""
+"""Guan et al.'s MC-dropout uncertainty detector: scikit-learn logistic regression / AUC against the
+former NumPy implementation, real-data experiment."""
 
 import itertools
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 
 from edgebnn.evaluation.detection import (
-    LogisticRegression, UncertaintyDetector, detection_experiment, roc_auc, uncertainty_stats,
+    DEFAULT_L2, UncertaintyDetector, detection_experiment, fit_logistic_regression, uncertainty_stats,
 )
 from edgebnn.training import train
 
@@ -26,30 +27,61 @@ def pairwise_auc(scores, labels):
     return wins / (len(pos) * len(neg))
 
 
-def test_roc_auc_matches_pairwise_reference(rng):
+def numpy_detector_reference(clean_fit, adv_fit, clean_eval, adv_eval, *, l2=DEFAULT_L2):
+    """The detector as edgebnn computed it before scikit-learn: ridge logistic regression on
+    standardized features by Newton's method (penalty ``l2 * n / 2 * |w|^2``, intercept free),
+    accuracy at log-odds 0, ROC AUC from tie-averaged ranks."""
+    x = np.r_[clean_fit, adv_fit][:, None]
+    y = np.r_[np.zeros(len(clean_fit)), np.ones(len(adv_fit))]
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    design = np.hstack([np.ones((len(x), 1)), (x - mean) / scale])
+    penalty = np.r_[0.0, np.full(design.shape[1] - 1, l2 * len(y))]
+    w = np.zeros(design.shape[1])
+    for _ in range(100):
+        p = 0.5 * (1.0 + np.tanh(0.5 * design @ w))
+        hessian = (design * (p * (1 - p))[:, None]).T @ design + np.diag(penalty) + 1e-12 * np.eye(len(w))
+        step = np.linalg.solve(hessian, design.T @ (p - y) + penalty * w)
+        w -= step
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    xe = np.r_[clean_eval, adv_eval][:, None]
+    ye = np.r_[np.zeros(len(clean_eval)), np.ones(len(adv_eval))]
+    scores = ((xe - mean) / scale) @ w[1:] + w[0]
+    return float(np.mean((scores > 0) == ye)), pairwise_auc(scores, ye)
+
+
+def test_sklearn_detector_matches_former_numpy_detector(rng):
+    """Fixed, overlapping uncertainty sets (Guan-like magnitudes): same accuracy within one
+    example's rounding, same AUC."""
+    for clean_mu, adv_mu, n in [(3e-3, 1.3e-2, 200), (1e-2, 1.1e-2, 150), (1e-3, 1e-2, 500)]:
+        sets = [np.abs(rng.normal(mu, mu / 2, n)) for mu in (clean_mu, adv_mu, clean_mu, adv_mu)]
+        accuracy, auc = numpy_detector_reference(*sets)
+        report = UncertaintyDetector.fit(sets[0], sets[1]).evaluate(sets[2], sets[3])
+        assert report["accuracy"] == pytest.approx(accuracy, abs=1.0 / (2 * n) + 1e-12)
+        assert report["auc"] == pytest.approx(auc, abs=1e-9)
+
+
+def test_auc_matches_pairwise_reference_with_ties(rng):
     for _ in range(5):
-        scores = rng.integers(0, 8, size=60).astype(float)  # many ties
-        labels = rng.integers(0, 2, size=60)
-        assert roc_auc(scores, labels) == pytest.approx(pairwise_auc(scores, labels))
-    assert roc_auc([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1]) == 1.0
-    assert roc_auc([0.9, 0.8, 0.2, 0.1], [0, 0, 1, 1]) == 0.0
-    with pytest.raises(ValueError, match="both classes"):
-        roc_auc([0.1, 0.2], [1, 1])
+        clean, adversarial = rng.integers(0, 8, size=(2, 30)).astype(float)  # many ties
+        detector = UncertaintyDetector.fit(rng.normal(0, 1, 20), rng.normal(1, 1, 20))
+        report = detector.evaluate(clean, adversarial)
+        scores = detector.classifier.decision_function(np.r_[clean, adversarial][:, None])
+        assert report["auc"] == pytest.approx(pairwise_auc(scores, np.r_[np.zeros(30), np.ones(30)]))
 
 
-def test_logistic_regression_is_a_stationary_point_and_classifies(rng):
+def test_logistic_regression_classifies_and_validates(rng):
     n = 400
     labels = rng.integers(0, 2, size=n)
     features = rng.normal(loc=labels[:, None] * [2.0, -1.0], scale=1.0, size=(n, 2))
-    clf = LogisticRegression.fit(features, labels, l2=0.0)
-    # First-order optimality of the unpenalized log-likelihood: X^T (p - y) = 0.
-    p = clf.predict_proba(features)
-    design = np.hstack([np.ones((n, 1)), (features - clf.mean) / clf.scale])
-    np.testing.assert_allclose(design.T @ (p - labels), 0.0, atol=1e-6)
+    clf = fit_logistic_regression(features, labels)
     assert np.mean(clf.predict(features) == labels) > 0.85
-    assert clf.coef[0] > 0 > clf.coef[1]
+    coef = clf[-1].coef_[0]
+    assert coef[0] > 0 > coef[1]
     with pytest.raises(ValueError, match="both classes"):
-        LogisticRegression.fit(features, np.zeros(n))
+        fit_logistic_regression(features, np.zeros(n))
+    with pytest.raises(ValueError, match="l2"):
+        fit_logistic_regression(features, labels, l2=0.0)
 
 
 def test_detector_on_separable_uncertainties(rng):

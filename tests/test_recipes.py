@@ -234,6 +234,20 @@ def test_find_by_name_and_path(tmp_path):
         recipes.find("no-such-recipe")
 
 
+def test_recipes_in_subfolders_are_named_by_their_path(tmp_path, monkeypatch):
+    (tmp_path / "paper" / "deep").mkdir(parents=True)
+    (tmp_path / "paper" / "table1.toml").write_text(GOOD)
+    (tmp_path / "paper" / "deep" / "fig2.toml").write_text(GOOD)
+    monkeypatch.setenv(recipes.RECIPES_DIR_ENV, str(tmp_path))
+    found = recipes.available()
+    assert found["paper/table1"] == tmp_path / "paper" / "table1.toml"
+    assert found["paper/deep/fig2"] == tmp_path / "paper" / "deep" / "fig2.toml"
+    assert recipes.find("paper/deep/fig2") == tmp_path / "paper" / "deep" / "fig2.toml"
+    assert "guan/table1" in found  # the shipped ones too
+    with pytest.raises(config.RecipeError, match="paper/table1"):
+        recipes.find("paper/table9")
+
+
 def test_attack_without_eps_budget(tmp_path):
     jsma = GOOD + '\n[[attacks]]\nname = "jsma"\ngamma = 0.1\n'
     attack = config.load(_write(tmp_path, jsma)).cells[0].recipe.attacks[1]

@@ -395,3 +395,87 @@ def test_strong_evaluation_kind_reports_the_ensemble_and_the_checks(tmp_path, da
     assert "Strong evaluation (20 images)" in markdown and "Gradient-masking checks" in markdown
     again, lines = _run(_study(tmp_path, text, data_dir=data_dir), out)
     assert any("strong evaluation" in line and "(cached)" in line for line in lines)
+
+
+# --- EOT against the plain single-sample attack on a randomized model ---------------------
+
+GRADIENTS = textwrap.dedent(
+    """
+    name = "gradients"
+    [data]
+    dataset = "fashion_mnist"
+    train_limit = 200
+    test_limit = 80
+    [model]
+    family = "guan_lenet"
+    precision = "float"
+    options = { mc_dropout = true }
+    [train]
+    epochs = 1
+    batch_size = 64
+    [evaluation]
+    limit = 30
+    batch_size = 30
+    eot_samples = 3
+    [[attacks]]
+    name = "fgsm"
+    eps = 0.1
+    [[attacks]]
+    name = "fgsm"
+    eps = 0.1
+    gradient = "single"
+    [deploy]
+    enabled = false
+    [[tables]]
+    title = "EOT vs single"
+    rows = ["cell"]
+    columns = ["attack", "gradient"]
+    """
+)
+
+
+def test_single_sample_attack_beside_eot_on_a_randomized_model(tmp_path, data_dir):
+    study = _study(tmp_path, GRADIENTS, data_dir=data_dir)
+    report, lines = _run(study, tmp_path / "run")
+    attacks = {r["gradient"]: r for r in report["records"] if r["evaluation"] == "attacks"}
+    assert set(attacks) == {"eot", "single"}
+    assert attacks["eot"]["eot_samples"] == 3 and attacks["single"]["eot_samples"] == 1
+    assert any("fgsm eps=0.1 single-sample" in line for line in lines)
+    markdown = (tmp_path / "run" / "report.md").read_text().splitlines()
+    header = [line for line in markdown if "fgsm eot" in line]
+    assert header and "fgsm single" in header[0]
+    assert sum(line.startswith("| fgsm (single-sample) | 0.1 |") for line in markdown) == 1  # the cell's section
+
+
+@pytest.mark.parametrize("entry, match", [
+    ('{ name = "fgsm", eps = 0.1, gradient = "single", eot_samples = 4 }', "remove `eot_samples`"),
+    ('{ name = "fgsm", eps = 0.1, gradient = "mean" }', "gradient"),
+    ('{ name = "substitute", eps = 0.1, gradient = "single" }', "takes no gradient samples"),
+])
+def test_gradient_option_validated(tmp_path, data_dir, entry, match):
+    text = GRADIENTS.split("[[attacks]]")[0].replace('name = "gradients"\n', f'name = "gradients"\nattacks = [{entry}]\n')
+    with pytest.raises(config.RecipeError, match=match):
+        _study(tmp_path, text, data_dir=data_dir)
+
+
+def test_uncertainty_histogram_upper_edge_and_single_sample_sets(tmp_path):
+    """Against np.histogram: a fixed upper edge, values above it in the last bin, and the EOT
+    and single-sample attack results of one attack as separate sets."""
+    from edgebnn.recipes import figures
+
+    rng = np.random.default_rng(0)
+    values = {"clean": rng.uniform(0, 0.02, 50), "eot": rng.uniform(0, 0.05, 50), "single": rng.uniform(0, 0.05, 50)}
+    records = [
+        {"cell": "c", "repeat": 0, "evaluation": "clean", "attack": "clean", "eps": 0.0, "set": "clean"},
+        {"cell": "c", "repeat": 0, "evaluation": "attacks", "attack": "fgsm", "eps": 0.3, "gradient": "eot", "set": "eot"},
+        {"cell": "c", "repeat": 0, "evaluation": "attacks", "attack": "fgsm", "eps": 0.3, "gradient": "single",
+         "set": "single"},
+    ]
+    spec = config.FigureSpec(kind="uncertainty_histogram", name="h", cell="c", bins=7, upper=0.035)
+    figure = figures.draw(spec, records, {}, lambda r, key: values[r["set"]], tmp_path)
+    data = figure["data"]
+    np.testing.assert_allclose(data["edges"], np.linspace(0, 0.035, 8))
+    assert sorted(data["sets"]) == ["clean", "fgsm eps 0.3", "fgsm eps 0.3 single-sample"]
+    expected, _ = np.histogram(np.minimum(values["single"], 0.035), bins=np.linspace(0, 0.035, 8))
+    assert data["sets"]["fgsm eps 0.3 single-sample"]["counts"] == expected.tolist()
+    assert sum(data["sets"]["fgsm eps 0.3"]["counts"]) == 50  # nothing dropped above the edge

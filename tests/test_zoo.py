@@ -29,7 +29,7 @@ STOCHASTIC = {("galloway_cnn", "S"), ("guan_lenet", "stochastic_binary")}
 
 _FCN = lambda width: 784 * width + 3 * width * width + width * 10  # noqa: E731  (weights of 784-w-w-w-w-10)
 _LENET_KERNELS = 5 * 5 * 1 * 6 + 5 * 5 * 6 * 16 + 400 * 120 + 120 * 84 + 84 * 10  # LeNet-5 weights, 28x28 input
-_LENET_BN = 6 + 16 + 120 + 84 + 10  # BatchNorm channels of the quantized LeNets
+_LENET_BN = 6 + 16 + 120 + 84 + 10  # BatchNorm channels of every LeNet
 
 #: Keras ``count_params()`` (trainable + BatchNorm moving statistics) per model, and where it comes from.
 EXPECTED_PARAMS = {
@@ -56,10 +56,10 @@ EXPECTED_PARAMS = {
     ("galloway_cnn", "B"): 709_888 + 3 * (64 + 128),
     ("galloway_cnn", "C"): 709_888 + 3 * (64 + 128) + 2,
     ("galloway_cnn", "S"): 709_888 + 3 * (64 + 128) + 2,
-    # LeNet-5 (LeCun et al. 1998, full C3 connectivity): 61,470 weights + 236 biases = 61,706;
-    # quantized versions drop biases and add BatchNorm(scale=False) (3 weights per channel).
-    ("guan_lenet", "float"): _LENET_KERNELS + 236,
-    **{("guan_lenet", p): _LENET_KERNELS + 3 * _LENET_BN for p in ("binary", "stochastic_binary", "2bit", "3bit", "4bit")},
+    # LeNet-5 (LeCun et al. 1998, full C3 connectivity): 61,470 weights; every precision the same layers:
+    # no biases, BatchNorm(scale=False) after each hidden layer (3 weights per channel), the output
+    # BatchNorm with a scale (4 per class).
+    **{("guan_lenet", p): _LENET_KERNELS + 3 * _LENET_BN + 10 for p in zoo.precisions("guan_lenet")},
 }
 
 #: Larq's summary (``lq.models.ModelProfile``): weights at the quantized bit width, and at 32 bits.
@@ -67,7 +67,7 @@ EXPECTED_LOW_BIT = {
     ("panda_alexnet_cifar10", "binary"): (1, 10_352_000, 7_700),  # Larq BinaryNet tutorial summary table
     ("panda_resnet20_cifar100", "xnor"): (1, 267_696 - 432, 432 + 2 * 688 + 6_500),
     ("galloway_cnn", "S"): (1, 6 * 6 * 64 * 128 + 5 * 5 * 128 * 128, 8 * 8 * 64 + 1_280 + 2 * 192 + 2),
-    ("guan_lenet", "3bit"): (3, _LENET_KERNELS, 2 * _LENET_BN),
+    ("guan_lenet", "3bit"): (3, _LENET_KERNELS, 2 * _LENET_BN),  # Larq fuses BatchNorm to 2 per channel
     ("panda_fcn2", "binary"): (1, _FCN(600), 2 * (4 * 600 + 10)),
 }
 
@@ -230,6 +230,65 @@ def test_guan_validation_and_mc_dropout():
     plain = zoo.get("guan_lenet")(precision="float")
     assert predict_mc(mc, x, samples=4).uncertainty.min() > 0.0
     assert predict_mc(plain, x, samples=4).uncertainty.max() == 0.0
+
+
+def _layout(model):
+    """(layer class, weight shapes) of every layer: what the topologies share."""
+    return [(type(layer).__name__.replace("Quant", ""), [tuple(w.shape) for w in layer.weights])
+            for layer in model.layers if not isinstance(layer, tf.keras.layers.ReLU)]
+
+
+def test_guan_topologies_differ_only_in_quantization():
+    """Every precision has the same layers and weight shapes; float adds only ReLUs; the k-bit
+    networks keep the BNN's binary activations and change only the kernel quantizer (Guan Sec. 3)."""
+    from edgebnn import quantizers
+
+    models = {p: _build("guan_lenet", p) for p in zoo.precisions("guan_lenet")}
+    layouts = {p: _layout(m) for p, m in models.items()}
+    assert all(layout == layouts["binary"] for layout in layouts.values())
+    assert not any(getattr(layer, "use_bias", False) for m in models.values() for layer in m.layers)
+    relus = [layer.name for layer in models["float"].layers if isinstance(layer, tf.keras.layers.ReLU)]
+    assert relus == ["relu_conv_0", "relu_conv_1", "relu_dense_0", "relu_dense_1"]
+    binary = {layer.name: layer for layer in models["binary"].layers}
+    for bits in (2, 3, 4):
+        for layer in models[f"{bits}bit"].layers:
+            if isinstance(layer, (lq.layers.QuantConv2D, lq.layers.QuantDense)):
+                assert isinstance(layer.kernel_quantizer, quantizers.KBitWeight) and layer.kernel_quantizer.bits == bits
+                reference = binary[layer.name].input_quantizer
+                if reference is None:  # the first layer sees pixels
+                    assert layer.input_quantizer is None
+                else:
+                    assert isinstance(layer.input_quantizer, type(reference))
+    kbit_act = _build("guan_lenet", "2bit", kbit_activations=True)
+    assert _layout(kbit_act) == layouts["binary"]
+    assert isinstance(kbit_act.get_layer("dense_0").input_quantizer, quantizers.KBitActivation)
+    with pytest.raises(ValueError, match="kbit_activations"):
+        _build("guan_lenet", "binary", kbit_activations=True)
+    with pytest.raises(TypeError, match="kbit_activations"):
+        _build("guan_lenet", "2bit", kbit_activations=1)
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4])
+def test_guan_kbit_forward_equals_bnn_on_binary_weights(bits):
+    """Forward reference: with every latent weight in {-1, +1} (on both grids) and the same
+    BatchNorm statistics, a k-bit network computes exactly what the BNN computes; with
+    weights off the binary grid, or k-bit activations, it does not."""
+    rng = np.random.default_rng(bits)
+    x = rng.uniform(size=(8, 28, 28, 1)).astype(np.float32)
+    bnn = _randomize_batch_norm(_build("guan_lenet", "binary"))
+    kbit = _build("guan_lenet", f"{bits}bit")
+    kbit_act = _build("guan_lenet", f"{bits}bit", kbit_activations=True)
+    signs = [np.where(rng.uniform(size=w.shape) < 0.5, -1.0, 1.0).astype(np.float32)
+             if w.ndim > 1 else w for w in bnn.get_weights()]
+    bnn.set_weights(signs)
+    for model in (kbit, kbit_act):
+        model.set_weights(signs)
+    np.testing.assert_allclose(kbit(x, training=False), bnn(x, training=False), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(kbit_act(x, training=False), bnn(x, training=False), atol=1e-3)
+    halves = [w * 0.5 if w.ndim > 1 else w for w in signs]  # +-0.5: on the k-bit grid, sign +-1 for the BNN
+    bnn.set_weights(halves)
+    kbit.set_weights(halves)
+    assert not np.allclose(kbit(x, training=False), bnn(x, training=False), atol=1e-3)
 
 
 def test_galloway_variant_layout():

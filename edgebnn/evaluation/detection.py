@@ -8,17 +8,23 @@ inputs. It is evaluated on adversarial examples generated afresh from other imag
 Reported as in Guan et al.'s Tables 3-4: detection accuracy, ROC AUC, and the mean and
 standard deviation of the uncertainty of every set.
 
-Logistic regression and ROC AUC are implemented here in NumPy (no scikit-learn).
+The logistic regression and the ROC AUC are scikit-learn's (``LogisticRegression`` on
+standardized features, ``roc_auc_score``).
 """
 
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from edgebnn.evaluation.robustness import craft
 
-#: Ridge penalty of the logistic regression (on standardized features): keeps the
-#: Newton steps finite when clean and adversarial uncertainties separate perfectly.
+#: Ridge penalty per training example of the logistic regression (on standardized
+#: features): the objective is ``mean log-loss + l2 / 2 * |w|^2``, which keeps the
+#: coefficients finite when clean and adversarial uncertainties separate perfectly.
 DEFAULT_L2 = 1e-3
 
 
@@ -33,83 +39,31 @@ def _as_features(values, name):
     return features
 
 
-def _sigmoid(z):
-    return 0.5 * (1.0 + np.tanh(0.5 * z))  # stable for large |z|
+def fit_logistic_regression(features, labels, *, l2=DEFAULT_L2):
+    """scikit-learn's logistic regression on standardized ``features``, fitted to 0/1 ``labels``.
 
+    Args:
+        features: ``(n,)`` or ``(n, features)`` array.
+        labels: ``(n,)`` 0/1 labels with both classes.
+        l2: ridge penalty per example (scikit-learn's ``C = 1 / (l2 * n)``); the
+            intercept is not penalized.
 
-@dataclass
-class LogisticRegression:
-    """Binary logistic regression fitted by Newton's method (IRLS) with a small ridge.
+    Returns:
+        A fitted ``sklearn.pipeline.Pipeline`` (``StandardScaler``, ``LogisticRegression``).
 
-    Features are standardized with the training mean / std; ``coef`` and ``intercept``
-    apply to the standardized features.
+    Raises:
+        ValueError: bad ``features``, ``labels`` or ``l2``.
     """
-
-    coef: np.ndarray
-    intercept: float
-    mean: np.ndarray
-    scale: np.ndarray
-
-    @classmethod
-    def fit(cls, features, labels, *, l2=DEFAULT_L2, max_iterations=100, tol=1e-10):
-        """Maximise the penalized log-likelihood of ``labels`` (0/1) given ``features``."""
-        features = _as_features(features, "features")
-        labels = np.asarray(labels, dtype=np.float64).reshape(-1)
-        if len(labels) != len(features):
-            raise ValueError(f"`features` and `labels` differ in length: {len(features)} vs {len(labels)}.")
-        if not np.all((labels == 0) | (labels == 1)) or labels.min() == labels.max():
-            raise ValueError("`labels` must be 0/1 and contain both classes.")
-        mean, scale = features.mean(axis=0), features.std(axis=0)
-        scale = np.where(scale > 0, scale, 1.0)
-        design = np.hstack([np.ones((len(features), 1)), (features - mean) / scale])
-        penalty = np.full(design.shape[1], l2 * len(labels))
-        penalty[0] = 0.0  # the intercept is not penalized
-        w = np.zeros(design.shape[1])
-        for _ in range(max_iterations):
-            p = _sigmoid(design @ w)
-            gradient = design.T @ (p - labels) + penalty * w
-            hessian = (design * (p * (1 - p))[:, None]).T @ design + np.diag(penalty) + 1e-12 * np.eye(len(w))
-            step = np.linalg.solve(hessian, gradient)
-            w -= step
-            if np.max(np.abs(step)) < tol:
-                break
-        return cls(coef=w[1:], intercept=float(w[0]), mean=mean, scale=scale)
-
-    def decision_function(self, features):
-        """Log-odds of class 1."""
-        return ((_as_features(features, "features") - self.mean) / self.scale) @ self.coef + self.intercept
-
-    def predict_proba(self, features):
-        """Probability of class 1."""
-        return _sigmoid(self.decision_function(features))
-
-    def predict(self, features):
-        """0/1 predictions at probability 0.5."""
-        return (self.decision_function(features) > 0).astype(np.int64)
-
-
-def roc_auc(scores, labels):
-    """Area under the ROC curve: P(score of a positive > score of a negative), ties count 1/2.
-
-    Computed from tie-averaged ranks (Mann-Whitney U).
-    """
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    labels = np.asarray(labels).reshape(-1).astype(bool)
-    if len(scores) != len(labels):
-        raise ValueError(f"`scores` and `labels` differ in length: {len(scores)} vs {len(labels)}.")
-    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
-    if n_pos == 0 or n_neg == 0:
-        raise ValueError("`labels` must contain both classes for a ROC AUC.")
-    order = np.argsort(scores, kind="mergesort")
-    sorted_scores = scores[order]
-    ranks = np.empty(len(scores))
-    ranks[order] = np.arange(1, len(scores) + 1)
-    # Average the ranks of tied scores.
-    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
-    for start, count in zip(first[counts > 1], counts[counts > 1]):
-        ranks[order[start : start + count]] = start + (count + 1) / 2.0
-    u = ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0
-    return float(u / (n_pos * n_neg))
+    features = _as_features(features, "features")
+    labels = np.asarray(labels, dtype=np.float64).reshape(-1)
+    if len(labels) != len(features):
+        raise ValueError(f"`features` and `labels` differ in length: {len(features)} vs {len(labels)}.")
+    if not np.all((labels == 0) | (labels == 1)) or labels.min() == labels.max():
+        raise ValueError("`labels` must be 0/1 and contain both classes.")
+    if isinstance(l2, bool) or not isinstance(l2, (int, float)) or not l2 > 0:
+        raise ValueError(f"`l2` must be a number > 0, got {l2!r}.")
+    classifier = LogisticRegression(C=1.0 / (l2 * len(labels)), solver="lbfgs", tol=1e-10, max_iter=1000)
+    return make_pipeline(StandardScaler(), classifier).fit(features, labels.astype(np.int64))
 
 
 def uncertainty_stats(uncertainty):
@@ -122,30 +76,30 @@ def uncertainty_stats(uncertainty):
 class UncertaintyDetector:
     """Logistic regression on uncertainty: clean (0) versus adversarial (1)."""
 
-    classifier: LogisticRegression
+    classifier: Pipeline
 
     @classmethod
     def fit(cls, clean_uncertainty, adversarial_uncertainty, *, l2=DEFAULT_L2):
         """Train on the uncertainty of clean inputs and of adversarial inputs."""
-        clean = _as_features(clean_uncertainty, "clean_uncertainty")
-        adversarial = _as_features(adversarial_uncertainty, "adversarial_uncertainty")
-        features = np.vstack([clean, adversarial])
-        labels = np.r_[np.zeros(len(clean)), np.ones(len(adversarial))]
-        return cls(LogisticRegression.fit(features, labels, l2=l2))
+        features, labels = _stack(clean_uncertainty, adversarial_uncertainty)
+        return cls(fit_logistic_regression(features, labels, l2=l2))
 
     def evaluate(self, clean_uncertainty, adversarial_uncertainty):
         """Detection accuracy and ROC AUC on clean (negative) and adversarial (positive) inputs."""
-        clean = _as_features(clean_uncertainty, "clean_uncertainty")
-        adversarial = _as_features(adversarial_uncertainty, "adversarial_uncertainty")
-        features = np.vstack([clean, adversarial])
-        labels = np.r_[np.zeros(len(clean)), np.ones(len(adversarial))]
+        features, labels = _stack(clean_uncertainty, adversarial_uncertainty)
         scores = self.classifier.decision_function(features)
         return {
             "accuracy": float(np.mean((scores > 0) == labels)),
-            "auc": roc_auc(scores, labels),
-            "n_clean": int(len(clean)),
-            "n_adversarial": int(len(adversarial)),
+            "auc": float(roc_auc_score(labels, scores)),
+            "n_clean": int(np.sum(labels == 0)),
+            "n_adversarial": int(np.sum(labels == 1)),
         }
+
+
+def _stack(clean_uncertainty, adversarial_uncertainty):
+    clean = _as_features(clean_uncertainty, "clean_uncertainty")
+    adversarial = _as_features(adversarial_uncertainty, "adversarial_uncertainty")
+    return np.vstack([clean, adversarial]), np.r_[np.zeros(len(clean)), np.ones(len(adversarial))]
 
 
 def mc_uncertainty(model, *, samples=50):

@@ -5,7 +5,8 @@ evaluated and optionally deployed, with a cached, resumable run folder and a rep
 laid out as the recipe says (:mod:`~edgebnn.recipes.config`, :mod:`~edgebnn.recipes.runner`).
 
 Recipe files live in the top-level ``recipes/`` folder of the repository (or any
-folder named by ``EDGEBNN_RECIPES_DIR``); ``run`` also accepts a path to a file.
+folder named by ``EDGEBNN_RECIPES_DIR``), in subfolders too: ``recipes/guan/table1.toml``
+is the recipe ``guan/table1``; ``run`` also accepts a path to a file.
 """
 
 import os
@@ -28,11 +29,15 @@ def recipe_dirs():
 
 
 def available():
-    """``{name: path}`` of every recipe file found in :func:`recipe_dirs` (first one wins)."""
+    """``{name: path}`` of every recipe file found in :func:`recipe_dirs` (first one wins).
+
+    A recipe's name is its path below the folder, without ``.toml``, with ``/`` between
+    subfolders (``guan/table1``).
+    """
     found = {}
     for folder in recipe_dirs():
-        for path in sorted(folder.glob("*.toml")):
-            found.setdefault(path.stem, path)
+        for path in sorted(folder.rglob("*.toml")):
+            found.setdefault(path.relative_to(folder).with_suffix("").as_posix(), path)
     return found
 
 

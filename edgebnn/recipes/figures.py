@@ -4,7 +4,9 @@
   curve per value of the ``series`` keys (default: the cell), eps 0 being the clean
   result (Panda et al. Fig. 4 / 5); error bars are the std over repeats.
 - ``uncertainty_histogram``: Guan's uncertainty of one cell's clean and adversarial
-  inputs (Guan et al. Fig. 2); needs ``evaluation.mc_passes``.
+  inputs (Guan et al. Fig. 2); needs ``evaluation.mc_passes``. Options: ``attacks``
+  (names to show), ``bins``, ``upper`` (the last edge, default the largest value; Guan
+  uses 100 bins on [0, 0.035]; larger values count in the last bin).
 
 Every figure is written as ``figures/NAME.png`` and the plotted numbers as
 ``figures/NAME.json``.
@@ -18,7 +20,7 @@ from edgebnn.recipes.schema import RecipeError
 
 _OPTIONS = {
     "accuracy_vs_eps": {"attack": str, "metric": str, "series": list, "where": dict},
-    "uncertainty_histogram": {"cell": str, "attacks": list, "bins": int},
+    "uncertainty_histogram": {"cell": str, "attacks": list, "bins": int, "upper": float},
 }
 _REQUIRED = {"accuracy_vs_eps": ("attack",), "uncertainty_histogram": ("cell",)}
 #: Histogram bins when the recipe sets none.
@@ -97,15 +99,18 @@ def _draw_uncertainty_histogram(spec, records, configs, arrays):
         values = arrays(r, "uncertainty")
         if values is None:
             continue
-        name = "clean" if r["evaluation"] == "clean" else f"{r['attack']} eps {r['eps']:g}"
+        name = "clean" if r["evaluation"] == "clean" else " ".join(
+            [r["attack"]] + ([] if r.get("eps") is None else [f"eps {r['eps']:g}"])
+            + (["single-sample"] if r.get("gradient") == "single" else []))
         sets[name] = np.asarray(values, np.float64)
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    top = max([v.max() for v in sets.values()] + [1e-12])
+    top = spec.options.get("upper") or max([v.max() for v in sets.values()] + [1e-12])
     edges = np.linspace(0.0, top, bins + 1)
     data = {}
     for name, values in sets.items():
-        counts, _ = np.histogram(values, bins=edges)
-        ax.hist(values, bins=edges, alpha=0.5, label=name)
+        shown = np.minimum(values, top)
+        counts, _ = np.histogram(shown, bins=edges)
+        ax.hist(shown, bins=edges, alpha=0.5, label=name)
         data[name] = {"counts": counts.tolist(), "mean": float(values.mean()), "std": float(values.std())}
     ax.set_xlabel("uncertainty (Guan Eq. 12)")
     ax.set_ylabel("inputs")

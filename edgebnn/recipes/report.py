@@ -168,6 +168,8 @@ def _cell_section(cell_report):
                 name += f" (targets: {r['targets']})"
             if r.get("source"):
                 name += f" (from {r['source']})"
+            if r.get("gradient") == "single":
+                name += " (single-sample)"
             eps = "-" if r.get("eps") is None or name == "clean" else format(r["eps"], "g")
             mc_part = (f" | {_pct(r.get('accuracy_mc'))} | {_num(r.get('uncertainty_mean'), 4)}"
                        f" ± {_num(r.get('uncertainty_std'), 4)}") if mc else ""
@@ -175,7 +177,8 @@ def _cell_section(cell_report):
                          f"{_num(r.get('l2_mean'))} | {_num(r.get('l2_median'))} | {_num(r.get('linf_mean'))} |")
     for r in results:
         if r["evaluation"] == "detection":
-            lines.append(f"- detection of {r['attack']} eps {r['eps']}: accuracy {_pct(r['detection_accuracy'])}, "
+            single = " (single-sample)" if r.get("gradient") == "single" else ""
+            lines.append(f"- detection of {r['attack']}{single} eps {r['eps']}: accuracy {_pct(r['detection_accuracy'])}, "
                          f"ROC AUC {_num(r['detection_auc'])} ({r['samples']} MC passes, fitted on "
                          f"{r['fit_images']} other test images)")
         elif r["evaluation"] == "probes":
@@ -215,7 +218,8 @@ def to_markdown(report, study):
               f"- cells: {len(study.cells)} ({study.repeats} run(s) each); wall time {report['seconds']:.1f} s "
               f"({report['computed_seconds']:.1f} s computed in this run, the rest from the cache)",
               "- white-box attacks see through discretization and sign with straight-through gradients (BPDA); "
-              "randomized models are attacked with expectation over their randomness (EOT) unless noted", ""]
+              "randomized models are attacked with expectation over their randomness (EOT) unless the result's "
+              "`gradient` is `single` (the plain attack, one stochastic pass per gradient)", ""]
     lines += ["## Tables", ""]
     for table in report["tables"]:
         lines += table["markdown"]

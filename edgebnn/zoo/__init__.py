@@ -14,7 +14,7 @@ name                       precisions                                   extra ke
 ``panda_resnet20_cifar100`` float, xnor                                 --
 ``panda_alexnet_imagenet`` float, xnor (shape-tested only)              --
 ``galloway_cnn``           A, B, C, S                                   ``kernels``
-``guan_lenet``             float, binary, stochastic_binary, 2/3/4bit   ``dropout_rate``, ``mc_dropout``
+``guan_lenet``             float, binary, stochastic_binary, 2/3/4bit   ``dropout_rate``, ``mc_dropout``, ``kbit_activations``
 =========================  ===========================================  ==============
 
 Example:

@@ -41,7 +41,7 @@ def input_stem(input_shape, input_bits):
 KBIT_PRECISIONS = {"2bit": 2, "3bit": 3, "4bit": 4}
 
 
-def layer_quantizers(precision, *, first=False):
+def layer_quantizers(precision, *, first=False, kbit_inputs=True):
     """Larq keyword arguments of one hidden layer at ``precision`` (``None``: plain Keras).
 
     - ``"float"``: ``None``, a plain ``Conv2D`` / ``Dense``.
@@ -50,7 +50,9 @@ def layer_quantizers(precision, *, first=False):
       kernels with binary inputs.
     - ``"stochastic_binary"``: :class:`~edgebnn.quantizers.StochasticSign` kernels, binary inputs.
     - ``"2bit"`` / ``"3bit"`` / ``"4bit"``: :class:`~edgebnn.quantizers.KBitWeight` kernels
-      (Guan Eq. 11) and :class:`~edgebnn.quantizers.KBitActivation` inputs.
+      (Guan Eq. 11) and :class:`~edgebnn.quantizers.KBitActivation` inputs; with
+      ``kbit_inputs=False`` the inputs are binary (sign/STE) as in a BNN, so the layer
+      differs from the ``"binary"`` one only in its weights.
 
     k-bit and stochastic kernels start uniform in [-1, 1] so that they span the grid
     and carry signal (Glorot-scaled weights would all round to 0, or sample nearly
@@ -73,7 +75,8 @@ def layer_quantizers(precision, *, first=False):
     elif precision in KBIT_PRECISIONS:
         bits = KBIT_PRECISIONS[precision]
         kwargs = dict(
-            input_quantizer=quantizers.KBitActivation(bits), kernel_quantizer=quantizers.KBitWeight(bits),
+            input_quantizer=quantizers.KBitActivation(bits) if kbit_inputs else "ste_sign",
+            kernel_quantizer=quantizers.KBitWeight(bits),
             # Glorot-scaled weights (|w| < 2**-bits) would all round to 0 on the k-bit grid.
             kernel_initializer=tf.keras.initializers.RandomUniform(-1.0, 1.0),
         )

@@ -1,18 +1,30 @@
 """Guan et al.'s LeNet in float, binary, stochastic-binary and 2/3/4-bit precision.
 
-The topology is LeNet-5 (LeCun et al. 1998) for 28x28 inputs: conv 6@5x5 "same" -
-max-pool 2 - conv 16@5x5 - max-pool 2 - dense 120 - dense 84 - dense classes, with
-(Monte-Carlo) dropout after the 120- and 84-unit layers. Guan et al. train it with
-dropout 0.5 and estimate uncertainty from 50 stochastic passes (their Eq. 12, see
-:func:`edgebnn.evaluation.uncertainty.predict_mc`); their randomized BNN uses
-dropout 0 or 0.05.
+Guan et al. use "the LeNet structure for all the networks with the only difference being
+if the weights are quantized and how they are quantized", and give no layer sizes. We
+use LeNet-5's (LeCun et al. 1998), adapted to 28x28 inputs: conv 6@5x5 "same" (LeNet-5
+pads MNIST to 32x32, which "same" padding reproduces) - max-pool 2 - conv 16@5x5 valid -
+max-pool 2 - dense 120 - dense 84 - dense classes, with (Monte-Carlo) dropout after the
+120- and 84-unit layers. Guan et al. train with dropout 0.5 and estimate uncertainty from
+50 stochastic passes (their Eq. 12, see :func:`edgebnn.evaluation.uncertainty.predict_mc`);
+their randomized BNN uses dropout 0 or 0.05.
 
-``"float"``: plain layers with biases and ReLU. Quantized precisions
-(``"binary"``, ``"stochastic_binary"``, ``"2bit"``, ``"3bit"``, ``"4bit"``): Larq layers
-without bias, each followed by BatchNorm (after max-pooling for convolutions), the
-quantizers of :func:`edgebnn.zoo.common.layer_quantizers` (every layer but the first
-quantizes its input; k-bit inputs are DoReFa activations in [0, 1]); the output layer
-is quantized too and its BatchNorm gives the logits.
+Every precision has the same layers: each convolution and dense layer has no bias and is
+followed by BatchNorm (after max-pooling for convolutions); the output layer's BatchNorm
+gives the logits. What differs is only what the paper says differs:
+
+- ``"float"``: real weights; ReLU after each hidden BatchNorm (a full-precision network).
+- ``"binary"``: Courbariaux et al.'s BNN, sign/STE weights, and every layer but the first
+  binarizes its input (:func:`edgebnn.zoo.common.layer_quantizers`).
+- ``"stochastic_binary"``: the randomized BNN, stochastically binarized weights.
+- ``"2bit"`` / ``"3bit"`` / ``"4bit"``: "a static BNN with quantized weight values":
+  the BNN with k-bit weights (Guan Eq. 11) and the BNN's binary activations.
+  ``kbit_activations=True`` also quantizes the activations to k bits (DoReFa, in
+  [0, 1]), a variant the paper does not use.
+
+Hidden BatchNorms have no scale (the next layer's sign or weights absorb it, as in
+Larq's BNN examples); the output BatchNorm learns a scale so that every model can learn
+how confident its softmax is, which the paper's uncertainty tables measure.
 """
 
 from edgebnn.layers import MCDropout
@@ -28,6 +40,8 @@ DENSE_UNITS = (120, 84)
 KERNEL_SIZE = 5
 #: Guan et al.'s MC-dropout rate.
 DEFAULT_DROPOUT_RATE = 0.5
+#: BatchNorm of the output layer: as the hidden ones, with a learned scale (the logits' temperature).
+OUTPUT_BATCH_NORM = {**BATCH_NORM, "scale": True}
 
 
 def guan_lenet(
@@ -35,6 +49,7 @@ def guan_lenet(
     precision="float",
     dropout_rate=DEFAULT_DROPOUT_RATE,
     mc_dropout=False,
+    kbit_activations=False,
     input_bits=None,
     num_classes=10,
     input_shape=(28, 28, 1),
@@ -50,6 +65,8 @@ def guan_lenet(
             ``False`` dropout only acts in training and, except for
             ``"stochastic_binary"``, the model is deterministic at inference (and
             converts with LCE; random models are the deployment issue's).
+        kbit_activations: only for ``"2bit"`` / ``"3bit"`` / ``"4bit"``: quantize the
+            hidden layers' inputs to k bits too, instead of the paper's binary ones.
         input_bits: ``None`` or 1..8: prepend :class:`~edgebnn.layers.InputDiscretization`.
         num_classes: output classes.
         input_shape: shape of one input image.
@@ -59,7 +76,8 @@ def guan_lenet(
         An uncompiled ``tf.keras.Model`` mapping ``[0, 1]`` pixels to logits.
 
     Raises:
-        TypeError, ValueError: bad ``dropout_rate``, ``mc_dropout`` or shared builder argument.
+        TypeError, ValueError: bad ``dropout_rate``, ``mc_dropout``, ``kbit_activations``
+            or shared builder argument.
     """
     family = "guan_lenet"
     input_shape = validate_common(
@@ -68,26 +86,32 @@ def guan_lenet(
     )
     if not isinstance(mc_dropout, bool):
         raise TypeError(f"{family}: `mc_dropout` must be a bool, got {mc_dropout!r}.")
+    if not isinstance(kbit_activations, bool):
+        raise TypeError(f"{family}: `kbit_activations` must be a bool, got {kbit_activations!r}.")
+    if kbit_activations and precision not in KBIT_PRECISIONS:
+        raise ValueError(f"{family}: `kbit_activations=True` needs a precision in {list(KBIT_PRECISIONS)}, "
+                         f"got {precision!r}.")
     floating = precision == "float"
-    activation = "relu" if floating else None
-    post = {"use_bias": floating, "activation": activation}
+
+    def quant(first=False):
+        return layer_quantizers(precision, first=first, kbit_inputs=kbit_activations)
+
+    def normalize(x, label):
+        x = tf.keras.layers.BatchNormalization(**BATCH_NORM, name=f"bn_{label}")(x)
+        return tf.keras.layers.ReLU(name=f"relu_{label}")(x) if floating else x
+
     inputs, x = input_stem(input_shape, input_bits)
     for i, filters in enumerate(CONV_FILTERS):
-        x = conv(filters, KERNEL_SIZE, quant=layer_quantizers(precision, first=i == 0),
-                 padding="same" if i == 0 else "valid", name=f"conv_{i}", **post)(x)
+        x = conv(filters, KERNEL_SIZE, quant=quant(first=i == 0), padding="same" if i == 0 else "valid",
+                 use_bias=False, name=f"conv_{i}")(x)
         x = tf.keras.layers.MaxPool2D(2, name=f"pool_{i}")(x)
-        if not floating:
-            x = tf.keras.layers.BatchNormalization(**BATCH_NORM, name=f"bn_conv_{i}")(x)
+        x = normalize(x, f"conv_{i}")
     x = tf.keras.layers.Flatten(name="flatten")(x)
     for i, units in enumerate(DENSE_UNITS):
-        x = dense(units, quant=layer_quantizers(precision), name=f"dense_{i}", **post)(x)
-        if not floating:
-            x = tf.keras.layers.BatchNormalization(**BATCH_NORM, name=f"bn_dense_{i}")(x)
+        x = dense(units, quant=quant(), use_bias=False, name=f"dense_{i}")(x)
+        x = normalize(x, f"dense_{i}")
         x = MCDropout(dropout_rate, always_on=mc_dropout, name=f"dropout_{i}")(x)
-    if floating:
-        logits = tf.keras.layers.Dense(num_classes, name="logits")(x)
-    else:
-        x = dense(num_classes, quant=layer_quantizers(precision), use_bias=False, name="dense_out")(x)
-        logits = tf.keras.layers.BatchNormalization(**BATCH_NORM, name="logits")(x)
-    suffix = "_mc" if mc_dropout else ""
+    x = dense(num_classes, quant=quant(), use_bias=False, name="dense_out")(x)
+    logits = tf.keras.layers.BatchNormalization(**OUTPUT_BATCH_NORM, name="logits")(x)
+    suffix = ("_kbitact" if kbit_activations else "") + ("_mc" if mc_dropout else "")
     return tf.keras.Model(inputs, logits, name=name or model_name(family, precision, input_bits) + suffix)

@@ -15,6 +15,10 @@ the Monte-Carlo vote's accuracy and Guan's uncertainty.
   (white-box) and evaluated on this cell's model (transfer).
 - ``holdout``: for attacks taking ``x_holdout`` (the substitute attack), how many test
   images, apart from the evaluated ones, the attacker starts from.
+- ``gradient``: ``"eot"`` (default): a randomized model is attacked with expectation over
+  its randomness (``evaluation.eot_samples`` passes per gradient); ``"single"``: the plain
+  attack, one stochastic pass per gradient. A label of the result, so a table can put
+  the two side by side (on a deterministic model they coincide).
 
 Success rate: for an untargeted attack, the fraction of the images the model
 classifies correctly without attack that it misclassifies after; for a targeted one,
@@ -43,6 +47,7 @@ class Spec(OpenSection):
     targets: Literal["random", "all"] | None = None
     source: str | None = None
     holdout: Annotated[int, Field(ge=1)] = 150
+    gradient: Literal[common.GRADIENTS] = "eot"
 
     @property
     def eps_list(self):
@@ -91,6 +96,8 @@ def check(spec, *, recipe, cells, cell, where):
         raise RecipeError(f"`{where}.labels`: a targeted attack takes target labels; remove `labels` or `targets`.")
     if "holdout" in spec.model_fields_set and "x_holdout" not in keywords:
         raise RecipeError(f"`{where}.holdout`: attack {spec.name!r} takes no held-out set.")
+    common.check_gradient(spec.gradient, options=spec.options, fields_set=spec.model_fields_set,
+                          takes_eot="eot_samples" in keywords, where=where)
     if spec.source is not None:
         if spec.source not in cells:
             raise RecipeError(f"`{where}.source`: no cell named {spec.source!r}; cells: {sorted(cells)}.")
@@ -100,7 +107,11 @@ def check(spec, *, recipe, cells, cell, where):
 
 def check_reference(attack, eps, options, *, where):
     """Checks for an entry of another kind that names an attack (``attack = "fgsm"``):
-    the attack exists, ``eps`` fits it and the entry's extra keys are its options."""
+    the attack exists, ``eps`` fits it and the entry's extra keys are its options.
+
+    Returns:
+        The attack function.
+    """
     from edgebnn import attacks  # noqa: PLC0415 (TensorFlow)
 
     try:
@@ -115,6 +126,7 @@ def check_reference(attack, eps, options, *, where):
     unknown = [k for k in options if k not in accepted]
     if unknown:
         raise RecipeError(f"unknown key `{where}.{unknown[0]}` for attack {attack!r}; valid keys: {sorted(accepted)}.")
+    return fn
 
 
 def dry_run(name, eps, options, model, *, where, targeted=False):
@@ -152,6 +164,7 @@ def units(spec, *, recipe):
         {
             "name": spec.name, "eps": eps, "labels": None if spec.targets else (spec.labels or recipe.evaluation.labels),
             "targets": spec.targets, "source": spec.source, "holdout": holdout, "options": spec.options,
+            "gradient": spec.gradient,
         }
         for eps in spec.eps_list
     ]
@@ -167,7 +180,8 @@ def label(unit):
     eps = "" if unit["eps"] is None else f" eps={unit['eps']:g}"
     targets = f" targets={unit['targets']}" if unit["targets"] else ""
     source = f" from {unit['source']!r}" if unit["source"] else ""
-    return f"{unit['name']}{eps}{targets}{source}"
+    single = " single-sample" if unit.get("gradient") == "single" else ""
+    return f"{unit['name']}{eps}{targets}{source}{single}"
 
 
 def cost(unit, *, recipe, n_eval):
@@ -176,7 +190,8 @@ def cost(unit, *, recipe, n_eval):
     if isinstance(unit["options"].get("binary_search_steps"), int):
         steps *= unit["options"]["binary_search_steps"]
     targets = 9 if unit["targets"] == "all" else 1
-    return n_eval * targets * max(int(steps), 1) * (recipe.evaluation.eot_samples or 1)
+    samples = 1 if unit.get("gradient") == "single" else (recipe.evaluation.eot_samples or 1)
+    return n_eval * targets * max(int(steps), 1) * samples
 
 
 def targets_for(y, *, mode, num_classes, rng):
@@ -242,11 +257,9 @@ def run(unit, ctx):
         rng = np.random.default_rng(ctx.evaluation.seed)
         index, targets = targets_for(y, mode=unit["targets"], num_classes=ctx.num_classes, rng=rng)
         x, y = x[index], y[index]
-    options = dict(unit["options"])
-    fn = attacks.get(unit["name"])
-    keywords = _keywords(fn)
-    if "eot_samples" in keywords:
-        options.setdefault("eot_samples", ctx.eot_samples(source_randomized))
+    keywords = _keywords(attacks.get(unit["name"]))
+    options = common.eot_option(ctx, unit["options"], gradient=unit["gradient"], randomized=source_randomized,
+                                takes_eot="eot_samples" in keywords)
     if unit["holdout"]:
         options["x_holdout"] = ctx.x_pool[: unit["holdout"]]
     if targets is not None:
@@ -266,5 +279,5 @@ def run(unit, ctx):
         metrics.update(mc)
         arrays["uncertainty"] = uncertainty
     labels = {"attack": unit["name"], "eps": unit["eps"], "targets": unit["targets"], "source": unit["source"],
-              "labels": unit["labels"]}
+              "labels": unit["labels"], "gradient": unit["gradient"]}
     return {"labels": labels, "metrics": metrics, "arrays": arrays}

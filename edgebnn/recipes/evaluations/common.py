@@ -2,7 +2,8 @@
 
 Randomized models (stochastic binarization, dropout kept on at inference) are
 attacked with expectation over their randomness (EOT, Athalye et al. 2018) unless the
-recipe says otherwise, and predicted with one stochastic pass ("S"); with
+recipe says otherwise (an entry's ``gradient = "single"`` asks for the plain attack, one
+sample per gradient, as CleverHans runs it), and predicted with one stochastic pass ("S"); with
 ``evaluation.mc_passes = K`` also with the K-pass Monte-Carlo vote ("M", Guan et al.).
 """
 
@@ -11,10 +12,31 @@ from typing import Any, Callable
 
 import numpy as np
 
+from edgebnn.recipes.schema import RecipeError
+
 #: EOT passes per gradient for randomized models when the recipe sets none: enough to
 #: average out per-pass sampling noise in the gradient sign at a tenth of the cost of
 #: Athalye et al.'s larger budgets; recipes raise it with ``evaluation.eot_samples``.
 DEFAULT_EOT_SAMPLES = 10
+#: How an attack entry computes gradients on a randomized model: averaged over samples
+#: of its randomness (``"eot"``), or from one sample per step (``"single"``, the plain attack).
+GRADIENTS = ("eot", "single")
+
+
+def check_gradient(spec_gradient, *, options, fields_set, takes_eot, where):
+    """Validate an entry's ``gradient`` key against its options and its attack."""
+    if spec_gradient == "single" and "eot_samples" in options:
+        raise RecipeError(f"`{where}.gradient`: \"single\" is one sample per gradient; remove `eot_samples`.")
+    if "gradient" in fields_set and not takes_eot:
+        raise RecipeError(f"`{where}.gradient`: this attack takes no gradient samples (no `eot_samples`).")
+
+
+def eot_option(ctx, options, *, gradient, randomized, takes_eot):
+    """``options`` with ``eot_samples`` set: 1 for ``gradient="single"``, else the recipe's / default EOT."""
+    options = dict(options)
+    if takes_eot:
+        options.setdefault("eot_samples", 1 if gradient == "single" else ctx.eot_samples(randomized))
+    return options
 
 
 @dataclass

@@ -5,14 +5,17 @@ and adversarial versions of ``fit`` test images apart from the evaluated ones, a
 tested on adversarial examples crafted afresh from the evaluated images: accuracy,
 ROC AUC, and the uncertainty (mean, std) of each set. Uncertainty comes from
 ``samples`` Monte-Carlo passes (default ``evaluation.mc_passes``, else 50), so the
-model should be randomized at inference (MC dropout).
+model should be randomized at inference (MC dropout). ``gradient`` is as for
+``[[attacks]]``: ``"eot"`` (default) or the plain ``"single"``-sample attack. The attack moves away from
+the labels ``evaluation.labels`` names (true, or the model's own predictions).
 """
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field
 
 from edgebnn.recipes.evaluations import attack as attack_kind
+from edgebnn.recipes.evaluations import common
 from edgebnn.recipes.schema import OpenSection
 
 NAME = "detection"
@@ -25,10 +28,13 @@ class Spec(OpenSection):
     eps: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
     fit: Annotated[int, Field(ge=2)] = 500
     samples: Annotated[int, Field(ge=1)] | None = None
+    gradient: Literal[common.GRADIENTS] = "eot"
 
 
 def check(spec, *, recipe, cells, cell, where):
-    attack_kind.check_reference(spec.attack, spec.eps, spec.options, where=where)
+    fn = attack_kind.check_reference(spec.attack, spec.eps, spec.options, where=where)
+    common.check_gradient(spec.gradient, options=spec.options, fields_set=spec.model_fields_set,
+                          takes_eot="eot_samples" in attack_kind._keywords(fn), where=where)
 
 
 def check_model(spec, model, *, where):
@@ -38,7 +44,8 @@ def check_model(spec, model, *, where):
 
 def units(spec, *, recipe):
     samples = spec.samples or recipe.evaluation.mc_passes or DEFAULT_SAMPLES
-    return [{"attack": spec.attack, "eps": spec.eps, "fit": spec.fit, "samples": samples, "options": spec.options}]
+    return [{"attack": spec.attack, "eps": spec.eps, "fit": spec.fit, "samples": samples, "options": spec.options,
+             "gradient": spec.gradient}]
 
 
 def pool_size(unit):
@@ -47,7 +54,8 @@ def pool_size(unit):
 
 def label(unit):
     eps = "" if unit["eps"] is None else f" eps={unit['eps']:g}"
-    return f"detection of {unit['attack']}{eps}"
+    single = " single-sample" if unit.get("gradient") == "single" else ""
+    return f"detection of {unit['attack']}{eps}{single}"
 
 
 def cost(unit, *, recipe, n_eval):
@@ -59,13 +67,16 @@ def run(unit, ctx):
     from edgebnn import attacks  # noqa: PLC0415 (TensorFlow)
     from edgebnn.evaluation import detection_experiment  # noqa: PLC0415
 
-    options = dict(unit["options"])
-    if "eot_samples" in attack_kind._keywords(attacks.get(unit["attack"])):
-        options.setdefault("eot_samples", ctx.eot_samples(ctx.randomized))
+    options = common.eot_option(ctx, unit["options"], gradient=unit["gradient"], randomized=ctx.randomized,
+                                takes_eot="eot_samples" in attack_kind._keywords(attacks.get(unit["attack"])))
     x_fit, y_fit = ctx.x_pool[: unit["fit"]], ctx.y_pool[: unit["fit"]]
     ctx.progress(label(unit), 0, 1)
+    if ctx.evaluation.labels == "predicted":  # the attack moves away from the model's own predictions
+        y_fit, y_eval = None, None
+    else:
+        y_eval = ctx.y_eval
     result = detection_experiment(
-        ctx.model, x_fit, y_fit, ctx.x_eval, ctx.y_eval, attack=unit["attack"], eps=unit["eps"],
+        ctx.model, x_fit, y_fit, ctx.x_eval, y_eval, attack=unit["attack"], eps=unit["eps"],
         samples=unit["samples"], batch_size=ctx.evaluation.batch_size, **options,
     )
     ctx.progress(label(unit), 1, 1)
@@ -75,6 +86,7 @@ def run(unit, ctx):
         "fit_accuracy": result["fit_detection"]["accuracy"],
         **{f"uncertainty_{name}_{stat}": value
            for name, stats in result["uncertainty"].items() for stat, value in stats.items()},
-        "samples": unit["samples"], "fit_images": int(len(x_fit)),
+        "samples": unit["samples"], "fit_images": int(len(x_fit)), "eot_samples": options.get("eot_samples", 1),
     }
-    return {"labels": {"attack": unit["attack"], "eps": unit["eps"]}, "metrics": metrics, "arrays": {}}
+    labels = {"attack": unit["attack"], "eps": unit["eps"], "gradient": unit["gradient"]}
+    return {"labels": labels, "metrics": metrics, "arrays": {}}
