@@ -33,6 +33,8 @@ def test_quickstart_end_to_end_on_a_small_subset(tmp_path, data_dir):
         "run", "quickstart", "--out", str(out),
         "--set", "data.train_limit=400", "--set", "data.test_limit=200", "--set", "train.epochs=1",
         "--set", "evaluation.limit=100", "--set", "attacks.1.steps=5",
+        *(f"--set=robustness.0.{key}" for key in (
+            "limit=30", "steps=5", "pgd_steps=3", "restarts=1", "target_classes=2", "square_queries=50")),
         data_dir=data_dir,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -46,6 +48,13 @@ def test_quickstart_end_to_end_on_a_small_subset(tmp_path, data_dir):
     assert set(attacks) == {(n, e) for n in ("fgsm", "pgd") for e in (0.05, 0.1, 0.2)}
     assert all(0.0 <= acc <= 1.0 for acc in attacks.values())
     assert attacks[("pgd", 0.2)] <= attacks[("fgsm", 0.05)]
+    [strong] = [r for r in report["cells"][0]["results"] if r["evaluation"] == "robustness"]
+    assert strong["images"] == 30 and set(strong["robust_accuracy"]) == {"0.1"}
+    ensemble_members = {name: acc for name, acc in strong["report"]["results"][0]["accuracy"].items()
+                        if name.startswith(("apgd", "square"))}
+    assert len(ensemble_members) == 7  # APGD-CE and APGD-T for each of the three surrogates, and Square
+    assert strong["robust_accuracy"]["0.1"] <= min(ensemble_members.values())
+    assert "Gradient-masking checks" in (out / "report.md").read_text()
     deployed = report["deployed"]
     assert deployed["tflite_bytes"] == (out / "model.tflite").stat().st_size
     assert deployed["float_tflite_bytes"] > 20 * deployed["tflite_bytes"]  # binary end to end (rewrites)
