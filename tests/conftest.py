@@ -66,6 +66,14 @@ def fcn2_float(fashion_small):
     return model
 
 
+@pytest.fixture(scope="session")
+def float_model(fcn2_float, fashion_small):
+    """``(fcn2_float, x, y)`` with the first 100 test images and their labels (the strong-attack
+    and masking tests)."""
+    _, _, xt, yt = fashion_small
+    return fcn2_float, xt[:100], yt[:100]
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

@@ -9,7 +9,6 @@ from edgebnn.evaluation import masking
 
 import tensorflow as tf
 
-N_TEST = 100
 #: Small but complete report settings (one surrogate, short attacks) for the tests.
 SMALL = dict(surrogates=["ste"], steps=10, pgd_steps=5, restarts=2, target_classes=2, square_queries=300)
 
@@ -17,13 +16,6 @@ SMALL = dict(surrogates=["ste"], steps=10, pgd_steps=5, restarts=2, target_class
 @pytest.fixture(autouse=True)
 def _seed():
     tf.keras.utils.set_random_seed(1234)
-
-
-@pytest.fixture(scope="module")
-def float_model(fcn2_float, fashion_small):
-    """Float FCN2 trained 3 epochs on 600 images (conftest), and 100 test images with labels."""
-    _, _, xt, yt = fashion_small
-    return fcn2_float, xt[:N_TEST], yt[:N_TEST]
 
 
 def zero_gradient_model(model):
@@ -67,7 +59,7 @@ def float_report(float_model):
 @pytest.fixture(scope="module")
 def masked_report(float_model, fashion_small):
     model, x, y = float_model
-    holdout = fashion_small[2][N_TEST : N_TEST + 60]  # the attacker's own images, disjoint from x
+    holdout = fashion_small[2][len(x) : len(x) + 60]  # the attacker's own images, disjoint from x
     return masking.robustness_report(
         zero_gradient_model(model), x, y, eps_list=[0.1], spsa_options=dict(steps=10, num_samples=16, delta=0.05),
         substitute_options=dict(x_holdout=holdout, rounds=1, epochs=2), **SMALL,

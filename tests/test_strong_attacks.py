@@ -21,13 +21,6 @@ def _seed():
 
 
 @pytest.fixture(scope="module")
-def float_model(fcn2_float, fashion_small):
-    """Float FCN2 trained 3 epochs on 600 images (conftest), and 100 test images with labels."""
-    _, _, xt, yt = fashion_small
-    return fcn2_float, xt[:N_TEST], yt[:N_TEST]
-
-
-@pytest.fixture(scope="module")
 def binary_model(fashion_small):
     """A small binary FCN with 2-bit input (Larq ste_sign + InputDiscretization)."""
     x, y, xt, yt = fashion_small
