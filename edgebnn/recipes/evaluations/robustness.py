@@ -41,9 +41,11 @@ def check(spec, *, recipe, cells, cell, where):
 
     if spec.norm not in ("inf", "2"):
         raise RecipeError(f"`{where}.norm` must be \"inf\" or \"2\", got {spec.norm!r}.")
-    unknown = [s for s in spec.surrogates or () if s not in ops.SURROGATES]
-    if unknown:
-        raise RecipeError(f"`{where}.surrogates`: unknown surrogate {unknown[0]!r}; valid: {sorted(ops.SURROGATES)}.")
+    for surrogate in spec.surrogates or ():
+        try:
+            ops.validate_surrogate(surrogate)
+        except ValueError as e:
+            raise RecipeError(f"`{where}.surrogates`: unknown surrogate {surrogate!r}: {e}") from None
 
 
 def units(spec, *, recipe):
