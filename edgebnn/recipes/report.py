@@ -29,7 +29,8 @@ def lookup(record, key, configs):
     return configs.get(record["cell"], {}).get(key)
 
 
-def _same(a, b):
+def same(a, b):
+    """Whether record value ``a`` equals match value ``b`` (numbers within rounding)."""
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
         return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
     return a == b
@@ -48,7 +49,7 @@ def _label(keys, values):
 
 
 def _matches(record, where, configs):
-    return all(_same(lookup(record, k, configs), v) for k, v in where.items())
+    return all(same(lookup(record, k, configs), v) for k, v in where.items())
 
 
 def table_data(spec, records, configs):
@@ -81,7 +82,7 @@ def table_data(spec, records, configs):
 def _paper_value(spec, row, column):
     keys = dict(zip(spec.rows, row)) | dict(zip(spec.columns, column))
     for paper in spec.paper:
-        if all(k in keys and _same(keys[k], v) for k, v in paper.match.items()):
+        if all(k in keys and same(keys[k], v) for k, v in paper.match.items()):
             return paper.value
     return None
 
@@ -227,6 +228,10 @@ def to_markdown(report, study):
         lines += ["## Figures", ""]
         for figure in report["figures"]:
             lines += [f"![{figure['title']}]({figure['path']})", "", f"{figure['caption']}", ""]
+    if study.claims:
+        from edgebnn.recipes import claims as claims_lib  # noqa: PLC0415 (claims reads records through this module)
+
+        lines += claims_lib.to_markdown(report["claims"], heading="## Claims")
     lines += ["## Cells", ""]
     for cell_report in report["cells"]:
         lines += _cell_section(cell_report)
