@@ -135,7 +135,7 @@ def _claim(compare, require="all"):
 def test_a_comparison_shows_its_numbers_in_points():
     result = claims.evaluate(_claim([_mc_gain("bnn")]), RECORDS, CONFIGS)
     assert result["verdict"] == "holds" and result["held"] == 1
-    assert result["comparisons"][0]["text"] == "bnn fgsm single: 56.0% >= 45.2% + 2.0 -> yes"
+    assert result["comparisons"][0]["text"] == "bnn fgsm single: accuracy_mc 56.0% >= accuracy 45.2% + 2.0 -> yes"
     assert result["comparisons"][0]["left"] == pytest.approx(0.56)
 
 
@@ -160,6 +160,11 @@ def test_repeats_are_averaged_and_constants_and_other_metrics_work():
     assert first["left"] == pytest.approx(0.55) and first["left_n"] == 2  # mean of the two repeats
     assert first["text"] == "2bit fgsm: 55.0% < 56.0% -> yes"
     assert third["text"] == "float: 0.88 <= 0.9 - 0.01 -> yes"
+    versus = {"left": {"metric": "accuracy", "match": {"cell": "2bit", "attack": "fgsm", "gradient": "single"}},
+              "op": ">=", "right": {"metric": "accuracy", "match": {"cell": "bnn", "attack": "fgsm", "gradient": "single"}},
+              "margin": 0.05}
+    assert claims.evaluate(_claim([versus]), RECORDS, CONFIGS)["comparisons"][0]["text"] == \
+        "2bit fgsm single vs bnn: 55.0% >= 45.2% + 5.0 -> yes"
 
 
 def test_a_reference_matching_nothing_is_not_evaluated_never_a_pass():
@@ -232,7 +237,7 @@ def test_results_page_groups_papers_and_shows_verdicts_tables_figures_and_maskin
     assert order == sorted(order)
     assert "| Guan | guan_table1 | C1: MC dropout raises FGSM accuracy | holds |" in page
     assert "- **C2** something unmeasured" in page and "verdict: **not evaluated: accuracy[cell=x] matched no record**" in page
-    assert "    - bnn fgsm single: 56.0% >= 45.2% + 2.0 -> yes" in page
+    assert "    - bnn fgsm single: accuracy_mc 56.0% >= accuracy 45.2% + 2.0 -> yes" in page
     assert "2 claims: 1 holds, 1 not evaluated." in page
     assert "| bnn | 45.20 (paper 46.2) |" in page and "#### T" in page
     assert "[Hist](../runs/guan/table1/figures/hist.png)" in page

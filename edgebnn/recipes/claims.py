@@ -170,9 +170,18 @@ def _fmt(value, percent):
 
 
 def _comparison_label(comparison):
-    parts = [str(v) for k, v in comparison.left.match.items() if k != "cell"]
-    cell = comparison.left.match.get("cell")
-    return " ".join(([str(cell)] if cell is not None else []) + parts) or comparison.left.metric
+    """``bnn fgsm single`` (the left match), plus `` vs 4bit`` where the right match differs."""
+    def words(match, skip=()):
+        ordered = ([match["cell"]] if "cell" in match else []) + [v for k, v in match.items() if k != "cell"]
+        return [str(v) for v in ordered if v not in skip]
+
+    left = words(comparison.left.match)
+    label = " ".join(left) or comparison.left.metric
+    if comparison.right is not None:
+        differ = {k: v for k, v in comparison.right.match.items() if comparison.left.match.get(k) != v}
+        if differ:
+            label += " vs " + " ".join(words(differ))
+    return label
 
 
 def evaluate_comparison(comparison, records, configs):
@@ -196,8 +205,10 @@ def evaluate_comparison(comparison, records, configs):
         sign = "+" if comparison.margin > 0 else "-"
         size = abs(comparison.margin) * (100 if percent else 1)
         margin = f" {sign} {size:.1f}" if percent else f" {sign} {size:.4g}"
-    text = (f"{entry['label']}: {_fmt(left, percent)} {comparison.op} {_fmt(right, percent)}{margin} -> "
-            f"{'yes' if holds else 'no'}")
+    named = comparison.right is not None and comparison.right.metric != comparison.left.metric
+    left_text = (f"{comparison.left.metric} " if named else "") + _fmt(left, percent)
+    right_text = (f"{comparison.right.metric} " if named else "") + _fmt(right, percent)
+    text = f"{entry['label']}: {left_text} {comparison.op} {right_text}{margin} -> {'yes' if holds else 'no'}"
     return {**entry, "holds": holds, "reason": None, "text": text}
 
 
