@@ -308,6 +308,7 @@ def test_two_runs_sharing_a_cache_train_once_and_report_claims(tmp_path, data_di
     assert any("training" in line for line in lines_first)
     assert not any("training" in line for line in lines_second) and second["computed_seconds"] == 0
     assert second["records"] == first["records"]
+    assert second["work_seconds"] == pytest.approx(first["work_seconds"]) and first["work_seconds"] > 0
     assert not (tmp_path / "a" / "store").exists() and (cache / "models").is_dir()
     assert (tmp_path / "b" / "report.json").is_file()
     [claim] = second["claims"]

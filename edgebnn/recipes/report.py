@@ -217,7 +217,9 @@ def to_markdown(report, study):
     lines += [f"- status: **{status}**" + (f" ({report['error']})" if report.get("error") else ""),
               f"- data: {report['data_caption']}",
               f"- cells: {len(study.cells)} ({study.repeats} run(s) each); wall time {report['seconds']:.1f} s "
-              f"({report['computed_seconds']:.1f} s computed in this run, the rest from the cache)",
+              f"({report['computed_seconds']:.1f} s computed in this run, the rest from the cache"
+              + (f"; {report['work_seconds']:.1f} s of compute behind these numbers"
+                 if report.get("work_seconds") is not None else "") + ")",
               "- white-box attacks see through discretization and sign with straight-through gradients (BPDA); "
               "randomized models are attacked with expectation over their randomness (EOT) unless the result's "
               "`gradient` is `single` (the plain attack, one stochastic pass per gradient)", ""]

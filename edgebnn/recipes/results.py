@@ -104,7 +104,10 @@ def _section(run_dir, report, out_dir):
               f"- budget: {_budget(report) or 'n/a'}",
               f"- run: status **{status}**" + (f" ({report['error']})" if report.get("error") else "")
               + f"; wall time {report.get('seconds', 0):.1f} s, {report.get('computed_seconds', 0):.1f} s of it computed "
-              f"in this run (the rest came from the cache); run folder `{run_dir}`", ""]
+              f"in this run (the rest came from the cache)"
+              + (f"; {report['work_seconds']:.0f} s of compute behind these numbers (training and every result, "
+                 f"whichever run spent it)" if report.get("work_seconds") is not None else "")
+              + f"; run folder `{run_dir}`", ""]
     claims = report.get("claims") or []
     if claims:
         lines += claims_lib.to_markdown(claims, heading="#### Claims")
@@ -144,6 +147,8 @@ def render(reports, *, command, out_dir="."):
             for c in report.get("claims") or []:
                 lines.append(f"| {PAPERS.get(paper, OTHER)} | {report['recipe']} | {c['id']}: {c['claim']} | "
                              f"{c['verdict']} |")
+    if not any(r.get("claims") for _, r in reports):
+        lines.append("| - | - | (no claims in these reports) | - |")
     lines.append("")
     for paper in order:
         entries = sorted(groups[paper], key=lambda item: (item[1]["recipe"], str(item[0])))

@@ -452,12 +452,18 @@ class _Runner:
             "tables": tables, "figures": [{k: v for k, v in f.items()} for f in self.figure_reports],
             "paper": study.paper, "claims": claims_lib.evaluate_all(study.claims, records, configs),
             "versions": self.versions, "seconds": self.console.elapsed(), "computed_seconds": self.computed_seconds,
+            "work_seconds": self._work_seconds(records, cells),
         }
         if study.single:
             report.update(self._legacy(cells[0]) or {})
         _io.write_json(self.out / "report.json", report)
         _io.write_text(self.out / "report.md", report_lib.to_markdown(report, study))
         return report
+
+    def _work_seconds(self, records, cells):
+        """Compute time behind the report's numbers (training and every result), whichever run spent it."""
+        train = {c["model_key"]: (c.get("train") or {}).get("seconds_last") or 0.0 for c in cells}
+        return float(sum(train.values()) + sum(self.results[r["key"]].get("seconds", 0.0) for r in records))
 
     def _legacy(self, cell_report):
         """The single-run report keys (``dataset``, ``model``, ``clean_accuracy``, ``attacks``, ``deployed``)."""
