@@ -305,19 +305,16 @@ class _Runner:
     def _evaluate(self, cell, unit, ctx, work, keep_examples):
         name = unit.module.label(unit.params)
         stored = self.store.load_result(unit.key)
-        if stored is None and self.store.shared:
+        if stored is None:
             with self.store.lock(unit.key, on_wait=lambda: self.console.line(
                     f"cell {cell.id!r}: {name}: another run is computing this result; waiting for it")):
                 stored = self.store.load_result(unit.key)
                 if stored is None:
                     self._compute(cell, unit, ctx, work, keep_examples, name)
                     return
-        if stored is not None:
-            self.console.skip(work)
-            self.results[unit.key] = stored
-            self.console.line(f"cell {cell.id!r}: {name}: {_summary(stored)} (cached)")
-            return
-        self._compute(cell, unit, ctx, work, keep_examples, name)
+        self.console.skip(work)
+        self.results[unit.key] = stored
+        self.console.line(f"cell {cell.id!r}: {name}: {_summary(stored)} (cached)")
 
     def _compute(self, cell, unit, ctx, work, keep_examples, name):
         import tensorflow as tf  # noqa: PLC0415

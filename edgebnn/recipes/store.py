@@ -88,7 +88,6 @@ class Store:
 
     def __init__(self, out, *, cache=None):
         self.root = Path(cache) if cache is not None else Path(out) / "store"
-        self.shared = cache is not None
 
     @contextmanager
     def lock(self, key, *, on_wait=None):
