@@ -213,7 +213,7 @@ def _write_runs(root):
                                        "value": 0}]), RECORDS, CONFIGS)
     missing["id"], missing["claim"] = "C2", "something unmeasured"
     runs = {
-        root / "guan" / "table1": _report("guan_table1", "guan", [holds, missing],
+        root / "guan" / "table1": _report("guan_table1", "guan", [holds, missing], records=RECORDS,
                                           figures=[{"title": "Hist", "path": "figures/hist.png"}]),
         root / "galloway" / "t": _report("galloway_t", "galloway", [], records=[
             {"cell": "bnn", "repeat": 0, "evaluation": "robustness", "report": ROBUST, "images": 50}]),
@@ -244,6 +244,8 @@ def test_results_page_groups_papers_and_shows_verdicts_tables_figures_and_maskin
     assert "##### Masking checks, cell bnn (50 images)" in page and "zero_gradients: **WARNING**" in page
     assert "15 training epoch(s)" in page and "50 Monte-Carlo passes" in page and "EOT 10 samples" in page
     assert page.count("### guan_table1") == 1  # the store's report.json is not a run
+    assert "| bnn | fgsm eps 0.3 | 45.2 / 30.0 (-15.2) | 56.0 / 31.0 (-25.0) |" in page
+    assert "| 2bit |" not in page.split("EOT against the single-sample attack")[1].split("####")[0]  # no EOT run
 
 
 def test_results_command_errors_are_one_line(tmp_path, capsys):

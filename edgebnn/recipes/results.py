@@ -4,7 +4,8 @@
 reads the ``report.json`` of each run folder (a folder without one is searched
 recursively), and writes one page grouped by paper (the recipe's ``paper`` key), then
 by recipe, one section per report (one per dataset or budget run): the data and
-budget, the claims with their verdicts, the masking checks where the run has a strong
+budget, the claims with their verdicts, every attack run both ways beside each other
+(single-sample and EOT gradients), the masking checks where the run has a strong
 evaluation (``[[robustness]]``), the recipe's tables with the paper's values beside
 ours, and links to the figures. The header names the command that regenerated it.
 The page is generated: edit the recipes or rerun them, never the page.
@@ -89,6 +90,40 @@ def _masking(report):
     return lines
 
 
+def _eot_versus_single(report):
+    """Markdown table of every attack run both ways: accuracy (and the MC vote's) single-sample vs EOT."""
+    pairs = {}
+    for r in report["records"]:
+        if r.get("evaluation") == "attacks" and r.get("gradient") in ("single", "eot"):
+            key = (r["cell"], r.get("attack"), r.get("eps"))
+            pairs.setdefault(key, {}).setdefault(r["gradient"], []).append(r)
+    rows = [(key, both) for key, both in pairs.items() if set(both) == {"single", "eot"}]
+    if not rows:
+        return []
+    mc = any(r.get("accuracy_mc") is not None for _, both in rows for r in both["single"])
+
+    def mean(records, metric):
+        values = [r[metric] for r in records if r.get(metric) is not None]
+        return None if not values else sum(values) / len(values)
+
+    def cell_text(both, metric):
+        single, eot = mean(both["single"], metric), mean(both["eot"], metric)
+        if single is None or eot is None:
+            return "-"
+        return f"{100 * single:.1f} / {100 * eot:.1f} ({100 * (eot - single):+.1f})"
+
+    lines = ["#### EOT against the single-sample attack", "",
+             "Accuracy (%) under the plain attack / under the same attack with EOT gradients (difference in "
+             "points); a gain that vanishes under EOT came from noisy gradients, not robustness.", "",
+             "| cell | attack | accuracy (S) single / eot |" + (" accuracy (M) single / eot |" if mc else ""),
+             "|---|---|---:|" + ("---:|" if mc else "")]
+    for (cell, attack, eps), both in rows:
+        name = attack + ("" if eps is None else f" eps {eps:g}")
+        lines.append(f"| {cell} | {name} | {cell_text(both, 'accuracy')} |"
+                     + (f" {cell_text(both, 'accuracy_mc')} |" if mc else ""))
+    return lines + [""]
+
+
 def _demote(markdown_lines, levels):
     return [("#" * levels + line) if line.startswith("#") else line for line in markdown_lines]
 
@@ -111,6 +146,7 @@ def _section(run_dir, report, out_dir):
     claims = report.get("claims") or []
     if claims:
         lines += claims_lib.to_markdown(claims, heading="#### Claims")
+    lines += _eot_versus_single(report)
     masking_lines = _masking(report)
     if masking_lines:
         lines += ["#### Masking checks (strong evaluation)", "", *masking_lines]
