@@ -70,6 +70,8 @@ VERSIONS = {
 }
 #: Constants up to this many values are shared between the ops that use them.
 _SHARED_CONSTANT_SIZE = 8
+#: Flatbuffer bytes of the extra ``GATHER``, its output and its row-index tensor (approximate).
+_INDEXED_OVERHEAD = 160
 _OP = schema.BuiltinOperator
 _T = schema.TensorType
 
@@ -220,16 +222,38 @@ def _pattern_table(b):
 
 
 def _signed_values(b, magnitudes, per_channel, name):
-    """The stored ``[C, 2]`` (or ``[2]``) float32 constant ``(-g, +g)``.
+    """The ``[C, 2]`` (or ``[2]``) float32 tensor ``(-g, +g)``, stored or gathered from a table of distinct rows.
 
     Stored rather than computed (e.g. ``MUL(g, (-1, 1))``, 4 bytes per channel
     smaller): newer XNNPACK versions (``ai-edge-litert`` 1.4) take a float ``MUL`` into
     the delegate even with constant inputs, and its output is then recomputed on
-    every inference, and with it the whole unpacking after it.
+    every inference, and with it the whole unpacking after it. When few magnitudes are
+    distinct (e.g. ``+-1`` rows written by :mod:`edgebnn.deploy.thresholds`), the
+    distinct rows are stored once with an int16 row index per channel, expanded by a
+    prepare-time ``GATHER``.
     """
-    values = np.stack([-magnitudes, magnitudes], axis=1) if per_channel else np.array([-magnitudes[0],
-                                                                                        magnitudes[0]])
-    return b.const(values.astype(np.float32), f"{name}/values")
+    if not per_channel:
+        return b.const(np.array([-magnitudes[0], magnitudes[0]], np.float32), f"{name}/values")
+    distinct, rows = np.unique(magnitudes, return_inverse=True)
+    if _indexed_values(distinct.size, magnitudes.size):
+        table = b.const(np.stack([-distinct, distinct], axis=1).astype(np.float32), f"{name}/value_table")
+        values = b.tensor(_T.FLOAT32, [magnitudes.size, 2], f"{name}/values")
+        b.gather(table, b.const(rows.astype(np.int16), f"{name}/value_rows"), values,
+                 version=VERSIONS["gather_int16_positions"])
+        return values
+    return b.const(np.stack([-magnitudes, magnitudes], axis=1).astype(np.float32), f"{name}/values")
+
+
+def _indexed_values(distinct, channels):
+    """Whether a table of ``distinct`` rows plus an int16 row per channel is smaller than ``channels`` rows."""
+    return 8 * distinct + 2 * channels + _INDEXED_OVERHEAD < 8 * channels
+
+
+def _values_bytes(magnitudes, per_channel):
+    if not per_channel:
+        return 8
+    distinct = np.unique(magnitudes).size
+    return 8 * distinct + 2 * magnitudes.size if _indexed_values(distinct, magnitudes.size) else 8 * magnitudes.size
 
 
 def _unpack(b, table, w, magnitudes, per_channel, out, name):
@@ -281,7 +305,8 @@ def _pack_subgraph(model, subgraph, index, summary):
         summary.append(PackedWeight(
             name=name, shape=tuple(int(d) for d in w.shape),
             magnitudes="per_channel" if per_channel else "per_tensor",
-            bytes_before=int(w.nbytes), bytes_after=int(2 * -(-w.size // WORD_BITS) + 8 * magnitudes.size),
+            bytes_before=int(w.nbytes),
+            bytes_after=int(2 * -(-w.size // WORD_BITS) + _values_bytes(magnitudes, per_channel)),
         ))
     subgraph.operators = b.ops + list(subgraph.operators)
 
