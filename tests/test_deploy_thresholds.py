@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edgebnn.deploy import convert as cv
-from edgebnn.deploy import thresholds
+from edgebnn.deploy import packing, thresholds
 from edgebnn.deploy.verify import model_input
 
 import tensorflow as tf
@@ -107,7 +107,13 @@ def test_rewrites_the_hidden_binary_layer_and_keeps_every_output(fcn_in2, fashio
     assert ones.sum() == summary[0].channels and np.all(b[ones] % 1 == 0.5)
     for xnnpack in (False, True):
         np.testing.assert_array_equal(_builtin(rewritten, xt, xnnpack=xnnpack), _builtin(f32, xt, xnnpack=xnnpack))
-    # +-1 rows leave few distinct magnitudes: the packed layer stores a small value table
+    # +-1 rows leave few distinct magnitudes: the packed layer stores a small value table and a row index
+    before = {p.shape: p.bytes_after for p in packing.pack_weights_with_summary(f32)[1]}
+    after = {p.shape: p.bytes_after for p in packing.pack_weights_with_summary(rewritten)[1]}
+    distinct = np.unique(np.abs(w[:, 0])).size
+    assert before[(64, 64)] == 2 * -(-64 * 64 // packing.WORD_BITS) + 8 * 64
+    values = 8 if distinct == 1 else 8 * distinct + 2 * 64  # one (-1, +1) pair, or a table and row indices
+    assert after[(64, 64)] == 2 * -(-64 * 64 // packing.WORD_BITS) + values < before[(64, 64)]
     packed = cv.convert(fcn_in2, target="portable", input_dtype="uint8", weights="packed")
     np.testing.assert_array_equal(_builtin(packed, xt), _builtin(f32, xt))
 

@@ -39,8 +39,18 @@ int8 model's dequantized weights do), together with the int16 bit tensors of the
 chain (4 bytes per weight, 8 when the sign count is not a multiple of 15) and the
 1 MB pattern table.
 
-XNNPACK (TFLite's default CPU delegate) takes only layers with static weights, so the
-layers reading unpacked weights run on TFLite's builtin kernels.
+XNNPACK (TFLite's default CPU delegate) runs ``CONV_2D``, ``DEPTHWISE_CONV_2D`` and
+``FULLY_CONNECTED`` only with static filters: tensors whose data is in the file
+(``kTfLiteMmapRo``), or ``DEQUANTIZE``/``DENSIFY`` outputs of such tensors, which it
+unpacks itself (``static_unpacked_data_`` in ``delegates/xnnpack/xnnpack_delegate.cc``).
+It partitions the graph before any ``Prepare`` runs, when the unpacked weights are
+ordinary arena tensors, so the layers reading them run on TFLite's builtin kernels.
+No 1-bit encoding of the file reaches XNNPACK's static path: its unpackers take
+float16, int8 and sparse (non-zero values) weights, 8 bits or more per binary weight.
+
+The rewritten flatbuffer is also serialized compactly: tensors of the unpacking are
+unnamed, equal constants share a buffer, all tensors without data share buffer 0,
+unreferenced buffers and empty quantization tables are dropped.
 """
 
 import dataclasses
@@ -145,19 +155,24 @@ class _Builder:
 
     def __init__(self, model, subgraph, prefix, *, names=False):
         self.model, self.subgraph, self.prefix, self.ops, self.names = model, subgraph, prefix, [], names
-        self._empty, self._constants = None, {}
+        self._empty, self._constants, self._buffers = None, {}, {}
 
     def tensor(self, dtype, shape, name, data=None):
         t = schema.TensorT()
         t.type, t.shape = dtype, [int(d) for d in shape]
         # unnamed unless asked: names cost file bytes, and nothing looks the tensors up
-        t.name = f"{self.prefix}/{name}".encode() if self.names else b""
+        t.name = f"{self.prefix}/{name}".encode() if self.names else None
         if data is None:
             if self._empty is None:
                 self._empty = _storage._empty_buffer(self.model)
             t.buffer = self._empty
         else:
-            t.buffer = _storage._new_buffer(self.model, np.ascontiguousarray(data))
+            data = np.ascontiguousarray(data)
+            # constants with the same bytes (e.g. one range in three shapes) share a buffer
+            key = (data.dtype.str, data.tobytes())
+            if key not in self._buffers:
+                self._buffers[key] = _storage._new_buffer(self.model, data)
+            t.buffer = self._buffers[key]
         self.subgraph.tensors.append(t)
         return len(self.subgraph.tensors) - 1
 
@@ -311,6 +326,43 @@ def _pack_subgraph(model, subgraph, index, summary):
     subgraph.operators = b.ops + list(subgraph.operators)
 
 
+def _is_empty_quantization(q):
+    return q is not None and all(
+        getattr(q, field) is None or len(getattr(q, field)) == 0 for field in ("scale", "zeroPoint", "min", "max")
+    ) and q.details is None
+
+
+def _compact(model):
+    """Serialize less: one shared empty buffer, no unreferenced buffers, no empty quantization tables.
+
+    Tensors without data all point to buffer 0 (TFLite's empty sentinel), buffers no
+    tensor or metadata refers to are removed (indices renumbered), and quantization
+    tables without scales, zero points or ranges (what the converter writes for float
+    tensors) are dropped. None of this changes what any tensor holds.
+    """
+    if model.buffers[0].data is not None and len(model.buffers[0].data):
+        return
+    for sg in model.subgraphs:
+        for t in sg.tensors:
+            data = model.buffers[t.buffer].data
+            if data is None or len(data) == 0:
+                t.buffer = 0
+            if _is_empty_quantization(t.quantization):
+                t.quantization = None
+    legacy = _storage._indices(model.metadataBuffer)
+    used = {0, *legacy} | {t.buffer for sg in model.subgraphs for t in sg.tensors}
+    used |= {m.buffer for m in model.metadata or []}
+    new_index = {old: new for new, old in enumerate(sorted(used))}
+    model.buffers = [model.buffers[i] for i in sorted(used)]
+    for sg in model.subgraphs:
+        for t in sg.tensors:
+            t.buffer = new_index[t.buffer]
+    for m in model.metadata or []:
+        m.buffer = new_index[m.buffer]
+    if model.metadataBuffer is not None:
+        model.metadataBuffer = [new_index[i] for i in legacy]
+
+
 def pack_weights_with_summary(tflite):
     """:func:`pack_weights`, and the list of :class:`PackedWeight` it rewrote."""
     _validate(tflite)
@@ -321,6 +373,7 @@ def pack_weights_with_summary(tflite):
     if not summary:
         return bytes(tflite), summary
     _storage._drop_unused_buffers(model)
+    _compact(model)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), summary
 
 
