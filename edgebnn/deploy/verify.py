@@ -134,8 +134,8 @@ def builtin_identical(flatbuffer, reference, x, *, batch_size=1000):
     """
     import tensorflow as tf  # noqa: PLC0415
 
-    builtin = functools.partial(tf.lite.Interpreter,
-                                experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    resolver = tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    builtin = functools.partial(tf.lite.Interpreter, experimental_op_resolver_type=resolver)
 
     def predict(fb):
         runner = device.Runner(device._StockRunner(builtin, "tensorflow", bytes(fb), num_threads=1))
