@@ -26,7 +26,7 @@ from edgebnn import data, zoo
 from edgebnn.deploy import convert as cv
 from edgebnn.deploy import report
 from edgebnn.deploy.bundle import bundle
-from edgebnn.deploy.verify import verify
+from edgebnn.deploy.verify import builtin_identical, verify
 from edgebnn.evaluation.robustness import craft
 from edgebnn.training import train
 
@@ -114,6 +114,12 @@ def main():
             result = verify(fb, keras_model=model, x=xt, y=yt, x_adv=x_adv, runtime=runtime)
             result["conversion"] = report.conversion_report(fb, float_bytes=float_bytes, name=name,
                                                             target=f"{target}/{input_dtype}/{storage}")
+            if storage == "packed":  # same numbers as the int8-storage model, on the same (builtin) kernels
+                exact = cv.convert(model, target=target, input_dtype=input_dtype, **STORAGE["exact"])
+                result["identical_to_exact_builtin"] = {
+                    "clean": builtin_identical(fb, exact, xt), "adversarial": builtin_identical(fb, exact, x_adv)}
+                print(f"{name} {target}/{input_dtype}/packed vs exact on builtin kernels: "
+                      f"{json.dumps(result['identical_to_exact_builtin'])}", flush=True)
             results[f"{name}/{target}/{input_dtype}/{storage}"] = result
             rows.append((name, f"{target} ({storage})", input_dtype, runtime, result))
             print(f"{name} {target}/{input_dtype}/{storage} ({len(fb):,} bytes, {float_bytes / len(fb):.2f}x "
@@ -125,6 +131,8 @@ def main():
                 full = {"dataset": "fashion_mnist", "split": "test", "n": int(len(xt)),
                         "accuracy": result["clean"]["accuracy_tflite"], "keras": result["clean"],
                         "pgd": {"eps": args.eps, "steps": args.steps, **result["adversarial"]}}
+                if "identical_to_exact_builtin" in result:
+                    full["identical_to_exact_builtin"] = result["identical_to_exact_builtin"]
                 # packed storage is a second portable bundle; the other storages replace the default one
                 out = Path(args.ship_dir) / (f"{name}-{target}" + ("-packed" if storage == "packed" else ""))
                 bundle(fb, xt[subset], yt[subset], out, keras_model=model, name=out.name,

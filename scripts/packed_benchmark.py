@@ -12,7 +12,10 @@ builtin kernels only:
   median of ``--repeats`` rounds; the variants are measured interleaved, round by round.
 
 It also checks that the packed model's logits equal the int8-storage model's bit for
-bit on the builtin kernels, on real Fashion-MNIST test images when available.
+bit on the builtin kernels, on real Fashion-MNIST test images when available, and (``--layers``,
+on by default) times every binary conv/dense layer alone with static float32, int8-stored and
+packed weights: XNNPACK takes a layer only when its weights are static (in the file, or
+dequantized from it), so with XNNPACK the packed layer runs on the builtin kernel.
 
 Usage:
     PYTHONPATH=. nice python scripts/packed_benchmark.py [--weights-dir runs/deploy_fashion] [--json out.json]
@@ -29,8 +32,10 @@ import numpy as np
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from edgebnn import data, zoo
 from edgebnn.deploy import convert as cv
+from edgebnn.deploy import packing, report, storage
 from edgebnn.deploy.verify import model_input
 
+import larq as lq
 import tensorflow as tf
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,6 +91,37 @@ def steady_state_ms(flatbuffers, x, resolver, repeats):
     return {k: float(np.median(v)) for k, v in rounds.items()}
 
 
+def layer_models(model):
+    """``{layer name: {variant: flatbuffer}}`` for every binary conv/dense layer of ``model`` on its own.
+
+    Each layer (its +-1 kernel, its input shape, no BatchNorm) is converted alone with
+    static float32 weights, exact int8 storage and 1-bit packed storage, to time the
+    layer op on XNNPACK (static weights) and on the builtin kernels (unpacked weights).
+    """
+    layers = {}
+    for layer in model.layers:
+        if not isinstance(layer, (lq.layers.QuantConv2D, lq.layers.QuantDense)):
+            continue
+        kernel = tf.convert_to_tensor(layer.kernel)
+        kernel = (layer.kernel_quantizer(kernel) if layer.kernel_quantizer else kernel).numpy()
+        conv = isinstance(layer, lq.layers.QuantConv2D)
+        plain = tf.keras.layers.Conv2D if conv else tf.keras.layers.Dense
+        keys = ("filters", "kernel_size", "strides", "padding", "dilation_rate", "use_bias") if conv else ("units",
+                                                                                                          "use_bias")
+        config = {k: layer.get_config()[k] for k in keys}
+        inputs = tf.keras.Input(layer.input_shape[1:])
+        single = plain.from_config(config)
+        outputs = single(inputs)
+        single.set_weights([kernel] + [w.numpy() for w in layer.weights[1:2]] if layer.use_bias else [kernel])
+        fb = tf.lite.TFLiteConverter.from_keras_model(tf.keras.Model(inputs, outputs)).convert()
+        layers[f"{layer.name} {tuple(kernel.shape)}"] = {
+            "static float32": fb,
+            "portable int8": storage.store_weights(fb),
+            "portable packed": packing.pack_weights(fb),
+        }
+    return layers
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights-dir", default=os.fspath(REPO / "runs" / "deploy_fashion"),
@@ -96,6 +132,8 @@ def main():
     parser.add_argument("--images", type=int, default=500, help="images per steady-state round")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--fresh", type=int, default=5, help="fresh interpreters for the first-call latency")
+    parser.add_argument("--layers", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time every binary layer alone (static float32 / int8 / packed weights)")
     parser.add_argument("--json")
     args = parser.parse_args()
     try:
@@ -135,6 +173,15 @@ def main():
             entry[f"first_call_ms/{resolver}"] = {k: first_call_ms(fb, xt, resolver, args.fresh)
                                                   for k, fb in stock.items()}
             entry[f"steady_ms_per_image/{resolver}"] = steady_state_ms(stock, xt, resolver, args.repeats)
+        entry["layer_weights_stored"] = {k: report.weight_storage(fb) for k, fb in stock.items()}
+        if args.layers:
+            rng = np.random.default_rng(0)
+            entry["layers_steady_ms"] = {}
+            for layer_name, variants in layer_models(model).items():
+                shape = tf.lite.Interpreter(model_content=variants["static float32"]).get_input_details()[0]["shape"]
+                x_layer = np.sign(rng.standard_normal((args.images, *shape[1:]))).astype(np.float32)
+                entry["layers_steady_ms"][layer_name] = {
+                    resolver: steady_state_ms(variants, x_layer, resolver, args.repeats) for resolver in RESOLVERS}
         results[name] = entry
         print(json.dumps({name: entry}, indent=2), flush=True)
 
@@ -153,6 +200,15 @@ def main():
         for resolver in RESOLVERS:
             for variant, ms in e[f"steady_ms_per_image/{resolver}"].items():
                 print(f"| {name} | {resolver} | {variant} | {e[f'first_call_ms/{resolver}'][variant]:.2f} | {ms:.3f} |")
+    if args.layers:
+        print(f"\n| model | layer (kernel shape) | kernels | static float32 | portable int8 | portable packed "
+              f"(ms per call, {args.images} calls, median of {args.repeats}) |")
+        print("|---|---|---|---:|---:|---:|")
+        for name, e in results.items():
+            for layer_name, per_resolver in e["layers_steady_ms"].items():
+                for resolver, ms in per_resolver.items():
+                    print(f"| {name} | {layer_name} | {resolver} | {ms['static float32']:.4f} | "
+                          f"{ms['portable int8']:.4f} | {ms['portable packed']:.4f} |")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
 

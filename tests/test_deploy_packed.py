@@ -136,6 +136,11 @@ def test_packed_stores_binary_kernels_as_bits_only_and_computes_the_same_numbers
     for name in binary:
         assert weights[name].buffer == 0 or not m.buffers[weights[name].buffer].data
     assert len(packed) < len(exact)  # small layers: the unpacking graph is a fixed ~10 kB
+    # compact serialization: tensors without data share buffer 0, no buffer is left unreferenced
+    tensors = m.subgraphs[0].tensors
+    assert all(t.buffer == 0 for t in tensors if m.buffers[t.buffer].data is None or not len(m.buffers[t.buffer].data))
+    assert set(range(len(m.buffers))) == {0} | {t.buffer for t in tensors} | {e.buffer for e in m.metadata or []}
+    assert not any(packing._is_empty_quantization(t.quantization) for t in tensors)
     ops = report.op_histogram(packed)
     assert all(isinstance(op, str) and not op.startswith("Lce") for op in ops)
     assert set(ops) - set(report.op_histogram(exact)) <= UNPACK_OPS

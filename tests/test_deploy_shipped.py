@@ -11,8 +11,10 @@ from edgebnn.deploy import device
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((REPO / "tflite_models").glob("*/manifest.json"))
-#: Bundles the repository must ship (issue 5: FCN2 BNN 2-bit input, both targets; a Galloway CNN).
-REQUIRED = {"fcn2_bnn_in2-lce", "fcn2_bnn_in2-portable", "galloway_b64_in2-lce", "galloway_b64_in2-portable"}
+#: Bundles the repository must ship (FCN2 BNN 2-bit input, both targets; a Galloway CNN; both also with
+#: 1-bit packed portable storage).
+REQUIRED = {"fcn2_bnn_in2-lce", "fcn2_bnn_in2-portable", "galloway_b64_in2-lce", "galloway_b64_in2-portable",
+            "fcn2_bnn_in2-portable-packed", "galloway_b64_in2-portable-packed"}
 
 
 def test_required_models_are_shipped():
@@ -29,6 +31,10 @@ def test_shipped_model_matches_manifest(manifest_path, data_dir):
     full = manifest["full_test_set"]
     assert manifest["keras"]["agreement"] >= 0.999
     assert full["keras"]["agreement"] >= 0.999 and full["pgd"]["agreement"] >= 0.999
+    if bundle_dir.name.endswith("-packed"):  # same numbers as the int8-storage model on builtin kernels
+        identical = full["identical_to_exact_builtin"]
+        assert identical["clean"]["identical"] and identical["adversarial"]["identical"]
+        assert identical["clean"]["n"] == identical["adversarial"]["n"] == full["n"]
     # the whole real test set, as the manifest says it was measured
     pixels, labels = data.load_uint8(full["dataset"], full["split"], data_dir=data_dir, use_tfds=False)
     assert len(labels) == full["n"]

@@ -20,6 +20,9 @@ only; :mod:`edgebnn.deploy.packing`) stores every ``+-g_c`` weight (``+-1`` kern
 BatchNorm-folded binary dense weights, XNOR kernels) as sign bits, 15 per int16 word,
 unpacked by builtin ``GATHER``/``TILE``/``RESHAPE`` ops that stock TFLite evaluates
 once, when the interpreter allocates its tensors; the other weights as ``"exact"``.
+Before packing, binary dense layers between two ``SIGN`` ops get ``+-1`` weights and a
+half-integer bias for every channel whose sign decision provably survives float32
+rounding (:mod:`edgebnn.deploy.thresholds`), so that they need no per-channel magnitudes.
 The layers compute with bit-identical weights, so outputs equal the ``"exact"``
 model's on the same kernels (with XNNPACK, layers with unpacked weights run on the
 builtin kernels, whose float sums may round differently). Arithmetic stays
@@ -37,6 +40,7 @@ import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from edgebnn.deploy import packing as _packing
 from edgebnn.deploy import rewrite as _rewrite
 from edgebnn.deploy import storage as _storage
+from edgebnn.deploy import thresholds as _thresholds
 
 import tensorflow as tf
 
@@ -203,6 +207,7 @@ def convert(model, *, target="lce", input_dtype="float32", rewrites=True, weight
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         flatbuffer = converter.convert()
     if weights == "packed":
+        flatbuffer = _thresholds.sign_thresholds(flatbuffer)
         flatbuffer = _storage.store_weights(_packing.pack_weights(flatbuffer), mode="exact")
     elif weights != "float32":
         flatbuffer = _storage.store_weights(flatbuffer, mode=weights)

@@ -39,8 +39,18 @@ int8 model's dequantized weights do), together with the int16 bit tensors of the
 chain (4 bytes per weight, 8 when the sign count is not a multiple of 15) and the
 1 MB pattern table.
 
-XNNPACK (TFLite's default CPU delegate) takes only layers with static weights, so the
-layers reading unpacked weights run on TFLite's builtin kernels.
+XNNPACK (TFLite's default CPU delegate) runs ``CONV_2D``, ``DEPTHWISE_CONV_2D`` and
+``FULLY_CONNECTED`` only with static filters: tensors whose data is in the file
+(``kTfLiteMmapRo``), or ``DEQUANTIZE``/``DENSIFY`` outputs of such tensors, which it
+unpacks itself (``static_unpacked_data_`` in ``delegates/xnnpack/xnnpack_delegate.cc``).
+It partitions the graph before any ``Prepare`` runs, when the unpacked weights are
+ordinary arena tensors, so the layers reading them run on TFLite's builtin kernels.
+No 1-bit encoding of the file reaches XNNPACK's static path: its unpackers take
+float16, int8 and sparse (non-zero values) weights, 8 bits or more per binary weight.
+
+The rewritten flatbuffer is also serialized compactly: tensors of the unpacking are
+unnamed, equal constants share a buffer, all tensors without data share buffer 0,
+unreferenced buffers and empty quantization tables are dropped.
 """
 
 import dataclasses
@@ -70,6 +80,8 @@ VERSIONS = {
 }
 #: Constants up to this many values are shared between the ops that use them.
 _SHARED_CONSTANT_SIZE = 8
+#: Flatbuffer bytes of the extra ``GATHER``, its output and its row-index tensor (approximate).
+_INDEXED_OVERHEAD = 160
 _OP = schema.BuiltinOperator
 _T = schema.TensorType
 
@@ -143,19 +155,24 @@ class _Builder:
 
     def __init__(self, model, subgraph, prefix, *, names=False):
         self.model, self.subgraph, self.prefix, self.ops, self.names = model, subgraph, prefix, [], names
-        self._empty, self._constants = None, {}
+        self._empty, self._constants, self._buffers = None, {}, {}
 
     def tensor(self, dtype, shape, name, data=None):
         t = schema.TensorT()
         t.type, t.shape = dtype, [int(d) for d in shape]
         # unnamed unless asked: names cost file bytes, and nothing looks the tensors up
-        t.name = f"{self.prefix}/{name}".encode() if self.names else b""
+        t.name = f"{self.prefix}/{name}".encode() if self.names else None
         if data is None:
             if self._empty is None:
                 self._empty = _storage._empty_buffer(self.model)
             t.buffer = self._empty
         else:
-            t.buffer = _storage._new_buffer(self.model, np.ascontiguousarray(data))
+            data = np.ascontiguousarray(data)
+            # constants with the same bytes (e.g. one range in three shapes) share a buffer
+            key = (data.dtype.str, data.tobytes())
+            if key not in self._buffers:
+                self._buffers[key] = _storage._new_buffer(self.model, data)
+            t.buffer = self._buffers[key]
         self.subgraph.tensors.append(t)
         return len(self.subgraph.tensors) - 1
 
@@ -220,16 +237,38 @@ def _pattern_table(b):
 
 
 def _signed_values(b, magnitudes, per_channel, name):
-    """The stored ``[C, 2]`` (or ``[2]``) float32 constant ``(-g, +g)``.
+    """The ``[C, 2]`` (or ``[2]``) float32 tensor ``(-g, +g)``, stored or gathered from a table of distinct rows.
 
     Stored rather than computed (e.g. ``MUL(g, (-1, 1))``, 4 bytes per channel
     smaller): newer XNNPACK versions (``ai-edge-litert`` 1.4) take a float ``MUL`` into
     the delegate even with constant inputs, and its output is then recomputed on
-    every inference, and with it the whole unpacking after it.
+    every inference, and with it the whole unpacking after it. When few magnitudes are
+    distinct (e.g. ``+-1`` rows written by :mod:`edgebnn.deploy.thresholds`), the
+    distinct rows are stored once with an int16 row index per channel, expanded by a
+    prepare-time ``GATHER``.
     """
-    values = np.stack([-magnitudes, magnitudes], axis=1) if per_channel else np.array([-magnitudes[0],
-                                                                                        magnitudes[0]])
-    return b.const(values.astype(np.float32), f"{name}/values")
+    if not per_channel:
+        return b.const(np.array([-magnitudes[0], magnitudes[0]], np.float32), f"{name}/values")
+    distinct, rows = np.unique(magnitudes, return_inverse=True)
+    if _indexed_values(distinct.size, magnitudes.size):
+        table = b.const(np.stack([-distinct, distinct], axis=1).astype(np.float32), f"{name}/value_table")
+        values = b.tensor(_T.FLOAT32, [magnitudes.size, 2], f"{name}/values")
+        b.gather(table, b.const(rows.astype(np.int16), f"{name}/value_rows"), values,
+                 version=VERSIONS["gather_int16_positions"])
+        return values
+    return b.const(np.stack([-magnitudes, magnitudes], axis=1).astype(np.float32), f"{name}/values")
+
+
+def _indexed_values(distinct, channels):
+    """Whether a table of ``distinct`` rows plus an int16 row per channel is smaller than ``channels`` rows."""
+    return 8 * distinct + 2 * channels + _INDEXED_OVERHEAD < 8 * channels
+
+
+def _values_bytes(magnitudes, per_channel):
+    if not per_channel:
+        return 8
+    distinct = np.unique(magnitudes).size
+    return 8 * distinct + 2 * magnitudes.size if _indexed_values(distinct, magnitudes.size) else 8 * magnitudes.size
 
 
 def _unpack(b, table, w, magnitudes, per_channel, out, name):
@@ -281,9 +320,47 @@ def _pack_subgraph(model, subgraph, index, summary):
         summary.append(PackedWeight(
             name=name, shape=tuple(int(d) for d in w.shape),
             magnitudes="per_channel" if per_channel else "per_tensor",
-            bytes_before=int(w.nbytes), bytes_after=int(2 * -(-w.size // WORD_BITS) + 8 * magnitudes.size),
+            bytes_before=int(w.nbytes),
+            bytes_after=int(2 * -(-w.size // WORD_BITS) + _values_bytes(magnitudes, per_channel)),
         ))
     subgraph.operators = b.ops + list(subgraph.operators)
+
+
+def _is_empty_quantization(q):
+    return q is not None and all(
+        getattr(q, field) is None or len(getattr(q, field)) == 0 for field in ("scale", "zeroPoint", "min", "max")
+    ) and q.details is None
+
+
+def _compact(model):
+    """Serialize less: one shared empty buffer, no unreferenced buffers, no empty quantization tables.
+
+    Tensors without data all point to buffer 0 (TFLite's empty sentinel), buffers no
+    tensor or metadata refers to are removed (indices renumbered), and quantization
+    tables without scales, zero points or ranges (what the converter writes for float
+    tensors) are dropped. None of this changes what any tensor holds.
+    """
+    if model.buffers[0].data is not None and len(model.buffers[0].data):
+        return
+    for sg in model.subgraphs:
+        for t in sg.tensors:
+            data = model.buffers[t.buffer].data
+            if data is None or len(data) == 0:
+                t.buffer = 0
+            if _is_empty_quantization(t.quantization):
+                t.quantization = None
+    legacy = _storage._indices(model.metadataBuffer)
+    used = {0, *legacy} | {t.buffer for sg in model.subgraphs for t in sg.tensors}
+    used |= {m.buffer for m in model.metadata or []}
+    new_index = {old: new for new, old in enumerate(sorted(used))}
+    model.buffers = [model.buffers[i] for i in sorted(used)]
+    for sg in model.subgraphs:
+        for t in sg.tensors:
+            t.buffer = new_index[t.buffer]
+    for m in model.metadata or []:
+        m.buffer = new_index[m.buffer]
+    if model.metadataBuffer is not None:
+        model.metadataBuffer = [new_index[i] for i in legacy]
 
 
 def pack_weights_with_summary(tflite):
@@ -296,6 +373,7 @@ def pack_weights_with_summary(tflite):
     if not summary:
         return bytes(tflite), summary
     _storage._drop_unused_buffers(model)
+    _compact(model)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), summary
 
 

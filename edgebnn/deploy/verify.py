@@ -1,5 +1,6 @@
 """Re-verification of a converted model against its Keras original (host side)."""
 
+import functools
 import os
 from pathlib import Path
 
@@ -119,6 +120,31 @@ def compare(keras_model, flatbuffer, x, y, *, batch_size=1000, runtime="auto", k
         "agreement": float(np.mean(keras_pred == tflite_pred)),
         "max_abs_prob_diff": float(np.max(np.abs(_softmax(keras_logits) - _softmax(tflite_logits)), initial=0.0)),
     }
+
+
+def builtin_identical(flatbuffer, reference, x, *, batch_size=1000):
+    """Whether two stock-TFLite models give bit-identical outputs on ``x``, on TFLite's builtin kernels.
+
+    Both run on ``tf.lite.Interpreter`` without the default XNNPACK delegate, so that
+    layers compute with the same kernels in both (e.g. ``weights="packed"`` against
+    ``weights="exact"``, see :mod:`edgebnn.deploy.convert`).
+
+    Returns:
+        dict with ``n``, ``identical`` (every output bit equal) and ``max_abs_diff``.
+    """
+    import tensorflow as tf  # noqa: PLC0415
+
+    resolver = tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    builtin = functools.partial(tf.lite.Interpreter, experimental_op_resolver_type=resolver)
+
+    def predict(fb):
+        runner = device.Runner(device._StockRunner(builtin, "tensorflow", bytes(fb), num_threads=1))
+        xs = model_input(x, runner.input_dtype)
+        return np.concatenate([runner.predict(xs[i : i + batch_size]) for i in range(0, len(xs), batch_size)])
+
+    a, b = predict(flatbuffer), predict(reference)
+    identical = a.shape == b.shape and np.array_equal(a.view(np.uint8), b.view(np.uint8))
+    return {"n": int(len(a)), "identical": bool(identical), "max_abs_diff": float(np.max(np.abs(a - b), initial=0.0))}
 
 
 def kernel_agreement(flatbuffer, x):
