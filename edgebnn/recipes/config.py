@@ -55,6 +55,8 @@ NonNegativeInt = Annotated[int, Field(ge=0)]
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+#: Seeds go to NumPy and TensorFlow, which take 0 <= seed < 2**32.
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 
 
 class SplitConfig(Section):
@@ -63,7 +65,7 @@ class SplitConfig(Section):
     source: Literal["train", "test"] = "test"
     train: PositiveInt
     test: PositiveInt
-    seed: int = 0
+    seed: Seed = 0
 
 
 class DataConfig(Section):
@@ -71,7 +73,7 @@ class DataConfig(Section):
     data_dir: str | None = None
     train_limit: PositiveInt | None = None
     test_limit: PositiveInt | None = None
-    seed: int = 0
+    seed: Seed = 0
     split: SplitConfig | None = None
 
 
@@ -107,7 +109,7 @@ class TrainConfig(Section):
     schedule: Literal[SCHEDULES] = "constant"
     decay_epochs: list[PositiveInt] = []
     decay_factor: Annotated[float, Field(gt=0, le=1)] = 0.1
-    seed: int = 0
+    seed: Seed = 0
     adversarial: AdversarialConfig | None = None
 
     @model_validator(mode="after")
@@ -130,7 +132,7 @@ class EvaluationConfig(Section):
     labels: Literal["true", "predicted"] = "true"
     mc_passes: NonNegativeInt = 0
     eot_samples: PositiveInt | None = None
-    seed: int = 0
+    seed: Seed = 0
 
 
 class DeployConfig(Section):

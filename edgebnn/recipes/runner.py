@@ -93,6 +93,16 @@ def _build_model(recipe, dataset):
                    num_classes=dataset.num_classes, input_shape=dataset.image_shape, **recipe.model.options)
 
 
+def _build_checked(recipe, dataset, *, prefix):
+    """:func:`_build_model`, its argument errors raised as a :class:`RecipeError` naming the recipe key."""
+    try:
+        return _build_model(recipe, dataset)
+    except (ValueError, TypeError) as e:
+        named = [key for key in recipe.model.options if f"`{key}`" in str(e)]
+        key = f"model.options.{named[0]}" if named else "model"
+        raise RecipeError(f"{prefix}`{key}`: {e}") from None
+
+
 def _randomized(model):
     from edgebnn.deploy.convert import random_inference_layers  # noqa: PLC0415
 
@@ -158,7 +168,7 @@ class _Runner:
             n_eval, n_pool = self._eval_split(recipe)
             model_key = self.model_key(cell)
             if model_key not in built:
-                model = _build_model(recipe, d)
+                model = _build_checked(recipe, d, prefix=prefix)
                 built.add(model_key)
                 for key, kind in KINDS.items():
                     if hasattr(kind, "check_model"):
@@ -515,7 +525,9 @@ class _Runner:
                 self.write_report(plans, with_figures=False)
             self.status = "complete"
         except BaseException as e:
-            self.status, self.error = "failed", f"{type(e).__name__}: {e}"
+            interrupted = isinstance(e, KeyboardInterrupt)
+            self.status = "interrupted" if interrupted else "failed"
+            self.error = "interrupted (Ctrl-C)" if interrupted else f"{type(e).__name__}: {e}"
             self.write_report(plans, with_figures=True)
             raise
         report = self.write_report(plans, with_figures=True)
