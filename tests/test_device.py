@@ -141,11 +141,18 @@ def test_load_interpreter_validates():
 
 
 @pytest.fixture(scope="module")
-def portable_bundle(model_and_data, tmp_path_factory):
+def flatbuffers(model_and_data):
+    """The shared model converted for LCE and for the portable target (uint8 input)."""
+    model, _, _ = model_and_data
+    return {"lce": cv.convert(model, target="lce"), "portable": cv.convert(model, target="portable", input_dtype="uint8")}
+
+
+@pytest.fixture(scope="module")
+def portable_bundle(model_and_data, flatbuffers, tmp_path_factory):
     """One bundle (portable target, uint8 input) to copy and break."""
-    model, xt, yt = model_and_data
+    _, xt, yt = model_and_data
     out = tmp_path_factory.mktemp("portable_for_bad_inputs") / "bundle"
-    bundle(cv.convert(model, target="portable", input_dtype="uint8"), xt, yt, out)
+    bundle(flatbuffers["portable"], xt, yt, out)
     return out
 
 
@@ -281,24 +288,21 @@ def test_bad_manifest_is_one_line_without_tensorflow(portable_bundle, tmp_path):
 # --- LCE ops from the operator codes ---------------------------------------------------
 
 
-def test_operator_codes_match_the_tensorflow_schema(model_and_data):
+def test_operator_codes_match_the_tensorflow_schema(flatbuffers):
     from edgebnn.deploy.opcodes import custom_op_names, operator_codes
     from edgebnn.deploy.report import op_histogram
 
-    model, _, _ = model_and_data
-    for target in ("lce", "portable"):
-        fb = cv.convert(model, target=target)
+    for target, fb in flatbuffers.items():
         ops = set(op_histogram(fb))
         assert set(custom_op_names(fb)) == {name for name in ops if name.startswith("Lce")}
         assert len(operator_codes(fb)) >= len(ops)
         assert device.uses_lce_ops(fb) == (target == "lce")
 
 
-def test_lce_ops_are_not_found_by_a_byte_search(model_and_data):
+def test_lce_ops_are_not_found_by_a_byte_search(flatbuffers):
     from edgebnn.deploy.opcodes import FlatbufferError
 
-    model, _, _ = model_and_data
-    fb = cv.convert(model, target="portable")
+    fb = flatbuffers["portable"]
     description = b"MLIR Converted."
     assert description in fb  # the converter's Model.description; overwrite it with an op's name
     named = fb.replace(description, b"LceBconv2d" + b"." * (len(description) - len(b"LceBconv2d")), 1)
