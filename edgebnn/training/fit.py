@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from edgebnn import _quiet
 from edgebnn._checks import positive_int
 
 import tensorflow as tf
@@ -68,6 +69,7 @@ def train(
     if len(x) != len(y):
         raise ValueError(f"`x` and `y` differ in length: {len(x)} vs {len(y)}.")
     tf.keras.utils.set_random_seed(seed)
+    _quiet.filter_tensorflow_logs()  # AutoGraph's notes on Larq internals; Keras' progress stays
     if model.optimizer is None:
         compile_for_classification(model, learning_rate=learning_rate)
     callbacks = list(callbacks)
