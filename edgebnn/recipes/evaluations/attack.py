@@ -96,11 +96,8 @@ def check_option_types(fn, options, *, attack, where):
         if expected is None:
             continue
         types, description = expected
-        if isinstance(value, bool) and bool not in types:
-            ok = False
-        else:
-            ok = isinstance(value, types)
-        if ok and isinstance(value, float) and not np.isfinite(value) and key != "norm":
+        ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)  # TOML true is no int
+        if ok and isinstance(value, float) and not np.isfinite(value) and key != "norm":  # norm = inf is valid
             ok = False
         if not ok:
             raise RecipeError(f"`{where}.{key}`: attack {attack!r} expects {description}, got {value!r}.")
