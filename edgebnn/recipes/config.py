@@ -41,6 +41,7 @@ from pydantic import Field, ValidationError, create_model, model_validator
 from edgebnn.recipes.evaluations import KINDS
 from edgebnn.recipes.schema import OpenSection, RecipeError, Section
 from edgebnn.training.adversarial import LABEL_SOURCES, METHODS, MODES
+from edgebnn.training.distribute import STRATEGIES
 from edgebnn.training.optim import OPTIMIZERS, SCHEDULES
 
 if sys.version_info >= (3, 11):
@@ -111,6 +112,9 @@ class TrainConfig(Section):
     decay_factor: Annotated[float, Field(gt=0, le=1)] = 0.1
     seed: Seed = 0
     adversarial: AdversarialConfig | None = None
+    #: ``tf.distribute`` strategy (:mod:`edgebnn.training.distribute`): "mirrored" for the
+    #: devices of one machine, "multi_worker" for the machines in ``TF_CONFIG``.
+    strategy: Literal[STRATEGIES] = "default"
 
     @model_validator(mode="after")
     def _consistent(self):
