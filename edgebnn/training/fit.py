@@ -76,11 +76,14 @@ def train(
     if checkpoint_dir is not None:
         checkpoint_dir = Path(checkpoint_dir)
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        callbacks += [
+        # first, so that an epoch is saved before any other callback reports it finished
+        # (a Ctrl-C after an "epoch N" line then resumes after epoch N)
+        callbacks = [
             tf.keras.callbacks.BackupAndRestore(os.fspath(checkpoint_dir / "resume")),
             tf.keras.callbacks.ModelCheckpoint(
                 os.fspath(checkpoint_dir / "epoch-{epoch:03d}.weights.h5"), save_weights_only=True
             ),
+            *callbacks,
         ]
     return model.fit(
         x, y, epochs=epochs, batch_size=batch_size, shuffle=True,
