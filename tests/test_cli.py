@@ -122,6 +122,7 @@ enabled = false
 """
 
 
+@pytest.mark.slow  # trains twice in-process
 def test_ctrl_c_is_one_line_exit_130_and_the_run_resumes(tmp_path, data_dir, monkeypatch, capsys):
     import tensorflow as tf
 
