@@ -4,6 +4,12 @@ Importing ``edgebnn`` is light: it imports neither TensorFlow nor Keras, so the
 on-device runner (:mod:`edgebnn.deploy.device`) works with only NumPy installed.
 It does make sure that TensorFlow, when a submodule imports it, uses Keras 2
 (``tf_keras``), which Larq and Larq Compute Engine require.
+
+Load a saved edgebnn model with :func:`load_model` (it imports TensorFlow and
+registers edgebnn's and Larq's layers and quantizers first)::
+
+    import edgebnn
+    model = edgebnn.load_model("runs/quickstart/model.keras")
 """
 
 import os
@@ -42,4 +48,47 @@ def _ensure_legacy_keras():
 
 _ensure_legacy_keras()
 
-__all__ = ["EdgebnnError", "__version__"]
+#: Modules whose import registers the Keras-serializable classes a saved edgebnn model
+#: may name: layers, quantizers (used by name from Larq layers) and the deploy rewrites.
+_SERIALIZABLE_MODULES = ("larq", "edgebnn.layers", "edgebnn.quantizers", "edgebnn.deploy.rewrite",
+                         "edgebnn.deploy.convert")
+
+
+def load_model(path, *, compile=False):
+    """Load a Keras model saved by edgebnn (``model.keras``, or an ``.h5`` file).
+
+    ``tf.keras.models.load_model`` alone fails on these models unless the modules that
+    register edgebnn's layers and quantizers were imported first; this imports them
+    (and TensorFlow) on demand, so ``import edgebnn`` itself stays light.
+
+    Args:
+        path: the saved model file.
+        compile: also restore the optimizer and loss (default ``False``: inference,
+            attacks and conversion need none).
+
+    Returns:
+        The ``tf.keras.Model``.
+
+    Raises:
+        FileNotFoundError: ``path`` is not a file.
+        ValueError: ``path`` is not a ``.keras`` / ``.h5`` file, or Keras cannot read it.
+        TypeError: ``compile`` is not a bool.
+    """
+    import importlib  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    path = Path(path)
+    if not isinstance(compile, bool):
+        raise TypeError(f"`compile` must be a bool, got {compile!r}.")
+    if path.suffix not in (".keras", ".h5"):
+        raise ValueError(f"`path` must be a .keras or .h5 file, got {str(path)!r}.")
+    if not path.is_file():
+        raise FileNotFoundError(f"`path`: no model file at {str(path)!r}.")
+    for module in _SERIALIZABLE_MODULES:
+        importlib.import_module(module)
+    import tensorflow as tf  # noqa: PLC0415
+
+    return tf.keras.models.load_model(path, compile=compile)
+
+
+__all__ = ["EdgebnnError", "__version__", "load_model"]

@@ -1,6 +1,8 @@
 """Atomic file writes: an artifact is either complete or absent, never half-written.
 
-TensorFlow-free, so the on-device runner can use it.
+Files and folders get the permissions any other writer would give them (``0666`` /
+``0777`` minus the process umask), not the private ``0600`` / ``0700`` of the
+temporary files they are built in. TensorFlow-free, so the on-device runner can use it.
 """
 
 import json
@@ -8,6 +10,22 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+
+
+#: Permissions of a new file / folder before the umask, as ``open()`` and ``mkdir()`` use them.
+FILE_MODE, DIR_MODE = 0o666, 0o777
+
+
+def umask():
+    """The process umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def publish_mode(path, *, folder=False):
+    """Give ``path`` the mode a plain ``open()`` (or ``mkdir()`` with ``folder``) would have given it."""
+    os.chmod(path, (DIR_MODE if folder else FILE_MODE) & ~umask())
 
 
 @contextmanager
@@ -22,6 +40,7 @@ def atomic_path(path):
     os.close(fd)
     try:
         yield Path(tmp)
+        publish_mode(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -142,6 +142,12 @@ def _read_idx_split(folder, files, info):
         raise CorruptDataError(
             f"{folder}: {len(images)} images but {len(labels)} labels in {images_file} / {labels_file}."
         )
+    if labels.max(initial=0) >= info.num_classes:
+        bad = int(np.argmax(labels >= info.num_classes))
+        raise CorruptDataError(
+            f"{folder / labels_file}: label {int(labels[bad])} at index {bad} is out of range for the "
+            f"{info.num_classes} classes of {info.name} (expected 0..{info.num_classes - 1})."
+        )
     return images[..., np.newaxis], labels
 
 

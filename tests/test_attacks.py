@@ -74,6 +74,33 @@ def test_inputs_outside_clip_range_rejected(trained):
         attacks.fgsm(model, x[:2] + 2.0, eps=0.1)
 
 
+@pytest.mark.parametrize("name", ["fgsm", "pgd", "cw_l2", "jsma"])
+def test_float_labels_are_not_truncated(trained, name):
+    model, x, _ = trained
+    budget = {} if name == "jsma" else {"eps": 0.1}
+    with pytest.raises(ValueError, match=r"`y` must hold class indices \(whole numbers\), got 3.5"):
+        attacks.get(name)(model, x[:2], y=np.array([3.5, 1.0]), **budget)
+    with pytest.raises(ValueError, match=r"`y` must hold class indices >= 0, got -1"):
+        attacks.get(name)(model, x[:2], y=np.array([-1, 1]), **budget)
+
+
+def test_whole_float_labels_are_class_indices(trained):
+    model, x, _ = trained
+    np.testing.assert_array_equal(attacks.fgsm(model, x[:2], eps=0.1, y=np.array([3.0, 1.0])),
+                                  attacks.fgsm(model, x[:2], eps=0.1, y=np.array([3, 1])))
+
+
+@pytest.mark.parametrize("name", ["fgsm", "pgd", "apgd", "square", "cw_l2", "jsma", "spsa"])
+def test_input_of_the_wrong_rank_is_one_line(trained, name):
+    model, x, _ = trained
+    budget = {} if name == "jsma" else {"eps": 0.1}
+    with pytest.raises(ValueError, match=r"`x` must be a batch of shape \(batch, 28, 28, 1\) for this model, "
+                                         r"got shape \(28, 28, 1\) \(one example: add a batch axis"):
+        attacks.get(name)(model, x[0], **budget)
+    with pytest.raises(ValueError, match=r"got shape \(2, 784\)\.$"):
+        attacks.get(name)(model, x[:2].reshape(2, -1), **budget)
+
+
 def test_registry():
     assert set(attacks.names()) >= {"fgsm", "rfgsm", "bim", "pgd", "mim", "cw_l2", "spsa", "jsma", "substitute"}
     assert attacks.get("pgd") is attacks.pgd

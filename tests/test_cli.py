@@ -100,3 +100,59 @@ def test_missing_dataset_is_one_line_and_nonzero(tmp_path):
         pytest.skip("tensorflow-datasets could provide MNIST here (online machine)")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: Dataset 'mnist' split 'train' not found")
+
+
+INTERRUPTED = """
+name = "interrupted"
+[data]
+dataset = "fashion_mnist"
+train_limit = 256
+test_limit = 64
+[model]
+family = "panda_fcn2"
+precision = "float"
+options = { hidden_layers = 1 }
+[train]
+epochs = 2
+batch_size = 128
+[evaluation]
+limit = 32
+[deploy]
+enabled = false
+"""
+
+
+@pytest.mark.slow  # trains twice in-process
+def test_ctrl_c_is_one_line_exit_130_and_the_run_resumes(tmp_path, data_dir, monkeypatch, capsys):
+    import tensorflow as tf
+
+    from edgebnn import training
+    from edgebnn.recipes.__main__ import EXIT_INTERRUPTED, main
+
+    monkeypatch.setenv("EDGEBNN_DATA_DIR", str(data_dir))
+    recipe, out = tmp_path / "interrupted.toml", tmp_path / "run"
+    recipe.write_text(INTERRUPTED)
+    real_train = training.train
+
+    class CtrlC(tf.keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    def train_interrupted_in_epoch_2(*args, callbacks=(), **kwargs):
+        return real_train(*args, callbacks=[*callbacks, CtrlC()], **kwargs)
+
+    monkeypatch.setattr(training, "train", train_interrupted_in_epoch_2)
+    assert main(["run", str(recipe), "--out", str(out)]) == EXIT_INTERRUPTED
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == ["interrupted: rerun the same command to resume; finished epochs and "
+                                         "results are kept"]
+    assert "epoch 1/2" in captured.out and "epoch 2/2" not in captured.out
+    assert json.loads((out / "report.json").read_text())["status"] == "interrupted"
+
+    monkeypatch.setattr(training, "train", real_train)
+    assert main(["run", str(recipe), "--out", str(out)]) == 0
+    resumed = capsys.readouterr().out
+    assert "resuming from the last finished epoch" in resumed
+    assert "epoch 1/2" not in resumed and "epoch 2/2" in resumed
+    assert json.loads((out / "report.json").read_text())["status"] == "complete"

@@ -73,6 +73,18 @@ def test_label_count_mismatch(tmp_path):
         data.load("mnist", "test", data_dir=tmp_path, use_tfds=False)
 
 
+def test_labels_outside_the_classes_name_the_file(tmp_path):
+    _write_idx_dataset(tmp_path, "fashion_mnist")
+    labels_path = tmp_path / "fashion_mnist" / data._IDX_FILES["test"][1]
+    labels = np.zeros(20, np.uint8)
+    labels[7] = 12
+    labels_path.write_bytes(gzip.compress(_idx(labels)))
+    with pytest.raises(data.CorruptDataError) as info:
+        data.load("fashion_mnist", "test", data_dir=tmp_path, use_tfds=False)
+    assert str(info.value) == (f"{labels_path}: label 12 at index 7 is out of range for the 10 classes of "
+                               f"fashion_mnist (expected 0..9).")
+
+
 def test_wrong_image_size_rejected(tmp_path):
     folder = tmp_path / "mnist"
     folder.mkdir()

@@ -135,3 +135,179 @@ def test_load_interpreter_validates():
         device.load_interpreter(b"", runtime="coral")
     with pytest.raises(ValueError, match="`kernel` must be one of"):
         device.load_interpreter(b"", kernel="fast")
+
+
+# --- every failure to run is exit 2 with one line, checked before the model runs ------
+
+
+@pytest.fixture(scope="module")
+def flatbuffers(model_and_data):
+    """The shared model converted for LCE and for the portable target (uint8 input)."""
+    model, _, _ = model_and_data
+    return {"lce": cv.convert(model, target="lce"), "portable": cv.convert(model, target="portable", input_dtype="uint8")}
+
+
+@pytest.fixture(scope="module")
+def portable_bundle(model_and_data, flatbuffers, tmp_path_factory):
+    """One bundle (portable target, uint8 input) to copy and break."""
+    _, xt, yt = model_and_data
+    out = tmp_path_factory.mktemp("portable_for_bad_inputs") / "bundle"
+    bundle(flatbuffers["portable"], xt, yt, out)
+    return out
+
+
+def _copy_bundle(source, target, *, manifest=None, files=None):
+    """A copy of ``source`` with the manifest edited by ``manifest(dict)`` and files replaced (sha256 kept right)."""
+    target.mkdir()
+    for name in ("eval.npz", "model.tflite"):
+        (target / name).write_bytes((files or {}).get(name, (source / name).read_bytes()))
+    data = json.loads((source / "manifest.json").read_text())
+    for key, name in (("model", "model.tflite"), ("eval_set", "eval.npz")):
+        data[key]["sha256"] = device.sha256((target / name).read_bytes())
+    if manifest is not None:
+        data = manifest(data)
+    (target / "manifest.json").write_text(json.dumps(data))
+    return target
+
+
+def _set(path, value):
+    def edit(data):
+        node = data
+        for part in path[:-1]:
+            node = node[part]
+        node[path[-1]] = value
+        return data
+
+    return edit
+
+
+def _main(capsys, *args):
+    code = device.main(["verify", *map(os.fspath, args)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err.splitlines()
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (_set(["tolerance", "accuracy_abs"], 1.5), "`tolerance.accuracy_abs` must be a number in [0, 1], got 1.5"),
+        (_set(["tolerance", "accuracy_abs"], -0.1), "`tolerance.accuracy_abs` must be a number in [0, 1], got -0.1"),
+        (_set(["tolerance", "accuracy_abs"], "0.01"), "`tolerance.accuracy_abs` must be a number in [0, 1], got '0.01'"),
+        (_set(["tolerance", "min_agreement_with_host"], 0), "`tolerance.min_agreement_with_host` must be a number in (0, 1], got 0"),
+        (_set(["tolerance", "min_agreement_with_host"], float("nan")),
+         "`tolerance.min_agreement_with_host` must be a number in (0, 1], got nan"),
+        (_set(["tolerance", "min_agreement_with_host"], True),
+         "`tolerance.min_agreement_with_host` must be a number in (0, 1], got True"),
+        (_set(["expected", "accuracy"], 2), "`expected.accuracy` must be a number in [0, 1], got 2"),
+        (lambda data: [], "manifest.json must hold a JSON object, got a list"),
+        (lambda data: {k: v for k, v in data.items() if k != "tolerance"}, "`tolerance` must be a JSON object, got missing"),
+        (_set(["format_version"], 2), "`format_version` must be 1, got 2"),
+        (_set(["model", "file"], "../bundle/model.tflite"), "`model.file` must be a file name inside the bundle"),
+        (_set(["model", "file"], "/etc/hostname"), "`model.file` must be a file name inside the bundle"),
+        (_set(["eval_set", "file"], "model.tflite"), "`model.file` and `eval_set.file` must be two files"),
+        (_set(["eval_set", "file"], "gone.npz"), "`eval_set.file` names 'gone.npz', which is not a file in"),
+        (_set(["model", "sha256"], "abc"), "`model.sha256` must be 64 lowercase hex digits, got 'abc'"),
+        (_set(["input", "dtype"], "int8"), "`input.dtype` must be one of ['uint8', 'float32'], got 'int8'"),
+        (_set(["input", "shape"], [1, 0]), "`input.shape` must be a list of positive ints"),
+        (_set(["eval_set", "n"], 7), "holds 300 examples, manifest.json says `eval_set.n` = 7"),
+    ],
+)
+def test_bad_manifest_is_one_line_exit_2(portable_bundle, tmp_path, capsys, edit, message):
+    broken = _copy_bundle(portable_bundle, tmp_path / "broken", manifest=edit)
+    code, out, err = _main(capsys, broken)
+    assert code == 2 and out == ""
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+
+
+def test_truncated_eval_set_with_a_matching_sha256_is_one_line(portable_bundle, tmp_path, capsys):
+    truncated = (portable_bundle / "eval.npz").read_bytes()[:-200]
+    broken = _copy_bundle(portable_bundle, tmp_path / "broken", files={"eval.npz": truncated})
+    code, out, err = _main(capsys, broken)
+    assert code == 2 and out == "" and len(err) == 1
+    assert err[0].startswith("error: eval.npz is not a readable .npz archive"), err
+
+
+def test_eval_set_without_labels_is_one_line(portable_bundle, tmp_path, capsys):
+    import io
+
+    with np.load(portable_bundle / "eval.npz") as npz:
+        buffer = io.BytesIO()
+        np.savez(buffer, x=npz["x"], host_predictions=npz["host_predictions"])
+    broken = _copy_bundle(portable_bundle, tmp_path / "broken", files={"eval.npz": buffer.getvalue()})
+    code, _, err = _main(capsys, broken)
+    assert code == 2 and err == ["error: eval.npz lacks the array(s) ['y']; it holds ['host_predictions', 'x']"]
+
+
+def test_model_that_is_not_a_flatbuffer_is_one_line(portable_bundle, tmp_path, capsys):
+    broken = _copy_bundle(portable_bundle, tmp_path / "broken", files={"model.tflite": b"\x00" * 64})
+    code, _, err = _main(capsys, broken)
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: model.tflite: not a TFLite flatbuffer"), err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--limit", "-5"), "argument --limit: must be a positive int, got -5"),
+        (("--limit", "0"), "argument --limit: must be a positive int, got 0"),
+        (("--threads", "0"), "argument --threads: must be a positive int, got 0"),
+        (("--threads", "two"), "argument --threads: must be a positive int, got 'two'"),
+        (("--runtime", "coral"), "argument --runtime: invalid choice: 'coral'"),
+    ],
+)
+def test_bad_arguments_are_one_line_exit_2(portable_bundle, capsys, args, message):
+    with pytest.raises(SystemExit) as info:
+        device.main(["verify", os.fspath(portable_bundle), *args])
+    err = capsys.readouterr().err.splitlines()
+    assert info.value.code == 2 and len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+
+
+def test_report_folder_is_checked_before_running(portable_bundle, tmp_path, capsys):
+    code, out, err = _main(capsys, portable_bundle, "--report", tmp_path / "missing" / "report.json")
+    assert code == 2 and out == ""  # nothing ran
+    assert err == [f"error: --report {tmp_path / 'missing' / 'report.json'}: the folder {tmp_path / 'missing'} "
+                   f"does not exist"]
+    code, _, err = _main(capsys, portable_bundle, "--report", tmp_path)
+    assert code == 2 and len(err) == 1 and "is a folder" in err[0]
+
+
+def test_limit_checks_that_many_and_writes_the_report(portable_bundle, tmp_path, capsys):
+    out = tmp_path / "report.json"
+    code, _, _ = _main(capsys, portable_bundle, "--limit", "5", "--threads", "2", "--report", out)
+    report = json.loads(out.read_text())
+    assert code == 0 and report["n"] == 5 and report["accuracy_checked"] is False
+
+
+def test_bad_manifest_is_one_line_without_tensorflow(portable_bundle, tmp_path):
+    broken = _copy_bundle(portable_bundle, tmp_path / "broken", manifest=_set(["tolerance", "accuracy_abs"], 1.5))
+    proc = _run_device("verify", os.fspath(broken))
+    assert proc.returncode == 2 and 'LOADED=[]' in proc.stderr
+    assert [line for line in proc.stderr.splitlines() if not line.startswith("LOADED=")] == [
+        "error: manifest.json: `tolerance.accuracy_abs` must be a number in [0, 1], got 1.5"]
+
+
+# --- LCE ops from the operator codes ---------------------------------------------------
+
+
+def test_operator_codes_match_the_tensorflow_schema(flatbuffers):
+    from edgebnn.deploy.opcodes import custom_op_names, operator_codes
+    from edgebnn.deploy.report import op_histogram
+
+    for target, fb in flatbuffers.items():
+        ops = set(op_histogram(fb))
+        assert set(custom_op_names(fb)) == {name for name in ops if name.startswith("Lce")}
+        assert len(operator_codes(fb)) >= len(ops)
+        assert device.uses_lce_ops(fb) == (target == "lce")
+
+
+def test_lce_ops_are_not_found_by_a_byte_search(flatbuffers):
+    from edgebnn.deploy.opcodes import FlatbufferError
+
+    fb = flatbuffers["portable"]
+    description = b"MLIR Converted."
+    assert description in fb  # the converter's Model.description; overwrite it with an op's name
+    named = fb.replace(description, b"LceBconv2d" + b"." * (len(description) - len(b"LceBconv2d")), 1)
+    assert b"LceBconv2d" in named and not device.uses_lce_ops(named)
+    with pytest.raises(FlatbufferError, match="not a TFLite flatbuffer"):
+        device.uses_lce_ops(b"LceBconv2d" * 4)
+    with pytest.raises(FlatbufferError, match="outside"):
+        device.uses_lce_ops(fb[:64])

@@ -149,6 +149,14 @@ def test_repeats_line_placement(tmp_path):
         ("steps = 3", 'steps = 3\nsource = "other"', r"`attacks.0.source`: no cell named 'other'"),
         ("steps = 3", "steps = 3\nholdout = 10", r"`attacks.0.holdout`: attack 'pgd' takes no held-out set"),
         ("[train]", '[data.split]\ntrain = 10\ntest = 10\n[train]', r"`data.split` carves exact sizes"),
+        ("steps = 3", 'steps = "forty"', r"`attacks.0.steps`: attack 'pgd' expects an int, got 'forty'"),
+        ("steps = 3", "steps = 3.0", r"`attacks.0.steps`: attack 'pgd' expects an int, got 3.0"),
+        ("steps = 3", 'steps = 3\nrand_init = "yes"', r"`attacks.0.rand_init`: attack 'pgd' expects true or false"),
+        ("steps = 3", "steps = 3\nrestarts = true", r"`attacks.0.restarts`: attack 'pgd' expects an int, got True"),
+        ("steps = 3", "steps = 3\nclip_max = nan", r"`attacks.0.clip_max`: attack 'pgd' expects a number, got nan"),
+        ("steps = 3", 'steps = 3\nsurrogate = 1', r"`attacks.0.surrogate`: attack 'pgd' expects a string, got 1"),
+        ("epochs = 1", "epochs = 1\nseed = -1", r"`train.seed`: input should be greater than or equal to 0, got -1"),
+        ("train_limit = 100", "train_limit = 100\nseed = 4294967296", r"`data.seed`: input should be less than"),
     ],
 )
 def test_bad_recipes_name_the_key(tmp_path, old, new, message):
@@ -265,3 +273,15 @@ def test_evaluation_kinds_come_from_the_registry():
         assert key in config.Recipe.model_fields
         for name in ("Spec", "check", "units", "run", "label", "cost", "pool_size"):
             assert hasattr(kind, name), (key, name)
+
+
+def test_option_types_of_referenced_attacks_are_checked(tmp_path):
+    text = GOOD + '[[detection]]\nattack = "pgd"\neps = 0.1\nsteps = "ten"\n'
+    with pytest.raises(config.RecipeError, match=r"`detection.0.steps`: attack 'pgd' expects an int, got 'ten'"):
+        config.load(_write(tmp_path, text))
+
+
+def test_well_typed_attack_options_pass(tmp_path):
+    text = GOOD.replace("steps = 3", 'steps = 3\nstep_size = 0.01\nnorm = "l2"\nrand_init = false\nclip_max = 1')
+    [attack] = config.load(_write(tmp_path, text)).cells[0].recipe.attacks
+    assert attack.options == {"steps": 3, "step_size": 0.01, "norm": "l2", "rand_init": False, "clip_max": 1}

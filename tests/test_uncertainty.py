@@ -62,3 +62,19 @@ def test_validation(kwargs, error):
         predict_mc("model", np.zeros((2, 2), np.float32))
     with pytest.raises(ValueError, match="x"):
         predict_mc(model, np.zeros((0, 2), np.float32))
+
+
+def test_repeated_calls_trace_the_model_once(rng):
+    traces = []
+
+    class Counting(tf.keras.layers.Layer):
+        def call(self, x):
+            traces.append(1)  # Python side effect: runs only while tracing
+            return x
+
+    model = tf.keras.Sequential([tf.keras.Input((6,)), Counting(), tf.keras.layers.Dense(3)])
+    predict_mc(model, rng.normal(size=(8, 6)).astype(np.float32), samples=3, batch_size=8)
+    after_first = len(traces)
+    for _ in range(3):
+        predict_mc(model, rng.normal(size=(8, 6)).astype(np.float32), samples=3, batch_size=8)
+    assert len(traces) == after_first

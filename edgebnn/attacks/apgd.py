@@ -300,7 +300,7 @@ def apgd(
         norm=norm, eps=eps, clip_min=clip_min, clip_max=clip_max, y=y, targeted=targeted, steps=steps,
         restarts=restarts, eot_samples=eot_samples, surrogate=surrogate,
     )
-    x = check_inputs(x, clip_min=clip_min, clip_max=clip_max)
+    x = check_inputs(x, clip_min=clip_min, clip_max=clip_max, model_fn=model_fn)
     if eps == 0:
         return x
     return _apgd(
@@ -349,7 +349,7 @@ def apgd_t(
         restarts=restarts, eot_samples=eot_samples, surrogate=surrogate,
     )
     target_classes = validate_positive_int(target_classes, "target_classes")
-    x = check_inputs(x, clip_min=clip_min, clip_max=clip_max)
+    x = check_inputs(x, clip_min=clip_min, clip_max=clip_max, model_fn=model_fn)
     if eps == 0:
         return x
     classes = int(call_model(model_fn, x[:1]).shape[-1])

@@ -137,7 +137,7 @@ def run_autoattack(
     for value, name in ((steps, "steps"), (restarts, "restarts"), (square_queries, "square_queries"),
                         (eot_samples, "eot_samples"), (batch_size, "batch_size"), (target_classes, "target_classes")):
         validate_positive_int(value, name)
-    x = np.asarray(check_inputs(x, clip_min=clip_min, clip_max=clip_max))
+    x = np.asarray(check_inputs(x, clip_min=clip_min, clip_max=clip_max, model_fn=model_fn))
     predicted = _predict(model_fn, x, batch_size)
     y = predicted if y is None else np.asarray(y).reshape(-1).astype(np.int64)
     if len(y) != len(x):

@@ -87,9 +87,32 @@ def validate_surrogate(surrogate):
     return ops.validate_surrogate(surrogate)
 
 
-def check_inputs(x, *, clip_min, clip_max):
-    """Convert ``x`` to float32 and reject NaN / infinite / out-of-clip-range values."""
+def _model_input_shape(model_fn):
+    """The ``(None, ...)`` input shape of a single-input Keras model, else ``None``."""
+    try:
+        shape = getattr(model_fn, "input_shape", None)
+    except (AttributeError, ValueError, RuntimeError):  # Keras raises these for a model not built yet
+        return None
+    if not isinstance(shape, tuple) or not all(d is None or isinstance(d, int) for d in shape):
+        return None
+    return shape
+
+
+def check_inputs(x, *, clip_min, clip_max, model_fn=None):
+    """Convert ``x`` to float32 and reject NaN / infinite / out-of-clip-range values.
+
+    With ``model_fn`` a Keras model, ``x`` must also be a batch the model accepts: the
+    model's input rank, with the same per-example shape.
+    """
     x = tf.convert_to_tensor(x, dtype=tf.float32)
+    expected = _model_input_shape(model_fn)
+    if expected is not None:
+        got = tuple(x.shape)
+        if len(got) != len(expected) or any(e is not None and e != g for e, g in zip(expected[1:], got[1:])):
+            example = tuple(d for d in expected[1:])
+            raise ValueError(f"`x` must be a batch of shape (batch, {', '.join(str(d) for d in example)}) for this "
+                             f"model, got shape {got}" + (" (one example: add a batch axis, x[None])"
+                                                           if got == example else "") + ".")
     values = x.numpy() if tf.executing_eagerly() else None
     if values is not None:
         if not np.all(np.isfinite(values)):
@@ -107,6 +130,15 @@ def check_labels(y, x):
     y = tf.convert_to_tensor(y)
     if y.shape.rank == 2:
         y = tf.argmax(y, axis=-1)
+    if y.shape.rank == 1 and not (y.dtype.is_integer or y.dtype.is_floating):
+        raise TypeError(f"`y` must hold class indices (integers), got dtype {y.dtype.name}.")
+    if y.shape.rank == 1 and y.dtype.is_floating and tf.executing_eagerly():
+        values = y.numpy()
+        if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
+            bad = values[~np.isfinite(values) | (values != np.round(values))][0]
+            raise ValueError(f"`y` must hold class indices (whole numbers), got {bad!r}; floats are not truncated.")
+    if y.shape.rank == 1 and tf.executing_eagerly() and y.shape[0] and np.min(y.numpy()) < 0:
+        raise ValueError(f"`y` must hold class indices >= 0, got {np.min(y.numpy())!r}.")
     if y.shape.rank != 1:
         raise ValueError(f"`y` must be class indices of shape (batch,) or one-hot (batch, classes), got shape {y.shape}.")
     if tf.executing_eagerly() and x.shape[0] is not None and y.shape[0] != x.shape[0]:

@@ -151,7 +151,7 @@ def cw_l2(
     initial_const = validate_nonnegative(initial_const, "initial_const")
     if not learning_rate > 0:
         raise ValueError(f"`learning_rate` must be > 0, got {learning_rate!r}.")
-    x = check_inputs(x, clip_min=clip_min, clip_max=clip_max)
+    x = check_inputs(x, clip_min=clip_min, clip_max=clip_max, model_fn=model_fn)
     return _cw_l2(
         model_fn, x, check_labels(y, x), targeted=bool(targeted), confidence=confidence,
         learning_rate=float(learning_rate),

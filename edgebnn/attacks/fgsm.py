@@ -54,7 +54,7 @@ def fgsm(
     validate_attack(eps=eps, clip_min=clip_min, clip_max=clip_max, y=y, targeted=targeted)
     eot_samples = validate_positive_int(eot_samples, "eot_samples")
     surrogate = validate_surrogate(surrogate)
-    x = check_inputs(x, clip_min=clip_min, clip_max=clip_max)
+    x = check_inputs(x, clip_min=clip_min, clip_max=clip_max, model_fn=model_fn)
     return _fgsm(
         model_fn, x, check_labels(y, x), eps=float(eps), norm=norm, targeted=bool(targeted),
         clip_min=clip_min, clip_max=clip_max, eot_samples=eot_samples, surrogate=surrogate,

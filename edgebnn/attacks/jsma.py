@@ -103,7 +103,7 @@ def jsma(model_fn, x, *, y=None, targeted=False, theta=1.0, gamma=0.1, clip_min=
     gamma = validate_nonnegative(gamma, "gamma")
     if not 0 < gamma <= 1:
         raise ValueError(f"`gamma` must be in (0, 1], got {gamma!r}.")
-    x = check_inputs(x, clip_min=clip_min, clip_max=clip_max)
+    x = check_inputs(x, clip_min=clip_min, clip_max=clip_max, model_fn=model_fn)
     return _jsma(
         model_fn, x, check_labels(y, x), theta=theta, gamma=gamma, targeted=bool(targeted),
         clip_min=float(clip_min), clip_max=float(clip_max),

@@ -59,7 +59,7 @@ def mim(
     step_size = eps / steps if step_size is None else validate_steps(steps, step_size, eps)
     decay = validate_nonnegative(decay, "decay")
     eot_samples = validate_positive_int(eot_samples, "eot_samples")
-    x = check_inputs(x, clip_min=clip_min, clip_max=clip_max)
+    x = check_inputs(x, clip_min=clip_min, clip_max=clip_max, model_fn=model_fn)
     if eps == 0:
         return x
     return _mim(

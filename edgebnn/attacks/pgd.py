@@ -101,7 +101,7 @@ def pgd(
     surrogate = validate_surrogate(surrogate)
     if restarts > 1 and not rand_init:
         raise ValueError(f"`restarts` > 1 needs `rand_init=True` (restarts from the same start repeat the same run), got restarts={restarts}.")
-    x = check_inputs(x, clip_min=clip_min, clip_max=clip_max)
+    x = check_inputs(x, clip_min=clip_min, clip_max=clip_max, model_fn=model_fn)
     if eps == 0:
         return x
     return _pgd(

@@ -53,7 +53,7 @@ def rfgsm(model_fn, x, *, eps, alpha=None, y=None, targeted=False, clip_min=0.0,
     if alpha > eps:
         raise ValueError(f"`alpha` must be <= `eps` ({eps}), got {alpha!r}.")
     eot_samples = validate_positive_int(eot_samples, "eot_samples")
-    x = check_inputs(x, clip_min=clip_min, clip_max=clip_max)
+    x = check_inputs(x, clip_min=clip_min, clip_max=clip_max, model_fn=model_fn)
     return _rfgsm(
         model_fn, x, check_labels(y, x), eps=float(eps), alpha=float(alpha), targeted=bool(targeted),
         clip_min=clip_min, clip_max=clip_max, eot_samples=eot_samples,

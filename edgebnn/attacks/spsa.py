@@ -112,7 +112,7 @@ def spsa(
         raise ValueError(f"`num_samples` must be an even int >= 2, got {num_samples!r}.")
     if not validate_nonnegative(delta, "delta") > 0 or not validate_nonnegative(learning_rate, "learning_rate") > 0:
         raise ValueError(f"`delta` and `learning_rate` must be > 0, got {delta!r}, {learning_rate!r}.")
-    x = check_inputs(x, clip_min=clip_min, clip_max=clip_max)
+    x = check_inputs(x, clip_min=clip_min, clip_max=clip_max, model_fn=model_fn)
     if eps == 0:
         return x
     return _spsa(

@@ -253,7 +253,7 @@ def square_with_queries(
     queries = validate_positive_int(queries, "queries")
     if isinstance(p_init, bool) or not isinstance(p_init, (int, float)) or not 0 < p_init <= 1:
         raise ValueError(f"`p_init` must be a number in (0, 1], got {p_init!r}.")
-    x = check_inputs(x, clip_min=clip_min, clip_max=clip_max)
+    x = check_inputs(x, clip_min=clip_min, clip_max=clip_max, model_fn=model_fn)
     if x.shape.rank == 3:
         x_img = x[..., None]
     elif x.shape.rank == 4:

@@ -140,7 +140,7 @@ def substitute(
     """
     norm = validate_norm(norm)
     validate_attack(eps=eps, clip_min=clip_min, clip_max=clip_max, y=y, targeted=targeted)
-    x = np.asarray(check_inputs(x, clip_min=clip_min, clip_max=clip_max).numpy(), np.float32)
+    x = np.asarray(check_inputs(x, clip_min=clip_min, clip_max=clip_max, model_fn=model_fn).numpy(), np.float32)
     oracle = label_oracle(model_fn)
     if y is None:
         y = oracle(x)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 import edgebnn
+from edgebnn import _io
 from edgebnn.deploy import device
 from edgebnn.deploy.verify import compare, to_pixels
 
@@ -126,6 +127,7 @@ def _write_atomically(out_dir, files):
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
+        _io.publish_mode(tmp, folder=True)
         old = None
         if out_dir.exists():
             old = out_dir.parent / f".{out_dir.name}.old"

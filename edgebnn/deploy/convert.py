@@ -37,6 +37,7 @@ addressed by index, as :mod:`edgebnn.deploy.device` does.
 """
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from edgebnn import _quiet
 from edgebnn.deploy import packing as _packing
 from edgebnn.deploy import rewrite as _rewrite
 from edgebnn.deploy import storage as _storage
@@ -197,15 +198,18 @@ def convert(model, *, target="lce", input_dtype="float32", rewrites=True, weight
         )
     if not isinstance(strip, bool):
         raise TypeError(f"`strip` must be a bool, got {strip!r}.")
+    _quiet.filter_tensorflow_logs()
     deployable = prepare(model, target=target, input_dtype=input_dtype, rewrites=rewrites)
     if target == "lce":
         import larq_compute_engine as lce  # noqa: PLC0415 (heavy; only when converting)
 
-        flatbuffer = lce.convert_keras_model(deployable)
+        with _quiet.filtered_stderr():
+            flatbuffer = lce.convert_keras_model(deployable)
     else:
         converter = tf.lite.TFLiteConverter.from_keras_model(deployable)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-        flatbuffer = converter.convert()
+        with _quiet.filtered_stderr():
+            flatbuffer = converter.convert()
     if weights == "packed":
         flatbuffer = _thresholds.sign_thresholds(flatbuffer)
         flatbuffer = _storage.store_weights(_packing.pack_weights(flatbuffer), mode="exact")
@@ -221,5 +225,7 @@ def float_reference(model):
     conversions are compared against.
     """
     _validate_options(model, "lce")
+    _quiet.filter_tensorflow_logs()
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    return converter.convert()
+    with _quiet.filtered_stderr():
+        return converter.convert()

@@ -12,9 +12,12 @@ Raspberry Pi with ``numpy`` and one of:
 Usage::
 
     python -m edgebnn.deploy.device verify BUNDLE_DIR [--report out.json] [--runtime auto]
+        [--threads N] [--limit N]
 
-Exit status: 0 within the manifest's tolerance, 1 outside it, 2 bad bundle or arguments
-(one-line message on stderr).
+Exit status: 0 within the manifest's tolerance, 1 outside it, 2 for every failure to
+run (bad arguments, bundle, manifest, evaluation set or runtime; one line on stderr),
+130 after Ctrl-C. The arguments, the manifest and the evaluation set are checked before
+the model runs.
 """
 
 import argparse
@@ -22,22 +25,32 @@ import hashlib
 import importlib
 import importlib.util
 import json
+import math
 import os
 import platform
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 import edgebnn
+from edgebnn import _io
+from edgebnn.deploy.opcodes import FlatbufferError, custom_op_names
 
 RUNTIMES = ("auto", "lce", "ai_edge_litert", "tflite_runtime")
 KERNELS = ("default", "reference", "indirect_bgemm")
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 #: Custom op names of Larq Compute Engine, as stored in a flatbuffer's operator codes.
-LCE_OP_NAMES = (b"LceBconv2d", b"LceQuantize", b"LceDequantize", b"LceBMaxPool2d")
+LCE_OP_NAMES = ("LceBconv2d", "LceQuantize", "LceDequantize", "LceBMaxPool2d")
+#: Input dtypes a bundle's model may take (``preprocess`` turns uint8 pixels into them).
+INPUT_DTYPES = ("uint8", "float32")
+#: Arrays of ``eval.npz``: the pixels, labels and host predictions (``host_logits`` optional).
+EVAL_ARRAYS = ("x", "y", "host_predictions")
+#: Exit status of ``verify``: within tolerance, outside it, failed to run, interrupted.
+EXIT_PASSED, EXIT_OUT_OF_TOLERANCE, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class BundleError(ValueError):
@@ -50,8 +63,12 @@ def sha256(data):
 
 
 def uses_lce_ops(flatbuffer):
-    """True if the flatbuffer names one of Larq Compute Engine's custom ops."""
-    return any(name in flatbuffer for name in LCE_OP_NAMES)
+    """True if the model's operator codes include one of Larq Compute Engine's custom ops.
+
+    Raises:
+        FlatbufferError: ``flatbuffer`` is not a well-formed TFLite model.
+    """
+    return any(name in LCE_OP_NAMES for name in custom_op_names(flatbuffer))
 
 
 def _lce_wrapper():
@@ -170,44 +187,177 @@ def preprocess(pixels, input_spec):
     raise BundleError(f"manifest input dtype must be 'uint8' or 'float32', got {input_spec['dtype']!r}")
 
 
-def read_bundle(bundle_dir):
-    """``(manifest, model bytes, eval arrays)`` of a bundle, checking sha256 sums.
+# --- the manifest schema -------------------------------------------------------------
+
+
+def _number(value, key, *, low, high, low_open=False):
+    """A finite real number in ``[low, high]`` (``(low, high]`` with ``low_open``)."""
+    interval = f"{'(' if low_open else '['}{low}, {high}]"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not (
+        (low < value if low_open else low <= value) and value <= high
+    ):
+        raise BundleError(f"{MANIFEST}: `{key}` must be a number in {interval}, got {value!r}")
+    return float(value)
+
+
+def _file_name(value, key, bundle_dir):
+    """A plain file name inside the bundle folder (no folders, no ``..``, not absolute)."""
+    if (not isinstance(value, str) or not value or value in (".", "..") or "/" in value or "\\" in value
+            or "\0" in value):
+        raise BundleError(f"{MANIFEST}: `{key}` must be a file name inside the bundle (no folders), got {value!r}")
+    path = Path(bundle_dir) / value
+    if not path.is_file():
+        raise BundleError(f"{MANIFEST}: `{key}` names {value!r}, which is not a file in {bundle_dir}")
+    return path
+
+
+def _sha(value, key):
+    if not isinstance(value, str) or len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise BundleError(f"{MANIFEST}: `{key}` must be 64 lowercase hex digits, got {value!r}")
+    return value
+
+
+def _table(manifest, key):
+    value = manifest.get(key)
+    if not isinstance(value, dict):
+        what = "missing" if value is None else f"a {type(value).__name__}"
+        raise BundleError(f"{MANIFEST}: `{key}` must be a JSON object, got {what}")
+    return value
+
+
+def validate_manifest(manifest, bundle_dir):
+    """Check a parsed manifest against the bundle schema; return the paths of its files.
+
+    Schema (other keys are descriptive and not checked): ``format_version`` =
+    :data:`FORMAT_VERSION`; ``model`` and ``eval_set``: ``file`` (a file name inside the
+    bundle) and ``sha256``; ``input``: ``dtype`` in :data:`INPUT_DTYPES`, ``shape`` (a
+    list of positive ints, batch first), optional ``scale_divisor`` > 0;
+    ``expected.accuracy`` in [0, 1]; ``tolerance.accuracy_abs`` in [0, 1] and
+    ``tolerance.min_agreement_with_host`` in (0, 1], finite.
+
+    Returns:
+        ``{"model": path, "eval_set": path}``.
 
     Raises:
-        BundleError: missing files, bad manifest, or a sha256 mismatch.
+        BundleError: the first key that does not fit, named.
+    """
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{MANIFEST} must hold a JSON object, got a {type(manifest).__name__}")
+    version = manifest.get("format_version")
+    if isinstance(version, bool) or version != FORMAT_VERSION:
+        raise BundleError(f"{MANIFEST}: `format_version` must be {FORMAT_VERSION}, got {version!r}")
+    files = {}
+    for key in ("model", "eval_set"):
+        entry = _table(manifest, key)
+        files[key] = _file_name(entry.get("file"), f"{key}.file", bundle_dir)
+        _sha(entry.get("sha256"), f"{key}.sha256")
+    if files["model"].resolve() == files["eval_set"].resolve():
+        raise BundleError(f"{MANIFEST}: `model.file` and `eval_set.file` must be two files, both are "
+                          f"{files['model'].name!r}")
+    spec = _table(manifest, "input")
+    if spec.get("dtype") not in INPUT_DTYPES:
+        raise BundleError(f"{MANIFEST}: `input.dtype` must be one of {list(INPUT_DTYPES)}, got {spec.get('dtype')!r}")
+    shape = spec.get("shape")
+    if (not isinstance(shape, list) or len(shape) < 2
+            or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in shape)):
+        raise BundleError(f"{MANIFEST}: `input.shape` must be a list of positive ints (batch first), got {shape!r}")
+    if "scale_divisor" in spec:
+        _number(spec["scale_divisor"], "input.scale_divisor", low=0, high=math.inf, low_open=True)
+    _number(_table(manifest, "expected").get("accuracy"), "expected.accuracy", low=0, high=1)
+    tolerance = _table(manifest, "tolerance")
+    _number(tolerance.get("accuracy_abs"), "tolerance.accuracy_abs", low=0, high=1)
+    _number(tolerance.get("min_agreement_with_host"), "tolerance.min_agreement_with_host", low=0, high=1,
+            low_open=True)
+    return files
+
+
+def _read_eval_set(path, manifest):
+    """The arrays of ``eval.npz``, checked against each other and the manifest's input."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
+        raise BundleError(f"{path.name} is not a readable .npz archive ({type(e).__name__}: {e})") from e
+    missing = [k for k in EVAL_ARRAYS if k not in arrays]
+    if missing:
+        raise BundleError(f"{path.name} lacks the array(s) {missing}; it holds {sorted(arrays)}")
+    x, y, host = arrays["x"], arrays["y"], arrays["host_predictions"]
+    example = tuple(manifest["input"]["shape"][1:])
+    if x.dtype != np.uint8 or tuple(x.shape[1:]) != example:
+        raise BundleError(f"{path.name}: `x` must be uint8 pixels of shape (n, {', '.join(map(str, example))}), "
+                          f"got {x.dtype} {tuple(x.shape)}")
+    for name, array in (("y", y), ("host_predictions", host)):
+        if array.ndim != 1 or len(array) != len(x) or not np.issubdtype(array.dtype, np.integer):
+            raise BundleError(f"{path.name}: `{name}` must be {len(x)} integer labels, got {array.dtype} "
+                              f"{tuple(array.shape)}")
+    if "host_logits" in arrays and arrays["host_logits"].shape[:1] != (len(x),):
+        raise BundleError(f"{path.name}: `host_logits` must have {len(x)} rows, got {tuple(arrays['host_logits'].shape)}")
+    n = manifest["eval_set"].get("n")
+    if n is not None and n != len(x):
+        raise BundleError(f"{path.name} holds {len(x)} examples, {MANIFEST} says `eval_set.n` = {n!r}")
+    return arrays
+
+
+def read_bundle(bundle_dir):
+    """``(manifest, model bytes, eval arrays)`` of a bundle, checking the schema and sha256 sums.
+
+    Raises:
+        BundleError: missing files, a manifest that does not fit the schema
+            (:func:`validate_manifest`), a sha256 mismatch, an unreadable evaluation set
+            or a model that is not a TFLite flatbuffer.
     """
     bundle_dir = Path(bundle_dir)
     manifest_path = bundle_dir / MANIFEST
     if not manifest_path.is_file():
         raise BundleError(f"no {MANIFEST} in {bundle_dir}")
     try:
-        manifest = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError as e:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BundleError(f"{manifest_path} is not valid JSON: {e}") from e
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise BundleError(f"manifest format_version must be {FORMAT_VERSION}, got {manifest.get('format_version')!r}")
-    files = {}
-    for key in ("model", "eval_set"):
-        entry = manifest[key]
-        path = bundle_dir / entry["file"]
-        if not path.is_file():
-            raise BundleError(f"{key} file {path} is missing")
+    files = validate_manifest(manifest, bundle_dir)
+    contents = {}
+    for key, path in files.items():
         data = path.read_bytes()
-        if sha256(data) != entry["sha256"]:
-            raise BundleError(f"sha256 of {path.name} is {sha256(data)}, manifest says {entry['sha256']}: refusing to run it")
-        files[key] = path
-    with np.load(files["eval_set"], allow_pickle=False) as npz:
-        arrays = {k: npz[k] for k in npz.files}
-    return manifest, files["model"].read_bytes(), arrays
+        if sha256(data) != manifest[key]["sha256"]:
+            raise BundleError(f"sha256 of {path.name} is {sha256(data)}, manifest says {manifest[key]['sha256']}: "
+                              f"refusing to run it")
+        contents[key] = data
+    try:
+        custom_op_names(contents["model"])
+    except FlatbufferError as e:
+        raise BundleError(f"{files['model'].name}: {e}") from e
+    return manifest, contents["model"], _read_eval_set(files["eval_set"], manifest)
+
+
+def _validate_run(*, num_threads, limit):
+    for value, name in ((num_threads, "threads"), (limit, "limit")):
+        if value is None and name == "limit":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
 
 
 def verify_bundle(bundle_dir, *, runtime="auto", num_threads=1, limit=None):
     """Run a bundle's evaluation set and compare with its manifest.
 
+    Args:
+        bundle_dir: the bundle folder.
+        runtime: one of :data:`RUNTIMES`.
+        num_threads: interpreter threads (>= 1).
+        limit: only the first ``limit`` (>= 1) examples; the accuracy is then not
+            compared with the manifest (it describes the whole set), only the agreement.
+
     Returns:
         The report dict; ``report["passed"]`` says whether accuracy and agreement with
         the host predictions are within the manifest's tolerance.
+
+    Raises:
+        BundleError: see :func:`read_bundle`.
+        ValueError, TypeError: bad ``runtime``, ``num_threads`` or ``limit``, or inputs
+            that do not fit the model.
+        ImportError: no usable TFLite runtime.
     """
+    _validate_run(num_threads=num_threads, limit=limit)
     manifest, flatbuffer, arrays = read_bundle(bundle_dir)
     x, y, host_pred = arrays["x"], arrays["y"], arrays["host_predictions"]
     if limit is not None:
@@ -231,6 +381,7 @@ def verify_bundle(bundle_dir, *, runtime="auto", num_threads=1, limit=None):
         "n": int(len(y)),
         "accuracy": accuracy,
         "expected_accuracy": expected["accuracy"],
+        "accuracy_abs_tolerance": tol["accuracy_abs"],
         "agreement_with_host": agreement,
         "min_agreement_with_host": tol["min_agreement_with_host"],
         "disagreements": int(np.sum(pred != host_pred)),
@@ -238,39 +389,82 @@ def verify_bundle(bundle_dir, *, runtime="auto", num_threads=1, limit=None):
         "accuracy_checked": limit is None,
     }
     if "host_logits" in arrays:
-        report["max_abs_logit_diff_vs_host"] = float(np.max(np.abs(logits - arrays["host_logits"][: len(y)]), initial=0.0))
+        host_logits = arrays["host_logits"][: len(y)]
+        if host_logits.shape == logits.shape:
+            report["max_abs_logit_diff_vs_host"] = float(np.max(np.abs(logits - host_logits), initial=0.0))
     report["passed"] = bool(accuracy_ok and agreement >= tol["min_agreement_with_host"])
     return report
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one ``error:`` line and exit status :data:`EXIT_ERROR`."""
+
+    def error(self, message):
+        self.exit(EXIT_ERROR, f"error: {message} (see `{self.prog} --help`)\n")
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive int, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive int, got {value}")
+    return value
+
+
+def _check_report_path(path):
+    """Fail now, not after the run, if the report cannot be written to ``path``."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"--report {path}: is a folder; give a file name, e.g. {path / 'report.json'}")
+    folder = path.parent
+    if not folder.is_dir():
+        raise ValueError(f"--report {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"--report {path}: the folder {folder} is not writable")
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m edgebnn.deploy.device", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="python -m edgebnn.deploy.device", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     v = sub.add_parser("verify", help="run a bundle's evaluation set and check it against the manifest")
     v.add_argument("bundle_dir")
-    v.add_argument("--report", help="write the JSON report here")
+    v.add_argument("--report", help="write the JSON report here (its folder must exist)")
     v.add_argument("--runtime", default="auto", choices=RUNTIMES)
-    v.add_argument("--threads", type=int, default=1)
-    v.add_argument("--limit", type=int, default=None, help="only the first N examples (skips the accuracy check)")
+    v.add_argument("--threads", type=_positive_int, default=1, help="interpreter threads (>= 1)")
+    v.add_argument("--limit", type=_positive_int, default=None,
+                   help="only the first N (>= 1) examples (skips the accuracy check)")
     args = parser.parse_args(argv)
     try:
+        if args.report:
+            _check_report_path(args.report)
         report = verify_bundle(args.bundle_dir, runtime=args.runtime, num_threads=args.threads, limit=args.limit)
-    except (BundleError, ImportError, ValueError, TypeError, KeyError, OSError) as e:
-        detail = f"missing manifest key {e}" if isinstance(e, KeyError) else str(e)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (BundleError, ImportError, ValueError, TypeError, KeyError, OSError, RuntimeError, MemoryError) as e:
+        # RuntimeError: the TFLite interpreters report failures to allocate or invoke with it.
+        detail = f"missing key {e}" if isinstance(e, KeyError) else " ".join(str(e).split())
         print(f"error: {detail}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
     text = json.dumps(report, indent=2)
-    if args.report:
-        Path(args.report).write_text(text + "\n")
     print(text)
+    if args.report:
+        try:
+            _io.write_text(args.report, text + "\n")
+        except OSError as e:
+            print(f"error: could not write the report to {args.report}: {e}", file=sys.stderr)
+            return EXIT_ERROR
     if not report["passed"]:
         print(
-            f"FAILED: accuracy {report['accuracy']:.4f} (expected {report['expected_accuracy']:.4f}), "
-            f"agreement with host {report['agreement_with_host']:.4f} (min {report['min_agreement_with_host']})",
+            f"FAILED: accuracy {report['accuracy']:.4f} (expected {report['expected_accuracy']:.4f} "
+            f"+- {report['accuracy_abs_tolerance']}), agreement with host {report['agreement_with_host']:.4f} "
+            f"(min {report['min_agreement_with_host']})",
             file=sys.stderr,
         )
-        return 1
-    return 0
+        return EXIT_OUT_OF_TOLERANCE
+    return EXIT_PASSED
 
 
 if __name__ == "__main__":

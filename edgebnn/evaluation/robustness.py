@@ -27,12 +27,18 @@ class _Unhashed:
         self.items = items
 
 
-#: One module-level ``tf.function`` per XLA setting, so that repeated ``craft`` calls with
-#: the same model, attack and options reuse the traced graph instead of re-tracing it.
-_COMPILED_BATCH = {
-    False: tf.function(_attack_batch, reduce_retracing=True),
-    True: tf.function(_attack_batch, reduce_retracing=True, jit_compile=True),
-}
+#: One ``tf.function`` per (XLA setting, attack, options), so that repeated ``craft`` calls
+#: with the same model, attack and options reuse the traced graph; a different attack or
+#: eps is a different graph of its own function (one function shared by all would count
+#: them as retracing).
+_COMPILED_BATCH = {}
+
+
+def _compiled_batch(jit_compile, attack_fn, frozen):
+    key = (bool(jit_compile), attack_fn, frozen)
+    if key not in _COMPILED_BATCH:
+        _COMPILED_BATCH[key] = tf.function(_attack_batch, reduce_retracing=True, jit_compile=bool(jit_compile))
+    return _COMPILED_BATCH[key]
 
 
 def craft(model_fn, x, y, *, attack, eps, batch_size=500, jit_compile=False, **options):
@@ -60,8 +66,7 @@ def craft(model_fn, x, y, *, attack, eps, batch_size=500, jit_compile=False, **o
 
     frozen = tuple(sorted({**budget, **options}.items()))
     try:
-        hash(frozen)
-        compiled_batch = _COMPILED_BATCH[bool(jit_compile)]
+        compiled_batch = _compiled_batch(jit_compile, attack_fn, frozen)
     except TypeError:  # an unhashable option (e.g. an array): a graph for this call only
         compiled_batch = tf.function(_attack_batch, reduce_retracing=True, jit_compile=bool(jit_compile))
         frozen = _Unhashed(frozen)

@@ -8,6 +8,7 @@ uncertainty of Eq. 12, the variance of the class probabilities across passes
 averaged over the classes.
 """
 
+import weakref
 from typing import NamedTuple
 
 import numpy as np
@@ -35,6 +36,33 @@ class MCPrediction(NamedTuple):
     classes: np.ndarray
     mean_probs: np.ndarray
     uncertainty: np.ndarray
+
+
+#: One compiled softmax pass per model, reused by every call of :func:`predict_mc` on it
+#: (a new ``tf.function`` per call would trace the model again each time).
+_PROBS = weakref.WeakKeyDictionary()
+
+
+def _probs_fn(model):
+    """The cached ``tf.function`` ``x -> softmax(model(x))`` of ``model`` (``training=False`` for Keras)."""
+    try:
+        return _PROBS[model]
+    except KeyError:
+        pass
+    except TypeError:  # not weak-referenceable: compile without caching
+        return _compile_probs(lambda: model, keras=isinstance(model, tf.keras.Model))
+    fn = _compile_probs(weakref.ref(model), keras=isinstance(model, tf.keras.Model))  # no cycle through the cache
+    _PROBS[model] = fn
+    return fn
+
+
+def _compile_probs(get_model, *, keras):
+    @tf.function(reduce_retracing=True)
+    def probs(xb):
+        logits = get_model()(xb, training=False) if keras else get_model()(xb)
+        return tf.nn.softmax(logits, axis=-1)
+
+    return probs
 
 
 def _validate(model, x, samples, batch_size):
@@ -74,12 +102,7 @@ def predict_mc(model, x, *, samples=DEFAULT_SAMPLES, batch_size=256):
         >>> pred.uncertainty.mean()
     """
     x = _validate(model, x, samples, batch_size)
-    is_keras = isinstance(model, tf.keras.Model)
-
-    @tf.function(reduce_retracing=True)
-    def _probs(xb):
-        logits = model(xb, training=False) if is_keras else model(xb)
-        return tf.nn.softmax(logits, axis=-1)
+    _probs = _probs_fn(model)
 
     classes, means, uncertainties = [], [], []
     for start in range(0, len(x), batch_size):

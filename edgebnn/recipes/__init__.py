@@ -6,13 +6,27 @@ laid out as the recipe says (:mod:`~edgebnn.recipes.config`, :mod:`~edgebnn.reci
 
 Recipe files live in the top-level ``recipes/`` folder of the repository (or any
 folder named by ``EDGEBNN_RECIPES_DIR``), in subfolders too: ``recipes/guan/table1.toml``
-is the recipe ``guan/table1``; ``run`` also accepts a path to a file.
+is the recipe ``guan/table1``; ``run`` also accepts a path to a file. An installed
+wheel carries a copy of that folder as the package resource ``edgebnn.recipes/shipped``
+(copied by ``setup.py`` at build time), so ``list`` and ``run`` work from any folder.
 """
 
 import os
+from importlib import resources
 from pathlib import Path
 
 RECIPES_DIR_ENV = "EDGEBNN_RECIPES_DIR"
+#: Package resource folder holding the recipes shipped in a wheel.
+SHIPPED = "shipped"
+
+
+def _shipped_dir():
+    """The recipes shipped with an installed package, or ``None`` (a checkout has none).
+
+    Wheels install as plain folders, so the resource is a real path.
+    """
+    folder = resources.files(__name__) / SHIPPED
+    return Path(str(folder)) if folder.is_dir() else None
 
 
 def recipe_dirs():
@@ -21,6 +35,9 @@ def recipe_dirs():
     if os.environ.get(RECIPES_DIR_ENV):
         dirs.append(Path(os.environ[RECIPES_DIR_ENV]))
     dirs += [Path.cwd() / "recipes", Path(__file__).resolve().parents[2] / "recipes"]
+    shipped = _shipped_dir()
+    if shipped is not None:
+        dirs.append(shipped)
     unique = []
     for d in dirs:
         if d.is_dir() and d.resolve() not in [u.resolve() for u in unique]:

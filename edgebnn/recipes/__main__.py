@@ -23,6 +23,8 @@ from edgebnn import recipes  # noqa: E402
 
 #: Exit status for bad input (recipe, options, data); 1 is left to Python for bugs.
 EXIT_BAD_INPUT = 2
+#: Exit status after Ctrl-C (128 + SIGINT, as a shell reports it).
+EXIT_INTERRUPTED = 130
 #: Set to 1 to see the full traceback behind a one-line error.
 DEBUG_ENV = "EDGEBNN_DEBUG"
 
@@ -91,6 +93,12 @@ def main(argv=None):
             raise
         print(f"error: {e}  (set {DEBUG_ENV}=1 for the traceback)", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        if os.environ.get(DEBUG_ENV) == "1":
+            raise
+        resume = " rerun the same command to resume;" if args.command == "run" else ""
+        print(f"interrupted:{resume} finished epochs and results are kept", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0
 
 

@@ -45,6 +45,7 @@ from edgebnn.recipes import claims as claims_lib
 from edgebnn.recipes.evaluations import KINDS
 from edgebnn.recipes.schema import OpenSection, RecipeError, Section
 from edgebnn.training.adversarial import LABEL_SOURCES, METHODS, MODES
+from edgebnn.training.distribute import STRATEGIES
 from edgebnn.training.optim import OPTIMIZERS, SCHEDULES
 
 if sys.version_info >= (3, 11):
@@ -59,6 +60,8 @@ NonNegativeInt = Annotated[int, Field(ge=0)]
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+#: Seeds go to NumPy and TensorFlow, which take 0 <= seed < 2**32.
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 
 
 class SplitConfig(Section):
@@ -67,7 +70,7 @@ class SplitConfig(Section):
     source: Literal["train", "test"] = "test"
     train: PositiveInt
     test: PositiveInt
-    seed: int = 0
+    seed: Seed = 0
 
 
 class DataConfig(Section):
@@ -75,7 +78,7 @@ class DataConfig(Section):
     data_dir: str | None = None
     train_limit: PositiveInt | None = None
     test_limit: PositiveInt | None = None
-    seed: int = 0
+    seed: Seed = 0
     split: SplitConfig | None = None
 
 
@@ -111,8 +114,11 @@ class TrainConfig(Section):
     schedule: Literal[SCHEDULES] = "constant"
     decay_epochs: list[PositiveInt] = []
     decay_factor: Annotated[float, Field(gt=0, le=1)] = 0.1
-    seed: int = 0
+    seed: Seed = 0
     adversarial: AdversarialConfig | None = None
+    #: ``tf.distribute`` strategy (:mod:`edgebnn.training.distribute`): "mirrored" for the
+    #: devices of one machine, "multi_worker" for the machines in ``TF_CONFIG``.
+    strategy: Literal[STRATEGIES] = "default"
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -134,7 +140,7 @@ class EvaluationConfig(Section):
     labels: Literal["true", "predicted"] = "true"
     mc_passes: NonNegativeInt = 0
     eot_samples: PositiveInt | None = None
-    seed: int = 0
+    seed: Seed = 0
 
 
 class DeployConfig(Section):

@@ -1,14 +1,13 @@
 """Console output of a study: edgebnn's own lines, progress bars and time estimates.
 
-TensorFlow's AutoGraph, absl and Python warnings are silenced (they describe
-TensorFlow's internals, not the study); ``EDGEBNN_DEBUG=1`` keeps them.
+Known noise of TensorFlow (AutoGraph's "report this to the TensorFlow team" notes on
+Larq internals, the converters' C++ log lines; see :mod:`edgebnn._quiet`) is filtered
+out; other TensorFlow warnings stay visible. ``EDGEBNN_DEBUG=1`` keeps everything.
 """
 
-import logging
 import os
 import sys
 import time
-import warnings
 
 #: Width of the progress bar in characters.
 _BAR = 24
@@ -17,21 +16,16 @@ _PROGRESS_INTERVAL = 0.5
 
 
 def quiet_tensorflow():
-    """Silence TensorFlow's Python-side logging, AutoGraph and absl warnings."""
+    """Filter TensorFlow's known noise out of its log (:func:`edgebnn._quiet.filter_tensorflow_logs`);
+    AutoGraph's own verbosity goes to 0 (its notes are about TensorFlow's internals)."""
     if os.environ.get("EDGEBNN_DEBUG") == "1":
         return
     import tensorflow as tf  # noqa: PLC0415
 
-    tf.get_logger().setLevel(logging.ERROR)
-    tf.autograph.set_verbosity(0)
-    try:
-        import absl.logging  # noqa: PLC0415
+    from edgebnn import _quiet  # noqa: PLC0415
 
-        absl.logging.set_verbosity(absl.logging.ERROR)
-    except ImportError:  # absl comes with TensorFlow; without it there is nothing to silence
-        pass
-    for module in ("tensorflow", "tf_keras", "keras", "larq", "absl"):
-        warnings.filterwarnings("ignore", module=module)
+    _quiet.filter_tensorflow_logs()
+    tf.autograph.set_verbosity(0)
 
 
 def _clock(seconds):

@@ -94,6 +94,16 @@ def _build_model(recipe, dataset):
                    num_classes=dataset.num_classes, input_shape=dataset.image_shape, **recipe.model.options)
 
 
+def _build_checked(recipe, dataset, *, prefix):
+    """:func:`_build_model`, its argument errors raised as a :class:`RecipeError` naming the recipe key."""
+    try:
+        return _build_model(recipe, dataset)
+    except (ValueError, TypeError) as e:
+        named = [key for key in recipe.model.options if f"`{key}`" in str(e)]
+        key = f"model.options.{named[0]}" if named else "model"
+        raise RecipeError(f"{prefix}`{key}`: {e}") from None
+
+
 def _randomized(model):
     from edgebnn.deploy.convert import random_inference_layers  # noqa: PLC0415
 
@@ -138,8 +148,10 @@ class _Runner:
         r = cell.recipe
         data_part = r.data.model_dump(mode="json")
         data_part.pop("data_dir")  # where the files are, not what they hold
-        return key_of({"data": data_part, "model": r.model.model_dump(mode="json"),
-                       "train": r.train.model_dump(mode="json")})
+        train_part = r.train.model_dump(mode="json")
+        if train_part["strategy"] == "default":
+            del train_part["strategy"]  # the keys of models trained before strategies existed
+        return key_of({"data": data_part, "model": r.model.model_dump(mode="json"), "train": train_part})
 
     def _cell_of(self, name, repeat):
         for cell in self.study.cells:
@@ -159,7 +171,7 @@ class _Runner:
             n_eval, n_pool = self._eval_split(recipe)
             model_key = self.model_key(cell)
             if model_key not in built:
-                model = _build_model(recipe, d)
+                model = _build_checked(recipe, d, prefix=prefix)
                 built.add(model_key)
                 for key, kind in KINDS.items():
                     if hasattr(kind, "check_model"):
@@ -244,21 +256,22 @@ class _Runner:
         self.console.line(f"cell {cell.id!r}: training {_plural(t.epochs, 'epoch')} on {len(d.x_train):,} images"
                           + (" (resuming from the last finished epoch)" if resumed else ""))
         start = time.perf_counter()
-        model = _build_model(recipe, d)
-        fit_model = model
-        if t.adversarial is not None:
-            a = t.adversarial
-            eot = a.eot_samples or (DEFAULT_EOT_SAMPLES if _randomized(model) else 1)
-            fit_model = AdversarialModel(
-                model, method=a.method, eps=a.eps, steps=a.steps, step_size=a.step_size, fraction=a.fraction,
-                start_epoch=a.start_epoch, label_source=a.label_source, mode=a.mode, eot_samples=eot,
-            )
-        steps_per_epoch = math.ceil(len(d.x_train) / t.batch_size)
-        lr = learning_rate_schedule(t.learning_rate, schedule=t.schedule, steps_per_epoch=steps_per_epoch,
-                                    epochs=t.epochs, decay_epochs=t.decay_epochs, decay_factor=t.decay_factor)
-        optimizer = make_optimizer(t.optimizer, learning_rate=lr, momentum=t.momentum, nesterov=t.nesterov,
-                                   weight_decay=t.weight_decay)
-        compile_for_classification(fit_model, optimizer=optimizer)
+        with self.strategy.scope():  # variables of the model and the optimizer are mirrored
+            model = _build_model(recipe, d)
+            fit_model = model
+            if t.adversarial is not None:
+                a = t.adversarial
+                eot = a.eot_samples or (DEFAULT_EOT_SAMPLES if _randomized(model) else 1)
+                fit_model = AdversarialModel(
+                    model, method=a.method, eps=a.eps, steps=a.steps, step_size=a.step_size, fraction=a.fraction,
+                    start_epoch=a.start_epoch, label_source=a.label_source, mode=a.mode, eot_samples=eot,
+                )
+            steps_per_epoch = math.ceil(len(d.x_train) / t.batch_size)
+            lr = learning_rate_schedule(t.learning_rate, schedule=t.schedule, steps_per_epoch=steps_per_epoch,
+                                        epochs=t.epochs, decay_epochs=t.decay_epochs, decay_factor=t.decay_factor)
+            optimizer = make_optimizer(t.optimizer, learning_rate=lr, momentum=t.momentum, nesterov=t.nesterov,
+                                       weight_decay=t.weight_decay)
+            compile_for_classification(fit_model, optimizer=optimizer)
         per_epoch = len(d.x_train) * (self._epoch_work(recipe))
         logger = _epoch_logger(self.console, cell.id, t.epochs, per_epoch)
         history = train(fit_model, d.x_train, d.y_train, epochs=t.epochs, batch_size=t.batch_size, seed=t.seed,
@@ -269,6 +282,7 @@ class _Runner:
         self.computed_seconds += seconds
         _io.write_json(folder / "train.json", {
             "key": key, "epochs": t.epochs, "seed": t.seed, "epochs_run_last": logger.epochs_run,
+            "strategy": t.strategy, "replicas": int(self.strategy.num_replicas_in_sync),
             "seconds_last": seconds, "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
             "adversarial": None if t.adversarial is None else t.adversarial.model_dump(mode="json"),
         })
@@ -500,7 +514,22 @@ class _Runner:
 
     # --- the run -------------------------------------------------------------------
 
+    def _make_strategy(self):
+        """The study's ``tf.distribute`` strategy, created before TensorFlow runs an op (as a
+        multi-worker strategy must be); one strategy for every cell."""
+        from edgebnn.training.distribute import is_chief, make_strategy  # noqa: PLC0415
+
+        names = sorted({cell.recipe.train.strategy for cell in self.study.cells})
+        if len(names) > 1:
+            raise RecipeError(f"`train.strategy` must be the same in every cell of a study, got {names}.")
+        try:
+            self.strategy = make_strategy(names[0])
+        except ValueError as e:
+            raise RecipeError(f"`train.strategy`: {e}") from None
+        self.chief = is_chief(self.strategy)
+
     def run(self):
+        self._make_strategy()
         quiet_tensorflow()
         self.versions = _versions()
         self.deployed_dirs = {}
@@ -525,6 +554,8 @@ class _Runner:
                 if (self.store.model_dir(model_key) / "model.keras").is_file():
                     self.console.skip(train_work)  # (trained epochs are accounted one by one)
                 model, randomized, _ = self.trained(cell)
+                if not self.chief:
+                    continue  # a multi-worker run: the chief (worker 0) evaluates, deploys and reports
                 ctx = self._context(cell, model, randomized)
                 keep = cell.recipe.deploy.enabled and cell.recipe.deploy.verify
                 for unit in units:
@@ -535,7 +566,9 @@ class _Runner:
                 self.write_report(plans, with_figures=False)
             self.status = "complete"
         except BaseException as e:
-            self.status, self.error = "failed", f"{type(e).__name__}: {e}"
+            interrupted = isinstance(e, KeyboardInterrupt)
+            self.status = "interrupted" if interrupted else "failed"
+            self.error = "interrupted (Ctrl-C)" if interrupted else f"{type(e).__name__}: {e}"
             self.write_report(plans, with_figures=True)
             raise
         report = self.write_report(plans, with_figures=True)

@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from edgebnn import _quiet
 from edgebnn._checks import positive_int
 
 import tensorflow as tf
@@ -68,17 +69,21 @@ def train(
     if len(x) != len(y):
         raise ValueError(f"`x` and `y` differ in length: {len(x)} vs {len(y)}.")
     tf.keras.utils.set_random_seed(seed)
+    _quiet.filter_tensorflow_logs()  # AutoGraph's notes on Larq internals; Keras' progress stays
     if model.optimizer is None:
         compile_for_classification(model, learning_rate=learning_rate)
     callbacks = list(callbacks)
     if checkpoint_dir is not None:
         checkpoint_dir = Path(checkpoint_dir)
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        callbacks += [
+        # first, so that an epoch is saved before any other callback reports it finished
+        # (a Ctrl-C after an "epoch N" line then resumes after epoch N)
+        callbacks = [
             tf.keras.callbacks.BackupAndRestore(os.fspath(checkpoint_dir / "resume")),
             tf.keras.callbacks.ModelCheckpoint(
                 os.fspath(checkpoint_dir / "epoch-{epoch:03d}.weights.h5"), save_weights_only=True
             ),
+            *callbacks,
         ]
     return model.fit(
         x, y, epochs=epochs, batch_size=batch_size, shuffle=True,

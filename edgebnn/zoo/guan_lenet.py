@@ -84,6 +84,10 @@ def guan_lenet(
         family=family, precision=precision, precisions=PRECISIONS,
         input_bits=input_bits, num_classes=num_classes, input_shape=input_shape,
     )
+    if isinstance(dropout_rate, bool) or not isinstance(dropout_rate, (int, float)):
+        raise TypeError(f"{family}: `dropout_rate` must be a number in [0, 1), got {dropout_rate!r}.")
+    if not 0 <= dropout_rate < 1:
+        raise ValueError(f"{family}: `dropout_rate` must be in [0, 1), got {dropout_rate!r}.")
     if not isinstance(mc_dropout, bool):
         raise TypeError(f"{family}: `mc_dropout` must be a bool, got {mc_dropout!r}.")
     if not isinstance(kbit_activations, bool):

@@ -66,6 +66,43 @@ def _open_options(fn):
     return any(p.kind is p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
 
 
+def _expected_type(parameter):
+    """``(types, description)`` a recipe value of ``parameter`` must have, from its default
+    (a TOML value is a bool, int, float, string or list); ``None`` when the default says nothing."""
+    default = parameter.default
+    if parameter.name == "norm":
+        return (int, float, str), "a norm (inf, 2, \"inf\" or \"l2\")"
+    if isinstance(default, bool):
+        return (bool,), "true or false"
+    if isinstance(default, int):
+        return (int,), "an int"
+    if isinstance(default, float):
+        return (int, float), "a number"
+    if isinstance(default, str):
+        return (str,), "a string"
+    if isinstance(default, (tuple, list)):
+        return (list,), "a list"
+    return None
+
+
+def check_option_types(fn, options, *, attack, where):
+    """Raise naming ``where.key`` when an option's TOML type does not fit the attack's
+    keyword (its default's type), so ``steps = "forty"`` fails when the recipe loads."""
+    parameters = inspect.signature(fn).parameters
+    for key, value in options.items():
+        if key not in parameters:
+            continue
+        expected = _expected_type(parameters[key])
+        if expected is None:
+            continue
+        types, description = expected
+        ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)  # TOML true is no int
+        if ok and isinstance(value, float) and not np.isfinite(value) and key != "norm":  # norm = inf is valid
+            ok = False
+        if not ok:
+            raise RecipeError(f"`{where}.{key}`: attack {attack!r} expects {description}, got {value!r}.")
+
+
 def _eps_required(fn):
     """Whether ``eps`` is a required argument of the attack (CW-L2's budget is optional)."""
     parameter = inspect.signature(fn).parameters.get("eps")
@@ -90,6 +127,7 @@ def check(spec, *, recipe, cells, cell, where):
     unknown = [] if _open_options(fn) else [k for k in spec.options if k not in accepted]
     if unknown:
         raise RecipeError(f"unknown key `{where}.{unknown[0]}` for attack {spec.name!r}; valid keys: {sorted(accepted)}.")
+    check_option_types(fn, spec.options, attack=spec.name, where=where)
     if spec.targets is not None and "targeted" not in keywords:
         raise RecipeError(f"`{where}.targets`: attack {spec.name!r} has no targeted mode.")
     if spec.targets is not None and spec.labels is not None:
@@ -126,6 +164,7 @@ def check_reference(attack, eps, options, *, where):
     unknown = [k for k in options if k not in accepted]
     if unknown:
         raise RecipeError(f"unknown key `{where}.{unknown[0]}` for attack {attack!r}; valid keys: {sorted(accepted)}.")
+    check_option_types(fn, options, attack=attack, where=where)
     return fn
 
 
