@@ -4,7 +4,8 @@ Any attack registered in :mod:`edgebnn.attacks` works by name; its keyword optio
 are the extra keys of the entry, checked against the attack's signature. Per eps the
 result holds the accuracy (true labels), the success rate, the mean / median L2
 and L-inf norms of the successful perturbations and the largest L-inf distance of any
-adversarial example (``linf_max``: above ``eps`` for Panda's R-FGSM); with ``evaluation.mc_passes`` also
+adversarial example (``linf_max``: above ``eps`` for Panda's R-FGSM), the top-5
+accuracy for datasets of more than 10 classes; with ``evaluation.mc_passes`` also
 the Monte-Carlo vote's accuracy and Guan's uncertainty.
 
 - ``labels``: what an untargeted attack moves away from: ``"true"`` labels or the
@@ -281,6 +282,7 @@ def run(unit, ctx):
     adv_pred = common.predict(ctx, ctx.model, x_adv)
     metrics = attack_metrics(x=x, x_adv=x_adv, y=y, clean_pred=clean_pred, adv_pred=adv_pred, targets=targets)
     metrics["images"] = int(len(x))
+    metrics.update(common.top5(ctx, ctx.model, x_adv, y))
     metrics["eot_samples"] = options.get("eot_samples", 1)
     arrays = {"x_adv": x_adv.astype(np.float32), "y": y}
     if ctx.evaluation.mc_passes:
