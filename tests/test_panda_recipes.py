@@ -30,7 +30,10 @@ def test_panda_recipe_validates_with_the_papers_setup(name):
     path = recipes.find(name)
     text = path.read_text()
     study = config.load(path)
-    assert "Claims and the criteria" in text and "[[claims]]" in text  # fixed before the numbers
+    assert "Claims and the criteria" in text  # fixed before the numbers, in words and as data
+    assert study.paper == "panda" and study.claims
+    assert any("pgd" in str(c.model_dump()) for c in study.claims) or not any(
+        a.name == "pgd" for cell in study.cells for a in cell.recipe.attacks)  # every claim also under PGD-40
     for cell in study.cells:
         recipe = cell.recipe
         names = {(a.name, tuple(a.eps_list)) for a in recipe.attacks}
