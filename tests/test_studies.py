@@ -338,6 +338,7 @@ def test_full_study_against_direct_api_calls(tmp_path, data_dir):
     assert deployed["adversarial_examples"] == 40 + 360 + 40  # FGSM, CW (9 targets) and substitute examples
     # adversarially trained cell
     assert cells["adv"]["train"]["adversarial"]["mode"] == "augment"
+    assert cells["adv"]["train"]["adversarial_linf_bound"] == pytest.approx(0.1)  # FGSM: eps itself
     adv_model = _model(out, report, "adv")
     assert result("adv", "clean")["accuracy"] == np.mean(predict_labels(adv_model, x_test) == y_test)
     # Monte-Carlo cell: S and M, uncertainty, detection, not deployable, EOT
