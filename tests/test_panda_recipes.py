@@ -107,9 +107,13 @@ def test_mnist_recipe_end_to_end_on_a_tiny_budget(name, data_dir, tmp_path):
         for paper in table.paper:  # every paper value has our number beside it
             assert any(c.get("paper") == paper.value and c.get("mean") is not None
                        for t in report["tables"] if t["title"] == table.title for c in t["cells"]), paper
-    if study.base.train.adversarial is not None or any(c.recipe.train.adversarial for c in study.cells):
-        adversarial = [r for r in records if r.get("attack") == "fgsm"]
-        assert all(r["linf_max"] <= r["eps"] + 1e-6 for r in adversarial)
+    for cell in report["cells"]:  # Panda's R-FGSM: training adversaries up to 1.5 eps from their images
+        adversarial = cell["config"]["train"].get("adversarial")
+        if adversarial is not None:
+            assert cell["train"]["adversarial_linf_bound"] == pytest.approx(1.5 * adversarial["eps"])
+    for r in records:  # FGSM and PGD stay within eps
+        if r.get("attack") in ("fgsm", "pgd"):
+            assert r["linf_max"] <= r["eps"] + 1e-6
 
 
 def _generated_loader(config_):
