@@ -131,8 +131,8 @@ def _generated_loader(config_):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", GENERATED)
 def test_online_recipe_runs_one_step_on_generated_tensors(name, tmp_path, monkeypatch):
-    """One training step per cell (4 generated images, batch 4) and every evaluation on 2 images,
-    with the recipe's models, attacks and tables."""
+    """One training step per cell (4 generated images, batch 4) and every attack at its first eps
+    on 2 images, with the recipe's models and tables."""
     monkeypatch.setattr(runner, "_load_data", _generated_loader)
     # fig8's XNOR cells set their own epochs and decay; a copy of the recipe with one epoch, no decay.
     text = (recipes.find(name).read_text().replace('"train.epochs" = 50', '"train.epochs" = 1')
@@ -140,8 +140,10 @@ def test_online_recipe_runs_one_step_on_generated_tensors(name, tmp_path, monkey
     path = tmp_path / f"{name.split('/')[-1]}.toml"
     path.write_text(text)
     pgd_index = [i for i, chunk in enumerate(text.split("[[attacks]]")[1:]) if 'name = "pgd"' in chunk]
+    first_eps = [a.eps_list[0] for a in config.load(path).cells[0].recipe.attacks]  # one eps per attack
     overrides = ["train.epochs=1", "train.batch_size=4", 'train.schedule="constant"', "train.decay_epochs=[]",
-                 "evaluation.limit=2", "evaluation.batch_size=2", *(f"attacks.{i}.steps=1" for i in pgd_index)]
+                 "evaluation.limit=2", "evaluation.batch_size=2", *(f"attacks.{i}.steps=1" for i in pgd_index),
+                 *(f"attacks.{i}.eps=[{eps!r}]" for i, eps in enumerate(first_eps))]
     study = config.load(path, overrides=overrides)
     assert all(cell.recipe.train.epochs == 1 for cell in study.cells)
     out = tmp_path / "run"
