@@ -95,6 +95,7 @@ def test_attack_metrics_reference():
     assert m["accuracy"] == 0.5 and m["attempted"] == 3 and m["successes"] == 2
     assert m["success_rate"] == pytest.approx(2 / 3)
     assert m["l2_mean"] == pytest.approx(0.15) and m["linf_median"] == pytest.approx(0.15)  # images 0 and 2
+    assert m["linf_max"] == pytest.approx(0.3)  # over every adversarial example, successful or not
     targeted = attack_metrics(x=x, x_adv=x_adv, y=y, clean_pred=clean, adv_pred=adv, targets=np.array([5, 2, 7, 3]))
     assert targeted["success_rate"] == 0.75 and targeted["attempted"] == 4
     assert perturbation_metrics(x, x_adv, np.zeros(4, bool))["l2_mean"] is None
