@@ -11,6 +11,14 @@ Where the files come from, in order:
 2. Debian's ``dataset-fashion-mnist`` package (``/usr/share/datasets/fashion-mnist``);
 3. tensorflow-datasets, which downloads when the machine is online.
 
+ImageNet (``"imagenet2012"``, ILSVRC 2012) cannot be downloaded by tensorflow-datasets:
+it reads the archives ``ILSVRC2012_img_train.tar`` and ``ILSVRC2012_img_val.tar`` that
+you download yourself (tfds' *manual download* path) from ``<data_dir>/imagenet2012/``
+(or ``$EDGEBNN_DATA_DIR/imagenet2012/``), prepares them once, and :func:`load` returns a
+``limit``-image prefix of a split, each image resized (shorter side 256) and centre-cropped
+to 224x224, the evaluation transform of BinaryNet.pytorch's AlexNet. Its ``"test"`` split is
+ILSVRC's labelled validation set (the official test set has no labels).
+
 When none of them has the split, :class:`DatasetNotFoundError` says which places
 were looked in and how to provide the files.
 """
@@ -44,7 +52,7 @@ class DatasetInfo:
     image_shape: tuple
     num_classes: int
     files: dict  # split -> file names inside <data_dir>/<name>/
-    file_format: str  # "idx" or "cifar10" / "cifar100" binary records
+    file_format: str  # "idx", "cifar10" / "cifar100" binary records, or "tfds_manual"
     debian_dir: str | None = None
 
 
@@ -69,7 +77,19 @@ DATASETS = {
         {"train": ("train.bin",), "test": ("test.bin",)},
         "cifar100",
     ),
+    # The archives tfds' imagenet2012 builder reads from its manual directory.
+    "imagenet2012": DatasetInfo(
+        "imagenet2012", (224, 224, 3), 1000,
+        {"train": ("ILSVRC2012_img_train.tar",), "test": ("ILSVRC2012_img_val.tar",)},
+        "tfds_manual",
+    ),
 }
+
+#: Our split names -> tensorflow-datasets' for datasets read through a manual download.
+_TFDS_MANUAL_SPLITS = {"train": "train", "test": "validation"}
+#: ImageNet evaluation transform (BinaryNet.pytorch, torchvision): shorter side to 256, centre crop 224.
+IMAGENET_RESIZE = 256
+IMAGENET_CROP = 224
 
 
 class DatasetNotFoundError(EdgebnnError):
@@ -210,6 +230,51 @@ def _read_tfds(name, split):
     return data[0], data[1]
 
 
+def resize_and_center_crop(image, *, resize=IMAGENET_RESIZE, crop=IMAGENET_CROP):
+    """One ``uint8`` HWC image with its shorter side scaled to ``resize`` (bilinear), centre-cropped to ``crop``."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    image = tf.convert_to_tensor(image)
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    scale = resize / tf.cast(tf.minimum(height, width), tf.float32)
+    size = tf.cast(tf.round(tf.cast(tf.stack([height, width]), tf.float32) * scale), tf.int32)
+    resized = tf.image.resize(image, tf.maximum(size, crop), method="bilinear")
+    top = (tf.shape(resized)[0] - crop) // 2
+    left = (tf.shape(resized)[1] - crop) // 2
+    cropped = resized[top : top + crop, left : left + crop]
+    return tf.cast(tf.clip_by_value(tf.round(cropped), 0, 255), tf.uint8)
+
+
+def _manual_dir(info, data_dir):
+    root = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV)
+    return None if root is None else Path(root) / info.name
+
+
+def _read_tfds_manual(info, split, *, limit, data_dir):
+    """The first ``limit`` images of ``split`` through tfds' manual-download path, preprocessed."""
+    import tensorflow_datasets as tfds  # noqa: PLC0415 (heavy, only when needed)
+
+    manual_dir = _manual_dir(info, data_dir)
+    builder = tfds.builder(info.name)
+    if not builder.is_prepared():
+        archive = None if manual_dir is None else manual_dir / info.files[split][0]
+        if archive is None or not archive.is_file():
+            where = "no data_dir / $" + DATA_DIR_ENV + " given" if manual_dir is None else f"{archive} is missing"
+            raise DatasetNotFoundError(
+                f"Dataset {info.name!r} split {split!r}: not prepared in {builder.data_dir} and {where}. "
+                f"Download {', '.join(f for fs in info.files.values() for f in fs)} from image-net.org into "
+                f"<DIR>/{info.name}/ and pass data_dir=<DIR> or set {DATA_DIR_ENV}=<DIR> "
+                f"(tensorflow-datasets' manual download)."
+            )
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)))
+    dataset = builder.as_dataset(split=f"{_TFDS_MANUAL_SPLITS[split]}[:{limit}]", as_supervised=True)
+    images, labels = [], []
+    for image, label in dataset:
+        images.append(resize_and_center_crop(image).numpy())
+        labels.append(int(label))
+    return np.stack(images), np.asarray(labels, np.int64)
+
+
 def _local_candidates(info, data_dir):
     roots = []
     if data_dir is not None:
@@ -238,6 +303,9 @@ def load_uint8(name, split, *, data_dir=None, use_tfds=True):
     info = get_info(name)
     if split not in SPLITS:
         raise ValueError(f"Unknown split {split!r} for {name}; valid splits: {list(SPLITS)}.")
+    if info.file_format == "tfds_manual":
+        raise ValueError(f"{name} does not fit in memory as a whole split; load a prefix with "
+                         f"edgebnn.data.load({name!r}, {split!r}, limit=N).")
     looked = []
     for folder in _local_candidates(info, data_dir):
         result = _read_folder(folder, split, info)
@@ -265,10 +333,12 @@ def load(name, split, *, data_dir=None, limit=None, seed=0, use_tfds=True):
     """Load a dataset split as float32 pixels in ``[0, 1]`` (NHWC) and int64 labels.
 
     Args:
-        name: ``"mnist"``, ``"fashion_mnist"``, ``"cifar10"`` or ``"cifar100"``.
+        name: ``"mnist"``, ``"fashion_mnist"``, ``"cifar10"``, ``"cifar100"`` or ``"imagenet2012"``.
         split: ``"train"`` or ``"test"``.
         data_dir: folder holding ``<name>/`` (default: ``$EDGEBNN_DATA_DIR``).
-        limit: keep a seeded random subset of this many examples (``None``: all).
+        limit: keep a seeded random subset of this many examples (``None``: all);
+            required for ``"imagenet2012"``, which keeps the first ``limit`` examples of
+            tfds' (shuffled at preparation) split.
         seed: seed of that subset.
         use_tfds: fall back to tensorflow-datasets when no local folder has the split.
 
@@ -282,6 +352,14 @@ def load(name, split, *, data_dir=None, limit=None, seed=0, use_tfds=True):
     """
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"`limit` must be a positive int or None, got {limit!r}.")
+    info = get_info(name)
+    if info.file_format == "tfds_manual":
+        if split not in SPLITS:
+            raise ValueError(f"Unknown split {split!r} for {name}; valid splits: {list(SPLITS)}.")
+        if limit is None:
+            raise ValueError(f"`limit` is required for {name}: its splits do not fit in memory as arrays.")
+        images, labels = _read_tfds_manual(info, split, limit=limit, data_dir=data_dir)
+        return images.astype(np.float32) / 255.0, labels
     images, labels = load_uint8(name, split, data_dir=data_dir, use_tfds=use_tfds)
     if limit is not None and limit < len(images):
         keep = np.sort(np.random.default_rng(seed).permutation(len(images))[:limit])

@@ -29,6 +29,8 @@ import tensorflow as tf  # noqa: E402
 
 _FCN = lambda w: 784 * w + 3 * w * w + w * 10  # noqa: E731  (weights of 784-w-w-w-w-10)
 _LENET = 5 * 5 * 6 + 5 * 5 * 6 * 16 + 400 * 120 + 120 * 84 + 84 * 10  # LeNet-5 weights
+_ALEXNET_CIFAR10 = (5 * 5 * 3 * 192 + 5 * 5 * 192 * 576 + 3 * 3 * 576 * 1152 + 3 * 3 * 1152 * 768 + 3 * 3 * 768 * 256
+                    + 2304 * 4096 + 4096 * 4096 + 4096 * 10)  # alexnet_binary weights on 32x32
 _GALLOWAY = lambda k: 8 * 8 * k + 6 * 6 * k * 2 * k + 5 * 5 * 2 * k * 2 * k + 2 * k * 10  # noqa: E731
 
 #: (family, precision, builder kwargs) -> (reference count, where it comes from). Counts include
@@ -38,7 +40,10 @@ REFERENCE = {
                                  "Panda: 784-6144x4-10 + BN"),
     "panda_fcn2": lambda p, kw: (_FCN(600) + 12 * 600 + (10 if p == "float" else 30),
                                  "Panda: 784-600x4-10 + BN"),
-    "panda_alexnet_cifar10": lambda p, kw: (10_352_000 + 3 * 3_850, "BinaryNet, Larq tutorial summary"),
+    "binarynet_vgg_cifar10": lambda p, kw: (10_352_000 + 3 * 3_850, "BinaryNet, Larq tutorial summary"),
+    "panda_alexnet_cifar10": lambda p, kw: (_ALEXNET_CIFAR10 + 3 * (11_146 if p == "binary" else 11_136)
+                                            + (0 if p == "binary" else 10),
+                                            "BinaryNet.pytorch alexnet_binary, 32x32 + BN"),
     "panda_resnet20_cifar100": lambda p, kw: (267_696 + 4 * 688 + 6_500, "He et al. ResNet-20 (0.27M)"),
     "panda_alexnet_imagenet": lambda p, kw: (62_396_768, "Larq Zoo XNORNet"),
     "galloway_cnn": lambda p, kw: (_GALLOWAY(kw["kernels"]) + (0 if p == "A" else 9 * kw["kernels"])

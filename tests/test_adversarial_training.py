@@ -147,3 +147,21 @@ def test_binary_model_keeps_weight_clip(fashion_train):
     adv.fit(x, y, epochs=1, batch_size=64, verbose=0)
     kernels = [w for w in model.trainable_weights if "kernel" in w.name]
     assert kernels and max(float(np.abs(k.numpy()).max()) for k in kernels) <= 1.0 + 1e-6
+
+
+@pytest.mark.parametrize("variant,bound", [("tramer", EPS), ("panda", 1.5 * EPS)])
+def test_rfgsm_variants_in_training(fashion_train, variant, bound):
+    """Panda et al.'s R-FGSM moves training examples up to 1.5 eps, Tramèr's up to eps."""
+    x, y = fashion_train[0][:20], fashion_train[1][:20]
+    adv = AdversarialModel(small_mlp(), method="rfgsm", eps=EPS, fraction=1.0, rfgsm_variant=variant)
+    delta = np.abs(adv.adversarial_batch(x, y).numpy() - x)
+    assert delta.max() <= bound + 1e-6
+    if variant == "panda":  # some pixel moved by alpha + eps, beyond Tramèr's bound
+        assert delta.max() > EPS + 1e-3
+
+
+def test_rfgsm_variant_needs_rfgsm_method():
+    with pytest.raises(ValueError, match="rfgsm_variant"):
+        AdversarialModel(small_mlp(), method="fgsm", eps=EPS, rfgsm_variant="panda")
+    with pytest.raises(ValueError, match="rfgsm_variant"):
+        AdversarialModel(small_mlp(), method="rfgsm", eps=EPS, rfgsm_variant="other")

@@ -327,3 +327,66 @@ def test_craft_reuses_graph_and_accepts_unhashable_options(trained):
     x_adv = craft(model, x, y, attack=noisy_fgsm, eps=0.05, batch_size=50, weights=[1.0, 1.0])
     np.testing.assert_allclose(x_adv, attacks.fgsm(model, x, eps=0.1, y=y).numpy(), atol=1e-6)
     assert len(calls) <= 2
+
+
+# --- R-FGSM: Tramèr's and Panda et al.'s variants ------------------------------------------
+
+
+def _rfgsm_steps(x, x_adv, *, alpha, step):
+    """Split ``x_adv - x`` (away from the clip range) into its random and gradient sign steps.
+
+    Every pixel moved by ``alpha * s1 + step * s2`` with ``s1, s2`` in {-1, +1}; with
+    ``alpha != step`` the four sums differ, so both signs can be read off.
+    """
+    delta = np.asarray(x_adv, np.float64) - np.asarray(x, np.float64)
+    candidates = {(s1, s2): alpha * s1 + step * s2 for s1 in (-1, 1) for s2 in (-1, 1)}
+    keys = list(candidates)
+    sums = np.array([candidates[k] for k in keys])
+    nearest = np.argmin(np.abs(delta[..., None] - sums), axis=-1)
+    assert np.allclose(delta, sums[nearest], atol=1e-5), "every pixel moves by +-alpha +- step"
+    s1 = np.array([k[0] for k in keys])[nearest]
+    s2 = np.array([k[1] for k in keys])[nearest]
+    return s1, s2
+
+
+@pytest.mark.parametrize("variant,alpha,step", [("panda", 0.5, 1.0), ("tramer", 0.25, 0.75)])
+def test_rfgsm_variants_against_numpy_reference(trained, variant, alpha, step):
+    """Random sign step of alpha, then the gradient sign at the randomized point: of eps
+    (Panda et al.) or eps - alpha (Tramèr et al.); the gradient step is checked with a
+    separately computed gradient at the reconstructed random point. (Tramèr's default
+    alpha = eps / 2 makes the two steps equal, so the steps could not be told apart.)"""
+    model, _, y = trained
+    x = np.random.default_rng(0).uniform(0.3, 0.7, size=(20, 28, 28, 1)).astype(np.float32)
+    eps = EPS
+    x_adv = attacks.rfgsm(model, x, eps=eps, alpha=alpha * eps, y=y[:20], variant=variant).numpy()
+    s1, s2 = _rfgsm_steps(x, x_adv, alpha=alpha * eps, step=step * eps)
+    x_rand = tf.constant(x + alpha * eps * s1.astype(np.float32))
+    with tf.GradientTape() as tape:
+        tape.watch(x_rand)
+        loss = tf.keras.losses.sparse_categorical_crossentropy(y[:20], model(x_rand), from_logits=True)
+    grad_sign = np.sign(tape.gradient(loss, x_rand).numpy())
+    nonzero = grad_sign != 0
+    assert np.mean(s2[nonzero] == grad_sign[nonzero]) > 0.999
+    expected_linf = (1 + alpha) * eps if variant == "panda" else eps
+    assert linf(x_adv, x) == pytest.approx(expected_linf, abs=1e-5)
+    assert attacks.rfgsm_max_linf(eps, alpha=alpha * eps, variant=variant) == pytest.approx(expected_linf)
+
+
+def test_rfgsm_panda_without_random_step_is_fgsm(trained):
+    model, x, y = trained
+    ours = attacks.rfgsm(model, x, eps=EPS, alpha=0.0, y=y, variant="panda").numpy()
+    np.testing.assert_allclose(ours, attacks.fgsm(model, x, eps=EPS, y=y).numpy(), atol=1e-6)
+
+
+def test_rfgsm_panda_stays_in_clip_range_and_lowers_accuracy(trained):
+    model, x, y = trained
+    x_adv = attacks.rfgsm(model, x, eps=EPS, y=y, variant="panda").numpy()
+    assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
+    assert linf(x_adv, x) <= 1.5 * EPS + 1e-6
+    assert accuracy(model, x_adv, y) < accuracy(model, x, y) - 0.2
+
+
+def test_rfgsm_rejects_unknown_variant(trained):
+    model, x, _ = trained
+    with pytest.raises(ValueError, match="variant"):
+        attacks.rfgsm(model, x[:2], eps=EPS, variant="madry")

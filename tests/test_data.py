@@ -213,3 +213,36 @@ def test_carve_is_seeded_disjoint_and_stratified(data_dir):
     assert "official test split (10,000 images)" in description and "seed 0" in description
     with pytest.raises(ValueError, match="exceeds the 10000 images"):
         data.carve("mnist", "test", train_size=9000, test_size=2000, data_dir=data_dir)
+
+
+# --- ImageNet through tensorflow-datasets' manual-download path -----------------------------
+
+
+def test_imagenet_needs_a_limit_and_names_the_manual_archives(tmp_path):
+    with pytest.raises(ValueError, match="limit"):
+        data.load("imagenet2012", "test", data_dir=tmp_path)
+    with pytest.raises(ValueError, match="limit=N"):
+        data.load_uint8("imagenet2012", "test", data_dir=tmp_path)
+    with pytest.raises(data.DatasetNotFoundError, match=r"ILSVRC2012_img_val\.tar is missing.*manual download"):
+        data.load("imagenet2012", "test", data_dir=tmp_path, limit=4)
+    assert data.get_info("imagenet2012").num_classes == 1000
+
+
+@pytest.mark.parametrize("height,width", [(256, 300), (256, 256), (310, 256)])
+def test_center_crop_of_an_image_whose_shorter_side_is_256(height, width):
+    """No resize when the shorter side is already 256: exactly the centre 224x224 pixels
+    (torchvision's Resize(256) + CenterCrop(224))."""
+    image = np.random.default_rng(0).integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+    ours = data.resize_and_center_crop(image).numpy()
+    top, left = (height - 224) // 2, (width - 224) // 2
+    np.testing.assert_array_equal(ours, image[top : top + 224, left : left + 224])
+
+
+@pytest.mark.parametrize("height,width", [(500, 375), (100, 90), (224, 1000)])
+def test_resize_and_center_crop_shape_and_scale(height, width):
+    """Other sizes come out 224x224 uint8; a smooth ramp along the width keeps its centre value."""
+    ramp = np.broadcast_to(np.linspace(0, 255, width)[None, :, None], (height, width, 3)).round().astype(np.uint8)
+    ours = data.resize_and_center_crop(ramp).numpy()
+    assert ours.shape == (224, 224, 3) and ours.dtype == np.uint8
+    assert abs(int(ours[112, 112, 0]) - 128) <= 3
+    assert (np.diff(ours[112, :, 0].astype(int)) >= 0).all()  # still increasing left to right

@@ -122,3 +122,23 @@ def test_input_gradient_flows_through_discretization_and_sign(trained):
     grad = tape.gradient(loss, x).numpy()
     assert np.all(np.isfinite(grad))
     assert np.count_nonzero(grad) > 0.5 * grad.size
+
+
+def test_top_k_accuracy_against_numpy_reference():
+    """Top-k accuracy of a fixed logits function equals the NumPy count of labels among the k largest logits."""
+    from edgebnn.evaluation import top_k_accuracy
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(50, 20)).astype(np.float32)
+    y = rng.integers(0, 20, size=50)
+    x = np.arange(50)
+
+    def model_fn(index):
+        return logits[np.asarray(index)]
+
+    for k in (1, 5, 20):
+        expected = np.mean([label in np.argsort(-row)[:k] for row, label in zip(logits, y)])
+        assert top_k_accuracy(model_fn, x, y, k=k, batch_size=16) == pytest.approx(expected)
+    assert top_k_accuracy(model_fn, x, y, k=20) == 1.0
+    with pytest.raises(ValueError, match="`k`"):
+        top_k_accuracy(model_fn, x, y, k=21)

@@ -95,6 +95,7 @@ def test_attack_metrics_reference():
     assert m["accuracy"] == 0.5 and m["attempted"] == 3 and m["successes"] == 2
     assert m["success_rate"] == pytest.approx(2 / 3)
     assert m["l2_mean"] == pytest.approx(0.15) and m["linf_median"] == pytest.approx(0.15)  # images 0 and 2
+    assert m["linf_max"] == pytest.approx(0.3)  # over every adversarial example, successful or not
     targeted = attack_metrics(x=x, x_adv=x_adv, y=y, clean_pred=clean, adv_pred=adv, targets=np.array([5, 2, 7, 3]))
     assert targeted["success_rate"] == 0.75 and targeted["attempted"] == 4
     assert perturbation_metrics(x, x_adv, np.zeros(4, bool))["l2_mean"] is None
@@ -338,6 +339,7 @@ def test_full_study_against_direct_api_calls(tmp_path, data_dir):
     assert deployed["adversarial_examples"] == 40 + 360 + 40  # FGSM, CW (9 targets) and substitute examples
     # adversarially trained cell
     assert cells["adv"]["train"]["adversarial"]["mode"] == "augment"
+    assert cells["adv"]["train"]["adversarial_linf_bound"] == pytest.approx(0.1)  # FGSM: eps itself
     adv_model = _model(out, report, "adv")
     assert result("adv", "clean")["accuracy"] == np.mean(predict_labels(adv_model, x_test) == y_test)
     # Monte-Carlo cell: S and M, uncertainty, detection, not deployable, EOT

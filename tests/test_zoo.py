@@ -21,13 +21,18 @@ def _randomize_batch_norm(model, seed=0):
 
 
 CASES = [(name, precision) for name in zoo.names() for precision in zoo.precisions(name)]
-#: Families too large (FCN1 118M, ImageNet AlexNet 62M parameters) for training,
-#: saving or converting in the default run.
-HEAVY = {"panda_fcn1", "panda_alexnet_imagenet"}
+#: Families too large (FCN1 118M, ImageNet AlexNet 62M, CIFAR-10 AlexNet 45M parameters) for
+#: training, saving or converting in the default run.
+HEAVY = {"panda_fcn1", "panda_alexnet_imagenet", "panda_alexnet_cifar10"}
 #: Models that sample at inference with their default arguments.
 STOCHASTIC = {("galloway_cnn", "S"), ("guan_lenet", "stochastic_binary")}
 
 _FCN = lambda width: 784 * width + 3 * width * width + width * 10  # noqa: E731  (weights of 784-w-w-w-w-10)
+#: alexnet_binary's layers, 32x32 input: 5x5 stem (3->192), 5x5 192->576, 3x3 576->1152, 1152->768, 768->256,
+#: then 256*3*3->4096->4096->10.
+_ALEXNET_CIFAR10_WEIGHTS = (5 * 5 * 3 * 192 + 5 * 5 * 192 * 576 + 3 * 3 * 576 * 1152 + 3 * 3 * 1152 * 768
+                            + 3 * 3 * 768 * 256 + 256 * 3 * 3 * 4096 + 4096 * 4096 + 4096 * 10)
+_ALEXNET_CIFAR10_BN = 192 + 576 + 1152 + 768 + 256 + 4096 + 4096 + 10
 _LENET_KERNELS = 5 * 5 * 1 * 6 + 5 * 5 * 6 * 16 + 400 * 120 + 120 * 84 + 84 * 10  # LeNet-5 weights, 28x28 input
 _LENET_BN = 6 + 16 + 120 + 84 + 10  # BatchNorm channels of every LeNet
 
@@ -41,8 +46,12 @@ EXPECTED_PARAMS = {
     ("panda_fcn2", "binary"): _FCN(600) + 4 * 3 * 600 + 3 * 10,
     # BinaryNet CIFAR-10 as in Larq's tutorial summary: 10,352,000 1-bit weights, 3,850 BatchNorm channels
     # (Larq counts 2 fused weights each = 7,700; Keras 3 each).
-    ("panda_alexnet_cifar10", "float"): 10_352_000 + 3 * 3_850,
-    ("panda_alexnet_cifar10", "binary"): 10_352_000 + 3 * 3_850,
+    ("binarynet_vgg_cifar10", "float"): 10_352_000 + 3 * 3_850,
+    ("binarynet_vgg_cifar10", "binary"): 10_352_000 + 3 * 3_850,
+    # BinaryNet.pytorch alexnet_binary (ratioInfl 3) on 32x32: see _ALEXNET_CIFAR10_WEIGHTS; BatchNorm(scale=False)
+    # after every layer (3 weights per channel); float: biased dense output without BatchNorm.
+    ("panda_alexnet_cifar10", "float"): _ALEXNET_CIFAR10_WEIGHTS + 3 * (_ALEXNET_CIFAR10_BN - 10) + 10,
+    ("panda_alexnet_cifar10", "binary"): _ALEXNET_CIFAR10_WEIGHTS + 3 * _ALEXNET_CIFAR10_BN,
     # ResNet-20 (He et al. 2016, Sec. 4.2, "0.27M"): 267,696 conv weights, 19 BatchNorms over 688 channels
     # (4 weights each), dense 64x100 + 100.
     ("panda_resnet20_cifar100", "float"): 267_696 + 4 * 688 + 64 * 100 + 100,
@@ -64,7 +73,8 @@ EXPECTED_PARAMS = {
 
 #: Larq's summary (``lq.models.ModelProfile``): weights at the quantized bit width, and at 32 bits.
 EXPECTED_LOW_BIT = {
-    ("panda_alexnet_cifar10", "binary"): (1, 10_352_000, 7_700),  # Larq BinaryNet tutorial summary table
+    ("binarynet_vgg_cifar10", "binary"): (1, 10_352_000, 7_700),  # Larq BinaryNet tutorial summary table
+    ("panda_alexnet_cifar10", "binary"): (1, _ALEXNET_CIFAR10_WEIGHTS, 2 * _ALEXNET_CIFAR10_BN),
     ("panda_resnet20_cifar100", "xnor"): (1, 267_696 - 432, 432 + 2 * 688 + 6_500),
     ("galloway_cnn", "S"): (1, 6 * 6 * 64 * 128 + 5 * 5 * 128 * 128, 8 * 8 * 64 + 1_280 + 2 * 192 + 2),
     ("guan_lenet", "3bit"): (3, _LENET_KERNELS, 2 * _LENET_BN),  # Larq fuses BatchNorm to 2 per channel
@@ -89,7 +99,7 @@ def _batch(model, fashion_small, n=16):
 
 def test_registry_names_and_errors():
     assert zoo.names() == sorted([
-        "galloway_cnn", "guan_lenet", "panda_alexnet_cifar10", "panda_alexnet_imagenet",
+        "binarynet_vgg_cifar10", "galloway_cnn", "guan_lenet", "panda_alexnet_cifar10", "panda_alexnet_imagenet",
         "panda_fcn1", "panda_fcn2", "panda_resnet20_cifar100",
     ])
     with pytest.raises(ValueError, match="galloway_cnn"):
@@ -108,6 +118,41 @@ def test_builds_with_paper_parameter_count(name, precision):
         bits, low, full = EXPECTED_LOW_BIT[name, precision]
         profile = lq.models.ModelProfile(model)
         assert (profile.weight_count(bitwidth=bits), profile.weight_count(bitwidth=32)) == (low, full)
+
+
+@pytest.mark.parametrize("precision", ["float", "binary"])
+def test_cifar10_alexnet_maps_and_one_step(precision):
+    """BinaryNet.pytorch's alexnet_binary on 32x32: maps 32 -> 15 -> 7 -> 3 before the classifier,
+    binary weights in every layer and binary inputs in every layer but the first; one Adam step
+    on generated images (at AlexNet's own widths, inflation=1, to keep it small) is finite and
+    moves every weight."""
+    model = _build("panda_alexnet_cifar10", precision, inflation=1, input_bits=2)
+    shapes = {layer.name: layer.output_shape[1:] for layer in model.layers}
+    assert [shapes[f"pool_{i}"] for i in (0, 1, 4)] == [(15, 15, 64), (7, 7, 192), (3, 3, 256)]
+    assert shapes["flatten"] == (256 * 3 * 3,)
+    if precision == "binary":
+        quantized = [layer for layer in model.layers if isinstance(layer, (lq.layers.QuantConv2D, lq.layers.QuantDense))]
+        assert len(quantized) == 8 and all(layer.kernel_quantizer is not None for layer in quantized)
+        assert [layer.input_quantizer is None for layer in quantized] == [True] + [False] * 7
+    tf.keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, size=(4, 32, 32, 3)).astype(np.float32)
+    y = rng.integers(0, 10, size=4)
+    before = [w.numpy().copy() for w in model.trainable_weights]
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(
+            tf.keras.losses.sparse_categorical_crossentropy(y, model(x, training=True), from_logits=True))
+    grads = tape.gradient(loss, model.trainable_weights)
+    assert all(g is not None and np.isfinite(g.numpy()).all() for g in grads)
+    tf.keras.optimizers.Adam(1e-3).apply_gradients(zip(grads, model.trainable_weights))
+    assert all(not np.array_equal(b, w.numpy()) for b, w in zip(before, model.trainable_weights))
+
+
+def test_cifar10_alexnet_validation():
+    with pytest.raises(ValueError, match="inflation"):
+        zoo.get("panda_alexnet_cifar10")(precision="binary", inflation=0)
+    with pytest.raises(ValueError, match="input_shape"):
+        zoo.get("panda_alexnet_cifar10")(precision="binary", input_shape=(8, 8, 3))
 
 
 def test_imagenet_alexnet_forward_shape():
@@ -134,7 +179,7 @@ def test_one_training_step(name, precision, fashion_small):
 
 
 DETERMINISTIC = [c for c in CASES if c not in STOCHASTIC and c[0] not in HEAVY]
-SLOW_CONVERSION = {("panda_alexnet_cifar10", "float"), ("panda_alexnet_cifar10", "binary"),
+SLOW_CONVERSION = {("binarynet_vgg_cifar10", "float"), ("binarynet_vgg_cifar10", "binary"),
                    ("panda_resnet20_cifar100", "float")}
 
 

@@ -23,7 +23,7 @@ from edgebnn.attacks.fgsm import fgsm
 from edgebnn.attacks.jsma import jsma
 from edgebnn.attacks.mim import mim
 from edgebnn.attacks.pgd import pgd
-from edgebnn.attacks.rfgsm import rfgsm
+from edgebnn.attacks.rfgsm import max_linf as rfgsm_max_linf, rfgsm
 from edgebnn.attacks.spsa import spsa
 from edgebnn.attacks.square import square, square_with_queries
 from edgebnn.attacks.substitute import substitute, train_substitute
@@ -76,6 +76,6 @@ def name_of(attack_fn):
 
 __all__ = [
     "AutoAttackResult", "EAGER_ONLY", "NO_EPS", "apgd", "apgd_t", "autoattack", "bim", "cw_l2", "fgsm", "get", "jsma", "label_oracle", "mim", "names",
-    "name_of", "pgd", "rfgsm", "run_autoattack", "spsa", "square", "square_with_queries", "substitute",
+    "name_of", "pgd", "rfgsm", "rfgsm_max_linf", "run_autoattack", "spsa", "square", "square_with_queries", "substitute",
     "train_substitute", "transfer", "use_surrogate",
 ]

@@ -1,4 +1,11 @@
-"""R-FGSM: a random sign step, then FGSM (Tramèr et al. 2018, "Ensemble adversarial training")."""
+"""R-FGSM: a random sign step, then a gradient sign step, in two variants.
+
+``variant="tramer"`` (Tramèr et al. 2018, "Ensemble adversarial training", Eq. 7): the
+gradient step is ``eps - alpha``, so the total perturbation stays within ``eps``.
+``variant="panda"`` (Panda et al. 2019, Sec. 3 with their Eq. 1): the gradient step is a
+full FGSM step of ``eps`` after the random step of ``alpha``, a total L-inf of up to
+``alpha + eps`` (``1.5 * eps`` with the default ``alpha = eps / 2``).
+"""
 
 import numpy as np
 
@@ -9,16 +16,23 @@ from edgebnn.attacks.common import (
 
 import tensorflow as tf
 
+#: variant -> whether the gradient step is ``eps - alpha`` (total within ``eps``).
+VARIANTS = {"tramer": True, "panda": False}
 
-def rfgsm_core(model_fn, x, y, *, eps, alpha, targeted, clip_min, clip_max, eot_samples=1):
+
+def rfgsm_core(model_fn, x, y, *, eps, alpha, targeted, clip_min, clip_max, eot_samples=1, variant="tramer"):
     """Graph-mode R-FGSM; ``eps`` and ``alpha`` may be scalars or per-example ``(batch,)``."""
     y = labels_or_predictions(model_fn, x, y)
     eps, alpha = per_example(eps, x), per_example(alpha, x)
     x_rand = clip(x + alpha * tf_sign_normal(x), clip_min, clip_max)
     grad, _ = loss_gradient(model_fn, x_rand, y, targeted=targeted, eot_samples=eot_samples)
-    x_adv = x_rand + optimize_linear(grad, eps - alpha, np.inf)
-    # The two steps add up to at most eps; the explicit clip guards against rounding.
-    return clip(tf.clip_by_value(x_adv, x - eps, x + eps), clip_min, clip_max)
+    if VARIANTS[variant]:
+        x_adv = x_rand + optimize_linear(grad, eps - alpha, np.inf)
+        # The two steps add up to at most eps; the explicit clip guards against rounding.
+        x_adv = tf.clip_by_value(x_adv, x - eps, x + eps)
+    else:
+        x_adv = x_rand + optimize_linear(grad, eps, np.inf)
+    return clip(x_adv, clip_min, clip_max)
 
 
 def tf_sign_normal(x):
@@ -26,20 +40,45 @@ def tf_sign_normal(x):
     return tf.sign(tf.random.normal(tf.shape(x), dtype=x.dtype))
 
 
+def validate_variant(variant):
+    """``variant`` if it is a key of :data:`VARIANTS`, else ``ValueError`` naming the valid ones."""
+    if not isinstance(variant, str) or variant not in VARIANTS:
+        raise ValueError(f"`variant` must be one of {sorted(VARIANTS)}, got {variant!r}.")
+    return variant
+
+
+def max_linf(eps, *, alpha=None, variant="tramer"):
+    """The largest L-inf perturbation R-FGSM can produce: ``eps`` (Tramèr) or ``alpha + eps`` (Panda)."""
+    alpha = eps / 2.0 if alpha is None else alpha
+    return float(eps) if VARIANTS[validate_variant(variant)] else float(alpha + eps)
+
+
 _rfgsm = compiled(rfgsm_core)
 
 
-def rfgsm(model_fn, x, *, eps, alpha=None, y=None, targeted=False, clip_min=0.0, clip_max=1.0, eot_samples=1):
-    """R-FGSM, L-inf: ``x' = x + alpha * sign(N(0, I))``, then ``x' + (eps - alpha) * sign(grad(x'))``.
+def rfgsm(
+    model_fn, x, *, eps, alpha=None, variant="tramer", y=None, targeted=False, clip_min=0.0, clip_max=1.0,
+    eot_samples=1,
+):
+    """R-FGSM, L-inf: ``x' = x + alpha * sign(N(0, I))``, then a gradient sign step from ``x'``.
 
     The random step escapes the sharp curvature around data points that makes
     single-step FGSM weak against FGSM-trained models (Tramèr et al. 2018, Eq. 7).
 
+    - ``variant="tramer"``: ``x' + (eps - alpha) * sign(grad(x'))``; L-inf <= ``eps``.
+    - ``variant="panda"``: ``x' + eps * sign(grad(x'))`` (Panda et al. 2019: the random
+      step, then their Eq. 1, FGSM of size ``eps``); L-inf <= ``alpha + eps``, i.e.
+      ``1.5 * eps`` at the default ``alpha``. Compare its accuracies with attacks of
+      budget ``eps`` knowing the perturbation may be half as large again.
+
     Args:
         model_fn: callable mapping inputs to logits.
         x: inputs in ``[clip_min, clip_max]``.
-        eps: total L-inf budget (>= 0).
-        alpha: size of the random step, ``0 <= alpha <= eps``; default ``eps / 2`` (Tramèr).
+        eps: L-inf budget of the whole attack (``"tramer"``) or of its gradient step
+            (``"panda"``), >= 0.
+        alpha: size of the random step, ``0 <= alpha <= eps``; default ``eps / 2``
+            (both papers).
+        variant: ``"tramer"`` or ``"panda"`` (see above).
         y: labels or targets; ``None`` uses the model's predictions.
         targeted: move toward ``y``.
         clip_min, clip_max: valid input range.
@@ -47,8 +86,14 @@ def rfgsm(model_fn, x, *, eps, alpha=None, y=None, targeted=False, clip_min=0.0,
 
     Returns:
         Adversarial examples shaped like ``x``.
+
+    Raises:
+        ValueError: for ``eps < 0``, ``alpha`` outside ``[0, eps]``, an unknown
+            ``variant``, ``clip_min > clip_max``, ``targeted`` without ``y`` or inputs
+            outside the clip range.
     """
     validate_attack(eps=eps, clip_min=clip_min, clip_max=clip_max, y=y, targeted=targeted)
+    variant = validate_variant(variant)
     alpha = eps / 2.0 if alpha is None else validate_nonnegative(alpha, "alpha")
     if alpha > eps:
         raise ValueError(f"`alpha` must be <= `eps` ({eps}), got {alpha!r}.")
@@ -56,5 +101,5 @@ def rfgsm(model_fn, x, *, eps, alpha=None, y=None, targeted=False, clip_min=0.0,
     x = check_inputs(x, clip_min=clip_min, clip_max=clip_max, model_fn=model_fn)
     return _rfgsm(
         model_fn, x, check_labels(y, x), eps=float(eps), alpha=float(alpha), targeted=bool(targeted),
-        clip_min=clip_min, clip_max=clip_max, eot_samples=eot_samples,
+        clip_min=clip_min, clip_max=clip_max, eot_samples=eot_samples, variant=variant,
     )

@@ -15,6 +15,28 @@ def predict_labels(model_fn, x, *, batch_size=500):
     )
 
 
+def top_k_accuracy(model_fn, x, y, *, k=5, batch_size=500):
+    """Fraction of ``x`` whose label ``y`` is among the ``k`` largest logits of ``model_fn``.
+
+    The "top-5 accuracy" of ImageNet results (Panda et al. Fig. 8). Ties at the k-th
+    logit are broken by class index, as ``np.argsort`` with a stable sort does.
+
+    Raises:
+        ValueError: ``k`` not an int in ``[1, classes]`` or ``len(x) != len(y)``.
+    """
+    y = np.asarray(y)
+    if len(x) != len(y):
+        raise ValueError(f"`x` and `y` must have the same length, got {len(x)} and {len(y)}.")
+    hits = []
+    for i in range(0, len(x), batch_size):
+        logits = np.asarray(model_fn(x[i : i + batch_size]))
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= logits.shape[-1]:
+            raise ValueError(f"`k` must be an int in [1, {logits.shape[-1]}], got {k!r}.")
+        top = np.argsort(-logits, axis=-1, kind="stable")[:, :k]
+        hits.append(np.any(top == y[i : i + batch_size, None], axis=-1))
+    return float(np.mean(np.concatenate(hits))) if hits else float("nan")
+
+
 def _attack_batch(model_fn, attack_fn, xb, yb, frozen_options):
     options = frozen_options.items if isinstance(frozen_options, _Unhashed) else frozen_options
     return attack_fn(model_fn, xb, y=yb, **dict(options))

@@ -44,6 +44,7 @@ from pydantic import Field, ValidationError, create_model, model_validator
 from edgebnn.recipes import claims as claims_lib
 from edgebnn.recipes.evaluations import KINDS
 from edgebnn.recipes.schema import OpenSection, RecipeError, Section
+from edgebnn.attacks.rfgsm import VARIANTS as RFGSM_VARIANTS
 from edgebnn.training.adversarial import LABEL_SOURCES, METHODS, MODES
 from edgebnn.training.distribute import STRATEGIES
 from edgebnn.training.optim import OPTIMIZERS, SCHEDULES
@@ -101,6 +102,13 @@ class AdversarialConfig(Section):
     mode: Literal[MODES] = "replace"
     label_source: Literal[LABEL_SOURCES] = "true"
     eot_samples: PositiveInt | None = None
+    rfgsm_variant: Literal[tuple(RFGSM_VARIANTS)] = "tramer"
+
+    @model_validator(mode="after")
+    def _variant_needs_rfgsm(self):
+        if self.rfgsm_variant != "tramer" and self.method != "rfgsm":
+            raise ValueError(f"rfgsm_variant: applies to method 'rfgsm' only, got method {self.method!r}")
+        return self
 
 
 class TrainConfig(Section):

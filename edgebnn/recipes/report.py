@@ -155,6 +155,8 @@ def _cell_section(cell_report):
     if train:
         lines.append(f"- trained {train['epochs']} epoch(s), seed {train['seed']}"
                      + (f", adversarial: {train['adversarial']}" if train.get("adversarial") else "")
+                     + (f" (training adversaries within L-inf {train['adversarial_linf_bound']:g} of their images)"
+                        if train.get("adversarial_linf_bound") is not None else "")
                      + f"; cache key `{train['key']}`")
     results = cell_report.get("results", [])
     attack_rows = [r for r in results if r["evaluation"] in ("clean", "attacks")]

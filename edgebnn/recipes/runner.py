@@ -265,6 +265,7 @@ class _Runner:
                 fit_model = AdversarialModel(
                     model, method=a.method, eps=a.eps, steps=a.steps, step_size=a.step_size, fraction=a.fraction,
                     start_epoch=a.start_epoch, label_source=a.label_source, mode=a.mode, eot_samples=eot,
+                    rfgsm_variant=a.rfgsm_variant,
                 )
             steps_per_epoch = math.ceil(len(d.x_train) / t.batch_size)
             lr = learning_rate_schedule(t.learning_rate, schedule=t.schedule, steps_per_epoch=steps_per_epoch,
@@ -285,6 +286,7 @@ class _Runner:
             "strategy": t.strategy, "replicas": int(self.strategy.num_replicas_in_sync),
             "seconds_last": seconds, "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
             "adversarial": None if t.adversarial is None else t.adversarial.model_dump(mode="json"),
+            "adversarial_linf_bound": None if t.adversarial is None else _training_linf_bound(t.adversarial),
         })
         shutil.rmtree(folder / "checkpoints", ignore_errors=True)
         del fit_model, model
@@ -650,3 +652,12 @@ def run(study, out, *, console=None, cache=None):
     out.mkdir(parents=True, exist_ok=True)
     with RunLock(out):
         return _Runner(study, out, console or Console(), cache=cache).run()
+
+
+def _training_linf_bound(adversarial):
+    """The largest L-inf distance of a training adversary from its clean image under ``adversarial``."""
+    from edgebnn.attacks.rfgsm import max_linf  # noqa: PLC0415 (TensorFlow)
+
+    if adversarial.method == "rfgsm":
+        return max_linf(adversarial.eps, variant=adversarial.rfgsm_variant)
+    return float(adversarial.eps)

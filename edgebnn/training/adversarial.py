@@ -11,8 +11,10 @@ Methods:
     ``"fgsm_random_eps"``: FGSM with a per-example eps ``|N(0, sigma)|`` truncated at
     ``2 sigma`` and capped at ``eps``, ``sigma = ceil(eps * 255 / 2) / 255`` (Kurakin et
     al. 2017, as run by Galloway et al. 2018).
-    ``"rfgsm"``: R-FGSM, random step ``eps / 2`` then FGSM (Tramèr et al. 2018; Panda
-    et al. use eps 0.3 on MNIST, 8/255 on CIFAR).
+    ``"rfgsm"``: R-FGSM, random step ``eps / 2`` then a gradient sign step: of
+    ``eps / 2`` with ``rfgsm_variant="tramer"`` (Tramèr et al. 2018, L-inf <= eps), of
+    ``eps`` with ``rfgsm_variant="panda"`` (Panda et al. 2019, L-inf <= 1.5 eps; they
+    use eps 0.3 on MNIST, 8/255 on CIFAR).
     ``"pgd"``: PGD from a random start (Madry et al. 2018, e.g. 40 or 20 steps).
 
 Example:
@@ -29,7 +31,7 @@ import numpy as np
 from edgebnn.attacks.common import validate_nonnegative, validate_positive_int
 from edgebnn.attacks.fgsm import fgsm_core
 from edgebnn.attacks.pgd import pgd_core
-from edgebnn.attacks.rfgsm import rfgsm_core
+from edgebnn.attacks.rfgsm import VARIANTS as RFGSM_VARIANTS, rfgsm_core
 
 import tensorflow as tf
 
@@ -61,7 +63,13 @@ def sample_random_eps(batch, eps_max):
     return tf.minimum(tf.abs(tf.random.truncated_normal([batch], stddev=sigma)), eps_max)
 
 
-def _validate_options(*, method, eps, steps, step_size, fraction, start_epoch, label_source, clip_min, clip_max, mode):
+def _validate_options(
+    *, method, eps, steps, step_size, fraction, start_epoch, label_source, clip_min, clip_max, mode, rfgsm_variant,
+):
+    if rfgsm_variant not in RFGSM_VARIANTS:
+        raise ValueError(f"`rfgsm_variant` must be one of {sorted(RFGSM_VARIANTS)}, got {rfgsm_variant!r}.")
+    if rfgsm_variant != "tramer" and method != "rfgsm":
+        raise ValueError(f"`rfgsm_variant` applies to method 'rfgsm' only, got method {method!r}.")
     if mode not in MODES:
         raise ValueError(f"`mode` must be one of {list(MODES)}, got {mode!r}.")
     if method not in METHODS:
@@ -110,6 +118,8 @@ class AdversarialModel(tf.keras.Model):
         eot_samples: EOT passes per attack gradient, for randomized models.
         mode: ``"replace"`` (a fraction of the batch) or ``"augment"`` (every clean
             example and its adversary, a batch twice as large).
+        rfgsm_variant: ``"tramer"`` or ``"panda"``, the R-FGSM of
+            :func:`edgebnn.attacks.rfgsm` (method ``"rfgsm"`` only).
 
     Create it (and compile it) inside the ``tf.distribute`` strategy scope when using one.
     """
@@ -129,14 +139,17 @@ class AdversarialModel(tf.keras.Model):
         clip_max=1.0,
         eot_samples=1,
         mode="replace",
+        rfgsm_variant="tramer",
         name=None,
     ):
         super().__init__(name=name or f"adversarial_{model.name}")
         _validate_options(
             method=method, eps=eps, steps=steps, step_size=step_size, fraction=fraction,
             start_epoch=start_epoch, label_source=label_source, clip_min=clip_min, clip_max=clip_max, mode=mode,
+            rfgsm_variant=rfgsm_variant,
         )
         self.mode = mode
+        self.rfgsm_variant = rfgsm_variant
         self.model = model
         self.method = method
         self.eps = float(eps)
@@ -170,7 +183,9 @@ class AdversarialModel(tf.keras.Model):
             eps = sample_random_eps(tf.shape(x)[0], self.eps)
             x_adv = _FGSM(model_fn, x, labels, eps=eps, norm=np.inf, **common)
         elif self.method == "rfgsm":
-            x_adv = _RFGSM(model_fn, x, labels, eps=self.eps, alpha=self.eps / 2, **common)
+            x_adv = _RFGSM(
+                model_fn, x, labels, eps=self.eps, alpha=self.eps / 2, variant=self.rfgsm_variant, **common,
+            )
         else:
             x_adv = _PGD(
                 model_fn, x, labels, eps=self.eps, steps=self.steps, step_size=self.step_size,

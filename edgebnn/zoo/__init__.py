@@ -10,7 +10,8 @@ name                       precisions                                   extra ke
 =========================  ===========================================  ==============
 ``panda_fcn1``             float, binary                                --
 ``panda_fcn2``             float, binary                                --
-``panda_alexnet_cifar10``  float, binary                                --
+``panda_alexnet_cifar10``  float, binary                                ``inflation``
+``binarynet_vgg_cifar10``  float, binary                                --
 ``panda_resnet20_cifar100`` float, xnor                                 --
 ``panda_alexnet_imagenet`` float, xnor (shape-tested only)              --
 ``galloway_cnn``           A, B, C, S                                   ``kernels``
@@ -29,6 +30,7 @@ _REGISTRY = {
     "panda_fcn1": (panda_fcn.fcn1, panda_fcn.PRECISIONS),
     "panda_fcn2": (panda_fcn.fcn2, panda_fcn.PRECISIONS),
     "panda_alexnet_cifar10": (panda_cnn.alexnet_cifar10, panda_cnn.ALEXNET_CIFAR10_PRECISIONS),
+    "binarynet_vgg_cifar10": (panda_cnn.binarynet_vgg_cifar10, panda_cnn.BINARYNET_VGG_PRECISIONS),
     "panda_resnet20_cifar100": (panda_cnn.resnet20_cifar100, panda_cnn.RESNET20_PRECISIONS),
     "panda_alexnet_imagenet": (panda_cnn.alexnet_imagenet, panda_cnn.ALEXNET_IMAGENET_PRECISIONS),
     "galloway_cnn": (galloway_cnn.galloway_cnn, galloway_cnn.PRECISIONS),

@@ -1,13 +1,16 @@
-"""Panda et al.'s convolutional networks: CIFAR-10 AlexNet-style BNN, CIFAR-100
-ResNet-20 and ImageNet AlexNet, in float and in their quantized precision.
+"""Panda et al.'s convolutional networks: CIFAR-10 AlexNet (and BinaryNet's VGG-style
+ConvNet), CIFAR-100 ResNet-20 and ImageNet AlexNet, in float and in their quantized precision.
 
 Reference: P. Panda, I. Chakraborty, K. Roy, "Discretization based solutions for
 secure machine learning against adversarial attacks", IEEE Access 2019. The paper
 names the topologies and cites their sources; the layer-by-layer definitions here
 follow those sources:
 
-- CIFAR-10: the BNN "AlexNet-like" ConvNet of Courbariaux et al. 2016 (BinaryNet),
-  as in Larq's BinaryNet-on-CIFAR10 tutorial:
+- CIFAR-10 "AlexNet": the paper cites BinaryNet.pytorch (Hubara et al.) for it; that
+  repository's ``alexnet_binary`` (``AlexNetOWT_BN``, widths inflated 3x) adapted to
+  32x32 inputs, see :func:`alexnet_cifar10` for every adaptation.
+- CIFAR-10 VGG-style ConvNet of Courbariaux et al. 2016 (BinaryNet), as in Larq's
+  BinaryNet-on-CIFAR10 tutorial (:func:`binarynet_vgg_cifar10`):
   128C3-128C3-MP2-256C3-256C3-MP2-512C3-512C3-MP2-1024FC-1024FC-10, BatchNorm after
   every layer (first convolution unpadded).
 - CIFAR-100: ResNet-20 of He et al. 2016 (Sec. 4.2: 16/32/64 filters, 3 basic blocks
@@ -19,12 +22,20 @@ follow those sources:
 quantized version binarizes the next layer's input.
 """
 
+from edgebnn._checks import positive_int
 from edgebnn.layers import ZeroPadShortcut
 from edgebnn.zoo.common import BATCH_NORM, conv, dense, input_stem, layer_quantizers, model_name, validate_common
 
 import tensorflow as tf
 
 ALEXNET_CIFAR10_PRECISIONS = ("float", "binary")
+BINARYNET_VGG_PRECISIONS = ("float", "binary")
+#: BinaryNet.pytorch ``alexnet_binary``: (filters before inflation, kernel, max-pool after),
+#: the last convolution not inflated (256 filters), 3x3 max-pooling with stride 2.
+BINARYNET_ALEXNET_CONVS = ((64, 5, True), (192, 5, True), (384, 3, False), (256, 3, False), (256, 3, True))
+#: ``ratioInfl`` of ``alexnet_binary``: every convolution but the last is 3x wider than AlexNet's.
+BINARYNET_ALEXNET_INFLATION = 3
+BINARYNET_ALEXNET_FC = 4096
 RESNET20_PRECISIONS = ("float", "xnor")
 ALEXNET_IMAGENET_PRECISIONS = ("float", "xnor")
 
@@ -48,8 +59,91 @@ def _relu_if_float(x, precision, name):
     return tf.keras.layers.Activation("relu", name=name)(x) if precision == "float" else x
 
 
-def alexnet_cifar10(*, precision="float", input_bits=None, num_classes=10, input_shape=(32, 32, 3), name=None):
-    """Panda et al.'s CIFAR-10 network: the BinaryNet ConvNet, ``"float"`` or ``"binary"``.
+def alexnet_cifar10(
+    *, precision="float", input_bits=None, num_classes=10, input_shape=(32, 32, 3), inflation=BINARYNET_ALEXNET_INFLATION,
+    name=None,
+):
+    """Panda et al.'s CIFAR-10 AlexNet: BinaryNet.pytorch's ``alexnet_binary`` adapted to 32x32.
+
+    The reference (``models/alexnet_binary.py``, ``AlexNetOWT_BN``) is, for 224x224
+    ImageNet images: conv 64r@11x11/4 (pad 2) - MP3/2 - BN - Hardtanh - conv 192r@5x5 -
+    MP3/2 - BN - Hardtanh - conv 384r@3x3 - BN - Hardtanh - conv 256r@3x3 - BN - Hardtanh -
+    conv 256@3x3 - MP3/2 - BN - Hardtanh - FC 4096 - BN - Hardtanh - FC 4096 - BN -
+    Hardtanh - FC classes - BN - LogSoftmax, with ``r = ratioInfl = 3``; every layer has
+    binary (sign) weights and every layer but the first binary inputs (its
+    ``BinarizeConv2d`` leaves 3-channel inputs real).
+
+    Adaptations to 32x32 CIFAR-10 images, each forced by the input size or by Keras:
+
+    1. First convolution 5x5, stride 1, "same" padding instead of 11x11, stride 4, pad 2:
+       on 32x32 the original stem leaves a 7x7 map that the three 3x3/2 poolings cannot
+       take (7 -> 3 -> 1 -> nothing). With it the maps are 32 -> 15 -> 7 -> 3.
+    2. First classifier layer takes 256 x 3 x 3 inputs instead of 256 x 6 x 6.
+    3. The final BatchNorm has ``num_classes`` channels (the reference hard-codes 1000)
+       and its output are the logits (no LogSoftmax; losses take logits).
+    4. No convolution / dense bias: each is followed by BatchNorm, which absorbs it.
+    5. Hardtanh before a sign is dropped: Larq's straight-through sign already passes
+       the gradient only where ``|x| <= 1``, which is what Hardtanh + sign did.
+    6. BatchNorm has no scale (Larq's BNN convention; a positive scale does not change
+       the sign after it) and momentum 0.9.
+    7. ``"float"``: the same graph with plain layers, ReLU where the binary network
+       binarizes, and a biased dense output without BatchNorm (as the reference's float
+       ``alexnet.py``, whose widths are ``inflation=1``). No dropout in either: the binary
+       reference has it commented out, and the paper compares "a similar architecture".
+
+    Binary "same" convolutions pad with +1 (``pad_values=1``) so their inputs stay binary.
+
+    Args:
+        precision: ``"float"`` or ``"binary"``.
+        input_bits: ``None`` or 1..8: prepend :class:`~edgebnn.layers.InputDiscretization`.
+        num_classes: output classes.
+        input_shape: shape of one input image (32x32 for the map sizes above; at least 15x15).
+        inflation: the reference's ``ratioInfl`` (3); 1 gives AlexNet's own widths.
+        name: model name.
+
+    Returns:
+        An uncompiled ``tf.keras.Model`` mapping ``[0, 1]`` pixels to logits.
+
+    Raises:
+        ValueError: for an unknown precision, bad ``input_bits`` / ``num_classes`` /
+            ``input_shape`` or ``inflation`` not a positive int.
+    """
+    family = "panda_alexnet_cifar10"
+    input_shape = validate_common(
+        family=family, precision=precision, precisions=ALEXNET_CIFAR10_PRECISIONS,
+        input_bits=input_bits, num_classes=num_classes, input_shape=input_shape,
+    )
+    positive_int(inflation, "inflation", prefix=f"{family}: ")
+    if min(input_shape[:2]) < 15:
+        raise ValueError(f"{family}: `input_shape` must be at least 15x15 for three 3x3/2 poolings, "
+                         f"got {input_shape!r}.")
+    inputs, x = input_stem(input_shape, input_bits)
+    last = len(BINARYNET_ALEXNET_CONVS) - 1
+    for i, (filters, kernel, pool) in enumerate(BINARYNET_ALEXNET_CONVS):
+        first = i == 0
+        width = filters if i == last else filters * inflation
+        quant_kwargs = {"pad_values": 1.0} if precision == "binary" and not first else {}
+        x = conv(width, kernel, quant=layer_quantizers(precision, first=first), padding="same", use_bias=False,
+                 name=f"conv_{i}", **quant_kwargs)(x)
+        if pool:
+            x = tf.keras.layers.MaxPool2D(3, strides=2, name=f"pool_{i}")(x)
+        x = tf.keras.layers.BatchNormalization(**BATCH_NORM, name=f"bn_conv_{i}")(x)
+        x = _relu_if_float(x, precision, f"relu_conv_{i}")
+    x = tf.keras.layers.Flatten(name="flatten")(x)
+    for i in range(2):
+        x = dense(BINARYNET_ALEXNET_FC, quant=layer_quantizers(precision), use_bias=False, name=f"dense_{i}")(x)
+        x = tf.keras.layers.BatchNormalization(**BATCH_NORM, name=f"bn_dense_{i}")(x)
+        x = _relu_if_float(x, precision, f"relu_dense_{i}")
+    if precision == "float":
+        logits = tf.keras.layers.Dense(num_classes, name="logits")(x)
+    else:
+        x = dense(num_classes, quant=layer_quantizers(precision), use_bias=False, name="dense_out")(x)
+        logits = tf.keras.layers.BatchNormalization(**BATCH_NORM, name="logits")(x)
+    return tf.keras.Model(inputs, logits, name=name or model_name(family, precision, input_bits))
+
+
+def binarynet_vgg_cifar10(*, precision="float", input_bits=None, num_classes=10, input_shape=(32, 32, 3), name=None):
+    """BinaryNet's VGG-style CIFAR-10 ConvNet (Courbariaux et al. 2016), ``"float"`` or ``"binary"``.
 
     ``binary``: every layer has sign/STE weights clipped to [-1, 1] and no bias, each
     followed by BatchNorm (after the max-pooling when there is one); every layer but
@@ -68,9 +162,9 @@ def alexnet_cifar10(*, precision="float", input_bits=None, num_classes=10, input
     Returns:
         An uncompiled ``tf.keras.Model`` mapping ``[0, 1]`` pixels to logits.
     """
-    family = "panda_alexnet_cifar10"
+    family = "binarynet_vgg_cifar10"
     input_shape = validate_common(
-        family=family, precision=precision, precisions=ALEXNET_CIFAR10_PRECISIONS,
+        family=family, precision=precision, precisions=BINARYNET_VGG_PRECISIONS,
         input_bits=input_bits, num_classes=num_classes, input_shape=input_shape,
     )
     inputs, x = input_stem(input_shape, input_bits)

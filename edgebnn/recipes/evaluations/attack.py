@@ -2,8 +2,10 @@
 
 Any attack registered in :mod:`edgebnn.attacks` works by name; its keyword options
 are the extra keys of the entry, checked against the attack's signature. Per eps the
-result holds the accuracy (true labels), the success rate, and the mean / median L2
-and L-inf norms of the successful perturbations; with ``evaluation.mc_passes`` also
+result holds the accuracy (true labels), the success rate, the mean / median L2
+and L-inf norms of the successful perturbations and the largest L-inf distance of any
+adversarial example (``linf_max``: above ``eps`` for Panda's R-FGSM), the top-5
+accuracy for datasets of more than 10 classes; with ``evaluation.mc_passes`` also
 the Monte-Carlo vote's accuracy and Guan's uncertainty.
 
 - ``labels``: what an untargeted attack moves away from: ``"true"`` labels or the
@@ -257,6 +259,13 @@ def perturbation_metrics(x, x_adv, success):
             "linf_mean": float(linf.mean()), "linf_median": float(np.median(linf))}
 
 
+def linf_max(x, x_adv):
+    """Largest L-inf distance of any adversarial example from its clean image (all rows, not only successes)."""
+    if len(x) == 0:
+        return None
+    return float(np.max(np.abs(np.asarray(x_adv, np.float64) - np.asarray(x, np.float64))))
+
+
 def attack_metrics(*, x, x_adv, y, clean_pred, adv_pred, targets=None):
     """Accuracy (true labels), success rate and perturbation norms of one attacked set.
 
@@ -278,6 +287,7 @@ def attack_metrics(*, x, x_adv, y, clean_pred, adv_pred, targets=None):
         "success_rate": float(success.sum() / attempted.sum()) if attempted.any() else None,
         "attempted": int(attempted.sum()),
         "successes": int(success.sum()),
+        "linf_max": linf_max(x, x_adv),
         **perturbation_metrics(x, x_adv, success),
     }
 
@@ -311,6 +321,7 @@ def run(unit, ctx):
     adv_pred = common.predict(ctx, ctx.model, x_adv)
     metrics = attack_metrics(x=x, x_adv=x_adv, y=y, clean_pred=clean_pred, adv_pred=adv_pred, targets=targets)
     metrics["images"] = int(len(x))
+    metrics.update(common.top5(ctx, ctx.model, x_adv, y))
     metrics["eot_samples"] = options.get("eot_samples", 1)
     arrays = {"x_adv": x_adv.astype(np.float32), "y": y}
     if ctx.evaluation.mc_passes:

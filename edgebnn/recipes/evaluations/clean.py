@@ -1,5 +1,7 @@
 """Clean accuracy of every cell (always run): on the whole test part and on the evaluated images.
 
+For datasets of more than 10 classes also the top-5 accuracy (on the whole test part).
+
 With ``evaluation.mc_passes`` also the Monte-Carlo vote's accuracy and Guan's
 uncertainty of the evaluated images (its histogram's "clean" set).
 """
@@ -32,6 +34,7 @@ def run(unit, ctx):
         "accuracy_eval": float(np.mean(eval_pred == ctx.y_eval)),
         "images": int(len(ctx.x_test)),
     }
+    metrics.update(common.top5(ctx, ctx.model, ctx.x_test, ctx.y_test))
     arrays = {}
     if ctx.evaluation.mc_passes:
         mc, uncertainty = common.monte_carlo(ctx, ctx.model, ctx.x_eval, ctx.y_eval, "clean")

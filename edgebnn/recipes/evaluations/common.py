@@ -92,6 +92,19 @@ def predict(ctx, model, x, label=None):
     return np.concatenate(out) if out else np.zeros(0, np.int64)
 
 
+#: Top-5 accuracy is reported for datasets with more classes than this (CIFAR-100, ImageNet).
+TOP5_MIN_CLASSES = 10
+
+
+def top5(ctx, model, x, y):
+    """``{"top5_accuracy": ...}`` for datasets of more than :data:`TOP5_MIN_CLASSES` classes, else ``{}``."""
+    from edgebnn.evaluation import top_k_accuracy  # noqa: PLC0415 (TensorFlow)
+
+    if ctx.num_classes <= TOP5_MIN_CLASSES:
+        return {}
+    return {"top5_accuracy": top_k_accuracy(model, x, y, k=5, batch_size=ctx.evaluation.batch_size)}
+
+
 def monte_carlo(ctx, model, x, y, label):
     """``({accuracy_mc, uncertainty_mean, uncertainty_std}, uncertainty array)`` of the K-pass vote."""
     from edgebnn.evaluation import predict_mc  # noqa: PLC0415 (TensorFlow)
