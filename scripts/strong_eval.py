@@ -4,7 +4,8 @@ Four models (float / binary x 2-bit / 8-bit input), trained ``--epochs`` on Fash
 (weights cached in ``--cache-dir``), evaluated on the first ``--n`` seeded test images at
 every ``--eps`` with :func:`edgebnn.evaluation.masking.robustness_report`: FGSM, PGD-40,
 PGD-``--steps`` x ``--restarts``, APGD-CE and APGD-T per gradient surrogate, Square
-(``--square-queries``), the AutoAttack ensemble per surrogate and over all of them, and the
+(``--square-queries``), optionally SPSA, a substitute model and transfer from a separately
+trained float model, the AutoAttack ensemble per surrogate and over all of them, and the
 masking checks. Then :func:`~edgebnn.evaluation.masking.discretization_claims`: which
 gains of 2-bit over 8-bit input survive the ensemble.
 
@@ -48,22 +49,25 @@ def parse_args(argv=None):
     parser.add_argument("--substitute", action="store_true",
                         help="add a substitute-model transfer attack (trained on --holdout test images after the attacked ones)")
     parser.add_argument("--holdout", type=int, default=150)
+    parser.add_argument("--transfer", action="store_true",
+                        help="add transfer from a separately trained float FCN2 (8-bit input, seed --seed + 1)")
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--models", default="all", help="comma list like float-2,binary-8, or all")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
 
-def trained_model(precision, bits, args):
+def trained_model(precision, bits, args, *, seed=None):
+    seed = args.seed if seed is None else seed
     model = zoo.get("panda_fcn2")(precision=precision, input_bits=bits)
-    path = Path(args.cache_dir) / f"fcn2_{precision}_in{bits}_e{args.epochs}_s{args.seed}.weights.h5"
+    path = Path(args.cache_dir) / f"fcn2_{precision}_in{bits}_e{args.epochs}_s{seed}.weights.h5"
     if args.train_limit is not None:
         path = path.with_name(path.name.replace(".weights", f"_n{args.train_limit}.weights"))
     if path.exists():
         model.load_weights(path)
     else:
         x, y = data.load("fashion_mnist", "train", data_dir=args.data_dir, limit=args.train_limit, seed=args.seed)
-        train(model, x, y, epochs=args.epochs, batch_size=64, seed=args.seed, verbose=0)
+        train(model, x, y, epochs=args.epochs, batch_size=64, seed=seed, verbose=0)
         path.parent.mkdir(parents=True, exist_ok=True)
         model.save_weights(path)
     return model
@@ -83,6 +87,7 @@ def main(argv=None):
     substitute = dict(x_holdout=x_holdout, seed=args.seed) if args.substitute else None
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    transfer = {f"float-8-seed{args.seed + 1}": trained_model("float", 8, args, seed=args.seed + 1)} if args.transfer else None
 
     def log(message):
         print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
@@ -102,7 +107,7 @@ def main(argv=None):
         report = masking.robustness_report(
             model, xt, yt, eps_list=eps_list, surrogates=surrogates, steps=args.steps, pgd_steps=args.pgd_steps,
             restarts=args.restarts, target_classes=args.target_classes, square_queries=args.square_queries,
-            spsa_options=spsa, substitute_options=substitute, batch_size=args.batch_size,
+            spsa_options=spsa, substitute_options=substitute, transfer_sources=transfer, batch_size=args.batch_size,
             log=lambda m, name=name: log(f"{name}: {m}"),
         )
         report["model"] = {"family": "panda_fcn2", "precision": precision, "input_bits": bits, "epochs": args.epochs}

@@ -22,11 +22,17 @@ def test_every_table_and_figure_has_a_recipe():
     assert GUAN == ["guan/fig2", "guan/table1", "guan/table2", "guan/table3", "guan/table4"]
 
 
+#: Claim ids per recipe (``-EOT``: the EOT half of a criterion, stated as its own claim).
+CLAIM_IDS = {"guan/table1": ["C1", "C1-EOT", "C2", "C3"], "guan/table2": ["C4", "C4-EOT", "C5"],
+             "guan/table3": ["C6", "C7", "C8"], "guan/table4": ["C9", "C10"], "guan/fig2": ["C11", "C12"]}
+
+
 @pytest.mark.parametrize("name", GUAN)
 def test_guan_recipe_validates_with_the_papers_setup(name):
     path = recipes.find(name)
     study = config.load(path)
     assert "Claims and the criteria" in path.read_text()  # fixed before the numbers
+    assert study.paper == "guan" and [c.id for c in study.claims] == CLAIM_IDS[name]
     assert {c.name: (c.recipe.model.precision, c.recipe.model.options["dropout_rate"]) for c in study.cells} == TOPOLOGIES
     for cell in study.cells:
         recipe = cell.recipe

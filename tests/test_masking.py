@@ -62,8 +62,14 @@ def masked_report(float_model, fashion_small):
     holdout = fashion_small[2][len(x) : len(x) + 60]  # the attacker's own images, disjoint from x
     return masking.robustness_report(
         zero_gradient_model(model), x, y, eps_list=[0.1], spsa_options=dict(steps=10, num_samples=16, delta=0.05),
-        substitute_options=dict(x_holdout=holdout, rounds=1, epochs=2), **SMALL,
+        substitute_options=dict(x_holdout=holdout, rounds=1, epochs=2),
+        transfer_sources={"float": model},  # the same weights with their gradient intact
+        **SMALL,
     )
+
+
+def result_transfer(report):
+    return report["results"][0]["accuracy"]["transfer/float"]
 
 
 def statuses(report):
@@ -140,7 +146,9 @@ def test_zero_gradient_model_fires_masking_checks(masked_report):
     assert found["large_eps"] == "warning"
     assert masked_report["zero_gradient_fraction"]["ste"] == 1.0
     numbers = {c["check"]: c for c in masked_report["results"][0]["checks"]}["whitebox_vs_blackbox"]["numbers"]
-    assert {"square", "spsa", "substitute"} <= set(numbers)
+    assert {"square", "spsa", "substitute", "transfer/float"} <= set(numbers)
+    # PGD crafted on the unmasked twin transfers: the masked model's own gradient is what fails.
+    assert result_transfer(masked_report) < masked_report["results"][0]["accuracy"]["pgd-5/ste"] - 0.2
     result = masked_report["results"][0]
     # The ensemble's Square stage breaks what the gradient stages could not.
     assert result["autoattack"]["all"]["robust_accuracy"] < result["accuracy"]["apgd-ce/ste"] - 0.2

@@ -1,5 +1,7 @@
 """APGD, APGD-T, Square, the autoattack ensemble and gradient surrogates, on small real Fashion-MNIST models."""
 
+import importlib
+
 import numpy as np
 import pytest
 
@@ -146,6 +148,19 @@ def test_square_model_calls_within_budget(float_model, monkeypatch):
     queries = 30
     attacks.square(counting, x[:10], eps=0.02, queries=queries, y=y[:10])
     assert 1 <= len(calls) <= queries
+
+
+def test_square_traces_once_per_model_for_images_without_channel_axis(float_model):
+    square_module = importlib.import_module("edgebnn.attacks.square")  # `attacks.square` is the function
+
+    model, x, y = float_model
+    assert x.ndim == 3  # (batch, height, width): the attack adds and removes the channel axis
+    attacks.square(model, x[:4], eps=0.05, queries=5, y=y[:4])
+    traces = square_module._square.graph_function.experimental_get_tracing_count
+    before = traces()
+    for _ in range(3):
+        attacks.square(model, x[:4], eps=0.05, queries=5, y=y[:4])
+    assert traces() == before
 
 
 def test_square_finds_examples_on_gradient_masked_model(float_model):

@@ -9,6 +9,8 @@ schedule, initializations and L2 update follow the authors' reference implementa
 (``fra31/auto-attack``, ``square.py``), with images in NHWC layout.
 """
 
+import weakref
+
 import numpy as np
 
 from edgebnn.attacks.common import (
@@ -214,6 +216,23 @@ def square_core(model_fn, x, y, *, eps, norm, queries, p_init, targeted, clip_mi
 
 _square = compiled(square_core)
 
+# One channel-adding wrapper per model, so the compiled loop sees the same callable on every
+# call with (batch, height, width) inputs and does not retrace.
+_WITH_CHANNEL = weakref.WeakKeyDictionary()
+
+
+def _with_channel(model_fn):
+    """``model_fn`` for images with a trailing channel axis of 1, cached per model."""
+    try:
+        return _WITH_CHANNEL[model_fn]
+    except KeyError:
+        pass
+    except TypeError:  # not weak-referenceable: a fresh wrapper (the loop then retraces)
+        return lambda images: model_fn(images[..., 0])
+    model_ref = weakref.ref(model_fn)  # the cached wrapper must not keep its key alive
+    wrapper = _WITH_CHANNEL[model_fn] = lambda images: model_ref()(images[..., 0])
+    return wrapper
+
 
 def square_with_queries(
     model_fn,
@@ -244,7 +263,7 @@ def square_with_queries(
     if eps == 0:
         return x, tf.zeros(tf.shape(x)[:1])
     x_adv, used = _square(
-        model_fn if x.shape.rank == 4 else (lambda images: model_fn(images[..., 0])), x_img, check_labels(y, x),
+        model_fn if x.shape.rank == 4 else _with_channel(model_fn), x_img, check_labels(y, x),
         eps=float(eps), norm=norm, queries=queries, p_init=float(p_init), targeted=bool(targeted),
         clip_min=clip_min, clip_max=clip_max,
     )

@@ -9,7 +9,7 @@ numbers into checks, each ``"pass"`` or ``"warning"`` with the numbers behind it
 check                      warns when
 =========================  =====================================================================
 ``iterative_vs_single``    FGSM beats the iterative attacks (PGD, APGD) by more than ``margin``
-``whitebox_vs_blackbox``   a black-box or transfer attack (Square, SPSA, substitute) beats the
+``whitebox_vs_blackbox``   a black-box or transfer attack (Square, SPSA, substitute, transfer) beats the
                            best white-box attack by more than ``margin``
 ``large_eps``              an unbounded-ish attack (eps 0.5 on ``[0, 1]`` pixels) leaves more than
                            ``max_accuracy`` of the examples correct
@@ -180,6 +180,7 @@ def robustness_report(
     square_queries=5000,
     spsa_options=None,
     substitute_options=None,
+    transfer_sources=None,
     eot_samples=1,
     large_eps=LARGE_EPS,
     batch_size=500,
@@ -210,6 +211,10 @@ def robustness_report(
             or None to skip SPSA.
         substitute_options: :func:`edgebnn.attacks.substitute` keyword arguments, which must
             include ``x_holdout`` (images disjoint from ``x``), or None to skip it.
+        transfer_sources: ``{name: model}`` of separately trained models; for each, the
+            short PGD crafted white-box on that model (first surrogate) is replayed on
+            ``model_fn`` as ``transfer/<name>``, a black-box attack that needs no gradient
+            of the attacked model. None or empty to skip.
         eot_samples: EOT passes for the gradient attacks (randomized models).
         large_eps: budget of the large-eps check.
         batch_size: examples per compiled attack call.
@@ -225,7 +230,8 @@ def robustness_report(
              randomness_eot],
              "results": [{"eps",
                           "accuracy": {"fgsm/<s>", "pgd-40/<s>", "pgd-100x5/<s>", "apgd-ce/<s>",
-                                       "apgd-t/<s>", "square", "spsa"?, "substitute"?},
+                                       "apgd-t/<s>", "square", "spsa"?, "substitute"?,
+                                       "transfer/<name>"?},
                           "autoattack": {"<s>": {"robust_accuracy", "breakdown"}, "all": {...}},
                           "checks": [{"check", "status", "numbers", "message"}],
                           "warnings": int}],
@@ -243,6 +249,10 @@ def robustness_report(
     validate_positive_int(pgd_steps, "pgd_steps")
     if substitute_options is not None and "x_holdout" not in substitute_options:
         raise ValueError("`substitute_options` must include `x_holdout`, the attacker's own images (disjoint from `x`).")
+    transfer_sources = dict(transfer_sources or {})
+    for name, source in transfer_sources.items():
+        if not isinstance(name, str) or not name or not callable(source):
+            raise ValueError(f"`transfer_sources` must map names to models; got {name!r}: {type(source).__name__}.")
     x = np.asarray(check_inputs(x, clip_min=0.0, clip_max=1.0))
     y = np.asarray(y).reshape(-1).astype(np.int64)
     if len(y) != len(x):
@@ -262,7 +272,7 @@ def robustness_report(
         "surrogates": surrogates, "randomized": bool(randomized), "eot_samples": eot_samples,
         "settings": {"steps": steps, "pgd_steps": pgd_steps, "restarts": restarts, "target_classes": target_classes,
                      "square_queries": square_queries, "spsa": spsa_options is not None,
-                     "substitute": substitute_options is not None},
+                     "substitute": substitute_options is not None, "transfer": sorted(transfer_sources)},
     }
     report["zero_gradient_fraction"] = {
         s: float(zero_gradient_mask(model_fn, x, y, surrogate=s, eot_samples=eot_samples, batch_size=batch_size).mean())
@@ -299,6 +309,11 @@ def robustness_report(
             run("spsa", "spsa", **spsa_options)
         if substitute_options is not None:
             run("substitute", "substitute", norm=norm, **substitute_options)
+        for source_name, source in transfer_sources.items():
+            x_adv = craft(source, x, y, attack="pgd", eps=eps, norm=norm, steps=pgd_steps, surrogate=surrogates[0],
+                          batch_size=batch_size)
+            correct[f"transfer/{source_name}"] = _correct(model_fn, x_adv, y, batch_size) & clean
+            log(f"eps {eps:g} transfer/{source_name}: {_pct(correct[f'transfer/{source_name}'].mean())}")
 
         ensemble = {s: combine_ensemble(correct, clean, [s]) for s in surrogates}
         ensemble["all"] = combine_ensemble(correct, clean, surrogates)
@@ -362,7 +377,8 @@ def _checks_for_eps(acc, surrogates, short_pgd, long_pgd):
         for s in surrogates
     ]
     whitebox = {f"white-box/{s}": best[s] for s in surrogates}
-    blackbox = {name: acc[name] for name in ("square", "spsa", "substitute") if name in acc}
+    blackbox = {name: value for name, value in acc.items()
+                if name in ("square", "spsa", "substitute") or name.startswith("transfer/")}
     checks.append(check_whitebox_vs_blackbox(whitebox=whitebox, blackbox=blackbox))
     checks += [
         check_convergence(base=acc[f"{short_pgd}/{s}"], stronger=acc[f"{long_pgd}/{s}"],

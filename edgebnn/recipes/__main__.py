@@ -1,16 +1,19 @@
-"""``python -m edgebnn.recipes``: list and run recipe files.
+"""``python -m edgebnn.recipes``: list and run recipe files, and write the results page.
 
 Examples:
     python -m edgebnn.recipes list
     python -m edgebnn.recipes run quickstart --out runs/quickstart --set train.epochs=1
     python -m edgebnn.recipes run fcn2_discretization --set 'grid.model.input_bits=[2, 4]'
+    python -m edgebnn.recipes run guan/table1 --out runs/guan_table1 --cache runs/cache
+    python -m edgebnn.recipes results runs/ --out docs/results.md
 
-Rerunning a command into the same ``--out`` reuses every finished model and result
-(see :mod:`edgebnn.recipes.store`).
+Rerunning a command into the same ``--out`` reuses every finished model and result;
+runs given the same ``--cache`` folder share them (see :mod:`edgebnn.recipes.store`).
 """
 
 import argparse
 import os
+import shlex
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ start-up chatter out of the CLI
@@ -34,6 +37,14 @@ def _parser():
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a recipe value, e.g. train.epochs=1, attacks.0.eps=[0.1] or "
                           "grid.model.input_bits=[2,4] (repeatable)")
+    run.add_argument("--cache", metavar="DIR",
+                     help="folder for trained models and results shared by runs (default: OUT/store); "
+                          "recipes that train the same model then train it once")
+    results = commands.add_parser("results", help="write the results page from run folders (report.json)")
+    results.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                         help="a run's --out folder, or a folder searched recursively for report.json")
+    results.add_argument("--out", default=os.path.join("docs", "results.md"),
+                         help="the page to write (default: docs/results.md)")
     return parser
 
 
@@ -56,13 +67,25 @@ def _run(args):
     from edgebnn.recipes.runner import run  # noqa: PLC0415
 
     recipe = load(recipes.find(args.recipe), overrides=args.overrides)
-    run(recipe, args.out or os.path.join("runs", recipe.name))
+    if args.cache is not None and os.path.exists(args.cache) and not os.path.isdir(args.cache):
+        raise ValueError(f"--cache must be a folder, got the file {args.cache!r}")
+    run(recipe, args.out or os.path.join("runs", recipe.name), cache=args.cache)
+
+
+def _results(args, argv):
+    from edgebnn.recipes.results import write_page  # noqa: PLC0415
+
+    command = "python -m edgebnn.recipes " + " ".join(shlex.quote(a) for a in argv)
+    write_page(args.run_dirs, args.out, command=command)
+    print(f"wrote {args.out}")
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
     try:
-        _list() if args.command == "list" else _run(args)
+        commands = {"list": _list, "run": lambda: _run(args), "results": lambda: _results(args, argv)}
+        commands[args.command]()
     except (edgebnn.EdgebnnError, ValueError, TypeError, OSError) as e:
         if os.environ.get(DEBUG_ENV) == "1":
             raise

@@ -17,6 +17,9 @@ A recipe is also a *study*: it may add
   a grid, the base recipe) are cells of their own;
 - ``repeats = N``: every cell trained N times with consecutive ``train.seed``;
 - ``[[tables]]`` and ``[[figures]]``: how ``report.md`` lays out the results.
+- ``paper`` and ``[[claims]]``: which paper the recipe reproduces (its section of the
+  results page) and the paper's claims with the comparisons that decide them
+  (:mod:`edgebnn.recipes.claims`).
 
 Every cell is the base recipe plus its overrides, validated as a whole recipe before
 anything runs; an error names the cell and the key.
@@ -38,6 +41,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, create_model, model_validator
 
+from edgebnn.recipes import claims as claims_lib
 from edgebnn.recipes.evaluations import KINDS
 from edgebnn.recipes.schema import OpenSection, RecipeError, Section
 from edgebnn.training.adversarial import LABEL_SOURCES, METHODS, MODES
@@ -191,7 +195,7 @@ class FigureSpec(OpenSection):
     title: str = ""
 
 
-_STUDY_KEYS = ("grid", "cells", "repeats", "tables", "figures")
+_STUDY_KEYS = ("grid", "cells", "repeats", "tables", "figures", "paper", "claims")
 
 
 class _StudyKeys(Section):
@@ -200,6 +204,8 @@ class _StudyKeys(Section):
     repeats: PositiveInt = 1
     tables: list[TableSpec] = []
     figures: list[FigureSpec] = []
+    paper: Literal[tuple(claims_lib.PAPERS)] | None = None
+    claims: list[claims_lib.ClaimSpec] = []
 
 
 @dataclass(frozen=True)
@@ -238,13 +244,16 @@ class Study:
     figures: list
     base: Any
     single: bool = field(default=True)
+    paper: str | None = None
+    claims: list = field(default_factory=list)
 
     def to_dict(self):
         return {
             "name": self.name, "description": self.description, "repeats": self.repeats,
             "cells": [{"name": c.name, "repeat": c.repeat, "overrides": c.overrides} for c in self.cells],
             "tables": [t.model_dump() for t in self.tables], "figures": [f.model_dump() for f in self.figures],
-            "base": self.base.model_dump(mode="json"),
+            "base": self.base.model_dump(mode="json"), "paper": self.paper,
+            "claims": [c.model_dump(mode="json") for c in self.claims],
         }
 
 
@@ -491,9 +500,14 @@ def expand(table, *, name):
             figures.check(figure, names=names)
         except RecipeError as e:
             raise RecipeError(f"`figures.{i}`: {e}") from None
+    config_keys = set()
+    for cell in cells:
+        config_keys |= set(flatten(cell.recipe.model_dump(mode="json")))
+    claims_lib.check(keys.claims, cell_names=names, config_keys=config_keys)
     return Study(
         name=base.name, description=base.description, repeats=keys.repeats, cells=cells,
         tables=list(keys.tables), figures=list(keys.figures), base=base, single=single,
+        paper=keys.paper, claims=list(keys.claims),
     )
 
 

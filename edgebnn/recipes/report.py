@@ -29,7 +29,8 @@ def lookup(record, key, configs):
     return configs.get(record["cell"], {}).get(key)
 
 
-def _same(a, b):
+def same(a, b):
+    """Whether record value ``a`` equals match value ``b`` (numbers within rounding)."""
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
         return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
     return a == b
@@ -48,7 +49,7 @@ def _label(keys, values):
 
 
 def _matches(record, where, configs):
-    return all(_same(lookup(record, k, configs), v) for k, v in where.items())
+    return all(same(lookup(record, k, configs), v) for k, v in where.items())
 
 
 def table_data(spec, records, configs):
@@ -81,7 +82,7 @@ def table_data(spec, records, configs):
 def _paper_value(spec, row, column):
     keys = dict(zip(spec.rows, row)) | dict(zip(spec.columns, column))
     for paper in spec.paper:
-        if all(k in keys and _same(keys[k], v) for k, v in paper.match.items()):
+        if all(k in keys and same(keys[k], v) for k, v in paper.match.items()):
             return paper.value
     return None
 
@@ -216,7 +217,9 @@ def to_markdown(report, study):
     lines += [f"- status: **{status}**" + (f" ({report['error']})" if report.get("error") else ""),
               f"- data: {report['data_caption']}",
               f"- cells: {len(study.cells)} ({study.repeats} run(s) each); wall time {report['seconds']:.1f} s "
-              f"({report['computed_seconds']:.1f} s computed in this run, the rest from the cache)",
+              f"({report['computed_seconds']:.1f} s computed in this run, the rest from the cache"
+              + (f"; {report['work_seconds']:.1f} s of compute behind these numbers"
+                 if report.get("work_seconds") is not None else "") + ")",
               "- white-box attacks see through discretization and sign with straight-through gradients (BPDA); "
               "randomized models are attacked with expectation over their randomness (EOT) unless the result's "
               "`gradient` is `single` (the plain attack, one stochastic pass per gradient)", ""]
@@ -227,6 +230,10 @@ def to_markdown(report, study):
         lines += ["## Figures", ""]
         for figure in report["figures"]:
             lines += [f"![{figure['title']}]({figure['path']})", "", f"{figure['caption']}", ""]
+    if study.claims:
+        from edgebnn.recipes import claims as claims_lib  # noqa: PLC0415 (claims reads records through this module)
+
+        lines += claims_lib.to_markdown(report["claims"], heading="## Claims")
     lines += ["## Cells", ""]
     for cell_report in report["cells"]:
         lines += _cell_section(cell_report)

@@ -20,6 +20,7 @@ import numpy as np
 
 import edgebnn
 from edgebnn import _io, data
+from edgebnn.recipes import claims as claims_lib
 from edgebnn.recipes import figures as figures_lib
 from edgebnn.recipes import report as report_lib
 from edgebnn.recipes.config import flatten
@@ -109,9 +110,9 @@ def _versions():
 
 
 class _Runner:
-    def __init__(self, study, out, console):
+    def __init__(self, study, out, console, *, cache=None):
         self.study, self.out, self.console = study, Path(out), console
-        self.store = Store(out)
+        self.store = Store(out, cache=cache)
         self._data = {}
         self._models = {}  # model key -> (model, randomized, train info)
         self.results = {}  # result key -> stored result
@@ -215,9 +216,14 @@ class _Runner:
             return self._models[key]
         folder = self.store.model_dir(key)
         path = folder / "model.keras"
+        trained_now = False
         if not path.is_file():
-            self._train(cell, key, folder)
-        else:
+            with self.store.lock(key, on_wait=lambda: self.console.line(
+                    f"cell {cell.id!r}: another run is training this model ({key}); waiting for it")):
+                if not path.is_file():
+                    self._train(cell, key, folder)
+                    trained_now = True
+        if not trained_now:
             self.console.line(f"cell {cell.id!r}: trained model found in the cache ({key})")
         model = tf.keras.models.load_model(path, compile=False)
         info = _io_json(folder / "train.json")
@@ -297,15 +303,22 @@ class _Runner:
         )
 
     def _evaluate(self, cell, unit, ctx, work, keep_examples):
-        import tensorflow as tf  # noqa: PLC0415
-
         name = unit.module.label(unit.params)
         stored = self.store.load_result(unit.key)
-        if stored is not None:
-            self.console.skip(work)
-            self.results[unit.key] = stored
-            self.console.line(f"cell {cell.id!r}: {name}: {_summary(stored)} (cached)")
-            return
+        if stored is None:
+            with self.store.lock(unit.key, on_wait=lambda: self.console.line(
+                    f"cell {cell.id!r}: {name}: another run is computing this result; waiting for it")):
+                stored = self.store.load_result(unit.key)
+                if stored is None:
+                    self._compute(cell, unit, ctx, work, keep_examples, name)
+                    return
+        self.console.skip(work)
+        self.results[unit.key] = stored
+        self.console.line(f"cell {cell.id!r}: {name}: {_summary(stored)} (cached)")
+
+    def _compute(self, cell, unit, ctx, work, keep_examples, name):
+        import tensorflow as tf  # noqa: PLC0415
+
         self.console.line(f"cell {cell.id!r}: {name} ...")
         tf.keras.utils.set_random_seed(int(unit.key[:8], 16) % (2**31 - 1))
         start = time.perf_counter()
@@ -434,13 +447,20 @@ class _Runner:
             "recipe": study.name, "description": study.description, "status": self.status, "error": self.error,
             "data_caption": self._caption(), "study": study.to_dict(), "cells": cells, "records": records,
             "tables": tables, "figures": [{k: v for k, v in f.items()} for f in self.figure_reports],
+            "paper": study.paper, "claims": claims_lib.evaluate_all(study.claims, records, configs),
             "versions": self.versions, "seconds": self.console.elapsed(), "computed_seconds": self.computed_seconds,
+            "work_seconds": self._work_seconds(records, cells),
         }
         if study.single:
             report.update(self._legacy(cells[0]) or {})
         _io.write_json(self.out / "report.json", report)
         _io.write_text(self.out / "report.md", report_lib.to_markdown(report, study))
         return report
+
+    def _work_seconds(self, records, cells):
+        """Compute time behind the report's numbers (training and every result), whichever run spent it."""
+        train = {c["model_key"]: (c.get("train") or {}).get("seconds_last") or 0.0 for c in cells}
+        return float(sum(train.values()) + sum(self.results[r["key"]].get("seconds", 0.0) for r in records))
 
     def _legacy(self, cell_report):
         """The single-run report keys (``dataset``, ``model``, ``clean_accuracy``, ``attacks``, ``deployed``)."""
@@ -579,8 +599,15 @@ def _copy(source, target):
         shutil.copyfile(source, tmp)
 
 
-def run(study, out, *, console=None):
+def run(study, out, *, console=None, cache=None):
     """Run ``study`` into folder ``out`` (locked for the run); return the report dict.
+
+    Args:
+        study: a :class:`~edgebnn.recipes.config.Study`.
+        out: the run folder (report, figures; the store unless ``cache`` is given).
+        console: where progress goes (default: stderr).
+        cache: a folder for trained models and results shared with other runs
+            (see :mod:`edgebnn.recipes.store`); default ``out/store``.
 
     Raises:
         RecipeError: another run holds the folder, or a check that needs the data or
@@ -589,4 +616,4 @@ def run(study, out, *, console=None):
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with RunLock(out):
-        return _Runner(study, out, console or Console()).run()
+        return _Runner(study, out, console or Console(), cache=cache).run()

@@ -15,6 +15,13 @@ Layout of ``--out``::
 result: its model's key, the data and evaluation settings, and its own parameters),
 so a changed configuration never meets another configuration's checkpoint, and an
 unchanged one is never recomputed. Every file is written atomically.
+
+With ``--cache DIR`` the store lives in ``DIR`` (``DIR/models/KEY``, ``DIR/results``,
+``DIR/deploy``) instead of ``out/store``, shared by every run given the same folder:
+recipes that train the same model train it once. Runs sharing a cache may run at the
+same time: training and computing a result hold an exclusive lock on
+``DIR/locks/KEY.lock`` (:meth:`Store.lock`), so a second run waits for the first and
+then finds its artifact, and every file is still written atomically.
 """
 
 import errno
@@ -22,6 +29,7 @@ import fcntl
 import hashlib
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -76,10 +84,33 @@ class RunLock:
 
 
 class Store:
-    """Keyed artifacts under ``out/store``."""
+    """Keyed artifacts under ``out/store``, or under ``cache`` when given (a folder shared by runs)."""
 
-    def __init__(self, out):
-        self.root = Path(out) / "store"
+    def __init__(self, out, *, cache=None):
+        self.root = Path(cache) if cache is not None else Path(out) / "store"
+
+    @contextmanager
+    def lock(self, key, *, on_wait=None):
+        """Hold an exclusive lock on ``key`` (blocking); ``on_wait()`` is called if another process holds it.
+
+        The kernel drops the lock when its holder exits, even on SIGKILL, so a killed
+        run never blocks a later one.
+        """
+        path = self.root / "locks" / f"{key}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if on_wait is not None:
+                    on_wait()
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
 
     def model_dir(self, key):
         return self.root / "models" / key

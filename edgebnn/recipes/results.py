@@ -1,0 +1,206 @@
+"""The results page (``docs/results.md``): every paper recipe's run, the paper's numbers beside ours.
+
+``python -m edgebnn.recipes results RUN_DIR [RUN_DIR ...] --out docs/results.md``
+reads the ``report.json`` of each run folder (a folder without one is searched
+recursively), and writes one page grouped by paper (the recipe's ``paper`` key), then
+by recipe, one section per report (one per dataset or budget run): the data and
+budget, the claims with their verdicts, every attack run both ways beside each other
+(single-sample and EOT gradients), the masking checks where the run has a strong
+evaluation (``[[robustness]]``), the recipe's tables with the paper's values beside
+ours, and links to the figures. The header names the command that regenerated it.
+The page is generated: edit the recipes or rerun them, never the page.
+"""
+
+import json
+import os
+from pathlib import Path
+
+from edgebnn import _io
+from edgebnn.recipes.claims import HOLDS, IN_PART, NOT_EVALUATED, PAPERS
+from edgebnn.recipes.schema import RecipeError
+
+#: Section title of reports whose recipe names no paper.
+OTHER = "Other recipes"
+
+
+def find_reports(run_dirs):
+    """``[(run folder, report dict)]`` of every ``report.json`` in or below ``run_dirs``, in path order.
+
+    Raises:
+        RecipeError: a folder does not exist, holds no report, or a report is not valid JSON.
+    """
+    if not run_dirs:
+        raise RecipeError("results: give at least one RUN_DIR (a run's --out folder, or a folder above several).")
+    found = []
+    for run_dir in map(Path, run_dirs):
+        if not run_dir.is_dir():
+            raise RecipeError(f"results: RUN_DIR {str(run_dir)!r} is not a folder.")
+        paths = [run_dir / "report.json"] if (run_dir / "report.json").is_file() else sorted(
+            p for p in run_dir.rglob("report.json") if "store" not in p.relative_to(run_dir).parts)
+        if not paths:
+            raise RecipeError(f"results: no report.json in or below RUN_DIR {str(run_dir)!r}.")
+        for path in paths:
+            try:
+                report = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as e:
+                raise RecipeError(f"results: {path} is not valid JSON ({e}).") from e
+            if not isinstance(report, dict) or "recipe" not in report or "records" not in report:
+                raise RecipeError(f"results: {path} is not a recipe run's report (no `recipe` / `records`).")
+            if path.parent.resolve() not in [p.resolve() for p, _ in found]:
+                found.append((path.parent, report))
+    return found
+
+
+def _budget(report):
+    """One line: training, evaluation images, MC passes and EOT samples of the run's base recipe."""
+    base = report.get("study", {}).get("base", {})
+    train, evaluation = base.get("train", {}), base.get("evaluation", {})
+    parts = []
+    if train:
+        parts.append(f"{train.get('epochs')} training epoch(s), batch {train.get('batch_size')}, "
+                     f"{train.get('optimizer')} lr {train.get('learning_rate')}")
+    if evaluation:
+        parts.append(f"attacks on the first {evaluation.get('limit')} test images")
+        if evaluation.get("mc_passes"):
+            parts.append(f"{evaluation['mc_passes']} Monte-Carlo passes")
+        if evaluation.get("eot_samples"):
+            parts.append(f"EOT {evaluation['eot_samples']} samples per gradient")
+        parts.append(f"attack labels: {evaluation.get('labels')}")
+    return "; ".join(parts)
+
+
+def _verdict_counts(claims):
+    counts = {HOLDS: 0, IN_PART: 0, "does not hold": 0, NOT_EVALUATED: 0}
+    for c in claims:
+        counts[NOT_EVALUATED if c["verdict"].startswith(NOT_EVALUATED) else c["verdict"]] += 1
+    return ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+
+
+def _masking(report):
+    """Markdown of the strong evaluations (``[[robustness]]``) a report carries, per cell."""
+    from edgebnn.evaluation import masking  # noqa: PLC0415 (TensorFlow)
+
+    lines = []
+    for record in report["records"]:
+        if record.get("evaluation") != "robustness" or "report" not in record:
+            continue
+        text = masking.to_markdown(record["report"], title=f"Masking checks, cell {record['cell']} "
+                                                          f"({record.get('images', record['report']['n'])} images)")
+        lines += text.replace("## ", "##### ", 1).rstrip("\n").split("\n") + [""]
+    return lines
+
+
+def _eot_versus_single(report):
+    """Markdown table of every attack run both ways: accuracy (and the MC vote's) single-sample vs EOT."""
+    pairs = {}
+    for r in report["records"]:
+        if r.get("evaluation") == "attacks" and r.get("gradient") in ("single", "eot"):
+            key = (r["cell"], r.get("attack"), r.get("eps"))
+            pairs.setdefault(key, {}).setdefault(r["gradient"], []).append(r)
+    rows = [(key, both) for key, both in pairs.items() if set(both) == {"single", "eot"}]
+    if not rows:
+        return []
+    mc = any(r.get("accuracy_mc") is not None for _, both in rows for r in both["single"])
+
+    def mean(records, metric):
+        values = [r[metric] for r in records if r.get(metric) is not None]
+        return None if not values else sum(values) / len(values)
+
+    def cell_text(both, metric):
+        single, eot = mean(both["single"], metric), mean(both["eot"], metric)
+        if single is None or eot is None:
+            return "-"
+        return f"{100 * single:.1f} / {100 * eot:.1f} ({100 * (eot - single):+.1f})"
+
+    lines = ["#### EOT against the single-sample attack", "",
+             "Accuracy (%) under the plain attack / under the same attack with EOT gradients (difference in "
+             "points); a gain that vanishes under EOT came from noisy gradients, not robustness.", "",
+             "| cell | attack | accuracy (S) single / eot |" + (" accuracy (M) single / eot |" if mc else ""),
+             "|---|---|---:|" + ("---:|" if mc else "")]
+    for (cell, attack, eps), both in rows:
+        name = attack + ("" if eps is None else f" eps {eps:g}")
+        lines.append(f"| {cell} | {name} | {cell_text(both, 'accuracy')} |"
+                     + (f" {cell_text(both, 'accuracy_mc')} |" if mc else ""))
+    return lines + [""]
+
+
+def _demote(markdown_lines, levels):
+    return [("#" * levels + line) if line.startswith("#") else line for line in markdown_lines]
+
+
+def _section(run_dir, report, out_dir):
+    from edgebnn.recipes import claims as claims_lib  # noqa: PLC0415
+
+    lines = [f"### {report['recipe']}", ""]
+    if report.get("description"):
+        lines += [report["description"], ""]
+    status = report.get("status")
+    lines += [f"- data: {report.get('data_caption', 'n/a')}",
+              f"- budget: {_budget(report) or 'n/a'}",
+              f"- run: status **{status}**" + (f" ({report['error']})" if report.get("error") else "")
+              + f"; wall time {report.get('seconds', 0):.1f} s, {report.get('computed_seconds', 0):.1f} s of it computed "
+              f"in this run (the rest came from the cache)"
+              + (f"; {report['work_seconds']:.0f} s of compute behind these numbers (training and every result, "
+                 f"whichever run spent it)" if report.get("work_seconds") is not None else "")
+              + f"; run folder `{run_dir}`", ""]
+    claims = report.get("claims") or []
+    if claims:
+        lines += claims_lib.to_markdown(claims, heading="#### Claims")
+    lines += _eot_versus_single(report)
+    masking_lines = _masking(report)
+    if masking_lines:
+        lines += ["#### Masking checks (strong evaluation)", "", *masking_lines]
+    if report.get("tables"):
+        lines += ["#### Tables", ""]
+        for table in report["tables"]:
+            lines += _demote(table["markdown"], 1)
+    if report.get("figures"):
+        lines += ["#### Figures", ""]
+        for figure in report["figures"]:
+            target = os.path.relpath(Path(run_dir) / figure["path"], out_dir)
+            lines.append(f"- [{figure['title']}]({target})")
+        lines.append("")
+    return lines
+
+
+def render(reports, *, command, out_dir="."):
+    """The page's Markdown for ``[(run folder, report)]``; ``command`` goes in the header."""
+    groups = {}
+    for run_dir, report in reports:
+        groups.setdefault(report.get("paper") or None, []).append((run_dir, report))
+    order = [p for p in PAPERS if p in groups] + ([None] if None in groups else [])
+    lines = ["# Results: the papers' tables and claims, reproduced", "",
+             f"Generated by `{command}` from the run folders named there; do not edit by hand.", "",
+             "Each claim's criterion was written in its recipe before any number was seen. A claim **holds** when "
+             "the required number of its comparisons hold, **holds in part** when some but fewer do, **does not "
+             "hold** when none does, and is **not evaluated** when a number it needs is missing from the run. "
+             "Accuracies are in percent; paper values in parentheses. `single` is the plain attack (one stochastic "
+             "pass per gradient, as the papers ran it), `eot` the same attack with gradients averaged over the "
+             "model's randomness.", ""]
+    lines += ["## Summary", "", "| paper | recipe | claim | verdict |", "|---|---|---|---|"]
+    for paper in order:
+        for _, report in sorted(groups[paper], key=lambda item: item[1]["recipe"]):
+            for c in report.get("claims") or []:
+                lines.append(f"| {PAPERS.get(paper, OTHER)} | {report['recipe']} | {c['id']}: {c['claim']} | "
+                             f"{c['verdict']} |")
+    if not any(r.get("claims") for _, r in reports):
+        lines.append("| - | - | (no claims in these reports) | - |")
+    lines.append("")
+    for paper in order:
+        entries = sorted(groups[paper], key=lambda item: (item[1]["recipe"], str(item[0])))
+        all_claims = [c for _, r in entries for c in r.get("claims") or []]
+        lines += [f"## {PAPERS.get(paper, OTHER)}", ""]
+        if all_claims:
+            lines += [f"{len(all_claims)} claims: {_verdict_counts(all_claims)}.", ""]
+        for run_dir, report in entries:
+            lines += _section(run_dir, report, out_dir)
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def write_page(run_dirs, out, *, command):
+    """Find the reports below ``run_dirs`` and write the page to ``out`` (atomically); return its text."""
+    reports = find_reports(run_dirs)
+    out = Path(out)
+    text = render(reports, command=command, out_dir=out.parent.resolve() if out.parent != Path("") else Path("."))
+    _io.write_text(out, text)
+    return text

@@ -1,0 +1,318 @@
+"""Claims in recipes: validation at load, verdicts on records, the results page, the shared cache."""
+
+import copy
+import json
+import threading
+import time
+import tomllib
+
+import pytest
+
+from edgebnn.recipes import claims, config, results, runner
+from edgebnn.recipes.__main__ import main
+from edgebnn.recipes.store import Store
+
+BASE = tomllib.loads(
+    """
+    name = "claimed"
+    paper = "guan"
+    [data]
+    dataset = "fashion_mnist"
+    train_limit = 300
+    test_limit = 120
+    [model]
+    family = "panda_fcn2"
+    precision = "binary"
+    [train]
+    epochs = 1
+    batch_size = 64
+    [evaluation]
+    limit = 60
+    batch_size = 30
+    [deploy]
+    enabled = false
+    [[cells]]
+    name = "bnn"
+    [[cells]]
+    name = "float"
+    "model.precision" = "float"
+    [[attacks]]
+    name = "fgsm"
+    eps = 0.1
+    [[claims]]
+    id = "C1"
+    claim = "the float network is more accurate on clean inputs"
+    criterion = "clean accuracy of float >= that of bnn"
+    [[claims.compare]]
+    left = { metric = "accuracy", match = { cell = "float", attack = "clean" } }
+    op = ">="
+    right = { metric = "accuracy", match = { cell = "bnn", attack = "clean" } }
+    """
+)
+
+
+def _expand(mutate=None):
+    table = copy.deepcopy(BASE)
+    if mutate is not None:
+        mutate(table)
+    return config.expand(table, name="claimed")
+
+
+def _compare(table):
+    return table["claims"][0]["compare"][0]
+
+
+# --- validation at load ------------------------------------------------------------------
+
+
+def test_a_valid_claim_loads_with_its_paper():
+    study = _expand()
+    assert study.paper == "guan" and [c.id for c in study.claims] == ["C1"]
+    assert study.claims[0].required == 1 and study.to_dict()["claims"][0]["compare"][0]["op"] == ">="
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda t: t.update(paper="smith"), r"`paper`: input should be 'guan', 'galloway' or 'panda', got 'smith'"),
+    (lambda t: t["claims"][0].update(verdict="holds"), r"unknown key `claims\.0\.verdict`; valid keys in \[claims\.0\]"),
+    (lambda t: _compare(t).update(operator=">="), r"unknown key `claims\.0\.compare\.0\.operator`"),
+    (lambda t: _compare(t)["left"].update(metrics="accuracy"), r"unknown key `claims\.0\.compare\.0\.left\.metrics`"),
+    (lambda t: _compare(t).update(op="=>"), r"`claims\.0\.compare\.0\.op`: input should be '>=', '>', '<=' or '<'"),
+    (lambda t: _compare(t).update(value=0.5), r"`claims\.0\.compare\.0\.right`: give exactly one of `right`"),
+    (lambda t: _compare(t).pop("right"), r"`claims\.0\.compare\.0\.right`: give exactly one of `right`"),
+    (lambda t: t["claims"][0].update(require=2), r"`claims\.0\.require`: 2 comparisons required, but the claim has only 1"),
+    (lambda t: t["claims"][0].update(require="most"), r"`claims\.0\.require"),
+    (lambda t: t["claims"][0].update(compare=[]), r"`claims\.0\.compare`: list should have at least 1 item"),
+    (lambda t: t["claims"][0].pop("criterion"), r"`claims\.0\.criterion` is required"),
+    (lambda t: t["claims"].append(copy.deepcopy(t["claims"][0])), r"`claims\.1\.id`: 'C1' is used by an earlier claim"),
+    (lambda t: _compare(t)["left"]["match"].update(atack="fgsm"),
+     r"unknown key `claims\.0\.compare\.0\.left\.match\.atack`; records carry"),
+    (lambda t: _compare(t)["right"]["match"].update(cell="4bit"),
+     r"`claims\.0\.compare\.0\.right\.match\.cell`: no cell named '4bit'"),
+])
+def test_bad_claims_fail_at_load_with_one_line_naming_the_key(mutate, message):
+    with pytest.raises(config.RecipeError, match=message) as info:
+        _expand(mutate)
+    assert "\n" not in str(info.value)
+
+
+def test_match_accepts_dotted_configuration_keys():
+    def mutate(t):
+        _compare(t)["left"]["match"] = {"model.precision": "float", "attack": "clean"}
+
+    assert _expand(mutate).claims[0].compare[0].left.match == {"model.precision": "float", "attack": "clean"}
+
+
+# --- verdicts ------------------------------------------------------------------------------
+
+RECORDS = [
+    {"cell": "bnn", "repeat": 0, "evaluation": "clean", "attack": "clean", "eps": 0.0, "accuracy": 0.90},
+    {"cell": "bnn", "repeat": 0, "evaluation": "attacks", "attack": "fgsm", "eps": 0.3, "gradient": "single",
+     "accuracy": 0.452, "accuracy_mc": 0.56},
+    {"cell": "bnn", "repeat": 0, "evaluation": "attacks", "attack": "fgsm", "eps": 0.3, "gradient": "eot",
+     "accuracy": 0.30, "accuracy_mc": 0.31},
+    {"cell": "2bit", "repeat": 0, "evaluation": "attacks", "attack": "fgsm", "eps": 0.3, "gradient": "single",
+     "accuracy": 0.60, "accuracy_mc": 0.61},
+    {"cell": "2bit", "repeat": 1, "evaluation": "attacks", "attack": "fgsm", "eps": 0.3, "gradient": "single",
+     "accuracy": 0.50, "accuracy_mc": 0.53},
+    {"cell": "float", "repeat": 0, "evaluation": "detection", "attack": "fgsm", "eps": 0.3, "gradient": "single",
+     "detection_accuracy": 0.80, "detection_auc": 0.88},
+]
+CONFIGS = {"bnn": {"model.precision": "binary"}, "2bit": {"model.precision": "2bit"},
+           "float": {"model.precision": "float"}}
+
+
+def _mc_gain(cell, margin=0.02):
+    match = {"cell": cell, "attack": "fgsm", "gradient": "single"}
+    return {"left": {"metric": "accuracy_mc", "match": match}, "op": ">=",
+            "right": {"metric": "accuracy", "match": match}, "margin": margin}
+
+
+def _claim(compare, require="all"):
+    return claims.ClaimSpec.model_validate({"id": "C", "claim": "c", "criterion": "k", "require": require,
+                                            "compare": compare})
+
+
+def test_a_comparison_shows_its_numbers_in_points():
+    result = claims.evaluate(_claim([_mc_gain("bnn")]), RECORDS, CONFIGS)
+    assert result["verdict"] == "holds" and result["held"] == 1
+    assert result["comparisons"][0]["text"] == "bnn fgsm single: accuracy_mc 56.0% >= accuracy 45.2% + 2.0 -> yes"
+    assert result["comparisons"][0]["left"] == pytest.approx(0.56)
+
+
+@pytest.mark.parametrize("require, compare, verdict", [
+    ("all", [_mc_gain("bnn"), _mc_gain("2bit")], "holds"),  # 2bit: 57.0 >= 55.0 + 2.0, a tie
+    ("all", [_mc_gain("bnn"), _mc_gain("2bit", margin=0.021)], "holds in part"),
+    (1, [_mc_gain("bnn"), _mc_gain("2bit", margin=0.021)], "holds"),
+    ("any", [_mc_gain("bnn", margin=0.2), _mc_gain("2bit", margin=0.021)], "does not hold"),
+    ("all", [_mc_gain("bnn"), _mc_gain("2bit", margin=0.019)], "holds"),
+])
+def test_verdict_counts_the_comparisons_that_hold(require, compare, verdict):
+    assert claims.evaluate(_claim(compare, require), RECORDS, CONFIGS)["verdict"] == verdict
+
+
+def test_repeats_are_averaged_and_constants_and_other_metrics_work():
+    mean_2bit = {"left": {"metric": "accuracy", "match": {"cell": "2bit", "attack": "fgsm"}}, "op": "<", "value": 0.56}
+    detect = {"left": {"metric": "detection_accuracy", "match": {"model.precision": "float"}}, "op": ">=", "value": 0.75}
+    auc = {"left": {"metric": "detection_auc", "match": {"cell": "float"}}, "op": "<=", "value": 0.9, "margin": -0.01}
+    result = claims.evaluate(_claim([mean_2bit, detect, auc]), RECORDS, CONFIGS)
+    assert result["verdict"] == "holds", result
+    first, _, third = result["comparisons"]
+    assert first["left"] == pytest.approx(0.55) and first["left_n"] == 2  # mean of the two repeats
+    assert first["text"] == "2bit fgsm: 55.0% < 56.0% -> yes"
+    assert third["text"] == "float: 0.88 <= 0.9 - 0.01 -> yes"
+    versus = {"left": {"metric": "accuracy", "match": {"cell": "2bit", "attack": "fgsm", "gradient": "single"}},
+              "op": ">=", "right": {"metric": "accuracy", "match": {"cell": "bnn", "attack": "fgsm", "gradient": "single"}},
+              "margin": 0.05}
+    assert claims.evaluate(_claim([versus]), RECORDS, CONFIGS)["comparisons"][0]["text"] == \
+        "2bit fgsm single vs bnn: 55.0% >= 45.2% + 5.0 -> yes"
+
+
+def test_a_reference_matching_nothing_is_not_evaluated_never_a_pass():
+    missing = {"left": {"metric": "accuracy", "match": {"cell": "bnn", "attack": "pgd"}}, "op": "<=", "value": 1.0}
+    result = claims.evaluate(_claim([_mc_gain("bnn"), missing], require=1), RECORDS, CONFIGS)
+    assert result["verdict"] == "not evaluated: accuracy[cell=bnn, attack=pgd] matched no record"
+    assert result["comparisons"][0]["holds"] is True and result["comparisons"][1]["holds"] is None
+    no_metric = {"left": {"metric": "accuracy_mc", "match": {"cell": "bnn", "attack": "clean"}}, "op": ">=", "value": 0}
+    assert claims.evaluate(_claim([no_metric]), RECORDS, CONFIGS)["verdict"].startswith("not evaluated: accuracy_mc[")
+
+
+def test_a_reference_matching_several_results_is_not_evaluated():
+    both = {"left": {"metric": "accuracy", "match": {"cell": "bnn", "attack": "fgsm"}}, "op": ">=", "value": 0.0}
+    verdict = claims.evaluate(_claim([both]), RECORDS, CONFIGS)["verdict"]
+    assert verdict == ("not evaluated: accuracy[cell=bnn, attack=fgsm] matched 2 different results "
+                       "(differing in gradient); add those keys to `match`")
+
+
+# --- the results page ---------------------------------------------------------------------------
+
+
+def _report(recipe, paper, claim_results, *, records=(), figures=(), caption="mnist: a split"):
+    return {"recipe": recipe, "description": f"{recipe} description", "paper": paper, "status": "complete",
+            "error": None, "data_caption": caption, "records": list(records), "seconds": 12.5,
+            "computed_seconds": 10.0, "claims": claim_results, "figures": list(figures),
+            "study": {"base": {"train": {"epochs": 15, "batch_size": 128, "optimizer": "adam", "learning_rate": 0.001},
+                               "evaluation": {"limit": 500, "mc_passes": 50, "eot_samples": 10,
+                                              "labels": "predicted"}}},
+            "tables": [{"title": "T", "markdown": ["### T", "", "| cell | fgsm |", "|---|---:|",
+                                                   "| bnn | 45.20 (paper 46.2) |", ""]}]}
+
+
+ROBUST = {"surrogates": ["ste"], "n": 50, "clean_accuracy": 0.9, "norm": "inf", "randomized": False,
+          "eot_samples": 1, "warnings": 1,
+          "results": [{"eps": 0.1, "accuracy": {"pgd": 0.4}, "checks": [],
+                       "autoattack": {"ste": {"robust_accuracy": 0.3},
+                                      "all": {"robust_accuracy": 0.3, "breakdown": [
+                                          {"attack": "apgd-ce", "broken": 30, "attacked": 45}]}}}],
+          "checks": [{"check": "zero_gradients", "status": "warning", "message": "60% of gradients are zero"}]}
+
+
+def _write_runs(root):
+    holds = claims.evaluate(_claim([_mc_gain("bnn")]), RECORDS, CONFIGS)
+    holds["id"], holds["claim"] = "C1", "MC dropout raises FGSM accuracy"
+    missing = claims.evaluate(_claim([{"left": {"metric": "accuracy", "match": {"cell": "x"}}, "op": ">",
+                                       "value": 0}]), RECORDS, CONFIGS)
+    missing["id"], missing["claim"] = "C2", "something unmeasured"
+    runs = {
+        root / "guan" / "table1": _report("guan_table1", "guan", [holds, missing], records=RECORDS,
+                                          figures=[{"title": "Hist", "path": "figures/hist.png"}]),
+        root / "galloway" / "t": _report("galloway_t", "galloway", [], records=[
+            {"cell": "bnn", "repeat": 0, "evaluation": "robustness", "report": ROBUST, "images": 50}]),
+        root / "other": _report("quickstart", None, []),
+    }
+    for folder, report in runs.items():
+        folder.mkdir(parents=True)
+        (folder / "report.json").write_text(json.dumps(report))
+    (root / "guan" / "table1" / "store" / "x").mkdir(parents=True)
+    (root / "guan" / "table1" / "store" / "x" / "report.json").write_text("{}")  # not a run: skipped
+    return runs
+
+
+def test_results_page_groups_papers_and_shows_verdicts_tables_figures_and_masking(tmp_path):
+    _write_runs(tmp_path / "runs")
+    out = tmp_path / "docs" / "results.md"
+    assert main(["results", str(tmp_path / "runs"), "--out", str(out)]) == 0
+    page = out.read_text()
+    assert f"Generated by `python -m edgebnn.recipes results {tmp_path / 'runs'} --out {out}`" in page
+    order = [page.index(h) for h in ("## Guan", "## Galloway et al.", "## Other recipes")]
+    assert order == sorted(order)
+    assert "| Guan | guan_table1 | C1: MC dropout raises FGSM accuracy | holds |" in page
+    assert "- **C2** something unmeasured" in page and "verdict: **not evaluated: accuracy[cell=x] matched no record**" in page
+    assert "    - bnn fgsm single: accuracy_mc 56.0% >= accuracy 45.2% + 2.0 -> yes" in page
+    assert "2 claims: 1 holds, 1 not evaluated." in page
+    assert "| bnn | 45.20 (paper 46.2) |" in page and "#### T" in page
+    assert "[Hist](../runs/guan/table1/figures/hist.png)" in page
+    assert "##### Masking checks, cell bnn (50 images)" in page and "zero_gradients: **WARNING**" in page
+    assert "15 training epoch(s)" in page and "50 Monte-Carlo passes" in page and "EOT 10 samples" in page
+    assert page.count("### guan_table1") == 1  # the store's report.json is not a run
+    assert "| bnn | fgsm eps 0.3 | 45.2 / 30.0 (-15.2) | 56.0 / 31.0 (-25.0) |" in page
+    assert "| 2bit |" not in page.split("EOT against the single-sample attack")[1].split("####")[0]  # no EOT run
+
+
+def test_results_command_errors_are_one_line(tmp_path, capsys):
+    assert main(["results", str(tmp_path / "nope"), "--out", str(tmp_path / "r.md")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["results", str(tmp_path / "empty"), "--out", str(tmp_path / "r.md")]) == 2
+    assert "no report.json in or below RUN_DIR" in capsys.readouterr().err
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "report.json").write_text("{}")
+    with pytest.raises(config.RecipeError, match="is not a recipe run's report"):
+        results.find_reports([tmp_path / "bad"])
+    assert not (tmp_path / "r.md").exists()
+
+
+# --- the shared cache ----------------------------------------------------------------------------
+
+
+def test_store_lock_makes_a_second_holder_wait(tmp_path):
+    store = Store(tmp_path / "run", cache=tmp_path / "cache")
+    assert store.root == tmp_path / "cache" and store.model_dir("k") == tmp_path / "cache" / "models" / "k"
+    events = []
+
+    def second():
+        with store.lock("k", on_wait=lambda: events.append("waited")):
+            events.append("second holds")
+
+    with store.lock("k"):
+        thread = threading.Thread(target=second)
+        thread.start()
+        time.sleep(0.3)
+        events.append("first releases")
+    thread.join(timeout=10)
+    assert events == ["waited", "first releases", "second holds"]
+    with store.lock("other"):  # another key is not blocked
+        pass
+
+
+@pytest.mark.slow
+def test_two_runs_sharing_a_cache_train_once_and_report_claims(tmp_path, data_dir):
+    def mutate(t):
+        t["data"]["data_dir"] = str(data_dir)
+        t["cells"] = [t["cells"][1]]  # the float cell only
+        t["claims"][0]["compare"][0]["right"]["match"]["cell"] = "float"
+
+    study = _expand(mutate)
+    cache = tmp_path / "cache"
+    lines_first, lines_second = [], []
+
+    class Quiet(runner.Console):
+        def __init__(self, lines):
+            super().__init__()
+            self.lines = lines
+
+        def line(self, message):
+            self.lines.append(message)
+
+        note = line
+
+    first = runner.run(study, tmp_path / "a", console=Quiet(lines_first), cache=cache)
+    second = runner.run(study, tmp_path / "b", console=Quiet(lines_second), cache=cache)
+    assert any("training" in line for line in lines_first)
+    assert not any("training" in line for line in lines_second) and second["computed_seconds"] == 0
+    assert second["records"] == first["records"]
+    assert second["work_seconds"] == pytest.approx(first["work_seconds"]) and first["work_seconds"] > 0
+    assert not (tmp_path / "a" / "store").exists() and (cache / "models").is_dir()
+    assert (tmp_path / "b" / "report.json").is_file()
+    [claim] = second["claims"]
+    assert claim["verdict"] == "holds" and claim["comparisons"][0]["text"].startswith("float clean: ")
+    assert "## Claims" in (tmp_path / "b" / "report.md").read_text()
