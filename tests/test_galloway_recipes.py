@@ -39,8 +39,8 @@ def test_recipe_validates_with_the_papers_setup(name):
     path = recipes.find(name)
     text = path.read_text()
     assert "Claims (written before any number was seen" in text
-    assert "[[claims]]" in text
     study = config.load(path)
+    assert study.paper == "galloway" and study.claims
     for cell in study.cells:
         r = cell.recipe
         assert r.model.family == "galloway_cnn"
@@ -168,7 +168,16 @@ _TINY_ATTACKS = {
 }
 
 
+#: Claims that need cells the offline default grid lacks (K = 256), so a default run leaves them unevaluated.
+_NEEDS_K256 = {("galloway_table2", "C3")}
+
+
 def _check_every_paper_cell_filled(report, study):
+    """Every table cell the paper fills has our number beside it, and every claim got a verdict."""
+    assert [c["id"] for c in report["claims"]] == [c.id for c in study.claims]
+    for claim in report["claims"]:
+        evaluated = not claim["verdict"].startswith("not evaluated")
+        assert evaluated != ((study.name, claim["id"]) in _NEEDS_K256), (study.name, claim)
     names = {c.name for c in study.cells}
     for spec, table in zip(study.tables, report["tables"]):
         filled = {json.dumps([c["row"], c["column"]]): c for c in table["cells"] if c.get("mean") is not None}
@@ -218,7 +227,7 @@ def _write_cifar10(folder, *, train, test, seed=0):
 @pytest.mark.slow
 def test_table5_cifar10_one_step_on_generated_records(tmp_path):
     _write_cifar10(tmp_path / "data" / "cifar10", train=100, test=40)
-    overrides = [f'data.data_dir="{tmp_path / "data"}"', "grid.model.options.kernels=[64]", "repeats=1",
+    overrides = [f'data.data_dir="{tmp_path / "data"}"', "repeats=1",
                  "train.epochs=1", "train.batch_size=100", "data.train_limit=100",
                  *_adversarial_starts_now("galloway/table5"), "evaluation.limit=20", "evaluation.batch_size=20",
                  "attacks.0.holdout=20", "attacks.0.rounds=1", "attacks.0.epochs=1"]
