@@ -240,3 +240,25 @@ def test_table5_cifar10_one_step_on_generated_records(tmp_path):
     assert all(cell["train"]["history"]["loss"] and len(cell["train"]["history"]["loss"]) == 1
                for cell in report["cells"])
     _check_every_paper_cell_filled(report, study)
+
+
+def test_substitute_training_batch_size_is_its_own_option():
+    """The substitute's ``batch_size`` (its training batch, 128 in the authors' script) reaches the
+    attack instead of colliding with the evaluation batch."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    from edgebnn.recipes.config import EvaluationConfig  # noqa: PLC0415
+    from edgebnn.recipes.evaluations import common  # noqa: PLC0415
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(24, 4, 4, 1)).astype(np.float32)
+    model = tf.keras.Sequential([tf.keras.Input((4, 4, 1)), tf.keras.layers.Flatten(), tf.keras.layers.Dense(10)])
+    ctx = common.EvalContext(
+        cell="c", model=model, randomized=False, model_of=None, x_eval=x[:12], y_eval=np.zeros(12, np.int64),
+        x_pool=x[12:], y_pool=np.zeros(12, np.int64), x_test=x, y_test=np.zeros(24, np.int64), num_classes=10,
+        evaluation=EvaluationConfig(batch_size=5), progress=lambda *args: None,
+    )
+    x_adv = common.craft(ctx, model, x[:12], None, attack="substitute", eps=0.1, label="substitute",
+                         x_holdout=x[12:], rounds=1, epochs=1, batch_size=128)
+    assert x_adv.shape == (12, 4, 4, 1)
+    assert np.abs(x_adv - x[:12]).max() <= 0.1 + 1e-6
