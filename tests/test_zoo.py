@@ -253,7 +253,8 @@ def test_binary_fcn1_converts_through_the_rewrites():
     "builder_kwargs, match",
     [
         ({"precision": "binary"}, "precision"),
-        ({"precision": "A", "kernels": 32}, "kernels"),
+        ({"precision": "A", "kernels": 16}, "kernels"),
+        ({"precision": "A", "kernels": True}, "kernels"),
         ({"precision": "A", "input_bits": 9}, "input_bits"),
         ({"precision": "A", "num_classes": 1}, "num_classes"),
     ],
@@ -347,8 +348,18 @@ def test_galloway_variant_layout():
     assert "scale_1" in layers["C"] and "scale_1" not in layers["B"]
     assert isinstance(layers["S"]["conv_2"].kernel_quantizer, quantizers.StochasticSign)
     assert not isinstance(layers["S"]["conv_1"].kernel_quantizer, quantizers.StochasticSign)
-    assert zoo.get("galloway_cnn")(precision="A", kernels=128).count_params() == (
-        8 * 8 * 128 + 6 * 6 * 128 * 256 + 5 * 5 * 256 * 256 + 256 * 10)
+
+
+@pytest.mark.parametrize("kernels", [32, 64, 128, 256])
+def test_galloway_parameter_count_per_width(kernels):
+    """K kernels of 8x8, 2K of 6x6xK, 2K of 5x5x2K, a dense 2K -> 10 (no biases); B adds
+    BatchNorm (beta, mean, variance) before each binary convolution, C/S one scalar per binary layer."""
+    k = kernels
+    weights = 8 * 8 * 1 * k + 6 * 6 * k * 2 * k + 5 * 5 * 2 * k * 2 * k + 2 * k * 10
+    batch_norm = 3 * (k + 2 * k)
+    assert zoo.get("galloway_cnn")(precision="A", kernels=k).count_params() == weights
+    assert zoo.get("galloway_cnn")(precision="B", kernels=k).count_params() == weights + batch_norm
+    assert zoo.get("galloway_cnn")(precision="S", kernels=k).count_params() == weights + batch_norm + 2
 
 
 def test_resnet_xnor_layers_identifiable():

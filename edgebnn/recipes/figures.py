@@ -2,7 +2,10 @@
 
 - ``accuracy_vs_eps``: a metric (default accuracy) against eps for one attack, one
   curve per value of the ``series`` keys (default: the cell), eps 0 being the clean
-  result (Panda et al. Fig. 4 / 5); error bars are the std over repeats.
+  result (Panda et al. Fig. 4 / 5); error bars are the std over repeats. With
+  ``x = "iterations"`` the x axis is the attack's iteration count instead (0 being the
+  clean result; Galloway et al. Fig. 2, CW-L2 accuracy against iterations); ``targets``
+  (``"all"`` or ``"random"``) selects targeted results, which are left out by default.
 - ``uncertainty_histogram``: Guan's uncertainty of one cell's clean and adversarial
   inputs (Guan et al. Fig. 2); needs ``evaluation.mc_passes``. Options: ``attacks``
   (names to show), ``bins``, ``upper`` (the last edge, default the largest value; Guan
@@ -19,10 +22,14 @@ from edgebnn.recipes.report import lookup
 from edgebnn.recipes.schema import RecipeError
 
 _OPTIONS = {
-    "accuracy_vs_eps": {"attack": str, "metric": str, "series": list, "where": dict},
+    "accuracy_vs_eps": {"attack": str, "metric": str, "series": list, "where": dict, "x": str, "targets": str},
     "uncertainty_histogram": {"cell": str, "attacks": list, "bins": int, "upper": float},
 }
 _REQUIRED = {"accuracy_vs_eps": ("attack",), "uncertainty_histogram": ("cell",)}
+#: What an accuracy_vs_eps figure can put on its x axis (a label of the attack results).
+X_AXES = ("eps", "iterations")
+#: Targeted modes an accuracy_vs_eps figure can select (see the ``[[attacks]]`` ``targets`` key).
+TARGETS = ("random", "all")
 #: Histogram bins when the recipe sets none.
 DEFAULT_BINS = 30
 
@@ -42,30 +49,38 @@ def check(spec, *, names):
     for key in _REQUIRED[spec.kind]:
         if key not in spec.options:
             raise RecipeError(f"a {spec.kind} figure needs `{key}`")
+    if spec.options.get("x", "eps") not in X_AXES:
+        raise RecipeError(f"`x` must be one of {list(X_AXES)}, got {spec.options['x']!r}")
+    if spec.options.get("targets", "random") not in TARGETS:
+        raise RecipeError(f"`targets` must be one of {list(TARGETS)}, got {spec.options['targets']!r}")
     if spec.kind == "uncertainty_histogram" and spec.options["cell"] not in names:
         raise RecipeError(f"`cell`: no cell named {spec.options['cell']!r}; cells: {sorted(names)}")
 
 
 def accuracy_vs_eps_data(spec, records, configs):
-    """``{series label: {"eps": [...], "mean": [...], "std": [...]}}`` of an accuracy_vs_eps figure."""
+    """``{series label: {X: [...], "mean": [...], "std": [...]}}`` of an accuracy_vs_eps figure
+    (``X`` is its ``x`` option, ``"eps"`` by default)."""
     attack, metric = spec.options["attack"], spec.options.get("metric", "accuracy")
+    x_key, targets = spec.options.get("x", "eps"), spec.options.get("targets")
     series_keys, where = spec.options.get("series", ["cell"]), spec.options.get("where", {})
     points = {}
     for r in records:
         if r["evaluation"] not in ("clean", "attacks") or r.get(metric) is None:
             continue
-        if r["evaluation"] == "attacks" and (r["attack"] != attack or r.get("targets") or r.get("source")):
+        if r["evaluation"] == "attacks" and (r["attack"] != attack or r.get("targets") != targets or r.get("source")):
+            continue
+        if r["evaluation"] == "attacks" and r.get(x_key) is None:
             continue
         if not all(lookup(r, k, configs) == v for k, v in where.items()):
             continue
         label = ", ".join(f"{k.rsplit('.', 1)[-1]}={lookup(r, k, configs)}" for k in series_keys)
-        eps = 0.0 if r["evaluation"] == "clean" else r["eps"]
-        points.setdefault(label, {}).setdefault(eps, []).append(float(r[metric]))
+        x = 0 if r["evaluation"] == "clean" else r[x_key]
+        points.setdefault(label, {}).setdefault(x, []).append(float(r[metric]))
     data = {}
-    for label, by_eps in points.items():
-        eps = sorted(by_eps)
-        data[label] = {"eps": eps, "mean": [float(np.mean(by_eps[e])) for e in eps],
-                       "std": [float(np.std(by_eps[e])) for e in eps]}
+    for label, by_x in points.items():
+        xs = sorted(by_x)
+        data[label] = {x_key: xs, "mean": [float(np.mean(by_x[x])) for x in xs],
+                       "std": [float(np.std(by_x[x])) for x in xs]}
     return data
 
 
@@ -74,10 +89,13 @@ def _draw_accuracy_vs_eps(spec, records, configs, arrays):
 
     data = accuracy_vs_eps_data(spec, records, configs)
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    x_key = spec.options.get("x", "eps")
     for label, curve in data.items():
-        ax.errorbar(curve["eps"], np.array(curve["mean"]) * 100, yerr=np.array(curve["std"]) * 100,
+        ax.errorbar(curve[x_key], np.array(curve["mean"]) * 100, yerr=np.array(curve["std"]) * 100,
                     marker="o", capsize=3, label=label)
-    ax.set_xlabel("eps (L-inf)")
+    if x_key == "iterations":
+        ax.set_xscale("symlog", linthresh=1)  # 0 (clean) to hundreds of iterations
+    ax.set_xlabel("eps (L-inf)" if x_key == "eps" else "attack iterations")
     ax.set_ylabel(f"{spec.options.get('metric', 'accuracy')} (%)")
     ax.set_title(spec.title or f"{spec.options['attack']}: accuracy against eps")
     ax.grid(alpha=0.3)

@@ -42,8 +42,8 @@ import larq as lq
 import tensorflow as tf
 
 PRECISIONS = ("A", "B", "C", "S")
-#: Numbers of first-layer kernels K the paper evaluates.
-KERNELS = (64, 128, 256)
+#: Numbers of first-layer kernels K the paper evaluates (32 only for B and B+ in its Table 3).
+KERNELS = (32, 64, 128, 256)
 #: BatchNorm epsilon of Galloway et al.'s code (``BN_EPSILON``).
 BN_EPSILON = 1e-5
 #: Initial standard deviation of binary (and stochastic) kernels in their code (truncated normal).
@@ -56,7 +56,7 @@ def galloway_cnn(*, precision="A", kernels=64, input_bits=None, binary_first=Fal
 
     Args:
         precision: ``"A"``, ``"B"``, ``"C"`` or ``"S"`` (see the module docstring).
-        kernels: K, one of 64, 128, 256 (the second and third convolutions have 2K).
+        kernels: K, one of 32, 64, 128, 256 (the second and third convolutions have 2K).
         input_bits: ``None`` or 1..8: prepend :class:`~edgebnn.layers.InputDiscretization`.
         binary_first: binary weights in the first convolution (B, C, S; not in the paper).
         classifier_bits: ``None`` (float) or 1..8: k-bit weights in the dense output layer.

@@ -3,9 +3,11 @@
 Any attack registered in :mod:`edgebnn.attacks` works by name; its keyword options
 are the extra keys of the entry, checked against the attack's signature. Per eps the
 result holds the accuracy (true labels), the success rate, the mean / median L2
-and L-inf norms of the successful perturbations and the largest L-inf distance of any
-adversarial example (``linf_max``: above ``eps`` for Panda's R-FGSM), the top-5
-accuracy for datasets of more than 10 classes; with ``evaluation.mc_passes`` also
+and L-inf norms of the successful perturbations, the mean L2 norm over every attacked
+row (``l2_mean_all``: failed rows count with the perturbation the attack returned, zero
+for CW; the "mean L2" of CleverHans' tutorials and Galloway et al.) and the largest L-inf
+distance of any adversarial example (``linf_max``: above ``eps`` for Panda's R-FGSM), the
+top-5 accuracy for datasets of more than 10 classes; with ``evaluation.mc_passes`` also
 the Monte-Carlo vote's accuracy and Guan's uncertainty.
 
 - ``labels``: what an untargeted attack moves away from: ``"true"`` labels or the
@@ -235,6 +237,22 @@ def cost(unit, *, recipe, n_eval):
     return n_eval * targets * max(int(steps), 1) * samples
 
 
+#: Option names under which attacks take their number of iterations (CW: ``max_iterations``; PGD, BIM: ``steps``).
+_ITERATION_OPTIONS = ("max_iterations", "steps")
+
+
+def iterations(options):
+    """The iteration count an entry's options set (``max_iterations`` or ``steps``), else ``None``.
+
+    A label of the result, so that entries differing only in their attack budget (Galloway
+    et al.'s Fig. 2: CW-L2 after 10, 100, ... iterations) are told apart in tables and figures.
+    """
+    for key in _ITERATION_OPTIONS:
+        if key in options:
+            return options[key]
+    return None
+
+
 def targets_for(y, *, mode, num_classes, rng):
     """``(index, targets)``: which images are attacked toward which wrong class.
 
@@ -282,8 +300,10 @@ def attack_metrics(*, x, x_adv, y, clean_pred, adv_pred, targets=None):
     else:
         attempted = np.ones(len(y), bool)
         success = adv_pred == np.asarray(targets)
+    l2_all = np.sqrt(np.sum((np.asarray(x_adv, np.float64) - np.asarray(x, np.float64)).reshape(len(x), -1) ** 2, axis=1))
     return {
         "accuracy": float(np.mean(adv_pred == y)),
+        "l2_mean_all": float(l2_all.mean()) if len(l2_all) else None,
         "success_rate": float(success.sum() / attempted.sum()) if attempted.any() else None,
         "attempted": int(attempted.sum()),
         "successes": int(success.sum()),
@@ -329,5 +349,5 @@ def run(unit, ctx):
         metrics.update(mc)
         arrays["uncertainty"] = uncertainty
     labels = {"attack": unit["name"], "eps": unit["eps"], "targets": unit["targets"], "source": unit["source"],
-              "labels": unit["labels"], "gradient": unit["gradient"]}
+              "labels": unit["labels"], "gradient": unit["gradient"], "iterations": iterations(unit["options"])}
     return {"labels": labels, "metrics": metrics, "arrays": arrays}

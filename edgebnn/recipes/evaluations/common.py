@@ -131,9 +131,13 @@ def craft(ctx, model, x, y, *, attack, eps, label, **options):
     from edgebnn.evaluation import craft as craft_batches  # noqa: PLC0415
 
     batch = ctx.evaluation.batch_size
-    if attacks.name_of(attacks.get(attack)) in attacks.EAGER_ONLY:
+    fn = attacks.get(attack)
+    if attacks.name_of(fn) in attacks.EAGER_ONLY:
+        # One call on all of x, with the entry's options as they are: a black-box attack's own
+        # options (the substitute's training ``batch_size``) must not meet the evaluation batch.
         ctx.progress(label, 0, len(x))
-        x_adv = craft_batches(model, x, y, attack=attack, eps=eps, batch_size=batch, **options)
+        budget = {} if eps is None else {"eps": eps}
+        x_adv = np.asarray(fn(model, x, y=y, **budget, **options), np.float32)
         ctx.progress(label, len(x), len(x))
         return x_adv
     out = []
