@@ -240,6 +240,18 @@ def test_jsma_changes_at_most_gamma_pixels_and_hits_target(trained):
         attacks.jsma(model, x, gamma=1.5)
 
 
+def test_jsma_on_one_image_of_a_model_without_a_static_batch_size(trained):
+    import tensorflow as tf
+
+    model, x, _ = trained
+
+    def dynamic(inputs):  # logits of static shape (None, 10), as MC-dropout models give
+        return tf.boolean_mask(model(inputs), tf.ones([tf.shape(inputs)[0]], tf.bool))
+
+    x_adv = np.asarray(attacks.jsma(dynamic, x[:1], gamma=0.05))
+    np.testing.assert_array_equal(x_adv, np.asarray(attacks.jsma(model, x[:1], gamma=0.05)))
+
+
 # --- through craft (compiled per batch) ------------------------------------------
 
 

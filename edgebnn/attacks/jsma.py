@@ -34,7 +34,9 @@ def jsma_core(model_fn, x, y, *, theta, gamma, targeted, clip_min, clip_max, eot
     """Graph-mode JSMA on validated tensors. Memory is O(batch * pixels**2)."""
     y = labels_or_predictions(model_fn, x, y)
     shape = tf.shape(x)
-    batch = shape[0]
+    # The static batch size where known: a batch of one broadcasts against an unknown size,
+    # so the loop variables would lose their shapes between iterations.
+    batch = x.shape[0] if x.shape[0] is not None else shape[0]
     num_features = 1
     for d in x.shape[1:]:
         num_features *= d
@@ -50,6 +52,7 @@ def jsma_core(model_fn, x, y, *, theta, gamma, targeted, clip_min, clip_max, eot
         d_cls, d_other, logits = _logit_gradients(model_fn, x_flat, shape, y, eot_samples)
         pred = tf.argmax(logits, axis=-1)
         done = tf.equal(pred, y) if targeted else tf.not_equal(pred, y)
+        done = tf.ensure_shape(done, active.shape)  # models without a static batch size (MC dropout)
         active = tf.logical_and(active, tf.logical_not(done))
         # Targeted: raise the target class. Untargeted: lower the true class, i.e. the same
         # saliency with both derivatives negated. theta < 0 flips the direction of change.

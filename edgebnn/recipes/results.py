@@ -16,7 +16,8 @@ import os
 from pathlib import Path
 
 from edgebnn import _io
-from edgebnn.recipes.claims import HOLDS, IN_PART, NOT_EVALUATED, PAPERS
+from edgebnn.recipes import claims as claims_lib
+from edgebnn.recipes.claims import DOES_NOT_HOLD, HOLDS, IN_PART, NOT_EVALUATED, PAPERS
 from edgebnn.recipes.schema import RecipeError
 
 #: Section title of reports whose recipe names no paper.
@@ -70,7 +71,7 @@ def _budget(report):
 
 
 def _verdict_counts(claims):
-    counts = {HOLDS: 0, IN_PART: 0, "does not hold": 0, NOT_EVALUATED: 0}
+    counts = {HOLDS: 0, IN_PART: 0, DOES_NOT_HOLD: 0, NOT_EVALUATED: 0}
     for c in claims:
         counts[NOT_EVALUATED if c["verdict"].startswith(NOT_EVALUATED) else c["verdict"]] += 1
     return ", ".join(f"{n} {v}" for v, n in counts.items() if n)
@@ -129,8 +130,6 @@ def _demote(markdown_lines, levels):
 
 
 def _section(run_dir, report, out_dir):
-    from edgebnn.recipes import claims as claims_lib  # noqa: PLC0415
-
     lines = [f"### {report['recipe']}", ""]
     if report.get("description"):
         lines += [report["description"], ""]
@@ -201,6 +200,6 @@ def write_page(run_dirs, out, *, command):
     """Find the reports below ``run_dirs`` and write the page to ``out`` (atomically); return its text."""
     reports = find_reports(run_dirs)
     out = Path(out)
-    text = render(reports, command=command, out_dir=out.parent.resolve() if out.parent != Path("") else Path("."))
+    text = render(reports, command=command, out_dir=out.parent.resolve())
     _io.write_text(out, text)
     return text
