@@ -129,11 +129,18 @@ def _demote(markdown_lines, levels):
     return [("#" * levels + line) if line.startswith("#") else line for line in markdown_lines]
 
 
+def _dataset(report):
+    """The dataset a report's study ran on (its base recipe's ``data.dataset``)."""
+    return ((report.get("study") or {}).get("base") or {}).get("data", {}).get("dataset", "n/a")
+
+
 def _section(run_dir, report, out_dir):
     lines = [f"### {report['recipe']}", ""]
     if report.get("description"):
         lines += [report["description"], ""]
     status = report.get("status")
+    if status == "running":  # a report is rewritten after every result: this one never reached the end
+        status = "incomplete (the run had not finished when its report was read; numbers so far)"
     lines += [f"- data: {report.get('data_caption', 'n/a')}",
               f"- budget: {_budget(report) or 'n/a'}",
               f"- run: status **{status}**" + (f" ({report['error']})" if report.get("error") else "")
@@ -176,14 +183,14 @@ def render(reports, *, command, out_dir="."):
              "Accuracies are in percent; paper values in parentheses. `single` is the plain attack (one stochastic "
              "pass per gradient, as the papers ran it), `eot` the same attack with gradients averaged over the "
              "model's randomness.", ""]
-    lines += ["## Summary", "", "| paper | recipe | claim | verdict |", "|---|---|---|---|"]
+    lines += ["## Summary", "", "| paper | recipe | data | claim | verdict |", "|---|---|---|---|---|"]
     for paper in order:
         for _, report in sorted(groups[paper], key=lambda item: item[1]["recipe"]):
             for c in report.get("claims") or []:
-                lines.append(f"| {PAPERS.get(paper, OTHER)} | {report['recipe']} | {c['id']}: {c['claim']} | "
-                             f"{c['verdict']} |")
+                lines.append(f"| {PAPERS.get(paper, OTHER)} | {report['recipe']} | {_dataset(report)} | "
+                             f"{c['id']}: {c['claim']} | {c['verdict']} |")
     if not any(r.get("claims") for _, r in reports):
-        lines.append("| - | - | (no claims in these reports) | - |")
+        lines.append("| - | - | - | (no claims in these reports) | - |")
     lines.append("")
     for paper in order:
         entries = sorted(groups[paper], key=lambda item: (item[1]["recipe"], str(item[0])))
