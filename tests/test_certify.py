@@ -244,3 +244,9 @@ def test_bad_arguments_name_the_argument(fcn_in2, fashion_small):
         certify(fcn_in2, xt[:2], yt[:2], eps=0.1, solver="z3")
     with pytest.raises(ValueError, match="`time_limit`"):
         certify(fcn_in2, xt[:2], yt[:2], eps=0.1, time_limit=0)
+
+
+def test_search_steps_validated():
+    net = extract(_tiny(0))
+    with pytest.raises(ValueError, match="`search_steps`"):
+        exact.certify_example(net, np.zeros(TINY_SHAPE, np.float32), 0, eps=0.1, search_steps=-1)
