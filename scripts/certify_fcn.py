@@ -123,7 +123,8 @@ def main(argv=None):
         _io.write_text(args.out / "report.md", markdown)
         log(f"chunk {begin // args.chunk + 1}: {report['n']}/{len(xs)} images written")
     print(markdown)
-    summary = [{k: v for k, v in r.items() if k not in ("examples", "attack_missed_indices")} for r in report["results"]]
+    hidden = ("examples", "attack_missed_indices")
+    summary = [{k: v for k, v in r.items() if k not in hidden} for r in report["results"]]
     print(json.dumps(summary, indent=1))
     log("done")
     return 0
