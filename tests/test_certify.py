@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import edgebnn  # noqa: F401
-from edgebnn.certify import encode, exact
+from edgebnn.certify import encode, exact, search
 from edgebnn.certify.network import UnsupportedModelError, extract, real_thresholds
 from edgebnn.certify.run import certify
 from edgebnn.zoo.common import randomize_batch_norm
@@ -84,23 +84,18 @@ def test_batch_norm_threshold_and_sign_of_zero():
     assert real_thresholds_[0] == 3 and real_thresholds_[1] == 4 and real_kinds[0] == encode.FIRE_GE
 
 
-@pytest.mark.parametrize("solver", ["milp", "sat", "enumeration"])
-def test_solver_equals_brute_force(solver):
+def _check_against_brute_force(solve, *, seeds=(10, 11, 12)):
+    """``solve(net, x, y, eps) -> record`` equals exhaustive enumeration in Keras on 72 tiny examples."""
     rng = np.random.default_rng(7)
     checked, answers = 0, set()
-    for seed in range(3):
-        model = _tiny(seed + 10)
+    for seed in seeds:
+        model = _tiny(seed)
         net = extract(model)
         x = rng.uniform(0, 1, size=(8, *TINY_SHAPE)).astype(np.float32)
         for i, eps in itertools.product(range(len(x)), (0.05, 0.15, 0.3)):
             y = int(model(x[i : i + 1], training=False).numpy().argmax())
             truth, _ = _brute_force(model, net, x[i], y, eps)
-            if solver == "enumeration":
-                record = exact.certify_example(net, x[i], y, eps=eps, enumeration_limit=1 << 20)
-                assert record["source"] in ("clean", "enumeration")
-                record["source"] = "solver" if record["source"] == "enumeration" else record["source"]
-            else:
-                record = exact.certify_example(net, x[i], y, eps=eps, solver=solver, enumeration_limit=0)
+            record = solve(net, x[i], y, eps)
             assert record["status"] == ("robust" if truth else "not_robust"), (seed, i, eps, record)
             if record["counterexample"] is not None:
                 cx = record["counterexample"]
@@ -109,7 +104,47 @@ def test_solver_equals_brute_force(solver):
             answers.add((record["status"], record["source"]))
             checked += 1
     assert checked == 72
+    return answers
+
+
+@pytest.mark.parametrize("solver, split_rivals", [
+    ("milp", True), ("sat", False),
+    pytest.param("milp", False, marks=pytest.mark.slow), pytest.param("sat", True, marks=pytest.mark.slow),
+])
+def test_solver_equals_brute_force(solver, split_rivals):
+    answers = _check_against_brute_force(lambda net, x, y, eps: exact.certify_example(
+        net, x, y, eps=eps, solver=solver, enumeration_limit=0, search_steps=0, split_rivals=split_rivals))
     assert ("robust", "solver") in answers and ("not_robust", "solver") in answers
+
+
+def test_enumeration_equals_brute_force():
+    answers = _check_against_brute_force(lambda net, x, y, eps: exact.certify_example(
+        net, x, y, eps=eps, enumeration_limit=1 << 20))
+    assert {source for _, source in answers} <= {"clean", "enumeration"}
+    assert ("robust", "enumeration") in answers and ("not_robust", "enumeration") in answers
+
+
+def test_search_then_solver_equals_brute_force():
+    """Hill climbing refutes some examples before the solver; the answers stay exact."""
+    answers = _check_against_brute_force(lambda net, x, y, eps: exact.certify_example(
+        net, x, y, eps=eps, solver="milp", enumeration_limit=0, search_steps=exact.SEARCH_STEPS))
+    assert ("not_robust", "search") in answers and ("robust", "solver") in answers
+
+
+def test_hill_climb_finds_only_genuine_counterexamples():
+    model = _tiny(5, units=9, layers=3)
+    net = extract(model)
+    x = np.random.default_rng(5).uniform(0, 1, size=(20, *TINY_SHAPE)).astype(np.float32)
+    y = model(x, training=False).numpy().argmax(-1)
+    found = 0
+    for i in range(len(x)):
+        levels, best = search.hill_climb(net, x[i], int(y[i]), 0.3, steps=200, seed=i)
+        assert best[y[i]] == -np.inf and np.all(np.isfinite(np.delete(best, y[i])))
+        if levels is not None:
+            found += 1
+            cx = encode.witness(x[i].reshape(-1), levels, 0.3, net.bits)
+            assert model(cx.reshape(1, *TINY_SHAPE), training=False).numpy().argmax() != y[i]
+    assert found > 0
 
 
 def test_true_labels_and_ties_follow_argmax():
@@ -209,3 +244,9 @@ def test_bad_arguments_name_the_argument(fcn_in2, fashion_small):
         certify(fcn_in2, xt[:2], yt[:2], eps=0.1, solver="z3")
     with pytest.raises(ValueError, match="`time_limit`"):
         certify(fcn_in2, xt[:2], yt[:2], eps=0.1, time_limit=0)
+
+
+def test_search_steps_validated():
+    net = extract(_tiny(0))
+    with pytest.raises(ValueError, match="`search_steps`"):
+        exact.certify_example(net, np.zeros(TINY_SHAPE, np.float32), 0, eps=0.1, search_steps=-1)

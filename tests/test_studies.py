@@ -481,3 +481,72 @@ def test_uncertainty_histogram_upper_edge_and_single_sample_sets(tmp_path):
     expected, _ = np.histogram(np.minimum(values["single"], 0.035), bins=np.linspace(0, 0.035, 8))
     assert data["sets"]["fgsm eps 0.3 single-sample"]["counts"] == expected.tolist()
     assert sum(data["sets"]["fgsm eps 0.3"]["counts"]) == 50  # nothing dropped above the edge
+
+
+# --- [[certify]]: exact robustness as an evaluation kind --------------------------------
+
+CERTIFY = textwrap.dedent(
+    """
+    name = "certify"
+    [data]
+    dataset = "fashion_mnist"
+    train_limit = 300
+    test_limit = 40
+    [model]
+    family = "panda_fcn2"
+    precision = "binary"
+    input_bits = 2
+    options = { hidden_units = 12, hidden_layers = 2 }
+    [train]
+    epochs = 1
+    batch_size = 64
+    [evaluation]
+    limit = 10
+    batch_size = 10
+    [[certify]]
+    eps = [0.02, 0.05]
+    limit = 6
+    time_limit = 10
+    attack_steps = 10
+    attack_restarts = 1
+    [deploy]
+    enabled = false
+    [[tables]]
+    title = "Certified robust accuracy"
+    evaluation = "certify"
+    """
+)
+
+
+@pytest.mark.slow
+def test_certify_kind_against_direct_certification(tmp_path, data_dir):
+    from edgebnn.certify import certify  # noqa: PLC0415
+
+    out = tmp_path / "run"
+    report, _ = _run(_study(tmp_path, CERTIFY, data_dir=data_dir), out)
+    records = {r["eps"]: r for r in report["records"] if r["evaluation"] == "certify"}
+    assert set(records) == {0.02, 0.05} and all(r["attack"] == "certified" for r in records.values())
+    model = _model(out, report, report["cells"][0]["id"])
+    x, y = data_lib.load("fashion_mnist", "test", data_dir=data_dir, limit=40)
+    for eps, r in records.items():
+        assert r["robust"] + r["not_robust"] + r["unknown"] == r["n"] == 6
+        assert r["accuracy"] == r["robust"] / 6 <= r["attack_accuracy"]
+        assert r["attack_broke_certified"] == 0
+        assert r["replayed_keras"] == r["replayed_tflite"] == r["counterexamples"] == r["not_robust"]
+        direct = certify(model, x[:6], y[:6], eps=eps, time_limit=10, deploy=False)
+        for ours, theirs in zip(r["report"]["results"][0]["examples"], direct.records):
+            if "unknown" not in (ours["status"], theirs["status"]):
+                assert ours["status"] == theirs["status"], (eps, ours, theirs)
+    assert ["certified", 0.02] in report["tables"][0]["columns"]
+    assert "Exact robustness" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("change, match", [
+    (('precision = "binary"', 'precision = "float"'), r"`certify.0`: certify: unsupported layer 'dense_0'"),
+    (("time_limit = 10", 'time_limit = 10\nsolver = "z3"'), r"`certify.0.solver` must be one of"),
+    (("time_limit = 10", "time_limit = 0"), r"certify.0.time_limit"),
+])
+def test_certify_kind_refuses_bad_entries_before_training(tmp_path, data_dir, change, match):
+    text = CERTIFY.replace(*change)
+    with pytest.raises(config.RecipeError, match=match):
+        runner.run(_study(tmp_path, text, data_dir=data_dir), tmp_path / "run", console=_Quiet())

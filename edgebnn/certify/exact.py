@@ -6,20 +6,24 @@ TensorFlow), with progress lines and a time limit per example.
 """
 
 import concurrent.futures
+import dataclasses
 import multiprocessing
 import os
 import time
 
 import numpy as np
 
-from edgebnn.certify import encode, solvers
+from edgebnn.certify import encode, search, solvers
 
 STATUSES = ("robust", "not_robust", "unknown")
 #: Where an answer came from: the clean input is already wrong, a given input (an
-#: attack's) already changes the prediction, integer bounds alone prove robustness, or the solver.
-SOURCES = ("clean", "hint", "bounds", "enumeration", "solver")
+#: attack's) already changes the prediction, integer bounds alone prove robustness,
+#: exhaustive enumeration, hill climbing on the exact model (:mod:`.search`), or the solver.
+SOURCES = ("clean", "hint", "bounds", "enumeration", "search", "solver")
 #: Balls with at most this many discretized inputs are searched exhaustively instead of solved.
 ENUMERATION_LIMIT = 1 << 20
+#: Moves of the exact-model hill climbing tried before the solver.
+SEARCH_STEPS = 300
 
 
 def _hint_levels(net, x, hint, eps):
@@ -32,7 +36,29 @@ def _hint_levels(net, x, hint, eps):
     return np.clip(encode.pixel_levels(np.asarray(hint, np.float32).reshape(-1), net.bits), klo, khi)
 
 
-def certify_example(net, x, y, *, eps, time_limit=None, solver="milp", hint=None, enumeration_limit=ENUMERATION_LIMIT):
+def _solve_by_rival(solve, problem, order, time_limit, start):
+    """One solver call per rival class (no disjunction over classes), in ``order``; time shared out as it goes.
+
+    Returns ``(answer, true_vars)`` as the backends do: ``"sat"`` at the first rival
+    that can win, ``"unsat"`` if none can, else ``"timeout"``.
+    """
+    rivals = sorted(problem.rivals, key=lambda r: order.get(r.cls, 0))
+    timed_out = False
+    for i, rival in enumerate(rivals):
+        share = None
+        if time_limit is not None:
+            share = (time_limit - (time.perf_counter() - start)) / (len(rivals) - i)
+            if share <= 0:
+                return "timeout", None
+        answer, true_vars = solve(dataclasses.replace(problem, rivals=[rival]), time_limit=share)
+        if answer == "sat":
+            return answer, true_vars
+        timed_out |= answer == "timeout"
+    return ("timeout" if timed_out else "unsat"), None
+
+
+def certify_example(net, x, y, *, eps, time_limit=None, solver="milp", hint=None, enumeration_limit=ENUMERATION_LIMIT,
+                    search_steps=SEARCH_STEPS, split_rivals=False):
     """Decide whether any input within ``eps`` (L-infinity) of ``x`` is not classified as ``y``.
 
     Args:
@@ -47,6 +73,13 @@ def certify_example(net, x, y, *, eps, time_limit=None, solver="milp", hint=None
             misclassifies them.
         enumeration_limit: balls holding at most this many discretized inputs are
             searched exhaustively with the exact forward pass (0: always use the solver).
+        search_steps: moves of the exact-model hill climbing (:func:`.search.hill_climb`)
+            tried before the solver (0: none).
+        split_rivals: one solver problem per class that can still beat the label, the
+            most promising first (by the hill climbing's best margins), instead of one
+            problem with a disjunction over the classes. Off by default: each call
+            pays the solver's set-up and presolve again, which a short time limit
+            cannot absorb.
 
     Returns:
         A dict with ``status`` (``robust`` / ``not_robust`` / ``unknown``), ``source``
@@ -55,6 +88,8 @@ def certify_example(net, x, y, *, eps, time_limit=None, solver="milp", hint=None
         counterexample, or ``None``) and ``counterexample`` (float32 flat array or ``None``).
     """
     start = time.perf_counter()
+    if isinstance(search_steps, bool) or not isinstance(search_steps, (int, np.integer)) or search_steps < 0:
+        raise ValueError(f"`search_steps` must be a non-negative int, got {search_steps!r}.")
     x = np.asarray(x, np.float32).reshape(-1)
     solve = solvers.get(solver)
     record = {"status": None, "source": None, "free_pixels": None, "unstable": None, "predicted": None,
@@ -86,10 +121,18 @@ def certify_example(net, x, y, *, eps, time_limit=None, solver="milp", hint=None
     record["free_pixels"], record["unstable"] = bounds["free_pixels"], bounds["unstable"]
     if problem is None:
         return done("robust", "bounds")
-    remaining = None if time_limit is None else time_limit - (time.perf_counter() - start)
-    if remaining is not None and remaining <= 0:
+    starts = [] if hint is None else [_hint_levels(net, x, hint, eps)]
+    levels, best = search.hill_climb(net, x, y, eps, steps=search_steps, starts=starts)
+    if levels is not None:
+        return done("not_robust", "search", encode.witness(x, levels, eps, net.bits))
+    if time_limit is not None and time_limit - (time.perf_counter() - start) <= 0:
         return done("unknown", "solver")
-    answer, true_vars = solve(problem, time_limit=remaining)
+    if split_rivals:
+        order = {c: -best[c] for c in range(len(best))}
+        answer, true_vars = _solve_by_rival(solve, problem, order, time_limit, start)
+    else:
+        remaining = None if time_limit is None else time_limit - (time.perf_counter() - start)
+        answer, true_vars = solve(problem, time_limit=remaining)
     if answer == "unsat":
         return done("robust", "solver")
     if answer == "timeout":
@@ -117,14 +160,14 @@ def _summary(records):
 
 
 def certify_net(net, x, y, *, eps, time_limit=None, solver="milp", processes=1, hints=None, progress=None,
-                enumeration_limit=ENUMERATION_LIMIT):
+                enumeration_limit=ENUMERATION_LIMIT, search_steps=SEARCH_STEPS, split_rivals=False):
     """:func:`certify_example` over a batch, in up to ``processes`` worker processes.
 
     Args:
         net: the network.
         x: inputs, shape ``(batch, ...)``.
         y: labels, shape ``(batch,)``.
-        eps, time_limit, solver, enumeration_limit: as in :func:`certify_example`.
+        eps, time_limit, solver, enumeration_limit, search_steps, split_rivals: as in :func:`certify_example`.
         processes: worker processes (1: in this process).
         hints: optional inputs shaped like ``x`` (e.g. attack outputs), see :func:`certify_example`.
         progress: ``None`` or a callable taking one line of text, called about every
@@ -135,7 +178,8 @@ def certify_net(net, x, y, *, eps, time_limit=None, solver="milp", processes=1, 
     """
     x = np.asarray(x, np.float32).reshape(len(x), -1)
     y = np.asarray(y).astype(int)
-    options = dict(eps=eps, time_limit=time_limit, solver=solver, enumeration_limit=enumeration_limit)
+    options = dict(eps=eps, time_limit=time_limit, solver=solver, enumeration_limit=enumeration_limit,
+                   search_steps=search_steps, split_rivals=split_rivals)
     tasks = [(i, x[i], int(y[i]), {**options, "hint": None if hints is None else np.asarray(hints[i])})
              for i in range(len(x))]
     records = [None] * len(x)

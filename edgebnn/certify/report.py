@@ -17,20 +17,36 @@ def _quantile(values, q):
 
 
 def _summarize(result, broken, clean_correct):
-    records = result.records
-    n = len(records)
-    status = np.array([r["status"] for r in records])
-    source = np.array([r["source"] for r in records])
+    rows = [
+        {k: r[k] for k in ("index", "label", "status", "source", "seconds", "free_pixels", "unstable", "predicted",
+                           "replay_keras", "replay_tflite")}
+        | {"clean_correct": bool(clean_correct[r["index"]]), "attack_broke": bool(broken[r["index"]]),
+           "attack_missed": r["status"] == "not_robust" and not broken[r["index"]]}
+        for r in result.records
+    ]
+    return summarize_examples(rows, eps=result.eps)
+
+
+def summarize_examples(rows, *, eps):
+    """The per-eps summary of :func:`certify_report` from its per-example rows (``examples``).
+
+    Also merges runs over disjoint batches of images: concatenate their ``examples``
+    (with distinct ``index`` values) and summarize again.
+    """
+    n = len(rows)
+    status = np.array([r["status"] for r in rows])
+    source = np.array([r["source"] for r in rows])
+    broken = np.array([r["attack_broke"] for r in rows], bool)
     exact_sources = ("solver", "enumeration")
-    solved = [r["seconds"] for r in records if r["source"] in ("solver", "bounds", "enumeration")]
-    seconds = [r["seconds"] for r in records]
-    missed = [r["index"] for r in records if r["status"] == "not_robust" and not broken[r["index"]]]
-    unsound = [r["index"] for r in records if r["status"] == "robust" and broken[r["index"]]]
-    with_cx = [r for r in records if r["replay_keras"] is not None]
+    solved = [r["seconds"] for r in rows if r["source"] in ("solver", "bounds", "enumeration", "search")]
+    seconds = [r["seconds"] for r in rows]
+    missed = [r["index"] for r in rows if r["attack_missed"]]
+    unsound = [r["index"] for r in rows if r["status"] == "robust" and r["attack_broke"]]
+    with_cx = [r for r in rows if r["replay_keras"] is not None]
     return {
-        "eps": result.eps,
+        "eps": eps,
         "n": n,
-        "clean_accuracy": float(np.mean(clean_correct)),
+        "clean_accuracy": float(np.mean([r["clean_correct"] for r in rows])),
         "certified_robust_accuracy": float(np.mean(status == "robust")),
         "attack_robust_accuracy": float(np.mean(~broken)),
         "robust": int(np.sum(status == "robust")),
@@ -39,6 +55,7 @@ def _summarize(result, broken, clean_correct):
         "robust_by_bounds": int(np.sum((status == "robust") & (source == "bounds"))),
         "refuted_by_solver": int(np.sum((status == "not_robust") & np.isin(source, exact_sources))),
         "decided_by_enumeration": int(np.sum(source == "enumeration")),
+        "refuted_by_search": int(np.sum((status == "not_robust") & (source == "search"))),
         "refuted_by_attack": int(np.sum(source == "hint")),
         "attack_missed": len(missed),
         "attack_missed_indices": missed,
@@ -51,12 +68,7 @@ def _summarize(result, broken, clean_correct):
         "counterexamples": len(with_cx),
         "replayed_keras": sum(bool(r["replay_keras"]) for r in with_cx),
         "replayed_tflite": sum(bool(r["replay_tflite"]) for r in with_cx),
-        "examples": [
-            {k: r[k] for k in ("index", "label", "status", "source", "seconds", "free_pixels", "unstable", "predicted",
-                               "replay_keras", "replay_tflite")}
-            | {"attack_broke": bool(broken[r["index"]]), "attack_missed": r["index"] in missed}
-            for r in records
-        ],
+        "examples": list(rows),
     }
 
 
@@ -137,16 +149,17 @@ def to_markdown(report):
         f"attack: {attack}.",
         "",
         "| eps | clean | certified robust (lower bound) | attack robust (upper bound) | robust | refuted "
-        "(solver / attack / clean) | unknown | attack missed | s/example median / p95 | solver s median / p95 "
+        "(solver / search / attack / clean) | unknown | attack missed | s/example median / p95 | solver s median / p95 "
         "| replayed Keras / TFLite |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["results"]:
-        clean_wrong = r["not_robust"] - r["refuted_by_solver"] - r["refuted_by_attack"]
+        clean_wrong = r["not_robust"] - r["refuted_by_solver"] - r["refuted_by_search"] - r["refuted_by_attack"]
         lines.append(
             f"| {r['eps']:g} | {_pct(r['clean_accuracy'])} | {_pct(r['certified_robust_accuracy'])} "
             f"| {_pct(r['attack_robust_accuracy'])} | {r['robust']} | {r['not_robust']} "
-            f"({r['refuted_by_solver']} / {r['refuted_by_attack']} / {clean_wrong}) | {r['unknown']} "
+            f"({r['refuted_by_solver']} / {r['refuted_by_search']} / {r['refuted_by_attack']} / {clean_wrong}) "
+            f"| {r['unknown']} "
             f"| {r['attack_missed']} | {_sec(r['seconds_median'])} / {_sec(r['seconds_p95'])} "
             f"| {_sec(r['solver_seconds_median'])} / {_sec(r['solver_seconds_p95'])} "
             f"| {r['replayed_keras']} / {r['replayed_tflite']} of {r['counterexamples']} |"
@@ -155,8 +168,9 @@ def to_markdown(report):
         "",
         "Certified robust: proved that no input in the L-infinity ball changes the prediction. The true robust "
         "accuracy lies between the certified and the attack accuracy; unknowns (time limit) are the gap that is "
-        "left. *Attack missed*: examples the attack did not break but the solver refuted with a counterexample. "
-        "Balls with few discretized inputs are searched exhaustively (counted with the solver).",
+        "left. *Attack missed*: examples the attack did not break but that were refuted with a counterexample, by "
+        "the solver or by hill climbing on the exact integer model (*search*). Balls with few discretized inputs "
+        "are searched exhaustively (counted with the solver).",
         "",
     ]
     unsound = sum(r["attack_broke_certified"] for r in report["results"])

@@ -264,3 +264,4 @@ def get(name):
         return _REGISTRY[name]
     except (KeyError, TypeError):
         raise ValueError(f"Unknown solver {name!r}; valid names: {names()}.") from None
+

@@ -191,6 +191,10 @@ def _cell_section(cell_report):
             robust = r["report"]
             lines += ["", *masking.to_markdown(robust, title=f"Strong evaluation ({r['images']} images)")
                       .replace("## ", "#### ", 1).rstrip("\n").split("\n"), ""]
+        elif r["evaluation"] == "certify":
+            from edgebnn.certify.report import to_markdown as certify_markdown  # noqa: PLC0415 (TensorFlow)
+
+            lines += ["", *certify_markdown(r["report"]).replace("# ", "#### ", 1).rstrip("\n").split("\n"), ""]
         elif r["evaluation"] not in ("clean", "attacks"):
             lines.append(f"- {r['evaluation']}: " + ", ".join(f"{k} {v}" for k, v in r.items()
                                                           if k not in ("cell", "repeat", "evaluation")))

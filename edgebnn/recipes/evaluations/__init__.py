@@ -1,7 +1,7 @@
 """Per-cell evaluations of a study: one module per kind, in an explicit registry.
 
 A recipe lists evaluations in top-level arrays named after their kind
-(``[[attacks]]``, ``[[detection]]``, ``[[probes]]``). A kind is a module with:
+(``[[attacks]]``, ``[[detection]]``, ``[[probes]]``, ``[[robustness]]``, ``[[certify]]``). A kind is a module with:
 
 - ``Spec``: the pydantic model of one entry (unknown keys forbidden, or passed on as
   options where the kind says so);
@@ -20,11 +20,12 @@ Adding a kind (a masking check, a certification) is one module and one entry in
 :data:`KINDS`; the recipe format, cache, report and console pick it up.
 """
 
-from edgebnn.recipes.evaluations import attack, clean, detection, probe, robustness
+from edgebnn.recipes.evaluations import attack, certify, clean, detection, probe, robustness
 
 #: Recipe key -> evaluation kind module.
 KINDS = {
     "attacks": attack,
+    "certify": certify,
     "detection": detection,
     "probes": probe,
     "robustness": robustness,
