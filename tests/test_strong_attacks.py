@@ -154,12 +154,16 @@ def test_square_traces_once_per_model_for_images_without_channel_axis(float_mode
     square_module = importlib.import_module("edgebnn.attacks.square")  # `attacks.square` is the function
 
     model, x, y = float_model
-    assert x.ndim == 3  # (batch, height, width): the attack adds and removes the channel axis
-    attacks.square(model, x[:4], eps=0.05, queries=5, y=y[:4])
+    x3 = x[:4, ..., 0]  # (batch, height, width): the attack adds and removes the channel axis
+
+    def model_3d(images):
+        return model(images[..., None])
+
+    attacks.square(model_3d, x3, eps=0.05, queries=5, y=y[:4])
     traces = square_module._square.graph_function.experimental_get_tracing_count
     before = traces()
     for _ in range(3):
-        attacks.square(model, x[:4], eps=0.05, queries=5, y=y[:4])
+        attacks.square(model_3d, x3, eps=0.05, queries=5, y=y[:4])
     assert traces() == before
 
 
