@@ -292,8 +292,9 @@ def robustness_report(
         eps = float(eps)
         correct = {}  # attack name -> per-example "still correct" (and clean-correct)
 
-        def run(name, attack, **options):
-            x_adv = craft(model_fn, x, y, attack=attack, eps=eps, batch_size=batch_size, **options)
+        def run(name, attack, source=model_fn, **options):
+            """Craft ``attack`` on ``source`` (the attacked model unless transferring) and score it on ``model_fn``."""
+            x_adv = craft(source, x, y, attack=attack, eps=eps, batch_size=batch_size, **options)
             correct[name] = _correct(model_fn, x_adv, y, batch_size) & clean
             log(f"eps {eps:g} {name}: {_pct(correct[name].mean())}")
             return x_adv
@@ -310,10 +311,7 @@ def robustness_report(
         if substitute_options is not None:
             run("substitute", "substitute", norm=norm, **substitute_options)
         for source_name, source in transfer_sources.items():
-            x_adv = craft(source, x, y, attack="pgd", eps=eps, norm=norm, steps=pgd_steps, surrogate=surrogates[0],
-                          batch_size=batch_size)
-            correct[f"transfer/{source_name}"] = _correct(model_fn, x_adv, y, batch_size) & clean
-            log(f"eps {eps:g} transfer/{source_name}: {_pct(correct[f'transfer/{source_name}'].mean())}")
+            run(f"transfer/{source_name}", "pgd", source=source, norm=norm, steps=pgd_steps, surrogate=surrogates[0])
 
         ensemble = {s: combine_ensemble(correct, clean, [s]) for s in surrogates}
         ensemble["all"] = combine_ensemble(correct, clean, surrogates)
