@@ -3,7 +3,9 @@
 Thin driver over :func:`edgebnn.certify.certify_report`, run on ``--chunk`` images
 at a time (every eps per chunk) and merged with
 :func:`edgebnn.certify.report.summarize_examples`; the report is rewritten after
-every chunk, so a run stopped early leaves exact numbers on the images it finished. Datasets: ``fashion_mnist``
+every chunk, so a run stopped early leaves exact numbers on the images it finished, and
+a rerun with the same settings into the same folder continues after the last written
+chunk (other settings start over). Datasets: ``fashion_mnist``
 (train on the 60k training set, certify a seeded subset of the test set) or
 ``mnist_split`` (MNIST's offline test set only: a seeded class-stratified
 8000 / 2000 split, trained on the 8000, certified on part of the 2000).
@@ -53,6 +55,32 @@ def get_model(args, x, y, xt, yt, log):
     with _io.atomic_path(path) as tmp:
         model.save(tmp)
     return model
+
+
+def resume(args, model, subset, rows, seconds):
+    """Load the finished chunks of an earlier run into ``rows`` / ``seconds``; return how many images they hold.
+
+    Only a report written by the same model, images, eps list, solver, time limit and attack
+    counts; anything else (or no report) starts from the first image.
+    """
+    path = args.out / "report.json"
+    if not path.exists():
+        return 0
+    old = json.loads(path.read_text())
+    attack = {"attack": "pgd", "steps": args.pgd_steps, "restarts": args.pgd_restarts}
+    n = old.get("n", 0)
+    same = (old.get("model") == model.name and old.get("dataset") == args.dataset
+            and old.get("subset_seed") == args.seed and old.get("solver") == args.solver
+            and old.get("time_limit") == args.time_limit and old.get("attack") == attack
+            and [r["eps"] for r in old.get("results", [])] == list(args.eps)
+            and old.get("test_indices") == subset[:n].tolist() and n % args.chunk == 0)
+    if not same:
+        return 0
+    for eps, result in zip(args.eps, old["results"]):
+        rows[eps] += result["examples"]
+        for key in seconds[eps]:
+            seconds[eps][key] += result[key]
+    return n
 
 
 def main(argv=None):
@@ -105,7 +133,10 @@ def main(argv=None):
     rows = {eps: [] for eps in args.eps}
     seconds = {eps: {"attack_seconds": 0.0, "certify_seconds": 0.0} for eps in args.eps}
     accuracy = float(model.evaluate(xt, yt, verbose=0)[1])
-    for begin in range(0, len(xs), args.chunk):
+    done = resume(args, model, subset, rows, seconds)
+    if done:
+        log(f"resuming after {done} images certified by an earlier run with the same settings")
+    for begin in range(done, len(xs), args.chunk):
         part = slice(begin, begin + args.chunk)
         chunk = certify_report(model, xs[part], ys[part], eps_list=args.eps, time_limit=args.time_limit,
                                solver=args.solver, processes=args.processes, attack=attack, flatbuffer=flatbuffer,
