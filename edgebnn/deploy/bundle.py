@@ -13,13 +13,14 @@ import numpy as np
 import edgebnn
 from edgebnn import _io
 from edgebnn.deploy import device
+from edgebnn.deploy.tflite import PIXEL_MAX
 from edgebnn.deploy.verify import compare, to_pixels
 
 MODEL_FILE = "model.tflite"
 EVAL_FILE = "eval.npz"
 #: Default largest |device accuracy - host accuracy| accepted on the full evaluation set.
 ACCURACY_TOLERANCE = 0.002
-#: Default smallest fraction of device predictions equal to the host's (the issue's 99.9%).
+#: Default smallest fraction of device predictions equal to the host's.
 MIN_AGREEMENT = 0.999
 
 
@@ -72,7 +73,7 @@ def bundle(
     _validate(tflite, x, y, accuracy_tolerance, min_agreement)
     tflite = bytes(tflite)
     pixels = np.asarray(x) if np.asarray(x).dtype == np.uint8 else to_pixels(x)
-    if np.asarray(x).dtype != np.uint8 and not np.allclose(pixels / 255.0, x, atol=1e-6):
+    if np.asarray(x).dtype != np.uint8 and not np.allclose(pixels / PIXEL_MAX, x, atol=1e-6):
         raise ValueError("`x` must be uint8 pixels or floats on the 1/255 grid (e.g. from edgebnn.data.load).")
     y = np.asarray(y).astype(np.int64)
     runner = device.load_interpreter(tflite)
@@ -86,7 +87,7 @@ def bundle(
         ),
     }
     if runner.input_dtype != np.uint8:
-        input_spec["scale_divisor"] = 255.0
+        input_spec["scale_divisor"] = PIXEL_MAX
     logits = runner.predict(device.preprocess(pixels, input_spec)).astype(np.float32)
     pred = logits.argmax(-1)
     buffer = io.BytesIO()
@@ -111,7 +112,7 @@ def bundle(
             raise ValueError(f"`extra` must not override manifest keys, got {clash}.")
         manifest.update(extra)
     if keras_model is not None:
-        manifest["keras"] = compare(keras_model, tflite, pixels.astype(np.float32) / np.float32(255.0), y)
+        manifest["keras"] = compare(keras_model, tflite, pixels.astype(np.float32) / np.float32(PIXEL_MAX), y)
     _write_atomically(Path(out_dir), {MODEL_FILE: tflite, EVAL_FILE: eval_bytes,
                                        device.MANIFEST: (json.dumps(manifest, indent=2) + "\n").encode()})
     return manifest

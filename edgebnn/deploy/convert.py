@@ -42,6 +42,7 @@ from edgebnn.deploy import packing as _packing
 from edgebnn.deploy import rewrite as _rewrite
 from edgebnn.deploy import storage as _storage
 from edgebnn.deploy import thresholds as _thresholds
+from edgebnn.deploy.tflite import PIXEL_MAX
 
 import tensorflow as tf
 
@@ -50,8 +51,6 @@ INPUT_DTYPES = ("float32", "uint8")
 WEIGHTS = ("exact", "float32", "float16", "int8", "packed")
 #: Weight storage modes that only the portable target takes.
 PORTABLE_ONLY_WEIGHTS = ("packed",)
-#: Value of the brightest uint8 pixel: ``x = pixel / PIXEL_MAX`` (as :func:`edgebnn.data.load`).
-PIXEL_MAX = 255.0
 
 
 class NotDeployableError(ValueError):

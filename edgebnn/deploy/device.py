@@ -38,13 +38,12 @@ import numpy as np
 import edgebnn
 from edgebnn import _io
 from edgebnn.deploy.opcodes import FlatbufferError, custom_op_names
+from edgebnn.deploy.tflite import PIXEL_MAX, uses_lce_ops
 
 RUNTIMES = ("auto", "lce", "ai_edge_litert", "tflite_runtime")
 KERNELS = ("default", "reference", "indirect_bgemm")
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
-#: Custom op names of Larq Compute Engine, as stored in a flatbuffer's operator codes.
-LCE_OP_NAMES = ("LceBconv2d", "LceQuantize", "LceDequantize", "LceBMaxPool2d")
 #: Input dtypes a bundle's model may take (``preprocess`` turns uint8 pixels into them).
 INPUT_DTYPES = ("uint8", "float32")
 #: Arrays of ``eval.npz``: the pixels, labels and host predictions (``host_logits`` optional).
@@ -60,15 +59,6 @@ class BundleError(ValueError):
 def sha256(data):
     """Hex sha256 of ``bytes``."""
     return hashlib.sha256(data).hexdigest()
-
-
-def uses_lce_ops(flatbuffer):
-    """True if the model's operator codes include one of Larq Compute Engine's custom ops.
-
-    Raises:
-        FlatbufferError: ``flatbuffer`` is not a well-formed TFLite model.
-    """
-    return any(name in LCE_OP_NAMES for name in custom_op_names(flatbuffer))
 
 
 def _lce_wrapper():
@@ -183,7 +173,7 @@ def preprocess(pixels, input_spec):
     if input_spec["dtype"] == "uint8":
         return pixels.astype(np.uint8)
     if input_spec["dtype"] == "float32":
-        return pixels.astype(np.float32) / np.float32(input_spec.get("scale_divisor", 255.0))
+        return pixels.astype(np.float32) / np.float32(input_spec.get("scale_divisor", PIXEL_MAX))
     raise BundleError(f"manifest input dtype must be 'uint8' or 'float32', got {input_spec['dtype']!r}")
 
 

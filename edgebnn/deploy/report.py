@@ -3,13 +3,10 @@
 import collections
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from edgebnn.deploy.tflite import BINARY_OPS, WEIGHT_OPS
 
 from tensorflow.lite.python import schema_py_generated as schema
 
-#: Ops that compute a layer with 1-bit weights and activations.
-BINARY_OPS = ("LceBconv2d", "LceBMaxPool2d")
-#: Builtin ops that compute a layer with a weight tensor (input 1).
-WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL", "TRANSPOSE_CONV")
 _BUILTIN_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
 _TENSOR_TYPES = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
 

@@ -8,7 +8,7 @@ import numpy as np
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from edgebnn.deploy import device
-from edgebnn.deploy.convert import PIXEL_MAX
+from edgebnn.deploy.tflite import PIXEL_MAX
 
 #: Host runtimes: the device runtimes plus TensorFlow's own stock TFLite interpreter.
 RUNTIMES = (*device.RUNTIMES, "tensorflow")

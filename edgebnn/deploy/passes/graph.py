@@ -8,7 +8,8 @@ the ordinary case; passes define the others (a dense layer's output carried as a
 column in :mod:`~edgebnn.deploy.passes.dense_to_conv`, bit planes and per-plane
 outputs in :mod:`~edgebnn.deploy.passes.bit_planes`), made concrete only when a layer
 that no pass handles needs them. Layers with several inputs or keyword arguments are
-copied onto plain values.
+copied onto plain values. Each call of a layer is copied on its own, so a layer shared
+by several calls is not supported (Keras refuses the repeated layer name).
 
 The walk reads Keras 2's functional-graph records (``_nodes_by_depth``,
 ``_tensor_usage_count``, node ``flat_input_ids``), the same ones
