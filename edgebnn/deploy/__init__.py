@@ -3,6 +3,8 @@
 This package's ``__init__`` imports nothing heavy, so that ``edgebnn.deploy.device``
 can run on a device that has only NumPy and a TFLite interpreter. Import the
 submodules directly: ``edgebnn.deploy.convert`` (``convert``, ``float_reference``),
-``edgebnn.deploy.rewrite``, ``edgebnn.deploy.report``, ``edgebnn.deploy.verify``,
-``edgebnn.deploy.bundle``, ``edgebnn.deploy.device``.
+``edgebnn.deploy.rewrite`` (the passes of ``edgebnn.deploy.passes``, one module each),
+``edgebnn.deploy.report``, ``edgebnn.deploy.verify``, ``edgebnn.deploy.bundle``,
+``edgebnn.deploy.device``, and ``edgebnn.deploy.tflite`` (TensorFlow-free facts about
+the ``.tflite`` files: pixel scale, LCE op names).
 """

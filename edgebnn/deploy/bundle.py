@@ -118,6 +118,21 @@ def bundle(
     return manifest
 
 
+def copy_bundle(bundle_dir, out_dir):
+    """Copy the bundle in ``bundle_dir`` to ``out_dir`` (atomically, as :func:`bundle` writes it).
+
+    The copy is checked against its manifest first (files present, sha256 sums), so a
+    damaged bundle is never published.
+
+    Raises:
+        edgebnn.deploy.device.BundleError: ``bundle_dir`` is not a complete bundle.
+    """
+    bundle_dir = Path(bundle_dir)
+    device.read_bundle(bundle_dir)
+    files = {name: (bundle_dir / name).read_bytes() for name in (MODEL_FILE, EVAL_FILE, device.MANIFEST)}
+    _write_atomically(Path(out_dir), files)
+
+
 def _write_atomically(out_dir, files):
     """Write ``files`` into a temporary sibling folder, then swap it into place."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -26,9 +26,8 @@ Modes:
 Run time: TFLite's ``DEQUANTIZE`` kernel evaluates a constant input once
 (``float_dequantized_weights_initialized`` in ``kernels/dequantize.cc``; its output is
 persistent) and XNNPACK unpacks it into static weights when it builds its graph, so the
-float32 weights are materialized in memory once and no latency is added per inference
-(measured on x86, 1 thread: FCN2 0.222 -> 0.225 ms/image with XNNPACK, 0.242 -> 0.235
-without). Only the file (and what a device must download or keep in flash) shrinks.
+float32 weights are materialized in memory once and no latency is added per inference.
+Only the file (and what a device must download or keep in flash) shrinks.
 
 Not rewritten (left float32, as they are): weights under :data:`MIN_ELEMENTS` values,
 weights that are graph inputs/outputs or read by any op other than as a layer weight

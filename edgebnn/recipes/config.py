@@ -157,6 +157,16 @@ class DeployConfig(Section):
     weights: str = "exact"
     strip: bool = False
     verify: bool = True
+    #: Also write the device bundle of :func:`edgebnn.deploy.bundle.bundle` (model, the
+    #: test set as uint8 pixels, manifest) into the run folder: ``bundle/`` for a single
+    #: run, ``bundles/<cell id>/`` for each cell of a study.
+    bundle: bool = False
+
+    @model_validator(mode="after")
+    def _bundle_needs_a_deployment(self):
+        if self.bundle and not self.enabled:
+            raise ValueError("bundle: needs `deploy.enabled = true` (a bundle holds the converted model)")
+        return self
 
 
 class _RecipeBase(Section):

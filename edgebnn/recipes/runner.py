@@ -33,6 +33,8 @@ from edgebnn.recipes.store import RunLock, Store, key_of
 #: Top-level files a run regenerates; removed when a run starts so that a failed run
 #: never leaves a previous run's report or model beside its own.
 _OUTPUTS = ("report.json", "report.md", "model.keras", "model.tflite")
+#: Folder of a deployment's device bundle (``deploy.bundle``), in the cache and in a single run's folder.
+_BUNDLE = "bundle"
 
 
 @dataclass
@@ -367,6 +369,7 @@ class _Runner:
         if (folder / "deploy.json").is_file():
             self.deployed[cell.id] = _io_json(folder / "deploy.json")
             self.console.line(f"cell {cell.id!r}: deployment found in the cache")
+            self._publish_bundle(cell, folder)
             return
         try:
             check_deployable(model)
@@ -402,11 +405,31 @@ class _Runner:
                 max_abs_prob_diff=max(clean_r["max_abs_prob_diff"], 0.0 if adv_r is None else adv_r["max_abs_prob_diff"]),
                 kernels=result.get("kernels"),
             )
+        if cfg.bundle:
+            from edgebnn.deploy.bundle import bundle  # noqa: PLC0415
+
+            d = self.data_for(recipe)
+            self.console.line(f"cell {cell.id!r}: writing the device bundle ({len(d.x_test):,} test images)")
+            manifest = bundle(flatbuffer, d.x_test, d.y_test, folder / _BUNDLE, keras_model=model, name=recipe.name,
+                              description=recipe.description or None)
+            deployed["bundle"] = {"examples": manifest["eval_set"]["n"], "accuracy": manifest["expected"]["accuracy"],
+                                  "needs_lce_runtime": manifest["model"]["needs_lce_runtime"]}
         _io.write_bytes(folder / "model.tflite", flatbuffer)
         deployed["seconds"] = time.perf_counter() - start
         self.computed_seconds += deployed["seconds"]
         _io.write_json(folder / "deploy.json", deployed)
         self.deployed[cell.id] = deployed
+        self._publish_bundle(cell, folder)
+
+    def _publish_bundle(self, cell, folder):
+        """Copy the cell's cached device bundle into the run folder (``deploy.bundle = true``)."""
+        if not (cell.recipe.deploy.bundle and self.deployed[cell.id].get("deployed")):
+            return
+        from edgebnn.deploy.bundle import copy_bundle  # noqa: PLC0415
+
+        target = self.out / _BUNDLE if self.study.single else self.out / "bundles" / cell.id
+        copy_bundle(folder / _BUNDLE, target)
+        self.console.line(f"cell {cell.id!r}: device bundle in {target}")
 
     # --- reporting -----------------------------------------------------------------
 
@@ -537,7 +560,8 @@ class _Runner:
         self.deployed_dirs = {}
         for name in _OUTPUTS:
             (self.out / name).unlink(missing_ok=True)
-        shutil.rmtree(self.out / "figures", ignore_errors=True)
+        for folder in ("figures", _BUNDLE, "bundles"):
+            shutil.rmtree(self.out / folder, ignore_errors=True)
         study = self.study
         self.console.note(f"recipe {study.name!r} -> {self.out}: {_plural(len(study.cells), 'cell')}")
         plans = self._plan()
