@@ -36,9 +36,9 @@ from edgebnn.deploy.passes.layers import (  # noqa: F401  (public names of this 
     packed_plane_count,
     plane_coefficients,
 )
-from edgebnn.deploy.passes.packed_planes import packed_layout as _packed_layout  # noqa: F401
+from edgebnn.deploy.passes.packed_planes import packed_layout as _packed_layout  # noqa: F401  (read by tests)
 from edgebnn.deploy.passes.quant import SIGN_QUANTIZERS, is_sign  # noqa: F401
-from edgebnn.deploy.passes.sign_threshold import sign_threshold as _sign_threshold  # noqa: F401
+from edgebnn.deploy.passes.sign_threshold import sign_threshold as _sign_threshold  # noqa: F401  (read by tests)
 from edgebnn.deploy.passes.sign_threshold import sign_threshold_chains
 from edgebnn.deploy.tflite import LCE_BITPACK_WIDTH  # noqa: F401
 
