@@ -1,5 +1,6 @@
 """``deploy.bundle`` in a recipe: validated at load, and the run folder gets a device bundle."""
 
+import io
 import json
 import textwrap
 
@@ -19,31 +20,15 @@ import tensorflow as tf
 RECIPE = textwrap.dedent(
     """
     name = "bundled"
-    [data]
-    dataset = "fashion_mnist"
-    train_limit = 200
-    test_limit = 50
-    [model]
-    family = "panda_fcn2"
-    precision = "binary"
-    input_bits = 2
-    [train]
-    epochs = 1
-    batch_size = 50
+    data = { dataset = "fashion_mnist", train_limit = 200, test_limit = 50 }
+    model = { family = "panda_fcn2", precision = "binary", input_bits = 2 }
+    train = { epochs = 1, batch_size = 50 }
     [deploy]
     target = "portable"
     verify = false
     bundle = true
     """
 )
-
-
-class _Quiet(Console):
-    def line(self, message):
-        pass
-
-    def note(self, message):
-        pass
 
 
 def _load(tmp_path, text, overrides=()):
@@ -84,7 +69,7 @@ def test_copy_bundle_publishes_a_checked_copy_only(tmp_path, rng):
 def test_run_writes_a_bundle_the_device_runner_verifies(tmp_path, data_dir):
     study = _load(tmp_path, RECIPE, [f'data.data_dir="{data_dir}"'])
     out = tmp_path / "run"
-    report = runner.run(study, out, console=_Quiet())
+    report = runner.run(study, out, console=Console(stream=io.StringIO()))
     manifest, model, arrays = device.read_bundle(out / "bundle")
     x_test, y_test = data_lib.load("fashion_mnist", "test", data_dir=data_dir, limit=50, seed=0)
     np.testing.assert_array_equal(arrays["x"], np.round(x_test * 255).astype(np.uint8))
