@@ -3,7 +3,7 @@
 import collections
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from edgebnn.deploy.tflite import BINARY_OPS, WEIGHT_OPS
+from edgebnn.deploy.tflite import BINARY_OPS, WEIGHT_OPS, builtin_code
 
 from tensorflow.lite.python import schema_py_generated as schema
 
@@ -13,7 +13,7 @@ _TENSOR_TYPES = {v: k for k, v in vars(schema.TensorType).items() if not k.start
 
 def _op_name(model, op):
     code = model.operatorCodes[op.opcodeIndex]
-    builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+    builtin = builtin_code(code)
     if builtin == schema.BuiltinOperator.CUSTOM:
         return code.customCode.decode()
     return _BUILTIN_NAMES[builtin]

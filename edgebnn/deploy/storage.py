@@ -41,6 +41,7 @@ import dataclasses
 import numpy as np
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from edgebnn.deploy.tflite import builtin_code
 
 from tensorflow.lite.python import schema_py_generated as schema
 from tensorflow.lite.tools import flatbuffer_utils
@@ -225,7 +226,7 @@ def _is_constant_float(model, tensor):
 
 def _opcode_index(model, builtin, version):
     for i, code in enumerate(model.operatorCodes):
-        if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin and code.version == version:
+        if builtin_code(code) == builtin and code.version == version:
             return i
     code = schema.OperatorCodeT()
     code.builtinCode = builtin
@@ -267,7 +268,7 @@ def _weight_tensors(model, subgraph):
     axes, other_uses = {}, set(_indices(subgraph.inputs)) | set(_indices(subgraph.outputs))
     for op in subgraph.operators:
         code = model.operatorCodes[op.opcodeIndex]
-        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+        builtin = builtin_code(code)
         for position, index in enumerate(_indices(op.inputs)):
             if builtin in WEIGHT_OPS and position == 1:
                 axes.setdefault(index, set()).add(WEIGHT_OPS[builtin])

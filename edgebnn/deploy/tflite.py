@@ -21,6 +21,16 @@ WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL",
 LCE_BITPACK_WIDTH = 32
 
 
+def builtin_code(operator_code):
+    """The builtin op code of a TFLite ``OperatorCodeT`` (as TensorFlow's generated schema unpacks it).
+
+    The schema keeps the code twice: ``deprecated_builtin_code`` (an int8, which older
+    runtimes read) and ``builtin_code`` (an int32 for codes past 127); TFLite takes the
+    larger, as :func:`edgebnn.deploy.opcodes.operator_codes` does.
+    """
+    return max(operator_code.builtinCode, operator_code.deprecatedBuiltinCode)
+
+
 def uses_lce_ops(flatbuffer):
     """True if the model's operator codes include one of Larq Compute Engine's custom ops.
 

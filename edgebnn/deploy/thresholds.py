@@ -40,6 +40,7 @@ import numpy as np
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from edgebnn.deploy import storage as _storage
+from edgebnn.deploy.tflite import builtin_code
 
 from tensorflow.lite.python import schema_py_generated as schema
 from tensorflow.lite.tools import flatbuffer_utils
@@ -94,8 +95,7 @@ def threshold_bias(n, g, b):
 
 
 def _op_name(model, op):
-    code = model.operatorCodes[op.opcodeIndex]
-    return max(code.builtinCode, code.deprecatedBuiltinCode)
+    return builtin_code(model.operatorCodes[op.opcodeIndex])
 
 
 def _candidates(model, subgraph):
