@@ -298,10 +298,15 @@ def kbit_activation(x, bits):
     """k-bit activation quantization (DoReFa-Net, Zhou et al. 2016, Eq. 9).
 
     ``q = round(clip(x, 0, 1) * (2**bits - 1)) / (2**bits - 1)``: ``2**bits`` levels
-    evenly spaced in ``[0, 1]``, so the clip doubles as a bounded ReLU.
+    evenly spaced in ``[0, 1]``, so the clip doubles as a bounded ReLU. Models use
+    Larq's ``DoReFa(k_bit=bits, mode="activations")``, which computes the same forward
+    pass and gradient; this op exists for the gradient surrogates, which Larq's
+    quantizer cannot switch (:class:`edgebnn.quantizers.SurrogateDoReFa`).
 
     Gradient surrogate: **straight-through estimator inside the clip range**,
-    ``dy * 1{0 <= x <= 1}``.
+    ``dy * 1{0 <= x <= 1}`` (Larq's); inside :func:`gradient_surrogate`, ``"identity"``
+    passes ``dy`` everywhere and ``"smooth"`` / ``"smooth_poly"`` use the soft staircase
+    (thresholds half-way between levels).
 
     Args:
         x: float tensor of pre-activations.
@@ -335,18 +340,6 @@ def kbit_activation(x, bits):
 
 
 @_NO_AUTOGRAPH
-@tf.custom_gradient
-def _ste_sign(x):
-    """Sign with +1 at 0 (as Larq's ``ste_sign``) and the clipped straight-through gradient."""
-    y = tf.where(x >= 0.0, tf.ones_like(x), -tf.ones_like(x))
-
-    def grad(dy):
-        return _clipped_ste(dy, x)
-
-    return y, grad
-
-
-@_NO_AUTOGRAPH
 def sign(x, *, clip_value=1.0):
     """Sign with +1 at 0 (Larq's ``ste_sign`` forward pass) and a selectable gradient.
 
@@ -365,32 +358,3 @@ def sign(x, *, clip_value=1.0):
         return y, grad
 
     return _sign(tf.convert_to_tensor(x))
-
-
-@_NO_AUTOGRAPH
-def xnor_weight(w):
-    """XNOR-Net weight binarization (Rastegari et al. 2016, Sec. 3.1): ``alpha * sign(w)``.
-
-    ``alpha`` is the mean absolute weight of each output channel (the last axis of a
-    Keras ``Conv2D`` / ``Dense`` kernel), the scale that minimizes
-    ``||w - alpha * sign(w)||``. It is computed from the latent weights and treated
-    as a constant in the backward pass (as Larq's ``magnitude_aware_sign``).
-
-    Gradient surrogate: **straight-through estimator with clip** for the sign,
-    ``alpha * dy * 1{|w| <= 1}``. ``sign(0)`` is +1, as in Larq.
-
-    Args:
-        w: float kernel tensor; the last axis indexes output channels.
-
-    Returns:
-        Tensor of ``w``'s shape whose values are ``+-alpha`` per output channel.
-    """
-    w = tf.convert_to_tensor(w)
-    return tf.stop_gradient(xnor_scale(w)) * _ste_sign(w)
-
-
-@_NO_AUTOGRAPH
-def xnor_scale(w):
-    """Per-output-channel XNOR scale ``mean(|w|)`` over every axis but the last."""
-    w = tf.convert_to_tensor(w)
-    return tf.reduce_mean(tf.abs(w), axis=list(range(len(w.shape) - 1)))

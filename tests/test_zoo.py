@@ -307,7 +307,7 @@ def test_guan_topologies_differ_only_in_quantization():
                     assert isinstance(layer.input_quantizer, type(reference))
     kbit_act = _build("guan_lenet", "2bit", kbit_activations=True)
     assert _layout(kbit_act) == layouts["binary"]
-    assert isinstance(kbit_act.get_layer("dense_0").input_quantizer, quantizers.KBitActivation)
+    assert isinstance(kbit_act.get_layer("dense_0").input_quantizer, lq.quantizers.DoReFa)
     with pytest.raises(ValueError, match="kbit_activations"):
         _build("guan_lenet", "binary", kbit_activations=True)
     with pytest.raises(TypeError, match="kbit_activations"):

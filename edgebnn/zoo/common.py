@@ -46,11 +46,11 @@ def layer_quantizers(precision, *, first=False, kbit_inputs=True):
 
     - ``"float"``: ``None``, a plain ``Conv2D`` / ``Dense``.
     - ``"binary"``: BNN (Courbariaux et al. 2016), sign/STE weights and inputs.
-    - ``"xnor"``: XNOR-Net (Rastegari et al. 2016), :class:`~edgebnn.quantizers.XnorWeight`
+    - ``"xnor"``: XNOR-Net (Rastegari et al. 2016), Larq's ``MagnitudeAwareSign``
       kernels with binary inputs.
     - ``"stochastic_binary"``: :class:`~edgebnn.quantizers.StochasticSign` kernels, binary inputs.
     - ``"2bit"`` / ``"3bit"`` / ``"4bit"``: :class:`~edgebnn.quantizers.KBitWeight` kernels
-      (Guan Eq. 11) and :class:`~edgebnn.quantizers.KBitActivation` inputs; with
+      (Guan Eq. 11) and Larq's DoReFa k-bit activation inputs; with
       ``kbit_inputs=False`` the inputs are binary (sign/STE) as in a BNN, so the layer
       differs from the ``"binary"`` one only in its weights.
 
@@ -65,7 +65,7 @@ def layer_quantizers(precision, *, first=False, kbit_inputs=True):
     if precision == "binary":
         kwargs = dict(BINARY_FIRST if first else BINARY_HIDDEN)
     elif precision == "xnor":
-        kwargs = dict(input_quantizer="ste_sign", kernel_quantizer=quantizers.XnorWeight())
+        kwargs = dict(input_quantizer="ste_sign", kernel_quantizer=lq.quantizers.MagnitudeAwareSign())
     elif precision == "stochastic_binary":
         kwargs = dict(
             input_quantizer="ste_sign", kernel_quantizer=quantizers.StochasticSign(),
@@ -75,7 +75,7 @@ def layer_quantizers(precision, *, first=False, kbit_inputs=True):
     elif precision in KBIT_PRECISIONS:
         bits = KBIT_PRECISIONS[precision]
         kwargs = dict(
-            input_quantizer=quantizers.KBitActivation(bits) if kbit_inputs else "ste_sign",
+            input_quantizer=quantizers.kbit_activation(bits) if kbit_inputs else "ste_sign",
             kernel_quantizer=quantizers.KBitWeight(bits),
             # Glorot-scaled weights (|w| < 2**-bits) would all round to 0 on the k-bit grid.
             kernel_initializer=tf.keras.initializers.RandomUniform(-1.0, 1.0),
