@@ -80,6 +80,10 @@ class XnorWeight(lq.quantizers.MagnitudeAwareSign):
 class KBitWeight(lq.quantizers.Quantizer):
     """Guan et al.'s k-bit weights (Eq. 11); wraps :func:`edgebnn.ops.kbit_weight`.
 
+    Guan's grid keeps ``bits`` bits "in addition to 0": ``2**bits + 1`` levels
+    (``bits=1`` is ternary, ``bits=4`` has 17 levels), so storing one weight takes
+    ``bits + 1`` bits, and that is the ``precision`` Larq's model summary counts.
+
     Args:
         bits: int in ``[1, 8]``.
     """
@@ -90,7 +94,8 @@ class KBitWeight(lq.quantizers.Quantizer):
 
     @property
     def precision(self):
-        return self.bits
+        """Bits needed to store one weight: ``bits + 1`` for the ``2**bits + 1`` levels."""
+        return self.bits + 1
 
     def call(self, inputs):
         return ops.kbit_weight(inputs, self.bits)

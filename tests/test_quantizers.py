@@ -14,8 +14,8 @@ import tensorflow as tf
     [
         ("stochastic_sign", {}, quantizers.StochasticSign, 1),
         ("xnor_weight", {}, lq.quantizers.MagnitudeAwareSign, 1),
-        ("kbit_weight", {"bits": 3}, quantizers.KBitWeight, 3),
-        ("kbit_weight_2", {}, quantizers.KBitWeight, 2),
+        ("kbit_weight", {"bits": 3}, quantizers.KBitWeight, 4),  # 2**3 + 1 levels need 4 bits
+        ("kbit_weight_2", {}, quantizers.KBitWeight, 3),
         ("kbit_activation_4", {}, lq.quantizers.DoReFa, 4),
     ],
 )
@@ -148,7 +148,7 @@ def test_larq_summary_counts_bit_widths():
     ])
     profile = lq.models.ModelProfile(model)
     assert profile.weight_count(bitwidth=1) == 15
-    assert profile.weight_count(bitwidth=4) == 6
+    assert profile.weight_count(bitwidth=5) == 6  # 4-bit grid: 17 levels, 5 bits to store
     assert profile.weight_count(bitwidth=32) == 2  # the bias
 
 
@@ -177,6 +177,15 @@ def test_stochastic_quantizer_samples_every_call():
     a, b = layer(x).numpy(), layer(x).numpy()
     assert not np.array_equal(a, b)
     assert set(np.unique(np.abs(a) % 2)) <= {0.0}  # sums of 32 values +-1 are even
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4, 8])
+def test_kbit_weight_precision_stores_every_level(bits):
+    """``precision`` is the storage width of the grid: its ``2**bits + 1`` levels need ``bits + 1`` bits."""
+    grid = np.unique(quantizers.KBitWeight(bits)(np.linspace(-1.5, 1.5, 4001, dtype=np.float32)).numpy())
+    assert len(grid) == 2**bits + 1
+    precision = quantizers.KBitWeight(bits).precision
+    assert 2 ** (precision - 1) < len(grid) <= 2**precision
 
 
 def test_kbit_bits_validated():
