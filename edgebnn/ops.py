@@ -10,6 +10,7 @@ import contextlib
 import threading
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from edgebnn import _validate
 
 import tensorflow as tf
 
@@ -74,8 +75,7 @@ def gradient_surrogate(name, *, temperature=DEFAULT_TEMPERATURE):
         ...     grad = tape.gradient(loss, x)
     """
     validate_surrogate(name)
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
-        raise ValueError(f"`temperature` must be a number > 0, got {temperature!r}.")
+    _validate.number(temperature, "temperature", low=0, low_open=True)
     previous = current_surrogate()
     _SCOPE.state = (name, float(temperature))
     try:
@@ -131,11 +131,11 @@ def sign_gradient(dy, x, *, clip_value=1.0):
 
 def validate_bits(bits, *, name="bits"):
     """Return ``bits`` as an int in ``[1, 8]`` or raise naming the argument."""
-    if isinstance(bits, bool) or not isinstance(bits, int):
+    if not _validate.is_int(bits):
         raise TypeError(f"`{name}` must be an int in [{MIN_INPUT_BITS}, {MAX_INPUT_BITS}], got {bits!r}.")
     if not MIN_INPUT_BITS <= bits <= MAX_INPUT_BITS:
         raise ValueError(f"`{name}` must be in [{MIN_INPUT_BITS}, {MAX_INPUT_BITS}], got {bits}.")
-    return bits
+    return int(bits)
 
 
 def discretize_levels(x, bits):
@@ -200,12 +200,6 @@ def discretize(x, bits):
     return _discretize(tf.convert_to_tensor(x))
 
 
-def _validate_seed(seed):
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise TypeError(f"`seed` must be an int or None, got {seed!r}.")
-    return seed
-
-
 def _clipped_ste(dy, x, clip_value=1.0):
     """Straight-through gradient, zeroed where ``|x| > clip_value`` (Hubara et al. 2016),
     or the backward pass of the surrogate chosen with :func:`gradient_surrogate`."""
@@ -241,7 +235,7 @@ def stochastic_sign(x, *, seed=None):
     Raises:
         TypeError: if ``seed`` is not an int or None.
     """
-    seed = _validate_seed(seed)
+    seed = _validate.seed(seed)
 
     @tf.custom_gradient
     def _stochastic_sign(x):

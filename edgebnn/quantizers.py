@@ -34,7 +34,7 @@ binary weights ``sign(layer.kernel)`` (+1 at 0). See :func:`is_xnor_layer`.
 
 import re
 
-from edgebnn import ops
+from edgebnn import _validate, ops
 
 import larq as lq
 import tensorflow as tf
@@ -55,7 +55,7 @@ class StochasticSign(lq.quantizers.Quantizer):
     precision = 1
 
     def __init__(self, seed=None, **kwargs):
-        self.seed = ops._validate_seed(seed)
+        self.seed = _validate.seed(seed)
         super().__init__(**kwargs)
 
     def call(self, inputs):

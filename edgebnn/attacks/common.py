@@ -21,7 +21,8 @@ import os
 import numpy as np
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from edgebnn import ops
+from edgebnn import _validate, ops
+from edgebnn._validate import nonnegative as validate_nonnegative, positive_int as validate_positive_int
 
 from edgebnn.attacks.surrogates import use_surrogate
 
@@ -55,31 +56,12 @@ def validate_attack(*, eps, clip_min, clip_max, y, targeted):
         raise ValueError("`targeted=True` needs `y`, the target labels.")
 
 
-def validate_nonnegative(value, name):
-    """Raise unless ``value`` is a finite real number >= 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"`{name}` must be a finite number >= 0, got {value!r}.")
-    if not np.isfinite(value) or value < 0:
-        raise ValueError(f"`{name}` must be a finite number >= 0, got {value!r}.")
-    return float(value)
-
-
-def validate_positive_int(value, name):
-    """Raise unless ``value`` is an int >= 1; unlike :func:`edgebnn._checks.positive_int`,
-    NumPy integers (step counts computed with NumPy) are accepted and returned as ``int``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
-    return int(value)
-
-
 def validate_steps(steps, step_size, eps):
     """Check an iterative attack's ``steps`` and ``step_size``; default step size ``2.5 * eps / steps``."""
     validate_positive_int(steps, "steps")
     if step_size is None:
         return 2.5 * eps / steps  # Madry et al. 2018's rule of thumb
-    if isinstance(step_size, bool) or not np.isfinite(step_size) or step_size <= 0:
-        raise ValueError(f"`step_size` must be a finite number > 0, got {step_size!r}.")
-    return float(step_size)
+    return _validate.number(step_size, "step_size", low=0, low_open=True)
 
 
 def validate_surrogate(surrogate):

@@ -13,6 +13,7 @@ import weakref
 
 import numpy as np
 
+from edgebnn import _validate
 from edgebnn.attacks.common import (
     call_model, check_inputs, check_labels, clip, compiled, cross_entropy, labels_or_predictions, validate_attack,
     validate_norm, validate_positive_int,
@@ -251,8 +252,7 @@ def square_with_queries(
     norm = validate_norm(norm)
     validate_attack(eps=eps, clip_min=clip_min, clip_max=clip_max, y=y, targeted=targeted)
     queries = validate_positive_int(queries, "queries")
-    if isinstance(p_init, bool) or not isinstance(p_init, (int, float)) or not 0 < p_init <= 1:
-        raise ValueError(f"`p_init` must be a number in (0, 1], got {p_init!r}.")
+    _validate.number(p_init, "p_init", low=0, high=1, low_open=True)
     x = check_inputs(x, clip_min=clip_min, clip_max=clip_max, model_fn=model_fn)
     if x.shape.rank == 3:
         x_img = x[..., None]

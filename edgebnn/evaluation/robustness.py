@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from edgebnn import attacks
+from edgebnn import _validate, attacks
 from edgebnn.attacks.common import check_inputs
 
 import tensorflow as tf
@@ -30,8 +30,7 @@ def top_k_accuracy(model_fn, x, y, *, k=5, batch_size=500):
     hits = []
     for i in range(0, len(x), batch_size):
         logits = np.asarray(model_fn(x[i : i + batch_size]))
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= logits.shape[-1]:
-            raise ValueError(f"`k` must be an int in [1, {logits.shape[-1]}], got {k!r}.")
+        _validate.integer(k, "k", low=1, high=logits.shape[-1])
         top = np.argsort(-logits, axis=-1, kind="stable")[:, :k]
         hits.append(np.any(top == y[i : i + batch_size, None], axis=-1))
     return float(np.mean(np.concatenate(hits))) if hits else float("nan")

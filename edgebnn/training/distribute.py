@@ -21,6 +21,7 @@ import json
 import os
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from edgebnn import _validate
 
 import tensorflow as tf
 
@@ -50,7 +51,7 @@ def read_tf_config():
         raise ValueError(f"{TF_CONFIG_ENV}: `cluster.worker` must be a non-empty list of \"host:port\", got {workers!r}.")
     task = config.get("task") or {}
     index = task.get("index")
-    if task.get("type") != "worker" or isinstance(index, bool) or not isinstance(index, int) or not (
+    if task.get("type") != "worker" or not _validate.is_int(index) or not (
         0 <= index < len(workers)
     ):
         raise ValueError(f"{TF_CONFIG_ENV}: `task` must be {{\"type\": \"worker\", \"index\": 0..{len(workers) - 1}}}, "

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from edgebnn import ops, quantizers
+from edgebnn import _validate, ops, quantizers
 from edgebnn.layers import InputDiscretization
 
 import larq as lq
@@ -23,10 +23,9 @@ def validate_common(*, family, precision, precisions, input_bits, num_classes, i
         raise ValueError(f"{family}: `precision` must be one of {list(precisions)}, got {precision!r}.")
     if input_bits is not None:
         ops.validate_bits(input_bits, name="input_bits")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"{family}: `num_classes` must be an int >= 2, got {num_classes!r}.")
+    _validate.integer(num_classes, "num_classes", low=2, prefix=f"{family}: ")
     shape = tuple(input_shape)
-    if not shape or not all(isinstance(d, int) and d > 0 for d in shape):
+    if not shape or not all(_validate.is_int(d) and d > 0 for d in shape):
         raise ValueError(f"{family}: `input_shape` must be positive ints, got {input_shape!r}.")
     return shape
 

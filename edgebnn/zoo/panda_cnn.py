@@ -22,7 +22,7 @@ follow those sources:
 quantized version binarizes the next layer's input.
 """
 
-from edgebnn._checks import positive_int
+from edgebnn._validate import positive_int
 from edgebnn.layers import ZeroPadShortcut
 from edgebnn.zoo.common import BATCH_NORM, conv, dense, input_stem, layer_quantizers, model_name, validate_common
 
