@@ -17,6 +17,7 @@ or with another surrogate chosen per attack (``surrogate=``, :mod:`edgebnn.attac
 
 import functools
 import os
+import types
 
 import numpy as np
 
@@ -126,6 +127,42 @@ def check_labels(y, x):
     if tf.executing_eagerly() and x.shape[0] is not None and y.shape[0] != x.shape[0]:
         raise ValueError(f"`y` has {y.shape[0]} labels for {x.shape[0]} inputs.")
     return tf.cast(y, tf.int64)
+
+
+def prepare(model_fn, x, *, y, targeted, clip_min, clip_max, eps=None, norm=None, allowed_norms=(np.inf, 2),
+            eot_samples=None, surrogate=None, **counts):
+    """The prologue every attack's entry point shares: validate the common arguments, then the batch.
+
+    In this order: ``norm`` (when given, against ``allowed_norms``); the checks
+    CleverHans leaves out (:func:`validate_attack`: ``eps >= 0``, ``clip_min <= clip_max``,
+    ``targeted`` needs ``y``); each of ``counts`` and ``eot_samples`` as a positive int;
+    ``surrogate``; then ``x`` (:func:`check_inputs`, against the model's input shape and
+    the clip range) and ``y`` (:func:`check_labels`). Arguments left at ``None`` are not
+    checked (an attack without a norm or an EOT option passes none).
+
+    Args:
+        model_fn: the attacked model.
+        x, y, targeted, clip_min, clip_max, eps, norm, eot_samples, surrogate: the
+            attack's arguments of those names.
+        allowed_norms: the norms this attack implements.
+        **counts: further positive-int arguments by name (``steps=10``, ``restarts=1``).
+
+    Returns:
+        A namespace with the checked values: ``x`` (float32 tensor), ``y`` (int64
+        tensor or ``None``), ``targeted`` (bool), ``eps`` (float or ``None``), ``norm``,
+        ``eot_samples``, ``surrogate`` and one attribute per count (ints).
+
+    Raises:
+        TypeError, ValueError: naming the first bad argument.
+    """
+    checked = {"norm": None if norm is None else validate_norm(norm, allowed=allowed_norms)}
+    validate_attack(eps=eps, clip_min=clip_min, clip_max=clip_max, y=y, targeted=targeted)
+    checked["eps"] = None if eps is None else float(eps)
+    for name, value in {**counts, "eot_samples": eot_samples}.items():
+        checked[name] = None if value is None else validate_positive_int(value, name)
+    checked["surrogate"] = None if surrogate is None else validate_surrogate(surrogate)
+    x = check_inputs(x, clip_min=clip_min, clip_max=clip_max, model_fn=model_fn)
+    return types.SimpleNamespace(x=x, y=check_labels(y, x), targeted=bool(targeted), **checked)
 
 
 def compiled(core):

@@ -7,10 +7,8 @@ issue 1228) and mis-broadcasts the per-example constant for image-shaped inputs
 the whole search runs as one compiled graph, and randomized models get EOT.
 """
 
-from edgebnn.attacks.common import (
-    call_model, check_inputs, check_labels, compiled, labels_or_predictions, validate_attack,
-    validate_nonnegative, validate_positive_int,
-)
+from edgebnn import _validate
+from edgebnn.attacks.common import call_model, compiled, labels_or_predictions, prepare, validate_nonnegative
 
 import tensorflow as tf
 
@@ -144,20 +142,16 @@ def cw_l2(
     """
     if clip_min is None or clip_max is None:
         raise ValueError(f"`clip_min` and `clip_max` are both required by CW's tanh box, got {clip_min!r}, {clip_max!r}.")
-    validate_attack(eps=eps, clip_min=clip_min, clip_max=clip_max, y=y, targeted=targeted)
+    a = prepare(model_fn, x, y=y, targeted=targeted, clip_min=clip_min, clip_max=clip_max, eps=eps,
+                eot_samples=eot_samples, binary_search_steps=binary_search_steps, max_iterations=max_iterations)
     if clip_min == clip_max:
         raise ValueError(f"`clip_min` must be < `clip_max` for CW's tanh box, got both {clip_min!r}.")
     confidence = validate_nonnegative(confidence, "confidence")
     initial_const = validate_nonnegative(initial_const, "initial_const")
-    if not learning_rate > 0:
-        raise ValueError(f"`learning_rate` must be > 0, got {learning_rate!r}.")
-    x = check_inputs(x, clip_min=clip_min, clip_max=clip_max, model_fn=model_fn)
+    learning_rate = _validate.number(learning_rate, "learning_rate", low=0, low_open=True)
     return _cw_l2(
-        model_fn, x, check_labels(y, x), targeted=bool(targeted), confidence=confidence,
-        learning_rate=float(learning_rate),
-        binary_search_steps=validate_positive_int(binary_search_steps, "binary_search_steps"),
-        max_iterations=validate_positive_int(max_iterations, "max_iterations"),
+        model_fn, a.x, a.y, targeted=a.targeted, confidence=confidence, learning_rate=learning_rate,
+        binary_search_steps=a.binary_search_steps, max_iterations=a.max_iterations,
         initial_const=initial_const, clip_min=float(clip_min), clip_max=float(clip_max),
-        eps=None if eps is None else float(eps),
-        eot_samples=validate_positive_int(eot_samples, "eot_samples"),
+        eps=a.eps, eot_samples=a.eot_samples,
     )

@@ -6,8 +6,7 @@ noisy or misleading gradients of discretized and binary models) does not blunt i
 """
 
 from edgebnn.attacks.common import (
-    call_model, check_inputs, check_labels, clip, compiled, labels_or_predictions, project, random_init,
-    validate_attack, validate_nonnegative, validate_positive_int,
+    call_model, clip, compiled, labels_or_predictions, prepare, project, random_init, validate_nonnegative,
 )
 
 import numpy as np
@@ -106,18 +105,17 @@ def spsa(
     Returns:
         Adversarial examples shaped like ``x``.
     """
-    validate_attack(eps=eps, clip_min=clip_min, clip_max=clip_max, y=y, targeted=targeted)
-    num_samples = validate_positive_int(num_samples, "num_samples")
-    if num_samples < 2 or num_samples % 2:
+    a = prepare(model_fn, x, y=y, targeted=targeted, clip_min=clip_min, clip_max=clip_max, eps=eps,
+                eot_samples=eot_samples, num_samples=num_samples, steps=steps)
+    if a.num_samples < 2 or a.num_samples % 2:
         raise ValueError(f"`num_samples` must be an even int >= 2, got {num_samples!r}.")
     if not validate_nonnegative(delta, "delta") > 0 or not validate_nonnegative(learning_rate, "learning_rate") > 0:
         raise ValueError(f"`delta` and `learning_rate` must be > 0, got {delta!r}, {learning_rate!r}.")
-    x = check_inputs(x, clip_min=clip_min, clip_max=clip_max, model_fn=model_fn)
-    if eps == 0:
-        return x
+    if a.eps == 0:
+        return a.x
     return _spsa(
-        model_fn, x, check_labels(y, x), eps=float(eps), steps=validate_positive_int(steps, "steps"),
-        learning_rate=float(learning_rate), delta=float(delta), num_samples=num_samples,
-        targeted=bool(targeted), clip_min=clip_min, clip_max=clip_max, rand_init=bool(rand_init),
-        eot_samples=validate_positive_int(eot_samples, "eot_samples"),
+        model_fn, a.x, a.y, eps=a.eps, steps=a.steps,
+        learning_rate=float(learning_rate), delta=float(delta), num_samples=a.num_samples,
+        targeted=a.targeted, clip_min=clip_min, clip_max=clip_max, rand_init=bool(rand_init),
+        eot_samples=a.eot_samples,
     )
