@@ -427,3 +427,23 @@ def test_prepare_checks_in_order_and_returns_the_checked_values():
             prepare(model_fn, x, **{**common, **bad})
     with pytest.raises(ValueError, match="clip range"):
         prepare(model_fn, x + 1, **common)
+
+
+def test_logit_margin_and_adam_direction_against_numpy(rng):
+    """The margin shared by CW and SPSA, and the Adam step they share (Kingma & Ba 2015, Algorithm 1)."""
+    from edgebnn.attacks.common import adam_direction, logit_margin
+
+    logits = rng.normal(size=(6, 5)).astype(np.float32)
+    y = rng.integers(0, 5, size=6)
+    others = np.where(np.eye(5, dtype=bool)[y], -np.inf, logits).max(axis=1)
+    true = logits[np.arange(6), y]
+    np.testing.assert_allclose(logit_margin(logits, y, targeted=False), true - others, rtol=1e-6)
+    np.testing.assert_allclose(logit_margin(logits, y, targeted=True), others - true, rtol=1e-6)
+    m = v = np.zeros(4)
+    m_tf = v_tf = tf.zeros(4)
+    for step in range(3):
+        g = rng.normal(size=4)
+        m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g**2
+        expected = (m / (1 - 0.9 ** (step + 1))) / (np.sqrt(v / (1 - 0.999 ** (step + 1))) + 1e-8)
+        direction, m_tf, v_tf = adam_direction(tf.constant(g, tf.float32), m_tf, v_tf, tf.constant(step))
+        np.testing.assert_allclose(direction.numpy(), expected, rtol=1e-4)

@@ -33,6 +33,11 @@ import tensorflow as tf
 NORMS = {np.inf: np.inf, "inf": np.inf, "linf": np.inf, 2: 2, "2": 2, "l2": 2}
 #: Added under square roots and divisions so a zero gradient or perturbation never divides by zero.
 AVOID_ZERO_DIV = 1e-12
+#: Adam's moment decay rates and epsilon (Kingma & Ba 2015), as in Carlini's and CleverHans' attacks.
+ADAM_BETA1, ADAM_BETA2, ADAM_EPS = 0.9, 0.999, 1e-8
+#: Subtracted from the true class's logit so that it never wins the max over the other classes
+#: (the constant of Carlini's code and CleverHans' CW and SPSA).
+_OTHER_CLASS_OFFSET = 1e4
 
 
 def validate_norm(norm, *, allowed=(np.inf, 2)):
@@ -206,6 +211,30 @@ def labels_or_predictions(model_fn, x, y):
 def cross_entropy(logits, y):
     """Per-example softmax cross-entropy of ``logits`` against class indices ``y``."""
     return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+
+
+def logit_margin(logits, y, *, targeted):
+    """Per-example logit margin: ``Z_y - max_{j != y} Z_j``, or ``max_{j != t} Z_j - Z_t`` when targeted.
+
+    Negative means the attack has succeeded (with ``y`` the label, or the target ``t``).
+    It is SPSA's loss and, shifted by the confidence and clipped at 0, CW's ``f_6``.
+    """
+    onehot = tf.one_hot(y, tf.shape(logits)[-1], dtype=logits.dtype)
+    real = tf.reduce_sum(onehot * logits, axis=-1)
+    other = tf.reduce_max(logits - onehot * _OTHER_CLASS_OFFSET, axis=-1)
+    return other - real if targeted else real - other
+
+
+def adam_direction(grad, m, v, step):
+    """One Adam update (Kingma & Ba 2015) of the moments ``m``, ``v``: ``(direction, m, v)``.
+
+    The parameter moves by ``-learning_rate * direction``, where ``direction`` is the
+    bias-corrected ``m_hat / (sqrt(v_hat) + eps)``; ``step`` counts from 0.
+    """
+    t = tf.cast(step + 1, grad.dtype)
+    m = ADAM_BETA1 * m + (1 - ADAM_BETA1) * grad
+    v = ADAM_BETA2 * v + (1 - ADAM_BETA2) * tf.square(grad)
+    return (m / (1 - ADAM_BETA1**t)) / (tf.sqrt(v / (1 - ADAM_BETA2**t)) + ADAM_EPS), m, v
 
 
 def loss_gradient(model_fn, x, y, *, targeted, eot_samples=1, loss_fn=cross_entropy, surrogate="ste"):

@@ -8,25 +8,21 @@ the whole search runs as one compiled graph, and randomized models get EOT.
 """
 
 from edgebnn import _validate
-from edgebnn.attacks.common import call_model, compiled, labels_or_predictions, prepare, validate_nonnegative
+from edgebnn.attacks.common import (
+    adam_direction, call_model, compiled, labels_or_predictions, logit_margin, prepare, validate_nonnegative,
+)
 
 import tensorflow as tf
 
-#: Adam's moment decay rates and epsilon (Kingma & Ba), as in Carlini's reference code.
-_ADAM_BETA1, _ADAM_BETA2, _ADAM_EPS = 0.9, 0.999, 1e-8
 #: ``tanh`` never quite reaches +-1: inputs are shrunk by this factor before ``arctanh``.
 _TANH_SHRINK = 0.999999
 #: Upper bound of the constant's binary search that means "no success yet".
 _CONST_UNBOUNDED = 1e10
 
 
-def _margin(logits, y, *, targeted, confidence, num_classes):
+def _margin(logits, y, *, targeted, confidence):
     """CW's f_6: ``max(Z_y - max_{j != y} Z_j + kappa, 0)`` untargeted, roles swapped when targeted."""
-    onehot = tf.one_hot(y, num_classes, dtype=logits.dtype)
-    real = tf.reduce_sum(onehot * logits, axis=-1)
-    other = tf.reduce_max(logits - onehot * 1e4, axis=-1)
-    margin = other - real if targeted else real - other
-    return tf.maximum(margin + confidence, 0.0)
+    return tf.maximum(logit_margin(logits, y, targeted=targeted) + confidence, 0.0)
 
 
 def _succeeded(logits, y, *, targeted, confidence, num_classes):
@@ -70,7 +66,7 @@ def cw_l2_core(
                     x_new = to_input(w0 + delta)
                     logits = call_model(model_fn, x_new)
                     l2 = tf.reduce_sum(tf.square(x_new - x), axes)
-                    margin = _margin(logits, y, targeted=targeted, confidence=confidence, num_classes=num_classes)
+                    margin = _margin(logits, y, targeted=targeted, confidence=confidence)
                     loss = tf.reduce_sum(l2 + const * margin)
                 grad += tape.gradient(loss, delta) / eot_samples
             # Keep the smallest successful example seen (checked before this step's update).
@@ -81,13 +77,8 @@ def cw_l2_core(
             best_l2 = tf.where(improved, l2, best_l2)
             best_adv = tf.where(tf.reshape(improved, mask_shape), x_new, best_adv)
             found = tf.logical_or(found, ok)
-            # Adam step on delta.
-            t = tf.cast(step + 1, tf.float32)
-            m = _ADAM_BETA1 * m + (1 - _ADAM_BETA1) * grad
-            v = _ADAM_BETA2 * v + (1 - _ADAM_BETA2) * tf.square(grad)
-            m_hat = m / (1 - _ADAM_BETA1**t)
-            v_hat = v / (1 - _ADAM_BETA2**t)
-            delta = delta - learning_rate * m_hat / (tf.sqrt(v_hat) + _ADAM_EPS)
+            direction, m, v = adam_direction(grad, m, v, step)
+            delta = delta - learning_rate * direction
         # Binary search on the constant, per example.
         upper = tf.where(found, tf.minimum(upper, const), upper)
         lower = tf.where(found, lower, tf.maximum(lower, const))
