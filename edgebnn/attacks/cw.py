@@ -1,9 +1,10 @@
 """Carlini-Wagner L2 (Carlini & Wagner 2017, "Towards evaluating the robustness of neural networks").
 
 Re-implemented in TF2 rather than wrapping CleverHans 4's ``carlini_wagner_l2``, which
-ignores its ``targeted`` argument (it sets ``targeted = y is not None``, cleverhans
-issue 1228) and mis-broadcasts the per-example constant for image-shaped inputs
-(issue 1205). Here the constant is one scalar per example, ``targeted`` is honoured,
+ignores its ``targeted`` argument (it sets ``targeted = y is not None``; CleverHans'
+GitHub issue #1228) and mis-broadcasts the per-example constant for image-shaped inputs
+(CleverHans #1205). CleverHans' own code stays selectable:
+:func:`edgebnn.attacks.cleverhans_backend.cw_l2`. Here the constant is one scalar per example, ``targeted`` is honoured,
 the whole search runs as one compiled graph, and randomized models get EOT.
 """
 

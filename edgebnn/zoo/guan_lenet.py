@@ -65,7 +65,8 @@ def guan_lenet(
             :func:`~edgebnn.evaluation.uncertainty.predict_mc`). With the default
             ``False`` dropout only acts in training and, except for
             ``"stochastic_binary"``, the model is deterministic at inference (and
-            converts with LCE; random models are the deployment issue's).
+            converts with LCE; :func:`edgebnn.deploy.convert` refuses a model that samples
+            at inference).
         kbit_activations: only for ``"2bit"`` / ``"3bit"`` / ``"4bit"``: quantize the
             hidden layers' inputs to k bits too, instead of the paper's binary ones.
         input_bits: ``None`` or 1..8: prepend :class:`~edgebnn.layers.InputDiscretization`.
