@@ -15,6 +15,7 @@ implementation (``fra31/auto-attack``, ``autopgd_base.py``).
 
 import numpy as np
 
+from edgebnn import _validate
 from edgebnn.attacks.common import (
     call_model, clip, compiled, cross_entropy, labels_or_predictions, loss_gradient_and_logits,
     optimize_linear, prepare, project,
@@ -284,8 +285,7 @@ def apgd(
         ValueError: bad ``eps``, ``norm``, ``loss``, ``steps``, ``restarts``, clip range,
             ``targeted`` without ``y``, or unknown ``surrogate``.
     """
-    if loss not in LOSSES:
-        raise ValueError(f"`loss` must be one of {list(LOSSES)}, got {loss!r}.")
+    _validate.one_of(loss, "loss", LOSSES)
     a = prepare(model_fn, x, y=y, targeted=targeted, clip_min=clip_min, clip_max=clip_max, eps=eps, norm=norm,
                 eot_samples=eot_samples, surrogate=surrogate, steps=steps, restarts=restarts)
     if a.eps == 0:

@@ -65,8 +65,7 @@ def make_strategy(name):
     Raises:
         ValueError: unknown ``name``, or a bad ``TF_CONFIG`` for ``"multi_worker"``.
     """
-    if name not in STRATEGIES:
-        raise ValueError(f"`strategy` must be one of {list(STRATEGIES)}, got {name!r}.")
+    _validate.one_of(name, "strategy", STRATEGIES)
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":

@@ -39,8 +39,7 @@ def learning_rate_schedule(learning_rate, *, schedule="constant", steps_per_epoc
     learning_rate = _positive_number(learning_rate, "learning_rate")
     _validate.positive_int(steps_per_epoch, "steps_per_epoch")
     _validate.positive_int(epochs, "epochs")
-    if schedule not in SCHEDULES:
-        raise ValueError(f"`schedule` must be one of {list(SCHEDULES)}, got {schedule!r}.")
+    _validate.one_of(schedule, "schedule", SCHEDULES)
     if schedule == "constant":
         return learning_rate
     if schedule == "cosine":
@@ -72,8 +71,7 @@ def make_optimizer(name="adam", *, learning_rate, momentum=0.9, nesterov=False, 
     Raises:
         ValueError: naming the bad argument.
     """
-    if name not in OPTIMIZERS:
-        raise ValueError(f"`name` must be one of {list(OPTIMIZERS)}, got {name!r}.")
+    _validate.one_of(name, "name", OPTIMIZERS)
     _validate.number(weight_decay, "weight_decay", low=0)
     decay = {"weight_decay": float(weight_decay)} if weight_decay else {}
     if name == "adam":

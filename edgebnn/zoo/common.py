@@ -19,8 +19,7 @@ BATCH_NORM = dict(momentum=0.9, scale=False)
 
 def validate_common(*, family, precision, precisions, input_bits, num_classes, input_shape):
     """Validate the arguments every builder shares; return ``input_shape`` as a tuple."""
-    if precision not in precisions:
-        raise ValueError(f"{family}: `precision` must be one of {list(precisions)}, got {precision!r}.")
+    _validate.one_of(precision, "precision", precisions, prefix=f"{family}: ")
     if input_bits is not None:
         ops.validate_bits(input_bits, name="input_bits")
     _validate.integer(num_classes, "num_classes", low=2, prefix=f"{family}: ")
