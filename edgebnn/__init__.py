@@ -77,9 +77,10 @@ def load_model(path, *, compile=False):
     import importlib  # noqa: PLC0415
     from pathlib import Path  # noqa: PLC0415
 
+    from edgebnn import _validate  # noqa: PLC0415
+
     path = Path(path)
-    if not isinstance(compile, bool):
-        raise TypeError(f"`compile` must be a bool, got {compile!r}.")
+    _validate.boolean(compile, "compile")
     if path.suffix not in (".keras", ".h5"):
         raise ValueError(f"`path` must be a .keras or .h5 file, got {str(path)!r}.")
     if not path.is_file():

@@ -32,8 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgebnn import EdgebnnError
-from edgebnn._checks import positive_int
+from edgebnn import EdgebnnError, _validate
 
 DATA_DIR_ENV = "EDGEBNN_DATA_DIR"
 SPLITS = ("train", "test")
@@ -350,8 +349,7 @@ def load(name, split, *, data_dir=None, limit=None, seed=0, use_tfds=True):
         DatasetNotFoundError: no source has the split.
         CorruptDataError: a local file is invalid.
     """
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"`limit` must be a positive int or None, got {limit!r}.")
+    _validate.positive_int(limit, "limit", allow_none=True)
     info = get_info(name)
     if info.file_format == "tfds_manual":
         if split not in SPLITS:
@@ -392,8 +390,8 @@ def carve(name, source, *, train_size, test_size, seed=0, data_dir=None, use_tfd
     """
     from sklearn.model_selection import train_test_split  # noqa: PLC0415 (only for carved splits)
 
-    positive_int(train_size, "train_size")
-    positive_int(test_size, "test_size")
+    _validate.positive_int(train_size, "train_size")
+    _validate.positive_int(test_size, "test_size")
     images, labels = load_uint8(name, source, data_dir=data_dir, use_tfds=use_tfds)
     if train_size + test_size > len(images):
         raise ValueError(
@@ -420,7 +418,7 @@ def pipeline(x, y, *, batch_size, shuffle=True, seed=0):
     """A ``tf.data`` pipeline over arrays: seeded shuffle each epoch, batch, prefetch."""
     import tensorflow as tf  # noqa: PLC0415 (keeps `edgebnn.data` importable without TF)
 
-    positive_int(batch_size, "batch_size")
+    _validate.positive_int(batch_size, "batch_size")
     dataset = tf.data.Dataset.from_tensor_slices((x, y))
     if shuffle:
         dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)

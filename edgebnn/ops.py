@@ -10,6 +10,7 @@ import contextlib
 import threading
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from edgebnn import _validate
 
 import tensorflow as tf
 
@@ -74,8 +75,7 @@ def gradient_surrogate(name, *, temperature=DEFAULT_TEMPERATURE):
         ...     grad = tape.gradient(loss, x)
     """
     validate_surrogate(name)
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
-        raise ValueError(f"`temperature` must be a number > 0, got {temperature!r}.")
+    _validate.number(temperature, "temperature", low=0, low_open=True)
     previous = current_surrogate()
     _SCOPE.state = (name, float(temperature))
     try:
@@ -131,11 +131,11 @@ def sign_gradient(dy, x, *, clip_value=1.0):
 
 def validate_bits(bits, *, name="bits"):
     """Return ``bits`` as an int in ``[1, 8]`` or raise naming the argument."""
-    if isinstance(bits, bool) or not isinstance(bits, int):
+    if not _validate.is_int(bits):
         raise TypeError(f"`{name}` must be an int in [{MIN_INPUT_BITS}, {MAX_INPUT_BITS}], got {bits!r}.")
     if not MIN_INPUT_BITS <= bits <= MAX_INPUT_BITS:
         raise ValueError(f"`{name}` must be in [{MIN_INPUT_BITS}, {MAX_INPUT_BITS}], got {bits}.")
-    return bits
+    return int(bits)
 
 
 def discretize_levels(x, bits):
@@ -200,12 +200,6 @@ def discretize(x, bits):
     return _discretize(tf.convert_to_tensor(x))
 
 
-def _validate_seed(seed):
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise TypeError(f"`seed` must be an int or None, got {seed!r}.")
-    return seed
-
-
 def _clipped_ste(dy, x, clip_value=1.0):
     """Straight-through gradient, zeroed where ``|x| > clip_value`` (Hubara et al. 2016),
     or the backward pass of the surrogate chosen with :func:`gradient_surrogate`."""
@@ -241,7 +235,7 @@ def stochastic_sign(x, *, seed=None):
     Raises:
         TypeError: if ``seed`` is not an int or None.
     """
-    seed = _validate_seed(seed)
+    seed = _validate.seed(seed)
 
     @tf.custom_gradient
     def _stochastic_sign(x):
@@ -298,10 +292,15 @@ def kbit_activation(x, bits):
     """k-bit activation quantization (DoReFa-Net, Zhou et al. 2016, Eq. 9).
 
     ``q = round(clip(x, 0, 1) * (2**bits - 1)) / (2**bits - 1)``: ``2**bits`` levels
-    evenly spaced in ``[0, 1]``, so the clip doubles as a bounded ReLU.
+    evenly spaced in ``[0, 1]``, so the clip doubles as a bounded ReLU. Models use
+    Larq's ``DoReFa(k_bit=bits, mode="activations")``, which computes the same forward
+    pass and gradient; this op exists for the gradient surrogates, which Larq's
+    quantizer cannot switch (:class:`edgebnn.quantizers.SurrogateDoReFa`).
 
     Gradient surrogate: **straight-through estimator inside the clip range**,
-    ``dy * 1{0 <= x <= 1}``.
+    ``dy * 1{0 <= x <= 1}`` (Larq's); inside :func:`gradient_surrogate`, ``"identity"``
+    passes ``dy`` everywhere and ``"smooth"`` / ``"smooth_poly"`` use the soft staircase
+    (thresholds half-way between levels).
 
     Args:
         x: float tensor of pre-activations.
@@ -335,18 +334,6 @@ def kbit_activation(x, bits):
 
 
 @_NO_AUTOGRAPH
-@tf.custom_gradient
-def _ste_sign(x):
-    """Sign with +1 at 0 (as Larq's ``ste_sign``) and the clipped straight-through gradient."""
-    y = tf.where(x >= 0.0, tf.ones_like(x), -tf.ones_like(x))
-
-    def grad(dy):
-        return _clipped_ste(dy, x)
-
-    return y, grad
-
-
-@_NO_AUTOGRAPH
 def sign(x, *, clip_value=1.0):
     """Sign with +1 at 0 (Larq's ``ste_sign`` forward pass) and a selectable gradient.
 
@@ -365,32 +352,3 @@ def sign(x, *, clip_value=1.0):
         return y, grad
 
     return _sign(tf.convert_to_tensor(x))
-
-
-@_NO_AUTOGRAPH
-def xnor_weight(w):
-    """XNOR-Net weight binarization (Rastegari et al. 2016, Sec. 3.1): ``alpha * sign(w)``.
-
-    ``alpha`` is the mean absolute weight of each output channel (the last axis of a
-    Keras ``Conv2D`` / ``Dense`` kernel), the scale that minimizes
-    ``||w - alpha * sign(w)||``. It is computed from the latent weights and treated
-    as a constant in the backward pass (as Larq's ``magnitude_aware_sign``).
-
-    Gradient surrogate: **straight-through estimator with clip** for the sign,
-    ``alpha * dy * 1{|w| <= 1}``. ``sign(0)`` is +1, as in Larq.
-
-    Args:
-        w: float kernel tensor; the last axis indexes output channels.
-
-    Returns:
-        Tensor of ``w``'s shape whose values are ``+-alpha`` per output channel.
-    """
-    w = tf.convert_to_tensor(w)
-    return tf.stop_gradient(xnor_scale(w)) * _ste_sign(w)
-
-
-@_NO_AUTOGRAPH
-def xnor_scale(w):
-    """Per-output-channel XNOR scale ``mean(|w|)`` over every axis but the last."""
-    w = tf.convert_to_tensor(w)
-    return tf.reduce_mean(tf.abs(w), axis=list(range(len(w.shape) - 1)))

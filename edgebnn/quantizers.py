@@ -1,35 +1,40 @@
 """Quantizers usable from Larq layers: ``kernel_quantizer=`` / ``input_quantizer=``.
 
-Each class is a thin, serializable wrapper over an op of :mod:`edgebnn.ops`, derived
-from ``larq.quantizers.Quantizer`` so that ``lq.models.summary`` counts its weights at
-the right bit width (the ``precision`` attribute).
+Where Larq has the quantizer, edgebnn uses Larq's: XNOR-Net weights are
+``lq.quantizers.MagnitudeAwareSign`` and DoReFa k-bit activations
+``lq.quantizers.DoReFa(k_bit, mode="activations")``. The classes here are thin,
+serializable wrappers over an op of :mod:`edgebnn.ops`, derived from
+``larq.quantizers.Quantizer`` so that ``lq.models.summary`` counts their weights at the
+right bit width (the ``precision`` attribute).
 
 Names resolve through the explicit dict :data:`QUANTIZERS` and :func:`get`, never
 through Keras' global registry:
 
-=====================  ======================  ==================================
-name                   class                   notes
-=====================  ======================  ==================================
-``"stochastic_sign"``  :class:`StochasticSign`  ``seed=`` optional
-``"surrogate_sign"``   :class:`SurrogateSign`   Larq's ``SteSign``, selectable gradient
-``"xnor_weight"``      :class:`XnorWeight`      per-output-channel scale
-``"kbit_weight"``      :class:`KBitWeight`      needs ``bits=``, or ``"kbit_weight_2"``
-``"kbit_activation"``  :class:`KBitActivation`  needs ``bits=``, or ``"kbit_activation_4"``
-=====================  ======================  ==================================
+=====================  ==========================  ==================================
+name                   quantizer                   notes
+=====================  ==========================  ==================================
+``"stochastic_sign"``  :class:`StochasticSign`     ``seed=`` optional
+``"surrogate_sign"``   :class:`SurrogateSign`      Larq's ``SteSign``, selectable gradient
+``"xnor_weight"``      Larq's MagnitudeAwareSign   per-output-channel scale
+``"kbit_weight"``      :class:`KBitWeight`         needs ``bits=``, or ``"kbit_weight_2"``
+``"kbit_activation"``  Larq's DoReFa (activations) needs ``bits=``, or ``"kbit_activation_4"``
+=====================  ==========================  ==================================
+
+:class:`XnorWeight` and :class:`KBitActivation` are the same Larq quantizers under
+edgebnn's earlier names, kept registered so that models saved with them load.
 
 Example:
     >>> lq.layers.QuantConv2D(32, 3, kernel_quantizer=quantizers.get("kbit_weight_2"))
 
 Finding XNOR layers in a model graph (deployment): an XNOR layer is a standard Larq
-``QuantConv2D`` / ``QuantDense`` whose ``kernel_quantizer`` is an :class:`XnorWeight`
-instance (serialized as ``"registered_name": "edgebnn>XnorWeight"``); its per-channel
-scales are ``edgebnn.ops.xnor_scale(layer.kernel)`` and the binary weights
-``sign(layer.kernel)`` (+1 at 0). See :func:`is_xnor_layer`.
+``QuantConv2D`` / ``QuantDense`` whose ``kernel_quantizer`` is a ``MagnitudeAwareSign``;
+its per-channel scales are ``mean(|kernel|)`` over every axis but the last and the
+binary weights ``sign(layer.kernel)`` (+1 at 0). See :func:`is_xnor_layer`.
 """
 
 import re
 
-from edgebnn import ops
+from edgebnn import _validate, ops
 
 import larq as lq
 import tensorflow as tf
@@ -50,7 +55,7 @@ class StochasticSign(lq.quantizers.Quantizer):
     precision = 1
 
     def __init__(self, seed=None, **kwargs):
-        self.seed = ops._validate_seed(seed)
+        self.seed = _validate.seed(seed)
         super().__init__(**kwargs)
 
     def call(self, inputs):
@@ -61,21 +66,27 @@ class StochasticSign(lq.quantizers.Quantizer):
 
 
 @tf.keras.utils.register_keras_serializable(package="edgebnn")
-class XnorWeight(lq.quantizers.Quantizer):
-    """XNOR-Net weights: ``mean(|w|)`` per output channel times ``sign(w)``.
+class XnorWeight(lq.quantizers.MagnitudeAwareSign):
+    """XNOR-Net weights (Rastegari et al. 2016): Larq's ``MagnitudeAwareSign`` under edgebnn's name.
 
-    Wraps :func:`edgebnn.ops.xnor_weight` (Rastegari et al. 2016). Use it as the
-    ``kernel_quantizer`` of a Larq layer whose ``input_quantizer`` is ``"ste_sign"``.
+    ``mean(|w|)`` per output channel (a constant in the backward pass) times ``sign(w)``
+    (+1 at 0) with the clipped straight-through gradient. Adds nothing to Larq's class:
+    the name stays registered so that models saved with it load; new models use
+    ``lq.quantizers.MagnitudeAwareSign`` (``get("xnor_weight")``).
     """
 
-    precision = 1
 
-    def call(self, inputs):
-        return ops.xnor_weight(inputs)
+@tf.keras.utils.register_keras_serializable(package="edgebnn")
+class KBitWeight(lq.quantizers.Quantizer):
+    """Guan et al.'s k-bit weights (Eq. 11); wraps :func:`edgebnn.ops.kbit_weight`.
 
+    Guan's grid keeps ``bits`` bits "in addition to 0": ``2**bits + 1`` levels
+    (``bits=1`` is ternary, ``bits=4`` has 17 levels), so storing one weight takes
+    ``bits + 1`` bits, and that is the ``precision`` Larq's model summary counts.
 
-class _KBit(lq.quantizers.Quantizer):
-    """Base of the k-bit quantizers: stores and validates ``bits``."""
+    Args:
+        bits: int in ``[1, 8]``.
+    """
 
     def __init__(self, bits, **kwargs):
         self.bits = ops.validate_bits(bits)
@@ -83,34 +94,45 @@ class _KBit(lq.quantizers.Quantizer):
 
     @property
     def precision(self):
-        return self.bits
+        """Bits needed to store one weight: ``bits + 1`` for the ``2**bits + 1`` levels."""
+        return self.bits + 1
+
+    def call(self, inputs):
+        return ops.kbit_weight(inputs, self.bits)
 
     def get_config(self):
         return {**super().get_config(), "bits": self.bits}
 
 
 @tf.keras.utils.register_keras_serializable(package="edgebnn")
-class KBitWeight(_KBit):
-    """Guan et al.'s k-bit weights (Eq. 11); wraps :func:`edgebnn.ops.kbit_weight`.
+class KBitActivation(lq.quantizers.DoReFa):
+    """DoReFa k-bit activations in ``[0, 1]``: Larq's ``DoReFa(k_bit=bits, mode="activations")``.
+
+    Only renames the argument (``bits``, validated like every bit width of edgebnn) and
+    fixes the mode; forward pass and gradient are Larq's. The name stays registered so
+    that models saved with it load; new models use ``lq.quantizers.DoReFa``
+    (``get("kbit_activation", bits=b)``).
 
     Args:
         bits: int in ``[1, 8]``.
     """
 
-    def call(self, inputs):
-        return ops.kbit_weight(inputs, self.bits)
+    def __init__(self, bits, **kwargs):
+        super().__init__(k_bit=ops.validate_bits(bits), mode="activations", **kwargs)
+
+    @property
+    def bits(self):
+        return self.precision
+
+    def get_config(self):
+        config = super().get_config()
+        del config["k_bit"], config["mode"]
+        return {**config, "bits": self.bits}
 
 
-@tf.keras.utils.register_keras_serializable(package="edgebnn")
-class KBitActivation(_KBit):
-    """DoReFa k-bit activations in ``[0, 1]``; wraps :func:`edgebnn.ops.kbit_activation`.
-
-    Args:
-        bits: int in ``[1, 8]``.
-    """
-
-    def call(self, inputs):
-        return ops.kbit_activation(inputs, self.bits)
+def kbit_activation(bits):
+    """Larq's ``DoReFa(k_bit=bits, mode="activations")`` after checking ``bits`` is an int in ``[1, 8]``."""
+    return lq.quantizers.DoReFa(k_bit=ops.validate_bits(bits), mode="activations")
 
 
 @tf.keras.utils.register_keras_serializable(package="edgebnn")
@@ -131,13 +153,38 @@ class SurrogateSign(lq.quantizers.SteSign):
         return super(lq.quantizers.SteSign, self).call(outputs)  # skip SteSign.call, keep the metrics hook
 
 
-#: name -> quantizer class (the explicit registry behind :func:`get`).
+@tf.keras.utils.register_keras_serializable(package="edgebnn")
+class SurrogateDoReFa(lq.quantizers.DoReFa):
+    """Larq's ``DoReFa`` (activations mode) with the backward pass chosen by :func:`edgebnn.ops.gradient_surrogate`.
+
+    Same forward pass as ``lq.quantizers.DoReFa(k_bit, mode="activations")`` and,
+    outside a surrogate scope, the same gradient (straight-through inside ``[0, 1]``);
+    wraps :func:`edgebnn.ops.kbit_activation`. Attacks swap it in for Larq's DoReFa
+    activation quantizers while they trace (:func:`edgebnn.attacks.surrogates.use_surrogate`).
+
+    Args:
+        k_bit: int in ``[1, 8]``, as Larq's.
+        mode: only ``"activations"`` (Larq's weight mode preprocesses the weights first).
+    """
+
+    def __init__(self, k_bit=2, mode="activations", **kwargs):
+        if mode != "activations":
+            raise ValueError(f"`mode` must be 'activations', got {mode!r}.")
+        super().__init__(k_bit=ops.validate_bits(k_bit, name="k_bit"), mode=mode, **kwargs)
+
+    def call(self, inputs):
+        outputs = ops.kbit_activation(inputs, self.precision)
+        return super(lq.quantizers.DoReFa, self).call(outputs)  # skip DoReFa.call, keep the metrics hook
+
+
+#: name -> quantizer constructor (the explicit registry behind :func:`get`); the XNOR
+#: and k-bit activation quantizers are Larq's own.
 QUANTIZERS = {
     "stochastic_sign": StochasticSign,
     "surrogate_sign": SurrogateSign,
-    "xnor_weight": XnorWeight,
+    "xnor_weight": lq.quantizers.MagnitudeAwareSign,
     "kbit_weight": KBitWeight,
-    "kbit_activation": KBitActivation,
+    "kbit_activation": kbit_activation,
 }
 _BITS_SUFFIX = re.compile(r"^(kbit_weight|kbit_activation)_(\d+)$")
 
@@ -176,11 +223,12 @@ def get(name, **kwargs):
 
 
 def is_xnor_layer(layer):
-    """True when ``layer`` is a Larq quantized layer with an :class:`XnorWeight` kernel quantizer."""
-    return isinstance(getattr(layer, "kernel_quantizer", None), XnorWeight)
+    """True when ``layer`` is a Larq quantized layer whose kernel quantizer is Larq's ``MagnitudeAwareSign``
+    (edgebnn's :class:`XnorWeight` included)."""
+    return isinstance(getattr(layer, "kernel_quantizer", None), lq.quantizers.MagnitudeAwareSign)
 
 
 __all__ = [
-    "KBitActivation", "KBitWeight", "QUANTIZERS", "StochasticSign", "SurrogateSign", "XnorWeight",
-    "get", "is_xnor_layer", "names",
+    "KBitActivation", "KBitWeight", "QUANTIZERS", "StochasticSign", "SurrogateDoReFa", "SurrogateSign",
+    "XnorWeight", "get", "is_xnor_layer", "kbit_activation", "names",
 ]

@@ -185,11 +185,11 @@ def main():
         )
         print(f"- {precision}, {bits}-bit input: SPSA {small['status']}: {small['message']}; "
               f"substitute {full['status']}: {full['message']}.")
-        by_delta = {d: r[f"spsa_{d}"] for d in spsa_deltas(args)}
-        if max(by_delta.values()) - min(by_delta.values()) > MASKING_MARGIN:
-            print(f"  Note: SPSA depends on its probe size here ({', '.join(f'δ={d}: {v:.1f}%' for d, v in by_delta.items())}): "
-                  "small finite differences rarely cross a discretization bin or flip a sign, so a gradient-free "
-                  "attack with a too-small probe would itself overestimate this model's robustness.")
+        probe = masking.check_gradient_free_probe(
+            accuracy_by_probe={d: r[f"spsa_{d}"] / 100 for d in spsa_deltas(args)}, margin=MASKING_MARGIN / 100,
+        )
+        if probe["status"] == masking.WARNING:
+            print(f"  Note: {probe['message']}.")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Train, deploy and re-verify models on the full Fashion-MNIST test set (issue 5).
+"""Train, deploy and re-verify models on the full Fashion-MNIST test set.
 
 For every model: train on the 60,000 training images, craft PGD examples against the
 Keras model on the 10,000 test images, convert to every target, and compare Keras and

@@ -1,4 +1,4 @@
-"""Size table and x86 latency of deployed models, in one run (issue 5).
+"""Size table and x86 latency of deployed models, in one run.
 
 For each architecture: plain float TFLite of the same Keras graph, Larq Compute Engine
 as is, LCE after edgebnn's graph rewrites (with the default exact weight storage, and

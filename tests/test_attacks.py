@@ -402,3 +402,48 @@ def test_rfgsm_rejects_unknown_variant(trained):
     model, x, _ = trained
     with pytest.raises(ValueError, match="variant"):
         attacks.rfgsm(model, x[:2], eps=EPS, variant="madry")
+
+
+def test_prepare_checks_in_order_and_returns_the_checked_values():
+    """The shared attack prologue: converted values back, the first bad argument named."""
+    from edgebnn.attacks.common import prepare
+
+    def model_fn(v):
+        return tf.reshape(v, (-1, 4))
+
+    x = np.full((2, 4), 0.5, np.float32)
+    a = prepare(model_fn, x, y=[1, 2], targeted=1, clip_min=0.0, clip_max=1.0, eps=np.float32(0.1),
+                norm="l2", eot_samples=np.int64(2), surrogate="smooth", steps=3)
+    assert (a.norm, a.eot_samples, a.surrogate, a.steps, a.targeted) == (2, 2, "smooth", 3, True)
+    assert type(a.eps) is float and a.x.dtype == tf.float32 and a.y.dtype == tf.int64
+    assert a.y.numpy().tolist() == [1, 2]
+    plain = prepare(model_fn, x, y=None, targeted=False, clip_min=0.0, clip_max=1.0)
+    assert plain.y is None and plain.eps is None and plain.norm is None and plain.eot_samples is None
+    common = dict(y=None, targeted=False, clip_min=0.0, clip_max=1.0, eps=0.1)
+    for bad, match in [({"norm": 1}, "norm"), ({"eps": -1.0}, "eps"), ({"steps": 0}, "steps"),
+                       ({"eot_samples": True}, "eot_samples"), ({"surrogate": "magic"}, "surrogate"),
+                       ({"targeted": True}, "targeted")]:
+        with pytest.raises(ValueError, match=match):
+            prepare(model_fn, x, **{**common, **bad})
+    with pytest.raises(ValueError, match="clip range"):
+        prepare(model_fn, x + 1, **common)
+
+
+def test_logit_margin_and_adam_direction_against_numpy(rng):
+    """The margin shared by CW and SPSA, and the Adam step they share (Kingma & Ba 2015, Algorithm 1)."""
+    from edgebnn.attacks.common import adam_direction, logit_margin
+
+    logits = rng.normal(size=(6, 5)).astype(np.float32)
+    y = rng.integers(0, 5, size=6)
+    others = np.where(np.eye(5, dtype=bool)[y], -np.inf, logits).max(axis=1)
+    true = logits[np.arange(6), y]
+    np.testing.assert_allclose(logit_margin(logits, y, targeted=False), true - others, rtol=1e-6)
+    np.testing.assert_allclose(logit_margin(logits, y, targeted=True), others - true, rtol=1e-6)
+    m = v = np.zeros(4)
+    m_tf = v_tf = tf.zeros(4)
+    for step in range(3):
+        g = rng.normal(size=4)
+        m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g**2
+        expected = (m / (1 - 0.9 ** (step + 1))) / (np.sqrt(v / (1 - 0.999 ** (step + 1))) + 1e-8)
+        direction, m_tf, v_tf = adam_direction(tf.constant(g, tf.float32), m_tf, v_tf, tf.constant(step))
+        np.testing.assert_allclose(direction.numpy(), expected, rtol=1e-4)

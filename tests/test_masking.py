@@ -97,6 +97,13 @@ def test_checks_from_numbers():
     assert masking.check_randomness_eot(randomized=True, eot_samples=8, accuracy_eot=0.5, accuracy_plain=0.3)["status"] == "warning"
 
 
+def test_gradient_free_probe_check():
+    warned = masking.check_gradient_free_probe(accuracy_by_probe={0.01: 0.62, 0.05: 0.31})
+    assert warned["status"] == masking.WARNING and "delta=0.05" in warned["message"].rsplit("report", 1)[1]
+    assert warned["numbers"] == {"delta=0.01": 0.62, "delta=0.05": 0.31, "margin": masking.MARGIN}
+    assert masking.check_gradient_free_probe(accuracy_by_probe={0.01: 0.30, 0.05: 0.31})["status"] == masking.PASS
+
+
 def test_combine_ensemble_is_per_example_worst_case():
     clean = np.array([True, True, True, True, False])
     correct = {  # "still correct" after each attack

@@ -64,16 +64,6 @@ def test_kbit_activation_forward_and_gradient(inputs, bits):
     assert len(np.unique(y)) <= 2**bits
 
 
-def test_xnor_weight_forward_and_gradient(rng):
-    w = rng.uniform(-1.5, 1.5, size=(3, 3, 4, 5)).astype(np.float32)
-    upstream = rng.normal(size=w.shape).astype(np.float32)
-    y, grad = _value_and_grad(ops.xnor_weight, w, upstream)
-    alpha = np.abs(w).mean(axis=(0, 1, 2))
-    np.testing.assert_allclose(ops.xnor_scale(w).numpy(), alpha, rtol=1e-6)
-    np.testing.assert_allclose(y, alpha * np.where(w >= 0, 1.0, -1.0), rtol=1e-6)
-    np.testing.assert_allclose(grad, alpha * upstream * (np.abs(w) <= 1.0), rtol=1e-6)
-
-
 def test_stochastic_sign_values_and_gradient(inputs):
     x, upstream = inputs
     y, grad = _value_and_grad(lambda v: ops.stochastic_sign(v, seed=3), x, upstream)

@@ -77,7 +77,8 @@ EXPECTED_LOW_BIT = {
     ("panda_alexnet_cifar10", "binary"): (1, _ALEXNET_CIFAR10_WEIGHTS, 2 * _ALEXNET_CIFAR10_BN),
     ("panda_resnet20_cifar100", "xnor"): (1, 267_696 - 432, 432 + 2 * 688 + 6_500),
     ("galloway_cnn", "S"): (1, 6 * 6 * 64 * 128 + 5 * 5 * 128 * 128, 8 * 8 * 64 + 1_280 + 2 * 192 + 2),
-    ("guan_lenet", "3bit"): (3, _LENET_KERNELS, 2 * _LENET_BN),  # Larq fuses BatchNorm to 2 per channel
+    # 3-bit grid: 2**3 + 1 levels, 4 bits to store; Larq fuses BatchNorm to 2 per channel.
+    ("guan_lenet", "3bit"): (4, _LENET_KERNELS, 2 * _LENET_BN),
     ("panda_fcn2", "binary"): (1, _FCN(600), 2 * (4 * 600 + 10)),
 }
 
@@ -307,7 +308,7 @@ def test_guan_topologies_differ_only_in_quantization():
                     assert isinstance(layer.input_quantizer, type(reference))
     kbit_act = _build("guan_lenet", "2bit", kbit_activations=True)
     assert _layout(kbit_act) == layouts["binary"]
-    assert isinstance(kbit_act.get_layer("dense_0").input_quantizer, quantizers.KBitActivation)
+    assert isinstance(kbit_act.get_layer("dense_0").input_quantizer, lq.quantizers.DoReFa)
     with pytest.raises(ValueError, match="kbit_activations"):
         _build("guan_lenet", "binary", kbit_activations=True)
     with pytest.raises(TypeError, match="kbit_activations"):

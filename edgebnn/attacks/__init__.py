@@ -14,6 +14,7 @@ Example:
     >>> x_adv = edgebnn.attacks.get("pgd")(model, x, eps=0.1, steps=40)
 """
 
+from edgebnn.attacks import cleverhans_backend
 from edgebnn.attacks.apgd import apgd, apgd_t
 from edgebnn.attacks.autoattack import AutoAttackResult, autoattack, run_autoattack
 from edgebnn.attacks.bim import bim
@@ -58,12 +59,36 @@ def names():
     return sorted(_REGISTRY)
 
 
-def get(name):
-    """The attack function called ``name``; raises ``ValueError`` listing valid names."""
+#: Implementations an attack can run with: edgebnn's own, or CleverHans' for the attacks
+#: it has (:mod:`edgebnn.attacks.cleverhans_backend`).
+BACKENDS = ("edgebnn", "cleverhans")
+
+
+def get(name, *, backend="edgebnn"):
+    """The attack function called ``name``, in the implementation of ``backend``.
+
+    Args:
+        name: a registered attack name (:func:`names`).
+        backend: ``"edgebnn"`` (default) or ``"cleverhans"``, CleverHans 4's own code
+            for ``fgsm``, ``pgd``, ``bim``, ``mim``, ``cw_l2`` and ``spsa``.
+
+    Raises:
+        ValueError: unknown name or backend, or an attack the backend lacks.
+    """
     try:
-        return _REGISTRY[name]
+        fn = _REGISTRY[name]
     except (KeyError, TypeError):
         raise ValueError(f"Unknown attack {name!r}; valid names: {names()}.") from None
+    if backend == "edgebnn":
+        return fn
+    if backend == "cleverhans":
+        return cleverhans_backend.get(name)
+    raise ValueError(f"Unknown attack backend {backend!r}; valid backends: {list(BACKENDS)}.")
+
+
+def backend_of(attack_fn):
+    """``"cleverhans"`` for a CleverHans wrapper, else ``"edgebnn"``."""
+    return getattr(attack_fn, "backend", "edgebnn")
 
 
 def name_of(attack_fn):
@@ -75,7 +100,7 @@ def name_of(attack_fn):
 
 
 __all__ = [
-    "AutoAttackResult", "EAGER_ONLY", "NO_EPS", "apgd", "apgd_t", "autoattack", "bim", "cw_l2", "fgsm", "get", "jsma", "label_oracle", "mim", "names",
+    "AutoAttackResult", "BACKENDS", "EAGER_ONLY", "NO_EPS", "apgd", "backend_of", "apgd_t", "autoattack", "bim", "cw_l2", "fgsm", "get", "jsma", "label_oracle", "mim", "names",
     "name_of", "pgd", "rfgsm", "rfgsm_max_linf", "run_autoattack", "spsa", "square", "square_with_queries", "substitute",
     "train_substitute", "transfer", "use_surrogate",
 ]

@@ -15,10 +15,10 @@ implementation (``fra31/auto-attack``, ``autopgd_base.py``).
 
 import numpy as np
 
+from edgebnn import _validate
 from edgebnn.attacks.common import (
-    call_model, check_inputs, check_labels, clip, compiled, cross_entropy, labels_or_predictions,
-    loss_gradient_and_logits, optimize_linear, project, validate_attack, validate_norm, validate_positive_int,
-    validate_surrogate,
+    call_model, clip, compiled, cross_entropy, labels_or_predictions, loss_gradient_and_logits,
+    optimize_linear, prepare, project,
 )
 
 import tensorflow as tf
@@ -240,15 +240,6 @@ _apgd = compiled(apgd_core)
 _apgd_t = compiled(apgd_t_core)
 
 
-def _validate_apgd(*, norm, eps, clip_min, clip_max, y, targeted, steps, restarts, eot_samples, surrogate):
-    norm = validate_norm(norm)
-    validate_attack(eps=eps, clip_min=clip_min, clip_max=clip_max, y=y, targeted=targeted)
-    return dict(
-        norm=norm, steps=validate_positive_int(steps, "steps"), restarts=validate_positive_int(restarts, "restarts"),
-        eot_samples=validate_positive_int(eot_samples, "eot_samples"), surrogate=validate_surrogate(surrogate),
-    )
-
-
 def apgd(
     model_fn,
     x,
@@ -294,18 +285,14 @@ def apgd(
         ValueError: bad ``eps``, ``norm``, ``loss``, ``steps``, ``restarts``, clip range,
             ``targeted`` without ``y``, or unknown ``surrogate``.
     """
-    if loss not in LOSSES:
-        raise ValueError(f"`loss` must be one of {list(LOSSES)}, got {loss!r}.")
-    options = _validate_apgd(
-        norm=norm, eps=eps, clip_min=clip_min, clip_max=clip_max, y=y, targeted=targeted, steps=steps,
-        restarts=restarts, eot_samples=eot_samples, surrogate=surrogate,
-    )
-    x = check_inputs(x, clip_min=clip_min, clip_max=clip_max, model_fn=model_fn)
-    if eps == 0:
-        return x
+    _validate.one_of(loss, "loss", LOSSES)
+    a = prepare(model_fn, x, y=y, targeted=targeted, clip_min=clip_min, clip_max=clip_max, eps=eps, norm=norm,
+                eot_samples=eot_samples, surrogate=surrogate, steps=steps, restarts=restarts)
+    if a.eps == 0:
+        return a.x
     return _apgd(
-        model_fn, x, check_labels(y, x), eps=float(eps), loss=loss, targeted=bool(targeted),
-        clip_min=clip_min, clip_max=clip_max, **options,
+        model_fn, a.x, a.y, eps=a.eps, loss=loss, targeted=a.targeted, clip_min=clip_min, clip_max=clip_max,
+        norm=a.norm, steps=a.steps, restarts=a.restarts, eot_samples=a.eot_samples, surrogate=a.surrogate,
     )
 
 
@@ -344,18 +331,15 @@ def apgd_t(
     """
     if targeted:
         raise ValueError("`targeted=True` is not supported by apgd_t (it picks its own targets); use apgd(targeted=True).")
-    options = _validate_apgd(
-        norm=norm, eps=eps, clip_min=clip_min, clip_max=clip_max, y=y, targeted=False, steps=steps,
-        restarts=restarts, eot_samples=eot_samples, surrogate=surrogate,
-    )
-    target_classes = validate_positive_int(target_classes, "target_classes")
-    x = check_inputs(x, clip_min=clip_min, clip_max=clip_max, model_fn=model_fn)
-    if eps == 0:
-        return x
-    classes = int(call_model(model_fn, x[:1]).shape[-1])
-    if target_classes > classes - 1:
-        raise ValueError(f"`target_classes` must be <= classes - 1 = {classes - 1}, got {target_classes}.")
+    a = prepare(model_fn, x, y=y, targeted=False, clip_min=clip_min, clip_max=clip_max, eps=eps, norm=norm,
+                eot_samples=eot_samples, surrogate=surrogate, steps=steps, restarts=restarts,
+                target_classes=target_classes)
+    if a.eps == 0:
+        return a.x
+    classes = int(call_model(model_fn, a.x[:1]).shape[-1])
+    if a.target_classes > classes - 1:
+        raise ValueError(f"`target_classes` must be <= classes - 1 = {classes - 1}, got {a.target_classes}.")
     return _apgd_t(
-        model_fn, x, check_labels(y, x), eps=float(eps), target_classes=target_classes,
-        clip_min=clip_min, clip_max=clip_max, **options,
+        model_fn, a.x, a.y, eps=a.eps, target_classes=a.target_classes, clip_min=clip_min, clip_max=clip_max,
+        norm=a.norm, steps=a.steps, restarts=a.restarts, eot_samples=a.eot_samples, surrogate=a.surrogate,
     )

@@ -17,11 +17,13 @@ or with another surrogate chosen per attack (``surrogate=``, :mod:`edgebnn.attac
 
 import functools
 import os
+import types
 
 import numpy as np
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from edgebnn import ops
+from edgebnn import _validate, ops
+from edgebnn._validate import nonnegative as validate_nonnegative, positive_int as validate_positive_int
 
 from edgebnn.attacks.surrogates import use_surrogate
 
@@ -31,6 +33,11 @@ import tensorflow as tf
 NORMS = {np.inf: np.inf, "inf": np.inf, "linf": np.inf, 2: 2, "2": 2, "l2": 2}
 #: Added under square roots and divisions so a zero gradient or perturbation never divides by zero.
 AVOID_ZERO_DIV = 1e-12
+#: Adam's moment decay rates and epsilon (Kingma & Ba 2015), as in Carlini's and CleverHans' attacks.
+ADAM_BETA1, ADAM_BETA2, ADAM_EPS = 0.9, 0.999, 1e-8
+#: Subtracted from the true class's logit so that it never wins the max over the other classes
+#: (the constant of Carlini's code and CleverHans' CW and SPSA).
+_OTHER_CLASS_OFFSET = 1e4
 
 
 def validate_norm(norm, *, allowed=(np.inf, 2)):
@@ -55,31 +62,12 @@ def validate_attack(*, eps, clip_min, clip_max, y, targeted):
         raise ValueError("`targeted=True` needs `y`, the target labels.")
 
 
-def validate_nonnegative(value, name):
-    """Raise unless ``value`` is a finite real number >= 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"`{name}` must be a finite number >= 0, got {value!r}.")
-    if not np.isfinite(value) or value < 0:
-        raise ValueError(f"`{name}` must be a finite number >= 0, got {value!r}.")
-    return float(value)
-
-
-def validate_positive_int(value, name):
-    """Raise unless ``value`` is an int >= 1; unlike :func:`edgebnn._checks.positive_int`,
-    NumPy integers (step counts computed with NumPy) are accepted and returned as ``int``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
-    return int(value)
-
-
 def validate_steps(steps, step_size, eps):
     """Check an iterative attack's ``steps`` and ``step_size``; default step size ``2.5 * eps / steps``."""
     validate_positive_int(steps, "steps")
     if step_size is None:
         return 2.5 * eps / steps  # Madry et al. 2018's rule of thumb
-    if isinstance(step_size, bool) or not np.isfinite(step_size) or step_size <= 0:
-        raise ValueError(f"`step_size` must be a finite number > 0, got {step_size!r}.")
-    return float(step_size)
+    return _validate.number(step_size, "step_size", low=0, low_open=True)
 
 
 def validate_surrogate(surrogate):
@@ -146,6 +134,42 @@ def check_labels(y, x):
     return tf.cast(y, tf.int64)
 
 
+def prepare(model_fn, x, *, y, targeted, clip_min, clip_max, eps=None, norm=None, allowed_norms=(np.inf, 2),
+            eot_samples=None, surrogate=None, **counts):
+    """The prologue every attack's entry point shares: validate the common arguments, then the batch.
+
+    In this order: ``norm`` (when given, against ``allowed_norms``); the checks
+    CleverHans leaves out (:func:`validate_attack`: ``eps >= 0``, ``clip_min <= clip_max``,
+    ``targeted`` needs ``y``); each of ``counts`` and ``eot_samples`` as a positive int;
+    ``surrogate``; then ``x`` (:func:`check_inputs`, against the model's input shape and
+    the clip range) and ``y`` (:func:`check_labels`). Arguments left at ``None`` are not
+    checked (an attack without a norm or an EOT option passes none).
+
+    Args:
+        model_fn: the attacked model.
+        x, y, targeted, clip_min, clip_max, eps, norm, eot_samples, surrogate: the
+            attack's arguments of those names.
+        allowed_norms: the norms this attack implements.
+        **counts: further positive-int arguments by name (``steps=10``, ``restarts=1``).
+
+    Returns:
+        A namespace with the checked values: ``x`` (float32 tensor), ``y`` (int64
+        tensor or ``None``), ``targeted`` (bool), ``eps`` (float or ``None``), ``norm``,
+        ``eot_samples``, ``surrogate`` and one attribute per count (ints).
+
+    Raises:
+        TypeError, ValueError: naming the first bad argument.
+    """
+    checked = {"norm": None if norm is None else validate_norm(norm, allowed=allowed_norms)}
+    validate_attack(eps=eps, clip_min=clip_min, clip_max=clip_max, y=y, targeted=targeted)
+    checked["eps"] = None if eps is None else float(eps)
+    for name, value in {**counts, "eot_samples": eot_samples}.items():
+        checked[name] = None if value is None else validate_positive_int(value, name)
+    checked["surrogate"] = None if surrogate is None else validate_surrogate(surrogate)
+    x = check_inputs(x, clip_min=clip_min, clip_max=clip_max, model_fn=model_fn)
+    return types.SimpleNamespace(x=x, y=check_labels(y, x), targeted=bool(targeted), **checked)
+
+
 def compiled(core):
     """Run the graph-mode ``core`` through one cached ``tf.function``.
 
@@ -187,6 +211,30 @@ def labels_or_predictions(model_fn, x, y):
 def cross_entropy(logits, y):
     """Per-example softmax cross-entropy of ``logits`` against class indices ``y``."""
     return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+
+
+def logit_margin(logits, y, *, targeted):
+    """Per-example logit margin: ``Z_y - max_{j != y} Z_j``, or ``max_{j != t} Z_j - Z_t`` when targeted.
+
+    Negative means the attack has succeeded (with ``y`` the label, or the target ``t``).
+    It is SPSA's loss and, shifted by the confidence and clipped at 0, CW's ``f_6``.
+    """
+    onehot = tf.one_hot(y, tf.shape(logits)[-1], dtype=logits.dtype)
+    real = tf.reduce_sum(onehot * logits, axis=-1)
+    other = tf.reduce_max(logits - onehot * _OTHER_CLASS_OFFSET, axis=-1)
+    return other - real if targeted else real - other
+
+
+def adam_direction(grad, m, v, step):
+    """One Adam update (Kingma & Ba 2015) of the moments ``m``, ``v``: ``(direction, m, v)``.
+
+    The parameter moves by ``-learning_rate * direction``, where ``direction`` is the
+    bias-corrected ``m_hat / (sqrt(v_hat) + eps)``; ``step`` counts from 0.
+    """
+    t = tf.cast(step + 1, grad.dtype)
+    m = ADAM_BETA1 * m + (1 - ADAM_BETA1) * grad
+    v = ADAM_BETA2 * v + (1 - ADAM_BETA2) * tf.square(grad)
+    return (m / (1 - ADAM_BETA1**t)) / (tf.sqrt(v / (1 - ADAM_BETA2**t)) + ADAM_EPS), m, v
 
 
 def loss_gradient(model_fn, x, y, *, targeted, eot_samples=1, loss_fn=cross_entropy, surrogate="ste"):

@@ -1,34 +1,29 @@
 """Carlini-Wagner L2 (Carlini & Wagner 2017, "Towards evaluating the robustness of neural networks").
 
 Re-implemented in TF2 rather than wrapping CleverHans 4's ``carlini_wagner_l2``, which
-ignores its ``targeted`` argument (it sets ``targeted = y is not None``, cleverhans
-issue 1228) and mis-broadcasts the per-example constant for image-shaped inputs
-(issue 1205). Here the constant is one scalar per example, ``targeted`` is honoured,
+ignores its ``targeted`` argument (it sets ``targeted = y is not None``; CleverHans'
+GitHub issue #1228) and mis-broadcasts the per-example constant for image-shaped inputs
+(CleverHans #1205). CleverHans' own code stays selectable:
+:func:`edgebnn.attacks.cleverhans_backend.cw_l2`. Here the constant is one scalar per example, ``targeted`` is honoured,
 the whole search runs as one compiled graph, and randomized models get EOT.
 """
 
+from edgebnn import _validate
 from edgebnn.attacks.common import (
-    call_model, check_inputs, check_labels, compiled, labels_or_predictions, validate_attack,
-    validate_nonnegative, validate_positive_int,
+    adam_direction, call_model, compiled, labels_or_predictions, logit_margin, prepare, validate_nonnegative,
 )
 
 import tensorflow as tf
 
-#: Adam's moment decay rates and epsilon (Kingma & Ba), as in Carlini's reference code.
-_ADAM_BETA1, _ADAM_BETA2, _ADAM_EPS = 0.9, 0.999, 1e-8
 #: ``tanh`` never quite reaches +-1: inputs are shrunk by this factor before ``arctanh``.
 _TANH_SHRINK = 0.999999
 #: Upper bound of the constant's binary search that means "no success yet".
 _CONST_UNBOUNDED = 1e10
 
 
-def _margin(logits, y, *, targeted, confidence, num_classes):
+def _margin(logits, y, *, targeted, confidence):
     """CW's f_6: ``max(Z_y - max_{j != y} Z_j + kappa, 0)`` untargeted, roles swapped when targeted."""
-    onehot = tf.one_hot(y, num_classes, dtype=logits.dtype)
-    real = tf.reduce_sum(onehot * logits, axis=-1)
-    other = tf.reduce_max(logits - onehot * 1e4, axis=-1)
-    margin = other - real if targeted else real - other
-    return tf.maximum(margin + confidence, 0.0)
+    return tf.maximum(logit_margin(logits, y, targeted=targeted) + confidence, 0.0)
 
 
 def _succeeded(logits, y, *, targeted, confidence, num_classes):
@@ -72,7 +67,7 @@ def cw_l2_core(
                     x_new = to_input(w0 + delta)
                     logits = call_model(model_fn, x_new)
                     l2 = tf.reduce_sum(tf.square(x_new - x), axes)
-                    margin = _margin(logits, y, targeted=targeted, confidence=confidence, num_classes=num_classes)
+                    margin = _margin(logits, y, targeted=targeted, confidence=confidence)
                     loss = tf.reduce_sum(l2 + const * margin)
                 grad += tape.gradient(loss, delta) / eot_samples
             # Keep the smallest successful example seen (checked before this step's update).
@@ -83,13 +78,8 @@ def cw_l2_core(
             best_l2 = tf.where(improved, l2, best_l2)
             best_adv = tf.where(tf.reshape(improved, mask_shape), x_new, best_adv)
             found = tf.logical_or(found, ok)
-            # Adam step on delta.
-            t = tf.cast(step + 1, tf.float32)
-            m = _ADAM_BETA1 * m + (1 - _ADAM_BETA1) * grad
-            v = _ADAM_BETA2 * v + (1 - _ADAM_BETA2) * tf.square(grad)
-            m_hat = m / (1 - _ADAM_BETA1**t)
-            v_hat = v / (1 - _ADAM_BETA2**t)
-            delta = delta - learning_rate * m_hat / (tf.sqrt(v_hat) + _ADAM_EPS)
+            direction, m, v = adam_direction(grad, m, v, step)
+            delta = delta - learning_rate * direction
         # Binary search on the constant, per example.
         upper = tf.where(found, tf.minimum(upper, const), upper)
         lower = tf.where(found, lower, tf.maximum(lower, const))
@@ -144,20 +134,16 @@ def cw_l2(
     """
     if clip_min is None or clip_max is None:
         raise ValueError(f"`clip_min` and `clip_max` are both required by CW's tanh box, got {clip_min!r}, {clip_max!r}.")
-    validate_attack(eps=eps, clip_min=clip_min, clip_max=clip_max, y=y, targeted=targeted)
+    a = prepare(model_fn, x, y=y, targeted=targeted, clip_min=clip_min, clip_max=clip_max, eps=eps,
+                eot_samples=eot_samples, binary_search_steps=binary_search_steps, max_iterations=max_iterations)
     if clip_min == clip_max:
         raise ValueError(f"`clip_min` must be < `clip_max` for CW's tanh box, got both {clip_min!r}.")
     confidence = validate_nonnegative(confidence, "confidence")
     initial_const = validate_nonnegative(initial_const, "initial_const")
-    if not learning_rate > 0:
-        raise ValueError(f"`learning_rate` must be > 0, got {learning_rate!r}.")
-    x = check_inputs(x, clip_min=clip_min, clip_max=clip_max, model_fn=model_fn)
+    learning_rate = _validate.number(learning_rate, "learning_rate", low=0, low_open=True)
     return _cw_l2(
-        model_fn, x, check_labels(y, x), targeted=bool(targeted), confidence=confidence,
-        learning_rate=float(learning_rate),
-        binary_search_steps=validate_positive_int(binary_search_steps, "binary_search_steps"),
-        max_iterations=validate_positive_int(max_iterations, "max_iterations"),
+        model_fn, a.x, a.y, targeted=a.targeted, confidence=confidence, learning_rate=learning_rate,
+        binary_search_steps=a.binary_search_steps, max_iterations=a.max_iterations,
         initial_const=initial_const, clip_min=float(clip_min), clip_max=float(clip_max),
-        eps=None if eps is None else float(eps),
-        eot_samples=validate_positive_int(eot_samples, "eot_samples"),
+        eps=a.eps, eot_samples=a.eot_samples,
     )

@@ -2,10 +2,7 @@
 
 import numpy as np
 
-from edgebnn.attacks.common import (
-    check_inputs, check_labels, clip, compiled, labels_or_predictions, loss_gradient,
-    optimize_linear, validate_attack, validate_norm, validate_positive_int, validate_surrogate,
-)
+from edgebnn.attacks.common import clip, compiled, labels_or_predictions, loss_gradient, optimize_linear, prepare
 
 
 def fgsm_core(model_fn, x, y, *, eps, norm, targeted, clip_min, clip_max, eot_samples=1, surrogate="ste"):
@@ -50,12 +47,9 @@ def fgsm(
         ValueError: for ``eps < 0``, ``clip_min > clip_max``, ``targeted`` without
             ``y``, an unknown ``norm`` or inputs outside the clip range.
     """
-    norm = validate_norm(norm)
-    validate_attack(eps=eps, clip_min=clip_min, clip_max=clip_max, y=y, targeted=targeted)
-    eot_samples = validate_positive_int(eot_samples, "eot_samples")
-    surrogate = validate_surrogate(surrogate)
-    x = check_inputs(x, clip_min=clip_min, clip_max=clip_max, model_fn=model_fn)
+    a = prepare(model_fn, x, y=y, targeted=targeted, clip_min=clip_min, clip_max=clip_max, eps=eps, norm=norm,
+                eot_samples=eot_samples, surrogate=surrogate)
     return _fgsm(
-        model_fn, x, check_labels(y, x), eps=float(eps), norm=norm, targeted=bool(targeted),
-        clip_min=clip_min, clip_max=clip_max, eot_samples=eot_samples, surrogate=surrogate,
+        model_fn, a.x, a.y, eps=a.eps, norm=a.norm, targeted=a.targeted,
+        clip_min=clip_min, clip_max=clip_max, eot_samples=a.eot_samples, surrogate=a.surrogate,
     )

@@ -7,10 +7,7 @@ them from the search domain, until the target class is reached or a fraction
 ``gamma`` of the pixels has been changed.
 """
 
-from edgebnn.attacks.common import (
-    call_model, check_inputs, check_labels, compiled, labels_or_predictions, validate_attack, validate_nonnegative,
-    validate_positive_int,
-)
+from edgebnn.attacks.common import call_model, compiled, labels_or_predictions, prepare, validate_nonnegative
 
 import tensorflow as tf
 
@@ -97,7 +94,6 @@ def jsma(model_fn, x, *, y=None, targeted=False, theta=1.0, gamma=0.1, clip_min=
         pixels differ from ``x``. JSMA's memory is O(batch * pixels**2): use batches of
         a few dozen 28x28 images.
     """
-    validate_attack(eps=None, clip_min=clip_min, clip_max=clip_max, y=y, targeted=targeted)
     if clip_min is None or clip_max is None:
         raise ValueError(f"`clip_min` and `clip_max` are both required by JSMA, got {clip_min!r}, {clip_max!r}.")
     theta = float(theta)
@@ -106,9 +102,8 @@ def jsma(model_fn, x, *, y=None, targeted=False, theta=1.0, gamma=0.1, clip_min=
     gamma = validate_nonnegative(gamma, "gamma")
     if not 0 < gamma <= 1:
         raise ValueError(f"`gamma` must be in (0, 1], got {gamma!r}.")
-    x = check_inputs(x, clip_min=clip_min, clip_max=clip_max, model_fn=model_fn)
+    a = prepare(model_fn, x, y=y, targeted=targeted, clip_min=clip_min, clip_max=clip_max, eot_samples=eot_samples)
     return _jsma(
-        model_fn, x, check_labels(y, x), theta=theta, gamma=gamma, targeted=bool(targeted),
-        clip_min=float(clip_min), clip_max=float(clip_max),
-        eot_samples=validate_positive_int(eot_samples, "eot_samples"),
+        model_fn, a.x, a.y, theta=theta, gamma=gamma, targeted=a.targeted,
+        clip_min=float(clip_min), clip_max=float(clip_max), eot_samples=a.eot_samples,
     )

@@ -3,9 +3,8 @@
 import numpy as np
 
 from edgebnn.attacks.common import (
-    AVOID_ZERO_DIV, check_inputs, check_labels, clip, compiled, labels_or_predictions,
-    loss_gradient, optimize_linear, project, validate_attack, validate_nonnegative,
-    validate_norm, validate_positive_int, validate_steps,
+    AVOID_ZERO_DIV, clip, compiled, labels_or_predictions, loss_gradient, optimize_linear, prepare, project,
+    validate_nonnegative, validate_steps,
 )
 
 import tensorflow as tf
@@ -53,17 +52,14 @@ def mim(
     Returns:
         Adversarial examples shaped like ``x``.
     """
-    norm = validate_norm(norm)
-    validate_attack(eps=eps, clip_min=clip_min, clip_max=clip_max, y=y, targeted=targeted)
-    steps = validate_positive_int(steps, "steps")
-    step_size = eps / steps if step_size is None else validate_steps(steps, step_size, eps)
+    a = prepare(model_fn, x, y=y, targeted=targeted, clip_min=clip_min, clip_max=clip_max, eps=eps, norm=norm,
+                eot_samples=eot_samples, steps=steps)
+    step_size = a.eps / a.steps if step_size is None else validate_steps(a.steps, step_size, a.eps)
     decay = validate_nonnegative(decay, "decay")
-    eot_samples = validate_positive_int(eot_samples, "eot_samples")
-    x = check_inputs(x, clip_min=clip_min, clip_max=clip_max, model_fn=model_fn)
-    if eps == 0:
-        return x
+    if a.eps == 0:
+        return a.x
     return _mim(
-        model_fn, x, check_labels(y, x), eps=float(eps), steps=steps, step_size=float(step_size),
-        decay=decay, norm=norm, targeted=bool(targeted), clip_min=clip_min, clip_max=clip_max,
-        eot_samples=eot_samples,
+        model_fn, a.x, a.y, eps=a.eps, steps=a.steps, step_size=float(step_size),
+        decay=decay, norm=a.norm, targeted=a.targeted, clip_min=clip_min, clip_max=clip_max,
+        eot_samples=a.eot_samples,
     )

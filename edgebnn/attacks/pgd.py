@@ -3,9 +3,8 @@
 import numpy as np
 
 from edgebnn.attacks.common import (
-    call_model, check_inputs, check_labels, clip, compiled, cross_entropy, labels_or_predictions,
-    loss_gradient, optimize_linear, project, random_init, validate_attack, validate_norm,
-    validate_positive_int, validate_steps, validate_surrogate,
+    call_model, clip, compiled, cross_entropy, labels_or_predictions, loss_gradient, optimize_linear, prepare,
+    project, random_init, validate_steps,
 )
 
 import tensorflow as tf
@@ -93,19 +92,15 @@ def pgd(
     Returns:
         Adversarial examples, a float32 tensor shaped like ``x``.
     """
-    norm = validate_norm(norm)
-    validate_attack(eps=eps, clip_min=clip_min, clip_max=clip_max, y=y, targeted=targeted)
-    step_size = min(validate_steps(steps, step_size, eps), eps)
-    restarts = validate_positive_int(restarts, "restarts")
-    eot_samples = validate_positive_int(eot_samples, "eot_samples")
-    surrogate = validate_surrogate(surrogate)
-    if restarts > 1 and not rand_init:
-        raise ValueError(f"`restarts` > 1 needs `rand_init=True` (restarts from the same start repeat the same run), got restarts={restarts}.")
-    x = check_inputs(x, clip_min=clip_min, clip_max=clip_max, model_fn=model_fn)
-    if eps == 0:
-        return x
+    a = prepare(model_fn, x, y=y, targeted=targeted, clip_min=clip_min, clip_max=clip_max, eps=eps, norm=norm,
+                eot_samples=eot_samples, surrogate=surrogate, steps=steps, restarts=restarts)
+    step_size = min(validate_steps(a.steps, step_size, a.eps), a.eps)
+    if a.restarts > 1 and not rand_init:
+        raise ValueError(f"`restarts` > 1 needs `rand_init=True` (restarts from the same start repeat the same run), got restarts={a.restarts}.")
+    if a.eps == 0:
+        return a.x
     return _pgd(
-        model_fn, x, check_labels(y, x), eps=float(eps), steps=int(steps), step_size=float(step_size),
-        norm=norm, rand_init=bool(rand_init), targeted=bool(targeted), clip_min=clip_min, clip_max=clip_max,
-        restarts=restarts, eot_samples=eot_samples, surrogate=surrogate,
+        model_fn, a.x, a.y, eps=a.eps, steps=a.steps, step_size=float(step_size),
+        norm=a.norm, rand_init=bool(rand_init), targeted=a.targeted, clip_min=clip_min, clip_max=clip_max,
+        restarts=a.restarts, eot_samples=a.eot_samples, surrogate=a.surrogate,
     )

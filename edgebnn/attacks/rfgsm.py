@@ -10,8 +10,8 @@ full FGSM step of ``eps`` after the random step of ``alpha``, a total L-inf of u
 import numpy as np
 
 from edgebnn.attacks.common import (
-    check_inputs, check_labels, clip, compiled, labels_or_predictions, loss_gradient,
-    optimize_linear, per_example, validate_attack, validate_nonnegative, validate_positive_int,
+    clip, compiled, labels_or_predictions, loss_gradient, optimize_linear, per_example, prepare,
+    validate_nonnegative,
 )
 
 import tensorflow as tf
@@ -92,14 +92,13 @@ def rfgsm(
             ``variant``, ``clip_min > clip_max``, ``targeted`` without ``y`` or inputs
             outside the clip range.
     """
-    validate_attack(eps=eps, clip_min=clip_min, clip_max=clip_max, y=y, targeted=targeted)
+    a = prepare(model_fn, x, y=y, targeted=targeted, clip_min=clip_min, clip_max=clip_max, eps=eps,
+                eot_samples=eot_samples)
     variant = validate_variant(variant)
-    alpha = eps / 2.0 if alpha is None else validate_nonnegative(alpha, "alpha")
-    if alpha > eps:
+    alpha = a.eps / 2.0 if alpha is None else validate_nonnegative(alpha, "alpha")
+    if alpha > a.eps:
         raise ValueError(f"`alpha` must be <= `eps` ({eps}), got {alpha!r}.")
-    eot_samples = validate_positive_int(eot_samples, "eot_samples")
-    x = check_inputs(x, clip_min=clip_min, clip_max=clip_max, model_fn=model_fn)
     return _rfgsm(
-        model_fn, x, check_labels(y, x), eps=float(eps), alpha=float(alpha), targeted=bool(targeted),
-        clip_min=clip_min, clip_max=clip_max, eot_samples=eot_samples, variant=variant,
+        model_fn, a.x, a.y, eps=a.eps, alpha=float(alpha), targeted=a.targeted,
+        clip_min=clip_min, clip_max=clip_max, eot_samples=a.eot_samples, variant=variant,
     )

@@ -6,26 +6,12 @@ noisy or misleading gradients of discretized and binary models) does not blunt i
 """
 
 from edgebnn.attacks.common import (
-    call_model, check_inputs, check_labels, clip, compiled, labels_or_predictions, project, random_init,
-    validate_attack, validate_nonnegative, validate_positive_int,
+    adam_direction, call_model, clip, compiled, labels_or_predictions, logit_margin, prepare, project, random_init,
+    validate_nonnegative,
 )
 
 import numpy as np
 import tensorflow as tf
-
-_ADAM_BETA1, _ADAM_BETA2, _ADAM_EPS = 0.9, 0.999, 1e-8
-
-
-def margin_loss(logits, y, *, targeted):
-    """Loss SPSA minimises: ``Z_y - max_{j != y} Z_j`` (untargeted), ``max_{j != t} Z_j - Z_t`` (targeted).
-
-    Negative means the attack has succeeded.
-    """
-    onehot = tf.one_hot(y, tf.shape(logits)[-1], dtype=logits.dtype)
-    real = tf.reduce_sum(onehot * logits, axis=-1)
-    other = tf.reduce_max(logits - onehot * 1e4, axis=-1)
-    return other - real if targeted else real - other
-
 
 def spsa_core(
     model_fn, x, y, *, eps, steps, learning_rate, delta, num_samples, targeted, clip_min, clip_max,
@@ -44,7 +30,7 @@ def spsa_core(
     def loss(inputs, labels):
         total = 0.0
         for _ in range(eot_samples):
-            total += margin_loss(call_model(model_fn, inputs), labels, targeted=targeted)
+            total += logit_margin(call_model(model_fn, inputs), labels, targeted=targeted)
         return total / eot_samples
 
     x_adv = clip(x + random_init(x, eps, np.inf), clip_min, clip_max) if rand_init else x
@@ -56,10 +42,7 @@ def spsa_core(
         values = loss(tf.repeat(x_adv, 2 * half, axis=0) + delta * direction, y_rep)
         grad = tf.reshape(tf.reshape(values, mask_shape) * direction / delta, per_example_shape)
         grad = tf.reduce_mean(grad, axis=1)
-        t = tf.cast(step + 1, tf.float32)
-        m = _ADAM_BETA1 * m + (1 - _ADAM_BETA1) * grad
-        v = _ADAM_BETA2 * v + (1 - _ADAM_BETA2) * tf.square(grad)
-        update = (m / (1 - _ADAM_BETA1**t)) / (tf.sqrt(v / (1 - _ADAM_BETA2**t)) + _ADAM_EPS)
+        update, m, v = adam_direction(grad, m, v, step)
         x_adv = clip(x + project(x_adv - learning_rate * update - x, eps, np.inf), clip_min, clip_max)
         current = loss(x_adv, y)
         improved = current < best_loss
@@ -106,18 +89,17 @@ def spsa(
     Returns:
         Adversarial examples shaped like ``x``.
     """
-    validate_attack(eps=eps, clip_min=clip_min, clip_max=clip_max, y=y, targeted=targeted)
-    num_samples = validate_positive_int(num_samples, "num_samples")
-    if num_samples < 2 or num_samples % 2:
+    a = prepare(model_fn, x, y=y, targeted=targeted, clip_min=clip_min, clip_max=clip_max, eps=eps,
+                eot_samples=eot_samples, num_samples=num_samples, steps=steps)
+    if a.num_samples < 2 or a.num_samples % 2:
         raise ValueError(f"`num_samples` must be an even int >= 2, got {num_samples!r}.")
     if not validate_nonnegative(delta, "delta") > 0 or not validate_nonnegative(learning_rate, "learning_rate") > 0:
         raise ValueError(f"`delta` and `learning_rate` must be > 0, got {delta!r}, {learning_rate!r}.")
-    x = check_inputs(x, clip_min=clip_min, clip_max=clip_max, model_fn=model_fn)
-    if eps == 0:
-        return x
+    if a.eps == 0:
+        return a.x
     return _spsa(
-        model_fn, x, check_labels(y, x), eps=float(eps), steps=validate_positive_int(steps, "steps"),
-        learning_rate=float(learning_rate), delta=float(delta), num_samples=num_samples,
-        targeted=bool(targeted), clip_min=clip_min, clip_max=clip_max, rand_init=bool(rand_init),
-        eot_samples=validate_positive_int(eot_samples, "eot_samples"),
+        model_fn, a.x, a.y, eps=a.eps, steps=a.steps,
+        learning_rate=float(learning_rate), delta=float(delta), num_samples=a.num_samples,
+        targeted=a.targeted, clip_min=clip_min, clip_max=clip_max, rand_init=bool(rand_init),
+        eot_samples=a.eot_samples,
     )

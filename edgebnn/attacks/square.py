@@ -13,10 +13,8 @@ import weakref
 
 import numpy as np
 
-from edgebnn.attacks.common import (
-    call_model, check_inputs, check_labels, clip, compiled, cross_entropy, labels_or_predictions, validate_attack,
-    validate_norm, validate_positive_int,
-)
+from edgebnn import _validate
+from edgebnn.attacks.common import call_model, clip, compiled, cross_entropy, labels_or_predictions, prepare
 
 import tensorflow as tf
 
@@ -248,23 +246,21 @@ def square_with_queries(
     clip_max=1.0,
 ):
     """:func:`square`, also returning the queries spent per example: ``(x_adv, queries_used)``."""
-    norm = validate_norm(norm)
-    validate_attack(eps=eps, clip_min=clip_min, clip_max=clip_max, y=y, targeted=targeted)
-    queries = validate_positive_int(queries, "queries")
-    if isinstance(p_init, bool) or not isinstance(p_init, (int, float)) or not 0 < p_init <= 1:
-        raise ValueError(f"`p_init` must be a number in (0, 1], got {p_init!r}.")
-    x = check_inputs(x, clip_min=clip_min, clip_max=clip_max, model_fn=model_fn)
+    a = prepare(model_fn, x, y=y, targeted=targeted, clip_min=clip_min, clip_max=clip_max, eps=eps, norm=norm,
+                queries=queries)
+    p_init = _validate.number(p_init, "p_init", low=0, high=1, low_open=True)
+    x = a.x
     if x.shape.rank == 3:
         x_img = x[..., None]
     elif x.shape.rank == 4:
         x_img = x
     else:
         raise ValueError(f"`x` must be images, (batch, height, width) or (batch, height, width, channels), got shape {x.shape}.")
-    if eps == 0:
+    if a.eps == 0:
         return x, tf.zeros(tf.shape(x)[:1])
     x_adv, used = _square(
-        model_fn if x.shape.rank == 4 else _with_channel(model_fn), x_img, check_labels(y, x),
-        eps=float(eps), norm=norm, queries=queries, p_init=float(p_init), targeted=bool(targeted),
+        model_fn if x.shape.rank == 4 else _with_channel(model_fn), x_img, a.y,
+        eps=a.eps, norm=a.norm, queries=a.queries, p_init=p_init, targeted=a.targeted,
         clip_min=clip_min, clip_max=clip_max,
     )
     return tf.reshape(x_adv, tf.shape(x)), used

@@ -6,12 +6,15 @@ best differs from model to model. :func:`use_surrogate` selects one of
 :data:`edgebnn.ops.SURROGATES` for the duration of a ``with`` block:
 
 * edgebnn's own ops (:func:`~edgebnn.ops.discretize`, :func:`~edgebnn.ops.stochastic_sign`,
-  the k-bit and XNOR quantizers) read the choice from :func:`edgebnn.ops.gradient_surrogate`
+  the k-bit weight quantizer) read the choice from :func:`edgebnn.ops.gradient_surrogate`
   when their gradient is computed;
 * Larq's sign quantizers (``"ste_sign"``, ``"approx_sign"``, ``"swish_sign"``: all
   ``sign(x)`` forward) are swapped, on the layers of the Keras model, for
-  :class:`edgebnn.quantizers.SurrogateSign`, which has the same forward pass and reads
-  the same choice. The original quantizers are put back on exit, also on errors.
+  :class:`edgebnn.quantizers.SurrogateSign`, and Larq's DoReFa activation quantizers for
+  :class:`edgebnn.quantizers.SurrogateDoReFa`; each has the same forward pass as the
+  quantizer it replaces and reads the same choice. The original quantizers are put back
+  on exit, also on errors. (Kernel quantizers such as Larq's ``MagnitudeAwareSign`` act on
+  weights, not on the attacked input, so their gradient never enters an attack.)
 
 The attacks call it around each forward/backward pass (``surrogate=`` argument), so the
 choice is captured when the attack's graph is traced; every surrogate gets its own graph.
@@ -30,8 +33,13 @@ _LARQ_SIGNS = (lq.quantizers.SteSign, lq.quantizers.ApproxSign, lq.quantizers.Sw
 _QUANTIZER_ATTRIBUTES = ("input_quantizer", "kernel_quantizer", "depthwise_quantizer", "pointwise_quantizer")
 
 
+def _is_dorefa_activation(quantizer):
+    return (isinstance(quantizer, lq.quantizers.DoReFa) and quantizer.mode == "activations"
+            and not isinstance(quantizer, quantizers.SurrogateDoReFa))
+
+
 def _larq_sign_slots(model_fn):
-    """``(layer, attribute, quantizer)`` for every Larq sign quantizer in ``model_fn``'s layers."""
+    """``(layer, attribute, quantizer)`` for every swappable Larq quantizer in ``model_fn``'s layers."""
     submodules = getattr(model_fn, "submodules", None)
     if submodules is None:
         return []
@@ -39,12 +47,15 @@ def _larq_sign_slots(model_fn):
     for layer in [model_fn, *submodules]:
         for attribute in _QUANTIZER_ATTRIBUTES:
             quantizer = getattr(layer, attribute, None)
-            if isinstance(quantizer, _LARQ_SIGNS) and not isinstance(quantizer, quantizers.SurrogateSign):
+            if (isinstance(quantizer, _LARQ_SIGNS) and not isinstance(quantizer, quantizers.SurrogateSign)
+                    or _is_dorefa_activation(quantizer)):
                 slots.append((layer, attribute, quantizer))
     return slots
 
 
 def _replacement(quantizer):
+    if isinstance(quantizer, lq.quantizers.DoReFa):
+        return quantizers.SurrogateDoReFa(k_bit=quantizer.precision)
     return quantizers.SurrogateSign(clip_value=getattr(quantizer, "clip_value", 1.0))
 
 
@@ -53,9 +64,10 @@ def use_surrogate(model_fn, name, *, temperature=ops.DEFAULT_TEMPERATURE):
     """Within the block, gradients through ``model_fn`` use surrogate ``name``.
 
     ``"ste"`` changes nothing (every op keeps its declared surrogate; Larq's quantizers
-    keep theirs). For the others, Larq sign quantizers found on ``model_fn``'s layers
-    (when ``model_fn`` is a Keras model; a plain function hides its layers) are swapped
-    for :class:`~edgebnn.quantizers.SurrogateSign` and edgebnn's ops switch their
+    keep theirs). For the others, Larq sign and DoReFa activation quantizers found on
+    ``model_fn``'s layers (when ``model_fn`` is a Keras model; a plain function hides its
+    layers) are swapped for :class:`~edgebnn.quantizers.SurrogateSign` /
+    :class:`~edgebnn.quantizers.SurrogateDoReFa` and edgebnn's ops switch their
     backward pass. The forward pass is bit-identical in every case.
 
     Args:
@@ -84,7 +96,7 @@ def use_surrogate(model_fn, name, *, temperature=ops.DEFAULT_TEMPERATURE):
 
 
 def larq_sign_count(model_fn):
-    """Number of Larq sign quantizers :func:`use_surrogate` would swap on ``model_fn``."""
+    """Number of Larq quantizers (sign and DoReFa activations) :func:`use_surrogate` would swap on ``model_fn``."""
     return len(_larq_sign_slots(model_fn))
 
 

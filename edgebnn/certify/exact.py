@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 
+from edgebnn import _validate
 from edgebnn.certify import encode, search, solvers
 
 STATUSES = ("robust", "not_robust", "unknown")
@@ -88,8 +89,7 @@ def certify_example(net, x, y, *, eps, time_limit=None, solver="milp", hint=None
         counterexample, or ``None``) and ``counterexample`` (float32 flat array or ``None``).
     """
     start = time.perf_counter()
-    if isinstance(search_steps, bool) or not isinstance(search_steps, (int, np.integer)) or search_steps < 0:
-        raise ValueError(f"`search_steps` must be a non-negative int, got {search_steps!r}.")
+    _validate.integer(search_steps, "search_steps", low=0)
     x = np.asarray(x, np.float32).reshape(-1)
     solve = solvers.get(solver)
     record = {"status": None, "source": None, "free_pixels": None, "unstable": None, "predicted": None,

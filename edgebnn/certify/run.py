@@ -5,6 +5,7 @@ import dataclasses
 import numpy as np
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from edgebnn import _validate
 from edgebnn.certify import exact, solvers
 from edgebnn.certify.network import extract
 
@@ -34,7 +35,7 @@ class Certification:
         return [r["status"] for r in self.records]
 
 
-def _validate(x, y, eps, time_limit, solver, processes):
+def _validate_arguments(x, y, eps, time_limit, solver, processes):
     x = np.asarray(x, np.float32)
     if x.ndim < 2 or len(x) == 0:
         raise ValueError(f"`x` must be a non-empty batch of inputs, got shape {x.shape}.")
@@ -43,14 +44,10 @@ def _validate(x, y, eps, time_limit, solver, processes):
     y = np.asarray(y)
     if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"`y` must be {len(x)} integer labels, got shape {y.shape} dtype {y.dtype}.")
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 <= eps <= 1:
-        raise ValueError(f"`eps` must be a number in [0, 1], got {eps!r}.")
-    if time_limit is not None and (isinstance(time_limit, bool) or not isinstance(time_limit, (int, float))
-                                   or time_limit <= 0):
-        raise ValueError(f"`time_limit` must be a positive number of seconds or None, got {time_limit!r}.")
+    _validate.number(eps, "eps", low=0, high=1)
+    _validate.number(time_limit, "time_limit", low=0, low_open=True, allow_none=True, what="a positive number of seconds")
     solvers.get(solver)
-    if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
-        raise ValueError(f"`processes` must be a positive int, got {processes!r}.")
+    _validate.positive_int(processes, "processes")
     return x, y.astype(np.int64)
 
 
@@ -110,7 +107,7 @@ def certify(model, x, y=None, *, eps, time_limit=60.0, solver="milp", processes=
     net = extract(model)
     if y is None:
         y = model.predict(np.asarray(x, np.float32), verbose=0, batch_size=256).argmax(-1)
-    x, y = _validate(x, y, eps, time_limit, solver, processes)
+    x, y = _validate_arguments(x, y, eps, time_limit, solver, processes)
     if x.shape[1:] != net.input_shape:
         raise ValueError(f"`x` examples must have shape {net.input_shape}, got {x.shape[1:]}.")
     if hints is not None and np.shape(hints) != x.shape:

@@ -21,6 +21,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from edgebnn.evaluation.robustness import craft
+from edgebnn.evaluation.uncertainty import predict_mc
 
 #: Ridge penalty per training example of the logistic regression (on standardized
 #: features): the objective is ``mean log-loss + l2 / 2 * |w|^2``, which keeps the
@@ -104,8 +105,6 @@ def _stack(clean_uncertainty, adversarial_uncertainty):
 
 def mc_uncertainty(model, *, samples=50):
     """``x -> uncertainty`` from :func:`edgebnn.evaluation.uncertainty.predict_mc` (Guan Eq. 12)."""
-    from edgebnn.evaluation.uncertainty import predict_mc  # noqa: PLC0415 (sibling module, zoo issue)
-
     return lambda x: np.asarray(predict_mc(model, x, samples=samples).uncertainty)
 
 

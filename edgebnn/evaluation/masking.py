@@ -17,6 +17,8 @@ check                      warns when
 ``zero_gradients``         more than ``max_fraction`` of the examples have an input gradient that
                            is exactly zero everywhere
 ``randomness_eot``         the model is randomized and was attacked without EOT, or EOT was weaker
+``gradient_free_probe``    a gradient-free attack's accuracy depends on its finite-difference
+                           probe size by more than ``margin`` (a too-small probe sees a flat model)
 =========================  =====================================================================
 
 Each check is a pure function of numbers (``check_*``), so a caller holding the
@@ -121,6 +123,26 @@ def check_randomness_eot(*, randomized, eot_samples, accuracy_eot=None, accuracy
         return _check("randomness_eot", False, numbers, f"EOT ({_pct(accuracy_eot)}) weaker than single-sample "
                       f"gradients ({_pct(accuracy_plain)}): too few EOT samples")
     return _check("randomness_eot", True, numbers, f"randomized model attacked with EOT over {eot_samples} samples")
+
+
+def check_gradient_free_probe(*, accuracy_by_probe, margin=MARGIN, attack="SPSA"):
+    """A gradient-free attack (``{probe size: accuracy}``) must not depend on its probe size.
+
+    Small finite differences rarely cross a discretization bin or flip a sign, so on a
+    discretized or binary model a gradient-free attack with a too-small probe sees a
+    flat loss and would itself overestimate robustness; report the strongest probe.
+    """
+    strongest = min(accuracy_by_probe, key=accuracy_by_probe.get)
+    weakest = max(accuracy_by_probe, key=accuracy_by_probe.get)
+    spread = accuracy_by_probe[weakest] - accuracy_by_probe[strongest]
+    passed = spread <= margin
+    listing = ", ".join(f"delta={d:g}: {_pct(v)}" for d, v in accuracy_by_probe.items())
+    message = (f"{attack} does not depend on its probe size ({listing})" if passed else
+               f"{attack} depends on its probe size ({listing}): small finite differences rarely cross a "
+               "discretization bin or flip a sign, so a too-small probe overestimates robustness; report "
+               f"delta={strongest:g}")
+    numbers = {**{f"delta={d:g}": v for d, v in accuracy_by_probe.items()}, "margin": margin}
+    return _check("gradient_free_probe", passed, numbers, message)
 
 
 def zero_gradient_mask(model_fn, x, y, *, surrogate="ste", eot_samples=1, batch_size=500):

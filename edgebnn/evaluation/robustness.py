@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from edgebnn import attacks
+from edgebnn import _validate, attacks
 from edgebnn.attacks.common import check_inputs
 
 import tensorflow as tf
@@ -30,8 +30,7 @@ def top_k_accuracy(model_fn, x, y, *, k=5, batch_size=500):
     hits = []
     for i in range(0, len(x), batch_size):
         logits = np.asarray(model_fn(x[i : i + batch_size]))
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= logits.shape[-1]:
-            raise ValueError(f"`k` must be an int in [1, {logits.shape[-1]}], got {k!r}.")
+        _validate.integer(k, "k", low=1, high=logits.shape[-1])
         top = np.argsort(-logits, axis=-1, kind="stable")[:, :k]
         hits.append(np.any(top == y[i : i + batch_size, None], axis=-1))
     return float(np.mean(np.concatenate(hits))) if hits else float("nan")
@@ -69,7 +68,8 @@ def craft(model_fn, x, y, *, attack, eps, batch_size=500, jit_compile=False, **o
     ``y`` are the true labels the attack moves away from (the standard robust-accuracy
     protocol); pass ``y=None`` to use the model's own predictions instead. Attacks
     without an ``eps`` (JSMA) take ``eps=None``. Black-box attacks that train a
-    substitute (:data:`edgebnn.attacks.EAGER_ONLY`) run once, eagerly, on all of ``x``.
+    substitute (:data:`edgebnn.attacks.EAGER_ONLY`) and CleverHans' implementations
+    (``eager_only``, :mod:`edgebnn.attacks.cleverhans_backend`) run once, eagerly, on all of ``x``.
     ``jit_compile=True`` compiles each batch with XLA (faster on CPU for plain
     float/Larq models; every op of the model must have an XLA kernel).
 
@@ -83,7 +83,7 @@ def craft(model_fn, x, y, *, attack, eps, batch_size=500, jit_compile=False, **o
     if name in attacks.NO_EPS and eps is not None:
         raise ValueError(f"attack {name!r} takes no `eps`; pass eps=None, got {eps!r}.")
     budget = {} if eps is None else {"eps": eps}
-    if name in attacks.EAGER_ONLY:
+    if name in attacks.EAGER_ONLY or getattr(attack_fn, "eager_only", False):
         return np.asarray(attack_fn(model_fn, x, y=y, **budget, **options), np.float32)
 
     frozen = tuple(sorted({**budget, **options}.items()))

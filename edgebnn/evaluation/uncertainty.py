@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from edgebnn._checks import positive_int
+from edgebnn._validate import positive_int
 
 import tensorflow as tf
 

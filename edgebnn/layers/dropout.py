@@ -1,8 +1,7 @@
 """Monte-Carlo dropout: dropout that can stay active at inference."""
 
-import numbers
-
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from edgebnn import _validate
 
 import tensorflow as tf
 
@@ -30,14 +29,9 @@ class MCDropout(tf.keras.layers.Dropout):
     """
 
     def __init__(self, rate, *, always_on=True, seed=None, **kwargs):
-        if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
-            raise TypeError(f"`rate` must be a number in [0, 1), got {rate!r}.")
-        if not 0.0 <= rate < 1.0:
-            raise ValueError(f"`rate` must be in [0, 1), got {rate}.")
-        if not isinstance(always_on, bool):
-            raise TypeError(f"`always_on` must be a bool, got {always_on!r}.")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise TypeError(f"`seed` must be an int or None, got {seed!r}.")
+        _validate.number(rate, "rate", low=0, high=1, high_open=True, type_error=True)
+        _validate.boolean(always_on, "always_on")
+        _validate.seed(seed)
         super().__init__(float(rate), seed=seed, **kwargs)
         self.always_on = always_on
 

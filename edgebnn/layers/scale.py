@@ -1,8 +1,7 @@
 """A learned scalar multiplier (Galloway et al.'s scaled binary networks, model "C")."""
 
-import numbers
-
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from edgebnn import _validate
 
 import tensorflow as tf
 
@@ -29,9 +28,8 @@ class LearnedScale(tf.keras.layers.Layer):
 
     def __init__(self, initial_value=GALLOWAY_INITIAL_SCALE, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(initial_value, bool) or not isinstance(initial_value, numbers.Real):
-            raise TypeError(f"`initial_value` must be a real number, got {initial_value!r}.")
-        self.initial_value = float(initial_value)
+        self.initial_value = _validate.number(initial_value, "initial_value", finite=False, type_error=True,
+                                              what="a real number")
 
     def build(self, input_shape):
         self.scale = self.add_weight(

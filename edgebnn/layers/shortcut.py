@@ -1,7 +1,7 @@
 """Parameter-free ResNet shortcut (He et al. 2016, option A)."""
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from edgebnn._checks import positive_int
+from edgebnn._validate import positive_int
 
 import tensorflow as tf
 

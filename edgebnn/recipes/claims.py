@@ -50,7 +50,8 @@ OPS = {">=": lambda a, b: a >= b - TIE, ">": lambda a, b: a > b + TIE,
 
 #: Record keys that tell one result of a run from another (``repeat`` aside): a
 #: reference must select records that agree on all of them.
-IDENTITY_KEYS = ("cell", "evaluation", "attack", "eps", "targets", "source", "labels", "gradient", "iterations", "layer")
+IDENTITY_KEYS = ("cell", "evaluation", "attack", "eps", "targets", "source", "labels", "gradient", "iterations", "layer",
+                 "implementation")
 
 #: Keys every record may carry besides its metrics; a ``match`` may use these and
 #: the cells' dotted configuration keys.

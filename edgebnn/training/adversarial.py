@@ -28,6 +28,7 @@ import math
 
 import numpy as np
 
+from edgebnn import _validate
 from edgebnn.attacks.common import validate_nonnegative, validate_positive_int
 from edgebnn.attacks.fgsm import fgsm_core
 from edgebnn.attacks.pgd import pgd_core
@@ -70,20 +71,14 @@ def _validate_options(
         raise ValueError(f"`rfgsm_variant` must be one of {sorted(RFGSM_VARIANTS)}, got {rfgsm_variant!r}.")
     if rfgsm_variant != "tramer" and method != "rfgsm":
         raise ValueError(f"`rfgsm_variant` applies to method 'rfgsm' only, got method {method!r}.")
-    if mode not in MODES:
-        raise ValueError(f"`mode` must be one of {list(MODES)}, got {mode!r}.")
-    if method not in METHODS:
-        raise ValueError(f"`method` must be one of {list(METHODS)}, got {method!r}.")
+    _validate.one_of(mode, "mode", MODES)
+    _validate.one_of(method, "method", METHODS)
     eps = validate_nonnegative(eps, "eps")
     validate_positive_int(steps, "steps")
-    if step_size is not None and not (np.isfinite(step_size) and step_size > 0):
-        raise ValueError(f"`step_size` must be a finite number > 0, got {step_size!r}.")
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
-        raise ValueError(f"`fraction` must be a number in [0, 1], got {fraction!r}.")
-    if isinstance(start_epoch, bool) or not isinstance(start_epoch, int) or start_epoch < 0:
-        raise ValueError(f"`start_epoch` must be an int >= 0, got {start_epoch!r}.")
-    if label_source not in LABEL_SOURCES:
-        raise ValueError(f"`label_source` must be one of {list(LABEL_SOURCES)}, got {label_source!r}.")
+    _validate.number(step_size, "step_size", low=0, low_open=True, allow_none=True)
+    _validate.number(fraction, "fraction", low=0, high=1)
+    _validate.integer(start_epoch, "start_epoch", low=0)
+    _validate.one_of(label_source, "label_source", LABEL_SOURCES)
     if clip_min is not None and clip_max is not None and clip_min > clip_max:
         raise ValueError(f"`clip_min` ({clip_min}) must be <= `clip_max` ({clip_max}).")
 

@@ -21,6 +21,7 @@ import json
 import os
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from edgebnn import _validate
 
 import tensorflow as tf
 
@@ -50,7 +51,7 @@ def read_tf_config():
         raise ValueError(f"{TF_CONFIG_ENV}: `cluster.worker` must be a non-empty list of \"host:port\", got {workers!r}.")
     task = config.get("task") or {}
     index = task.get("index")
-    if task.get("type") != "worker" or isinstance(index, bool) or not isinstance(index, int) or not (
+    if task.get("type") != "worker" or not _validate.is_int(index) or not (
         0 <= index < len(workers)
     ):
         raise ValueError(f"{TF_CONFIG_ENV}: `task` must be {{\"type\": \"worker\", \"index\": 0..{len(workers) - 1}}}, "
@@ -64,8 +65,7 @@ def make_strategy(name):
     Raises:
         ValueError: unknown ``name``, or a bad ``TF_CONFIG`` for ``"multi_worker"``.
     """
-    if name not in STRATEGIES:
-        raise ValueError(f"`strategy` must be one of {list(STRATEGIES)}, got {name!r}.")
+    _validate.one_of(name, "strategy", STRATEGIES)
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from edgebnn import _quiet
-from edgebnn._checks import positive_int
+from edgebnn._validate import positive_int
 
 import tensorflow as tf
 

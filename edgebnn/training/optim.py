@@ -5,10 +5,9 @@ Papers train with Adam (Galloway et al., Guan) or SGD with momentum and step dec
 validated entry point each, on Keras' own optimizers and schedules.
 """
 
-import math
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from edgebnn._checks import positive_int
+from edgebnn import _validate
 
 import tensorflow as tf
 
@@ -17,9 +16,7 @@ SCHEDULES = ("constant", "step", "cosine")
 
 
 def _positive_number(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"`{name}` must be a finite number > 0, got {value!r}.")
-    return float(value)
+    return _validate.number(value, name, low=0, low_open=True)
 
 
 def learning_rate_schedule(learning_rate, *, schedule="constant", steps_per_epoch, epochs,
@@ -40,17 +37,16 @@ def learning_rate_schedule(learning_rate, *, schedule="constant", steps_per_epoc
         ValueError: naming the bad argument.
     """
     learning_rate = _positive_number(learning_rate, "learning_rate")
-    positive_int(steps_per_epoch, "steps_per_epoch")
-    positive_int(epochs, "epochs")
-    if schedule not in SCHEDULES:
-        raise ValueError(f"`schedule` must be one of {list(SCHEDULES)}, got {schedule!r}.")
+    _validate.positive_int(steps_per_epoch, "steps_per_epoch")
+    _validate.positive_int(epochs, "epochs")
+    _validate.one_of(schedule, "schedule", SCHEDULES)
     if schedule == "constant":
         return learning_rate
     if schedule == "cosine":
         return tf.keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=epochs * steps_per_epoch)
     decay_epochs = list(decay_epochs)
     if not decay_epochs or decay_epochs != sorted(set(decay_epochs)) or not all(
-        isinstance(e, int) and not isinstance(e, bool) and 1 <= e < epochs for e in decay_epochs
+        _validate.is_int(e) and 1 <= e < epochs for e in decay_epochs
     ):
         raise ValueError(
             f"`decay_epochs` must be increasing ints in [1, {epochs}) for the step schedule, got {decay_epochs!r}."
@@ -75,13 +71,10 @@ def make_optimizer(name="adam", *, learning_rate, momentum=0.9, nesterov=False, 
     Raises:
         ValueError: naming the bad argument.
     """
-    if name not in OPTIMIZERS:
-        raise ValueError(f"`name` must be one of {list(OPTIMIZERS)}, got {name!r}.")
-    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or not weight_decay >= 0:
-        raise ValueError(f"`weight_decay` must be a number >= 0, got {weight_decay!r}.")
+    _validate.one_of(name, "name", OPTIMIZERS)
+    _validate.number(weight_decay, "weight_decay", low=0)
     decay = {"weight_decay": float(weight_decay)} if weight_decay else {}
     if name == "adam":
         return tf.keras.optimizers.Adam(learning_rate, **decay)
-    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum < 1:
-        raise ValueError(f"`momentum` must be a number in [0, 1), got {momentum!r}.")
+    _validate.number(momentum, "momentum", low=0, high=1, high_open=True)
     return tf.keras.optimizers.SGD(learning_rate, momentum=float(momentum), nesterov=bool(nesterov), **decay)

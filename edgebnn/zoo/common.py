@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from edgebnn import ops, quantizers
+from edgebnn import _validate, ops, quantizers
 from edgebnn.layers import InputDiscretization
 
 import larq as lq
@@ -19,14 +19,12 @@ BATCH_NORM = dict(momentum=0.9, scale=False)
 
 def validate_common(*, family, precision, precisions, input_bits, num_classes, input_shape):
     """Validate the arguments every builder shares; return ``input_shape`` as a tuple."""
-    if precision not in precisions:
-        raise ValueError(f"{family}: `precision` must be one of {list(precisions)}, got {precision!r}.")
+    _validate.one_of(precision, "precision", precisions, prefix=f"{family}: ")
     if input_bits is not None:
         ops.validate_bits(input_bits, name="input_bits")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"{family}: `num_classes` must be an int >= 2, got {num_classes!r}.")
+    _validate.integer(num_classes, "num_classes", low=2, prefix=f"{family}: ")
     shape = tuple(input_shape)
-    if not shape or not all(isinstance(d, int) and d > 0 for d in shape):
+    if not shape or not all(_validate.is_int(d) and d > 0 for d in shape):
         raise ValueError(f"{family}: `input_shape` must be positive ints, got {input_shape!r}.")
     return shape
 
@@ -46,11 +44,11 @@ def layer_quantizers(precision, *, first=False, kbit_inputs=True):
 
     - ``"float"``: ``None``, a plain ``Conv2D`` / ``Dense``.
     - ``"binary"``: BNN (Courbariaux et al. 2016), sign/STE weights and inputs.
-    - ``"xnor"``: XNOR-Net (Rastegari et al. 2016), :class:`~edgebnn.quantizers.XnorWeight`
+    - ``"xnor"``: XNOR-Net (Rastegari et al. 2016), Larq's ``MagnitudeAwareSign``
       kernels with binary inputs.
     - ``"stochastic_binary"``: :class:`~edgebnn.quantizers.StochasticSign` kernels, binary inputs.
     - ``"2bit"`` / ``"3bit"`` / ``"4bit"``: :class:`~edgebnn.quantizers.KBitWeight` kernels
-      (Guan Eq. 11) and :class:`~edgebnn.quantizers.KBitActivation` inputs; with
+      (Guan Eq. 11) and Larq's DoReFa k-bit activation inputs; with
       ``kbit_inputs=False`` the inputs are binary (sign/STE) as in a BNN, so the layer
       differs from the ``"binary"`` one only in its weights.
 
@@ -65,7 +63,7 @@ def layer_quantizers(precision, *, first=False, kbit_inputs=True):
     if precision == "binary":
         kwargs = dict(BINARY_FIRST if first else BINARY_HIDDEN)
     elif precision == "xnor":
-        kwargs = dict(input_quantizer="ste_sign", kernel_quantizer=quantizers.XnorWeight())
+        kwargs = dict(input_quantizer="ste_sign", kernel_quantizer=lq.quantizers.MagnitudeAwareSign())
     elif precision == "stochastic_binary":
         kwargs = dict(
             input_quantizer="ste_sign", kernel_quantizer=quantizers.StochasticSign(),
@@ -75,7 +73,7 @@ def layer_quantizers(precision, *, first=False, kbit_inputs=True):
     elif precision in KBIT_PRECISIONS:
         bits = KBIT_PRECISIONS[precision]
         kwargs = dict(
-            input_quantizer=quantizers.KBitActivation(bits) if kbit_inputs else "ste_sign",
+            input_quantizer=quantizers.kbit_activation(bits) if kbit_inputs else "ste_sign",
             kernel_quantizer=quantizers.KBitWeight(bits),
             # Glorot-scaled weights (|w| < 2**-bits) would all round to 0 on the k-bit grid.
             kernel_initializer=tf.keras.initializers.RandomUniform(-1.0, 1.0),

@@ -33,7 +33,7 @@ int8 times ``2**(1-k)``, so deployment stores the classifier as int8 at no loss
 training changes predictions (measured: 1.1% of Fashion-MNIST test images).
 """
 
-from edgebnn import quantizers
+from edgebnn import _validate, quantizers
 from edgebnn.ops import validate_bits
 from edgebnn.layers import LearnedScale
 from edgebnn.zoo.common import BINARY_FIRST, BINARY_HIDDEN, conv, input_stem, validate_common
@@ -75,8 +75,7 @@ def galloway_cnn(*, precision="A", kernels=64, input_bits=None, binary_first=Fal
         family=family, precision=precision, precisions=PRECISIONS,
         input_bits=input_bits, num_classes=num_classes, input_shape=input_shape,
     )
-    if kernels not in KERNELS or isinstance(kernels, bool):
-        raise ValueError(f"{family}: `kernels` must be one of {list(KERNELS)}, got {kernels!r}.")
+    _validate.one_of(kernels, "kernels", KERNELS, prefix=f"{family}: ")
     if not isinstance(binary_first, bool) or (binary_first and precision == "A"):
         raise ValueError(
             f"{family}: `binary_first` must be a bool, and True only for precision B, C or S; got "

@@ -27,6 +27,7 @@ Larq's BNN examples); the output BatchNorm learns a scale so that every model ca
 how confident its softmax is, which the paper's uncertainty tables measure.
 """
 
+from edgebnn import _validate
 from edgebnn.layers import MCDropout
 from edgebnn.zoo.common import BATCH_NORM, KBIT_PRECISIONS, conv, dense, input_stem, layer_quantizers, model_name
 from edgebnn.zoo.common import validate_common
@@ -64,7 +65,8 @@ def guan_lenet(
             :func:`~edgebnn.evaluation.uncertainty.predict_mc`). With the default
             ``False`` dropout only acts in training and, except for
             ``"stochastic_binary"``, the model is deterministic at inference (and
-            converts with LCE; random models are the deployment issue's).
+            converts with LCE; :func:`edgebnn.deploy.convert` refuses a model that samples
+            at inference).
         kbit_activations: only for ``"2bit"`` / ``"3bit"`` / ``"4bit"``: quantize the
             hidden layers' inputs to k bits too, instead of the paper's binary ones.
         input_bits: ``None`` or 1..8: prepend :class:`~edgebnn.layers.InputDiscretization`.
@@ -84,14 +86,9 @@ def guan_lenet(
         family=family, precision=precision, precisions=PRECISIONS,
         input_bits=input_bits, num_classes=num_classes, input_shape=input_shape,
     )
-    if isinstance(dropout_rate, bool) or not isinstance(dropout_rate, (int, float)):
-        raise TypeError(f"{family}: `dropout_rate` must be a number in [0, 1), got {dropout_rate!r}.")
-    if not 0 <= dropout_rate < 1:
-        raise ValueError(f"{family}: `dropout_rate` must be in [0, 1), got {dropout_rate!r}.")
-    if not isinstance(mc_dropout, bool):
-        raise TypeError(f"{family}: `mc_dropout` must be a bool, got {mc_dropout!r}.")
-    if not isinstance(kbit_activations, bool):
-        raise TypeError(f"{family}: `kbit_activations` must be a bool, got {kbit_activations!r}.")
+    _validate.number(dropout_rate, "dropout_rate", low=0, high=1, high_open=True, type_error=True, prefix=f"{family}: ")
+    _validate.boolean(mc_dropout, "mc_dropout", prefix=f"{family}: ")
+    _validate.boolean(kbit_activations, "kbit_activations", prefix=f"{family}: ")
     if kbit_activations and precision not in KBIT_PRECISIONS:
         raise ValueError(f"{family}: `kbit_activations=True` needs a precision in {list(KBIT_PRECISIONS)}, "
                          f"got {precision!r}.")

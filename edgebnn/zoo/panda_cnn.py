@@ -22,7 +22,7 @@ follow those sources:
 quantized version binarizes the next layer's input.
 """
 
-from edgebnn._checks import positive_int
+from edgebnn._validate import positive_int
 from edgebnn.layers import ZeroPadShortcut
 from edgebnn.zoo.common import BATCH_NORM, conv, dense, input_stem, layer_quantizers, model_name, validate_common
 
@@ -207,7 +207,7 @@ def resnet20_cifar100(*, precision="float", input_bits=None, num_classes=100, in
     """ResNet-20 (He et al. 2016), ``"float"`` or ``"xnor"``, for CIFAR-100.
 
     ``xnor``: every convolution inside the residual blocks is an XNOR convolution
-    (binary inputs, :class:`~edgebnn.quantizers.XnorWeight` kernels, padded with +1
+    (binary inputs, Larq ``MagnitudeAwareSign`` kernels, padded with +1
     so its inputs stay binary); the stem convolution and the classifier stay float,
     as in XNOR-Net. ``float``: the original ResNet-20 (Conv-BN-ReLU, option-A
     shortcuts, global average pooling, dense classifier).

@@ -6,7 +6,7 @@ secure machine learning against adversarial attacks", IEEE Access 2019.
 
 import functools
 
-from edgebnn._checks import positive_int
+from edgebnn._validate import positive_int
 from edgebnn.zoo.common import BATCH_NORM, BINARY_FIRST, BINARY_HIDDEN, input_stem, validate_common
 
 import larq as lq

@@ -23,6 +23,13 @@ the Monte-Carlo vote's accuracy and Guan's uncertainty.
   its randomness (``evaluation.eot_samples`` passes per gradient); ``"single"``: the plain
   attack, one stochastic pass per gradient. A label of the result, so a table can put
   the two side by side (on a deterministic model they coincide).
+- ``backend``: ``"edgebnn"`` (default) or ``"cleverhans"``: CleverHans 4's own code for
+  the attacks it has (``fgsm``, ``pgd``, ``bim``, ``mim``, ``cw_l2``, ``spsa``;
+  :mod:`edgebnn.attacks.cleverhans_backend`), one sample per gradient (no EOT, no
+  surrogates). Its results carry the label ``implementation = "cleverhans 4.0.0"`` (the
+  installed version) and ``gradient = "single"``; results of edgebnn's own attacks carry
+  no ``implementation`` label, so that results stored before backends existed still
+  compare equal to new ones.
 
 Success rate: for an untargeted attack, the fraction of the images the model
 classifies correctly without attack that it misclassifies after; for a targeted one,
@@ -52,6 +59,7 @@ class Spec(OpenSection):
     source: str | None = None
     holdout: Annotated[int, Field(ge=1)] = 150
     gradient: Literal[common.GRADIENTS] = "eot"
+    backend: str = "edgebnn"
 
     @property
     def eps_list(self):
@@ -118,9 +126,17 @@ def check(spec, *, recipe, cells, cell, where):
     from edgebnn import attacks  # noqa: PLC0415 (TensorFlow)
 
     try:
-        fn = attacks.get(spec.name)
+        attacks.get(spec.name)
     except ValueError as e:
         raise RecipeError(f"`{where}.name`: {e}") from None
+    try:
+        fn = attacks.get(spec.name, backend=spec.backend)
+    except ValueError as e:
+        raise RecipeError(f"`{where}.backend`: {e}") from None
+    if (attacks.backend_of(fn) == "cleverhans" and spec.name == "cw_l2" and spec.targets is None
+            and (spec.labels or recipe.evaluation.labels) == "true"):
+        raise RecipeError(f"`{where}.backend`: CleverHans' CW treats given labels as targets; untargeted CW through "
+                          "CleverHans needs `labels = \"predicted\"`.")
     keywords = _keywords(fn)
     if spec.name in attacks.NO_EPS:
         if spec.eps is not None:
@@ -172,7 +188,7 @@ def check_reference(attack, eps, options, *, where):
     return fn
 
 
-def dry_run(name, eps, options, model, *, where, targeted=False):
+def dry_run(name, eps, options, model, *, where, targeted=False, backend="edgebnn"):
     """Call the attack once on one blank image of ``model``, so its own checks of the
     option values fail now, naming the entry, instead of after training.
 
@@ -182,7 +198,7 @@ def dry_run(name, eps, options, model, *, where, targeted=False):
 
     from edgebnn import attacks  # noqa: PLC0415 (TensorFlow)
 
-    if name in attacks.EAGER_ONLY:
+    if name in attacks.EAGER_ONLY or backend != "edgebnn":  # CleverHans' code: checked at the door when it runs
         return
     x = np.zeros((1, *model.input_shape[1:]), np.float32)
     budget = {} if eps is None else {"eps": eps}
@@ -195,7 +211,8 @@ def dry_run(name, eps, options, model, *, where, targeted=False):
 
 def check_model(spec, model, *, where):
     """Dry-run the attack with the entry's options on the cell's (untrained) model."""
-    dry_run(spec.name, spec.eps_list[0], spec.options, model, where=where, targeted=spec.targets is not None)
+    dry_run(spec.name, spec.eps_list[0], spec.options, model, where=where, targeted=spec.targets is not None,
+            backend=spec.backend)
 
 
 def units(spec, *, recipe):
@@ -203,11 +220,13 @@ def units(spec, *, recipe):
     from edgebnn import attacks  # noqa: PLC0415 (TensorFlow)
 
     holdout = spec.holdout if "x_holdout" in _keywords(attacks.get(spec.name)) else None
+    # The default backend adds no key, so results stored before backends existed keep their keys.
+    backend = {} if spec.backend == "edgebnn" else {"backend": spec.backend}
     return [
         {
             "name": spec.name, "eps": eps, "labels": None if spec.targets else (spec.labels or recipe.evaluation.labels),
             "targets": spec.targets, "source": spec.source, "holdout": holdout, "options": spec.options,
-            "gradient": spec.gradient,
+            "gradient": spec.gradient, **backend,
         }
         for eps in spec.eps_list
     ]
@@ -224,7 +243,8 @@ def label(unit):
     targets = f" targets={unit['targets']}" if unit["targets"] else ""
     source = f" from {unit['source']!r}" if unit["source"] else ""
     single = " single-sample" if unit.get("gradient") == "single" else ""
-    return f"{unit['name']}{eps}{targets}{source}{single}"
+    backend = f" [{unit['backend']}]" if unit.get("backend", "edgebnn") != "edgebnn" else ""
+    return f"{unit['name']}{eps}{targets}{source}{single}{backend}"
 
 
 def cost(unit, *, recipe, n_eval):
@@ -326,7 +346,8 @@ def run(unit, ctx):
         rng = np.random.default_rng(ctx.evaluation.seed)
         index, targets = targets_for(y, mode=unit["targets"], num_classes=ctx.num_classes, rng=rng)
         x, y = x[index], y[index]
-    keywords = _keywords(attacks.get(unit["name"]))
+    attack_fn = attacks.get(unit["name"], backend=unit.get("backend", "edgebnn"))
+    keywords = _keywords(attack_fn)
     options = common.eot_option(ctx, unit["options"], gradient=unit["gradient"], randomized=source_randomized,
                                 takes_eot="eot_samples" in keywords)
     if unit["holdout"]:
@@ -336,7 +357,7 @@ def run(unit, ctx):
         attack_labels = targets
     else:
         attack_labels = y if unit["labels"] == "true" else None
-    x_adv = common.craft(ctx, source_model, x, attack_labels, attack=unit["name"], eps=unit["eps"], label=name, **options)
+    x_adv = common.craft(ctx, source_model, x, attack_labels, attack=attack_fn, eps=unit["eps"], label=name, **options)
     clean_pred = common.predict(ctx, ctx.model, x)
     adv_pred = common.predict(ctx, ctx.model, x_adv)
     metrics = attack_metrics(x=x, x_adv=x_adv, y=y, clean_pred=clean_pred, adv_pred=adv_pred, targets=targets)
@@ -348,6 +369,11 @@ def run(unit, ctx):
         mc, uncertainty = common.monte_carlo(ctx, ctx.model, x_adv, y, name)
         metrics.update(mc)
         arrays["uncertainty"] = uncertainty
+    cleverhans = attacks.backend_of(attack_fn) == "cleverhans"
     labels = {"attack": unit["name"], "eps": unit["eps"], "targets": unit["targets"], "source": unit["source"],
-              "labels": unit["labels"], "gradient": unit["gradient"], "iterations": iterations(unit["options"])}
+              "labels": unit["labels"], "iterations": iterations(unit["options"]),
+              # CleverHans' code takes one sample per gradient, whatever the entry asked.
+              "gradient": "single" if cleverhans else unit["gradient"]}
+    if cleverhans:
+        labels["implementation"] = f"cleverhans {attacks.cleverhans_backend.version()}"
     return {"labels": labels, "metrics": metrics, "arrays": arrays}

@@ -126,13 +126,16 @@ def monte_carlo(ctx, model, x, y, label):
 
 
 def craft(ctx, model, x, y, *, attack, eps, label, **options):
-    """Adversarial examples of ``x`` batch by batch (with progress), via :func:`edgebnn.evaluation.craft`."""
+    """Adversarial examples of ``x`` batch by batch (with progress), via :func:`edgebnn.evaluation.craft`.
+
+    ``attack`` is a registry name or an attack function (e.g. a CleverHans wrapper).
+    """
     from edgebnn import attacks  # noqa: PLC0415 (TensorFlow)
     from edgebnn.evaluation import craft as craft_batches  # noqa: PLC0415
 
     batch = ctx.evaluation.batch_size
-    fn = attacks.get(attack)
-    if attacks.name_of(fn) in attacks.EAGER_ONLY:
+    fn = attacks.get(attack) if isinstance(attack, str) else attack
+    if attacks.name_of(fn) in attacks.EAGER_ONLY or getattr(fn, "eager_only", False):
         # One call on all of x, with the entry's options as they are: a black-box attack's own
         # options (the substitute's training ``batch_size``) must not meet the evaluation batch.
         ctx.progress(label, 0, len(x))
