@@ -5,6 +5,7 @@ round trip and LCE conversion."""
 import numpy as np
 import pytest
 
+from conftest import randomize_batch_norm
 from edgebnn import zoo
 from edgebnn.deploy import convert, verify
 from edgebnn.evaluation.uncertainty import predict_mc
@@ -14,10 +15,6 @@ import tensorflow as tf
 
 #: BatchNorm statistics as after training, the distributions this file's tolerances were set on.
 BATCH_NORM_STATS = dict(mean_std=0.5, beta_std=0.5, variance=(0.5, 2.0))
-
-
-def _randomize_batch_norm(model, seed=0):
-    return zoo.randomize_batch_norm(model, seed=seed, **BATCH_NORM_STATS)
 
 
 CASES = [(name, precision) for name in zoo.names() for precision in zoo.precisions(name)]
@@ -219,7 +216,7 @@ def test_lce_conversion(name, precision, fashion_small):
     inputs. That tie is the deployment issue's; here we test the conversion.
     """
     model = _build(name, precision, input_bits=2)
-    _randomize_batch_norm(model)
+    randomize_batch_norm(model, **BATCH_NORM_STATS)
     x, y = _batch(model, fashion_small, n=8)
     flatbuffer = convert.convert(model, target="lce")
     assert isinstance(flatbuffer, bytes) and len(flatbuffer) > 0
@@ -321,7 +318,7 @@ def test_guan_kbit_forward_equals_bnn_on_binary_weights(bits):
     weights off the binary grid, or k-bit activations, it does not."""
     rng = np.random.default_rng(bits)
     x = rng.uniform(size=(8, 28, 28, 1)).astype(np.float32)
-    bnn = _randomize_batch_norm(_build("guan_lenet", "binary"))
+    bnn = randomize_batch_norm(_build("guan_lenet", "binary"), **BATCH_NORM_STATS)
     kbit = _build("guan_lenet", f"{bits}bit")
     kbit_act = _build("guan_lenet", f"{bits}bit", kbit_activations=True)
     signs = [np.where(rng.uniform(size=w.shape) < 0.5, -1.0, 1.0).astype(np.float32)
