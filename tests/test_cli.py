@@ -51,10 +51,10 @@ def test_quickstart_end_to_end_on_a_small_subset(tmp_path, data_dir, cli):
     out = tmp_path / "run"
     code, _, err = cli(
         "run", "quickstart", "--out", str(out),
-        "--set", "data.train_limit=400", "--set", "data.test_limit=200", "--set", "train.epochs=1",
-        "--set", "evaluation.limit=100", "--set", "attacks.1.steps=5",
+        "--set", "data.train_limit=400", "--set", "data.test_limit=100", "--set", "train.epochs=1",
+        "--set", "evaluation.limit=50", "--set", "attacks.1.steps=5",
         *(f"--set=robustness.0.{key}" for key in (
-            "limit=30", "steps=5", "pgd_steps=3", "restarts=1", "target_classes=2", "square_queries=50")),
+            "limit=10", "steps=5", "pgd_steps=3", "restarts=1", "target_classes=2", "square_queries=50")),
         data_dir=data_dir,
     )
     assert code == 0, err[-30:]
@@ -62,14 +62,14 @@ def test_quickstart_end_to_end_on_a_small_subset(tmp_path, data_dir, cli):
         assert (out / name).is_file(), name
     report = json.loads((out / "report.json").read_text())
     assert report["recipe"] == "quickstart"
-    assert report["dataset"] == {"name": "fashion_mnist", "train_size": 400, "test_size": 200, "attack_size": 100}
+    assert report["dataset"] == {"name": "fashion_mnist", "train_size": 400, "test_size": 100, "attack_size": 50}
     assert 0.2 < report["clean_accuracy"] <= 1.0  # well above chance (0.1) after one epoch
     attacks = {(a["name"], a["eps"]): a["accuracy"] for a in report["attacks"]}
     assert set(attacks) == {(n, e) for n in ("fgsm", "pgd") for e in (0.05, 0.1, 0.2)}
     assert all(0.0 <= acc <= 1.0 for acc in attacks.values())
     assert attacks[("pgd", 0.2)] <= attacks[("fgsm", 0.05)]
     [strong] = [r for r in report["cells"][0]["results"] if r["evaluation"] == "robustness"]
-    assert strong["images"] == 30 and set(strong["robust_accuracy"]) == {"0.1"}
+    assert strong["images"] == 10 and set(strong["robust_accuracy"]) == {"0.1"}
     ensemble_members = {name: acc for name, acc in strong["report"]["results"][0]["accuracy"].items()
                         if name.startswith(("apgd", "square"))}
     assert len(ensemble_members) == 7  # APGD-CE and APGD-T for each of the three surrogates, and Square
@@ -81,7 +81,7 @@ def test_quickstart_end_to_end_on_a_small_subset(tmp_path, data_dir, cli):
     assert deployed["layer_ops"] == {"binary": 5, "int8": 0, "float": 0}
     assert deployed["agreement_clean"] >= 0.99 and deployed["agreement_adversarial"] >= 0.98
     assert abs(deployed["accuracy_clean"] - report["clean_accuracy"]) <= 0.01
-    assert deployed["adversarial_examples"] == 6 * 100
+    assert deployed["adversarial_examples"] == 6 * 50
     for path in ("default", "indirect_bgemm"):  # LCE kernel paths cross-checked once, on clean inputs
         assert deployed["kernels"][path]["agreement_with_reference"] == 1.0
     assert report["seconds"] > 0

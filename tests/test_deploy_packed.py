@@ -150,7 +150,7 @@ def test_packed_stores_binary_kernels_as_bits_only_and_computes_the_same_numbers
 
 
 def test_every_op_is_a_builtin():
-    model = zoo.randomize_batch_norm(zoo.get("galloway_cnn")(precision="B", kernels=64, input_bits=2,
+    model = zoo.randomize_batch_norm(zoo.get("galloway_cnn")(precision="B", kernels=32, input_bits=2,
                                                              binary_first=True, classifier_bits=7), seed=0)
     packed = cv.convert(model, target="portable", input_dtype="uint8", weights="packed")
     m = _model(packed)
