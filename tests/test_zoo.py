@@ -176,8 +176,10 @@ def test_one_training_step(name, precision, fashion_small):
 
 
 DETERMINISTIC = [c for c in CASES if c not in STOCHASTIC and c[0] not in HEAVY]
+#: Converted in the slow run only: BinaryNet (10M parameters) and both ResNet-20s (deep graphs; the XNOR one
+#: is converted at one block per stage in the default run, by test_resnet_xnor_converts_at_one_block_per_stage).
 SLOW_CONVERSION = {("binarynet_vgg_cifar10", "float"), ("binarynet_vgg_cifar10", "binary"),
-                   ("panda_resnet20_cifar100", "float")}
+                   ("panda_resnet20_cifar100", "float"), ("panda_resnet20_cifar100", "xnor")}
 
 
 @pytest.mark.parametrize("name, precision", DETERMINISTIC)
@@ -202,7 +204,6 @@ def test_stochastic_models_round_trip_and_vary(name, precision, fashion_small, t
 
 @pytest.mark.parametrize(
     "name, precision",
-    # BinaryNet (10M parameters) and the float ResNet-20 (deep graph, ~15 s) convert in the slow run only.
     [pytest.param(*c, marks=pytest.mark.slow) if c in SLOW_CONVERSION else c for c in DETERMINISTIC],
 )
 def test_lce_conversion(name, precision, fashion_small):
@@ -215,7 +216,23 @@ def test_lce_conversion(name, precision, fashion_small):
     then differs from Larq's (+1) for scaled (XNOR) kernels and after discretized
     inputs. That tie is the deployment issue's; here we test the conversion.
     """
-    model = _build(name, precision, input_bits=2)
+    _check_lce_conversion(_build(name, precision, input_bits=2), precision, fashion_small)
+
+
+def test_resnet_xnor_converts_at_one_block_per_stage(fashion_small, monkeypatch):
+    """The XNOR ResNet-20's builder with one basic block per stage (ResNet-8): every kind of block
+    (identity and zero-padding shortcuts, XNOR convolutions padded with +1) converts and agrees
+    with Keras; the full depth converts in the slow run."""
+    from edgebnn.zoo import panda_cnn
+
+    monkeypatch.setattr(panda_cnn, "RESNET20_BLOCKS_PER_STAGE", 1)
+    model = _build("panda_resnet20_cifar100", "xnor", input_bits=2)
+    assert [type(layer).__name__ for layer in model.layers].count("ZeroPadShortcut") == 2
+    assert sum(isinstance(layer, lq.layers.QuantConv2D) for layer in model.layers) == 6
+    _check_lce_conversion(model, "xnor", fashion_small)
+
+
+def _check_lce_conversion(model, precision, fashion_small):
     randomize_batch_norm(model, **BATCH_NORM_STATS)
     x, y = _batch(model, fashion_small, n=8)
     flatbuffer = convert.convert(model, target="lce")
