@@ -1,4 +1,10 @@
-"""Shared fixtures: real data from ``$EDGEBNN_DATA_DIR`` (default ``../shared/data``)."""
+"""Shared test tooling: real data from ``$EDGEBNN_DATA_DIR`` (default ``../shared/data``), trained
+models shared across files, a seed fixture, realistic BatchNorm statistics, a Larq-style
+``layer_test`` and an in-process CLI runner.
+
+Test files import the plain helpers with ``from conftest import ...`` (``tests/`` is on
+``sys.path`` under pytest's default import mode) and request the fixtures by name.
+"""
 
 import os
 from pathlib import Path
@@ -77,3 +83,102 @@ def float_model(fcn2_float, fashion_small):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+#: The seed of the ``seed`` fixture.
+SEED = 1234
+
+
+@pytest.fixture
+def seed():
+    """Seed TensorFlow, NumPy and Python before the test, so random starts and masks repeat.
+
+    Use it for a whole file with ``pytestmark = pytest.mark.usefixtures("seed")``.
+    """
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(SEED)
+    return SEED
+
+
+#: BatchNorm statistics as after training, for untrained models whose conversion or rewrite is
+#: compared with Keras: wide moving means put binarized pre-activations far from the sign's tie
+#: at 0 (where LCE and Larq differ), as training does.
+DEPLOY_BATCH_NORM = dict(mean_std=5.0, beta_std=0.5)
+
+
+def randomize_batch_norm(model, *, seed=0, **stats):
+    """Give every BatchNorm of ``model`` seeded statistics as after training; returns ``model``.
+
+    ``stats`` default to :data:`DEPLOY_BATCH_NORM`; see :func:`edgebnn.zoo.randomize_batch_norm`
+    for their meaning.
+    """
+    from edgebnn.zoo import randomize_batch_norm as randomize
+
+    return randomize(model, seed=seed, **(stats or DEPLOY_BATCH_NORM))
+
+
+def layer_test(layer_cls, *, kwargs=None, input_data, expected_output=None, deterministic=True, tmp_path=None,
+               exact=True):
+    """Check one layer in Larq's style (``larq/testing_utils.py::layer_test``); returns its output.
+
+    Builds ``layer_cls(**kwargs)`` in a functional model, compares its output on ``input_data``
+    with ``expected_output`` (a plain-Keras or NumPy reference), checks ``compute_output_shape``
+    against the real output and the ``get_config`` / ``from_config`` round trip; with
+    ``tmp_path`` also a ``.keras`` save/load round trip. Layers that sample at inference
+    (``deterministic=False``) are compared by shape and configuration only.
+
+    Args:
+        layer_cls: the layer class.
+        kwargs: constructor arguments.
+        input_data: a NumPy batch.
+        expected_output: the reference output, or None.
+        deterministic: whether two calls on the same input give the same output.
+        tmp_path: a folder for the saved model, or None to skip saving.
+        exact: compare bit for bit; otherwise with ``rtol=1e-6``.
+    """
+    import tensorflow as tf
+
+    kwargs = kwargs or {}
+    compare = (np.testing.assert_array_equal if exact
+               else lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7))
+    layer = layer_cls(**kwargs)
+    inputs = tf.keras.Input(input_data.shape[1:], dtype=input_data.dtype)
+    model = tf.keras.Model(inputs, layer(inputs))
+    output = model(input_data, training=False).numpy()
+    assert tuple(layer.compute_output_shape(tf.TensorShape(input_data.shape))) == output.shape
+    if expected_output is not None:
+        compare(output, expected_output)
+
+    config = layer.get_config()
+    for key, value in kwargs.items():
+        assert config[key] == value, (key, config[key], value)
+    rebuilt = layer_cls.from_config(config)
+    assert type(rebuilt) is layer_cls and rebuilt.get_config() == config
+    clone = tf.keras.Model.from_config(model.get_config())
+    clone.set_weights(model.get_weights())
+    if deterministic:
+        compare(clone(input_data, training=False).numpy(), output)
+
+    if tmp_path is not None:
+        path = tmp_path / f"{layer_cls.__name__}.keras"
+        model.save(path)
+        loaded = tf.keras.models.load_model(path)
+        [loaded_layer] = [lay for lay in loaded.layers if not isinstance(lay, tf.keras.layers.InputLayer)]
+        assert type(loaded_layer) is layer_cls and loaded_layer.get_config() == config
+        if deterministic:
+            compare(loaded(input_data, training=False).numpy(), output)
+    return output
+
+
+def run_cli(main, argv, capsys):
+    """Call a CLI's ``main(argv)`` in-process; returns ``(exit_code, stdout, stderr lines)``.
+
+    An argparse error (``SystemExit``) counts as its exit code, as in a real process.
+    """
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as e:
+        code = e.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err.splitlines()

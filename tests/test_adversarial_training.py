@@ -11,10 +11,7 @@ from edgebnn.training.adversarial import sample_random_eps
 import tensorflow as tf
 
 
-@pytest.fixture(autouse=True)
-def _seed():
-    """Seed TensorFlow / NumPy before each test, so random starts and masks repeat."""
-    tf.keras.utils.set_random_seed(1234)
+pytestmark = pytest.mark.usefixtures("seed")  # conftest: every test starts from the same seed
 
 EPS = 0.1
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 import edgebnn  # noqa: F401
+from conftest import randomize_batch_norm
 from edgebnn.certify import encode, exact, search
 from edgebnn.certify.network import UnsupportedModelError, extract, real_thresholds
 from edgebnn.certify.run import certify
-from edgebnn.zoo.common import randomize_batch_norm
 from edgebnn.zoo.panda_fcn import build_fcn
 
 import larq as lq

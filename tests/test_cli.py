@@ -1,4 +1,8 @@
-"""`python -m edgebnn.recipes`: end to end on a small real subset, and clear failures."""
+"""`python -m edgebnn.recipes`: end to end on a small real subset, and clear failures.
+
+Every test but one calls ``main(argv)`` in-process; the one subprocess test checks the real
+``python -m`` entry point (exit status and stderr of the process).
+"""
 
 import json
 import os
@@ -8,48 +12,64 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_cli
+from edgebnn.recipes.__main__ import DEBUG_ENV, EXIT_BAD_INPUT, main
+
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _cli(*args, data_dir=None, cwd=REPO):
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """``cli(*args, data_dir=None)`` -> ``(exit code, stdout, stderr lines)`` of ``main(args)``."""
+    monkeypatch.delenv(DEBUG_ENV, raising=False)
+
+    def call(*args, data_dir=None):
+        if data_dir is not None:
+            monkeypatch.setenv("EDGEBNN_DATA_DIR", str(data_dir))
+        return run_cli(main, args, capsys)
+
+    return call
+
+
+def test_the_module_entry_point_exits_with_mains_status():
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    if data_dir is not None:
-        env["EDGEBNN_DATA_DIR"] = str(data_dir)
-    return subprocess.run(
-        [sys.executable, "-m", "edgebnn.recipes", *args],
-        capture_output=True, text=True, env=env, cwd=cwd, timeout=900,
-    )
+    env.pop(DEBUG_ENV, None)
+    result = subprocess.run([sys.executable, "-m", "edgebnn.recipes", "run", "nope"], capture_output=True, text=True,
+                            env=env, cwd=REPO, timeout=300)
+    assert result.returncode == EXIT_BAD_INPUT and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: unknown recipe 'nope'"), lines
 
 
-def test_list_shows_quickstart():
-    result = _cli("list")
-    assert result.returncode == 0, result.stderr
-    assert "quickstart" in result.stdout
+def test_list_shows_quickstart(cli):
+    code, out, err = cli("list")
+    assert code == 0, err
+    assert "quickstart" in out
 
 
-def test_quickstart_end_to_end_on_a_small_subset(tmp_path, data_dir):
+def test_quickstart_end_to_end_on_a_small_subset(tmp_path, data_dir, cli):
     out = tmp_path / "run"
-    result = _cli(
+    code, _, err = cli(
         "run", "quickstart", "--out", str(out),
-        "--set", "data.train_limit=400", "--set", "data.test_limit=200", "--set", "train.epochs=1",
-        "--set", "evaluation.limit=100", "--set", "attacks.1.steps=5",
+        "--set", "data.train_limit=400", "--set", "data.test_limit=100", "--set", "train.epochs=1",
+        "--set", "evaluation.limit=50", "--set", "attacks.1.steps=5",
         *(f"--set=robustness.0.{key}" for key in (
-            "limit=30", "steps=5", "pgd_steps=3", "restarts=1", "target_classes=2", "square_queries=50")),
+            "limit=10", "steps=5", "pgd_steps=3", "restarts=1", "target_classes=2", "square_queries=50")),
         data_dir=data_dir,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert code == 0, err[-30:]
     for name in ("model.keras", "model.tflite", "report.json", "report.md"):
         assert (out / name).is_file(), name
     report = json.loads((out / "report.json").read_text())
     assert report["recipe"] == "quickstart"
-    assert report["dataset"] == {"name": "fashion_mnist", "train_size": 400, "test_size": 200, "attack_size": 100}
+    assert report["dataset"] == {"name": "fashion_mnist", "train_size": 400, "test_size": 100, "attack_size": 50}
     assert 0.2 < report["clean_accuracy"] <= 1.0  # well above chance (0.1) after one epoch
     attacks = {(a["name"], a["eps"]): a["accuracy"] for a in report["attacks"]}
     assert set(attacks) == {(n, e) for n in ("fgsm", "pgd") for e in (0.05, 0.1, 0.2)}
     assert all(0.0 <= acc <= 1.0 for acc in attacks.values())
     assert attacks[("pgd", 0.2)] <= attacks[("fgsm", 0.05)]
     [strong] = [r for r in report["cells"][0]["results"] if r["evaluation"] == "robustness"]
-    assert strong["images"] == 30 and set(strong["robust_accuracy"]) == {"0.1"}
+    assert strong["images"] == 10 and set(strong["robust_accuracy"]) == {"0.1"}
     ensemble_members = {name: acc for name, acc in strong["report"]["results"][0]["accuracy"].items()
                         if name.startswith(("apgd", "square"))}
     assert len(ensemble_members) == 7  # APGD-CE and APGD-T for each of the three surrogates, and Square
@@ -61,7 +81,7 @@ def test_quickstart_end_to_end_on_a_small_subset(tmp_path, data_dir):
     assert deployed["layer_ops"] == {"binary": 5, "int8": 0, "float": 0}
     assert deployed["agreement_clean"] >= 0.99 and deployed["agreement_adversarial"] >= 0.98
     assert abs(deployed["accuracy_clean"] - report["clean_accuracy"]) <= 0.01
-    assert deployed["adversarial_examples"] == 6 * 100
+    assert deployed["adversarial_examples"] == 6 * 50
     for path in ("default", "indirect_bgemm"):  # LCE kernel paths cross-checked once, on clean inputs
         assert deployed["kernels"][path]["agreement_with_reference"] == 1.0
     assert report["seconds"] > 0
@@ -79,27 +99,31 @@ def test_quickstart_end_to_end_on_a_small_subset(tmp_path, data_dir):
         (("run", "quickstart", "--set", "model.input_bits=12"), "input_bits"),
     ],
 )
-def test_bad_input_is_one_line_and_nonzero(args, message):
-    result = _cli(*args)
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert lines[-1].startswith("error: ") and message in lines[-1]
+def test_bad_input_is_one_line_and_nonzero(cli, args, message):
+    code, out, err = cli(*args)
+    assert code == EXIT_BAD_INPUT and out == ""
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
 
 
-def test_debug_env_shows_the_traceback(monkeypatch):
-    monkeypatch.setenv("EDGEBNN_DEBUG", "1")
-    result = _cli("run", "nope")
-    assert result.returncode == 1 and "Traceback" in result.stderr and "RecipeError" in result.stderr
+def test_debug_env_shows_the_traceback(cli, monkeypatch):
+    from edgebnn.recipes.config import RecipeError
+
+    monkeypatch.setenv(DEBUG_ENV, "1")
+    with pytest.raises(RecipeError, match="unknown recipe 'nope'"):
+        main(["run", "nope"])
 
 
-def test_missing_dataset_is_one_line_and_nonzero(tmp_path):
-    result = _cli("run", "quickstart", "--set", 'data.dataset="mnist"', "--set", "train.epochs=1",
-                  data_dir=tmp_path / "empty", cwd=REPO)
-    # MNIST train is not in an empty folder; offline tfds cannot download it.
-    if result.returncode == 0:
-        pytest.skip("tensorflow-datasets could provide MNIST here (online machine)")
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1].startswith("error: Dataset 'mnist' split 'train' not found")
+def test_missing_dataset_is_one_line_and_nonzero(tmp_path, cli, monkeypatch):
+    from edgebnn import data
+
+    # MNIST train is not in an empty folder, and tensorflow-datasets is made to look offline
+    # (no prepared copy, download host unreachable), whether or not this machine is online.
+    monkeypatch.setattr(data, "_host_reachable", lambda address: False)
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "no-tfds-here"))
+    code, out, err = cli("run", "quickstart", "--out", tmp_path / "run", "--set", 'data.dataset="mnist"',
+                         "--set", "train.epochs=1", data_dir=tmp_path / "empty")
+    assert code == EXIT_BAD_INPUT
+    assert len(err) == 1 and err[0].startswith("error: Dataset 'mnist' split 'train' not found"), err
 
 
 INTERRUPTED = """

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from conftest import randomize_batch_norm
 from edgebnn import zoo
 from edgebnn.deploy import convert as cv
 from edgebnn.deploy import packing, report, storage
@@ -112,7 +113,7 @@ def _mixed_model():
     for layer in model.layers:
         if isinstance(layer, lq.layers.QuantConv2D) and layer.name == "xnor_conv":
             layer.kernel.assign(tf.random.stateless_normal(layer.kernel.shape, seed=(1, 2)))
-    return zoo.randomize_batch_norm(model, seed=0, mean_std=5.0, beta_std=0.5)
+    return randomize_batch_norm(model, seed=0)  # deployment statistics (conftest.DEPLOY_BATCH_NORM)
 
 
 def test_packed_stores_binary_kernels_as_bits_only_and_computes_the_same_numbers():
@@ -149,7 +150,7 @@ def test_packed_stores_binary_kernels_as_bits_only_and_computes_the_same_numbers
 
 
 def test_every_op_is_a_builtin():
-    model = zoo.randomize_batch_norm(zoo.get("galloway_cnn")(precision="B", kernels=64, input_bits=2,
+    model = zoo.randomize_batch_norm(zoo.get("galloway_cnn")(precision="B", kernels=32, input_bits=2,
                                                              binary_first=True, classifier_bits=7), seed=0)
     packed = cv.convert(model, target="portable", input_dtype="uint8", weights="packed")
     m = _model(packed)

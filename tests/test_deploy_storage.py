@@ -5,25 +5,17 @@ import copy
 import numpy as np
 import pytest
 
+from conftest import randomize_batch_norm  # deployment statistics (conftest.DEPLOY_BATCH_NORM)
 from edgebnn.deploy import convert as cv
 from edgebnn.deploy import report, storage
 from edgebnn.deploy.verify import tflite_predict
 from edgebnn.layers import InputDiscretization
-from edgebnn.zoo import randomize_batch_norm
 from edgebnn.zoo.panda_fcn import build_fcn
 
 import larq as lq
 import tensorflow as tf
 from tensorflow.lite.python import schema_py_generated as schema
 from tensorflow.lite.tools import flatbuffer_utils
-
-#: BatchNorm statistics as after training, the distributions this file's tolerances were set on.
-BATCH_NORM_STATS = dict(mean_std=5.0, beta_std=0.5)
-
-
-def _randomize_batch_norm(model, seed=0):
-    return randomize_batch_norm(model, seed=seed, **BATCH_NORM_STATS)
-
 
 #: float16 weights: each weight has relative error <= 2**-11, so a float layer's output
 #: moves by <= 2**-11 * sum|w x|; over two float layers this stays well within 2**-8
@@ -49,7 +41,7 @@ def _mixed_model():
     x = tf.keras.layers.BatchNormalization()(x)
     x = tf.keras.layers.Activation("relu")(x)
     outputs = tf.keras.layers.Dense(10, name="float_classifier")(x)
-    return _randomize_batch_norm(tf.keras.Model(inputs, outputs))
+    return randomize_batch_norm(tf.keras.Model(inputs, outputs))
 
 
 def _float_model():
@@ -152,7 +144,7 @@ def test_exact_int8_refuses_what_int8_cannot_hold_exactly(rng):
 
 
 def test_exact_mode_shrinks_an_all_binary_fcn_4x_with_identical_outputs():
-    model = _randomize_batch_norm(build_fcn(hidden_units=64, hidden_layers=2, precision="binary", input_bits=2))
+    model = randomize_batch_norm(build_fcn(hidden_units=64, hidden_layers=2, precision="binary", input_bits=2))
     before = cv.convert(model, target="portable", weights="float32")
     after, summary = storage.store_weights_with_summary(before)
     assert len(before) / len(after) > 3.5  # float32 -> int8 weights; 4x minus biases and the graph
@@ -251,7 +243,7 @@ def test_depthwise_and_transpose_conv_weights():
                                        use_bias=False)(inputs)
     x = tf.keras.layers.BatchNormalization()(x)
     x = lq.layers.QuantConv2DTranspose(8, 3, kernel_quantizer="ste_sign", use_bias=False)(x)
-    model = _randomize_batch_norm(tf.keras.Model(inputs, tf.keras.layers.BatchNormalization()(x)))
+    model = randomize_batch_norm(tf.keras.Model(inputs, tf.keras.layers.BatchNormalization()(x)))
     before = cv.convert(model, target="portable", rewrites=False, weights="float32")
     after, summary = storage.store_weights_with_summary(before)
     # depthwise kernels [1, H, W, C*M] have their channels on axis 3, transpose-conv kernels OHWI on axis 0

@@ -14,10 +14,7 @@ from edgebnn.training import train
 import tensorflow as tf
 
 
-@pytest.fixture(autouse=True)
-def _seed():
-    """Seed TensorFlow / NumPy before each test, so random starts and masks repeat."""
-    tf.keras.utils.set_random_seed(1234)
+pytestmark = pytest.mark.usefixtures("seed")  # conftest: every test starts from the same seed
 
 
 def pairwise_auc(scores, labels):

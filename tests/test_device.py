@@ -1,4 +1,8 @@
-"""Bundles and the TF-free device runner (run in a subprocess where TensorFlow cannot be imported)."""
+"""Bundles and the TF-free device runner.
+
+The runner's CLI is called in-process through ``device.main(argv)``; the tests whose point is
+that it never imports TensorFlow run it in a subprocess where TensorFlow cannot be imported.
+"""
 
 import json
 import os
@@ -9,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import run_cli
 from edgebnn.deploy import convert as cv
 from edgebnn.deploy import device
 from edgebnn.deploy.bundle import bundle
@@ -43,6 +48,11 @@ def _run_device(*args):
     env = {**os.environ, "PYTHONPATH": os.fspath(REPO)}
     return subprocess.run([sys.executable, "-c", _POISONED_RUN, *args], capture_output=True, text=True, env=env,
                           timeout=300)
+
+
+def _main(capsys, *args):
+    """``device.main(["verify", *args])`` in-process: ``(exit code, stdout, stderr lines)``."""
+    return run_cli(device.main, ["verify", *args], capsys)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +106,7 @@ def test_device_verify_passes_without_tensorflow(bundle_dir, tmp_path):
     assert report["max_abs_logit_diff_vs_host"] < 1e-4
 
 
-def test_device_refuses_tampered_model(bundle_dir, tmp_path):
+def test_device_refuses_tampered_model(bundle_dir, tmp_path, capsys):
     tampered = tmp_path / "tampered"
     tampered.mkdir()
     for name in ("manifest.json", "eval.npz", "model.tflite"):
@@ -104,13 +114,12 @@ def test_device_refuses_tampered_model(bundle_dir, tmp_path):
     data = bytearray((tampered / "model.tflite").read_bytes())
     data[-100] ^= 0xFF
     (tampered / "model.tflite").write_bytes(bytes(data))
-    proc = _run_device("verify", os.fspath(tampered))
-    assert proc.returncode == 2
-    error = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(error) == 1 and "sha256" in error[0] and "refusing" in error[0]
+    code, out, err = _main(capsys, tampered)
+    assert code == 2 and out == ""
+    assert len(err) == 1 and err[0].startswith("error:") and "sha256" in err[0] and "refusing" in err[0], err
 
 
-def test_device_fails_outside_tolerance(bundle_dir, tmp_path):
+def test_device_fails_outside_tolerance(bundle_dir, tmp_path, capsys):
     moved = tmp_path / "moved"
     moved.mkdir()
     for name in ("eval.npz", "model.tflite"):
@@ -118,16 +127,15 @@ def test_device_fails_outside_tolerance(bundle_dir, tmp_path):
     manifest = json.loads((bundle_dir / "manifest.json").read_text())
     manifest["expected"]["accuracy"] += 0.05  # the device result is now 5 points off
     (moved / "manifest.json").write_text(json.dumps(manifest))
-    proc = _run_device("verify", os.fspath(moved))
-    assert proc.returncode == 1 and "FAILED" in proc.stderr
+    code, out, err = _main(capsys, moved)
+    assert code == 1 and json.loads(out)["passed"] is False
+    assert len(err) == 1 and err[0].startswith("FAILED: accuracy"), err
 
 
-def test_device_errors_are_one_line(tmp_path):
-    proc = _run_device("verify", os.fspath(tmp_path / "missing"))
-    assert proc.returncode == 2
-    assert [line for line in proc.stderr.splitlines() if line.startswith("error:")] == [
-        f"error: no manifest.json in {tmp_path / 'missing'}"
-    ]
+def test_device_errors_are_one_line(tmp_path, capsys):
+    code, out, err = _main(capsys, tmp_path / "missing")
+    assert code == 2 and out == ""
+    assert err == [f"error: no manifest.json in {tmp_path / 'missing'}"]
 
 
 def test_load_interpreter_validates():
@@ -179,12 +187,6 @@ def _set(path, value):
         return data
 
     return edit
-
-
-def _main(capsys, *args):
-    code = device.main(["verify", *map(os.fspath, args)])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err.splitlines()
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from conftest import layer_test
 from edgebnn import ops
 from edgebnn.layers import InputDiscretization
 
@@ -59,17 +60,10 @@ def _model(bits):
     return tf.keras.Model(inputs, InputDiscretization(bits, name="disc")(inputs))
 
 
-def test_layer_matches_op_and_round_trips(tmp_path):
-    model = _model(3)
+def test_layer_matches_reference_and_round_trips(tmp_path):
     x = np.random.default_rng(0).uniform(0, 1, (4, 28, 28, 1)).astype(np.float32)
-    np.testing.assert_array_equal(model(x).numpy(), reference(x, 3).astype(np.float32))
-    assert model.get_layer("disc").compute_output_shape((None, 28, 28, 1)) == (None, 28, 28, 1)
-    path = tmp_path / "m.keras"
-    model.save(path)
-    loaded = tf.keras.models.load_model(path)
-    assert isinstance(loaded.get_layer("disc"), InputDiscretization)
-    assert loaded.get_layer("disc").get_config()["bits"] == 3
-    np.testing.assert_array_equal(loaded(x).numpy(), model(x).numpy())
+    layer_test(InputDiscretization, kwargs={"bits": 3}, input_data=x, expected_output=reference(x, 3).astype(np.float32),
+               tmp_path=tmp_path)
 
 
 @pytest.mark.parametrize("bits", [1, 2, 8])

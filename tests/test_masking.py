@@ -13,9 +13,7 @@ import tensorflow as tf
 SMALL = dict(surrogates=["ste"], steps=10, pgd_steps=5, restarts=2, target_classes=2, square_queries=300)
 
 
-@pytest.fixture(autouse=True)
-def _seed():
-    tf.keras.utils.set_random_seed(1234)
+pytestmark = pytest.mark.usefixtures("seed")  # conftest: every test starts from the same seed
 
 
 def zero_gradient_model(model):

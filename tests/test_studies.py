@@ -25,6 +25,7 @@ TINY = textwrap.dedent(
     family = "panda_fcn2"
     precision = "binary"
     input_bits = 2
+    options = { hidden_units = 64 }  # FCN2's layout, narrower: the runner's plumbing needs no width
     [train]
     epochs = 1
     batch_size = 64

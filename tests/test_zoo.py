@@ -5,6 +5,7 @@ round trip and LCE conversion."""
 import numpy as np
 import pytest
 
+from conftest import randomize_batch_norm
 from edgebnn import zoo
 from edgebnn.deploy import convert, verify
 from edgebnn.evaluation.uncertainty import predict_mc
@@ -14,10 +15,6 @@ import tensorflow as tf
 
 #: BatchNorm statistics as after training, the distributions this file's tolerances were set on.
 BATCH_NORM_STATS = dict(mean_std=0.5, beta_std=0.5, variance=(0.5, 2.0))
-
-
-def _randomize_batch_norm(model, seed=0):
-    return zoo.randomize_batch_norm(model, seed=seed, **BATCH_NORM_STATS)
 
 
 CASES = [(name, precision) for name in zoo.names() for precision in zoo.precisions(name)]
@@ -180,8 +177,10 @@ def test_one_training_step(name, precision, fashion_small):
 
 
 DETERMINISTIC = [c for c in CASES if c not in STOCHASTIC and c[0] not in HEAVY]
+#: Converted in the slow run only: BinaryNet (10M parameters) and both ResNet-20s (deep graphs; the XNOR one
+#: is converted at one block per stage in the default run, by test_resnet_xnor_converts_at_one_block_per_stage).
 SLOW_CONVERSION = {("binarynet_vgg_cifar10", "float"), ("binarynet_vgg_cifar10", "binary"),
-                   ("panda_resnet20_cifar100", "float")}
+                   ("panda_resnet20_cifar100", "float"), ("panda_resnet20_cifar100", "xnor")}
 
 
 @pytest.mark.parametrize("name, precision", DETERMINISTIC)
@@ -206,7 +205,6 @@ def test_stochastic_models_round_trip_and_vary(name, precision, fashion_small, t
 
 @pytest.mark.parametrize(
     "name, precision",
-    # BinaryNet (10M parameters) and the float ResNet-20 (deep graph, ~15 s) convert in the slow run only.
     [pytest.param(*c, marks=pytest.mark.slow) if c in SLOW_CONVERSION else c for c in DETERMINISTIC],
 )
 def test_lce_conversion(name, precision, fashion_small):
@@ -219,8 +217,24 @@ def test_lce_conversion(name, precision, fashion_small):
     then differs from Larq's (+1) for scaled (XNOR) kernels and after discretized
     inputs. That tie is the deployment issue's; here we test the conversion.
     """
-    model = _build(name, precision, input_bits=2)
-    _randomize_batch_norm(model)
+    _check_lce_conversion(_build(name, precision, input_bits=2), precision, fashion_small)
+
+
+def test_resnet_xnor_converts_at_one_block_per_stage(fashion_small, monkeypatch):
+    """The XNOR ResNet-20's builder with one basic block per stage (ResNet-8): every kind of block
+    (identity and zero-padding shortcuts, XNOR convolutions padded with +1) converts and agrees
+    with Keras; the full depth converts in the slow run."""
+    from edgebnn.zoo import panda_cnn
+
+    monkeypatch.setattr(panda_cnn, "RESNET20_BLOCKS_PER_STAGE", 1)
+    model = _build("panda_resnet20_cifar100", "xnor", input_bits=2)
+    assert [type(layer).__name__ for layer in model.layers].count("ZeroPadShortcut") == 2
+    assert sum(isinstance(layer, lq.layers.QuantConv2D) for layer in model.layers) == 6
+    _check_lce_conversion(model, "xnor", fashion_small)
+
+
+def _check_lce_conversion(model, precision, fashion_small):
+    randomize_batch_norm(model, **BATCH_NORM_STATS)
     x, y = _batch(model, fashion_small, n=8)
     flatbuffer = convert.convert(model, target="lce")
     assert isinstance(flatbuffer, bytes) and len(flatbuffer) > 0
@@ -322,7 +336,7 @@ def test_guan_kbit_forward_equals_bnn_on_binary_weights(bits):
     weights off the binary grid, or k-bit activations, it does not."""
     rng = np.random.default_rng(bits)
     x = rng.uniform(size=(8, 28, 28, 1)).astype(np.float32)
-    bnn = _randomize_batch_norm(_build("guan_lenet", "binary"))
+    bnn = randomize_batch_norm(_build("guan_lenet", "binary"), **BATCH_NORM_STATS)
     kbit = _build("guan_lenet", f"{bits}bit")
     kbit_act = _build("guan_lenet", f"{bits}bit", kbit_activations=True)
     signs = [np.where(rng.uniform(size=w.shape) < 0.5, -1.0, 1.0).astype(np.float32)
