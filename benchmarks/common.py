@@ -82,8 +82,20 @@ def interleaved(paths, repeats):
 
 
 def peak_rss_mib():
-    """This process' peak resident set size so far, in MiB (``ru_maxrss`` is KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process' peak resident set size so far, in MiB.
+
+    Linux: ``VmHWM`` of ``/proc/self/status``, the high-water mark of this process' own
+    memory map. ``ru_maxrss`` would be wrong in a child: it keeps the parent's peak across
+    ``fork`` and ``exec``. Elsewhere: ``ru_maxrss`` (KiB on Linux, bytes on macOS).
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass  # no /proc: fall back to getrusage
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return maxrss / 2**20 if sys.platform == "darwin" else maxrss / 1024
 
 
 def child(module, *args):
