@@ -1,5 +1,6 @@
 """Peak memory, each measured in a fresh child process as the growth of its peak resident
-set size (``ru_maxrss``) over its baseline after TensorFlow, edgebnn and the model loaded.
+set size (``VmHWM``, see :func:`benchmarks.common.peak_rss_mib`) over its baseline after
+TensorFlow, edgebnn and the model loaded.
 
 - JSMA: the pixel-pair saliency scored in row blocks (:func:`edgebnn.attacks.jsma.best_pairs`)
   against the whole ``(batch, pixels, pixels)`` pair matrix at once (the algorithm before
