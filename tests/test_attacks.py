@@ -445,3 +445,77 @@ def test_logit_margin_and_adam_direction_against_numpy(rng):
         expected = (m / (1 - 0.9 ** (step + 1))) / (np.sqrt(v / (1 - 0.999 ** (step + 1))) + 1e-8)
         direction, m_tf, v_tf = adam_direction(tf.constant(g, tf.float32), m_tf, v_tf, tf.constant(step))
         np.testing.assert_allclose(direction.numpy(), expected, rtol=1e-4)
+
+
+def _full_pair_matrix_best(d_cls, d_other, domain, sign):
+    """NumPy reference: the arg-max over the whole (pixels, pixels) saliency matrix."""
+    alpha = sign * (d_cls[:, :, None] + d_cls[:, None, :])
+    beta = sign * (d_other[:, :, None] + d_other[:, None, :])
+    pixels = d_cls.shape[1]
+    valid = domain[:, :, None] & domain[:, None, :] & ~np.eye(pixels, dtype=bool)[None] & (alpha > 0) & (beta < 0)
+    scores = np.where(valid, alpha * -beta, 0).reshape(len(d_cls), -1)
+    return scores.argmax(axis=-1), scores.max(axis=-1)
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+@pytest.mark.parametrize("block_elements", [1, 3 * 30, 3 * 30 * 7 + 5, 10**6])
+def test_jsma_best_pairs_in_blocks_equal_the_whole_pair_matrix(sign, block_elements):
+    from edgebnn.attacks.jsma import best_pairs
+
+    rng = np.random.default_rng(0)
+    # Gradients on a coarse grid, so that many pairs tie: ties must go to the smallest p * n + q.
+    d_cls, d_other = (rng.integers(-3, 4, (2, 3, 30)) / 4).astype(np.float32)
+    domain = rng.random((3, 30)) > 0.3
+    index, score = best_pairs(tf.constant(d_cls), tf.constant(d_other), tf.constant(domain), sign=sign,
+                              block_elements=block_elements)
+    want_index, want_score = _full_pair_matrix_best(d_cls, d_other, domain, sign)
+    np.testing.assert_array_equal(index, want_index)
+    np.testing.assert_array_equal(score, want_score)
+
+
+def test_jsma_result_does_not_depend_on_the_pair_block_size(trained, monkeypatch):
+    import functools
+    import importlib
+
+    jsma_module = importlib.import_module("edgebnn.attacks.jsma")  # the module; `attacks.jsma` is the function
+
+    model, x, _ = trained
+    x = tf.constant(x[:4])
+
+    def run(block_elements):  # a fresh graph per block size
+        monkeypatch.setattr(jsma_module, "PAIR_BLOCK_ELEMENTS", block_elements)
+        core = functools.partial(jsma_module.jsma_core, theta=1.0, gamma=0.05, targeted=False, clip_min=0.0,
+                                 clip_max=1.0)
+        return np.asarray(tf.function(core)(model, x, None))
+
+    whole = run(4 * 784 * 784)  # the whole pair matrix at once, as before blocks
+    blocked = run(4 * 784 * 7 + 1)  # 7 rows per block
+    np.testing.assert_array_equal(blocked, whole)
+    assert (blocked != np.asarray(x)).any()
+    monkeypatch.undo()
+    np.testing.assert_array_equal(np.asarray(attacks.jsma(model, x, gamma=0.05)), whole)
+
+
+def test_craft_over_many_attacks_and_eps_is_not_reported_as_retracing(trained):
+    """Each (model, attack, options) has its own batch function: TensorFlow's frequent-retracing
+    detector, which counts traces per Python code object, sees one trace per function."""
+    import logging
+
+    model, x, y = trained
+    messages = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            messages.append(record.getMessage())
+
+    log, handler = logging.getLogger("tensorflow"), Keep()
+    log.addHandler(handler)
+    try:
+        for eps in (0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07):
+            craft(model, x[:8], y[:8], attack="fgsm", eps=eps, batch_size=8)
+            craft(model, x[:8], y[:8], attack="bim", eps=eps, steps=2, batch_size=8)
+        again = craft(model, x[:8], y[:8], attack="fgsm", eps=0.07, batch_size=8)
+    finally:
+        log.removeHandler(handler)
+    assert not [m for m in messages if "retracing" in m]
+    np.testing.assert_array_equal(again, attacks.fgsm(model, x[:8], eps=0.07, y=y[:8]))

@@ -1,5 +1,8 @@
 """Adversarial accuracy of a model over a list of attack strengths."""
 
+import functools
+import weakref
+
 import numpy as np
 
 from edgebnn import _validate, attacks
@@ -36,30 +39,37 @@ def top_k_accuracy(model_fn, x, y, *, k=5, batch_size=500):
     return float(np.mean(np.concatenate(hits))) if hits else float("nan")
 
 
-def _attack_batch(model_fn, attack_fn, xb, yb, frozen_options):
-    options = frozen_options.items if isinstance(frozen_options, _Unhashed) else frozen_options
-    return attack_fn(model_fn, xb, y=yb, **dict(options))
+def _attack_batch(attack_fn, options, model_fn, xb, yb):
+    return attack_fn(model_fn, xb, y=yb, **options)
 
 
-class _Unhashed:
-    """Options holder that ``tf.function`` keys by identity (for unhashable option values)."""
-
-    def __init__(self, items):
-        self.items = items
-
-
-#: One ``tf.function`` per (XLA setting, attack, options), so that repeated ``craft`` calls
-#: with the same model, attack and options reuse the traced graph; a different attack or
-#: eps is a different graph of its own function (one function shared by all would count
-#: them as retracing).
-_COMPILED_BATCH = {}
+#: model_fn -> {(XLA setting, attack, options): tf.function}. One function per model, attack
+#: and option set, so that repeated ``craft`` calls reuse the traced graph and every function
+#: traces only for its batch shapes. Each is a ``tf.function`` over its own
+#: ``functools.partial``: TensorFlow's frequent-retracing detector counts traces per Python
+#: code object, so functions sharing ``_attack_batch`` itself would count every attack, eps
+#: and model as a retracing of one function. Weak keys: the cache does not keep models alive.
+_COMPILED_BATCH = weakref.WeakKeyDictionary()
 
 
-def _compiled_batch(jit_compile, attack_fn, frozen):
+def _batch_function(jit_compile, attack_fn, options):
+    return tf.function(functools.partial(_attack_batch, attack_fn, dict(options)), reduce_retracing=True,
+                       jit_compile=bool(jit_compile))
+
+
+def _compiled_batch(model_fn, jit_compile, attack_fn, frozen):
+    """The cached batch function of this model, attack and options (a new one if any is not cacheable)."""
+    try:
+        per_model = _COMPILED_BATCH.setdefault(model_fn, {})
+    except TypeError:  # a model_fn that cannot be weakly referenced: a graph for this call only
+        per_model = {}
     key = (bool(jit_compile), attack_fn, frozen)
-    if key not in _COMPILED_BATCH:
-        _COMPILED_BATCH[key] = tf.function(_attack_batch, reduce_retracing=True, jit_compile=bool(jit_compile))
-    return _COMPILED_BATCH[key]
+    try:
+        if key not in per_model:
+            per_model[key] = _batch_function(jit_compile, attack_fn, frozen)
+        return per_model[key]
+    except TypeError:  # an unhashable option (e.g. an array): a graph for this call only
+        return _batch_function(jit_compile, attack_fn, frozen)
 
 
 def craft(model_fn, x, y, *, attack, eps, batch_size=500, jit_compile=False, **options):
@@ -86,16 +96,11 @@ def craft(model_fn, x, y, *, attack, eps, batch_size=500, jit_compile=False, **o
     if name in attacks.EAGER_ONLY or getattr(attack_fn, "eager_only", False):
         return np.asarray(attack_fn(model_fn, x, y=y, **budget, **options), np.float32)
 
-    frozen = tuple(sorted({**budget, **options}.items()))
-    try:
-        compiled_batch = _compiled_batch(jit_compile, attack_fn, frozen)
-    except TypeError:  # an unhashable option (e.g. an array): a graph for this call only
-        compiled_batch = tf.function(_attack_batch, reduce_retracing=True, jit_compile=bool(jit_compile))
-        frozen = _Unhashed(frozen)
+    compiled_batch = _compiled_batch(model_fn, jit_compile, attack_fn, tuple(sorted({**budget, **options}.items())))
     out = []
     for i in range(0, len(x), batch_size):
         yb = None if y is None else tf.constant(y[i : i + batch_size])
-        out.append(compiled_batch(model_fn, attack_fn, tf.constant(x[i : i + batch_size], tf.float32), yb, frozen).numpy())
+        out.append(compiled_batch(model_fn, tf.constant(x[i : i + batch_size], tf.float32), yb).numpy())
     return np.concatenate(out) if out else np.zeros_like(x)
 
 

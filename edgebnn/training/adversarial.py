@@ -94,6 +94,7 @@ class _EpochCounter(tf.keras.callbacks.Callback):
         self.wrapper.epoch.assign(epoch)
 
 
+@tf.keras.utils.register_keras_serializable(package="edgebnn")
 class AdversarialModel(tf.keras.Model):
     """Adversarial training of ``model`` through ``fit``; evaluation and ``predict`` are clean.
 
@@ -163,6 +164,22 @@ class AdversarialModel(tf.keras.Model):
 
     def call(self, inputs, training=None):
         return self.model(inputs, training=training)
+
+    def get_config(self):
+        """The constructor arguments, the wrapped model serialized (Keras asks at every weight checkpoint)."""
+        return {
+            "name": self.name, "model": tf.keras.saving.serialize_keras_object(self.model), "method": self.method,
+            "eps": self.eps, "steps": self.steps, "step_size": self.step_size, "fraction": self.fraction,
+            "start_epoch": self.start_epoch, "label_source": self.label_source, "clip_min": self.clip_min,
+            "clip_max": self.clip_max, "eot_samples": self.eot_samples, "mode": self.mode,
+            "rfgsm_variant": self.rfgsm_variant,
+        }
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        model = tf.keras.saving.deserialize_keras_object(config.pop("model"), custom_objects=custom_objects)
+        return cls(model, **config)
 
     def _attack(self, x, y):
         """Adversarial versions of ``x`` under the configured method (no gradient to the weights)."""
