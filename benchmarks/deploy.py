@@ -13,7 +13,7 @@ import numpy as np
 
 import edgebnn  # noqa: F401  (Keras 2 before TensorFlow)
 from benchmarks.common import Figure, Result, interleaved
-from edgebnn import zoo
+from edgebnn import testing, zoo
 from edgebnn.deploy import convert as cv
 from edgebnn.deploy.verify import interpreter
 
@@ -38,7 +38,7 @@ def run(*, quick=False):
     figures, convert_rows, latency_rows = [], [], []
     for name, (family, options) in MODELS.items():
         model = zoo.get(family)(**options)
-        zoo.randomize_batch_norm(model)
+        testing.randomize_batch_norm(model)
         converters = {FLOAT: lambda: cv.float_reference(model)}
         for target in cv.TARGETS:
             converters[target] = lambda t=target: cv.convert(model, target=t)

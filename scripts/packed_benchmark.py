@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from edgebnn import data, zoo
+from edgebnn import data, testing, zoo
 from edgebnn.deploy import convert as cv
 from edgebnn.deploy import packing, report, storage
 from edgebnn.deploy.verify import model_input
@@ -151,7 +151,7 @@ def main():
             model.load_weights(os.fspath(weights))
             trained = f"trained ({weights})"
         else:
-            zoo.randomize_batch_norm(model)
+            testing.randomize_batch_norm(model)
             trained = "untrained, random BatchNorm statistics"
         fbs = {
             "float TFLite": cv.float_reference(model),

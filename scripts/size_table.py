@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from edgebnn import zoo
+from edgebnn import testing, zoo
 from edgebnn.deploy import convert as cv
 from edgebnn.deploy import report
 from edgebnn.deploy.verify import compare, interpreter
@@ -79,7 +79,7 @@ def main():
     args = parser.parse_args()
     rows, latency_rows, agreement_rows = [], [], []
     for label, build in MODELS:
-        model = zoo.randomize_batch_norm(build())
+        model = testing.randomize_batch_norm(build())
         float_fb = cv.float_reference(model)
         flatbuffers = {"float TFLite": float_fb}
         rows.append(report.conversion_report(float_fb, float_bytes=len(float_fb), name=label, target="float TFLite"))

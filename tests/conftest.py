@@ -110,10 +110,10 @@ DEPLOY_BATCH_NORM = dict(mean_std=5.0, beta_std=0.5)
 def randomize_batch_norm(model, *, seed=0, **stats):
     """Give every BatchNorm of ``model`` seeded statistics as after training; returns ``model``.
 
-    ``stats`` default to :data:`DEPLOY_BATCH_NORM`; see :func:`edgebnn.zoo.randomize_batch_norm`
+    ``stats`` default to :data:`DEPLOY_BATCH_NORM`; see :func:`edgebnn.testing.randomize_batch_norm`
     for their meaning.
     """
-    from edgebnn.zoo import randomize_batch_norm as randomize
+    from edgebnn.testing import randomize_batch_norm as randomize
 
     return randomize(model, seed=seed, **(stats or DEPLOY_BATCH_NORM))
 

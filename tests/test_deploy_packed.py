@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import randomize_batch_norm
-from edgebnn import zoo
+from edgebnn import testing, zoo
 from edgebnn.deploy import convert as cv
 from edgebnn.deploy import packing, report, storage
 from edgebnn.deploy.verify import compare, model_input, tflite_predict
@@ -150,8 +150,8 @@ def test_packed_stores_binary_kernels_as_bits_only_and_computes_the_same_numbers
 
 
 def test_every_op_is_a_builtin():
-    model = zoo.randomize_batch_norm(zoo.get("galloway_cnn")(precision="B", kernels=32, input_bits=2,
-                                                             binary_first=True, classifier_bits=7), seed=0)
+    model = testing.randomize_batch_norm(zoo.get("galloway_cnn")(precision="B", kernels=32, input_bits=2,
+                                                                     binary_first=True, classifier_bits=7), seed=0)
     packed = cv.convert(model, target="portable", input_dtype="uint8", weights="packed")
     m = _model(packed)
     for code in m.operatorCodes:

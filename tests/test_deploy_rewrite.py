@@ -5,7 +5,7 @@ import pytest
 
 from edgebnn.deploy import rewrite as rw
 from edgebnn.layers import InputDiscretization
-from edgebnn.zoo import randomize_batch_norm
+from edgebnn.testing import randomize_batch_norm
 from edgebnn.zoo.panda_fcn import build_fcn
 
 import larq as lq

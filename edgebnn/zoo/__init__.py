@@ -23,7 +23,6 @@ Example:
 """
 
 from edgebnn.zoo import galloway_cnn, guan_lenet, panda_cnn, panda_fcn
-from edgebnn.zoo.common import randomize_batch_norm
 
 #: name -> (builder, precisions it supports)
 _REGISTRY = {

@@ -1,6 +1,5 @@
 """Shared pieces of the model builders: argument validation, the input stem, quantized layers."""
 
-import numpy as np
 
 from edgebnn import _validate, ops, quantizers
 from edgebnn.layers import InputDiscretization
@@ -103,32 +102,3 @@ def dense(units, *, quant=None, **kwargs):
 def model_name(family, precision, input_bits):
     """Default model name: ``<family>_<precision>[_in<bits>]``."""
     return f"{family}_{precision}" + ("" if input_bits is None else f"_in{input_bits}")
-
-
-def randomize_batch_norm(model, *, seed=0, mean_std=1.0, beta_std=1.0, variance=(0.5, 50.0), gamma=(0.5, 1.5)):
-    """Give every BatchNorm of ``model`` seeded random statistics, as after training; returns ``model``.
-
-    For conversion-size, latency and equivalence checks of untrained models: with the
-    initial statistics (mean 0, variance 1, offset 0) converters deduplicate constants
-    that happen to be equal, and binarized pre-activations sit exactly on 0, where
-    sign conventions differ (Larq's ``ste_sign(0) = +1``). Moving means and offsets
-    (beta) are normal with standard deviations ``mean_std`` and ``beta_std``; moving
-    variances and scales (gamma) are uniform on the ``(low, high)`` ranges given.
-    """
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if not isinstance(layer, tf.keras.layers.BatchNormalization):
-            continue
-        values = []
-        for weight in layer.weights:
-            kind = weight.name.split("/")[-1]
-            if kind.startswith("moving_variance"):
-                values.append(rng.uniform(*variance, size=weight.shape))
-            elif kind.startswith("moving_mean"):
-                values.append(rng.normal(0.0, mean_std, size=weight.shape))
-            elif kind.startswith("gamma"):
-                values.append(rng.uniform(*gamma, size=weight.shape))
-            else:  # beta
-                values.append(rng.normal(0.0, beta_std, size=weight.shape))
-        layer.set_weights([v.astype(np.float32) for v in values])
-    return model
