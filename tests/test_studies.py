@@ -162,6 +162,23 @@ def test_figure_files_decode_and_hold_the_curves(tiny_run):
     assert "![FGSM" not in (out / "report.md").read_text() and "figures/fgsm_curve.png" in (out / "report.md").read_text()
 
 
+def test_stored_model_holds_the_weights_without_the_optimizer(tiny_run):
+    import io
+    import zipfile
+
+    import h5py
+
+    _, out, report, _ = tiny_run
+    for cell in report["cells"]:
+        path = out / "store" / "models" / cell["model_key"] / "model.keras"
+        with zipfile.ZipFile(path) as archive, h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as f:
+            groups = []
+            f.visit(groups.append)
+        assert groups and not any(g.split("/")[0] == "optimizer" for g in groups)
+        model = _model(out, report, cell["id"])
+        assert model.count_params() == cell["model"]["parameters"]
+
+
 def test_rerun_computes_nothing_and_an_added_attack_only_itself(tiny_run, tmp_path):
     study, out, report, _ = tiny_run
     again, lines = _run(study, out)

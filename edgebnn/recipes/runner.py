@@ -280,7 +280,7 @@ class _Runner:
         history = train(fit_model, d.x_train, d.y_train, epochs=t.epochs, batch_size=t.batch_size, seed=t.seed,
                         checkpoint_dir=folder / "checkpoints", callbacks=[logger], verbose=0)
         with _io.atomic_path(folder / "model.keras") as tmp:
-            model.save(tmp)
+            _save_without_optimizer(model, tmp)
         seconds = time.perf_counter() - start
         self.computed_seconds += seconds
         _io.write_json(folder / "train.json", {
@@ -646,6 +646,22 @@ def _summary(stored):
         if m.get(key) is not None:
             parts.append(f"{key} {m[key]:.4f}")
     return ", ".join(parts) or "done"
+
+
+def _save_without_optimizer(model, path):
+    """Save ``model`` as a ``.keras`` file without its optimizer state.
+
+    Runs load stored models with ``compile=False``, so the optimizer's slots (twice the
+    weights for Adam) are never read back; left in, they triple the file and the time
+    to read its weights out of the zip archive. Training resumes from the checkpoints,
+    not from this file.
+    """
+    optimizer = model.optimizer
+    model.optimizer = None  # the saver walks the model's attributes; a missing optimizer is skipped
+    try:
+        model.save(path)
+    finally:
+        model.optimizer = optimizer
 
 
 def _io_json(path):
