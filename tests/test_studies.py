@@ -146,25 +146,6 @@ def test_report_numbers_equal_direct_api_calls(tiny_run, data_dir):
     assert "evaluations on the first 60 images of the test part" in report["data_caption"]
 
 
-def test_a_study_holds_one_cell_model_at_a_time_and_reports_every_model(tmp_path, data_dir, monkeypatch):
-    held = []
-    release = runner._Runner.release_models
-
-    def spy(self, *, keep):
-        release(self, keep=keep)
-        held.append(sorted(self._models))
-
-    monkeypatch.setattr(runner._Runner, "release_models", spy)
-    study = _study(tmp_path, TINY, data_dir=data_dir)
-    report, _ = _run(study, tmp_path / "run")
-    keys = [cell["model_key"] for cell in report["cells"]]
-    assert len(set(keys)) == 2 and held == [[], []]  # each cell's model is dropped after the cell
-    for cell in report["cells"]:
-        model = _model(tmp_path / "run", report, cell["id"])
-        assert cell["model"] == {"name": model.name, "parameters": model.count_params(), "randomized": False}
-        assert cell["train"]["epochs"] == study.cells[0].recipe.train.epochs and cell["eot_samples"] == 1
-
-
 def test_figure_files_decode_and_hold_the_curves(tiny_run):
     import matplotlib.image
 

@@ -8,7 +8,6 @@ computes only itself. The report is rewritten after every result, so whatever ha
 finished reaches ``report.json`` / ``report.md`` even if a later step fails.
 """
 
-import gc
 import json
 import math
 import platform
@@ -127,8 +126,7 @@ class _Runner:
         self.study, self.out, self.console = study, Path(out), console
         self.store = Store(out, cache=cache)
         self._data = {}
-        self._models = {}  # model key -> (model, randomized, train info), only while a cell needs it
-        self._model_facts = {}  # model key -> what the report says of the model, kept for every cell
+        self._models = {}  # model key -> (model, randomized, train info)
         self.results = {}  # result key -> stored result
         self.deployed = {}  # cell id -> deploy result
         self.computed_seconds = 0.0
@@ -243,21 +241,8 @@ class _Runner:
             self.console.line(f"cell {cell.id!r}: trained model found in the cache ({key})")
         model = tf.keras.models.load_model(path, compile=False)
         info = _io_json(folder / "train.json")
-        randomized = _randomized(model)
-        self._models[key] = (model, randomized, info)
-        self._model_facts[key] = {"name": model.name, "parameters": int(model.count_params()),
-                                  "randomized": randomized, "info": info}
+        self._models[key] = (model, _randomized(model), info)
         return self._models[key]
-
-    def release_models(self, *, keep):
-        """Drop the loaded models whose keys are not in ``keep`` (a later request loads them again).
-
-        A study holds one cell's model at a time instead of all of them: with the paper's
-        large networks (FCN1 has 118M weights) every kept model costs gigabytes.
-        """
-        for key in [k for k in self._models if k not in keep]:
-            del self._models[key]
-        gc.collect()
 
     def _train(self, cell, key, folder):
         import tensorflow as tf  # noqa: PLC0415
@@ -482,16 +467,18 @@ class _Runner:
         cells = []
         for cell in study.cells:
             model_key, units = plans[cell.id]
-            facts = self._model_facts.get(model_key)
+            entry = self._models.get(model_key)
             cell_report = {"id": cell.id, "name": cell.name, "repeat": cell.repeat, "overrides": cell.overrides,
                            "seed": cell.recipe.train.seed, "config": cell.recipe.model_dump(mode="json"),
                            "model_key": model_key,
                            "results": [r for r in records if r["cell"] == cell.name and r["repeat"] == cell.repeat]}
-            if facts is not None:
-                cell_report["model"] = {k: facts[k] for k in ("name", "parameters", "randomized")}
-                cell_report["train"] = facts["info"]
+            if entry is not None:
+                model, randomized, info = entry
+                cell_report["model"] = {"name": model.name, "parameters": int(model.count_params()),
+                                        "randomized": randomized}
+                cell_report["train"] = info
                 cell_report["eot_samples"] = (cell.recipe.evaluation.eot_samples or
-                                              (DEFAULT_EOT_SAMPLES if facts["randomized"] else 1))
+                                              (DEFAULT_EOT_SAMPLES if randomized else 1))
             if cell.id in self.deployed:
                 cell_report["deployed"] = self.deployed[cell.id]
             cells.append(cell_report)
@@ -603,8 +590,6 @@ class _Runner:
                 if cell.recipe.deploy.enabled:
                     self._deploy(cell, model, units)
                 self.write_report(plans, with_figures=False)
-                del model, ctx
-                self.release_models(keep={plans[later.id][0] for later in study.cells[index:]})
             self.status = "complete"
         except BaseException as e:
             interrupted = isinstance(e, KeyboardInterrupt)
