@@ -32,11 +32,12 @@ def publish_mode(path, *, folder=False):
 def atomic_path(path):
     """Yield a temporary path beside ``path``; move it onto ``path`` only if the block succeeds.
 
-    The temporary file keeps ``path``'s suffix (Keras picks the format from it).
+    The temporary file keeps all of ``path``'s suffixes (Keras picks the format from them:
+    ``.weights.h5`` is its weights format, a bare ``.h5`` the legacy one).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix="".join(path.suffixes), dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)

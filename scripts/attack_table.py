@@ -24,7 +24,6 @@ Usage:
 import argparse
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -32,6 +31,7 @@ import edgebnn  # noqa: F401  (Keras 2 before TensorFlow)
 from edgebnn import attacks, data, zoo
 from edgebnn.evaluation import masking
 from edgebnn.evaluation.robustness import craft, predict_labels
+from edgebnn.recipes.store import Store
 from edgebnn.training import train
 
 #: (precision, input_bits) of the four models.
@@ -64,13 +64,10 @@ def parse_args():
 
 def trained_model(precision, bits, x, y, args):
     model = zoo.get("panda_fcn2")(precision=precision, input_bits=bits)
-    path = Path(args.cache_dir) / f"fcn2_{precision}_in{bits}_n{args.train_limit}_e{args.epochs}_s{args.seed}.weights.h5"
-    if path.exists():
-        model.load_weights(path)
-    else:
-        train(model, x, y, epochs=args.epochs, batch_size=64, seed=args.seed, verbose=0)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        model.save_weights(path)
+    payload = {"family": "panda_fcn2", "precision": precision, "input_bits": bits, "data": "fashion_mnist/train",
+               "train_limit": args.train_limit, "epochs": args.epochs, "batch_size": 64, "seed": args.seed}
+    Store(None, cache=args.cache_dir).trained_weights(
+        model, payload, lambda m: train(m, x, y, epochs=args.epochs, batch_size=64, seed=args.seed, verbose=0))
     return model
 
 

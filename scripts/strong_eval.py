@@ -22,6 +22,7 @@ from pathlib import Path
 import edgebnn  # noqa: F401  (Keras 2 before TensorFlow)
 from edgebnn import _io, data, zoo
 from edgebnn.evaluation import masking
+from edgebnn.recipes.store import Store
 from edgebnn.training import train
 
 MODELS = (("float", 2), ("float", 8), ("binary", 2), ("binary", 8))
@@ -60,16 +61,15 @@ def parse_args(argv=None):
 def trained_model(precision, bits, args, *, seed=None):
     seed = args.seed if seed is None else seed
     model = zoo.get("panda_fcn2")(precision=precision, input_bits=bits)
-    path = Path(args.cache_dir) / f"fcn2_{precision}_in{bits}_e{args.epochs}_s{seed}.weights.h5"
-    if args.train_limit is not None:
-        path = path.with_name(path.name.replace(".weights", f"_n{args.train_limit}.weights"))
-    if path.exists():
-        model.load_weights(path)
-    else:
+    payload = {"family": "panda_fcn2", "precision": precision, "input_bits": bits, "data": "fashion_mnist/train",
+               "train_limit": args.train_limit, "data_seed": args.seed, "epochs": args.epochs, "batch_size": 64,
+               "seed": seed}
+
+    def train_fn(m):
         x, y = data.load("fashion_mnist", "train", data_dir=args.data_dir, limit=args.train_limit, seed=args.seed)
-        train(model, x, y, epochs=args.epochs, batch_size=64, seed=seed, verbose=0)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        model.save_weights(path)
+        train(m, x, y, epochs=args.epochs, batch_size=64, seed=seed, verbose=0)
+
+    Store(None, cache=args.cache_dir).trained_weights(model, payload, train_fn)
     return model
 
 

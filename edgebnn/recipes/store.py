@@ -112,6 +112,30 @@ class Store:
         finally:
             os.close(fd)  # closing the descriptor releases the lock
 
+    def trained_weights(self, model, payload, train_fn, *, on_wait=None):
+        """Give ``model`` the weights stored under ``payload``, training them first if none are.
+
+        For drivers that build their models in code rather than from a recipe: ``payload``
+        names everything that decides the weights (family, options, data, epochs, seed) and
+        its :func:`key_of` is the key; ``train_fn(model)`` trains in place. The weights are
+        written atomically under ``models/<key>/`` with the payload beside them, and the
+        key's lock keeps two processes from training the same model at once.
+
+        Returns:
+            True if the weights came from the store, False if ``train_fn`` ran.
+        """
+        key = key_of(payload)
+        path = self.model_dir(key) / "model.weights.h5"
+        with self.lock(key, on_wait=on_wait):
+            if path.is_file():
+                model.load_weights(os.fspath(path))
+                return True
+            train_fn(model)
+            with _io.atomic_path(path) as tmp:
+                model.save_weights(os.fspath(tmp))
+            _io.write_json(path.parent / "config.json", payload)
+            return False
+
     def model_dir(self, key):
         return self.root / "models" / key
 
