@@ -118,6 +118,17 @@ def randomize_batch_norm(model, *, seed=0, **stats):
     return randomize(model, seed=seed, **(stats or DEPLOY_BATCH_NORM))
 
 
+def value_and_grad(fn, x, upstream):
+    """``fn(x)`` and the gradient of ``sum(fn(x) * upstream)`` with respect to ``x``, as NumPy arrays."""
+    import tensorflow as tf
+
+    x = tf.Variable(x)
+    with tf.GradientTape() as tape:
+        y = fn(x)
+        loss = tf.reduce_sum(y * upstream)
+    return y.numpy(), tape.gradient(loss, x).numpy()
+
+
 def layer_test(layer_cls, *, kwargs=None, input_data, expected_output=None, deterministic=True, tmp_path=None,
                exact=True):
     """Check one layer in Larq's style (``larq/testing_utils.py::layer_test``); returns its output.

@@ -3,17 +3,10 @@
 import numpy as np
 import pytest
 
+from conftest import value_and_grad
 from edgebnn import ops
 
 import tensorflow as tf
-
-
-def _value_and_grad(fn, x, upstream):
-    x = tf.Variable(x)
-    with tf.GradientTape() as tape:
-        y = fn(x)
-        loss = tf.reduce_sum(y * upstream)
-    return y.numpy(), tape.gradient(loss, x).numpy()
 
 
 def np_hard_sigmoid(x):
@@ -45,7 +38,7 @@ def test_hard_sigmoid_matches_numpy(inputs):
 @pytest.mark.parametrize("bits", [1, 2, 3, 4, 8])
 def test_kbit_weight_forward_and_gradient(inputs, bits):
     x, upstream = inputs
-    y, grad = _value_and_grad(lambda v: ops.kbit_weight(v, bits), x, upstream)
+    y, grad = value_and_grad(lambda v: ops.kbit_weight(v, bits), x, upstream)
     np.testing.assert_allclose(y, np_kbit_weight(x, bits), atol=1e-7)
     np.testing.assert_allclose(grad, upstream * (np.abs(x) <= 1.0), atol=1e-7)
 
@@ -58,7 +51,7 @@ def test_kbit_weight_two_bits_grid():
 @pytest.mark.parametrize("bits", [1, 2, 4])
 def test_kbit_activation_forward_and_gradient(inputs, bits):
     x, upstream = inputs
-    y, grad = _value_and_grad(lambda v: ops.kbit_activation(v, bits), x, upstream)
+    y, grad = value_and_grad(lambda v: ops.kbit_activation(v, bits), x, upstream)
     np.testing.assert_allclose(y, np_kbit_activation(x, bits), atol=1e-6)
     np.testing.assert_allclose(grad, upstream * ((x >= 0) & (x <= 1)), atol=1e-7)
     assert len(np.unique(y)) <= 2**bits
@@ -66,7 +59,7 @@ def test_kbit_activation_forward_and_gradient(inputs, bits):
 
 def test_stochastic_sign_values_and_gradient(inputs):
     x, upstream = inputs
-    y, grad = _value_and_grad(lambda v: ops.stochastic_sign(v, seed=3), x, upstream)
+    y, grad = value_and_grad(lambda v: ops.stochastic_sign(v, seed=3), x, upstream)
     assert set(np.unique(y)) <= {-1.0, 1.0}
     # Outside [-1, 1] the probability is 0 or 1: the sign is deterministic there.
     np.testing.assert_array_equal(y[x >= 1.0], 1.0)

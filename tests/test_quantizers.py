@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from conftest import value_and_grad
 from edgebnn import ops, quantizers
 
 import larq as lq
@@ -34,14 +35,6 @@ def test_unknown_name_lists_valid_ones():
         quantizers.get(3)
 
 
-def _value_and_grad(quantizer, x, upstream):
-    x = tf.Variable(x)
-    with tf.GradientTape() as tape:
-        y = quantizer(x)
-        loss = tf.reduce_sum(y * upstream)
-    return y.numpy(), tape.gradient(loss, x).numpy()
-
-
 def _edge_activations(bits):
     """Clip bounds, values just inside and outside them, every level and every rounding threshold."""
     n = 2**bits - 1
@@ -56,10 +49,10 @@ def test_surrogate_dorefa_is_larq_dorefa(rng, bits):
     gradient, at random and edge values."""
     x = np.concatenate([rng.uniform(-1.5, 2.5, 2000).astype(np.float32), _edge_activations(bits)])
     upstream = rng.normal(size=x.shape).astype(np.float32)
-    larq_y, larq_grad = _value_and_grad(lq.quantizers.DoReFa(k_bit=bits, mode="activations"), x, upstream)
+    larq_y, larq_grad = value_and_grad(lq.quantizers.DoReFa(k_bit=bits, mode="activations"), x, upstream)
     for quantizer in (quantizers.SurrogateDoReFa(k_bit=bits), quantizers.KBitActivation(bits),
                       quantizers.get("kbit_activation", bits=bits), lambda v: ops.kbit_activation(v, bits)):
-        y, grad = _value_and_grad(quantizer, x, upstream)
+        y, grad = value_and_grad(quantizer, x, upstream)
         np.testing.assert_array_equal(y, larq_y)
         np.testing.assert_array_equal(grad, larq_grad)  # equal as numbers (a masked 0 may be -0.0)
 
@@ -72,7 +65,7 @@ def test_xnor_weight_is_magnitude_aware_sign(rng):
     upstream = rng.normal(size=w.shape).astype(np.float32)
     alpha = np.abs(w).mean(axis=(0, 1, 2))
     for quantizer in (quantizers.XnorWeight(), quantizers.get("xnor_weight")):
-        y, grad = _value_and_grad(quantizer, w, upstream)
+        y, grad = value_and_grad(quantizer, w, upstream)
         np.testing.assert_allclose(y, alpha * np.where(w >= 0, 1.0, -1.0), rtol=1e-6)
         np.testing.assert_allclose(grad, alpha * upstream * (np.abs(w) <= 1.0), rtol=1e-6)
 
