@@ -54,8 +54,11 @@ def test_wheel_in_a_fresh_environment_ships_every_recipe(tmp_path):
                              capture_output=True, text=True, check=True).stdout.strip()
     # the dependencies, not edgebnn: a plain path line does not run the editable install's .pth hook
     (Path(purelib) / "deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    # --ignore-installed: the dependencies' folder may hold this checkout's editable install, which pip
+    # would otherwise take as "already satisfied" (and which is not importable through deps.pth)
     install = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
-                              "--no-index", str(wheel)], capture_output=True, text=True, timeout=600)
+                              "--no-index", "--ignore-installed", str(wheel)], capture_output=True, text=True,
+                             timeout=600)
     if "no such option: --python" in install.stderr:  # pip < 22.3: install with a target folder
         install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--target",
                                   purelib, str(wheel)], capture_output=True, text=True, timeout=600)
