@@ -107,6 +107,23 @@ def seed():
 DEPLOY_BATCH_NORM = dict(mean_std=5.0, beta_std=0.5)
 
 
+@pytest.fixture
+def tensorflow_log():
+    """The messages TensorFlow's logger emits during the test, as a list of strings."""
+    import logging
+
+    messages = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            messages.append(record.getMessage())
+
+    log, handler = logging.getLogger("tensorflow"), Keep()
+    log.addHandler(handler)
+    yield messages
+    log.removeHandler(handler)
+
+
 def randomize_batch_norm(model, *, seed=0, **stats):
     """Give every BatchNorm of ``model`` seeded statistics as after training; returns ``model``.
 
