@@ -13,7 +13,7 @@ import weakref
 
 import numpy as np
 
-from edgebnn import _validate
+from edgebnn import _cache, _validate
 from edgebnn.attacks.common import call_model, clip, compiled, cross_entropy, labels_or_predictions, prepare
 
 import tensorflow as tf
@@ -221,15 +221,8 @@ _WITH_CHANNEL = weakref.WeakKeyDictionary()
 
 def _with_channel(model_fn):
     """``model_fn`` for images with a trailing channel axis of 1, cached per model."""
-    try:
-        return _WITH_CHANNEL[model_fn]
-    except KeyError:
-        pass
-    except TypeError:  # not weak-referenceable: a fresh wrapper (the loop then retraces)
-        return lambda images: model_fn(images[..., 0])
-    model_ref = weakref.ref(model_fn)  # the cached wrapper must not keep its key alive
-    wrapper = _WITH_CHANNEL[model_fn] = lambda images: model_ref()(images[..., 0])
-    return wrapper
+    return _cache.per_model(_WITH_CHANNEL, model_fn,
+                            lambda get_model: lambda images: get_model()(images[..., 0]))
 
 
 def square_with_queries(

@@ -5,7 +5,7 @@ import weakref
 
 import numpy as np
 
-from edgebnn import _validate, attacks
+from edgebnn import _cache, _validate, attacks
 from edgebnn.attacks.common import check_inputs
 
 import tensorflow as tf
@@ -59,10 +59,7 @@ def _batch_function(jit_compile, attack_fn, options):
 
 def _compiled_batch(model_fn, jit_compile, attack_fn, frozen):
     """The cached batch function of this model, attack and options (a new one if any is not cacheable)."""
-    try:
-        per_model = _COMPILED_BATCH.setdefault(model_fn, {})
-    except TypeError:  # a model_fn that cannot be weakly referenced: a graph for this call only
-        per_model = {}
+    per_model = _cache.per_model(_COMPILED_BATCH, model_fn, lambda get_model: {})  # uncached: this call only
     key = (bool(jit_compile), attack_fn, frozen)
     try:
         if key not in per_model:

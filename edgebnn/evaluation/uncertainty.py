@@ -14,6 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from edgebnn import _cache
 from edgebnn._validate import positive_int
 
 import tensorflow as tf
@@ -45,15 +46,8 @@ _PROBS = weakref.WeakKeyDictionary()
 
 def _probs_fn(model):
     """The cached ``tf.function`` ``x -> softmax(model(x))`` of ``model`` (``training=False`` for Keras)."""
-    try:
-        return _PROBS[model]
-    except KeyError:
-        pass
-    except TypeError:  # not weak-referenceable: compile without caching
-        return _compile_probs(lambda: model, keras=isinstance(model, tf.keras.Model))
-    fn = _compile_probs(weakref.ref(model), keras=isinstance(model, tf.keras.Model))  # no cycle through the cache
-    _PROBS[model] = fn
-    return fn
+    return _cache.per_model(_PROBS, model,
+                            lambda get_model: _compile_probs(get_model, keras=isinstance(model, tf.keras.Model)))
 
 
 def _compile_probs(get_model, *, keras):
