@@ -101,10 +101,9 @@ def test_start_epoch_and_epoch_counter(fashion_train):
 
 def test_adversarially_trained_beats_plain_twin_under_fgsm(fashion_train):
     x, y, xt, yt = fashion_train
-    plain = zoo.get("panda_fcn2")(precision="float")
+    plain = small_mlp()
     train(plain, x, y, epochs=3, batch_size=64, seed=0, verbose=0)
-    tf.keras.utils.set_random_seed(0)
-    robust = zoo.get("panda_fcn2")(precision="float")
+    robust = small_mlp()
     adv = AdversarialModel(robust, method="fgsm", eps=EPS, fraction=0.5, label_source="predicted")
     train(adv, x, y, epochs=3, batch_size=64, seed=0, verbose=0)
 

@@ -168,7 +168,7 @@ def test_galloway_binary_first_layer_deploys_binary_end_to_end(fashion_small):
     # float rounding of 0, where Keras and LCE may round the sign differently.
     tf.keras.utils.set_random_seed(0)
     model = zoo.get("galloway_cnn")(precision="B", kernels=64, input_bits=2, binary_first=True, classifier_bits=7)
-    train(model, x, y, epochs=4, batch_size=32, learning_rate=1e-2, verbose=0)
+    train(model, x, y, epochs=4, batch_size=32, learning_rate=3e-3, verbose=0)
     fb = cv.convert(model, target="lce", input_dtype="uint8")
     assert report.layer_ops(fb) == {"binary": 3, "int8": 0, "float": 1}  # the classifier computes in float
     # ... with its 7-bit weights stored exactly as int8
