@@ -1,9 +1,14 @@
 """Model families of the three papers, by name.
 
 The registry is an explicit dict (no registration on import). Every builder is
-keyword-only and takes at least ``precision``, ``input_bits``, ``num_classes`` and
-``input_shape``; it returns an uncompiled Keras model that maps ``[0, 1]`` pixels to
-logits.
+keyword-only and returns an uncompiled Keras model that maps ``[0, 1]`` pixels to
+logits. Besides ``precision`` and its own options (table below), every builder takes:
+
+- ``input_bits``: ``None``, or 1..8 to prepend :class:`~edgebnn.layers.InputDiscretization`
+  (the input pixels reduced to ``2**input_bits`` levels inside the graph);
+- ``num_classes``: output classes (at least 2);
+- ``input_shape``: shape of one input image (positive ints);
+- ``name``: model name, by default ``<family>_<precision>[_in<bits>]``.
 
 =========================  ===========================================  ==============
 name                       precisions                                   extra keywords

@@ -1,4 +1,4 @@
-"""Shared pieces of the model builders: argument validation, the input stem, quantized layers."""
+"""Shared pieces of the model builders: the validated model input, quantized layers."""
 
 
 from edgebnn import _validate, ops, quantizers
@@ -16,8 +16,11 @@ BINARY_FIRST = dict(kernel_quantizer="ste_sign", kernel_constraint="weight_clip"
 BATCH_NORM = dict(momentum=0.9, scale=False)
 
 
-def validate_common(*, family, precision, precisions, input_bits, num_classes, input_shape):
-    """Validate the arguments every builder shares; return ``input_shape`` as a tuple."""
+def model_input(family, precision, precisions, *, input_bits, num_classes, input_shape):
+    """Validate the arguments every builder shares; return the model input and the tensor the first layer reads.
+
+    The tensor is the input itself, or its :class:`InputDiscretization` when ``input_bits`` is set.
+    """
     _validate.one_of(precision, "precision", precisions, prefix=f"{family}: ")
     if input_bits is not None:
         ops.validate_bits(input_bits, name="input_bits")
@@ -25,14 +28,10 @@ def validate_common(*, family, precision, precisions, input_bits, num_classes, i
     shape = tuple(input_shape)
     if not shape or not all(_validate.is_int(d) and d > 0 for d in shape):
         raise ValueError(f"{family}: `input_shape` must be positive ints, got {input_shape!r}.")
-    return shape
-
-
-def input_stem(input_shape, input_bits):
-    """Model input, followed by :class:`InputDiscretization` when ``input_bits`` is set."""
-    inputs = tf.keras.Input(shape=input_shape, name="pixels")
+    inputs = tf.keras.Input(shape=shape, name="pixels")
     x = inputs if input_bits is None else InputDiscretization(input_bits, name="input_discretization")(inputs)
     return inputs, x
+
 
 #: k-bit precisions of Guan et al. and their bit widths.
 KBIT_PRECISIONS = {"2bit": 2, "3bit": 3, "4bit": 4}

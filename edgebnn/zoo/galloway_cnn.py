@@ -36,7 +36,7 @@ training changes predictions (measured: 1.1% of Fashion-MNIST test images).
 from edgebnn import _validate, quantizers
 from edgebnn.ops import validate_bits
 from edgebnn.layers import LearnedScale
-from edgebnn.zoo.common import BINARY_FIRST, BINARY_HIDDEN, conv, input_stem, validate_common
+from edgebnn.zoo.common import BINARY_FIRST, BINARY_HIDDEN, conv, model_input
 
 import larq as lq
 import tensorflow as tf
@@ -57,12 +57,9 @@ def galloway_cnn(*, precision="A", kernels=64, input_bits=None, binary_first=Fal
     Args:
         precision: ``"A"``, ``"B"``, ``"C"`` or ``"S"`` (see the module docstring).
         kernels: K, one of 32, 64, 128, 256 (the second and third convolutions have 2K).
-        input_bits: ``None`` or 1..8: prepend :class:`~edgebnn.layers.InputDiscretization`.
         binary_first: binary weights in the first convolution (B, C, S; not in the paper).
         classifier_bits: ``None`` (float) or 1..8: k-bit weights in the dense output layer.
-        num_classes: output classes.
-        input_shape: shape of one input image.
-        name: model name.
+        input_bits, num_classes, input_shape, name: the arguments every builder shares (:mod:`edgebnn.zoo`).
 
     Returns:
         An uncompiled ``tf.keras.Model`` mapping ``[0, 1]`` pixels to logits.
@@ -71,10 +68,8 @@ def galloway_cnn(*, precision="A", kernels=64, input_bits=None, binary_first=Fal
         ValueError: bad ``precision``, ``kernels`` or shared builder argument.
     """
     family = "galloway_cnn"
-    input_shape = validate_common(
-        family=family, precision=precision, precisions=PRECISIONS,
-        input_bits=input_bits, num_classes=num_classes, input_shape=input_shape,
-    )
+    inputs, x = model_input(
+        family, precision, PRECISIONS, input_bits=input_bits, num_classes=num_classes, input_shape=input_shape)
     _validate.one_of(kernels, "kernels", KERNELS, prefix=f"{family}: ")
     if not isinstance(binary_first, bool) or (binary_first and precision == "A"):
         raise ValueError(
@@ -83,7 +78,6 @@ def galloway_cnn(*, precision="A", kernels=64, input_bits=None, binary_first=Fal
         )
     if classifier_bits is not None:
         validate_bits(classifier_bits, name="classifier_bits")
-    inputs, x = input_stem(input_shape, input_bits)
     first = dict(BINARY_FIRST, kernel_initializer=tf.keras.initializers.TruncatedNormal(
         stddev=BINARY_INIT_STDDEV)) if binary_first else None
     x = conv(kernels, 8, quant=first, strides=2, padding="same", use_bias=False, name="conv_0")(x)

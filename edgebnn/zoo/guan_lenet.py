@@ -29,8 +29,7 @@ how confident its softmax is, which the paper's uncertainty tables measure.
 
 from edgebnn import _validate
 from edgebnn.layers import MCDropout
-from edgebnn.zoo.common import BATCH_NORM, KBIT_PRECISIONS, conv, dense, input_stem, layer_quantizers, model_name
-from edgebnn.zoo.common import validate_common
+from edgebnn.zoo.common import BATCH_NORM, KBIT_PRECISIONS, conv, dense, layer_quantizers, model_input, model_name
 
 import tensorflow as tf
 
@@ -69,10 +68,7 @@ def guan_lenet(
             at inference).
         kbit_activations: only for ``"2bit"`` / ``"3bit"`` / ``"4bit"``: quantize the
             hidden layers' inputs to k bits too, instead of the paper's binary ones.
-        input_bits: ``None`` or 1..8: prepend :class:`~edgebnn.layers.InputDiscretization`.
-        num_classes: output classes.
-        input_shape: shape of one input image.
-        name: model name.
+        input_bits, num_classes, input_shape, name: the arguments every builder shares (:mod:`edgebnn.zoo`).
 
     Returns:
         An uncompiled ``tf.keras.Model`` mapping ``[0, 1]`` pixels to logits.
@@ -82,10 +78,8 @@ def guan_lenet(
             or shared builder argument.
     """
     family = "guan_lenet"
-    input_shape = validate_common(
-        family=family, precision=precision, precisions=PRECISIONS,
-        input_bits=input_bits, num_classes=num_classes, input_shape=input_shape,
-    )
+    inputs, x = model_input(
+        family, precision, PRECISIONS, input_bits=input_bits, num_classes=num_classes, input_shape=input_shape)
     _validate.number(dropout_rate, "dropout_rate", low=0, high=1, high_open=True, type_error=True, prefix=f"{family}: ")
     _validate.boolean(mc_dropout, "mc_dropout", prefix=f"{family}: ")
     _validate.boolean(kbit_activations, "kbit_activations", prefix=f"{family}: ")
@@ -101,7 +95,6 @@ def guan_lenet(
         x = tf.keras.layers.BatchNormalization(**BATCH_NORM, name=f"bn_{label}")(x)
         return tf.keras.layers.ReLU(name=f"relu_{label}")(x) if floating else x
 
-    inputs, x = input_stem(input_shape, input_bits)
     for i, filters in enumerate(CONV_FILTERS):
         x = conv(filters, KERNEL_SIZE, quant=quant(first=i == 0), padding="same" if i == 0 else "valid",
                  use_bias=False, name=f"conv_{i}")(x)

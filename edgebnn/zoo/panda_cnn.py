@@ -24,7 +24,7 @@ quantized version binarizes the next layer's input.
 
 from edgebnn._validate import positive_int
 from edgebnn.layers import ZeroPadShortcut
-from edgebnn.zoo.common import BATCH_NORM, conv, dense, input_stem, layer_quantizers, model_name, validate_common
+from edgebnn.zoo.common import BATCH_NORM, conv, dense, layer_quantizers, model_input, model_name
 
 import tensorflow as tf
 
@@ -95,11 +95,9 @@ def alexnet_cifar10(
 
     Args:
         precision: ``"float"`` or ``"binary"``.
-        input_bits: ``None`` or 1..8: prepend :class:`~edgebnn.layers.InputDiscretization`.
-        num_classes: output classes.
+        input_bits, num_classes, name: the arguments every builder shares (:mod:`edgebnn.zoo`).
         input_shape: shape of one input image (32x32 for the map sizes above; at least 15x15).
         inflation: the reference's ``ratioInfl`` (3); 1 gives AlexNet's own widths.
-        name: model name.
 
     Returns:
         An uncompiled ``tf.keras.Model`` mapping ``[0, 1]`` pixels to logits.
@@ -109,15 +107,12 @@ def alexnet_cifar10(
             ``input_shape`` or ``inflation`` not a positive int.
     """
     family = "panda_alexnet_cifar10"
-    input_shape = validate_common(
-        family=family, precision=precision, precisions=ALEXNET_CIFAR10_PRECISIONS,
-        input_bits=input_bits, num_classes=num_classes, input_shape=input_shape,
-    )
+    inputs, x = model_input(family, precision, ALEXNET_CIFAR10_PRECISIONS, input_bits=input_bits,
+                            num_classes=num_classes, input_shape=input_shape)
     positive_int(inflation, "inflation", prefix=f"{family}: ")
     if min(input_shape[:2]) < 15:
         raise ValueError(f"{family}: `input_shape` must be at least 15x15 for three 3x3/2 poolings, "
                          f"got {input_shape!r}.")
-    inputs, x = input_stem(input_shape, input_bits)
     last = len(BINARYNET_ALEXNET_CONVS) - 1
     for i, (filters, kernel, pool) in enumerate(BINARYNET_ALEXNET_CONVS):
         first = i == 0
@@ -154,20 +149,14 @@ def binarynet_vgg_cifar10(*, precision="float", input_bits=None, num_classes=10,
 
     Args:
         precision: ``"float"`` or ``"binary"``.
-        input_bits: ``None`` or 1..8: prepend :class:`~edgebnn.layers.InputDiscretization`.
-        num_classes: output classes.
-        input_shape: shape of one input image.
-        name: model name.
+        input_bits, num_classes, input_shape, name: the arguments every builder shares (:mod:`edgebnn.zoo`).
 
     Returns:
         An uncompiled ``tf.keras.Model`` mapping ``[0, 1]`` pixels to logits.
     """
     family = "binarynet_vgg_cifar10"
-    input_shape = validate_common(
-        family=family, precision=precision, precisions=BINARYNET_VGG_PRECISIONS,
-        input_bits=input_bits, num_classes=num_classes, input_shape=input_shape,
-    )
-    inputs, x = input_stem(input_shape, input_bits)
+    inputs, x = model_input(family, precision, BINARYNET_VGG_PRECISIONS, input_bits=input_bits, num_classes=num_classes,
+                            input_shape=input_shape)
     for i, filters in enumerate(BINARYNET_CONV_FILTERS):
         first = i == 0
         quant_kwargs = {"pad_values": 1.0} if precision == "binary" and not first else {}
@@ -214,20 +203,14 @@ def resnet20_cifar100(*, precision="float", input_bits=None, num_classes=100, in
 
     Args:
         precision: ``"float"`` or ``"xnor"``.
-        input_bits: ``None`` or 1..8: prepend :class:`~edgebnn.layers.InputDiscretization`.
-        num_classes: output classes.
-        input_shape: shape of one input image.
-        name: model name.
+        input_bits, num_classes, input_shape, name: the arguments every builder shares (:mod:`edgebnn.zoo`).
 
     Returns:
         An uncompiled ``tf.keras.Model`` mapping ``[0, 1]`` pixels to logits.
     """
     family = "panda_resnet20_cifar100"
-    input_shape = validate_common(
-        family=family, precision=precision, precisions=RESNET20_PRECISIONS,
-        input_bits=input_bits, num_classes=num_classes, input_shape=input_shape,
-    )
-    inputs, x = input_stem(input_shape, input_bits)
+    inputs, x = model_input(family, precision, RESNET20_PRECISIONS, input_bits=input_bits, num_classes=num_classes,
+                            input_shape=input_shape)
     x = tf.keras.layers.Conv2D(RESNET20_STAGE_FILTERS[0], 3, padding="same", use_bias=False, name="stem_conv")(x)
     x = tf.keras.layers.BatchNormalization(name="stem_bn")(x)
     x = tf.keras.layers.Activation("relu", name="stem_relu")(x)
@@ -250,21 +233,16 @@ def alexnet_imagenet(*, precision="float", input_bits=None, num_classes=1000, in
 
     Args:
         precision: ``"float"`` or ``"xnor"``.
-        input_bits: ``None`` or 1..8: prepend :class:`~edgebnn.layers.InputDiscretization`.
-        num_classes: output classes.
+        input_bits, num_classes, name: the arguments every builder shares (:mod:`edgebnn.zoo`).
         input_shape: shape of one input image (224x224x3 gives a 1x1 map before the classifier).
-        name: model name.
 
     Returns:
         An uncompiled ``tf.keras.Model`` mapping ``[0, 1]`` pixels to logits.
     """
     family = "panda_alexnet_imagenet"
-    input_shape = validate_common(
-        family=family, precision=precision, precisions=ALEXNET_IMAGENET_PRECISIONS,
-        input_bits=input_bits, num_classes=num_classes, input_shape=input_shape,
-    )
+    inputs, x = model_input(family, precision, ALEXNET_IMAGENET_PRECISIONS, input_bits=input_bits,
+                            num_classes=num_classes, input_shape=input_shape)
     bn = dict(XNOR_BN, epsilon=XNOR_BN_EPSILON)
-    inputs, x = input_stem(input_shape, input_bits)
     x = tf.keras.layers.Conv2D(96, 11, strides=4, padding="same", use_bias=False, name="conv_0")(x)
     x = tf.keras.layers.BatchNormalization(**XNOR_BN, epsilon=XNOR_STEM_BN_EPSILON, name="bn_conv_0")(x)
     x = tf.keras.layers.Activation("relu", name="relu_conv_0")(x)

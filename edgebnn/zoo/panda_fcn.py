@@ -7,7 +7,7 @@ secure machine learning against adversarial attacks", IEEE Access 2019.
 import functools
 
 from edgebnn._validate import positive_int
-from edgebnn.zoo.common import BATCH_NORM, BINARY_FIRST, BINARY_HIDDEN, input_stem, validate_common
+from edgebnn.zoo.common import BATCH_NORM, BINARY_FIRST, BINARY_HIDDEN, model_input
 
 import larq as lq
 import tensorflow as tf
@@ -41,22 +41,16 @@ def build_fcn(
         hidden_units: width of every hidden layer.
         hidden_layers: number of hidden layers.
         precision: ``"float"`` or ``"binary"``.
-        input_bits: ``None`` or 1..8: prepend :class:`~edgebnn.layers.InputDiscretization`.
-        num_classes: output classes.
-        input_shape: shape of one input image.
-        name: model name (default derived from the arguments).
+        input_bits, num_classes, input_shape, name: the arguments every builder shares (:mod:`edgebnn.zoo`).
 
     Returns:
         An uncompiled ``tf.keras.Model`` mapping ``[0, 1]`` pixels to logits.
     """
     family = "panda_fcn"
-    input_shape = validate_common(
-        family=family, precision=precision, precisions=PRECISIONS,
-        input_bits=input_bits, num_classes=num_classes, input_shape=input_shape,
-    )
+    inputs, x = model_input(
+        family, precision, PRECISIONS, input_bits=input_bits, num_classes=num_classes, input_shape=input_shape)
     positive_int(hidden_units, "hidden_units", prefix=f"{family}: ")
     positive_int(hidden_layers, "hidden_layers", prefix=f"{family}: ")
-    inputs, x = input_stem(input_shape, input_bits)
     x = tf.keras.layers.Flatten()(x)
     for i in range(hidden_layers):
         if precision == "float":
