@@ -14,6 +14,10 @@ from edgebnn import _validate
 
 import tensorflow as tf
 
+from edgebnn._autograph import skip_keras_internals
+
+skip_keras_internals()
+
 #: Ops hold no tensor-dependent Python control flow, so AutoGraph has nothing to
 #: convert; converting them anyway can unwrap ``tf.custom_gradient`` and return the
 #: raw ``(value, grad_fn)`` tuple inside Keras layer calls.

@@ -9,6 +9,10 @@ from edgebnn._validate import positive_int
 
 import tensorflow as tf
 
+from edgebnn._autograph import skip_keras_internals
+
+skip_keras_internals()
+
 
 def compile_for_classification(model, *, learning_rate=1e-3, optimizer=None):
     """Compile ``model`` (which outputs logits) with sparse cross-entropy and accuracy.
