@@ -81,6 +81,14 @@ def test_float_labels_are_not_truncated(trained, name):
         attacks.get(name)(model, x[:2], y=np.array([-1, 1]), **budget)
 
 
+@pytest.mark.parametrize("name", ["fgsm", "pgd", "autoattack", "substitute"])
+def test_a_column_of_labels_is_not_taken_for_one_hot_rows(trained, name):
+    model, x, y = trained
+    options = {"x_holdout": x[:2]} if name == "substitute" else {}
+    with pytest.raises(ValueError, match=r"`y` of shape \(2, 1\) is a column, not one-hot rows"):
+        attacks.get(name)(model, x[:2], eps=0.1, y=np.asarray(y[:2]).reshape(-1, 1), **options)
+
+
 def test_whole_float_labels_are_class_indices(trained):
     model, x, _ = trained
     np.testing.assert_array_equal(attacks.fgsm(model, x[:2], eps=0.1, y=np.array([3.0, 1.0])),

@@ -10,6 +10,16 @@ models and ``surrogate`` for the backward pass through discretization and sign
 ensemble are Croce and Hein's. Attacks are also reachable by name through :func:`get`,
 which recipes use.
 
+The arguments every attack shares:
+
+- ``model_fn``: callable mapping a batch of inputs to logits (a Keras model works);
+- ``x``: the inputs, in ``[clip_min, clip_max]``;
+- ``y``: labels, or the targets when ``targeted``; ``None`` uses the model's predictions;
+- ``targeted``: move toward ``y`` instead of away from it;
+- ``clip_min``, ``clip_max``: the valid input range;
+- ``eot_samples`` (gradient attacks): forward passes averaged per gradient, expectation
+  over transformation (EOT) for models that sample at inference.
+
 Example:
     >>> x_adv = edgebnn.attacks.get("pgd")(model, x, eps=0.1, steps=40)
 """

@@ -241,20 +241,8 @@ _apgd_t = compiled(apgd_t_core)
 
 
 def apgd(
-    model_fn,
-    x,
-    *,
-    eps,
-    norm=np.inf,
-    steps=100,
-    loss="ce",
-    restarts=1,
-    y=None,
-    targeted=False,
-    clip_min=0.0,
-    clip_max=1.0,
-    eot_samples=1,
-    surrogate="ste",
+    model_fn, x, *, eps, norm=np.inf, steps=100, loss="ce", restarts=1, y=None, targeted=False, clip_min=0.0,
+    clip_max=1.0, eot_samples=1, surrogate="ste",
 ):
     """Auto-PGD with the cross-entropy (APGD-CE) or DLR (APGD-DLR) loss.
 
@@ -297,20 +285,8 @@ def apgd(
 
 
 def apgd_t(
-    model_fn,
-    x,
-    *,
-    eps,
-    norm=np.inf,
-    steps=100,
-    target_classes=DEFAULT_TARGET_CLASSES,
-    restarts=1,
-    y=None,
-    targeted=False,
-    clip_min=0.0,
-    clip_max=1.0,
-    eot_samples=1,
-    surrogate="ste",
+    model_fn, x, *, eps, norm=np.inf, steps=100, target_classes=DEFAULT_TARGET_CLASSES, restarts=1, y=None,
+    targeted=False, clip_min=0.0, clip_max=1.0, eot_samples=1, surrogate="ste",
 ):
     """APGD-T: untargeted in effect, targeted DLR toward each of the top wrong classes in turn.
 

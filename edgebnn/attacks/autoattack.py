@@ -14,9 +14,7 @@ import numpy as np
 
 from edgebnn import ops
 from edgebnn.attacks.apgd import DEFAULT_TARGET_CLASSES, apgd, apgd_t
-from edgebnn.attacks.common import (
-    check_inputs, validate_attack, validate_norm, validate_positive_int, validate_surrogate,
-)
+from edgebnn.attacks.common import prepare, validate_surrogate
 from edgebnn.attacks.square import square
 
 import tensorflow as tf
@@ -126,22 +124,18 @@ def run_autoattack(
     Raises:
         ValueError: bad budget, stage or surrogate names, before any attack runs.
     """
-    norm = validate_norm(norm)
-    validate_attack(eps=eps, clip_min=clip_min, clip_max=clip_max, y=None, targeted=False)
     if isinstance(surrogates, str) or not surrogates:
         raise ValueError(f"`surrogates` must be a non-empty list of names from {sorted(ops.SURROGATES)}, got {surrogates!r}.")
     surrogates = [validate_surrogate(s) for s in surrogates]
     unknown = [s for s in stages if s not in STAGES]
     if unknown or not stages:
         raise ValueError(f"`stages` must be a non-empty subset of {list(STAGES)}, got {stages!r}.")
-    for value, name in ((steps, "steps"), (restarts, "restarts"), (square_queries, "square_queries"),
-                        (eot_samples, "eot_samples"), (batch_size, "batch_size"), (target_classes, "target_classes")):
-        validate_positive_int(value, name)
-    x = np.asarray(check_inputs(x, clip_min=clip_min, clip_max=clip_max, model_fn=model_fn))
+    a = prepare(model_fn, x, y=y, targeted=False, clip_min=clip_min, clip_max=clip_max, eps=eps, norm=norm,
+                eot_samples=eot_samples, steps=steps, restarts=restarts, square_queries=square_queries,
+                batch_size=batch_size, target_classes=target_classes)
+    x, eps, norm, batch_size = a.x.numpy(), a.eps, a.norm, a.batch_size
     predicted = _predict(model_fn, x, batch_size)
-    y = predicted if y is None else np.asarray(y).reshape(-1).astype(np.int64)
-    if len(y) != len(x):
-        raise ValueError(f"`y` has {len(y)} labels for {len(x)} inputs.")
+    y = predicted if a.y is None else a.y.numpy()
     classes = int(np.asarray(model_fn(tf.constant(x[:1]))).shape[-1])
     target_classes = min(target_classes, classes - 1)
 

@@ -11,17 +11,9 @@ def bim(
 ):
     """Iterated FGSM steps of ``step_size`` projected onto the ``eps`` ball, starting at ``x``.
 
-    Args:
-        model_fn: callable mapping inputs to logits.
-        x: inputs in ``[clip_min, clip_max]``.
-        eps: radius of the norm ball (>= 0).
-        steps: number of steps.
-        step_size: step size (default ``2.5 * eps / steps``, capped at ``eps``).
-        norm: ``np.inf`` or ``2``.
-        y: labels or targets; ``None`` uses the model's predictions.
-        targeted: move toward ``y``.
-        clip_min, clip_max: valid input range.
-        eot_samples: EOT forward passes per gradient.
+    :func:`~edgebnn.attacks.pgd.pgd` without its random start and with one run: the
+    arguments are PGD's but ``rand_init``, ``restarts`` and ``surrogate``, with the same
+    defaults except ``steps=10``.
 
     Returns:
         Adversarial examples shaped like ``x``.

@@ -116,6 +116,9 @@ def check_labels(y, x):
     if y is None:
         return None
     y = tf.convert_to_tensor(y)
+    if y.shape.rank == 2 and y.shape[-1] == 1:
+        raise ValueError(f"`y` of shape {tuple(y.shape)} is a column, not one-hot rows: pass class indices of "
+                         f"shape (batch,), e.g. y.ravel().")
     if y.shape.rank == 2:
         y = tf.argmax(y, axis=-1)
     if y.shape.rank == 1 and not (y.dtype.is_integer or y.dtype.is_floating):

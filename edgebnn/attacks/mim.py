@@ -37,17 +37,13 @@ def mim(
     Same result as CleverHans' ``momentum_iterative_method`` on a deterministic model.
 
     Args:
-        model_fn: callable mapping inputs to logits.
-        x: inputs in ``[clip_min, clip_max]``.
+        model_fn, x: the model (inputs to logits) and the inputs, as in every attack.
         eps: radius of the norm ball (>= 0).
         steps: number of steps.
         step_size: step size (default ``eps / steps``, Dong et al.).
         decay: momentum decay factor mu (>= 0; 1.0 in the paper).
         norm: ``np.inf`` or ``2``.
-        y: labels or targets; ``None`` uses the model's predictions.
-        targeted: move toward ``y``.
-        clip_min, clip_max: valid input range.
-        eot_samples: EOT forward passes per gradient.
+        y, targeted, clip_min, clip_max, eot_samples: the arguments every attack shares (:mod:`edgebnn.attacks`).
 
     Returns:
         Adversarial examples shaped like ``x``.

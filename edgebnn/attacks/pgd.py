@@ -51,21 +51,8 @@ _pgd = compiled(pgd_core)
 
 
 def pgd(
-    model_fn,
-    x,
-    *,
-    eps,
-    steps=40,
-    step_size=None,
-    norm=np.inf,
-    rand_init=True,
-    restarts=1,
-    y=None,
-    targeted=False,
-    clip_min=0.0,
-    clip_max=1.0,
-    eot_samples=1,
-    surrogate="ste",
+    model_fn, x, *, eps, steps=40, step_size=None, norm=np.inf, rand_init=True, restarts=1, y=None, targeted=False,
+    clip_min=0.0, clip_max=1.0, eot_samples=1, surrogate="ste",
 ):
     """Iterated gradient steps projected onto the ``eps`` ball, from a random start.
 

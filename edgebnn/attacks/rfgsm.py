@@ -72,17 +72,13 @@ def rfgsm(
       budget ``eps`` knowing the perturbation may be half as large again.
 
     Args:
-        model_fn: callable mapping inputs to logits.
-        x: inputs in ``[clip_min, clip_max]``.
+        model_fn, x: the model (inputs to logits) and the inputs, as in every attack.
         eps: L-inf budget of the whole attack (``"tramer"``) or of its gradient step
             (``"panda"``), >= 0.
         alpha: size of the random step, ``0 <= alpha <= eps``; default ``eps / 2``
             (both papers).
         variant: ``"tramer"`` or ``"panda"`` (see above).
-        y: labels or targets; ``None`` uses the model's predictions.
-        targeted: move toward ``y``.
-        clip_min, clip_max: valid input range.
-        eot_samples: EOT forward passes per gradient.
+        y, targeted, clip_min, clip_max, eot_samples: the arguments every attack shares (:mod:`edgebnn.attacks`).
 
     Returns:
         Adversarial examples shaped like ``x``.

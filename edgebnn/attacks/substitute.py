@@ -13,7 +13,7 @@ Galloway et al. 2018: 150 held-out images, a 2 x 200 MLP, lambda = 0.1, 6 rounds
 import numpy as np
 
 from edgebnn.attacks.common import (
-    check_inputs, label_oracle, validate_attack, validate_norm, validate_positive_int,
+    check_inputs, label_oracle, prepare, validate_attack, validate_positive_int,
 )
 from edgebnn.attacks.fgsm import fgsm
 
@@ -138,12 +138,9 @@ def substitute(
     Returns:
         Adversarial examples (NumPy float32) shaped like ``x``.
     """
-    norm = validate_norm(norm)
-    validate_attack(eps=eps, clip_min=clip_min, clip_max=clip_max, y=y, targeted=targeted)
-    x = np.asarray(check_inputs(x, clip_min=clip_min, clip_max=clip_max, model_fn=model_fn).numpy(), np.float32)
-    oracle = label_oracle(model_fn)
-    if y is None:
-        y = oracle(x)
+    a = prepare(model_fn, x, y=y, targeted=targeted, clip_min=clip_min, clip_max=clip_max, eps=eps, norm=norm)
+    x = a.x.numpy()
+    y = label_oracle(model_fn)(x) if a.y is None else a.y.numpy()
     if substitute_model is not None and (train_options or num_classes is not None):
         raise ValueError(
             f"`substitute_model` is already trained: drop the training options {sorted(train_options)}"
@@ -155,5 +152,6 @@ def substitute(
         substitute_model, _ = train_substitute(
             model_fn, x_holdout, num_classes=num_classes, clip_min=clip_min, clip_max=clip_max, **train_options
         )
-    x_adv = fgsm(substitute_model, x, eps=eps, norm=norm, y=np.asarray(y), targeted=targeted, clip_min=clip_min, clip_max=clip_max)
+    x_adv = fgsm(substitute_model, x, eps=a.eps, norm=a.norm, y=y, targeted=a.targeted, clip_min=clip_min,
+                 clip_max=clip_max)
     return np.asarray(x_adv, np.float32)
