@@ -81,22 +81,9 @@ def _batched(attack_fn, model_fn, x, y, batch_size, **options):
 
 
 def run_autoattack(
-    model_fn,
-    x,
-    y=None,
-    *,
-    eps,
-    norm=np.inf,
-    surrogates=DEFAULT_SURROGATES,
-    steps=100,
-    target_classes=DEFAULT_TARGET_CLASSES,
-    restarts=1,
-    square_queries=5000,
-    stages=STAGES,
-    eot_samples=1,
-    batch_size=500,
-    clip_min=0.0,
-    clip_max=1.0,
+    model_fn, x, y=None, *, eps, norm=np.inf, surrogates=DEFAULT_SURROGATES, steps=100,
+    target_classes=DEFAULT_TARGET_CLASSES, restarts=1, square_queries=5000, stages=STAGES, eot_samples=1,
+    batch_size=500, clip_min=0.0, clip_max=1.0,
 ):
     """Run the ensemble and return an :class:`AutoAttackResult` with the per-attack breakdown.
 
@@ -173,22 +160,9 @@ def run_autoattack(
 
 
 def autoattack(
-    model_fn,
-    x,
-    *,
-    eps,
-    norm=np.inf,
-    y=None,
-    targeted=False,
-    clip_min=0.0,
-    clip_max=1.0,
-    surrogates=DEFAULT_SURROGATES,
-    steps=100,
-    target_classes=DEFAULT_TARGET_CLASSES,
-    restarts=1,
-    square_queries=5000,
-    eot_samples=1,
-    batch_size=500,
+    model_fn, x, *, eps, norm=np.inf, y=None, targeted=False, clip_min=0.0, clip_max=1.0,
+    surrogates=DEFAULT_SURROGATES, steps=100, target_classes=DEFAULT_TARGET_CLASSES, restarts=1,
+    square_queries=5000, eot_samples=1, batch_size=500,
 ):
     """The ensemble with the common attack signature: adversarial examples only.
 

@@ -63,19 +63,25 @@ def fgsm(model_fn, x, *, eps, norm=np.inf, y=None, targeted=False, clip_min=0.0,
                                 targeted=a.targeted)
 
 
+def _iterative(attack, model_fn, x, *, eps, steps, step_size, norm, y, targeted, clip_min, clip_max, **options):
+    """Validate PGD's / BIM's arguments, then call CleverHans' ``attack`` with its positional layout."""
+    a = prepare(model_fn, x, y=y, targeted=targeted, clip_min=clip_min, clip_max=clip_max, eps=eps, norm=norm,
+                steps=steps)
+    step_size = min(validate_steps(a.steps, step_size, a.eps), a.eps)
+    if a.eps == 0:
+        return a.x
+    return attack(model_fn, a.x, a.eps, step_size, a.steps, a.norm, clip_min=clip_min, clip_max=clip_max, y=a.y,
+                  targeted=a.targeted, **options)
+
+
 @_eager
 def pgd(model_fn, x, *, eps, steps=40, step_size=None, norm=np.inf, rand_init=True, y=None, targeted=False,
         clip_min=0.0, clip_max=1.0):
     """CleverHans' ``projected_gradient_descent`` (Madry et al.; random start in the eps ball)."""
     from cleverhans.tf2.attacks.projected_gradient_descent import projected_gradient_descent  # noqa: PLC0415
 
-    a = prepare(model_fn, x, y=y, targeted=targeted, clip_min=clip_min, clip_max=clip_max, eps=eps, norm=norm,
-                steps=steps)
-    step_size = min(validate_steps(a.steps, step_size, a.eps), a.eps)
-    if a.eps == 0:
-        return a.x
-    return projected_gradient_descent(model_fn, a.x, a.eps, step_size, a.steps, a.norm, clip_min=clip_min,
-                                      clip_max=clip_max, y=a.y, targeted=a.targeted, rand_init=bool(rand_init))
+    return _iterative(projected_gradient_descent, model_fn, x, eps=eps, steps=steps, step_size=step_size, norm=norm,
+                      y=y, targeted=targeted, clip_min=clip_min, clip_max=clip_max, rand_init=bool(rand_init))
 
 
 @_eager
@@ -84,13 +90,8 @@ def bim(model_fn, x, *, eps, steps=10, step_size=None, norm=np.inf, y=None, targ
     """CleverHans' ``basic_iterative_method`` (PGD from the clean input)."""
     from cleverhans.tf2.attacks.basic_iterative_method import basic_iterative_method  # noqa: PLC0415
 
-    a = prepare(model_fn, x, y=y, targeted=targeted, clip_min=clip_min, clip_max=clip_max, eps=eps, norm=norm,
-                steps=steps)
-    step_size = min(validate_steps(a.steps, step_size, a.eps), a.eps)
-    if a.eps == 0:
-        return a.x
-    return basic_iterative_method(model_fn, a.x, a.eps, step_size, a.steps, a.norm, clip_min=clip_min,
-                                  clip_max=clip_max, y=a.y, targeted=a.targeted, sanity_checks=False)
+    return _iterative(basic_iterative_method, model_fn, x, eps=eps, steps=steps, step_size=step_size, norm=norm,
+                      y=y, targeted=targeted, clip_min=clip_min, clip_max=clip_max, sanity_checks=False)
 
 
 @_eager

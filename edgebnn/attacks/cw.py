@@ -93,20 +93,8 @@ _cw_l2 = compiled(cw_l2_core)
 
 
 def cw_l2(
-    model_fn,
-    x,
-    *,
-    eps=None,
-    y=None,
-    targeted=False,
-    confidence=0.0,
-    learning_rate=5e-2,
-    binary_search_steps=5,
-    max_iterations=100,
-    initial_const=1.0,
-    clip_min=0.0,
-    clip_max=1.0,
-    eot_samples=1,
+    model_fn, x, *, eps=None, y=None, targeted=False, confidence=0.0, learning_rate=5e-2, binary_search_steps=5,
+    max_iterations=100, initial_const=1.0, clip_min=0.0, clip_max=1.0, eot_samples=1,
 ):
     """The smallest-L2 adversarial example found by CW's optimisation in tanh space.
 

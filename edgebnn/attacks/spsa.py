@@ -55,20 +55,8 @@ _spsa = compiled(spsa_core)
 
 
 def spsa(
-    model_fn,
-    x,
-    *,
-    eps,
-    steps=100,
-    learning_rate=0.01,
-    delta=0.01,
-    num_samples=128,
-    rand_init=True,
-    y=None,
-    targeted=False,
-    clip_min=0.0,
-    clip_max=1.0,
-    eot_samples=1,
+    model_fn, x, *, eps, steps=100, learning_rate=0.01, delta=0.01, num_samples=128, rand_init=True, y=None,
+    targeted=False, clip_min=0.0, clip_max=1.0, eot_samples=1,
 ):
     """L-inf SPSA with Adam, keeping per example the lowest-margin point found.
 

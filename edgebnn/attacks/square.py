@@ -226,16 +226,7 @@ def _with_channel(model_fn):
 
 
 def square_with_queries(
-    model_fn,
-    x,
-    *,
-    eps,
-    norm=np.inf,
-    queries=5000,
-    p_init=DEFAULT_P_INIT,
-    y=None,
-    targeted=False,
-    clip_min=0.0,
+    model_fn, x, *, eps, norm=np.inf, queries=5000, p_init=DEFAULT_P_INIT, y=None, targeted=False, clip_min=0.0,
     clip_max=1.0,
 ):
     """:func:`square`, also returning the queries spent per example: ``(x_adv, queries_used)``."""

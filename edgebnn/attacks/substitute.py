@@ -47,20 +47,8 @@ def jacobian_augmentation(substitute, x, labels, *, lmbda, clip_min, clip_max, b
 
 
 def train_substitute(
-    target,
-    x_holdout,
-    *,
-    num_classes,
-    rounds=6,
-    epochs=10,
-    lmbda=0.1,
-    hidden_units=SUBSTITUTE_UNITS,
-    hidden_layers=SUBSTITUTE_LAYERS,
-    batch_size=32,
-    learning_rate=1e-3,
-    clip_min=0.0,
-    clip_max=1.0,
-    seed=0,
+    target, x_holdout, *, num_classes, rounds=6, epochs=10, lmbda=0.1, hidden_units=SUBSTITUTE_UNITS,
+    hidden_layers=SUBSTITUTE_LAYERS, batch_size=32, learning_rate=1e-3, clip_min=0.0, clip_max=1.0, seed=0,
 ):
     """Train a substitute of ``target`` from label queries only (Papernot et al. 2017, Algorithm 1).
 
@@ -105,19 +93,8 @@ def train_substitute(
 
 
 def substitute(
-    model_fn,
-    x,
-    *,
-    eps,
-    x_holdout,
-    norm=np.inf,
-    y=None,
-    targeted=False,
-    clip_min=0.0,
-    clip_max=1.0,
-    substitute_model=None,
-    num_classes=None,
-    **train_options,
+    model_fn, x, *, eps, x_holdout, norm=np.inf, y=None, targeted=False, clip_min=0.0, clip_max=1.0,
+    substitute_model=None, num_classes=None, **train_options,
 ):
     """Black-box FGSM transferred from a substitute trained on label queries of ``model_fn``.
 
