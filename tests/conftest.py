@@ -7,6 +7,7 @@ Test files import the plain helpers with ``from conftest import ...`` (``tests/`
 """
 
 import os
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -218,3 +219,23 @@ def run_cli(main, argv, capsys):
         code = e.code
     captured = capsys.readouterr()
     return code, captured.out, captured.err.splitlines()
+
+
+def small_study(name, *, head="", data="train_limit = 300\ntest_limit = 120", model='precision = "binary"',
+                train="epochs = 1\nbatch_size = 64", evaluation="limit = 60\nbatch_size = 30", rest=""):
+    """TOML text of a small test study: panda_fcn2 on a real Fashion-MNIST subset.
+
+    Each argument is the body of its section (dedented, so tests may indent it); the
+    study's name, ``dataset = "fashion_mnist"`` and ``family = "panda_fcn2"`` are
+    fixed. ``head`` holds top-level keys, ``evaluation=None`` leaves that section out
+    and ``rest`` (attacks, deploy, grid, cells, claims, ...) is appended as given.
+    """
+    def body(text):
+        return textwrap.dedent(text).strip("\n")
+
+    parts = [f'name = "{name}"', body(head), "[data]", 'dataset = "fashion_mnist"', body(data),
+             "[model]", 'family = "panda_fcn2"', body(model), "[train]", body(train)]
+    if evaluation is not None:
+        parts += ["[evaluation]", body(evaluation)]
+    parts.append(body(rest))
+    return "\n" + "\n".join(p for p in parts if p) + "\n"

@@ -8,47 +8,35 @@ import tomllib
 
 import pytest
 
+from conftest import small_study
 from edgebnn.recipes import claims, config, results, runner
 from edgebnn.recipes.__main__ import main
 from edgebnn.recipes.store import Store
 
-BASE = tomllib.loads(
-    """
-    name = "claimed"
-    paper = "guan"
-    [data]
-    dataset = "fashion_mnist"
-    train_limit = 300
-    test_limit = 120
-    [model]
-    family = "panda_fcn2"
-    precision = "binary"
-    [train]
-    epochs = 1
-    batch_size = 64
-    [evaluation]
-    limit = 60
-    batch_size = 30
-    [deploy]
-    enabled = false
-    [[cells]]
-    name = "bnn"
-    [[cells]]
-    name = "float"
-    "model.precision" = "float"
-    [[attacks]]
-    name = "fgsm"
-    eps = 0.1
-    [[claims]]
-    id = "C1"
-    claim = "the float network is more accurate on clean inputs"
-    criterion = "clean accuracy of float >= that of bnn"
-    [[claims.compare]]
-    left = { metric = "accuracy", match = { cell = "float", attack = "clean" } }
-    op = ">="
-    right = { metric = "accuracy", match = { cell = "bnn", attack = "clean" } }
-    """
-)
+BASE = tomllib.loads(small_study(
+    "claimed",
+    head='paper = "guan"',
+    rest="""
+        [deploy]
+        enabled = false
+        [[cells]]
+        name = "bnn"
+        [[cells]]
+        name = "float"
+        "model.precision" = "float"
+        [[attacks]]
+        name = "fgsm"
+        eps = 0.1
+        [[claims]]
+        id = "C1"
+        claim = "the float network is more accurate on clean inputs"
+        criterion = "clean accuracy of float >= that of bnn"
+        [[claims.compare]]
+        left = { metric = "accuracy", match = { cell = "float", attack = "clean" } }
+        op = ">="
+        right = { metric = "accuracy", match = { cell = "bnn", attack = "clean" } }
+    """,
+))
 
 
 def _expand(mutate=None):

@@ -1,10 +1,9 @@
 """CleverHans' own implementations as an attack backend: same arguments, CleverHans' code, recorded in reports."""
 
-import textwrap
-
 import numpy as np
 import pytest
 
+from conftest import small_study
 from edgebnn import attacks
 from edgebnn.attacks import cleverhans_backend
 from edgebnn.recipes import config, runner
@@ -51,37 +50,37 @@ def test_wrappers_call_cleverhans_and_agree_with_edgebnn_where_both_are_exact():
         cleverhans_backend.cw_l2(model, x, y=np.zeros(8, np.int64))
 
 
-RECIPE = textwrap.dedent(
-    """
-    name = "ch"
-    [data]
-    dataset = "fashion_mnist"
-    train_limit = 200
-    test_limit = 60
-    [model]
-    family = "panda_fcn2"
-    precision = "float"
-    [train]
-    epochs = 1
-    batch_size = 50
-    [evaluation]
-    limit = 20
-    batch_size = 20
-    [[attacks]]
-    name = "fgsm"
-    eps = [0.1]
-    [[attacks]]
-    name = "fgsm"
-    eps = [0.1]
-    backend = "cleverhans"
-    [[attacks]]
-    name = "pgd"
-    eps = [0.1]
-    steps = 2
-    backend = "cleverhans"
-    [deploy]
-    enabled = false
-    """
+RECIPE = small_study(
+    "ch",
+    data="""
+        train_limit = 200
+        test_limit = 60
+    """,
+    model='precision = "float"',
+    train="""
+        epochs = 1
+        batch_size = 50
+    """,
+    evaluation="""
+        limit = 20
+        batch_size = 20
+    """,
+    rest="""
+        [[attacks]]
+        name = "fgsm"
+        eps = [0.1]
+        [[attacks]]
+        name = "fgsm"
+        eps = [0.1]
+        backend = "cleverhans"
+        [[attacks]]
+        name = "pgd"
+        eps = [0.1]
+        steps = 2
+        backend = "cleverhans"
+        [deploy]
+        enabled = false
+    """,
 )
 
 

@@ -4,27 +4,26 @@ import textwrap
 
 import pytest
 
+from conftest import small_study
 from edgebnn import recipes
 from edgebnn.recipes import config
 
-GOOD = textwrap.dedent(
-    """
-    name = "tiny"
-    description = "a test recipe"
-    [data]
-    dataset = "fashion_mnist"
-    train_limit = 100
-    [model]
-    family = "panda_fcn2"
-    precision = "binary"
-    input_bits = 2
-    [train]
-    epochs = 1
-    [[attacks]]
-    name = "pgd"
-    eps = [0.1, 0.2]
-    steps = 3
-    """
+GOOD = small_study(
+    "tiny",
+    head='description = "a test recipe"',
+    data="train_limit = 100",
+    model="""
+        precision = "binary"
+        input_bits = 2
+    """,
+    train="epochs = 1",
+    evaluation=None,
+    rest="""
+        [[attacks]]
+        name = "pgd"
+        eps = [0.1, 0.2]
+        steps = 3
+    """,
 )
 
 GRID = GOOD + textwrap.dedent(

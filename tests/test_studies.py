@@ -6,6 +6,7 @@ import textwrap
 import numpy as np
 import pytest
 
+from conftest import small_study
 from edgebnn import data as data_lib
 from edgebnn.recipes import config, runner
 from edgebnn.recipes.console import Console
@@ -14,37 +15,27 @@ from edgebnn.recipes.store import RunLock
 
 import tensorflow as tf
 
-TINY = textwrap.dedent(
-    """
-    name = "tiny"
-    [data]
-    dataset = "fashion_mnist"
-    train_limit = 300
-    test_limit = 120
-    [model]
-    family = "panda_fcn2"
-    precision = "binary"
-    input_bits = 2
-    options = { hidden_units = 64 }  # FCN2's layout, narrower: the runner's plumbing needs no width
-    [train]
-    epochs = 1
-    batch_size = 64
-    [evaluation]
-    limit = 60
-    batch_size = 30
-    [[attacks]]
-    name = "fgsm"
-    eps = [0.1, 0.2]
-    [deploy]
-    enabled = false
-    [grid]
-    "model.precision" = ["float", "binary"]
-    [[figures]]
-    kind = "accuracy_vs_eps"
-    name = "fgsm_curve"
-    attack = "fgsm"
-    series = ["model.precision"]
-    """
+TINY = small_study(
+    "tiny",
+    model="""
+        precision = "binary"
+        input_bits = 2
+        options = { hidden_units = 64 }  # FCN2's layout, narrower: the runner's plumbing needs no width
+    """,
+    rest="""
+        [[attacks]]
+        name = "fgsm"
+        eps = [0.1, 0.2]
+        [deploy]
+        enabled = false
+        [grid]
+        "model.precision" = ["float", "binary"]
+        [[figures]]
+        kind = "accuracy_vs_eps"
+        name = "fgsm_curve"
+        attack = "fgsm"
+        series = ["model.precision"]
+    """,
 )
 
 
@@ -250,68 +241,66 @@ def test_offline_mnist_split_in_the_caption(tmp_path, data_dir):
     assert report["data_caption"] in (tmp_path / "run" / "report.md").read_text()
 
 
-FULL = textwrap.dedent(
-    """
-    name = "full"
-    [data]
-    dataset = "fashion_mnist"
-    train_limit = 300
-    test_limit = 200
-    [model]
-    family = "panda_fcn2"
-    precision = "binary"
-    input_bits = 2
-    [train]
-    epochs = 1
-    batch_size = 64
-    [evaluation]
-    limit = 40
-    batch_size = 40
-    [[attacks]]
-    name = "fgsm"
-    eps = [0.1]
-    [[attacks]]
-    name = "cw_l2"
-    targets = "all"
-    max_iterations = 5
-    binary_search_steps = 1
-    [[attacks]]
-    name = "substitute"
-    eps = 0.3
-    holdout = 30
-    rounds = 2
-    epochs = 2
-    [[probes]]
-    layer = "dense_1"
-    attack = "fgsm"
-    eps = 0.1
-    [deploy]
-    enabled = true
-    [grid]
-    "model.precision" = ["float", "binary"]
-    "model.input_bits" = [2, 8]
-    [[cells]]
-    name = "adv"
-    grid = false
-    train.adversarial = { method = "fgsm", eps = 0.1, mode = "augment" }
-    [[cells]]
-    name = "mc"
-    grid = false
-    model = { family = "guan_lenet", precision = "float", options = { mc_dropout = true } }
-    evaluation.mc_passes = 5
-    attacks = [{ name = "fgsm", eps = 0.1 }]
-    probes = []
-    detection = [{ attack = "fgsm", eps = 0.1, fit = 60, samples = 5 }]
-    [[cells]]
-    name = "transfer"
-    grid = false
-    attacks = [{ name = "fgsm", eps = 0.1, source = "precision=float,input_bits=8" }]
-    probes = []
-    [[figures]]
-    kind = "uncertainty_histogram"
-    name = "mc_uncertainty"
-    cell = "mc"
-    """
+FULL = small_study(
+    "full",
+    data="""
+        train_limit = 300
+        test_limit = 200
+    """,
+    model="""
+        precision = "binary"
+        input_bits = 2
+    """,
+    evaluation="""
+        limit = 40
+        batch_size = 40
+    """,
+    rest="""
+        [[attacks]]
+        name = "fgsm"
+        eps = [0.1]
+        [[attacks]]
+        name = "cw_l2"
+        targets = "all"
+        max_iterations = 5
+        binary_search_steps = 1
+        [[attacks]]
+        name = "substitute"
+        eps = 0.3
+        holdout = 30
+        rounds = 2
+        epochs = 2
+        [[probes]]
+        layer = "dense_1"
+        attack = "fgsm"
+        eps = 0.1
+        [deploy]
+        enabled = true
+        [grid]
+        "model.precision" = ["float", "binary"]
+        "model.input_bits" = [2, 8]
+        [[cells]]
+        name = "adv"
+        grid = false
+        train.adversarial = { method = "fgsm", eps = 0.1, mode = "augment" }
+        [[cells]]
+        name = "mc"
+        grid = false
+        model = { family = "guan_lenet", precision = "float", options = { mc_dropout = true } }
+        evaluation.mc_passes = 5
+        attacks = [{ name = "fgsm", eps = 0.1 }]
+        probes = []
+        detection = [{ attack = "fgsm", eps = 0.1, fit = 60, samples = 5 }]
+        [[cells]]
+        name = "transfer"
+        grid = false
+        attacks = [{ name = "fgsm", eps = 0.1, source = "precision=float,input_bits=8" }]
+        probes = []
+        [[figures]]
+        kind = "uncertainty_histogram"
+        name = "mc_uncertainty"
+        cell = "mc"
+    """,
 )
 
 

@@ -13,35 +13,31 @@ from pathlib import Path
 
 import pytest
 
+from conftest import small_study
+
 REPO = Path(__file__).resolve().parents[1]
 
-STUDY = """
-name = "resume"
-[data]
-dataset = "fashion_mnist"
-train_limit = 300
-test_limit = 120
-[model]
-family = "panda_fcn2"
-input_bits = 2
-[train]
-epochs = 2
-batch_size = 64
-[evaluation]
-limit = 60
-batch_size = 30
-[[attacks]]
-name = "fgsm"
-eps = [0.1]
-[[attacks]]
-name = "pgd"
-eps = [0.1, 0.2]
-steps = 20
-[deploy]
-enabled = false
-[grid]
-"model.precision" = ["float", "binary"]
-"""
+STUDY = small_study(
+    "resume",
+    model="input_bits = 2",
+    train="""
+        epochs = 2
+        batch_size = 64
+    """,
+    rest="""
+        [[attacks]]
+        name = "fgsm"
+        eps = [0.1]
+        [[attacks]]
+        name = "pgd"
+        eps = [0.1, 0.2]
+        steps = 20
+        [deploy]
+        enabled = false
+        [grid]
+        "model.precision" = ["float", "binary"]
+    """,
+)
 
 
 def _command(recipe, out, *overrides):
