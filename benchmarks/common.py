@@ -69,6 +69,26 @@ def load_average():
     return ", ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
+def trained_fcn2(args, *, precision="float", input_bits=None):
+    """Panda FCN2 trained ``args.epochs`` epochs on ``args.train_limit`` seeded Fashion-MNIST images.
+
+    Returns:
+        ``(model, xt, yt, clean)``: the model, ``args.n`` seeded test images and labels, and
+        its clean accuracy on them.
+    """
+    import numpy as np  # noqa: PLC0415
+
+    from edgebnn import data, zoo  # noqa: PLC0415
+    from edgebnn.evaluation.robustness import predict_labels  # noqa: PLC0415
+    from edgebnn.training import train  # noqa: PLC0415
+
+    x, y = data.load("fashion_mnist", "train", data_dir=args.data_dir, limit=args.train_limit, seed=args.seed)
+    xt, yt = data.load("fashion_mnist", "test", data_dir=args.data_dir, limit=args.n, seed=args.seed)
+    model = zoo.get("panda_fcn2")(precision=precision, input_bits=input_bits)
+    train(model, x, y, epochs=args.epochs, seed=args.seed, verbose=0)
+    return model, xt, yt, float(np.mean(predict_labels(model, xt) == yt))
+
+
 def interleaved(paths, repeats):
     """``{name: [seconds, ...]}``: every path of ``{name: fn}`` timed ``repeats`` times,
     round by round, so that load from other processes hits every path alike (warm up first)."""

@@ -15,10 +15,8 @@ import types
 import numpy as np
 
 import edgebnn  # noqa: F401  (Keras 2 before TensorFlow)
-from benchmarks.common import DATA_DIR, Figure, Result, interleaved
-from edgebnn import data, zoo
+from benchmarks.common import DATA_DIR, Figure, Result, interleaved, trained_fcn2
 from edgebnn.evaluation.robustness import craft, predict_labels
-from edgebnn.training import train
 
 from cleverhans.tf2.attacks.projected_gradient_descent import projected_gradient_descent
 import tensorflow as tf
@@ -54,11 +52,7 @@ PATHS = {
 
 def measure(args):
     """Markdown table and ``{path: (best images/s, median images/s, adversarial accuracy)}``."""
-    x, y = data.load("fashion_mnist", "train", data_dir=args.data_dir, limit=args.train_limit, seed=args.seed)
-    xt, yt = data.load("fashion_mnist", "test", data_dir=args.data_dir, limit=args.n, seed=args.seed)
-    model = zoo.get("panda_fcn2")(precision="float")
-    train(model, x, y, epochs=args.epochs, seed=args.seed, verbose=0)
-    clean = float(np.mean(predict_labels(model, xt) == yt))
+    model, xt, yt, clean = trained_fcn2(args)
     for fn in PATHS.values():  # warm-up: tracing
         fn(model, xt[: args.batch_size], yt[: args.batch_size], args)
     outputs = {}
