@@ -28,6 +28,7 @@ from edgebnn.deploy import report
 from edgebnn.deploy.bundle import bundle
 from edgebnn.deploy.verify import builtin_identical, verify
 from edgebnn.evaluation.robustness import craft
+from edgebnn.recipes.store import Store, key_of
 from edgebnn.training import train
 
 import tensorflow as tf
@@ -58,18 +59,27 @@ SHIPPED = {
 SHIPPED_EVAL_IMAGES = 1000
 
 
-def _trained(name, family, kwargs, x, y, *, epochs, weights_dir):
+def weights_payload(name, epochs):
+    """What decides the trained weights of model ``name`` (the store's key): family, options, data, schedule."""
+    family, kwargs = MODELS[name]
+    return {"family": family, **kwargs, "data": "fashion_mnist/train (all 60,000)", "epochs": epochs,
+            "batch_size": 128, "seed": 0}
+
+
+def stored_weights(name, epochs, cache_dir):
+    """The path of model ``name``'s stored weights in ``cache_dir`` (it may not exist yet)."""
+    return Store(None, cache=cache_dir).model_dir(key_of(weights_payload(name, epochs))) / "model.weights.h5"
+
+
+def _trained(name, x, y, *, epochs, cache_dir):
+    family, kwargs = MODELS[name]
     model = zoo.get(family)(**kwargs)
-    path = Path(weights_dir) / f"{name}-e{epochs}.weights.h5"
-    if path.exists():
-        model.load_weights(os.fspath(path))
-        print(f"{name}: loaded {path}", flush=True)
-    else:
-        start = time.time()
-        train(model, x, y, epochs=epochs, batch_size=128, seed=0, verbose=2)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        model.save_weights(os.fspath(path))
-        print(f"{name}: trained {epochs} epochs in {time.time() - start:.0f} s", flush=True)
+    start = time.time()
+    stored = Store(None, cache=cache_dir).trained_weights(
+        model, weights_payload(name, epochs),
+        lambda m: train(m, x, y, epochs=epochs, batch_size=128, seed=0, verbose=2))
+    print(f"{name}: " + (f"loaded from {cache_dir}" if stored else f"trained {epochs} epochs in "
+                         f"{time.time() - start:.0f} s"), flush=True)
     return model
 
 
@@ -80,7 +90,8 @@ def main():
     parser.add_argument("--eps", type=float, default=0.1, help="PGD L-inf radius")
     parser.add_argument("--steps", type=int, default=10, help="PGD steps")
     parser.add_argument("--limit", type=int, default=None, help="test images (default: all 10,000)")
-    parser.add_argument("--weights-dir", default=os.fspath(REPO / "runs" / "deploy_fashion"))
+    parser.add_argument("--cache-dir", default=os.fspath(REPO / "runs" / "deploy_fashion"),
+                        help="studies store holding the trained weights (reused by scripts/packed_benchmark.py)")
     parser.add_argument("--data-dir", default=os.environ.get("EDGEBNN_DATA_DIR", os.fspath(REPO.parent / "shared" / "data")))
     parser.add_argument("--variants", default=None,
                         help="comma-separated subset of target/input_dtype/storage (default: all), "
@@ -102,7 +113,7 @@ def main():
     results, rows = {}, []
     for name in args.models.split(","):
         family, kwargs = MODELS[name]
-        model = _trained(name, family, kwargs, x, y, epochs=args.epochs, weights_dir=args.weights_dir)
+        model = _trained(name, x, y, epochs=args.epochs, cache_dir=args.cache_dir)
         start = time.time()
         x_adv = craft(model, xt, yt, attack="pgd", eps=args.eps, steps=args.steps)
         print(f"{name}: PGD eps={args.eps} steps={args.steps} on {len(xt)} images in {time.time() - start:.0f} s",

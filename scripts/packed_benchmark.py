@@ -18,7 +18,7 @@ packed weights: XNNPACK takes a layer only when its weights are static (in the f
 dequantized from it), so with XNNPACK the packed layer runs on the builtin kernel.
 
 Usage:
-    PYTHONPATH=. nice python scripts/packed_benchmark.py [--weights-dir runs/deploy_fashion] [--json out.json]
+    PYTHONPATH=. nice python scripts/packed_benchmark.py [--cache-dir runs/deploy_fashion] [--json out.json]
 """
 
 import argparse
@@ -35,15 +35,15 @@ from edgebnn.deploy import convert as cv
 from edgebnn.deploy import packing, report, storage
 from edgebnn.deploy.verify import model_input
 
+import deploy_fashion  # scripts/ is on sys.path when a script runs
+
 import larq as lq
 import tensorflow as tf
 
 REPO = Path(__file__).resolve().parents[1]
-#: name -> (zoo family, builder arguments), as in scripts/deploy_fashion.py
-MODELS = {
-    "fcn2_bnn_in2": ("panda_fcn2", dict(precision="binary", input_bits=2)),
-    "galloway_b64_in2": ("galloway_cnn", dict(precision="B", kernels=64, input_bits=2)),
-}
+#: The models of scripts/deploy_fashion.py measured here (its third has no binary layer to pack but the ones
+#: these two have).
+MODELS = {name: deploy_fashion.MODELS[name] for name in ("fcn2_bnn_in2", "galloway_b64_in2")}
 RESOLVERS = {
     "xnnpack": tf.lite.experimental.OpResolverType.AUTO,
     "builtin": tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
@@ -124,8 +124,8 @@ def layer_models(model):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights-dir", default=os.fspath(REPO / "runs" / "deploy_fashion"),
-                        help="trained weights of scripts/deploy_fashion.py (<name>-e<epochs>.weights.h5)")
+    parser.add_argument("--cache-dir", default=os.fspath(REPO / "runs" / "deploy_fashion"),
+                        help="store holding the weights scripts/deploy_fashion.py trained (same --epochs)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--data-dir",
                         default=os.environ.get("EDGEBNN_DATA_DIR", os.fspath(REPO.parent / "shared" / "data")))
@@ -146,7 +146,7 @@ def main():
     results = {}
     for name, (family, kwargs) in MODELS.items():
         model = zoo.get(family)(**kwargs)
-        weights = Path(args.weights_dir) / f"{name}-e{args.epochs}.weights.h5"
+        weights = deploy_fashion.stored_weights(name, args.epochs, args.cache_dir)
         if weights.exists():
             model.load_weights(os.fspath(weights))
             trained = f"trained ({weights})"
