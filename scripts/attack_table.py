@@ -22,20 +22,17 @@ Usage:
 """
 
 import argparse
-import os
 import time
 
 import numpy as np
 
 import edgebnn  # noqa: F401  (Keras 2 before TensorFlow)
-from edgebnn import attacks, data, zoo
+from edgebnn import attacks, data
 from edgebnn.evaluation import masking
 from edgebnn.evaluation.robustness import craft, predict_labels
-from edgebnn.recipes.store import Store
-from edgebnn.training import train
 
-#: (precision, input_bits) of the four models.
-MODELS = (("float", 2), ("float", 8), ("binary", 2), ("binary", 8))
+import _fcn2  # scripts/ is on sys.path when a script runs
+
 #: Accuracy gap (points) beyond which a gradient-free / black-box attack beating the
 #: white-box attacks is reported as gradient masking.
 MASKING_MARGIN = 100 * masking.MARGIN
@@ -43,11 +40,7 @@ MASKING_MARGIN = 100 * masking.MARGIN
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", default=os.environ.get("EDGEBNN_DATA_DIR", "../shared/data"))
-    parser.add_argument("--cache-dir", default="runs/attack_table")
-    parser.add_argument("--train-limit", type=int, default=10000)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--n", type=int, default=500)
+    _fcn2.add_options(parser, cache_dir="runs/attack_table", train_limit=10000, n=500)
     parser.add_argument("--n-small", type=int, default=100)
     parser.add_argument("--holdout", type=int, default=150)
     parser.add_argument("--eps", type=float, default=0.1)
@@ -57,18 +50,7 @@ def parse_args():
     parser.add_argument("--spsa-samples", type=int, default=64)
     parser.add_argument("--spsa-deltas", default="0.01,0.05",
                         help="finite-difference probe sizes; one SPSA column each (0.01: Uesato et al.)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--models", default="all", help="comma list like float-2,binary-8, or all")
     return parser.parse_args()
-
-
-def trained_model(precision, bits, x, y, args):
-    model = zoo.get("panda_fcn2")(precision=precision, input_bits=bits)
-    payload = {"family": "panda_fcn2", "precision": precision, "input_bits": bits, "data": "fashion_mnist/train",
-               "train_limit": args.train_limit, "epochs": args.epochs, "batch_size": 64, "seed": args.seed}
-    Store(None, cache=args.cache_dir).trained_weights(
-        model, payload, lambda m: train(m, x, y, epochs=args.epochs, batch_size=64, seed=args.seed, verbose=0))
-    return model
 
 
 def spsa_deltas(args):
@@ -132,17 +114,14 @@ def main():
     xt_all, yt_all = data.load("fashion_mnist", "test", data_dir=args.data_dir, limit=args.n + args.holdout, seed=args.seed)
     xt, yt = xt_all[: args.n], yt_all[: args.n]
     holdout = xt_all[args.n : args.n + args.holdout]  # the attacker's own images, disjoint from xt
-    selected = MODELS if args.models == "all" else tuple(
-        (p, int(b)) for p, b in (item.split("-") for item in args.models.split(","))
-    )
 
     def log(message):
         print(message, flush=True)
 
     rows = {}
-    for precision, bits in selected:
+    for precision, bits in args.models:
         start = time.perf_counter()
-        model = trained_model(precision, bits, x, y, args)
+        model = _fcn2.trained_model(precision, bits, args, lambda: (x, y))
         log(f"{precision} FCN2, {bits}-bit input: ready in {time.perf_counter() - start:.0f}s")
         rows[(precision, bits)] = evaluate(model, xt, yt, holdout, args, log)
 

@@ -15,27 +15,21 @@ Usage:
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
 import edgebnn  # noqa: F401  (Keras 2 before TensorFlow)
-from edgebnn import _io, data, zoo
+from edgebnn import _io, data
 from edgebnn.evaluation import masking
-from edgebnn.recipes.store import Store
-from edgebnn.training import train
 
-MODELS = (("float", 2), ("float", 8), ("binary", 2), ("binary", 8))
+import _fcn2  # scripts/ is on sys.path when a script runs
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", default=os.environ.get("EDGEBNN_DATA_DIR", "../shared/data"))
-    parser.add_argument("--cache-dir", default="runs/strong_eval")
+    _fcn2.add_options(parser, cache_dir="runs/strong_eval", train_limit=None, n=1000,
+                      train_limit_help="training images (default: all 60,000)")
     parser.add_argument("--out-dir", default="runs/strong_eval")
-    parser.add_argument("--train-limit", type=int, default=None, help="training images (default: all 60,000)")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--eps", default="0.05,0.1,0.2")
     parser.add_argument("--surrogates", default=",".join(masking.DEFAULT_SURROGATES))
     parser.add_argument("--steps", type=int, default=100)
@@ -53,33 +47,22 @@ def parse_args(argv=None):
     parser.add_argument("--transfer", action="store_true",
                         help="add transfer from a separately trained float FCN2 (8-bit input, seed --seed + 1)")
     parser.add_argument("--batch-size", type=int, default=500)
-    parser.add_argument("--models", default="all", help="comma list like float-2,binary-8, or all")
-    parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
 
 def trained_model(precision, bits, args, *, seed=None):
-    seed = args.seed if seed is None else seed
-    model = zoo.get("panda_fcn2")(precision=precision, input_bits=bits)
-    payload = {"family": "panda_fcn2", "precision": precision, "input_bits": bits, "data": "fashion_mnist/train",
-               "train_limit": args.train_limit, "data_seed": args.seed, "epochs": args.epochs, "batch_size": 64,
-               "seed": seed}
+    """FCN2 trained (or loaded) on the ``--train-limit`` seeded training images; the data seed is part of the key."""
 
-    def train_fn(m):
-        x, y = data.load("fashion_mnist", "train", data_dir=args.data_dir, limit=args.train_limit, seed=args.seed)
-        train(m, x, y, epochs=args.epochs, batch_size=64, seed=seed, verbose=0)
+    def train_data():
+        return data.load("fashion_mnist", "train", data_dir=args.data_dir, limit=args.train_limit, seed=args.seed)
 
-    Store(None, cache=args.cache_dir).trained_weights(model, payload, train_fn)
-    return model
+    return _fcn2.trained_model(precision, bits, args, train_data, seed=seed, key={"data_seed": args.seed})
 
 
 def main(argv=None):
     args = parse_args(argv)
     eps_list = [float(e) for e in args.eps.split(",")]
     surrogates = args.surrogates.split(",")
-    selected = MODELS if args.models == "all" else tuple(
-        (p, int(b)) for p, b in (item.split("-") for item in args.models.split(","))
-    )
     holdout = args.holdout if args.substitute else 0
     xt, yt = data.load("fashion_mnist", "test", data_dir=args.data_dir, limit=args.n + holdout, seed=args.seed)
     x_holdout, xt, yt = xt[args.n :], xt[: args.n], yt[: args.n]  # the attacker's own images are disjoint
@@ -93,7 +76,7 @@ def main(argv=None):
         print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
     reports = {}
-    for precision, bits in selected:
+    for precision, bits in args.models:
         name = f"{precision}-{bits}"
         path = out / f"report_{name}.json"
         if path.exists():
