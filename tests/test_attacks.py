@@ -306,6 +306,16 @@ def test_substitute_attack_end_to_end(trained, fashion_small):
     assert sub.output_shape == (None, 10)
 
 
+def test_train_substitute_names_its_bad_arguments(trained):
+    model, x, _ = trained
+    with pytest.raises(ValueError, match="`lmbda` must be a finite number >= 0"):
+        attacks.train_substitute(model, x[:2], num_classes=10, lmbda=-0.1)
+    with pytest.raises(ValueError, match="`rounds`"):
+        attacks.train_substitute(model, x[:2], num_classes=10, rounds=0)
+    with pytest.raises(ValueError, match="outside the clip range"):
+        attacks.train_substitute(model, x[:2] + 2.0, num_classes=10)
+
+
 def test_substitute_attack_on_tflite_target(trained, fashion_small):
     from edgebnn.deploy.convert import convert
     from edgebnn.deploy.verify import tflite_model_fn

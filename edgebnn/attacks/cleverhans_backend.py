@@ -32,7 +32,9 @@ CleverHans attacks the model's own predictions (``y=None``).
 import numpy as np
 
 from edgebnn import _validate
-from edgebnn.attacks.common import prepare, validate_nonnegative, validate_steps
+from edgebnn.attacks.common import prepare, validate_nonnegative
+from edgebnn.attacks.mim import mim_options
+from edgebnn.attacks.pgd import pgd_step_size
 
 import tensorflow as tf
 
@@ -67,7 +69,7 @@ def _iterative(attack, model_fn, x, *, eps, steps, step_size, norm, y, targeted,
     """Validate PGD's / BIM's arguments, then call CleverHans' ``attack`` with its positional layout."""
     a = prepare(model_fn, x, y=y, targeted=targeted, clip_min=clip_min, clip_max=clip_max, eps=eps, norm=norm,
                 steps=steps)
-    step_size = min(validate_steps(a.steps, step_size, a.eps), a.eps)
+    step_size = pgd_step_size(a.steps, step_size, a.eps)
     if a.eps == 0:
         return a.x
     return attack(model_fn, a.x, a.eps, step_size, a.steps, a.norm, clip_min=clip_min, clip_max=clip_max, y=a.y,
@@ -102,8 +104,7 @@ def mim(model_fn, x, *, eps, steps=10, step_size=None, decay=1.0, norm=np.inf, y
 
     a = prepare(model_fn, x, y=y, targeted=targeted, clip_min=clip_min, clip_max=clip_max, eps=eps, norm=norm,
                 steps=steps)
-    step_size = a.eps / a.steps if step_size is None else validate_steps(a.steps, step_size, a.eps)
-    decay = validate_nonnegative(decay, "decay")
+    step_size, decay = mim_options(a.steps, step_size, decay, a.eps)
     if a.eps == 0:
         return a.x
     return momentum_iterative_method(model_fn, a.x, eps=a.eps, eps_iter=step_size, nb_iter=a.steps, norm=a.norm,

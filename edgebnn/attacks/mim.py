@@ -28,6 +28,15 @@ def mim_core(model_fn, x, y, *, eps, steps, step_size, decay, norm, targeted, cl
 _mim = compiled(mim_core)
 
 
+def mim_options(steps, step_size, decay, eps):
+    """MIM's own options, checked: ``(step_size, decay)``, the step size ``eps / steps`` by default (Dong et al.).
+
+    The one rule for both backends (:mod:`edgebnn.attacks.cleverhans_backend` too).
+    """
+    step_size = eps / steps if step_size is None else validate_steps(steps, step_size, eps)
+    return step_size, validate_nonnegative(decay, "decay")
+
+
 def mim(
     model_fn, x, *, eps, steps=10, step_size=None, decay=1.0, norm=np.inf, y=None, targeted=False,
     clip_min=0.0, clip_max=1.0, eot_samples=1,
@@ -50,8 +59,7 @@ def mim(
     """
     a = prepare(model_fn, x, y=y, targeted=targeted, clip_min=clip_min, clip_max=clip_max, eps=eps, norm=norm,
                 eot_samples=eot_samples, steps=steps)
-    step_size = a.eps / a.steps if step_size is None else validate_steps(a.steps, step_size, a.eps)
-    decay = validate_nonnegative(decay, "decay")
+    step_size, decay = mim_options(a.steps, step_size, decay, a.eps)
     if a.eps == 0:
         return a.x
     return _mim(

@@ -50,6 +50,15 @@ def pgd_core(
 _pgd = compiled(pgd_core)
 
 
+def pgd_step_size(steps, step_size, eps):
+    """PGD's (and BIM's) step size: ``step_size``, default ``2.5 * eps / steps``, capped at ``eps``.
+
+    The one rule for both backends (:mod:`edgebnn.attacks.cleverhans_backend` too), so
+    that they take the same steps.
+    """
+    return min(validate_steps(steps, step_size, eps), eps)
+
+
 def pgd(
     model_fn, x, *, eps, steps=40, step_size=None, norm=np.inf, rand_init=True, restarts=1, y=None, targeted=False,
     clip_min=0.0, clip_max=1.0, eot_samples=1, surrogate="ste",
@@ -81,7 +90,7 @@ def pgd(
     """
     a = prepare(model_fn, x, y=y, targeted=targeted, clip_min=clip_min, clip_max=clip_max, eps=eps, norm=norm,
                 eot_samples=eot_samples, surrogate=surrogate, steps=steps, restarts=restarts)
-    step_size = min(validate_steps(a.steps, step_size, a.eps), a.eps)
+    step_size = pgd_step_size(a.steps, step_size, a.eps)
     if a.restarts > 1 and not rand_init:
         raise ValueError(f"`restarts` > 1 needs `rand_init=True` (restarts from the same start repeat the same run), got restarts={a.restarts}.")
     if a.eps == 0:

@@ -12,9 +12,7 @@ Galloway et al. 2018: 150 held-out images, a 2 x 200 MLP, lambda = 0.1, 6 rounds
 
 import numpy as np
 
-from edgebnn.attacks.common import (
-    check_inputs, label_oracle, prepare, validate_attack, validate_positive_int,
-)
+from edgebnn.attacks.common import label_oracle, prepare, validate_nonnegative
 from edgebnn.attacks.fgsm import fgsm
 
 import tensorflow as tf
@@ -69,10 +67,13 @@ def train_substitute(
         ``(substitute, info)``: the trained Keras substitute and a dict with ``queries``
         (number of labels asked of the target) and ``train_size`` (final set size).
     """
-    validate_attack(eps=lmbda, clip_min=clip_min, clip_max=clip_max, y=None, targeted=False)
-    rounds, epochs = validate_positive_int(rounds, "rounds"), validate_positive_int(epochs, "epochs")
+    validate_nonnegative(lmbda, "lmbda")
+    # x_holdout is checked like an attack's x: finite and inside the clip range (it has no labels or eps).
+    a = prepare(None, x_holdout, y=None, targeted=False, clip_min=clip_min, clip_max=clip_max, rounds=rounds,
+                epochs=epochs)
+    rounds, epochs = a.rounds, a.epochs
     oracle = label_oracle(target)
-    x_sub = np.asarray(check_inputs(x_holdout, clip_min=clip_min, clip_max=clip_max).numpy(), np.float32)
+    x_sub = a.x.numpy()
     tf.keras.utils.set_random_seed(seed)
     substitute = build_substitute(x_sub.shape[1:], num_classes, hidden_units=hidden_units, hidden_layers=hidden_layers)
     substitute.compile(
