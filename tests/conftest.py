@@ -6,7 +6,9 @@ Test files import the plain helpers with ``from conftest import ...`` (``tests/`
 ``sys.path`` under pytest's default import mode) and request the fixtures by name.
 """
 
+import json
 import os
+import re
 import textwrap
 from pathlib import Path
 
@@ -221,21 +223,53 @@ def run_cli(main, argv, capsys):
     return code, captured.out, captured.err.splitlines()
 
 
+def _toml_key(key):
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+
+
+def toml_lines(table):
+    """The ``key = value`` lines of a TOML table given as a dict, in order."""
+    return "\n".join(f"{_toml_key(key)} = {toml_value(value)}" for key, value in table.items())
+
+
+def toml_value(value):
+    """``value`` (str, bool, number, list or dict) as a TOML value; a dict becomes an inline table."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a TOML basic string
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + toml_lines(value).replace("\n", ", ") + " }"
+    raise TypeError(f"`value` must be a str, bool, number, list or dict, got {type(value).__name__}.")
+
+
+def attack(name, **options):
+    """One ``[[attacks]]`` table of a test study, in TOML: ``attack("pgd", eps=[0.1], steps=3)``."""
+    return "[[attacks]]\n" + toml_lines({"name": name, **options})
+
+
 def small_study(name, *, head="", data="train_limit = 300\ntest_limit = 120", model='precision = "binary"',
-                train="epochs = 1\nbatch_size = 64", evaluation="limit = 60\nbatch_size = 30", rest=""):
+                train="epochs = 1\nbatch_size = 64", evaluation="limit = 60\nbatch_size = 30", attacks=(),
+                rest=""):
     """TOML text of a small test study: panda_fcn2 on a real Fashion-MNIST subset.
 
-    Each argument is the body of its section (dedented, so tests may indent it); the
+    Each argument is the body of its section: TOML text (dedented, so tests may indent
+    it) or a dict of the section's keys, ``data=dict(train_limit=200, test_limit=60)``; the
     study's name, ``dataset = "fashion_mnist"`` and ``family = "panda_fcn2"`` are
-    fixed. ``head`` holds top-level keys, ``evaluation=None`` leaves that section out
-    and ``rest`` (attacks, deploy, grid, cells, claims, ...) is appended as given.
+    fixed. ``head`` holds top-level keys, ``evaluation=None`` leaves that section out,
+    ``attacks`` is a list of :func:`attack` tables, written in order after the evaluation,
+    and ``rest`` (deploy, grid, cells, claims, ...) is appended after them as given.
     """
-    def body(text):
-        return textwrap.dedent(text).strip("\n")
+    def body(section):
+        return toml_lines(section) if isinstance(section, dict) else textwrap.dedent(section).strip("\n")
 
     parts = [f'name = "{name}"', body(head), "[data]", 'dataset = "fashion_mnist"', body(data),
              "[model]", 'family = "panda_fcn2"', body(model), "[train]", body(train)]
     if evaluation is not None:
         parts += ["[evaluation]", body(evaluation)]
-    parts.append(body(rest))
+    parts += [*attacks, body(rest)]
     return "\n" + "\n".join(p for p in parts if p) + "\n"

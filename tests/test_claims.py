@@ -8,7 +8,7 @@ import tomllib
 
 import pytest
 
-from conftest import small_study
+from conftest import attack, small_study
 from edgebnn.recipes import claims, config, results, runner
 from edgebnn.recipes.__main__ import main
 from edgebnn.recipes.store import Store
@@ -16,6 +16,7 @@ from edgebnn.recipes.store import Store
 BASE = tomllib.loads(small_study(
     "claimed",
     head='paper = "guan"',
+    attacks=[attack("fgsm", eps=0.1)],
     rest="""
         [deploy]
         enabled = false
@@ -24,9 +25,6 @@ BASE = tomllib.loads(small_study(
         [[cells]]
         name = "float"
         "model.precision" = "float"
-        [[attacks]]
-        name = "fgsm"
-        eps = 0.1
         [[claims]]
         id = "C1"
         claim = "the float network is more accurate on clean inputs"

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from conftest import small_study
+from conftest import attack, small_study
 from edgebnn import attacks
 from edgebnn.attacks import cleverhans_backend
 from edgebnn.recipes import config, runner
@@ -52,32 +52,16 @@ def test_wrappers_call_cleverhans_and_agree_with_edgebnn_where_both_are_exact():
 
 RECIPE = small_study(
     "ch",
-    data="""
-        train_limit = 200
-        test_limit = 60
-    """,
-    model='precision = "float"',
-    train="""
-        epochs = 1
-        batch_size = 50
-    """,
-    evaluation="""
-        limit = 20
-        batch_size = 20
-    """,
+    data=dict(train_limit=200, test_limit=60),
+    model=dict(precision="float"),
+    train=dict(epochs=1, batch_size=50),
+    evaluation=dict(limit=20, batch_size=20),
+    attacks=[
+        attack("fgsm", eps=[0.1]),
+        attack("fgsm", eps=[0.1], backend="cleverhans"),
+        attack("pgd", eps=[0.1], steps=2, backend="cleverhans"),
+    ],
     rest="""
-        [[attacks]]
-        name = "fgsm"
-        eps = [0.1]
-        [[attacks]]
-        name = "fgsm"
-        eps = [0.1]
-        backend = "cleverhans"
-        [[attacks]]
-        name = "pgd"
-        eps = [0.1]
-        steps = 2
-        backend = "cleverhans"
         [deploy]
         enabled = false
     """,

@@ -4,26 +4,18 @@ import textwrap
 
 import pytest
 
-from conftest import small_study
+from conftest import attack, small_study
 from edgebnn import recipes
 from edgebnn.recipes import config
 
 GOOD = small_study(
     "tiny",
     head='description = "a test recipe"',
-    data="train_limit = 100",
-    model="""
-        precision = "binary"
-        input_bits = 2
-    """,
-    train="epochs = 1",
+    data=dict(train_limit=100),
+    model=dict(precision="binary", input_bits=2),
+    train=dict(epochs=1),
     evaluation=None,
-    rest="""
-        [[attacks]]
-        name = "pgd"
-        eps = [0.1, 0.2]
-        steps = 3
-    """,
+    attacks=[attack("pgd", eps=[0.1, 0.2], steps=3)],
 )
 
 GRID = GOOD + textwrap.dedent(

@@ -6,7 +6,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from conftest import small_study
+from conftest import attack, small_study
 from edgebnn import data as data_lib
 from edgebnn.recipes import config, runner
 from edgebnn.recipes.console import Console
@@ -22,10 +22,8 @@ TINY = small_study(
         input_bits = 2
         options = { hidden_units = 64 }  # FCN2's layout, narrower: the runner's plumbing needs no width
     """,
+    attacks=[attack("fgsm", eps=[0.1, 0.2])],
     rest="""
-        [[attacks]]
-        name = "fgsm"
-        eps = [0.1, 0.2]
         [deploy]
         enabled = false
         [grid]
@@ -243,33 +241,15 @@ def test_offline_mnist_split_in_the_caption(tmp_path, data_dir):
 
 FULL = small_study(
     "full",
-    data="""
-        train_limit = 300
-        test_limit = 200
-    """,
-    model="""
-        precision = "binary"
-        input_bits = 2
-    """,
-    evaluation="""
-        limit = 40
-        batch_size = 40
-    """,
+    data=dict(train_limit=300, test_limit=200),
+    model=dict(precision="binary", input_bits=2),
+    evaluation=dict(limit=40, batch_size=40),
+    attacks=[
+        attack("fgsm", eps=[0.1]),
+        attack("cw_l2", targets="all", max_iterations=5, binary_search_steps=1),
+        attack("substitute", eps=0.3, holdout=30, rounds=2, epochs=2),
+    ],
     rest="""
-        [[attacks]]
-        name = "fgsm"
-        eps = [0.1]
-        [[attacks]]
-        name = "cw_l2"
-        targets = "all"
-        max_iterations = 5
-        binary_search_steps = 1
-        [[attacks]]
-        name = "substitute"
-        eps = 0.3
-        holdout = 30
-        rounds = 2
-        epochs = 2
         [[probes]]
         layer = "dense_1"
         attack = "fgsm"

@@ -13,25 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import small_study
+from conftest import attack, small_study
 
 REPO = Path(__file__).resolve().parents[1]
 
 STUDY = small_study(
     "resume",
-    model="input_bits = 2",
-    train="""
-        epochs = 2
-        batch_size = 64
-    """,
+    model=dict(input_bits=2),
+    train=dict(epochs=2, batch_size=64),
+    attacks=[attack("fgsm", eps=[0.1]), attack("pgd", eps=[0.1, 0.2], steps=20)],
     rest="""
-        [[attacks]]
-        name = "fgsm"
-        eps = [0.1]
-        [[attacks]]
-        name = "pgd"
-        eps = [0.1, 0.2]
-        steps = 20
         [deploy]
         enabled = false
         [grid]
