@@ -1,6 +1,5 @@
 """Shared pieces of the model builders: the validated model input, quantized layers."""
 
-
 from edgebnn import _validate, ops, quantizers
 from edgebnn.layers import InputDiscretization
 
