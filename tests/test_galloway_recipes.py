@@ -95,9 +95,10 @@ def test_papers_setting_is_a_few_sets_away(name):
 
 
 def test_iterations_label_and_l2_over_every_row():
-    assert attack.iterations({"max_iterations": 10, "learning_rate": 0.1}) == 10
-    assert attack.iterations({"steps": 40}) == 40
-    assert attack.iterations({}) is None
+    assert attack.iterations("cw_l2", {"max_iterations": 10, "learning_rate": 0.1}) == 10
+    assert attack.iterations("pgd", {"steps": 40}) == 40
+    assert attack.iterations("pgd", {}) is None
+    assert attack.iterations("square", {"queries": 100}) is None  # queries are no iterations
     x = np.zeros((3, 2, 2, 1), np.float32)
     x_adv = x.copy()
     x_adv[0, 0, 0, 0] = 0.6  # success, L2 0.6

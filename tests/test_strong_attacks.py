@@ -225,7 +225,7 @@ def test_autoattack_worst_case_and_breakdown(binary_model):
 
 def test_autoattack_registered_and_validated(float_model):
     model, x, y = float_model
-    assert attacks.get("autoattack") is attacks.autoattack and "autoattack" in attacks.EAGER_ONLY
+    assert attacks.get("autoattack") is attacks.autoattack and attacks.info("autoattack").eager_only
     for name in ("apgd", "apgd_t", "square"):
         assert attacks.get(name) is getattr(attacks, name)
     with pytest.raises(ValueError, match="surrogates"):

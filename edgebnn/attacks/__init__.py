@@ -8,7 +8,7 @@ fraction of changed pixels). Gradient attacks take ``eot_samples`` for randomize
 models and ``surrogate`` for the backward pass through discretization and sign
 (:mod:`edgebnn.attacks.surrogates`). APGD, APGD-T, Square and the ``autoattack``
 ensemble are Croce and Hein's. Attacks are also reachable by name through :func:`get`,
-which recipes use.
+which recipes use; :data:`ATTACKS` holds each attack's facts (:class:`~edgebnn.attacks.info.AttackInfo`).
 
 The arguments every attack shares:
 
@@ -24,8 +24,6 @@ Example:
     >>> x_adv = edgebnn.attacks.get("pgd")(model, x, eps=0.1, steps=40)
 """
 
-import inspect
-
 from edgebnn.attacks import cleverhans_backend
 from edgebnn.attacks.apgd import apgd, apgd_t
 from edgebnn.attacks.autoattack import AutoAttackResult, autoattack, run_autoattack
@@ -33,6 +31,7 @@ from edgebnn.attacks.bim import bim
 from edgebnn.attacks.common import label_oracle
 from edgebnn.attacks.cw import cw_l2
 from edgebnn.attacks.fgsm import fgsm
+from edgebnn.attacks.info import AttackInfo, keywords
 from edgebnn.attacks.jsma import jsma
 from edgebnn.attacks.mim import mim
 from edgebnn.attacks.pgd import pgd
@@ -43,32 +42,54 @@ from edgebnn.attacks.substitute import substitute, train_substitute
 from edgebnn.attacks.surrogates import use_surrogate
 from edgebnn.attacks.transfer import transfer
 
-_REGISTRY = {
-    "apgd": apgd,
-    "apgd_t": apgd_t,
-    "autoattack": autoattack,
-    "bim": bim,
-    "cw_l2": cw_l2,
-    "fgsm": fgsm,
-    "jsma": jsma,
-    "mim": mim,
-    "pgd": pgd,
-    "rfgsm": rfgsm,
-    "spsa": spsa,
-    "square": square,
-    "substitute": substitute,
+#: Attack name -> :class:`~edgebnn.attacks.info.AttackInfo`: the attack and its facts.
+ATTACKS = {
+    "apgd": AttackInfo(apgd, budget="steps", cost_factors=("restarts",)),
+    "apgd_t": AttackInfo(apgd_t, budget="steps", cost_factors=("restarts", "target_classes")),
+    "autoattack": AttackInfo(autoattack, budget="steps", eager_only=True, cost_factors=("restarts",)),
+    "bim": AttackInfo(bim, budget="steps"),
+    "cw_l2": AttackInfo(cw_l2, budget="max_iterations", cost_factors=("binary_search_steps",)),
+    "fgsm": AttackInfo(fgsm),
+    "jsma": AttackInfo(jsma),
+    "mim": AttackInfo(mim, budget="steps"),
+    "pgd": AttackInfo(pgd, budget="steps", cost_factors=("restarts",)),
+    "rfgsm": AttackInfo(rfgsm),
+    "spsa": AttackInfo(spsa, budget="steps", cost_factors=("num_samples",)),
+    "square": AttackInfo(square, budget="queries", budget_unit="queries"),
+    "substitute": AttackInfo(substitute, eager_only=True),
 }
-
-#: Attacks that train a model or query a black box, so cannot run inside a ``tf.function``;
-#: :func:`edgebnn.evaluation.robustness.craft` runs them once, eagerly, on the whole set.
-EAGER_ONLY = frozenset({"autoattack", "substitute"})
-#: Attacks without an ``eps`` budget argument.
-NO_EPS = frozenset({"jsma"})
 
 
 def names():
     """Sorted names of the registered attacks."""
-    return sorted(_REGISTRY)
+    return sorted(ATTACKS)
+
+
+def info(name):
+    """The :class:`~edgebnn.attacks.info.AttackInfo` of attack ``name``.
+
+    Raises:
+        ValueError: unknown name, naming the valid ones.
+    """
+    try:
+        return ATTACKS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"Unknown attack {name!r}; valid names: {names()}.") from None
+
+
+def info_of(attack_fn):
+    """The :class:`~edgebnn.attacks.info.AttackInfo` of a registered attack function, else ``None``."""
+    for entry in ATTACKS.values():
+        if entry.fn is attack_fn:
+            return entry
+    return None
+
+
+def eager_only(attack_fn):
+    """Whether ``attack_fn`` must run eagerly on the whole set: registered as such, or a wrapper
+    saying so (CleverHans' implementations)."""
+    entry = info_of(attack_fn)
+    return entry.eager_only if entry is not None else bool(getattr(attack_fn, "eager_only", False))
 
 
 #: Implementations an attack can run with: edgebnn's own, or CleverHans' for the attacks
@@ -87,10 +108,7 @@ def get(name, *, backend="edgebnn"):
     Raises:
         ValueError: unknown name or backend, or an attack the backend lacks.
     """
-    try:
-        fn = _REGISTRY[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"Unknown attack {name!r}; valid names: {names()}.") from None
+    fn = info(name).fn
     if backend == "edgebnn":
         return fn
     if backend == "cleverhans":
@@ -103,21 +121,16 @@ def backend_of(attack_fn):
     return getattr(attack_fn, "backend", "edgebnn")
 
 
-def keywords(attack_fn):
-    """Names of the keyword-only options of ``attack_fn`` (``eps``, ``steps``, ``eot_samples``, ...)."""
-    return {p.name for p in inspect.signature(attack_fn).parameters.values() if p.kind is p.KEYWORD_ONLY}
-
-
 def name_of(attack_fn):
     """Registry name of ``attack_fn`` (or its ``__name__`` if it is not registered)."""
-    for name, fn in _REGISTRY.items():
-        if fn is attack_fn:
+    for name, entry in ATTACKS.items():
+        if entry.fn is attack_fn:
             return name
     return getattr(attack_fn, "__name__", repr(attack_fn))
 
 
 __all__ = [
-    "AutoAttackResult", "BACKENDS", "EAGER_ONLY", "NO_EPS", "apgd", "backend_of", "apgd_t", "autoattack", "bim", "cw_l2", "fgsm", "get", "jsma", "keywords", "label_oracle", "mim", "names",
+    "ATTACKS", "AttackInfo", "AutoAttackResult", "BACKENDS", "apgd", "backend_of", "eager_only", "info", "info_of", "apgd_t", "autoattack", "bim", "cw_l2", "fgsm", "get", "jsma", "keywords", "label_oracle", "mim", "names",
     "name_of", "pgd", "rfgsm", "rfgsm_max_linf", "run_autoattack", "spsa", "square", "square_with_queries", "substitute",
     "train_substitute", "transfer", "use_surrogate",
 ]

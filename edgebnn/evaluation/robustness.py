@@ -75,8 +75,8 @@ def craft(model_fn, x, y, *, attack, eps, batch_size=500, jit_compile=False, **o
     ``y`` are the true labels the attack moves away from (the standard robust-accuracy
     protocol); pass ``y=None`` to use the model's own predictions instead. Attacks
     without an ``eps`` (JSMA) take ``eps=None``. Black-box attacks that train a
-    substitute (:data:`edgebnn.attacks.EAGER_ONLY`) and CleverHans' implementations
-    (``eager_only``, :mod:`edgebnn.attacks.cleverhans_backend`) run once, eagerly, on all of ``x``.
+    substitute and CleverHans' implementations (:func:`edgebnn.attacks.eager_only`) run
+    once, eagerly, on all of ``x``.
     ``jit_compile=True`` compiles each batch with XLA (faster on CPU for plain
     float/Larq models; every op of the model must have an XLA kernel).
 
@@ -84,13 +84,13 @@ def craft(model_fn, x, y, *, attack, eps, batch_size=500, jit_compile=False, **o
         float32 NumPy array of adversarial examples shaped like ``x``.
     """
     attack_fn = attacks.get(attack) if isinstance(attack, str) else attack
-    name = attacks.name_of(attack_fn)
+    entry = attacks.info_of(attack_fn)
     clip_min, clip_max = options.get("clip_min", 0.0), options.get("clip_max", 1.0)
     check_inputs(x, clip_min=clip_min, clip_max=clip_max)
-    if name in attacks.NO_EPS and eps is not None:
-        raise ValueError(f"attack {name!r} takes no `eps`; pass eps=None, got {eps!r}.")
+    if entry is not None and not entry.takes_eps and eps is not None:
+        raise ValueError(f"attack {attacks.name_of(attack_fn)!r} takes no `eps`; pass eps=None, got {eps!r}.")
     budget = {} if eps is None else {"eps": eps}
-    if name in attacks.EAGER_ONLY or getattr(attack_fn, "eager_only", False):
+    if attacks.eager_only(attack_fn):
         return np.asarray(attack_fn(model_fn, x, y=y, **budget, **options), np.float32)
 
     compiled_batch = _compiled_batch(model_fn, jit_compile, attack_fn, tuple(sorted({**budget, **options}.items())))
@@ -104,7 +104,7 @@ def craft(model_fn, x, y, *, attack, eps, batch_size=500, jit_compile=False, **o
 def robustness_curve(model_fn, x, y, *, attack, eps_list, batch_size=500, **options):
     """Accuracy under ``attack`` for every eps in ``eps_list``.
 
-    ``eps_list`` is ``[None]`` for attacks without an eps budget (``attacks.NO_EPS``, e.g. JSMA).
+    ``eps_list`` is ``[None]`` for attacks without an eps budget (``attacks.info(name).takes_eps`` false, e.g. JSMA).
 
     Returns:
         ``(rows, adversarial)``: ``rows`` a list of ``{"name", "eps", "accuracy"}``;

@@ -31,6 +31,7 @@ Example:
 """
 
 import copy
+import functools
 import itertools
 import re
 import sys
@@ -179,10 +180,15 @@ class _RecipeBase(Section):
     deploy: DeployConfig = DeployConfig()
 
 
-#: One cell's recipe: the base sections plus one array per evaluation kind.
-Recipe = create_model(
-    "Recipe", __base__=_RecipeBase, **{key: (list[kind.Spec], []) for key, kind in KINDS.items() if kind.Spec is not None}
-)
+@functools.cache
+def _recipe_model(sections):
+    return create_model("Recipe", __base__=_RecipeBase, **{key: (list[spec], []) for key, spec in sections})
+
+
+def recipe_model():
+    """The pydantic model of one cell's recipe: the base sections plus one array per
+    evaluation kind of :data:`~edgebnn.recipes.evaluations.KINDS` that has a recipe section."""
+    return _recipe_model(tuple((key, kind.Spec) for key, kind in KINDS.items() if kind.Spec is not None))
 
 
 class PaperValue(Section):
@@ -246,7 +252,7 @@ class Cell:
         repeat: 0-based repeat index; ``train.seed`` is the base seed plus ``repeat``.
         repeats: how many repeats the study has.
         overrides: the dotted keys this cell sets over the base recipe.
-        recipe: the cell's validated :class:`Recipe`.
+        recipe: the cell's validated recipe (:func:`recipe_model`).
     """
 
     name: str
@@ -492,11 +498,12 @@ def expand(table, *, name):
     base_table = {k: v for k, v in table.items() if k not in _STUDY_KEYS}
     base_table.setdefault("name", name)
     keys = _validate(_StudyKeys, study_part)
-    unknown = sorted(set(base_table) - set(Recipe.model_fields))
+    recipe_cls = recipe_model()
+    unknown = sorted(set(base_table) - set(recipe_cls.model_fields))
     if unknown:
-        valid = sorted([*Recipe.model_fields, *_STUDY_KEYS])
+        valid = sorted([*recipe_cls.model_fields, *_STUDY_KEYS])
         raise RecipeError(f"unknown key `{unknown[0]}`; valid top-level keys: {valid}.")
-    base = _validate(Recipe, base_table)
+    base = _validate(recipe_cls, base_table)
 
     named = _named_cells(keys.cells)
     grid = list(_grid_combinations(keys.grid)) if keys.grid else [(None, {})]
@@ -519,7 +526,7 @@ def expand(table, *, name):
         cell_table = copy.deepcopy(base_table)
         for key, value in overrides.items():
             apply_override(cell_table, key, copy.deepcopy(value), what=f"{where}override")
-        recipe = _validate(Recipe, cell_table, where=where)
+        recipe = _validate(recipe_cls, cell_table, where=where)
         _check_names(recipe, cells=names, cell=cell_name, where=where)
         for repeat in range(keys.repeats):
             repeated = recipe.model_copy(deep=True)

@@ -49,6 +49,8 @@ from edgebnn.recipes.schema import OpenSection, RecipeError
 _Eps = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 #: Keywords the runner sets itself (not options of a recipe entry).
 _RESERVED = {"eps", "y", "targeted", "x_holdout"}
+#: Rows per image of ``targets = "all"`` in the time estimate (one per wrong class of a 10-class dataset).
+TARGETS_ALL_FACTOR = 9
 
 
 class Spec(OpenSection):
@@ -130,7 +132,7 @@ def check_reference(attack, eps, options, *, where):
         fn = attacks.get(attack)
     except ValueError as e:
         raise RecipeError(f"`{where}.attack`: {e}") from None
-    if eps is not None and attack in attacks.NO_EPS:
+    if eps is not None and not attacks.info(attack).takes_eps:
         raise RecipeError(f"`{where}.eps`: attack {attack!r} takes no `eps`.")
     if eps is None and _eps_required(fn):
         raise RecipeError(f"`{where}.eps`: attack {attack!r} needs `eps`.")
@@ -146,13 +148,13 @@ def dry_run(name, eps, options, model, *, where, targeted=False, backend="edgebn
     """Call the attack once on one blank image of ``model``, so its own checks of the
     option values fail now, naming the entry, instead of after training.
 
-    Black-box attacks that train a model (``attacks.EAGER_ONLY``) are not dry-run.
+    Black-box attacks that train a model (:func:`edgebnn.attacks.eager_only`) are not dry-run.
     """
     import numpy as np  # noqa: PLC0415
 
     from edgebnn import attacks  # noqa: PLC0415 (TensorFlow)
 
-    if name in attacks.EAGER_ONLY or backend != "edgebnn":  # CleverHans' code: checked at the door when it runs
+    if attacks.info(name).eager_only or backend != "edgebnn":  # CleverHans' code: checked at the door when it runs
         return
     x = np.zeros((1, *model.input_shape[1:]), np.float32)
     budget = {} if eps is None else {"eps": eps}
@@ -163,20 +165,16 @@ def dry_run(name, eps, options, model, *, where, targeted=False, backend="edgebn
         raise RecipeError(f"`{where}`: {e}") from None
 
 
-#: Option names under which attacks take their number of iterations (CW: ``max_iterations``; PGD, BIM: ``steps``).
-_ITERATION_OPTIONS = ("max_iterations", "steps")
-
-
-def iterations(options):
-    """The iteration count an entry's options set (``max_iterations`` or ``steps``), else ``None``.
+def iterations(name, options):
+    """The iteration budget an entry of attack ``name`` sets in ``options``, else ``None``
+    (:meth:`edgebnn.attacks.info.AttackInfo.iterations`).
 
     A label of the result, so that entries differing only in their attack budget (Galloway
     et al.'s Fig. 2: CW-L2 after 10, 100, ... iterations) are told apart in tables and figures.
     """
-    for key in _ITERATION_OPTIONS:
-        if key in options:
-            return options[key]
-    return None
+    from edgebnn import attacks  # noqa: PLC0415 (TensorFlow)
+
+    return attacks.info(name).iterations(options)
 
 
 def targets_for(y, *, mode, num_classes, rng):
@@ -261,7 +259,7 @@ class Attacks(Kind):
             raise RecipeError(f"`{where}.backend`: CleverHans' CW treats given labels as targets; untargeted CW through "
                               "CleverHans needs `labels = \"predicted\"`.")
         keywords = attacks.keywords(fn)
-        if spec.name in attacks.NO_EPS:
+        if not attacks.info(spec.name).takes_eps:
             if spec.eps is not None:
                 raise RecipeError(f"`{where}.eps`: attack {spec.name!r} has no eps budget; remove the key.")
         elif spec.eps == [] or (spec.eps is None and _eps_required(fn)):
@@ -320,13 +318,12 @@ class Attacks(Kind):
         return f"{unit['name']}{eps}{targets}{source}{single}{backend}"
 
     def cost(self, unit, *, recipe, n_eval):
-        """Rough forward+backward passes per evaluated image (for the time estimate)."""
-        steps = unit["options"].get("steps", unit["options"].get("max_iterations", 1))
-        if isinstance(unit["options"].get("binary_search_steps"), int):
-            steps *= unit["options"]["binary_search_steps"]
-        targets = 9 if unit["targets"] == "all" else 1
+        """Rough forward+backward passes on the evaluated images (for the time estimate)."""
+        from edgebnn import attacks  # noqa: PLC0415 (TensorFlow)
+
+        targets = TARGETS_ALL_FACTOR if unit["targets"] == "all" else 1
         samples = 1 if unit.get("gradient") == "single" else (recipe.evaluation.eot_samples or 1)
-        return n_eval * targets * max(int(steps), 1) * samples
+        return n_eval * targets * attacks.info(unit["name"]).cost(unit["options"], eot_samples=samples)
 
     def run(self, unit, ctx):
         """Craft on the source (or this cell's) model and evaluate on this cell's model."""
@@ -367,7 +364,7 @@ class Attacks(Kind):
             arrays["uncertainty"] = uncertainty
         cleverhans = attacks.backend_of(attack_fn) == "cleverhans"
         labels = {"attack": unit["name"], "eps": unit["eps"], "targets": unit["targets"], "source": unit["source"],
-                  "labels": unit["labels"], "iterations": iterations(unit["options"]),
+                  "labels": unit["labels"], "iterations": iterations(unit["name"], unit["options"]),
                   # CleverHans' code takes one sample per gradient, whatever the entry asked.
                   "gradient": "single" if cleverhans else unit["gradient"]}
         if cleverhans:

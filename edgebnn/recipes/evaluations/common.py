@@ -147,7 +147,7 @@ def craft(ctx, model, x, y, *, attack, eps, label, **options):
 
     batch = ctx.evaluation.batch_size
     fn = attacks.get(attack) if isinstance(attack, str) else attack
-    if attacks.name_of(fn) in attacks.EAGER_ONLY or getattr(fn, "eager_only", False):
+    if attacks.eager_only(fn):
         # One call on all of x, with the entry's options as they are: a black-box attack's own
         # options (the substitute's training ``batch_size``) must not meet the evaluation batch.
         ctx.progress(label, 0, len(x))

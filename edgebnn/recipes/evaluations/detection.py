@@ -62,8 +62,10 @@ class Detection(Kind):
         return f"detection of {unit['attack']}{eps}{single}"
 
     def cost(self, unit, *, recipe, n_eval):
-        steps = unit["options"].get("steps", 1)
-        return (n_eval + unit["fit"]) * (steps + 2 * unit["samples"] / 3)
+        from edgebnn import attacks  # noqa: PLC0415 (TensorFlow)
+
+        passes = attacks.info(unit["attack"]).cost(unit["options"])
+        return (n_eval + unit["fit"]) * (passes + 2 * unit["samples"] / 3)
 
     def run(self, unit, ctx):
         from edgebnn import attacks  # noqa: PLC0415 (TensorFlow)

@@ -55,7 +55,9 @@ class Probes(Kind):
         return f"L1 of {unit['layer']!r} under {unit['attack']}{eps}"
 
     def cost(self, unit, *, recipe, n_eval):
-        return n_eval * max(int(unit["options"].get("steps", 1)), 1)
+        from edgebnn import attacks  # noqa: PLC0415 (TensorFlow)
+
+        return n_eval * attacks.info(unit["attack"]).cost(unit["options"])
 
     def run(self, unit, ctx):
         import tensorflow as tf  # noqa: PLC0415
