@@ -91,7 +91,7 @@ def main(argv=None):
             model, xt, yt, eps_list=eps_list, surrogates=surrogates, steps=args.steps, pgd_steps=args.pgd_steps,
             restarts=args.restarts, target_classes=args.target_classes, square_queries=args.square_queries,
             spsa_options=spsa, substitute_options=substitute, transfer_sources=transfer, batch_size=args.batch_size,
-            log=lambda m, name=name: log(f"{name}: {m}"),
+            progress=lambda label, done, total, name=name: log(f"{name}: {label} {done}/{total}"),
         )
         report["model"] = {"family": "panda_fcn2", "precision": precision, "input_bits": bits, "epochs": args.epochs}
         report["seconds"] = time.perf_counter() - start

@@ -203,3 +203,61 @@ def test_report_validates_before_attacking(float_model):
         masking.robustness_report(model, x, y, eps_list=[0.1], surrogates=["magic"])
     with pytest.raises(ValueError, match="x_holdout"):
         masking.robustness_report(model, x, y, eps_list=[0.1], substitute_options={"rounds": 1})
+
+
+# --- the plan as data, the shared ensemble, the TensorFlow-free checks -----------------
+
+
+def test_checks_and_markdown_import_without_tensorflow():
+    import subprocess
+    import sys
+
+    code = ("import sys, edgebnn.evaluation.checks as c; assert 'tensorflow' not in sys.modules; "
+            "print(c.check_large_eps(accuracy=0.0)['status'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "pass"
+
+
+def test_ensemble_credits_the_first_stage_that_breaks_an_example():
+    from edgebnn.attacks.ensemble import Ensemble
+
+    rng = np.random.default_rng(0)
+    clean = rng.random(200) < 0.9
+    masks = [rng.random(200) < 0.7 for _ in range(4)]
+    ensemble = Ensemble(clean)
+    for i, mask in enumerate(masks):
+        ensemble.add(f"stage{i}", mask)
+    robust = clean & np.logical_and.reduce(masks)
+    assert np.array_equal(ensemble.robust, robust) and ensemble.robust_accuracy == robust.mean()
+    still = clean.copy()
+    for i, (row, mask) in enumerate(zip(ensemble.breakdown, masks)):
+        assert row == {"attack": f"stage{i}", "attacked": int(still.sum()), "broken": int((still & ~mask).sum())}
+        assert np.all(ensemble.broken_by[still & ~mask] == f"stage{i}")
+        still &= mask
+    assert np.all(ensemble.broken_by[~clean] == "clean") and np.all(ensemble.broken_by[robust] == "")
+
+
+def test_attack_plan_is_data_with_one_set_of_defaults():
+    from edgebnn.recipes.evaluations.robustness import Spec
+
+    settings = masking.StrongSettings()
+    plan = masking.attack_plan(settings, norm=np.inf, surrogates=["clipped", "smooth"], spsa_options={"steps": 2},
+                               transfer_sources=["float"])
+    assert [spec.name for spec in plan] == [
+        "fgsm/clipped", "pgd-40/clipped", "pgd-100x5/clipped", "apgd-ce/clipped", "apgd-t/clipped",
+        "fgsm/smooth", "pgd-40/smooth", "pgd-100x5/smooth", "apgd-ce/smooth", "apgd-t/smooth",
+        "square", "spsa", "transfer/float"]
+    assert {spec.name for spec in plan if spec.blackbox} == {"square", "spsa", "transfer/float"}
+    assert masking.attack_plan(settings, norm=2, surrogates=["clipped"], spsa_options={})[-1].name == "square"
+    spec = Spec(eps=[0.1])  # the recipe entry's defaults are the settings' defaults
+    assert {name: getattr(spec, name) for name in vars(settings)} == vars(settings)
+    # FGSM, PGD-40, PGD-100 x 5, APGD-CE 100, APGD-T 100 x 9 per surrogate, then Square's queries
+    assert masking.plan_cost(settings, surrogates=["clipped"]) == 1 + 40 + 500 + 100 + 900 + 5000
+
+
+def test_report_names_an_unknown_budget_key(float_model):
+    model, x, y = float_model
+    with pytest.raises(TypeError, match="unexpected keyword argument 'step'"):
+        masking.robustness_report(model, x, y, eps_list=[0.1], step=3)
+    with pytest.raises(ValueError, match="pgd_steps"):
+        masking.robustness_report(model, x, y, eps_list=[0.1], pgd_steps=0)

@@ -15,15 +15,10 @@ import numpy as np
 from edgebnn import ops
 from edgebnn.attacks.apgd import DEFAULT_TARGET_CLASSES, apgd, apgd_t
 from edgebnn.attacks.common import prepare, validate_surrogate
+from edgebnn.attacks.ensemble import DEFAULT_SURROGATES, STAGES, Ensemble, stage_names
 from edgebnn.attacks.square import square
 
 import tensorflow as tf
-
-#: Surrogates the ensemble tries by default: the three distinct backward passes
-#: (``"ste"`` equals ``"clipped"`` for inputs inside the valid range).
-DEFAULT_SURROGATES = ("clipped", "identity", "smooth")
-#: Stage names, in the order the ensemble runs them.
-STAGES = ("apgd-ce", "apgd-t", "square")
 
 
 @dataclass
@@ -126,33 +121,28 @@ def run_autoattack(
     classes = int(np.asarray(model_fn(tf.constant(x[:1]))).shape[-1])
     target_classes = min(target_classes, classes - 1)
 
-    robust = predicted == y
-    broken_by = np.where(robust, "", "clean").astype(object)
+    ensemble = Ensemble(predicted == y)
     x_adv = x.copy()
     common = dict(eps=float(eps), norm=norm, clip_min=clip_min, clip_max=clip_max)
-    plan = []
-    for stage in STAGES:
+    gradient = dict(steps=steps, restarts=restarts, eot_samples=eot_samples)
+    options = {"apgd-ce": (apgd, dict(loss="ce", **gradient)),
+               "apgd-t": (apgd_t, dict(target_classes=target_classes, **gradient)),
+               "square": (square, dict(queries=square_queries))}
+    for stage, surrogate in stage_names(surrogates):
         if stage not in stages:
             continue
-        if stage == "square":
-            plan.append((stage, None, square, dict(queries=square_queries)))
-        else:
-            gradient = dict(steps=steps, restarts=restarts, eot_samples=eot_samples)
-            attack_fn, extra = (apgd, dict(loss="ce")) if stage == "apgd-ce" else (apgd_t, dict(target_classes=target_classes))
-            plan += [(stage, s, attack_fn, {**gradient, **extra, "surrogate": s}) for s in surrogates]
-
-    breakdown = []
-    for stage, surrogate, attack_fn, options in plan:
-        idx = np.flatnonzero(robust)
-        broken = 0
+        attack_fn, stage_options = options[stage]
+        surrogate_option = {} if surrogate is None else {"surrogate": surrogate}
+        idx = np.flatnonzero(ensemble.robust)
+        correct = np.ones(len(x), bool)
         if len(idx) and eps > 0:
-            candidate = _batched(attack_fn, model_fn, x[idx], y[idx], batch_size, **common, **options)
+            candidate = _batched(attack_fn, model_fn, x[idx], y[idx], batch_size, **common, **stage_options,
+                                 **surrogate_option)
             fooled = _predict(model_fn, candidate, batch_size) != y[idx]
-            hit = idx[fooled]
-            x_adv[hit], robust[hit] = candidate[fooled], False
-            broken_by[hit] = stage if surrogate is None else f"{stage}/{surrogate}"
-            broken = int(fooled.sum())
-        breakdown.append({"attack": stage, "surrogate": surrogate, "attacked": int(len(idx)), "broken": broken})
+            x_adv[idx[fooled]] = candidate[fooled]
+            correct[idx[fooled]] = False
+        ensemble.add(stage if surrogate is None else f"{stage}/{surrogate}", correct, attack=stage, surrogate=surrogate)
+    robust, broken_by, breakdown = ensemble.robust, ensemble.broken_by, ensemble.breakdown
     return AutoAttackResult(
         x_adv=x_adv, robust=robust, broken_by=broken_by.astype(str), breakdown=breakdown, eps=float(eps),
         norm="inf" if norm == np.inf else "l2",
