@@ -29,6 +29,7 @@ import numpy as np
 import edgebnn  # noqa: F401  (Keras 2 before TensorFlow)
 from edgebnn import attacks, data
 from edgebnn.evaluation import masking
+from edgebnn.evaluation.metrics import accuracy_within_l2, median_l2_of_successes, targets_for
 from edgebnn.evaluation.robustness import craft, predict_labels
 
 import _fcn2  # scripts/ is on sys.path when a script runs
@@ -80,12 +81,10 @@ def evaluate(model, xt, yt, holdout, args, log):
     row["mim"] = timed("mim", lambda: accuracy(model, craft(model, xt, yt, attack="mim", eps=eps, steps=10), yt))
 
     x_cw = timed("cw", lambda: craft(model, xs, ys, attack="cw_l2", eps=None, max_iterations=args.cw_iterations, binary_search_steps=5))
-    l2 = np.sqrt(((x_cw - xs) ** 2).reshape(len(xs), -1).sum(axis=1))
     pred_cw, pred_clean = predict_labels(model, x_cw), predict_labels(model, xs)
-    fooled = (pred_cw != ys) & (l2 > 0)
-    within = np.where(l2 <= args.cw_budget, pred_cw, pred_clean)
-    row["cw"] = 100.0 * float(np.mean(within == ys))
-    row["cw_median_l2"] = float(np.median(l2[fooled])) if fooled.any() else float("nan")
+    row["cw"] = 100.0 * accuracy_within_l2(x=xs, x_adv=x_cw, y=ys, clean_pred=pred_clean, adv_pred=pred_cw,
+                                           budget=args.cw_budget)
+    row["cw_median_l2"] = median_l2_of_successes(x=xs, x_adv=x_cw, y=ys, adv_pred=pred_cw)
 
     for delta in spsa_deltas(args):
         row[f"spsa_{delta}"] = timed(f"spsa delta={delta}", lambda: accuracy(model, craft(
@@ -94,7 +93,7 @@ def evaluate(model, xt, yt, holdout, args, log):
     row["spsa"] = min(row[f"spsa_{delta}"] for delta in spsa_deltas(args))
 
     rng = np.random.default_rng(args.seed)
-    targets = (ys + rng.integers(1, 10, size=len(ys))) % 10
+    _, targets = targets_for(ys, mode="random", num_classes=10, rng=rng)
     x_jsma = timed("jsma", lambda: np.concatenate([
         np.asarray(attacks.jsma(model, xs[i : i + 20], y=targets[i : i + 20], targeted=True, gamma=0.1))
         for i in range(0, len(xs), 20)

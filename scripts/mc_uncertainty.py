@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 import edgebnn  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from edgebnn import data, ops, zoo  # noqa: E402
 from edgebnn.evaluation import craft, predict_mc  # noqa: E402
+from edgebnn.evaluation.uncertainty import deterministic_twin  # noqa: E402
 from edgebnn.training import fit  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
@@ -46,20 +47,13 @@ def stochastic_sign_check(*, samples, seed):
     print(f"\nAll within 4 standard errors: {ok}\n")
 
 
-def _twin(model, precision):
-    """Copy with dropout off used to craft FGSM (stochastic weights still sample once per pass)."""
-    twin = zoo.get("guan_lenet")(precision=precision, dropout_rate=model.get_layer("dropout_0").rate, mc_dropout=False)
-    twin.set_weights(model.get_weights())
-    return twin
-
-
 def uncertainty_experiment(train, test, *, precision, dropout_rate, learning_rate, epochs, eps_list, n_eval,
                            samples, seed):
     tf.keras.utils.set_random_seed(seed)
     model = zoo.get("guan_lenet")(precision=precision, dropout_rate=dropout_rate, mc_dropout=True)
     fit.train(model, *train, epochs=epochs, batch_size=128, learning_rate=learning_rate, seed=seed, verbose=0)
     x, y = test[0][:n_eval], test[1][:n_eval]
-    twin = _twin(model, precision)
+    twin = deterministic_twin(model)  # dropout off; stochastic weights still sample once per pass
     rows = [("clean", 0.0, x)]
     for eps in eps_list:
         rows.append(("FGSM", eps, craft(twin, x, y, attack="fgsm", eps=eps, batch_size=500)))

@@ -10,6 +10,7 @@ import pytest
 from edgebnn import recipes
 from edgebnn.recipes import config, figures, runner
 from edgebnn.recipes.console import Console
+from edgebnn.evaluation.metrics import attack_metrics
 from edgebnn.recipes.evaluations import attack
 from edgebnn.recipes.config import FigureSpec
 from edgebnn.recipes.schema import RecipeError
@@ -103,7 +104,7 @@ def test_iterations_label_and_l2_over_every_row():
     x_adv = x.copy()
     x_adv[0, 0, 0, 0] = 0.6  # success, L2 0.6
     x_adv[1, :, :, 0] = 0.5  # success, L2 1.0
-    metrics = attack.attack_metrics(x=x, x_adv=x_adv, y=np.array([0, 0, 0]), clean_pred=np.array([0, 0, 0]),
+    metrics = attack_metrics(x=x, x_adv=x_adv, y=np.array([0, 0, 0]), clean_pred=np.array([0, 0, 0]),
                                     adv_pred=np.array([1, 2, 0]), targets=np.array([1, 2, 3]))
     assert metrics["l2_mean"] == pytest.approx(0.8)  # the two successful rows
     assert metrics["l2_mean_all"] == pytest.approx(1.6 / 3)  # every row, the failed one at distance 0

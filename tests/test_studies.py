@@ -10,7 +10,7 @@ from conftest import attack, small_study
 from edgebnn import data as data_lib
 from edgebnn.recipes import config, runner
 from edgebnn.recipes.console import Console
-from edgebnn.recipes.evaluations.attack import attack_metrics, perturbation_metrics, targets_for
+from edgebnn.evaluation.metrics import attack_metrics, perturbation_metrics, targets_for
 from edgebnn.recipes.store import RunLock
 
 import tensorflow as tf
@@ -537,3 +537,23 @@ def test_certify_kind_refuses_bad_entries_before_training(tmp_path, data_dir, ch
     text = CERTIFY.replace(*change)
     with pytest.raises(config.RecipeError, match=match):
         runner.run(_study(tmp_path, text, data_dir=data_dir), tmp_path / "run", console=_Quiet())
+
+
+def test_accuracy_within_an_l2_budget_reference():
+    from edgebnn.evaluation.metrics import accuracy_within_l2, median_l2_of_successes
+
+    x = np.zeros((4, 2, 2, 1))
+    x_adv = x.copy()
+    x_adv[0, 0, 0, 0] = 1.0  # L2 1.0
+    x_adv[1, 0, :, 0] = 1.0  # L2 sqrt(2)
+    x_adv[2, :, :, 0] = 1.0  # L2 2.0
+    y = np.array([0, 1, 2, 3])
+    clean = np.array([0, 1, 2, 0])  # the last image is wrong without attack
+    adv = np.array([5, 6, 7, 3])  # the first three fooled; the last one unperturbed (L2 0) and right
+    assert accuracy_within_l2(x=x, x_adv=x_adv, y=y, clean_pred=clean, adv_pred=adv, budget=1.5) == 0.5  # images 2, 3
+    assert accuracy_within_l2(x=x, x_adv=x_adv, y=y, clean_pred=clean, adv_pred=adv, budget=0.5) == 1.0
+    assert accuracy_within_l2(x=x, x_adv=x_adv, y=y, clean_pred=clean, adv_pred=adv, budget=2.0) == 0.25
+    assert median_l2_of_successes(x=x, x_adv=x_adv, y=y, adv_pred=adv) == pytest.approx(np.sqrt(2))
+    assert np.isnan(median_l2_of_successes(x=x, x_adv=x, y=y, adv_pred=y))
+    with pytest.raises(ValueError, match="`budget` must be >= 0"):
+        accuracy_within_l2(x=x, x_adv=x_adv, y=y, clean_pred=clean, adv_pred=adv, budget=-1)

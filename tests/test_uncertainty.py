@@ -78,3 +78,19 @@ def test_repeated_calls_trace_the_model_once(rng):
     for _ in range(3):
         predict_mc(model, rng.normal(size=(8, 6)).astype(np.float32), samples=3, batch_size=8)
     assert len(traces) == after_first
+
+
+def test_deterministic_twin_equals_the_model_built_without_mc_dropout(rng):
+    from edgebnn import zoo
+    from edgebnn.deploy.convert import random_inference_layers
+    from edgebnn.evaluation.uncertainty import deterministic_twin
+
+    tf.keras.utils.set_random_seed(0)
+    model = zoo.get("guan_lenet")(precision="float", dropout_rate=0.5, mc_dropout=True)
+    plain = zoo.get("guan_lenet")(precision="float", dropout_rate=0.5, mc_dropout=False)  # the reference
+    plain.set_weights(model.get_weights())
+    twin = deterministic_twin(model)
+    x = rng.uniform(0, 1, size=(8, 28, 28, 1)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(twin(x)), np.asarray(plain(x)), rtol=1e-6, atol=1e-6)
+    assert not random_inference_layers(twin) and random_inference_layers(model)  # the model is unchanged
+    assert not np.array_equal(np.asarray(model(x)), np.asarray(model(x)))

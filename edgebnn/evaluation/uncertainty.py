@@ -112,3 +112,29 @@ def predict_mc(model, x, *, samples=DEFAULT_SAMPLES, batch_size=256):
         uncertainties.append(variance.mean(axis=-1))
     return MCPrediction(np.concatenate(classes).astype(np.int64), np.concatenate(means),
                         np.concatenate(uncertainties))
+
+
+def deterministic_twin(model):
+    """A copy of ``model`` with the same weights whose Monte-Carlo dropout is off at inference.
+
+    Every :class:`edgebnn.layers.MCDropout` of the copy has ``always_on=False``, so its
+    inference pass is the plain network Guan et al. attack with FGSM; stochastic
+    quantizers (stochastic binarization) still sample on every pass.
+
+    Args:
+        model: a Keras functional or sequential model.
+
+    Returns:
+        The copy (a new Keras model; ``model`` is unchanged).
+    """
+    from edgebnn.layers import MCDropout  # noqa: PLC0415
+
+    def clone(layer):
+        config = layer.get_config()
+        if isinstance(layer, MCDropout):
+            config = {**config, "always_on": False}
+        return type(layer).from_config(config)
+
+    twin = tf.keras.models.clone_model(model, clone_function=clone)
+    twin.set_weights(model.get_weights())
+    return twin

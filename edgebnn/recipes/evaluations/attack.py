@@ -42,6 +42,7 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import Field
 
+from edgebnn.evaluation.metrics import attack_metrics, targets_for
 from edgebnn.recipes.evaluations import common
 from edgebnn.recipes.evaluations.base import Kind, Result
 from edgebnn.recipes.schema import OpenSection, RecipeError
@@ -175,65 +176,6 @@ def iterations(name, options):
     from edgebnn import attacks  # noqa: PLC0415 (TensorFlow)
 
     return attacks.info(name).iterations(options)
-
-
-def targets_for(y, *, mode, num_classes, rng):
-    """``(index, targets)``: which images are attacked toward which wrong class.
-
-    ``"random"``: every image once, toward a uniformly drawn wrong class; ``"all"``:
-    every image once per wrong class (``num_classes - 1`` rows each).
-    """
-    y = np.asarray(y)
-    if mode == "random":
-        return np.arange(len(y)), (y + rng.integers(1, num_classes, size=len(y))) % num_classes
-    index = np.repeat(np.arange(len(y)), num_classes - 1)
-    offsets = np.tile(np.arange(1, num_classes), len(y))
-    return index, (y[index] + offsets) % num_classes
-
-
-def perturbation_metrics(x, x_adv, success):
-    """Mean / median L2 and L-inf norms of the perturbations of the successful examples (``None`` if none)."""
-    delta = (np.asarray(x_adv, np.float64) - np.asarray(x, np.float64)).reshape(len(x), -1)[np.asarray(success, bool)]
-    if len(delta) == 0:
-        return {"l2_mean": None, "l2_median": None, "linf_mean": None, "linf_median": None}
-    l2, linf = np.sqrt(np.sum(delta**2, axis=1)), np.max(np.abs(delta), axis=1)
-    return {"l2_mean": float(l2.mean()), "l2_median": float(np.median(l2)),
-            "linf_mean": float(linf.mean()), "linf_median": float(np.median(linf))}
-
-
-def linf_max(x, x_adv):
-    """Largest L-inf distance of any adversarial example from its clean image (all rows, not only successes)."""
-    if len(x) == 0:
-        return None
-    return float(np.max(np.abs(np.asarray(x_adv, np.float64) - np.asarray(x, np.float64))))
-
-
-def attack_metrics(*, x, x_adv, y, clean_pred, adv_pred, targets=None):
-    """Accuracy (true labels), success rate and perturbation norms of one attacked set.
-
-    Args:
-        x, x_adv: clean and adversarial images (same rows).
-        y: true labels of the rows.
-        clean_pred, adv_pred: the model's predictions on ``x`` and ``x_adv``.
-        targets: target classes of a targeted attack, else ``None``.
-    """
-    y, clean_pred, adv_pred = np.asarray(y), np.asarray(clean_pred), np.asarray(adv_pred)
-    if targets is None:
-        attempted = clean_pred == y
-        success = attempted & (adv_pred != y)
-    else:
-        attempted = np.ones(len(y), bool)
-        success = adv_pred == np.asarray(targets)
-    l2_all = np.sqrt(np.sum((np.asarray(x_adv, np.float64) - np.asarray(x, np.float64)).reshape(len(x), -1) ** 2, axis=1))
-    return {
-        "accuracy": float(np.mean(adv_pred == y)),
-        "l2_mean_all": float(l2_all.mean()) if len(l2_all) else None,
-        "success_rate": float(success.sum() / attempted.sum()) if attempted.any() else None,
-        "attempted": int(attempted.sum()),
-        "successes": int(success.sum()),
-        "linf_max": linf_max(x, x_adv),
-        **perturbation_metrics(x, x_adv, success),
-    }
 
 
 class Attacks(Kind):
