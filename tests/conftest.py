@@ -273,3 +273,21 @@ def small_study(name, *, head="", data="train_limit = 300\ntest_limit = 120", mo
         parts += ["[evaluation]", body(evaluation)]
     parts += [*attacks, body(rest)]
     return "\n" + "\n".join(p for p in parts if p) + "\n"
+
+
+def lines_console():
+    """A recipe :class:`~edgebnn.recipes.console.Console` that collects its lines in ``.lines`` instead of printing."""
+    from edgebnn.recipes.console import Console  # noqa: PLC0415
+
+    class Lines(Console):
+        def __init__(self):
+            super().__init__()
+            self.lines = []
+
+        def line(self, message):
+            self.lines.append(message)
+
+        def note(self, message):
+            self.lines.append(message)
+
+    return Lines()

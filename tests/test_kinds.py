@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import small_study
+from conftest import lines_console, small_study
 from edgebnn import attacks
 from edgebnn import data as data_lib
 from edgebnn.attacks.info import AttackInfo
 from edgebnn.recipes import config, results, runner
-from edgebnn.recipes.console import Console
 from edgebnn.recipes.evaluations import KINDS
 from edgebnn.recipes.evaluations.base import Kind, Result
 from edgebnn.recipes.schema import Section
@@ -59,18 +58,6 @@ def flip(model_fn, x, *, eps, y=None, targeted=False, clip_min=0.0, clip_max=1.0
     return tf.clip_by_value(x + eps * tf.where(x > middle, -1.0, 1.0), clip_min, clip_max)
 
 
-class _Lines(Console):
-    def __init__(self):
-        super().__init__()
-        self.lines = []
-
-    def line(self, message):
-        self.lines.append(message)
-
-    def note(self, message):
-        self.lines.append(message)
-
-
 STUDY = small_study(
     "extended", data=dict(train_limit=200, test_limit=60), evaluation=dict(limit=20, batch_size=20),
     rest="""
@@ -92,7 +79,7 @@ def test_a_kind_and_an_attack_added_here_run_and_render_everywhere(tmp_path, mon
     path = tmp_path / "extended.toml"
     path.write_text(STUDY)
     study = config.load(path, overrides=[f'data.data_dir="{data_dir}"'])
-    console = _Lines()
+    console = lines_console()
     report = runner.run(study, tmp_path / "run", console=console)
     assert report["status"] == "complete"
     records = {r["evaluation"]: r for r in report["records"]}
@@ -127,7 +114,7 @@ def test_a_kind_and_an_attack_added_here_run_and_render_everywhere(tmp_path, mon
                                   np.asarray(model(x_adv)).argmax(axis=1) == y[:20])
 
     # a second run finds both results in the cache
-    again = _Lines()
+    again = lines_console()
     runner.run(study, tmp_path / "run", console=again)
     assert any("margin x2:" in line and line.endswith("(cached)") for line in again.lines)
     assert any("flip eps=0.2:" in line and line.endswith("(cached)") for line in again.lines)

@@ -6,11 +6,10 @@ import textwrap
 import numpy as np
 import pytest
 
-from conftest import attack, small_study
+from conftest import attack, lines_console, small_study
 from edgebnn import data as data_lib
-from edgebnn.recipes import config, runner
-from edgebnn.recipes.console import Console
 from edgebnn.evaluation.metrics import attack_metrics, perturbation_metrics, targets_for
+from edgebnn.recipes import config, runner
 from edgebnn.recipes.store import RunLock
 
 import tensorflow as tf
@@ -37,20 +36,6 @@ TINY = small_study(
 )
 
 
-class _Quiet(Console):
-    """Collects the console lines instead of printing them."""
-
-    def __init__(self):
-        super().__init__()
-        self.lines = []
-
-    def line(self, message):
-        self.lines.append(message)
-
-    def note(self, message):
-        self.lines.append(message)
-
-
 def _study(tmp_path, text, overrides=(), data_dir=None):
     path = tmp_path / "study.toml"
     path.write_text(text)
@@ -60,7 +45,7 @@ def _study(tmp_path, text, overrides=(), data_dir=None):
 
 
 def _run(study, out):
-    console = _Quiet()
+    console = lines_console()
     report = runner.run(study, out, console=console)
     return report, console.lines
 
@@ -186,7 +171,7 @@ def test_a_second_run_on_the_folder_is_refused(tiny_run):
     study, out, _, _ = tiny_run
     with RunLock(out):
         with pytest.raises(config.RecipeError, match=r"another run \(pid \d+\) is using"):
-            runner.run(study, out, console=_Quiet())
+            runner.run(study, out, console=lines_console())
 
 
 def test_bad_option_values_fail_before_training(tmp_path, data_dir):
@@ -199,7 +184,7 @@ def test_bad_option_values_fail_before_training(tmp_path, data_dir):
         """
     )
     study = _study(tmp_path, text, data_dir=data_dir)
-    console = _Quiet()
+    console = lines_console()
     with pytest.raises(config.RecipeError, match=r"cell 'a,precision=float': `attacks.0`: `steps` must be a positive int"):
         runner.run(study, tmp_path / "run", console=console)
     assert not any("training" in line for line in console.lines)
@@ -219,7 +204,7 @@ def test_a_failed_rerun_leaves_no_stale_outputs(tmp_path, data_dir, monkeypatch)
     monkeypatch.setattr(KINDS["attacks"], "run", broken)
     changed = _study(tmp_path, single, overrides=["attacks.0.eps=[0.3]"], data_dir=data_dir)
     with pytest.raises(RuntimeError, match="attack crashed"):
-        runner.run(changed, out, console=_Quiet())
+        runner.run(changed, out, console=lines_console())
     report = json.loads((out / "report.json").read_text())
     assert report["status"] == "failed" and "attack crashed" in report["error"]
     assert not (out / "model.keras").exists()  # the old run's model is not left beside a failed report
@@ -536,7 +521,7 @@ def test_certify_kind_against_direct_certification(tmp_path, data_dir):
 def test_certify_kind_refuses_bad_entries_before_training(tmp_path, data_dir, change, match):
     text = CERTIFY.replace(*change)
     with pytest.raises(config.RecipeError, match=match):
-        runner.run(_study(tmp_path, text, data_dir=data_dir), tmp_path / "run", console=_Quiet())
+        runner.run(_study(tmp_path, text, data_dir=data_dir), tmp_path / "run", console=lines_console())
 
 
 def test_accuracy_within_an_l2_budget_reference():

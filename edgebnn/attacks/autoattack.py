@@ -14,7 +14,7 @@ import numpy as np
 
 from edgebnn import ops
 from edgebnn.attacks.apgd import DEFAULT_TARGET_CLASSES, apgd, apgd_t
-from edgebnn.attacks.common import prepare, validate_surrogate
+from edgebnn.attacks.common import predict_labels, prepare, validate_surrogate
 from edgebnn.attacks.ensemble import DEFAULT_SURROGATES, STAGES, Ensemble, stage_names
 from edgebnn.attacks.square import square
 
@@ -59,13 +59,6 @@ class AutoAttackResult:
             "robust_accuracy": self.robust_accuracy,
             "breakdown": [dict(row) for row in self.breakdown],
         }
-
-
-def _predict(model_fn, x, batch_size):
-    return np.concatenate([
-        np.argmax(np.asarray(model_fn(tf.constant(x[i : i + batch_size]))), axis=-1)
-        for i in range(0, len(x), batch_size)
-    ]) if len(x) else np.zeros([0], np.int64)
 
 
 def _batched(attack_fn, model_fn, x, y, batch_size, **options):
@@ -116,7 +109,7 @@ def run_autoattack(
                 eot_samples=eot_samples, steps=steps, restarts=restarts, square_queries=square_queries,
                 batch_size=batch_size, target_classes=target_classes)
     x, eps, norm, batch_size = a.x.numpy(), a.eps, a.norm, a.batch_size
-    predicted = _predict(model_fn, x, batch_size)
+    predicted = predict_labels(model_fn, x, batch_size=batch_size)
     y = predicted if a.y is None else a.y.numpy()
     classes = int(np.asarray(model_fn(tf.constant(x[:1]))).shape[-1])
     target_classes = min(target_classes, classes - 1)
@@ -138,7 +131,7 @@ def run_autoattack(
         if len(idx) and eps > 0:
             candidate = _batched(attack_fn, model_fn, x[idx], y[idx], batch_size, **common, **stage_options,
                                  **surrogate_option)
-            fooled = _predict(model_fn, candidate, batch_size) != y[idx]
+            fooled = predict_labels(model_fn, candidate, batch_size=batch_size) != y[idx]
             x_adv[idx[fooled]] = candidate[fooled]
             correct[idx[fooled]] = False
         ensemble.add(stage if surrogate is None else f"{stage}/{surrogate}", correct, attack=stage, surrogate=surrogate)

@@ -341,7 +341,15 @@ def label_oracle(target, *, batch_size=500):
         )
 
     def oracle(x):
-        x = np.asarray(x, np.float32)
-        return np.concatenate([np.argmax(np.asarray(target(x[i : i + batch_size])), axis=-1) for i in range(0, len(x), batch_size)])
+        return predict_labels(target, np.asarray(x, np.float32), batch_size=batch_size)
 
     return oracle
+
+
+def predict_labels(model_fn, x, *, batch_size=500):
+    """Arg-max predictions of ``model_fn`` on ``x`` (NumPy), in batches of ``batch_size``;
+    an empty int64 array for an empty ``x``."""
+    if not len(x):
+        return np.zeros(0, np.int64)
+    return np.concatenate([np.argmax(np.asarray(model_fn(x[i : i + batch_size])), axis=-1)
+                           for i in range(0, len(x), batch_size)])

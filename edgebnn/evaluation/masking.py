@@ -292,20 +292,9 @@ def robustness_report(
                      "spsa": spsa_options is not None, "substitute": substitute_options is not None,
                      "transfer": sorted(transfer_sources)},
     }
-    report["zero_gradient_fraction"] = {
-        s: float(zero_gradient_mask(model_fn, x, y, surrogate=s, eot_samples=eot_samples, batch_size=batch_size).mean())
-        for s in surrogates
-    }
-    report["large_eps"] = {"eps": settings.large_eps, "accuracy": {
-        # From the clean point (no random start): at this budget a random start alone can
-        # fool the model, which would hide a dead gradient.
-        s: float(_correct(model_fn, craft(model_fn, x, y, attack="pgd", eps=settings.large_eps,
-                                          steps=settings.pgd_steps, rand_init=False, norm=norm, surrogate=s,
-                                          batch_size=batch_size, eot_samples=eot_samples), y, batch_size).mean())
-        for s in surrogates
-    }}
+    report.update(_gradient_health(model_fn, x, y, settings, norm=norm, surrogates=surrogates,
+                                   eot_samples=eot_samples, batch_size=batch_size))
     step()
-
     results = []
     for eps in map(float, eps_list):
         correct = {}  # run name -> per-example "still correct" (and clean-correct)
@@ -314,16 +303,7 @@ def robustness_report(
             x_adv = craft(source, x, y, attack=spec.attack, eps=eps, batch_size=batch_size, **spec.options)
             correct[spec.name] = _correct(model_fn, x_adv, y, batch_size) & clean
             step()
-        ensemble = {s: combine_ensemble(correct, clean, [s]) for s in surrogates}
-        ensemble["all"] = combine_ensemble(correct, clean, surrogates)
-        accuracy = {name: float(mask.mean()) for name, mask in correct.items()}
-        checks = checks_for_eps(accuracy, surrogates, *run_names(settings),
-                                blackbox={spec.name for spec in plan if spec.blackbox})
-        results.append({
-            "eps": eps, "accuracy": accuracy, "autoattack": ensemble, "checks": checks,
-            "warnings": sum(c["status"] == WARNING for c in checks),
-        })
-
+        results.append(_eps_result(eps, correct, clean, plan, settings, surrogates))
     checks = global_checks(report)
     eot_numbers = {}
     if randomized and eot_samples > 1:
@@ -338,6 +318,33 @@ def robustness_report(
     report["results"] = results
     report["warnings"] = sum(c["status"] == WARNING for c in checks) + sum(r["warnings"] for r in results)
     return report
+
+
+def _gradient_health(model_fn, x, y, settings, *, norm, surrogates, eot_samples, batch_size):
+    """The eps-independent numbers per surrogate: the fraction of all-zero input gradients and
+    the accuracy under PGD at the large eps."""
+    zero = {s: float(zero_gradient_mask(model_fn, x, y, surrogate=s, eot_samples=eot_samples,
+                                        batch_size=batch_size).mean()) for s in surrogates}
+    large = {
+        # From the clean point (no random start): at this budget a random start alone can
+        # fool the model, which would hide a dead gradient.
+        s: float(_correct(model_fn, craft(model_fn, x, y, attack="pgd", eps=settings.large_eps,
+                                          steps=settings.pgd_steps, rand_init=False, norm=norm, surrogate=s,
+                                          batch_size=batch_size, eot_samples=eot_samples), y, batch_size).mean())
+        for s in surrogates
+    }
+    return {"zero_gradient_fraction": zero, "large_eps": {"eps": settings.large_eps, "accuracy": large}}
+
+
+def _eps_result(eps, correct, clean, plan, settings, surrogates):
+    """One eps of the report from its runs' per-example masks: accuracies, ensembles, checks."""
+    ensemble = {s: combine_ensemble(correct, clean, [s]) for s in surrogates}
+    ensemble["all"] = combine_ensemble(correct, clean, surrogates)
+    accuracy = {name: float(mask.mean()) for name, mask in correct.items()}
+    checks = checks_for_eps(accuracy, surrogates, *run_names(settings),
+                            blackbox={spec.name for spec in plan if spec.blackbox})
+    return {"eps": eps, "accuracy": accuracy, "autoattack": ensemble, "checks": checks,
+            "warnings": sum(c["status"] == WARNING for c in checks)}
 
 
 def combine_ensemble(correct, clean, surrogates):

@@ -6,16 +6,9 @@ import weakref
 import numpy as np
 
 from edgebnn import _cache, _validate, attacks
-from edgebnn.attacks.common import check_inputs
+from edgebnn.attacks.common import check_inputs, predict_labels
 
 import tensorflow as tf
-
-
-def predict_labels(model_fn, x, *, batch_size=500):
-    """Arg-max predictions of ``model_fn`` on ``x``, in batches."""
-    return np.concatenate(
-        [np.argmax(model_fn(x[i : i + batch_size]), axis=-1) for i in range(0, len(x), batch_size)]
-    )
 
 
 def top_k_accuracy(model_fn, x, y, *, k=5, batch_size=500):
