@@ -486,7 +486,7 @@ class _Runner:
             "recipe": study.name, "description": study.description, "status": self.status, "error": self.error,
             "data_caption": self._caption(), "study": study.to_dict(), "cells": cells, "records": records,
             "tables": tables, "figures": [{k: v for k, v in f.items()} for f in self.figure_reports],
-            "paper": study.paper, "claims": claims_lib.evaluate_all(study.claims, records, configs),
+            "paper": study.paper, "claims": self._claims(records, configs),
             "versions": self.versions, "seconds": self.console.elapsed(), "computed_seconds": self.computed_seconds,
             "work_seconds": self._work_seconds(records, cells),
         }
@@ -495,6 +495,13 @@ class _Runner:
         _io.write_json(self.out / "report.json", report)
         _io.write_text(self.out / "report.md", report_lib.to_markdown(report, study))
         return report
+
+    def _claims(self, records, configs):
+        """The study's claims judged on ``records``, with the paper's clean accuracies and chance as gates."""
+        classes = {d.num_classes for d in self._data.values()}
+        return claims_lib.evaluate_all(self.study.claims, records, configs,
+                                       paper_clean=claims_lib.paper_clean(self.study.tables, configs),
+                                       chance=1 / classes.pop() if len(classes) == 1 else 0.1)
 
     def _work_seconds(self, records, cells):
         """Compute time behind the report's numbers (training and every result), whichever run spent it."""

@@ -33,6 +33,7 @@ def run(unit, ctx):
         "accuracy": float(np.mean(test_pred == ctx.y_test)),
         "accuracy_eval": float(np.mean(eval_pred == ctx.y_eval)),
         "images": int(len(ctx.x_test)),
+        "images_eval": int(n),
     }
     metrics.update(common.top5(ctx, ctx.model, ctx.x_test, ctx.y_test))
     arrays = {}
