@@ -420,3 +420,18 @@ def test_every_criterion_holds_on_the_papers_own_values():
     wrong = {name: r["verdict"] for name, r in checked.items() if r["outcome"] != claims.HOLDS}
     assert not wrong, wrong
     assert len(checked) >= 43, sorted(checked)
+
+
+def test_attack_accuracy_rising_with_eps_or_above_clean_is_an_anomaly():
+    def fgsm(eps, accuracy, cell="b"):
+        return {"cell": cell, "repeat": 0, "evaluation": "attacks", "attack": "fgsm", "eps": eps,
+                "gradient": "single", "accuracy": accuracy, "images": 1000}
+
+    clean = {"cell": "b", "repeat": 0, "evaluation": "clean", "attack": "clean", "eps": 0.0, "accuracy": 0.85,
+             "accuracy_eval": 0.80, "images": 10000, "images_eval": 1000}
+    records = [clean, fgsm(0.1, 0.40), fgsm(0.2, 0.41), fgsm(0.3, 0.90)]
+    flags = claims.anomalies(records)
+    assert [(f["eps"], f["message"].split(":")[0]) for f in flags] == [
+        (0.3, "fgsm accuracy rises from 41.0% at eps 0.2 to 90.0% at eps 0.3"),
+        (0.3, "fgsm accuracy at eps 0.3 (90.0%) is above clean accuracy on the same images (80.0%)")]
+    assert claims.anomalies([clean, fgsm(0.1, 0.40), fgsm(0.2, 0.41)]) == []  # a 1-point rise is noise

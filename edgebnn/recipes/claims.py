@@ -508,6 +508,58 @@ def gate(cells, records, *, paper_clean=None, chance=0.1):
     return None if not problems else "under-trained (" + "; ".join(problems) + ")"
 
 
+def _proportion_side(record, metric, *, images=None):
+    """A :func:`side` of one record's proportion metric over ``images`` (default: the count it records)."""
+    value = float(record[metric])
+    count = _count([record], metric) if images is None else (value * images, images)
+    return {"value": value, "repeats": [value], "per_image": None, "count": count}
+
+
+def anomalies(records):
+    """Attack results no sound attack produces: accuracy rising with eps, or above clean accuracy.
+
+    Either is the signature of label leaking (an attack that follows the true label's
+    gradient hands the model a hint) or of masked gradients. A rise is flagged only when
+    it holds over its 95% interval (:func:`interval`), so sampling noise is not flagged.
+    Attacks toward targets or from another cell's model are passed over.
+
+    Returns:
+        ``[{"cell", "repeat", "attack", "eps", "message"}]``, one per anomaly.
+    """
+    found, groups = [], {}
+    clean = {(r["cell"], r.get("repeat", 0)): r for r in records if r.get("evaluation") == "clean"}
+    for r in records:
+        if r.get("evaluation") != "attacks" or r.get("accuracy") is None or r.get("eps") is None \
+                or r.get("targets") or r.get("source"):
+            continue
+        key = (r["cell"], r.get("repeat", 0), r.get("attack"), r.get("gradient"), r.get("labels"),
+               repr(r.get("iterations")), r.get("implementation"))
+        groups.setdefault(key, []).append(r)
+    for (cell, repeat, attack, *_), group in groups.items():
+        group.sort(key=lambda r: r["eps"])
+        where = {"cell": cell, "repeat": repeat, "attack": attack}
+        for small, large in zip(group, group[1:]):
+            low, _, method = interval(_proportion_side(large, "accuracy"), _proportion_side(small, "accuracy"))
+            if method != "point" and low > TIE:
+                found.append({**where, "eps": large["eps"], "message": (
+                    f"{attack} accuracy rises from {100 * small['accuracy']:.1f}% at eps {small['eps']:g} to "
+                    f"{100 * large['accuracy']:.1f}% at eps {large['eps']:g}: label leaking or masked gradients")})
+        reference = clean.get((cell, repeat))
+        metric = "accuracy_eval" if reference is not None and reference.get("accuracy_eval") is not None \
+            else "accuracy"
+        if reference is None or reference.get(metric) is None:
+            continue
+        for r in group:
+            images = reference.get("images_eval") if metric == "accuracy_eval" else reference.get("images")
+            low, _, method = interval(_proportion_side(r, "accuracy"),
+                                      _proportion_side(reference, metric, images=images or r.get("images")))
+            if method != "point" and low > TIE:
+                found.append({**where, "eps": r["eps"], "message": (
+                    f"{attack} accuracy at eps {r['eps']:g} ({100 * r['accuracy']:.1f}%) is above clean accuracy on "
+                    f"the same images ({100 * reference[metric]:.1f}%): label leaking or masked gradients")})
+    return found
+
+
 def evaluate(claim, records, configs, *, paper_clean=None, outcomes=None, chance=0.1):
     """The verdict of one claim on a report's records.
 

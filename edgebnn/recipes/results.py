@@ -152,6 +152,12 @@ def _section(run_dir, report, out_dir):
     claims = report.get("claims") or []
     if claims:
         lines += claims_lib.to_markdown(claims, heading="#### Claims")
+    flags = claims_lib.anomalies(report.get("records") or [])
+    if flags:
+        lines += ["#### Anomalies (label leaking or masked gradients)", ""]
+        lines += [f"- cell {f['cell']}" + (f" (repeat {f['repeat']})" if f["repeat"] else "") + f": {f['message']}"
+                  for f in flags]
+        lines.append("")
     lines += _eot_versus_single(report)
     masking_lines = _masking(report)
     if masking_lines:
