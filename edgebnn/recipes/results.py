@@ -13,10 +13,12 @@ The page is generated: edit the recipes or rerun them, never the page.
 
 import json
 import os
+import tomllib
 from pathlib import Path
 
 from edgebnn import _io
 from edgebnn.recipes import claims as claims_lib
+from edgebnn.recipes import papers
 from edgebnn.recipes.claims import PAPERS, VERDICTS, outcome_of
 from edgebnn.recipes.schema import RecipeError
 
@@ -68,6 +70,50 @@ def _budget(report):
             parts.append(f"EOT {evaluation['eot_samples']} samples per gradient")
         parts.append(f"attack labels: {evaluation.get('labels')}")
     return "; ".join(parts)
+
+
+def _images(base):
+    """Training and test images of a base recipe's data section, as the summary shows them."""
+    data = base.get("data", {})
+    split = data.get("split")
+    if split:
+        return f"{split.get('train'):,} / {split.get('test'):,} of {data.get('dataset')}'s {split.get('source')} split"
+    limits = [data.get("train_limit"), data.get("test_limit")]
+    return " / ".join("all" if n is None else f"{n:,}" for n in limits) + f" of {data.get('dataset')}"
+
+
+def short_budget(report):
+    """``ours`` in a few words: images, epochs, evaluated images and runs of the report's study."""
+    study = report.get("study") or {}
+    base = study.get("base") or {}
+    epochs = (base.get("train") or {}).get("epochs")
+    limit = (base.get("evaluation") or {}).get("limit")
+    runs = study.get("repeats", 1)
+    return (f"{_images(base)}, {epochs} epochs, {'all' if limit is None else f'{limit:,}'} evaluated, "
+            f"{runs} run{'s' if runs != 1 else ''}")
+
+
+def _recipe_dataset(recipe):
+    """The dataset a recipe file trains on by default (its ``[data] dataset``)."""
+    from edgebnn import recipes  # noqa: PLC0415
+
+    table = tomllib.loads(recipes.find(recipe).read_text(encoding="utf-8"))
+    return (table.get("data") or {}).get("dataset", "fashion_mnist")
+
+
+def coverage(paper, reports):
+    """Markdown table of every table and figure of ``paper``: the recipes, what ran (dataset, budget) or why not."""
+    by_recipe = {}
+    for _, report in reports:
+        by_recipe.setdefault(report["recipe"], []).append(report)
+    lines = ["| item | shows | recipe | run here (data: ours) | paper's budget |", "|---|---|---|---|---|"]
+    for item in papers.CATALOG.get(paper, ()):
+        for recipe in item.recipes:
+            runs = by_recipe.get(recipe.replace("/", "_"), [])
+            ran = "; ".join(f"{_dataset(r)}: {short_budget(r)}" for r in runs) or \
+                papers.not_run_reason(_recipe_dataset(recipe))
+            lines.append(f"| {item.name} | {item.shows} | `{recipe}` | {ran} | {item.budget} |")
+    return lines + [""]
 
 
 def _verdict_counts(claims):
@@ -196,20 +242,23 @@ def render(reports, *, command, out_dir="."):
              "Accuracies are in percent; paper values in parentheses. `single` is the plain attack (one stochastic "
              "pass per gradient, as the papers ran it), `eot` the same attack with gradients averaged over the "
              "model's randomness.", ""]
-    lines += ["## Summary", "", "| paper | recipe | data | claim | verdict |", "|---|---|---|---|---|"]
+    lines += ["## Summary", "", "| paper | recipe | data | budget (ours) | claim | verdict |",
+              "|---|---|---|---|---|---|"]
     for paper in order:
         for _, report in sorted(groups[paper], key=lambda item: item[1]["recipe"]):
             for c in report.get("claims") or []:
                 beyond = " *(beyond the paper)*" if c.get("extension") else ""
                 lines.append(f"| {PAPERS.get(paper, OTHER)} | {report['recipe']} | {_dataset(report)} | "
-                             f"{c['id']}: {c['claim']}{beyond} | {c['verdict']} |")
+                             f"{short_budget(report)} | {c['id']}: {c['claim']}{beyond} | {c['verdict']} |")
     if not any(r.get("claims") for _, r in reports):
-        lines.append("| - | - | - | (no claims in these reports) | - |")
+        lines.append("| - | - | - | - | (no claims in these reports) | - |")
     lines.append("")
     for paper in order:
         entries = sorted(groups[paper], key=lambda item: (item[1]["recipe"], str(item[0])))
         all_claims = [c for _, r in entries for c in r.get("claims") or []]
         lines += [f"## {PAPERS.get(paper, OTHER)}", ""]
+        if paper in papers.CATALOG:
+            lines += [f"### What the paper reports and what ran here", "", *coverage(paper, entries)]
         if all_claims:
             own = [c for c in all_claims if not c.get("extension")]
             extensions = [c for c in all_claims if c.get("extension")]
