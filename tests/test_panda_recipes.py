@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgebnn import recipes
-from edgebnn.recipes import config, runner
+from edgebnn.recipes import config, runner, steps
 from edgebnn.recipes.console import Console
 
 PANDA = sorted(name for name in recipes.available() if name.startswith("panda/"))
@@ -124,7 +124,7 @@ def _generated_loader(config_):
     n_train, n_test = 4, 4
     x = rng.uniform(0, 1, size=(n_train + n_test, *info.image_shape)).astype(np.float32)
     y = rng.integers(0, info.num_classes, size=n_train + n_test).astype(np.int64)
-    return runner._Data(x[:n_train], y[:n_train], x[n_train:], y[n_train:], info.num_classes, info.image_shape,
+    return steps.Data(x[:n_train], y[:n_train], x[n_train:], y[n_train:], info.num_classes, info.image_shape,
                         f"generated {info.name}-shaped tensors")
 
 
@@ -133,7 +133,7 @@ def _generated_loader(config_):
 def test_online_recipe_runs_one_step_on_generated_tensors(name, tmp_path, monkeypatch):
     """One training step per cell (4 generated images, batch 4) and every attack at its first eps
     on 2 images, with the recipe's models and tables."""
-    monkeypatch.setattr(runner, "_load_data", _generated_loader)
+    monkeypatch.setattr(steps, "load_data", _generated_loader)
     # fig8's XNOR cells set their own epochs and decay; a copy of the recipe with one epoch, no decay.
     text = (recipes.find(name).read_text().replace('"train.epochs" = 50', '"train.epochs" = 1')
             .replace('"train.decay_epochs" = [30, 40]', '"train.decay_epochs" = []'))

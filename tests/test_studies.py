@@ -211,12 +211,12 @@ def test_a_failed_rerun_leaves_no_stale_outputs(tmp_path, data_dir, monkeypatch)
     out = tmp_path / "run"
     _run(study, out)
     assert (out / "model.keras").is_file() and json.loads((out / "report.json").read_text())["status"] == "complete"
-    from edgebnn.recipes.evaluations import attack
+    from edgebnn.recipes.evaluations import KINDS
 
     def broken(unit, ctx):
         raise RuntimeError("attack crashed")
 
-    monkeypatch.setattr(attack, "run", broken)
+    monkeypatch.setattr(KINDS["attacks"], "run", broken)
     changed = _study(tmp_path, single, overrides=["attacks.0.eps=[0.3]"], data_dir=data_dir)
     with pytest.raises(RuntimeError, match="attack crashed"):
         runner.run(changed, out, console=_Quiet())

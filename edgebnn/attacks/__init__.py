@@ -24,6 +24,8 @@ Example:
     >>> x_adv = edgebnn.attacks.get("pgd")(model, x, eps=0.1, steps=40)
 """
 
+import inspect
+
 from edgebnn.attacks import cleverhans_backend
 from edgebnn.attacks.apgd import apgd, apgd_t
 from edgebnn.attacks.autoattack import AutoAttackResult, autoattack, run_autoattack
@@ -101,6 +103,11 @@ def backend_of(attack_fn):
     return getattr(attack_fn, "backend", "edgebnn")
 
 
+def keywords(attack_fn):
+    """Names of the keyword-only options of ``attack_fn`` (``eps``, ``steps``, ``eot_samples``, ...)."""
+    return {p.name for p in inspect.signature(attack_fn).parameters.values() if p.kind is p.KEYWORD_ONLY}
+
+
 def name_of(attack_fn):
     """Registry name of ``attack_fn`` (or its ``__name__`` if it is not registered)."""
     for name, fn in _REGISTRY.items():
@@ -110,7 +117,7 @@ def name_of(attack_fn):
 
 
 __all__ = [
-    "AutoAttackResult", "BACKENDS", "EAGER_ONLY", "NO_EPS", "apgd", "backend_of", "apgd_t", "autoattack", "bim", "cw_l2", "fgsm", "get", "jsma", "label_oracle", "mim", "names",
+    "AutoAttackResult", "BACKENDS", "EAGER_ONLY", "NO_EPS", "apgd", "backend_of", "apgd_t", "autoattack", "bim", "cw_l2", "fgsm", "get", "jsma", "keywords", "label_oracle", "mim", "names",
     "name_of", "pgd", "rfgsm", "rfgsm_max_linf", "run_autoattack", "spsa", "square", "square_with_queries", "substitute",
     "train_substitute", "transfer", "use_surrogate",
 ]

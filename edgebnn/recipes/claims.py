@@ -52,7 +52,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from edgebnn.recipes.report import lookup, same
+from edgebnn.recipes.records import lookup, same
 from edgebnn.recipes.schema import RecipeError, Section
 
 #: Papers with a section on the results page (``paper = ...`` in a recipe).

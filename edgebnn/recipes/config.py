@@ -42,7 +42,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, create_model, model_validator
 
 from edgebnn.recipes import claims as claims_lib
-from edgebnn.recipes.evaluations import KINDS
+from edgebnn.recipes.evaluations import KINDS, entries
 from edgebnn.recipes.schema import OpenSection, RecipeError, Section
 from edgebnn.attacks.rfgsm import VARIANTS as RFGSM_VARIANTS
 from edgebnn.training.adversarial import LABEL_SOURCES, METHODS, MODES
@@ -181,7 +181,7 @@ class _RecipeBase(Section):
 
 #: One cell's recipe: the base sections plus one array per evaluation kind.
 Recipe = create_model(
-    "Recipe", __base__=_RecipeBase, **{key: (list[kind.Spec], []) for key, kind in KINDS.items()}
+    "Recipe", __base__=_RecipeBase, **{key: (list[kind.Spec], []) for key, kind in KINDS.items() if kind.Spec is not None}
 )
 
 
@@ -209,6 +209,11 @@ class TableSpec(Section):
     format: Literal["percent", "fixed2", "fixed3", "fixed4", "scientific"] = "percent"
     paper: list[PaperValue] = []
     paper_source: str = ""
+
+
+#: The table of a recipe without ``[[tables]]``: accuracy per cell, clean and per attack and eps.
+DEFAULT_TABLE = TableSpec(title="Accuracy (%), clean and under attack", metric="accuracy",
+                          rows=["cell"], columns=["attack", "eps"])
 
 
 class FigureSpec(OpenSection):
@@ -270,6 +275,10 @@ class Study:
     single: bool = field(default=True)
     paper: str | None = None
     claims: list = field(default_factory=list)
+
+    def report_tables(self):
+        """The tables of ``report.md``: the recipe's, else :data:`DEFAULT_TABLE`."""
+        return self.tables or [DEFAULT_TABLE]
 
     def to_dict(self):
         return {
@@ -374,10 +383,10 @@ def _check_names(recipe, *, cells, cell, where=""):
         raise RecipeError(f"{where}`deploy.target` must be one of {list(convert.TARGETS)}, got {recipe.deploy.target!r}.")
     if recipe.deploy.weights not in convert.WEIGHTS:
         raise RecipeError(f"{where}`deploy.weights` must be one of {list(convert.WEIGHTS)}, got {recipe.deploy.weights!r}.")
-    for key, kind in KINDS.items():
-        for i, spec in enumerate(getattr(recipe, key)):
+    for key, where_, spec in entries(recipe):
+        if spec is not None:
             try:
-                kind.check(spec, recipe=recipe, cells=cells, cell=cell, where=f"{key}.{i}")
+                KINDS[key].check(spec, recipe=recipe, cells=cells, cell=cell, where=where_)
             except RecipeError as e:
                 raise RecipeError(f"{where}{e}") from None
 

@@ -18,7 +18,8 @@ Every figure is written as ``figures/NAME.png`` and the plotted numbers as
 import numpy as np
 
 from edgebnn import _io
-from edgebnn.recipes.report import lookup
+from edgebnn.recipes.evaluations import KINDS
+from edgebnn.recipes.records import lookup
 from edgebnn.recipes.schema import RecipeError
 
 _OPTIONS = {
@@ -65,16 +66,12 @@ def accuracy_vs_eps_data(spec, records, configs):
     series_keys, where = spec.options.get("series", ["cell"]), spec.options.get("where", {})
     points = {}
     for r in records:
-        if r["evaluation"] not in ("clean", "attacks") or r.get(metric) is None:
+        if r.get(metric) is None:
             continue
-        if r["evaluation"] == "attacks" and (r["attack"] != attack or r.get("targets") != targets or r.get("source")):
-            continue
-        if r["evaluation"] == "attacks" and r.get(x_key) is None:
-            continue
-        if not all(lookup(r, k, configs) == v for k, v in where.items()):
+        x = KINDS[r["evaluation"]].curve_x(r, attack=attack, x=x_key, targets=targets)
+        if x is None or not all(lookup(r, k, configs) == v for k, v in where.items()):
             continue
         label = ", ".join(f"{k.rsplit('.', 1)[-1]}={lookup(r, k, configs)}" for k in series_keys)
-        x = 0 if r["evaluation"] == "clean" else r[x_key]
         points.setdefault(label, {}).setdefault(x, []).append(float(r[metric]))
     data = {}
     for label, by_x in points.items():
@@ -110,16 +107,12 @@ def _draw_uncertainty_histogram(spec, records, configs, arrays):
     bins = spec.options.get("bins", DEFAULT_BINS)
     sets = {}
     for r in records:
-        if r["cell"] != cell or r["repeat"] != 0 or r["evaluation"] not in ("clean", "attacks"):
+        if r["cell"] != cell or r["repeat"] != 0:
             continue
-        if r["evaluation"] == "attacks" and wanted is not None and r["attack"] not in wanted:
-            continue
-        values = arrays(r, "uncertainty")
+        name = KINDS[r["evaluation"]].histogram_set(r, attacks=wanted)
+        values = None if name is None else arrays(r, "uncertainty")
         if values is None:
             continue
-        name = "clean" if r["evaluation"] == "clean" else " ".join(
-            [r["attack"]] + ([] if r.get("eps") is None else [f"eps {r['eps']:g}"])
-            + (["single-sample"] if r.get("gradient") == "single" else []))
         sets[name] = np.asarray(values, np.float64)
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     top = spec.options.get("upper") or max([v.max() for v in sets.values()] + [1e-12])

@@ -1,17 +1,17 @@
-"""Study reports: flat result records, the recipe's tables (mean ± std over repeats) and ``report.md``.
+"""Study reports: the recipe's tables (mean ± std over repeats) and ``report.md``.
 
-A *record* is one cached result of one cell: ``cell``, ``repeat``, ``evaluation``
-(the kind: ``clean``, ``attacks``, ...), the evaluation's labels (``attack``, ``eps``,
-...) and its metrics. Table keys are looked up in the record first, then in the
-cell's resolved configuration (``model.precision``, ``train.adversarial.method``).
+Tables read the flat result records of :mod:`edgebnn.recipes.records`: table keys are
+looked up in the record first, then in the cell's resolved configuration
+(``model.precision``, ``train.adversarial.method``).
 """
-
-import math
 
 import numpy as np
 
-from edgebnn.evaluation import masking
 from edgebnn.evaluation import report as run_report
+from edgebnn.recipes import claims as claims_lib
+from edgebnn.recipes.evaluations import KINDS
+from edgebnn.recipes.evaluations.base import num, pct
+from edgebnn.recipes.records import lookup, matches, same
 
 _FORMATS = {
     "percent": lambda v: f"{100 * v:.2f}",
@@ -20,20 +20,6 @@ _FORMATS = {
     "fixed4": lambda v: f"{v:.4f}",
     "scientific": lambda v: f"{v:.2e}",
 }
-
-
-def lookup(record, key, configs):
-    """Value of ``key`` for ``record``: its own field, else its cell's configuration."""
-    if key in record:
-        return record[key]
-    return configs.get(record["cell"], {}).get(key)
-
-
-def same(a, b):
-    """Whether record value ``a`` equals match value ``b`` (numbers within rounding)."""
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
-        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
-    return a == b
 
 
 def _label(keys, values):
@@ -48,21 +34,18 @@ def _label(keys, values):
     return " ".join(parts) or "-"
 
 
-def _matches(record, where, configs):
-    return all(same(lookup(record, k, configs), v) for k, v in where.items())
-
-
 def table_data(spec, records, configs):
     """The numbers behind one table: rows, columns and ``{(row, column): stats}``.
 
-    Records of ``spec.evaluation`` (plus the clean records, for metrics they carry)
+    Records of ``spec.evaluation`` (plus those of kinds in every table, the clean ones, for metrics they carry)
     matching ``spec.where`` are grouped by the row and column keys; each group gives
     the mean, the standard deviation (``ddof=0``) and the number of values (repeats).
     """
     chosen = [
         r for r in records
-        if r["evaluation"] in (spec.evaluation, "clean") and r.get(spec.metric) is not None
-        and _matches(r, spec.where, configs)
+        if (r["evaluation"] == spec.evaluation or KINDS[r["evaluation"]].in_every_table)
+        and r.get(spec.metric) is not None
+        and matches(r, spec.where, configs)
     ]
     rows, columns, groups = [], [], {}
     for record in chosen:
@@ -128,24 +111,22 @@ def render_table(spec, records, configs, *, caption=""):
                    "columns": [list(c) for c in columns], "cells": data_cells}
 
 
-def default_table(study):
-    """The table a recipe without ``[[tables]]`` gets: accuracy per cell, clean and per attack and eps."""
-    from edgebnn.recipes.config import TableSpec  # noqa: PLC0415
-
-    return TableSpec(title="Accuracy (%), clean and under attack", metric="accuracy",
-                     rows=["cell"], columns=["attack", "eps"])
-
-
-def _pct(value):
-    return "n/a" if value is None else f"{100 * value:.2f}%"
-
-
-def _num(value, digits=3):
-    return "n/a" if value is None else f"{value:.{digits}f}"
+def _accuracy_table(rows):
+    """The cell's accuracy table: ``rows`` are ``(record, name, eps text)`` of the kinds with a table row."""
+    mc = any("accuracy_mc" in r for r, _, _ in rows)
+    lines = ["", "| attack | eps | accuracy" + (" (S) | accuracy (M) | uncertainty" if mc else "")
+             + " | success rate | mean L2 | median L2 | mean Linf |",
+             "|---|---:|---:|" + ("---:|---:|" if mc else "") + "---:|---:|---:|---:|"]
+    for r, name, eps in rows:
+        mc_part = (f" | {pct(r.get('accuracy_mc'))} | {num(r.get('uncertainty_mean'), 4)}"
+                   f" ± {num(r.get('uncertainty_std'), 4)}") if mc else ""
+        lines.append(f"| {name} | {eps} | {pct(r.get('accuracy'))}{mc_part} | {pct(r.get('success_rate'))} | "
+                     f"{num(r.get('l2_mean'))} | {num(r.get('l2_median'))} | {num(r.get('linf_mean'))} |")
+    return lines
 
 
 def _cell_section(cell_report):
-    """Per-cell details: model, training, every result."""
+    """Per-cell details: model, training, the accuracy table, every other result as its kind renders it."""
     lines = [f"### {cell_report['id']}", ""]
     model, train = cell_report.get("model"), cell_report.get("train")
     if model:
@@ -159,51 +140,17 @@ def _cell_section(cell_report):
                         if train.get("adversarial_linf_bound") is not None else "")
                      + f"; cache key `{train['key']}`")
     results = cell_report.get("results", [])
-    attack_rows = [r for r in results if r["evaluation"] in ("clean", "attacks")]
-    if attack_rows:
-        mc = any("accuracy_mc" in r for r in attack_rows)
-        lines += ["", "| attack | eps | accuracy" + (" (S) | accuracy (M) | uncertainty" if mc else "")
-                  + " | success rate | mean L2 | median L2 | mean Linf |",
-                  "|---|---:|---:|" + ("---:|---:|" if mc else "") + "---:|---:|---:|---:|"]
-        for r in attack_rows:
-            name = r.get("attack", "clean")
-            if r.get("targets"):
-                name += f" (targets: {r['targets']})"
-            if r.get("source"):
-                name += f" (from {r['source']})"
-            if r.get("gradient") == "single":
-                name += " (single-sample)"
-            eps = "-" if r.get("eps") is None or name == "clean" else format(r["eps"], "g")
-            mc_part = (f" | {_pct(r.get('accuracy_mc'))} | {_num(r.get('uncertainty_mean'), 4)}"
-                       f" ± {_num(r.get('uncertainty_std'), 4)}") if mc else ""
-            lines.append(f"| {name} | {eps} | {_pct(r.get('accuracy'))}{mc_part} | {_pct(r.get('success_rate'))} | "
-                         f"{_num(r.get('l2_mean'))} | {_num(r.get('l2_median'))} | {_num(r.get('linf_mean'))} |")
+    rows = [(r, *row) for r in results if (row := KINDS[r["evaluation"]].table_row(r)) is not None]
+    if rows:
+        lines += _accuracy_table(rows)
     for r in results:
-        if r["evaluation"] == "detection":
-            single = " (single-sample)" if r.get("gradient") == "single" else ""
-            lines.append(f"- detection of {r['attack']}{single} eps {r['eps']}: accuracy {_pct(r['detection_accuracy'])}, "
-                         f"ROC AUC {_num(r['detection_auc'])} ({r['samples']} MC passes, fitted on "
-                         f"{r['fit_images']} other test images)")
-        elif r["evaluation"] == "probes":
-            lines.append(f"- mean L1 of `{r['layer']}`: clean {_num(r['l1_clean'], 1)}, under {r['attack']} eps "
-                         f"{r['eps']} {_num(r['l1_adversarial'], 1)} (ratio {_num(r['l1_ratio'])})")
-        elif r["evaluation"] == "robustness":
-            robust = r["report"]
-            lines += ["", *masking.to_markdown(robust, title=f"Strong evaluation ({r['images']} images)")
-                      .replace("## ", "#### ", 1).rstrip("\n").split("\n"), ""]
-        elif r["evaluation"] == "certify":
-            from edgebnn.certify.report import to_markdown as certify_markdown  # noqa: PLC0415 (TensorFlow)
-
-            lines += ["", *certify_markdown(r["report"]).replace("# ", "#### ", 1).rstrip("\n").split("\n"), ""]
-        elif r["evaluation"] not in ("clean", "attacks"):
-            lines.append(f"- {r['evaluation']}: " + ", ".join(f"{k} {v}" for k, v in r.items()
-                                                          if k not in ("cell", "repeat", "evaluation")))
+        lines += KINDS[r["evaluation"]].markdown(r)
     deployed = cell_report.get("deployed")
     if deployed is not None and not deployed.get("deployed", True):
         lines.append(f"- not deployed: {deployed['reason']}")
     elif deployed:
         lines.append(f"- deployed ({deployed['target']}): {deployed['tflite_bytes']:,} bytes"
-                     + (f", clean agreement with Keras {_pct(deployed.get('agreement_clean'))}"
+                     + (f", clean agreement with Keras {pct(deployed.get('agreement_clean'))}"
                         if "agreement_clean" in deployed else ""))
     return lines + [""]
 
@@ -237,8 +184,6 @@ def to_markdown(report, study):
         for figure in report["figures"]:
             lines += [f"![{figure['title']}]({figure['path']})", "", f"{figure['caption']}", ""]
     if study.claims:
-        from edgebnn.recipes import claims as claims_lib  # noqa: PLC0415 (claims reads records through this module)
-
         lines += claims_lib.to_markdown(report["claims"], heading="## Claims")
     lines += ["## Cells", ""]
     for cell_report in report["cells"]:

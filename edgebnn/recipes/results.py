@@ -20,6 +20,7 @@ from edgebnn import _io
 from edgebnn.recipes import claims as claims_lib
 from edgebnn.recipes import papers
 from edgebnn.recipes.claims import PAPERS, VERDICTS, outcome_of
+from edgebnn.recipes.evaluations import KINDS
 from edgebnn.recipes.schema import RecipeError
 
 #: Section title of reports whose recipe names no paper.
@@ -123,52 +124,15 @@ def _verdict_counts(claims):
     return ", ".join(f"{n} {v}" for v, n in counts.items() if n) or "none"
 
 
-def _masking(report):
-    """Markdown of the strong evaluations (``[[robustness]]``) a report carries, per cell."""
-    from edgebnn.evaluation import masking  # noqa: PLC0415 (TensorFlow)
-
+def _kind_sections(report):
+    """What each evaluation kind shows of the report's records (single-sample against EOT attacks,
+    the masking checks of strong evaluations), in registry order."""
     lines = []
-    for record in report["records"]:
-        if record.get("evaluation") != "robustness" or "report" not in record:
-            continue
-        text = masking.to_markdown(record["report"], title=f"Masking checks, cell {record['cell']} "
-                                                          f"({record.get('images', record['report']['n'])} images)")
-        lines += text.replace("## ", "##### ", 1).rstrip("\n").split("\n") + [""]
+    for name, kind in KINDS.items():
+        records = [r for r in report["records"] if r.get("evaluation") == name]
+        if records:
+            lines += kind.page_section(records)
     return lines
-
-
-def _eot_versus_single(report):
-    """Markdown table of every attack run both ways: accuracy (and the MC vote's) single-sample vs EOT."""
-    pairs = {}
-    for r in report["records"]:
-        if r.get("evaluation") == "attacks" and r.get("gradient") in ("single", "eot"):
-            key = (r["cell"], r.get("attack"), r.get("eps"))
-            pairs.setdefault(key, {}).setdefault(r["gradient"], []).append(r)
-    rows = [(key, both) for key, both in pairs.items() if set(both) == {"single", "eot"}]
-    if not rows:
-        return []
-    mc = any(r.get("accuracy_mc") is not None for _, both in rows for r in both["single"])
-
-    def mean(records, metric):
-        values = [r[metric] for r in records if r.get(metric) is not None]
-        return None if not values else sum(values) / len(values)
-
-    def cell_text(both, metric):
-        single, eot = mean(both["single"], metric), mean(both["eot"], metric)
-        if single is None or eot is None:
-            return "-"
-        return f"{100 * single:.1f} / {100 * eot:.1f} ({100 * (eot - single):+.1f})"
-
-    lines = ["#### EOT against the single-sample attack", "",
-             "Accuracy (%) under the plain attack / under the same attack with EOT gradients (difference in "
-             "points); a gain that vanishes under EOT came from noisy gradients, not robustness.", "",
-             "| cell | attack | accuracy (S) single / eot |" + (" accuracy (M) single / eot |" if mc else ""),
-             "|---|---|---:|" + ("---:|" if mc else "")]
-    for (cell, attack, eps), both in rows:
-        name = attack + ("" if eps is None else f" eps {eps:g}")
-        lines.append(f"| {cell} | {name} | {cell_text(both, 'accuracy')} |"
-                     + (f" {cell_text(both, 'accuracy_mc')} |" if mc else ""))
-    return lines + [""]
 
 
 def _demote(markdown_lines, levels):
@@ -204,10 +168,7 @@ def _section(run_dir, report, out_dir):
         lines += [f"- cell {f['cell']}" + (f" (repeat {f['repeat']})" if f["repeat"] else "") + f": {f['message']}"
                   for f in flags]
         lines.append("")
-    lines += _eot_versus_single(report)
-    masking_lines = _masking(report)
-    if masking_lines:
-        lines += ["#### Masking checks (strong evaluation)", "", *masking_lines]
+    lines += _kind_sections(report)
     if report.get("tables"):
         lines += ["#### Tables", ""]
         for table in report["tables"]:
@@ -258,7 +219,7 @@ def render(reports, *, command, out_dir="."):
         all_claims = [c for _, r in entries for c in r.get("claims") or []]
         lines += [f"## {PAPERS.get(paper, OTHER)}", ""]
         if paper in papers.CATALOG:
-            lines += [f"### What the paper reports and what ran here", "", *coverage(paper, entries)]
+            lines += ["### What the paper reports and what ran here", "", *coverage(paper, entries)]
         if all_claims:
             own = [c for c in all_claims if not c.get("extension")]
             extensions = [c for c in all_claims if c.get("extension")]

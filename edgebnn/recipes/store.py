@@ -8,7 +8,8 @@ Layout of ``--out``::
     model.keras, model.tflite     single-cell recipes only: copies of the cell's
     store/models/KEY/             one trained model: config.json, model.keras,
                                   train.json, checkpoints/ while training
-    store/results/KEY.json        one evaluation result (+ KEY.npz arrays)
+    store/results/KEY.json        one evaluation result, its per-example outcomes
+                                  bit-packed inside (+ KEY.npz arrays)
     store/deploy/KEY/             one converted model: model.tflite, deploy.json
 
 ``KEY`` is a hash of exactly the configuration that produced the artifact (for a
@@ -24,6 +25,7 @@ same time: training and computing a result hold an exclusive lock on
 then finds its artifact, and every file is still written atomically.
 """
 
+import base64
 import errno
 import fcntl
 import hashlib
@@ -45,6 +47,22 @@ def key_of(payload):
     """A 20-hex-digit SHA-256 of ``payload`` as canonical JSON (sorted keys)."""
     text = json.dumps({"format": FORMAT, **payload}, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
+
+
+def pack_outcomes(outcomes):
+    """``{name: bool vector}`` as JSON: ``{name: {"n": length, "bits": base64 of the packed bits}}``
+    (an eighth of a byte per example)."""
+    packed = {}
+    for name, values in outcomes.items():
+        values = np.asarray(values, bool).ravel()
+        packed[name] = {"n": int(len(values)), "bits": base64.b64encode(np.packbits(values)).decode("ascii")}
+    return packed
+
+
+def unpack_outcomes(packed):
+    """The ``{name: bool vector}`` of :func:`pack_outcomes`'s JSON."""
+    return {name: np.unpackbits(np.frombuffer(base64.b64decode(entry["bits"]), np.uint8), count=entry["n"]).astype(bool)
+            for name, entry in packed.items()}
 
 
 class RunLock:
@@ -162,6 +180,12 @@ class Store:
                 with open(tmp, "wb") as f:
                     np.savez_compressed(f, **arrays)
         _io.write_json(self.result_path(key), result)
+
+    def load_outcomes(self, key):
+        """``{name: bool vector}`` of the per-example outcomes stored with result ``key``
+        (``{}`` for a result stored without any), or ``None`` if there is no such result."""
+        result = self.load_result(key)
+        return None if result is None else unpack_outcomes(result.get("outcomes", {}))
 
     def load_arrays(self, key):
         path = self.arrays_path(key)

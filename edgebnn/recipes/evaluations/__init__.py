@@ -1,34 +1,43 @@
 """Per-cell evaluations of a study: one module per kind, in an explicit registry.
 
 A recipe lists evaluations in top-level arrays named after their kind
-(``[[attacks]]``, ``[[detection]]``, ``[[probes]]``, ``[[robustness]]``, ``[[certify]]``). A kind is a module with:
+(``[[attacks]]``, ``[[detection]]``, ``[[probes]]``, ``[[robustness]]``, ``[[certify]]``);
+``clean`` runs once in every cell without a section. Each kind is a
+:class:`~edgebnn.recipes.evaluations.base.Kind`: its recipe entry and checks, its
+units, how it computes one, its console line, its ``report.md`` lines, its results
+page section and its part in figures and deployment verification.
 
-- ``Spec``: the pydantic model of one entry (unknown keys forbidden, or passed on as
-  options where the kind says so);
-- ``check(spec, *, recipe, cells, cell, where)``: checks against registries and other
-  cells, raising :class:`~edgebnn.recipes.schema.RecipeError` naming ``where.key``;
-  optionally ``check_model(spec, model, *, where)`` against the cell's built model;
-- ``units(spec, *, recipe)``: JSON-able parameters of each separately cached result
-  (e.g. one per eps);
-- ``run(unit, ctx)``: compute one unit from an
-  :class:`~edgebnn.recipes.evaluations.common.EvalContext`, returning
-  ``{"labels": {...}, "metrics": {...}, "arrays": {...}}``;
-- ``label(unit)``, ``cost(unit, *, recipe, n_eval)`` and ``pool_size(unit)`` (test
-  images it needs apart from the evaluated ones).
-
-Adding a kind (a masking check, a certification) is one module and one entry in
-:data:`KINDS`; the recipe format, cache, report and console pick it up.
+Adding a kind is its module and one entry in :data:`KINDS`; the recipe format, the
+planner, the cache, the report, the console, the results page and the figures pick
+it up (``tests/test_kinds.py`` adds one).
 """
 
 from edgebnn.recipes.evaluations import attack, certify, clean, detection, probe, robustness
+from edgebnn.recipes.evaluations.base import Kind, Result
 
-#: Recipe key -> evaluation kind module.
+#: Recipe key (a record's ``evaluation``) -> evaluation kind, in report order.
 KINDS = {
-    "attacks": attack,
-    "certify": certify,
-    "detection": detection,
-    "probes": probe,
-    "robustness": robustness,
+    "clean": clean.KIND,
+    "attacks": attack.KIND,
+    "certify": certify.KIND,
+    "detection": detection.KIND,
+    "probes": probe.KIND,
+    "robustness": robustness.KIND,
 }
 
-__all__ = ["KINDS", "clean"]
+
+
+def entries(recipe):
+    """``[(kind name, where, spec)]`` of a recipe's evaluations in registry order: a kind
+    without a recipe section (clean) once with ``spec=None``, every other kind once per
+    entry of its section (``where`` is ``"attacks.0"``)."""
+    out = []
+    for name, kind in KINDS.items():
+        if kind.Spec is None:
+            out.append((name, name, None))
+        else:
+            out += [(name, f"{name}.{i}", spec) for i, spec in enumerate(getattr(recipe, name))]
+    return out
+
+
+__all__ = ["KINDS", "Kind", "Result", "entries"]

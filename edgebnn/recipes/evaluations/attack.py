@@ -43,9 +43,9 @@ import numpy as np
 from pydantic import Field
 
 from edgebnn.recipes.evaluations import common
+from edgebnn.recipes.evaluations.base import Kind, Result
 from edgebnn.recipes.schema import OpenSection, RecipeError
 
-NAME = "attacks"
 _Eps = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 #: Keywords the runner sets itself (not options of a recipe entry).
 _RESERVED = {"eps", "y", "targeted", "x_holdout"}
@@ -66,10 +66,6 @@ class Spec(OpenSection):
         if self.eps is None:
             return [None]
         return [float(e) for e in (self.eps if isinstance(self.eps, list) else [self.eps])]
-
-
-def _keywords(fn):
-    return {p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY}
 
 
 def _open_options(fn):
@@ -121,48 +117,6 @@ def _eps_required(fn):
     return parameter is not None and parameter.default is inspect.Parameter.empty
 
 
-def check(spec, *, recipe, cells, cell, where):
-    """Registry checks: the attack exists, its options and eps fit it, ``source`` names a cell."""
-    from edgebnn import attacks  # noqa: PLC0415 (TensorFlow)
-
-    try:
-        attacks.get(spec.name)
-    except ValueError as e:
-        raise RecipeError(f"`{where}.name`: {e}") from None
-    try:
-        fn = attacks.get(spec.name, backend=spec.backend)
-    except ValueError as e:
-        raise RecipeError(f"`{where}.backend`: {e}") from None
-    if (attacks.backend_of(fn) == "cleverhans" and spec.name == "cw_l2" and spec.targets is None
-            and (spec.labels or recipe.evaluation.labels) == "true"):
-        raise RecipeError(f"`{where}.backend`: CleverHans' CW treats given labels as targets; untargeted CW through "
-                          "CleverHans needs `labels = \"predicted\"`.")
-    keywords = _keywords(fn)
-    if spec.name in attacks.NO_EPS:
-        if spec.eps is not None:
-            raise RecipeError(f"`{where}.eps`: attack {spec.name!r} has no eps budget; remove the key.")
-    elif spec.eps == [] or (spec.eps is None and _eps_required(fn)):
-        raise RecipeError(f"`{where}` needs `eps` (a number or a non-empty list of numbers >= 0).")
-    accepted = keywords - _RESERVED
-    unknown = [] if _open_options(fn) else [k for k in spec.options if k not in accepted]
-    if unknown:
-        raise RecipeError(f"unknown key `{where}.{unknown[0]}` for attack {spec.name!r}; valid keys: {sorted(accepted)}.")
-    check_option_types(fn, spec.options, attack=spec.name, where=where)
-    if spec.targets is not None and "targeted" not in keywords:
-        raise RecipeError(f"`{where}.targets`: attack {spec.name!r} has no targeted mode.")
-    if spec.targets is not None and spec.labels is not None:
-        raise RecipeError(f"`{where}.labels`: a targeted attack takes target labels; remove `labels` or `targets`.")
-    if "holdout" in spec.model_fields_set and "x_holdout" not in keywords:
-        raise RecipeError(f"`{where}.holdout`: attack {spec.name!r} takes no held-out set.")
-    common.check_gradient(spec.gradient, options=spec.options, fields_set=spec.model_fields_set,
-                          takes_eot="eot_samples" in keywords, where=where)
-    if spec.source is not None:
-        if spec.source not in cells:
-            raise RecipeError(f"`{where}.source`: no cell named {spec.source!r}; cells: {sorted(cells)}.")
-        if spec.source == cell:
-            raise RecipeError(f"`{where}.source`: a transfer attack needs another cell than {cell!r} itself.")
-
-
 def check_reference(attack, eps, options, *, where):
     """Checks for an entry of another kind that names an attack (``attack = "fgsm"``):
     the attack exists, ``eps`` fits it and the entry's extra keys are its options.
@@ -180,7 +134,7 @@ def check_reference(attack, eps, options, *, where):
         raise RecipeError(f"`{where}.eps`: attack {attack!r} takes no `eps`.")
     if eps is None and _eps_required(fn):
         raise RecipeError(f"`{where}.eps`: attack {attack!r} needs `eps`.")
-    accepted = _keywords(fn) - _RESERVED
+    accepted = attacks.keywords(fn) - _RESERVED
     unknown = [k for k in options if k not in accepted]
     if unknown:
         raise RecipeError(f"unknown key `{where}.{unknown[0]}` for attack {attack!r}; valid keys: {sorted(accepted)}.")
@@ -207,54 +161,6 @@ def dry_run(name, eps, options, model, *, where, targeted=False, backend="edgebn
         attacks.get(name)(model, x, **budget, **extra, **options)
     except (ValueError, TypeError) as e:
         raise RecipeError(f"`{where}`: {e}") from None
-
-
-def check_model(spec, model, *, where):
-    """Dry-run the attack with the entry's options on the cell's (untrained) model."""
-    dry_run(spec.name, spec.eps_list[0], spec.options, model, where=where, targeted=spec.targets is not None,
-            backend=spec.backend)
-
-
-def units(spec, *, recipe):
-    """One result per eps."""
-    from edgebnn import attacks  # noqa: PLC0415 (TensorFlow)
-
-    holdout = spec.holdout if "x_holdout" in _keywords(attacks.get(spec.name)) else None
-    # The default backend adds no key, so results stored before backends existed keep their keys.
-    backend = {} if spec.backend == "edgebnn" else {"backend": spec.backend}
-    return [
-        {
-            "name": spec.name, "eps": eps, "labels": None if spec.targets else (spec.labels or recipe.evaluation.labels),
-            "targets": spec.targets, "source": spec.source, "holdout": holdout, "options": spec.options,
-            "gradient": spec.gradient, **backend,
-        }
-        for eps in spec.eps_list
-    ]
-
-
-def pool_size(unit):
-    """Test images this unit needs apart from the evaluated ones."""
-    return unit["holdout"] or 0
-
-
-def label(unit):
-    """Short human name of a unit."""
-    eps = "" if unit["eps"] is None else f" eps={unit['eps']:g}"
-    targets = f" targets={unit['targets']}" if unit["targets"] else ""
-    source = f" from {unit['source']!r}" if unit["source"] else ""
-    single = " single-sample" if unit.get("gradient") == "single" else ""
-    backend = f" [{unit['backend']}]" if unit.get("backend", "edgebnn") != "edgebnn" else ""
-    return f"{unit['name']}{eps}{targets}{source}{single}{backend}"
-
-
-def cost(unit, *, recipe, n_eval):
-    """Rough forward+backward passes per evaluated image (for the time estimate)."""
-    steps = unit["options"].get("steps", unit["options"].get("max_iterations", 1))
-    if isinstance(unit["options"].get("binary_search_steps"), int):
-        steps *= unit["options"]["binary_search_steps"]
-    targets = 9 if unit["targets"] == "all" else 1
-    samples = 1 if unit.get("gradient") == "single" else (recipe.evaluation.eot_samples or 1)
-    return n_eval * targets * max(int(steps), 1) * samples
 
 
 #: Option names under which attacks take their number of iterations (CW: ``max_iterations``; PGD, BIM: ``steps``).
@@ -332,48 +238,207 @@ def attack_metrics(*, x, x_adv, y, clean_pred, adv_pred, targets=None):
     }
 
 
-def run(unit, ctx):
-    """Craft on the source (or this cell's) model and evaluate on this cell's model."""
-    from edgebnn import attacks  # noqa: PLC0415 (TensorFlow)
+class Attacks(Kind):
+    """``[[attacks]]``: any attack of the registry, one result per eps."""
 
-    name = label(unit)
-    source_model, source_randomized = (
-        (ctx.model, ctx.randomized) if unit["source"] is None else ctx.model_of(unit["source"])
-    )
-    x, y = ctx.x_eval, ctx.y_eval
-    targets = None
-    if unit["targets"]:
-        rng = np.random.default_rng(ctx.evaluation.seed)
-        index, targets = targets_for(y, mode=unit["targets"], num_classes=ctx.num_classes, rng=rng)
-        x, y = x[index], y[index]
-    attack_fn = attacks.get(unit["name"], backend=unit.get("backend", "edgebnn"))
-    keywords = _keywords(attack_fn)
-    options = common.eot_option(ctx, unit["options"], gradient=unit["gradient"], randomized=source_randomized,
-                                takes_eot="eot_samples" in keywords)
-    if unit["holdout"]:
-        options["x_holdout"] = ctx.x_pool[: unit["holdout"]]
-    if targets is not None:
-        options["targeted"] = True
-        attack_labels = targets
-    else:
-        attack_labels = y if unit["labels"] == "true" else None
-    x_adv = common.craft(ctx, source_model, x, attack_labels, attack=attack_fn, eps=unit["eps"], label=name, **options)
-    clean_pred = common.predict(ctx, ctx.model, x)
-    adv_pred = common.predict(ctx, ctx.model, x_adv)
-    metrics = attack_metrics(x=x, x_adv=x_adv, y=y, clean_pred=clean_pred, adv_pred=adv_pred, targets=targets)
-    metrics["images"] = int(len(x))
-    metrics.update(common.top5(ctx, ctx.model, x_adv, y))
-    metrics["eot_samples"] = options.get("eot_samples", 1)
-    arrays = {"x_adv": x_adv.astype(np.float32), "y": y}
-    if ctx.evaluation.mc_passes:
-        mc, uncertainty = common.monte_carlo(ctx, ctx.model, x_adv, y, name)
-        metrics.update(mc)
-        arrays["uncertainty"] = uncertainty
-    cleverhans = attacks.backend_of(attack_fn) == "cleverhans"
-    labels = {"attack": unit["name"], "eps": unit["eps"], "targets": unit["targets"], "source": unit["source"],
-              "labels": unit["labels"], "iterations": iterations(unit["options"]),
-              # CleverHans' code takes one sample per gradient, whatever the entry asked.
-              "gradient": "single" if cleverhans else unit["gradient"]}
-    if cleverhans:
-        labels["implementation"] = f"cleverhans {attacks.cleverhans_backend.version()}"
-    return {"labels": labels, "metrics": metrics, "arrays": arrays}
+    Spec = Spec
+    summary_metrics = ("accuracy", "accuracy_mc", "success_rate", "l2_mean")
+
+    def check(self, spec, *, recipe, cells, cell, where):
+        """Registry checks: the attack exists, its options and eps fit it, ``source`` names a cell."""
+        from edgebnn import attacks  # noqa: PLC0415 (TensorFlow)
+
+        try:
+            attacks.get(spec.name)
+        except ValueError as e:
+            raise RecipeError(f"`{where}.name`: {e}") from None
+        try:
+            fn = attacks.get(spec.name, backend=spec.backend)
+        except ValueError as e:
+            raise RecipeError(f"`{where}.backend`: {e}") from None
+        if (attacks.backend_of(fn) == "cleverhans" and spec.name == "cw_l2" and spec.targets is None
+                and (spec.labels or recipe.evaluation.labels) == "true"):
+            raise RecipeError(f"`{where}.backend`: CleverHans' CW treats given labels as targets; untargeted CW through "
+                              "CleverHans needs `labels = \"predicted\"`.")
+        keywords = attacks.keywords(fn)
+        if spec.name in attacks.NO_EPS:
+            if spec.eps is not None:
+                raise RecipeError(f"`{where}.eps`: attack {spec.name!r} has no eps budget; remove the key.")
+        elif spec.eps == [] or (spec.eps is None and _eps_required(fn)):
+            raise RecipeError(f"`{where}` needs `eps` (a number or a non-empty list of numbers >= 0).")
+        accepted = keywords - _RESERVED
+        unknown = [] if _open_options(fn) else [k for k in spec.options if k not in accepted]
+        if unknown:
+            raise RecipeError(f"unknown key `{where}.{unknown[0]}` for attack {spec.name!r}; valid keys: {sorted(accepted)}.")
+        check_option_types(fn, spec.options, attack=spec.name, where=where)
+        if spec.targets is not None and "targeted" not in keywords:
+            raise RecipeError(f"`{where}.targets`: attack {spec.name!r} has no targeted mode.")
+        if spec.targets is not None and spec.labels is not None:
+            raise RecipeError(f"`{where}.labels`: a targeted attack takes target labels; remove `labels` or `targets`.")
+        if "holdout" in spec.model_fields_set and "x_holdout" not in keywords:
+            raise RecipeError(f"`{where}.holdout`: attack {spec.name!r} takes no held-out set.")
+        common.check_gradient(spec.gradient, options=spec.options, fields_set=spec.model_fields_set,
+                              takes_eot="eot_samples" in keywords, where=where)
+        if spec.source is not None:
+            if spec.source not in cells:
+                raise RecipeError(f"`{where}.source`: no cell named {spec.source!r}; cells: {sorted(cells)}.")
+            if spec.source == cell:
+                raise RecipeError(f"`{where}.source`: a transfer attack needs another cell than {cell!r} itself.")
+
+    def check_model(self, spec, model, *, where):
+        """Dry-run the attack with the entry's options on the cell's (untrained) model."""
+        dry_run(spec.name, spec.eps_list[0], spec.options, model, where=where, targeted=spec.targets is not None,
+                backend=spec.backend)
+
+    def units(self, spec, *, recipe):
+        """One result per eps."""
+        from edgebnn import attacks  # noqa: PLC0415 (TensorFlow)
+
+        holdout = spec.holdout if "x_holdout" in attacks.keywords(attacks.get(spec.name)) else None
+        # The default backend adds no key, so results stored before backends existed keep their keys.
+        backend = {} if spec.backend == "edgebnn" else {"backend": spec.backend}
+        return [
+            {
+                "name": spec.name, "eps": eps, "labels": None if spec.targets else (spec.labels or recipe.evaluation.labels),
+                "targets": spec.targets, "source": spec.source, "holdout": holdout, "options": spec.options,
+                "gradient": spec.gradient, **backend,
+            }
+            for eps in spec.eps_list
+        ]
+
+    def pool_size(self, unit):
+        """Test images this unit needs apart from the evaluated ones."""
+        return unit["holdout"] or 0
+
+    def label(self, unit):
+        """Short human name of a unit."""
+        eps = "" if unit["eps"] is None else f" eps={unit['eps']:g}"
+        targets = f" targets={unit['targets']}" if unit["targets"] else ""
+        source = f" from {unit['source']!r}" if unit["source"] else ""
+        single = " single-sample" if unit.get("gradient") == "single" else ""
+        backend = f" [{unit['backend']}]" if unit.get("backend", "edgebnn") != "edgebnn" else ""
+        return f"{unit['name']}{eps}{targets}{source}{single}{backend}"
+
+    def cost(self, unit, *, recipe, n_eval):
+        """Rough forward+backward passes per evaluated image (for the time estimate)."""
+        steps = unit["options"].get("steps", unit["options"].get("max_iterations", 1))
+        if isinstance(unit["options"].get("binary_search_steps"), int):
+            steps *= unit["options"]["binary_search_steps"]
+        targets = 9 if unit["targets"] == "all" else 1
+        samples = 1 if unit.get("gradient") == "single" else (recipe.evaluation.eot_samples or 1)
+        return n_eval * targets * max(int(steps), 1) * samples
+
+    def run(self, unit, ctx):
+        """Craft on the source (or this cell's) model and evaluate on this cell's model."""
+        from edgebnn import attacks  # noqa: PLC0415 (TensorFlow)
+
+        name = self.label(unit)
+        source_model, source_randomized = (
+            (ctx.model, ctx.randomized) if unit["source"] is None else ctx.model_of(unit["source"])
+        )
+        x, y = ctx.x_eval, ctx.y_eval
+        targets = None
+        if unit["targets"]:
+            rng = np.random.default_rng(ctx.evaluation.seed)
+            index, targets = targets_for(y, mode=unit["targets"], num_classes=ctx.num_classes, rng=rng)
+            x, y = x[index], y[index]
+        attack_fn = attacks.get(unit["name"], backend=unit.get("backend", "edgebnn"))
+        keywords = attacks.keywords(attack_fn)
+        options = common.eot_option(ctx, unit["options"], gradient=unit["gradient"], randomized=source_randomized,
+                                    takes_eot="eot_samples" in keywords)
+        if unit["holdout"]:
+            options["x_holdout"] = ctx.x_pool[: unit["holdout"]]
+        if targets is not None:
+            options["targeted"] = True
+            attack_labels = targets
+        else:
+            attack_labels = y if unit["labels"] == "true" else None
+        x_adv = common.craft(ctx, source_model, x, attack_labels, attack=attack_fn, eps=unit["eps"], label=name, **options)
+        clean_pred = common.predict(ctx, ctx.model, x)
+        adv_pred = common.predict(ctx, ctx.model, x_adv)
+        metrics = attack_metrics(x=x, x_adv=x_adv, y=y, clean_pred=clean_pred, adv_pred=adv_pred, targets=targets)
+        metrics["images"] = int(len(x))
+        metrics.update(common.top5(ctx, ctx.model, x_adv, y))
+        metrics["eot_samples"] = options.get("eot_samples", 1)
+        arrays = {"x_adv": x_adv.astype(np.float32), "y": y}
+        if ctx.evaluation.mc_passes:
+            mc, uncertainty = common.monte_carlo(ctx, ctx.model, x_adv, y, name)
+            metrics.update(mc)
+            arrays["uncertainty"] = uncertainty
+        cleverhans = attacks.backend_of(attack_fn) == "cleverhans"
+        labels = {"attack": unit["name"], "eps": unit["eps"], "targets": unit["targets"], "source": unit["source"],
+                  "labels": unit["labels"], "iterations": iterations(unit["options"]),
+                  # CleverHans' code takes one sample per gradient, whatever the entry asked.
+                  "gradient": "single" if cleverhans else unit["gradient"]}
+        if cleverhans:
+            labels["implementation"] = f"cleverhans {attacks.cleverhans_backend.version()}"
+        return Result(labels=labels, metrics=metrics, arrays=arrays, outcomes={"correct": adv_pred == y})
+
+    def source(self, unit):
+        return unit["source"]
+
+    def exports_examples(self, unit):
+        """Examples crafted on the cell's own model verify its deployment (transferred ones do not)."""
+        return unit["source"] is None
+
+    def table_row(self, record):
+        name = record.get("attack", "clean")
+        if record.get("targets"):
+            name += f" (targets: {record['targets']})"
+        if record.get("source"):
+            name += f" (from {record['source']})"
+        if record.get("gradient") == "single":
+            name += " (single-sample)"
+        return name, "-" if record.get("eps") is None else format(record["eps"], "g")
+
+    def page_section(self, records):
+        return eot_versus_single(records)
+
+    def curve_x(self, record, *, attack, x, targets):
+        if record["attack"] != attack or record.get("targets") != targets or record.get("source"):
+            return None
+        return record.get(x)
+
+    def histogram_set(self, record, *, attacks):
+        if attacks is not None and record["attack"] not in attacks:
+            return None
+        return " ".join([record["attack"]] + ([] if record.get("eps") is None else [f"eps {record['eps']:g}"])
+                        + (["single-sample"] if record.get("gradient") == "single" else []))
+
+
+def eot_versus_single(records):
+    """Markdown table of every attack run both ways (``records``: attack records of one report):
+    accuracy (and the MC vote's) single-sample vs EOT."""
+    pairs = {}
+    for r in records:
+        if r.get("gradient") in ("single", "eot"):
+            key = (r["cell"], r.get("attack"), r.get("eps"))
+            pairs.setdefault(key, {}).setdefault(r["gradient"], []).append(r)
+    rows = [(key, both) for key, both in pairs.items() if set(both) == {"single", "eot"}]
+    if not rows:
+        return []
+    mc = any(r.get("accuracy_mc") is not None for _, both in rows for r in both["single"])
+
+    def mean(records, metric):
+        values = [r[metric] for r in records if r.get(metric) is not None]
+        return None if not values else sum(values) / len(values)
+
+    def cell_text(both, metric):
+        single, eot = mean(both["single"], metric), mean(both["eot"], metric)
+        if single is None or eot is None:
+            return "-"
+        return f"{100 * single:.1f} / {100 * eot:.1f} ({100 * (eot - single):+.1f})"
+
+    lines = ["#### EOT against the single-sample attack", "",
+             "Accuracy (%) under the plain attack / under the same attack with EOT gradients (difference in "
+             "points); a gain that vanishes under EOT came from noisy gradients, not robustness.", "",
+             "| cell | attack | accuracy (S) single / eot |" + (" accuracy (M) single / eot |" if mc else ""),
+             "|---|---|---:|" + ("---:|" if mc else "")]
+    for (cell, attack, eps), both in rows:
+        name = attack + ("" if eps is None else f" eps {eps:g}")
+        lines.append(f"| {cell} | {name} | {cell_text(both, 'accuracy')} |"
+                     + (f" {cell_text(both, 'accuracy_mc')} |" if mc else ""))
+    return lines + [""]
+
+
+KIND = Attacks()

@@ -16,9 +16,9 @@ from typing import Annotated
 
 from pydantic import Field
 
+from edgebnn.recipes.evaluations.base import Kind, Result
 from edgebnn.recipes.schema import RecipeError, Section
 
-NAME = "certify"
 _Eps = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 _Positive = Annotated[int, Field(ge=1)]
 #: Per-eps numbers of :func:`edgebnn.certify.certify_report` kept as metrics (the per-example rows stay in ``report``).
@@ -37,65 +37,70 @@ class Spec(Section):
     attack_restarts: _Positive = 5
 
 
-def check(spec, *, recipe, cells, cell, where):
-    from edgebnn.certify import solvers  # noqa: PLC0415
+class Certify(Kind):
+    """``[[certify]]``: one result per eps."""
 
-    if spec.solver not in solvers.names():
-        raise RecipeError(f"`{where}.solver` must be one of {solvers.names()}, got {spec.solver!r}.")
+    Spec = Spec
+    summary_metrics = ("accuracy",)
+
+    def check(self, spec, *, recipe, cells, cell, where):
+        from edgebnn.certify import solvers  # noqa: PLC0415
+
+        if spec.solver not in solvers.names():
+            raise RecipeError(f"`{where}.solver` must be one of {solvers.names()}, got {spec.solver!r}.")
+
+    def check_model(self, spec, model, *, where):
+        """The cell's model must be a network the exact encoding covers."""
+        from edgebnn.certify import UnsupportedModelError, extract  # noqa: PLC0415 (TensorFlow)
+
+        try:
+            extract(model)
+        except UnsupportedModelError as e:
+            raise RecipeError(f"`{where}`: {e}") from None
+
+    def units(self, spec, *, recipe):
+        base = spec.model_dump(mode="json")
+        return [{**base, "eps": eps} for eps in spec.eps]
+
+    def label(self, unit):
+        return f"certify eps={unit['eps']:g}"
+
+    def cost(self, unit, *, recipe, n_eval):
+        """PGD gradient steps per image plus the solver's worst case counted as a thousand steps per second."""
+        n = n_eval if unit["limit"] is None else min(unit["limit"], n_eval)
+        return n * (unit["attack_steps"] * unit["attack_restarts"] + 1000 * unit["time_limit"] / unit["processes"])
+
+    def run(self, unit, ctx):
+        from edgebnn.certify import certify_report  # noqa: PLC0415 (TensorFlow)
+
+        n = len(ctx.x_eval) if unit["limit"] is None else min(unit["limit"], len(ctx.x_eval))
+        done = [0]
+
+        def progress(line):
+            if line.startswith("certify "):
+                done[0] = int(line.split(": ", 1)[1].split("/", 1)[0])
+            ctx.progress(self.label(unit), done[0], n)
+
+        report = certify_report(
+            ctx.model, ctx.x_eval[:n], ctx.y_eval[:n], eps_list=[unit["eps"]], time_limit=unit["time_limit"],
+            solver=unit["solver"], processes=unit["processes"],
+            attack={"attack": "pgd", "steps": unit["attack_steps"], "restarts": unit["attack_restarts"]},
+            progress=progress,
+        )
+        [result] = report["results"]
+        metrics = {
+            "accuracy": result["certified_robust_accuracy"],
+            "attack_accuracy": result["attack_robust_accuracy"],
+            "clean_accuracy": result["clean_accuracy"],
+            **{key: result[key] for key in _SUMMARY},
+            "report": report,
+        }
+        return Result(labels={"attack": "certified", "eps": unit["eps"]}, metrics=metrics)
+
+    def markdown(self, record):
+        from edgebnn.certify.report import to_markdown  # noqa: PLC0415 (TensorFlow)
+
+        return ["", *to_markdown(record["report"]).replace("# ", "#### ", 1).rstrip("\n").split("\n"), ""]
 
 
-def check_model(spec, model, *, where):
-    """The cell's model must be a network the exact encoding covers."""
-    from edgebnn.certify import UnsupportedModelError, extract  # noqa: PLC0415 (TensorFlow)
-
-    try:
-        extract(model)
-    except UnsupportedModelError as e:
-        raise RecipeError(f"`{where}`: {e}") from None
-
-
-def units(spec, *, recipe):
-    base = spec.model_dump(mode="json")
-    return [{**base, "eps": eps} for eps in spec.eps]
-
-
-def pool_size(unit):
-    return 0
-
-
-def label(unit):
-    return f"certify eps={unit['eps']:g}"
-
-
-def cost(unit, *, recipe, n_eval):
-    """PGD gradient steps per image plus the solver's worst case counted as a thousand steps per second."""
-    n = n_eval if unit["limit"] is None else min(unit["limit"], n_eval)
-    return n * (unit["attack_steps"] * unit["attack_restarts"] + 1000 * unit["time_limit"] / unit["processes"])
-
-
-def run(unit, ctx):
-    from edgebnn.certify import certify_report  # noqa: PLC0415 (TensorFlow)
-
-    n = len(ctx.x_eval) if unit["limit"] is None else min(unit["limit"], len(ctx.x_eval))
-    done = [0]
-
-    def progress(line):
-        if line.startswith("certify "):
-            done[0] = int(line.split(": ", 1)[1].split("/", 1)[0])
-        ctx.progress(label(unit), done[0], n)
-
-    report = certify_report(
-        ctx.model, ctx.x_eval[:n], ctx.y_eval[:n], eps_list=[unit["eps"]], time_limit=unit["time_limit"],
-        solver=unit["solver"], processes=unit["processes"],
-        attack={"attack": "pgd", "steps": unit["attack_steps"], "restarts": unit["attack_restarts"]},
-        progress=progress,
-    )
-    [result] = report["results"]
-    metrics = {
-        "accuracy": result["certified_robust_accuracy"],
-        "attack_accuracy": result["attack_robust_accuracy"],
-        "clean_accuracy": result["clean_accuracy"],
-        **{key: result[key] for key in _SUMMARY},
-        "report": report,
-    }
-    return {"labels": {"attack": "certified", "eps": unit["eps"]}, "metrics": metrics, "arrays": {}}
+KIND = Certify()

@@ -23,6 +23,20 @@ DEFAULT_EOT_SAMPLES = 10
 GRADIENTS = ("eot", "single")
 
 
+def default_eot_samples(randomized):
+    """EOT passes per gradient when the recipe sets none: :data:`DEFAULT_EOT_SAMPLES` for a
+    randomized model, 1 for a deterministic one."""
+    return DEFAULT_EOT_SAMPLES if randomized else 1
+
+
+def eot_samples(evaluation, randomized):
+    """EOT passes for attacking a model: ``evaluation.eot_samples`` if the recipe sets it, else
+    :func:`default_eot_samples`."""
+    if evaluation.eot_samples is not None:
+        return evaluation.eot_samples
+    return default_eot_samples(randomized)
+
+
 def check_gradient(spec_gradient, *, options, fields_set, takes_eot, where):
     """Validate an entry's ``gradient`` key against its options and its attack."""
     if spec_gradient == "single" and "eot_samples" in options:
@@ -73,10 +87,8 @@ class EvalContext:
     progress: Callable
 
     def eot_samples(self, randomized):
-        """EOT passes for attacking a model: the recipe's, else :data:`DEFAULT_EOT_SAMPLES` if randomized, else 1."""
-        if self.evaluation.eot_samples is not None:
-            return self.evaluation.eot_samples
-        return DEFAULT_EOT_SAMPLES if randomized else 1
+        """EOT passes for attacking a model (:func:`eot_samples` of the cell's evaluation settings)."""
+        return eot_samples(self.evaluation, randomized)
 
 
 def predict(ctx, model, x, label=None):

@@ -16,9 +16,9 @@ from pydantic import Field
 
 from edgebnn.recipes.evaluations import attack as attack_kind
 from edgebnn.recipes.evaluations import common
+from edgebnn.recipes.evaluations.base import Kind, Result, num, pct
 from edgebnn.recipes.schema import OpenSection
 
-NAME = "detection"
 #: Guan et al.'s number of stochastic passes.
 DEFAULT_SAMPLES = 50
 
@@ -31,62 +31,74 @@ class Spec(OpenSection):
     gradient: Literal[common.GRADIENTS] = "eot"
 
 
-def check(spec, *, recipe, cells, cell, where):
-    fn = attack_kind.check_reference(spec.attack, spec.eps, spec.options, where=where)
-    common.check_gradient(spec.gradient, options=spec.options, fields_set=spec.model_fields_set,
-                          takes_eot="eot_samples" in attack_kind._keywords(fn), where=where)
+class Detection(Kind):
+    """``[[detection]]``: one result per entry."""
+
+    Spec = Spec
+    summary_metrics = ("detection_accuracy", "detection_auc")
+
+    def check(self, spec, *, recipe, cells, cell, where):
+        from edgebnn import attacks  # noqa: PLC0415 (TensorFlow)
+
+        fn = attack_kind.check_reference(spec.attack, spec.eps, spec.options, where=where)
+        common.check_gradient(spec.gradient, options=spec.options, fields_set=spec.model_fields_set,
+                              takes_eot="eot_samples" in attacks.keywords(fn), where=where)
+
+    def check_model(self, spec, model, *, where):
+        """Dry-run the attack with the entry's options on the cell's (untrained) model."""
+        attack_kind.dry_run(spec.attack, spec.eps, spec.options, model, where=where)
+
+    def units(self, spec, *, recipe):
+        samples = spec.samples or recipe.evaluation.mc_passes or DEFAULT_SAMPLES
+        return [{"attack": spec.attack, "eps": spec.eps, "fit": spec.fit, "samples": samples, "options": spec.options,
+                 "gradient": spec.gradient}]
+
+    def pool_size(self, unit):
+        return unit["fit"]
+
+    def label(self, unit):
+        eps = "" if unit["eps"] is None else f" eps={unit['eps']:g}"
+        single = " single-sample" if unit.get("gradient") == "single" else ""
+        return f"detection of {unit['attack']}{eps}{single}"
+
+    def cost(self, unit, *, recipe, n_eval):
+        steps = unit["options"].get("steps", 1)
+        return (n_eval + unit["fit"]) * (steps + 2 * unit["samples"] / 3)
+
+    def run(self, unit, ctx):
+        from edgebnn import attacks  # noqa: PLC0415 (TensorFlow)
+        from edgebnn.evaluation import detection_experiment  # noqa: PLC0415
+
+        options = common.eot_option(ctx, unit["options"], gradient=unit["gradient"], randomized=ctx.randomized,
+                                    takes_eot="eot_samples" in attacks.keywords(attacks.get(unit["attack"])))
+        x_fit, y_fit = ctx.x_pool[: unit["fit"]], ctx.y_pool[: unit["fit"]]
+        ctx.progress(self.label(unit), 0, 1)
+        if ctx.evaluation.labels == "predicted":  # the attack moves away from the model's own predictions
+            y_fit, y_eval = None, None
+        else:
+            y_eval = ctx.y_eval
+        result = detection_experiment(
+            ctx.model, x_fit, y_fit, ctx.x_eval, y_eval, attack=unit["attack"], eps=unit["eps"],
+            samples=unit["samples"], batch_size=ctx.evaluation.batch_size, **options,
+        )
+        ctx.progress(self.label(unit), 1, 1)
+        detection = result["detection"]
+        metrics = {
+            "detection_accuracy": detection["accuracy"], "detection_auc": detection["auc"],
+            "fit_accuracy": result["fit_detection"]["accuracy"],
+            **{f"uncertainty_{name}_{stat}": value
+               for name, stats in result["uncertainty"].items() for stat, value in stats.items()},
+            "samples": unit["samples"], "fit_images": int(len(x_fit)), "eot_samples": options.get("eot_samples", 1),
+        }
+        labels = {"attack": unit["attack"], "eps": unit["eps"], "gradient": unit["gradient"]}
+        return Result(labels=labels, metrics=metrics)
+
+    def markdown(self, record):
+        r = record
+        single = " (single-sample)" if r.get("gradient") == "single" else ""
+        return [f"- detection of {r['attack']}{single} eps {r['eps']}: accuracy {pct(r['detection_accuracy'])}, "
+                f"ROC AUC {num(r['detection_auc'])} ({r['samples']} MC passes, fitted on "
+                f"{r['fit_images']} other test images)"]
 
 
-def check_model(spec, model, *, where):
-    """Dry-run the attack with the entry's options on the cell's (untrained) model."""
-    attack_kind.dry_run(spec.attack, spec.eps, spec.options, model, where=where)
-
-
-def units(spec, *, recipe):
-    samples = spec.samples or recipe.evaluation.mc_passes or DEFAULT_SAMPLES
-    return [{"attack": spec.attack, "eps": spec.eps, "fit": spec.fit, "samples": samples, "options": spec.options,
-             "gradient": spec.gradient}]
-
-
-def pool_size(unit):
-    return unit["fit"]
-
-
-def label(unit):
-    eps = "" if unit["eps"] is None else f" eps={unit['eps']:g}"
-    single = " single-sample" if unit.get("gradient") == "single" else ""
-    return f"detection of {unit['attack']}{eps}{single}"
-
-
-def cost(unit, *, recipe, n_eval):
-    steps = unit["options"].get("steps", 1)
-    return (n_eval + unit["fit"]) * (steps + 2 * unit["samples"] / 3)
-
-
-def run(unit, ctx):
-    from edgebnn import attacks  # noqa: PLC0415 (TensorFlow)
-    from edgebnn.evaluation import detection_experiment  # noqa: PLC0415
-
-    options = common.eot_option(ctx, unit["options"], gradient=unit["gradient"], randomized=ctx.randomized,
-                                takes_eot="eot_samples" in attack_kind._keywords(attacks.get(unit["attack"])))
-    x_fit, y_fit = ctx.x_pool[: unit["fit"]], ctx.y_pool[: unit["fit"]]
-    ctx.progress(label(unit), 0, 1)
-    if ctx.evaluation.labels == "predicted":  # the attack moves away from the model's own predictions
-        y_fit, y_eval = None, None
-    else:
-        y_eval = ctx.y_eval
-    result = detection_experiment(
-        ctx.model, x_fit, y_fit, ctx.x_eval, y_eval, attack=unit["attack"], eps=unit["eps"],
-        samples=unit["samples"], batch_size=ctx.evaluation.batch_size, **options,
-    )
-    ctx.progress(label(unit), 1, 1)
-    detection = result["detection"]
-    metrics = {
-        "detection_accuracy": detection["accuracy"], "detection_auc": detection["auc"],
-        "fit_accuracy": result["fit_detection"]["accuracy"],
-        **{f"uncertainty_{name}_{stat}": value
-           for name, stats in result["uncertainty"].items() for stat, value in stats.items()},
-        "samples": unit["samples"], "fit_images": int(len(x_fit)), "eot_samples": options.get("eot_samples", 1),
-    }
-    labels = {"attack": unit["attack"], "eps": unit["eps"], "gradient": unit["gradient"]}
-    return {"labels": labels, "metrics": metrics, "arrays": {}}
+KIND = Detection()

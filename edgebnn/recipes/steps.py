@@ -1,0 +1,524 @@
+"""The steps of a run, one cell at a time: load its data, train its model, compute its
+results, deploy it. Each step looks in the store first and stores what it computes.
+
+A :class:`Session` holds what the steps share during one run: the store, the console,
+the data and models loaded so far, the results and deployments found or computed, and
+the compute time spent in this run.
+"""
+
+import json
+import math
+import platform
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import edgebnn
+from edgebnn import _io, data
+from edgebnn.recipes import plan as plan_lib
+from edgebnn.recipes.evaluations import KINDS, entries
+from edgebnn.recipes.evaluations.common import EvalContext, default_eot_samples
+from edgebnn.recipes.schema import RecipeError
+from edgebnn.recipes.store import Store, key_of, pack_outcomes
+
+#: Folder of a deployment's device bundle (``deploy.bundle``), in the cache and in a single run's folder.
+BUNDLE = "bundle"
+
+
+@dataclass
+class Data:
+    """A cell's images and what they are."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+    image_shape: tuple
+    caption: str
+
+
+class Session:
+    """What the steps of one run share.
+
+    Attributes:
+        study: the :class:`~edgebnn.recipes.config.Study`.
+        out: the run folder.
+        console: where progress goes.
+        store: the cache (:class:`~edgebnn.recipes.store.Store`).
+        strategy: the ``tf.distribute`` strategy training runs under (:func:`make_strategy`).
+        chief: whether this process evaluates, deploys and reports (worker 0 of a multi-worker run).
+        models: ``{model key: (model, randomized, train info)}`` loaded so far.
+        results: ``{result key: stored result}`` found or computed so far.
+        deployed: ``{cell id: deploy result}``; ``deploy_dirs``: ``{cell id: its store folder}``.
+        computed_seconds: compute time spent in this run (not taken from the cache).
+    """
+
+    def __init__(self, study, out, console, *, cache=None):
+        self.study, self.out, self.console = study, Path(out), console
+        self.store = Store(out, cache=cache)
+        self.strategy, self.chief = None, True
+        self._data = {}
+        self.models = {}
+        self.results = {}
+        self.deployed = {}
+        self.deploy_dirs = {}
+        self.computed_seconds = 0.0
+
+    def data_for(self, recipe):
+        """The :class:`Data` of ``recipe``'s ``[data]`` section (loaded once per section)."""
+        key = key_of({"data": recipe.data.model_dump(mode="json")})
+        if key not in self._data:
+            self._data[key] = load_data(recipe.data)
+        return self._data[key]
+
+    def sizes(self, recipe):
+        """``(n_train, n_test)`` of ``recipe``'s data (what the planner needs)."""
+        d = self.data_for(recipe)
+        return len(d.x_train), len(d.x_test)
+
+
+def plural(n, word):
+    """``"1 cell"``, ``"3 cells"``."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+# --- data and models -------------------------------------------------------------------
+
+
+def load_data(config):
+    """The :class:`Data` of a ``[data]`` section: a seeded carve, or (subsets of) the official splits."""
+    info = data.get_info(config.dataset)
+    if config.split is not None:
+        split = config.split
+        x_train, y_train, x_test, y_test, caption = data.carve(
+            config.dataset, split.source, train_size=split.train, test_size=split.test, seed=split.seed,
+            data_dir=config.data_dir,
+        )
+    else:
+        x_train, y_train = data.load(config.dataset, "train", data_dir=config.data_dir, limit=config.train_limit,
+                                     seed=config.seed)
+        x_test, y_test = data.load(config.dataset, "test", data_dir=config.data_dir, limit=config.test_limit,
+                                   seed=config.seed)
+
+        def part(split, n, limit):
+            return (f"a seeded subset (seed {config.seed}) of {n:,} images of the official {split} split"
+                    if limit else f"the official {split} split ({n:,} images)")
+
+        caption = (f"{config.dataset}: trained on {part('train', len(x_train), config.train_limit)}, "
+                   f"tested on {part('test', len(x_test), config.test_limit)}")
+    return Data(x_train, y_train, x_test, y_test, info.num_classes, info.image_shape, caption)
+
+
+def build_model(recipe, dataset):
+    """The untrained model of ``recipe`` for ``dataset`` (seeded with ``train.seed``)."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    from edgebnn import zoo  # noqa: PLC0415
+
+    tf.keras.utils.set_random_seed(recipe.train.seed)
+    builder = zoo.get(recipe.model.family)
+    return builder(precision=recipe.model.precision, input_bits=recipe.model.input_bits,
+                   num_classes=dataset.num_classes, input_shape=dataset.image_shape, **recipe.model.options)
+
+
+def _build_checked(recipe, dataset, *, prefix):
+    """:func:`build_model`, its argument errors raised as a :class:`RecipeError` naming the recipe key."""
+    try:
+        return build_model(recipe, dataset)
+    except (ValueError, TypeError) as e:
+        named = [key for key in recipe.model.options if f"`{key}`" in str(e)]
+        key = f"model.options.{named[0]}" if named else "model"
+        raise RecipeError(f"{prefix}`{key}`: {e}") from None
+
+
+def randomized(model):
+    """Whether ``model`` samples at inference."""
+    from edgebnn.deploy.convert import random_inference_layers  # noqa: PLC0415
+
+    return bool(random_inference_layers(model))
+
+
+def check_models(session, plans):
+    """Build every distinct model once and check each evaluation entry against it, before any training.
+
+    Raises:
+        RecipeError: a model option or an entry does not fit the built model, naming the key.
+    """
+    import tensorflow as tf  # noqa: PLC0415
+
+    study, built = session.study, set()
+    for cell in study.cells:
+        model_key = plans[cell.id].model_key
+        if model_key in built:
+            continue
+        built.add(model_key)
+        prefix = "" if study.single else f"cell {cell.name!r}: "
+        model = _build_checked(cell.recipe, session.data_for(cell.recipe), prefix=prefix)
+        for name, where, spec in entries(cell.recipe):
+            if spec is None:
+                continue
+            try:
+                KINDS[name].check_model(spec, model, where=where)
+            except RecipeError as e:
+                raise RecipeError(f"{prefix}{e}") from None
+        del model
+        tf.keras.backend.clear_session()
+
+
+def make_strategy(study):
+    """``(strategy, chief)``: the study's ``tf.distribute`` strategy, created before TensorFlow runs
+    an op (as a multi-worker strategy must be), one for every cell, and whether this process is its chief.
+
+    Raises:
+        RecipeError: the cells ask for different strategies, or the strategy cannot be made.
+    """
+    from edgebnn.training.distribute import is_chief  # noqa: PLC0415
+    from edgebnn.training.distribute import make_strategy as make  # noqa: PLC0415
+
+    names = sorted({cell.recipe.train.strategy for cell in study.cells})
+    if len(names) > 1:
+        raise RecipeError(f"`train.strategy` must be the same in every cell of a study, got {names}.")
+    try:
+        strategy = make(names[0])
+    except ValueError as e:
+        raise RecipeError(f"`train.strategy`: {e}") from None
+    return strategy, is_chief(strategy)
+
+
+def versions():
+    """Versions of edgebnn, TensorFlow, Larq and Python, for the report."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    import larq  # noqa: PLC0415
+
+    return {"edgebnn": edgebnn.__version__, "tensorflow": tf.__version__, "larq": larq.__version__,
+            "python": platform.python_version()}
+
+
+# --- training --------------------------------------------------------------------------
+
+
+def trained(session, cell):
+    """``(model, randomized, info)`` of ``cell``, trained now unless stored under its key."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    key = plan_lib.model_key(cell.recipe)
+    if key in session.models:
+        return session.models[key]
+    folder = session.store.model_dir(key)
+    path = folder / "model.keras"
+    trained_now = False
+    if not path.is_file():
+        with session.store.lock(key, on_wait=lambda: session.console.line(
+                f"cell {cell.id!r}: another run is training this model ({key}); waiting for it")):
+            if not path.is_file():
+                _train(session, cell, key, folder)
+                trained_now = True
+    if not trained_now:
+        session.console.line(f"cell {cell.id!r}: trained model found in the cache ({key})")
+    model = tf.keras.models.load_model(path, compile=False)
+    session.models[key] = (model, randomized(model), read_json(folder / "train.json"))
+    return session.models[key]
+
+
+def _fit_model(session, recipe, d):
+    """``(model, fit_model)``: the cell's model, and the (adversarial) model that fits it, compiled
+    under the session's strategy."""
+    from edgebnn.training import (  # noqa: PLC0415
+        AdversarialModel, compile_for_classification, learning_rate_schedule, make_optimizer,
+    )
+
+    t = recipe.train
+    with session.strategy.scope():  # variables of the model and the optimizer are mirrored
+        model = build_model(recipe, d)
+        fit_model = model
+        if t.adversarial is not None:
+            a = t.adversarial
+            eot = a.eot_samples or default_eot_samples(randomized(model))
+            fit_model = AdversarialModel(
+                model, method=a.method, eps=a.eps, steps=a.steps, step_size=a.step_size, fraction=a.fraction,
+                start_epoch=a.start_epoch, label_source=a.label_source, mode=a.mode, eot_samples=eot,
+                rfgsm_variant=a.rfgsm_variant,
+            )
+        steps_per_epoch = math.ceil(len(d.x_train) / t.batch_size)
+        lr = learning_rate_schedule(t.learning_rate, schedule=t.schedule, steps_per_epoch=steps_per_epoch,
+                                    epochs=t.epochs, decay_epochs=t.decay_epochs, decay_factor=t.decay_factor)
+        optimizer = make_optimizer(t.optimizer, learning_rate=lr, momentum=t.momentum, nesterov=t.nesterov,
+                                   weight_decay=t.weight_decay)
+        compile_for_classification(fit_model, optimizer=optimizer)
+    return model, fit_model
+
+
+def _train(session, cell, key, folder):
+    import tensorflow as tf  # noqa: PLC0415
+
+    from edgebnn.training import train  # noqa: PLC0415
+
+    recipe, t = cell.recipe, cell.recipe.train
+    d = session.data_for(recipe)
+    _io.write_json(folder / "config.json", {"cell": cell.id, **recipe.model_dump(mode="json")})
+    resumed = (folder / "checkpoints" / "resume").exists()
+    session.console.line(f"cell {cell.id!r}: training {plural(t.epochs, 'epoch')} on {len(d.x_train):,} images"
+                         + (" (resuming from the last finished epoch)" if resumed else ""))
+    start = time.perf_counter()
+    model, fit_model = _fit_model(session, recipe, d)
+    logger = _epoch_logger(session.console, cell.id, t.epochs, len(d.x_train) * plan_lib.epoch_work(t))
+    history = train(fit_model, d.x_train, d.y_train, epochs=t.epochs, batch_size=t.batch_size, seed=t.seed,
+                    checkpoint_dir=folder / "checkpoints", callbacks=[logger], verbose=0)
+    with _io.atomic_path(folder / "model.keras") as tmp:
+        _save_without_optimizer(model, tmp)
+    seconds = time.perf_counter() - start
+    session.computed_seconds += seconds
+    _io.write_json(folder / "train.json", {
+        "key": key, "epochs": t.epochs, "seed": t.seed, "epochs_run_last": logger.epochs_run,
+        "strategy": t.strategy, "replicas": int(session.strategy.num_replicas_in_sync),
+        "seconds_last": seconds, "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+        "adversarial": None if t.adversarial is None else t.adversarial.model_dump(mode="json"),
+        "adversarial_linf_bound": None if t.adversarial is None else training_linf_bound(t.adversarial),
+    })
+    shutil.rmtree(folder / "checkpoints", ignore_errors=True)
+    del fit_model, model
+    tf.keras.backend.clear_session()
+
+
+def _epoch_logger(console, cell_id, epochs, work):
+    """A Keras callback printing one line per epoch (and counting the epochs run here)."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    class Logger(tf.keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.epochs_run = 0
+            self._start = None
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if self._start is None and epoch > 0:  # resumed: the earlier epochs are done
+                console.skip(epoch * work)
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.epochs_run += 1
+            seconds = time.perf_counter() - self._start
+            console.done(work, seconds)
+            metrics = ", ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items())
+            console.line(f"cell {cell_id!r}: epoch {epoch + 1}/{epochs}: {metrics} ({seconds:.1f} s)")
+
+    return Logger()
+
+
+def _save_without_optimizer(model, path):
+    """Save ``model`` as a ``.keras`` file without its optimizer state.
+
+    Runs load stored models with ``compile=False``, so the optimizer's slots (twice the
+    weights for Adam) are never read back; left in, they triple the file and the time
+    to read its weights out of the zip archive. Training resumes from the checkpoints,
+    not from this file.
+    """
+    optimizer = model.optimizer
+    model.optimizer = None  # the saver walks the model's attributes; a missing optimizer is skipped
+    try:
+        model.save(path)
+    finally:
+        model.optimizer = optimizer
+
+
+def training_linf_bound(adversarial):
+    """The largest L-inf distance of a training adversary from its clean image under ``adversarial``."""
+    from edgebnn.attacks.rfgsm import max_linf  # noqa: PLC0415 (TensorFlow)
+
+    if adversarial.method == "rfgsm":
+        return max_linf(adversarial.eps, variant=adversarial.rfgsm_variant)
+    return float(adversarial.eps)
+
+
+# --- evaluation ------------------------------------------------------------------------
+
+
+def context(session, cell, cell_plan, model, is_randomized):
+    """The :class:`EvalContext` of ``cell``'s trained ``model``."""
+    recipe = cell.recipe
+    d = session.data_for(recipe)
+    n_eval = cell_plan.n_eval
+
+    def model_of(name):
+        other, other_randomized, _ = trained(session, plan_lib.cell_of(session.study, name, cell.repeat))
+        return other, other_randomized
+
+    return EvalContext(
+        cell=cell.id, model=model, randomized=is_randomized, model_of=model_of,
+        x_eval=d.x_test[:n_eval], y_eval=d.y_test[:n_eval], x_pool=d.x_test[n_eval:], y_pool=d.y_test[n_eval:],
+        x_test=d.x_test, y_test=d.y_test, num_classes=d.num_classes, evaluation=recipe.evaluation,
+        progress=session.console.progress,
+    )
+
+
+def summary(stored):
+    """The console line of a stored result (its kind's :meth:`~edgebnn.recipes.evaluations.base.Kind.summary`)."""
+    return KINDS[stored["evaluation"]].summary(stored["metrics"])
+
+
+def evaluate(session, cell, unit, ctx, *, work, keep_examples):
+    """The stored result of ``unit``, computed now (under its lock) unless the store has it."""
+    name = unit.module.label(unit.params)
+    stored = session.store.load_result(unit.key)
+    if stored is None:
+        with session.store.lock(unit.key, on_wait=lambda: session.console.line(
+                f"cell {cell.id!r}: {name}: another run is computing this result; waiting for it")):
+            stored = session.store.load_result(unit.key)
+            if stored is None:
+                return _compute(session, cell, unit, ctx, work=work, keep_examples=keep_examples, name=name)
+    session.console.skip(work)
+    session.results[unit.key] = stored
+    session.console.line(f"cell {cell.id!r}: {name}: {summary(stored)} (cached)")
+    return stored
+
+
+def _compute(session, cell, unit, ctx, *, work, keep_examples, name):
+    import tensorflow as tf  # noqa: PLC0415
+
+    session.console.line(f"cell {cell.id!r}: {name} ...")
+    tf.keras.utils.set_random_seed(int(unit.key[:8], 16) % (2**31 - 1))
+    start = time.perf_counter()
+    result = unit.module.run(unit.params, ctx)
+    seconds = time.perf_counter() - start
+    session.computed_seconds += seconds
+    session.console.done(work, seconds)
+    arrays = dict(result.arrays)
+    if not keep_examples:
+        arrays.pop("x_adv", None)
+    stored = {"key": unit.key, "cell": cell.id, "evaluation": unit.kind, "unit": unit.params,
+              "labels": result.labels, "metrics": result.metrics, "seconds": seconds, "arrays": sorted(arrays),
+              "outcomes": pack_outcomes(result.outcomes)}
+    session.store.save_result(unit.key, stored, arrays)
+    session.results[unit.key] = stored
+    session.console.line(f"cell {cell.id!r}: {name}: {summary(stored)} ({seconds:.1f} s)")
+    return stored
+
+
+# --- deployment ------------------------------------------------------------------------
+
+
+def deploy(session, cell, model, cell_plan):
+    """Convert ``cell``'s model (and verify and bundle it as its ``[deploy]`` says), unless stored."""
+    from edgebnn.deploy.convert import NotDeployableError, check_deployable  # noqa: PLC0415
+
+    folder = session.store.deploy_dir(cell_plan.deploy_key(cell.recipe.deploy))
+    session.deploy_dirs[cell.id] = folder
+    if (folder / "deploy.json").is_file():
+        session.deployed[cell.id] = read_json(folder / "deploy.json")
+        session.console.line(f"cell {cell.id!r}: deployment found in the cache")
+        _publish_bundle(session, cell, folder)
+        return
+    try:
+        check_deployable(model)
+    except NotDeployableError as e:
+        result = {"deployed": False, "reason": str(e)}
+        _io.write_json(folder / "deploy.json", result)
+        session.deployed[cell.id] = result
+        session.console.line(f"cell {cell.id!r}: not deployed (random at inference)")
+        return
+    start = time.perf_counter()
+    deployed, flatbuffer = _convert(session, cell, model, cell_plan)
+    if cell.recipe.deploy.bundle:
+        from edgebnn.deploy.bundle import bundle  # noqa: PLC0415
+
+        d = session.data_for(cell.recipe)
+        session.console.line(f"cell {cell.id!r}: writing the device bundle ({len(d.x_test):,} test images)")
+        manifest = bundle(flatbuffer, d.x_test, d.y_test, folder / BUNDLE, keras_model=model, name=cell.recipe.name,
+                          description=cell.recipe.description or None)
+        deployed["bundle"] = {"examples": manifest["eval_set"]["n"], "accuracy": manifest["expected"]["accuracy"],
+                              "needs_lce_runtime": manifest["model"]["needs_lce_runtime"]}
+    _io.write_bytes(folder / "model.tflite", flatbuffer)
+    deployed["seconds"] = time.perf_counter() - start
+    session.computed_seconds += deployed["seconds"]
+    _io.write_json(folder / "deploy.json", deployed)
+    session.deployed[cell.id] = deployed
+    _publish_bundle(session, cell, folder)
+
+
+def _convert(session, cell, model, cell_plan):
+    """``(deploy result, flatbuffer)``: the converted model, verified against Keras on the test part
+    and on the examples of the results that export them when ``deploy.verify``."""
+    from edgebnn.deploy.convert import convert, float_reference  # noqa: PLC0415
+    from edgebnn.deploy.report import layer_ops, weight_storage  # noqa: PLC0415
+    from edgebnn.deploy.verify import verify  # noqa: PLC0415
+
+    cfg = cell.recipe.deploy
+    session.console.line(f"cell {cell.id!r}: converting with target {cfg.target!r}")
+    flatbuffer = convert(model, target=cfg.target, weights=cfg.weights, strip=cfg.strip)
+    deployed = {
+        "deployed": True, "target": cfg.target, "weights": cfg.weights, "strip": cfg.strip,
+        "tflite_bytes": len(flatbuffer), "float_tflite_bytes": len(float_reference(model)),
+        "layer_ops": layer_ops(flatbuffer), "weight_storage": weight_storage(flatbuffer),
+    }
+    if not cfg.verify:
+        return deployed, flatbuffer
+    d = session.data_for(cell.recipe)
+    adversarial = [session.store.load_arrays(u.key) for u in cell_plan.units if plan_lib.exports_examples(u)]
+    adversarial = [a for a in adversarial if a is not None and "x_adv" in a]
+    x_adv = np.concatenate([a["x_adv"] for a in adversarial]) if adversarial else None
+    y_adv = np.concatenate([a["y"] for a in adversarial]) if adversarial else None
+    session.console.line(f"cell {cell.id!r}: verifying the .tflite on {len(d.x_test):,} clean and "
+                         f"{0 if x_adv is None else len(x_adv):,} adversarial inputs")
+    result = verify(flatbuffer, keras_model=model, x=d.x_test, y=d.y_test, x_adv=x_adv, y_adv=y_adv)
+    clean_r, adv_r = result["clean"], result["adversarial"]
+    deployed.update(
+        accuracy_clean=clean_r["accuracy_tflite"], agreement_clean=clean_r["agreement"],
+        accuracy_adversarial=None if adv_r is None else adv_r["accuracy_tflite"],
+        agreement_adversarial=None if adv_r is None else adv_r["agreement"],
+        adversarial_examples=0 if x_adv is None else int(len(x_adv)),
+        max_abs_prob_diff=max(clean_r["max_abs_prob_diff"], 0.0 if adv_r is None else adv_r["max_abs_prob_diff"]),
+        kernels=result.get("kernels"),
+    )
+    return deployed, flatbuffer
+
+
+def _publish_bundle(session, cell, folder):
+    """Copy the cell's cached device bundle into the run folder (``deploy.bundle = true``)."""
+    if not (cell.recipe.deploy.bundle and session.deployed[cell.id].get("deployed")):
+        return
+    from edgebnn.deploy.bundle import copy_bundle  # noqa: PLC0415
+
+    target = session.out / BUNDLE if session.study.single else session.out / "bundles" / cell.id
+    copy_bundle(folder / BUNDLE, target)
+    session.console.line(f"cell {cell.id!r}: device bundle in {target}")
+
+
+# --- one cell --------------------------------------------------------------------------
+
+
+def run_cell(session, cell, cell_plan, *, after_each):
+    """Train (or load) ``cell``'s model, compute its results and deploy it; ``after_each()`` runs
+    after every result and after the deployment (the runner rewrites the report there)."""
+    if (session.store.model_dir(cell_plan.model_key) / "model.keras").is_file():
+        session.console.skip(cell_plan.train_work)  # (trained epochs are accounted one by one)
+    model, is_randomized, _ = trained(session, cell)
+    if not session.chief:
+        return  # a multi-worker run: the chief (worker 0) evaluates, deploys and reports
+    ctx = context(session, cell, cell_plan, model, is_randomized)
+    keep = cell.recipe.deploy.enabled and cell.recipe.deploy.verify
+    for unit in cell_plan.units:
+        evaluate(session, cell, unit, ctx, work=cell_plan.unit_work[unit.key], keep_examples=keep)
+        after_each()
+    if cell.recipe.deploy.enabled:
+        deploy(session, cell, model, cell_plan)
+    after_each()
+
+
+# --- files -----------------------------------------------------------------------------
+
+
+def read_json(path):
+    """The JSON in ``path``, or ``None`` if there is no such file."""
+    path = Path(path)
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def copy_file(source, target):
+    """Copy ``source`` to ``target`` atomically."""
+    with _io.atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
