@@ -441,3 +441,20 @@ def test_attack_accuracy_rising_with_eps_or_above_clean_is_an_anomaly():
         (0.3, "fgsm accuracy rises from 41.0% at eps 0.2 to 90.0% at eps 0.3"),
         (0.3, "fgsm accuracy at eps 0.3 (90.0%) is above clean accuracy on the same images (80.0%)")]
     assert claims.anomalies([clean, fgsm(0.1, 0.40), fgsm(0.2, 0.41)]) == []  # a 1-point rise is noise
+
+
+def test_a_paper_recipe_on_other_data_is_a_substitute_without_the_papers_values():
+    from edgebnn.recipes import assemble, report
+
+    own = config.load("recipes/guan/table1.toml")
+    swapped = config.load("recipes/guan/table1.toml", overrides=['data.dataset="fashion_mnist"'])
+    assert own.recipe_dataset == swapped.recipe_dataset == "mnist"
+    assert assemble.substitute(own) is None
+    assert assemble.substitute(swapped) == {"dataset": "fashion_mnist", "paper_dataset": "mnist"}
+    configs = {c.name: config.flatten(c.recipe.model_dump(mode="json")) for c in own.cells}
+    records = [{"cell": "bnn", "repeat": 0, "evaluation": "clean", "attack": "clean", "eps": 0.0, "accuracy": 0.9}]
+    spec = own.tables[0]
+    with_paper, _ = report.render_table(spec, records, configs)
+    without, data = report.render_table(spec, records, configs, paper_values=False)
+    assert "(paper 92.0)" in "\n".join(with_paper) and "paper" not in "\n".join(without)
+    assert all(cell["paper"] is None for cell in data["cells"])

@@ -64,21 +64,25 @@ def _list():
         print(f"{name:24s} {description}  ({path})")
 
 
-def _run(args):
+def _run(args, argv):
     from edgebnn.recipes.config import load  # noqa: PLC0415
     from edgebnn.recipes.runner import run  # noqa: PLC0415
 
     recipe = load(recipes.find(args.recipe), overrides=args.overrides)
     if args.cache is not None and os.path.exists(args.cache) and not os.path.isdir(args.cache):
         raise ValueError(f"--cache must be a folder, got the file {args.cache!r}")
-    run(recipe, args.out or os.path.join("runs", recipe.name), cache=args.cache)
+    run(recipe, args.out or os.path.join("runs", recipe.name), cache=args.cache, command=_command(argv))
+
+
+def _command(argv):
+    """The command line as a user would type it again (every ``--set`` included)."""
+    return "python -m edgebnn.recipes " + " ".join(shlex.quote(a) for a in argv)
 
 
 def _results(args, argv):
     from edgebnn.recipes.results import write_page  # noqa: PLC0415
 
-    command = "python -m edgebnn.recipes " + " ".join(shlex.quote(a) for a in argv)
-    write_page(args.run_dirs, args.out, command=command)
+    write_page(args.run_dirs, args.out, command=_command(argv))
     print(f"wrote {args.out}")
 
 
@@ -86,7 +90,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
     try:
-        commands = {"list": _list, "run": lambda: _run(args), "results": lambda: _results(args, argv)}
+        commands = {"list": _list, "run": lambda: _run(args, argv), "results": lambda: _results(args, argv)}
         commands[args.command]()
     except (edgebnn.EdgebnnError, ValueError, TypeError, OSError) as e:
         if os.environ.get(DEBUG_ENV) == "1":

@@ -135,12 +135,23 @@ def per_image(store):
     return outcomes
 
 
-def judge_claims(session, all_records, cell_configs):
-    """The study's claims on ``all_records``, with intervals from the stored per-image outcomes and the gates."""
+def substitute(study):
+    """``{"dataset", "paper_dataset"}`` when a paper recipe runs on other data than its own, else ``None``."""
+    dataset = study.base.data.dataset
+    if study.paper is None or study.recipe_dataset in (None, dataset):
+        return None
+    return {"dataset": dataset, "paper_dataset": study.recipe_dataset}
+
+
+def judge_claims(session, all_records, cell_configs, *, paper_values=True):
+    """The study's claims on ``all_records``, with intervals from the stored per-image outcomes and the gates.
+
+    The paper's clean accuracies gate the claims only when the run is on the paper's data.
+    """
     study = session.study
     classes = {session.data_for(cell.recipe).num_classes for cell in study.cells}
-    return claims_lib.evaluate_all(study.claims, all_records, cell_configs,
-                                   paper_clean=claims_lib.paper_clean(study.tables, cell_configs),
+    paper_clean = claims_lib.paper_clean(study.tables, cell_configs) if paper_values else None
+    return claims_lib.evaluate_all(study.claims, all_records, cell_configs, paper_clean=paper_clean,
                                    outcomes=per_image(session.store),
                                    chance=1 / classes.pop() if len(classes) == 1 else 0.1)
 
@@ -151,16 +162,19 @@ def build(session, plans, *, status, error, figures, versions):
     all_records = records(study, plans, session.results)
     data_caption = caption(session, plans)
     cell_configs = configs(study)
+    swap = substitute(study)
     tables = []
     for spec in study.report_tables():
-        markdown, table = report_lib.render_table(spec, all_records, cell_configs, caption=data_caption)
+        markdown, table = report_lib.render_table(spec, all_records, cell_configs, caption=data_caption,
+                                                  paper_values=swap is None)
         tables.append({**table, "markdown": markdown})
     cells = cell_reports(session, plans, all_records)
     report = {
         "recipe": study.name, "description": study.description, "status": status, "error": error,
         "data_caption": data_caption, "study": study.to_dict(), "cells": cells, "records": all_records,
         "tables": tables, "figures": [dict(f) for f in figures],
-        "paper": study.paper, "claims": judge_claims(session, all_records, cell_configs),
+        "paper": study.paper, "substitute": swap, "command": session.command,
+        "claims": judge_claims(session, all_records, cell_configs, paper_values=swap is None),
         "versions": versions, "seconds": session.console.elapsed(), "computed_seconds": session.computed_seconds,
         "work_seconds": work_seconds(session.results, all_records, cells),
     }

@@ -275,6 +275,7 @@ class Study:
     single: bool = field(default=True)
     paper: str | None = None
     claims: list = field(default_factory=list)
+    recipe_dataset: str | None = None
 
     def report_tables(self):
         """The tables of ``report.md``: the recipe's, else :data:`DEFAULT_TABLE`."""
@@ -285,7 +286,7 @@ class Study:
             "name": self.name, "description": self.description, "repeats": self.repeats,
             "cells": [{"name": c.name, "repeat": c.repeat, "overrides": c.overrides} for c in self.cells],
             "tables": [t.model_dump() for t in self.tables], "figures": [f.model_dump() for f in self.figures],
-            "base": self.base.model_dump(mode="json"), "paper": self.paper,
+            "base": self.base.model_dump(mode="json"), "paper": self.paper, "recipe_dataset": self.recipe_dataset,
             "claims": [c.model_dump(mode="json") for c in self.claims],
         }
 
@@ -563,6 +564,7 @@ def load(path, *, overrides=()):
         raise RecipeError(f"recipe file not found: {path}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise RecipeError(f"{path}: not valid TOML ({e}).") from e
+    dataset = (table.get("data") or {}).get("dataset")  # the recipe's own data, before any --set
     for assignment in overrides:
         key, value = parse_override(assignment)
         if key.startswith("grid.") and isinstance(table.get("grid"), dict):
@@ -570,6 +572,8 @@ def load(path, *, overrides=()):
         else:
             apply_override(table, key, value)
     try:
-        return expand(table, name=path.stem)
+        study = expand(table, name=path.stem)
     except RecipeError as e:
         raise RecipeError(f"{path.name}: {e}") from e
+    study.recipe_dataset = dataset
+    return study

@@ -145,12 +145,20 @@ def _dataset(report):
 
 
 def _section(run_dir, report, out_dir):
-    lines = [f"### {report['recipe']}", ""]
+    swap = report.get("substitute")
+    data = _dataset(report) + (f", a substitute for {swap['paper_dataset']}" if swap else "")
+    lines = [f"### {report['recipe']} ({data})", ""]
     if report.get("description"):
         lines += [report["description"], ""]
     status = report.get("status")
     if status == "running":  # a report is rewritten after every result: this one never reached the end
         status = "incomplete (the run had not finished when its report was read; numbers so far)"
+    if swap:
+        lines += [f"**Substitute data:** {swap['dataset']} instead of the paper's {swap['paper_dataset']}; the "
+                  f"paper's values are not shown beside these numbers, and its clean accuracies do not gate the "
+                  f"claims.", ""]
+    if report.get("command"):
+        lines += [f"- command: `{report['command']}` (edgebnn {report.get('versions', {}).get('edgebnn', 'n/a')})"]
     lines += [f"- data: {report.get('data_caption', 'n/a')}",
               f"- budget: {_budget(report) or 'n/a'}",
               f"- run: status **{status}**" + (f" ({report['error']})" if report.get("error") else "")
