@@ -15,7 +15,7 @@ from edgebnn.recipes import claims, config, results, runner
 from edgebnn.recipes.__main__ import main
 from edgebnn.recipes.store import Store
 
-BASE = tomllib.loads(small_study(
+BASE_TEXT = small_study(
     "claimed",
     head='paper = "guan"',
     attacks=[attack("fgsm", eps=0.1)],
@@ -36,7 +36,8 @@ BASE = tomllib.loads(small_study(
         op = ">="
         right = { metric = "accuracy", match = { cell = "bnn", attack = "clean" } }
     """,
-))
+)
+BASE = tomllib.loads(BASE_TEXT)
 
 
 def _expand(mutate=None):
@@ -458,3 +459,16 @@ def test_a_paper_recipe_on_other_data_is_a_substitute_without_the_papers_values(
     without, data = report.render_table(spec, records, configs, paper_values=False)
     assert "(paper 92.0)" in "\n".join(with_paper) and "paper" not in "\n".join(without)
     assert all(cell["paper"] is None for cell in data["cells"])
+
+
+def test_a_named_budget_is_a_table_of_overrides_and_a_missing_one_is_one_line(tmp_path):
+    recipe = tmp_path / "budgeted.toml"
+    recipe.write_text(BASE_TEXT + '\n[budgets.quick]\n"train.epochs" = 3\n"evaluation.limit" = 20\n')
+    full = config.load(recipe)
+    quick = config.load(recipe, budget="quick", overrides=["evaluation.limit=30"])
+    assert full.budget is None and quick.budget == "quick"
+    assert {c.recipe.train.epochs for c in quick.cells} == {3} != {c.recipe.train.epochs for c in full.cells}
+    assert {c.recipe.evaluation.limit for c in quick.cells} == {30}  # --set comes after the budget
+    with pytest.raises(config.RecipeError, match=r"budgeted\.toml: no budget named 'paper'; the recipe's budgets: "
+                                                 r"\['quick'\]\.$"):
+        config.load(recipe, budget="paper")

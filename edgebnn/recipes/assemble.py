@@ -36,7 +36,10 @@ def caption(session, plans):
         text = f"{d.caption}; evaluations on the first {plans[cell.id].n_eval:,} images of the test part"
         if text not in captions:
             captions.append(text)
-    return " | ".join(captions)
+    text = " | ".join(captions)
+    if session.study.budget is not None:
+        text = f"budget {session.study.budget!r} (a smaller profile, not the recipe's full budget): {text}"
+    return text
 
 
 def configs(study):
@@ -173,7 +176,7 @@ def build(session, plans, *, status, error, figures, versions):
         "recipe": study.name, "description": study.description, "status": status, "error": error,
         "data_caption": data_caption, "study": study.to_dict(), "cells": cells, "records": all_records,
         "tables": tables, "figures": [dict(f) for f in figures],
-        "paper": study.paper, "substitute": swap, "command": session.command,
+        "paper": study.paper, "substitute": swap, "command": session.command, "budget": study.budget,
         "claims": judge_claims(session, all_records, cell_configs, paper_values=swap is None),
         "versions": versions, "seconds": session.console.elapsed(), "computed_seconds": session.computed_seconds,
         "work_seconds": work_seconds(session.results, all_records, cells),

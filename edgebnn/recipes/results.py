@@ -90,8 +90,9 @@ def short_budget(report):
     epochs = (base.get("train") or {}).get("epochs")
     limit = (base.get("evaluation") or {}).get("limit")
     runs = study.get("repeats", 1)
+    profile = f" (budget {report['budget']!r})" if report.get("budget") else ""
     return (f"{_images(base)}, {epochs} epochs, {'all' if limit is None else f'{limit:,}'} evaluated, "
-            f"{runs} run{'s' if runs != 1 else ''}")
+            f"{runs} run{'s' if runs != 1 else ''}{profile}")
 
 
 def _recipe_dataset(recipe):
@@ -146,7 +147,8 @@ def _dataset(report):
 
 def _section(run_dir, report, out_dir):
     swap = report.get("substitute")
-    data = _dataset(report) + (f", a substitute for {swap['paper_dataset']}" if swap else "")
+    data = _dataset(report) + (f", a substitute for {swap['paper_dataset']}" if swap else "") + \
+        (f", budget {report['budget']!r}" if report.get("budget") else "")
     lines = [f"### {report['recipe']} ({data})", ""]
     if report.get("description"):
         lines += [report["description"], ""]
