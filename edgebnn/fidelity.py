@@ -12,11 +12,12 @@ with per-epoch checkpoints, so an interrupted table resumes where it stopped.
 :func:`to_markdown` and :func:`to_json` turn the rows into the generated table.
 """
 
+import json
 import math
 import time
 from dataclasses import dataclass, field
 
-from edgebnn import data, recipes, zoo
+from edgebnn import _io, data, recipes, zoo
 from edgebnn.recipes import config
 from edgebnn.recipes.evaluations.common import DEFAULT_EOT_SAMPLES
 from edgebnn.recipes.store import Store, key_of
@@ -212,12 +213,16 @@ def measure(entry, *, store_dir, overrides=()):
     model = build(recipe, info.num_classes, info.image_shape)
     timing = {}
 
+    history_path = store.model_dir(key) / "history.json"
+
     def train_fn(m):
         start = time.perf_counter()
-        fit(m, recipe, x, y, checkpoint_dir=store.model_dir(key) / "checkpoints")
+        history = fit(m, recipe, x, y, checkpoint_dir=store.model_dir(key) / "checkpoints")
         timing["seconds"] = time.perf_counter() - start
+        _io.write_json(history_path, {k: [float(v) for v in vs] for k, vs in history.history.items()})
 
     stored = store.trained_weights(model, key_payload, train_fn)
+    history = json.loads(history_path.read_text(encoding="utf-8")) if history_path.is_file() else {}
     ours = accuracy(model, xt, yt)
     paper = paper_value(entry)
     tf.keras.backend.clear_session()
@@ -229,6 +234,7 @@ def measure(entry, *, store_dir, overrides=()):
         "learning_rate": t.learning_rate, "adversarial": None if t.adversarial is None else t.adversarial.method,
         "ours": round(ours, 2), "paper_value": paper, "gap": None if paper is None else round(ours - paper, 2),
         "train_seconds_per_epoch": None if stored else round(timing["seconds"] / t.epochs, 1),
+        "train_accuracy_per_epoch": [round(100.0 * a, 1) for a in history.get("accuracy", [])],
         "overrides": list(overrides), "note": entry.note,
     }
 
