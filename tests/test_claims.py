@@ -472,3 +472,12 @@ def test_a_named_budget_is_a_table_of_overrides_and_a_missing_one_is_one_line(tm
     with pytest.raises(config.RecipeError, match=r"budgeted\.toml: no budget named 'paper'; the recipe's budgets: "
                                                  r"\['quick'\]\.$"):
         config.load(recipe, budget="paper")
+
+
+def test_every_paper_recipe_has_a_quick_budget_that_is_smaller():
+    for path in sorted(Path("recipes").glob("*/*.toml")):  # the papers' recipes live in subfolders
+        full, quick = config.load(path), config.load(path, budget="quick")
+        assert full.paper is not None, path
+        assert quick.budget == "quick" and len(quick.cells) <= len(full.cells), path
+        assert max(c.recipe.train.epochs for c in quick.cells) < max(c.recipe.train.epochs for c in full.cells), path
+        assert [c.id for c in quick.claims] == [c.id for c in full.claims], path
