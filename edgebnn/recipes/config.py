@@ -482,8 +482,12 @@ def _named_cells(cells):
     return out
 
 
-def expand(table, *, name):
+def expand(table, *, name, known_cells=()):
     """Validate a parsed recipe table and expand it into a :class:`Study`.
+
+    ``known_cells`` are cell names claims may name besides the study's own: the cells of
+    the recipe at its defaults, when a budget or ``--set`` leaves some out (their
+    claims are then not evaluated, not an error).
 
     Raises:
         RecipeError: the first bad key or value, naming the cell (when the recipe has
@@ -539,7 +543,7 @@ def expand(table, *, name):
     config_keys = set()
     for cell in cells:
         config_keys |= set(flatten(cell.recipe.model_dump(mode="json")))
-    claims_lib.check(keys.claims, cell_names=names, config_keys=config_keys)
+    claims_lib.check(keys.claims, cell_names=set(names) | set(known_cells), config_keys=config_keys)
     return Study(
         name=base.name, description=base.description, repeats=keys.repeats, cells=cells,
         tables=list(keys.tables), figures=list(keys.figures), base=base, single=single,
@@ -593,10 +597,15 @@ def load(path, *, overrides=(), budget=None):
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise RecipeError(f"{path}: not valid TOML ({e}).") from e
     dataset = (table.get("data") or {}).get("dataset")  # the recipe's own data, before any --set
-    for assignment in [*_budget_overrides(table, budget, path), *overrides]:
+    changes = [*_budget_overrides(table, budget, path), *overrides]
+    try:
+        known = {c.name for c in expand(copy.deepcopy(table), name=path.stem).cells} if changes else ()
+    except RecipeError as e:
+        raise RecipeError(f"{path.name}: {e}") from e
+    for assignment in changes:
         _override(table, assignment)
     try:
-        study = expand(table, name=path.stem)
+        study = expand(table, name=path.stem, known_cells=known)
     except RecipeError as e:
         raise RecipeError(f"{path.name}: {e}") from e
     study.recipe_dataset, study.budget = dataset, budget
