@@ -486,6 +486,12 @@ def _clean_accuracy(records, cell):
     return None if not values else sum(values) / len(values)
 
 
+def models(cells, records, *, paper_clean=None):
+    """``[{"cell", "clean", "paper"}]``: the clean accuracy of each model behind a claim, ours and the paper's."""
+    return [{"cell": cell, "clean": _clean_accuracy(records, cell), "paper": (paper_clean or {}).get(cell)}
+            for cell in cells]
+
+
 def gate(cells, records, *, paper_clean=None, chance=0.1):
     """Why the models behind a claim cannot decide it (under-trained or near chance), or ``None``.
 
@@ -599,7 +605,8 @@ def evaluate(claim, records, configs, *, paper_clean=None, outcomes=None, chance
         outcome, verdict = INCONCLUSIVE, f"{INCONCLUSIVE} ({counts}, {undecided} undecided)"
     return {"id": claim.id, "claim": claim.claim, "criterion": claim.criterion, "extension": claim.extension,
             "require": claim.required, "of": len(comparisons), "held": held, "failed": failed,
-            "undecided": undecided, "outcome": outcome, "verdict": verdict, "comparisons": comparisons}
+            "undecided": undecided, "outcome": outcome, "verdict": verdict, "comparisons": comparisons,
+            "models": models(cells, records, paper_clean=paper_clean)}
 
 
 def outcome_of(result):
@@ -620,9 +627,16 @@ def to_markdown(results, *, heading="## Claims"):
     if not results:
         return lines + ["(the recipe states no claims)", ""]
     for r in results:
-        lines += [f"- **{r['id']}** {r['claim']}", f"  - criterion: {r['criterion']}",
-                  f"  - verdict: **{r['verdict']}** ({r['held']} of {r['of']} comparisons hold, "
-                  f"{r['require']} required)" + (" [beyond the paper]" if r.get("extension") else "")]
+        counts = f"{r['held']} of {r['of']} comparisons hold, {r['require']} required"
+        if r.get("failed") or r.get("undecided"):
+            counts += f"; {r.get('failed', 0)} fail, {r.get('undecided', 0)} undecided"
+        lines += [f"- **{r['id']}** {r['claim']}" + (" *(beyond the paper)*" if r.get("extension") else ""),
+                  f"  - criterion: {r['criterion']}", f"  - verdict: **{r['verdict']}** ({counts})"]
+        clean = [f"{m['cell']} {_fmt(m['clean'], True)}" + ("" if m["paper"] is None else
+                                                            f" (paper {_fmt(m['paper'], True)})")
+                 for m in r.get("models") or [] if m["clean"] is not None]
+        if clean:
+            lines.append("  - clean accuracy of the models: " + ", ".join(clean))
         lines += [f"    - {c['text']}" for c in r["comparisons"]]
     return lines + [""]
 
