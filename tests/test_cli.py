@@ -179,4 +179,6 @@ def test_ctrl_c_is_one_line_exit_130_and_the_run_resumes(tmp_path, data_dir, mon
     resumed = capsys.readouterr().out
     assert "resuming from the last finished epoch" in resumed
     assert "epoch 1/2" not in resumed and "epoch 2/2" in resumed
-    assert json.loads((out / "report.json").read_text())["status"] == "complete"
+    report = json.loads((out / "report.json").read_text())
+    assert report["status"] == "complete"
+    assert report["command"] == f"python -m edgebnn.recipes run {recipe} --out {out}"  # as typed, to rerun it

@@ -1,5 +1,6 @@
 """Layers against plain Keras / NumPy references, with save/load round trips."""
 
+import larq as lq
 import numpy as np
 import pytest
 
@@ -35,6 +36,29 @@ def test_mc_dropout_round_trip(tmp_path):
     out = layer_test(MCDropout, kwargs={"rate": 0.3, "always_on": True, "seed": 4},
                      input_data=np.ones((4, 50), np.float32), deterministic=False, tmp_path=tmp_path)
     assert (out == 0).any()  # dropping at inference
+
+
+def test_mc_dropout_with_input_quantizer_drops_binary_units(rng, tmp_path):
+    """Quantize, then drop (BinaryNet's order): a dropped unit is 0, a kept one sign(x) / (1 - rate);
+    dropout before a sign would send a dropped unit on as sign(0) = +1."""
+    x = rng.normal(size=(4, 1000)).astype(np.float32)
+    layer = MCDropout(0.5, input_quantizer="ste_sign", seed=2)
+    out = layer(x, training=False).numpy()
+    kept = out != 0
+    assert 0.4 < 1 - kept.mean() < 0.6
+    np.testing.assert_array_equal(out[kept], 2.0 * np.where(x[kept] >= 0, 1.0, -1.0))
+    off = MCDropout(0.5, always_on=False, input_quantizer="ste_sign")
+    np.testing.assert_array_equal(off(x, training=False).numpy(), np.where(x >= 0, 1.0, -1.0))
+    np.testing.assert_array_equal(MCDropout(0.0, input_quantizer="ste_sign")(x).numpy(), np.where(x >= 0, 1.0, -1.0))
+    inputs = tf.keras.Input((50,))
+    model = tf.keras.Model(inputs, MCDropout(0.3, input_quantizer="ste_sign", name="drop")(inputs))
+    model.save(tmp_path / "m.keras")
+    loaded = tf.keras.models.load_model(tmp_path / "m.keras").get_layer("drop")
+    assert isinstance(loaded.input_quantizer, lq.quantizers.SteSign) and loaded.rate == 0.3 and loaded.always_on
+    out = loaded(x[:, :50]).numpy()
+    np.testing.assert_allclose(np.abs(out[out != 0]), 1 / 0.7, rtol=1e-6)
+    with pytest.raises(ValueError, match="input_quantizer"):
+        MCDropout(0.5, input_quantizer="no_such_quantizer")
 
 
 @pytest.mark.parametrize("kwargs, error", [({"rate": 1.0}, ValueError), ({"rate": "a"}, TypeError),

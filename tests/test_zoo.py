@@ -293,6 +293,23 @@ def test_guan_validation_and_mc_dropout():
     assert predict_mc(plain, x, samples=4).uncertainty.max() == 0.0
 
 
+@pytest.mark.parametrize("precision", ["binary", "stochastic_binary", "2bit"])
+def test_guan_dropout_drops_quantized_units(precision):
+    """What each hidden dense layer multiplies its kernel with, under MC dropout at rate 0.5: about half
+    zeros (dropped units) and +-2 (kept ones). Dropout placed before the layer's sign input quantizer
+    would give only +-1: sign(0) = +1 in Larq, so a dropped unit would turn into +1."""
+    x = np.random.default_rng(0).uniform(size=(64, 28, 28, 1)).astype(np.float32)
+    model = randomize_batch_norm(_build("guan_lenet", precision, mc_dropout=True), **BATCH_NORM_STATS)
+    for name in ("dense_1", "dense_out"):
+        layer = model.get_layer(name)
+        seen = tf.keras.Model(model.input, layer.input)(x, training=False)
+        if layer.input_quantizer is not None:
+            seen = layer.input_quantizer(seen)
+        seen = seen.numpy()
+        assert 0.4 < (seen == 0).mean() < 0.6, name
+        np.testing.assert_array_equal(np.abs(seen[seen != 0]), 2.0)
+
+
 def _layout(model):
     """(layer class, weight shapes) of every layer: what the topologies share."""
     return [(type(layer).__name__.replace("Quant", ""), [tuple(w.shape) for w in layer.weights])

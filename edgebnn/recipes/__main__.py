@@ -39,6 +39,9 @@ def _parser():
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a recipe value, e.g. train.epochs=1, attacks.0.eps=[0.1] or "
                           "grid.model.input_bits=[2,4] (repeatable)")
+    run.add_argument("--budget", metavar="NAME",
+                     help="a smaller budget the recipe names (e.g. quick, a smoke test); default: the recipe's "
+                          "own defaults, for a paper recipe the paper's budget")
     run.add_argument("--cache", metavar="DIR",
                      help="folder for trained models and results shared by runs (default: OUT/store); "
                           "recipes that train the same model then train it once")
@@ -64,21 +67,25 @@ def _list():
         print(f"{name:24s} {description}  ({path})")
 
 
-def _run(args):
+def _run(args, argv):
     from edgebnn.recipes.config import load  # noqa: PLC0415
     from edgebnn.recipes.runner import run  # noqa: PLC0415
 
-    recipe = load(recipes.find(args.recipe), overrides=args.overrides)
+    recipe = load(recipes.find(args.recipe), overrides=args.overrides, budget=args.budget)
     if args.cache is not None and os.path.exists(args.cache) and not os.path.isdir(args.cache):
         raise ValueError(f"--cache must be a folder, got the file {args.cache!r}")
-    run(recipe, args.out or os.path.join("runs", recipe.name), cache=args.cache)
+    run(recipe, args.out or os.path.join("runs", recipe.name), cache=args.cache, command=_command(argv))
+
+
+def _command(argv):
+    """The command line as a user would type it again (every ``--set`` included)."""
+    return "python -m edgebnn.recipes " + " ".join(shlex.quote(a) for a in argv)
 
 
 def _results(args, argv):
     from edgebnn.recipes.results import write_page  # noqa: PLC0415
 
-    command = "python -m edgebnn.recipes " + " ".join(shlex.quote(a) for a in argv)
-    write_page(args.run_dirs, args.out, command=command)
+    write_page(args.run_dirs, args.out, command=_command(argv))
     print(f"wrote {args.out}")
 
 
@@ -86,7 +93,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
     try:
-        commands = {"list": _list, "run": lambda: _run(args), "results": lambda: _results(args, argv)}
+        commands = {"list": _list, "run": lambda: _run(args, argv), "results": lambda: _results(args, argv)}
         commands[args.command]()
     except (edgebnn.EdgebnnError, ValueError, TypeError, OSError) as e:
         if os.environ.get(DEBUG_ENV) == "1":

@@ -36,7 +36,10 @@ def caption(session, plans):
         text = f"{d.caption}; evaluations on the first {plans[cell.id].n_eval:,} images of the test part"
         if text not in captions:
             captions.append(text)
-    return " | ".join(captions)
+    text = " | ".join(captions)
+    if session.study.budget is not None:
+        text = f"budget {session.study.budget!r} (a smaller profile, not the recipe's full budget): {text}"
+    return text
 
 
 def configs(study):
@@ -114,22 +117,67 @@ def legacy(session, plans, cell_report, *, versions):
     }
 
 
+def per_image(store):
+    """``outcomes(record, metric)`` for the claims' paired bootstrap: a result's stored per-image correctness.
+
+    ``accuracy`` is the mean of the stored ``correct`` vector; a clean result's
+    ``accuracy_eval`` is the mean of its first ``images_eval`` entries (the evaluated
+    images lead the test part). Other metrics have no per-image values here.
+    """
+    def outcomes(record, metric):
+        if metric not in ("accuracy", "accuracy_eval") or "key" not in record:
+            return None
+        correct = (store.load_outcomes(record["key"]) or {}).get("correct")
+        if correct is None:
+            return None
+        if metric == "accuracy_eval":
+            n = record.get("images_eval") if record.get("evaluation") == "clean" else None
+            return None if n is None else correct[:n]
+        return correct
+
+    return outcomes
+
+
+def substitute(study):
+    """``{"dataset", "paper_dataset"}`` when a paper recipe runs on other data than its own, else ``None``."""
+    dataset = study.base.data.dataset
+    if study.paper is None or study.recipe_dataset in (None, dataset):
+        return None
+    return {"dataset": dataset, "paper_dataset": study.recipe_dataset}
+
+
+def judge_claims(session, all_records, cell_configs, *, paper_values=True):
+    """The study's claims on ``all_records``, with intervals from the stored per-image outcomes and the gates.
+
+    The paper's clean accuracies gate the claims only when the run is on the paper's data.
+    """
+    study = session.study
+    classes = {session.data_for(cell.recipe).num_classes for cell in study.cells}
+    paper_clean = claims_lib.paper_clean(study.tables, cell_configs) if paper_values else None
+    return claims_lib.evaluate_all(study.claims, all_records, cell_configs, paper_clean=paper_clean,
+                                   outcomes=per_image(session.store),
+                                   chance=1 / classes.pop() if len(classes) == 1 else 0.1)
+
+
 def build(session, plans, *, status, error, figures, versions):
     """The report dict of the run so far."""
     study = session.study
     all_records = records(study, plans, session.results)
     data_caption = caption(session, plans)
     cell_configs = configs(study)
+    swap = substitute(study)
     tables = []
     for spec in study.report_tables():
-        markdown, table = report_lib.render_table(spec, all_records, cell_configs, caption=data_caption)
+        markdown, table = report_lib.render_table(spec, all_records, cell_configs, caption=data_caption,
+                                                  paper_values=swap is None)
         tables.append({**table, "markdown": markdown})
     cells = cell_reports(session, plans, all_records)
     report = {
         "recipe": study.name, "description": study.description, "status": status, "error": error,
         "data_caption": data_caption, "study": study.to_dict(), "cells": cells, "records": all_records,
         "tables": tables, "figures": [dict(f) for f in figures],
-        "paper": study.paper, "claims": claims_lib.evaluate_all(study.claims, all_records, cell_configs),
+        "paper": study.paper, "substitute": swap, "command": session.command, "budget": study.budget,
+        "claims": judge_claims(session, all_records, cell_configs, paper_values=swap is None),
         "versions": versions, "seconds": session.console.elapsed(), "computed_seconds": session.computed_seconds,
         "work_seconds": work_seconds(session.results, all_records, cells),
     }

@@ -281,6 +281,8 @@ class Study:
     single: bool = field(default=True)
     paper: str | None = None
     claims: list = field(default_factory=list)
+    recipe_dataset: str | None = None
+    budget: str | None = None
 
     def report_tables(self):
         """The tables of ``report.md``: the recipe's, else :data:`DEFAULT_TABLE`."""
@@ -291,7 +293,8 @@ class Study:
             "name": self.name, "description": self.description, "repeats": self.repeats,
             "cells": [{"name": c.name, "repeat": c.repeat, "overrides": c.overrides} for c in self.cells],
             "tables": [t.model_dump() for t in self.tables], "figures": [f.model_dump() for f in self.figures],
-            "base": self.base.model_dump(mode="json"), "paper": self.paper,
+            "base": self.base.model_dump(mode="json"), "paper": self.paper, "recipe_dataset": self.recipe_dataset,
+            "budget": self.budget,
             "claims": [c.model_dump(mode="json") for c in self.claims],
         }
 
@@ -485,8 +488,12 @@ def _named_cells(cells):
     return out
 
 
-def expand(table, *, name):
+def expand(table, *, name, known_cells=()):
     """Validate a parsed recipe table and expand it into a :class:`Study`.
+
+    ``known_cells`` are cell names claims may name besides the study's own: the cells of
+    the recipe at its defaults, when a budget or ``--set`` leaves some out (their
+    claims are then not evaluated, not an error).
 
     Raises:
         RecipeError: the first bad key or value, naming the cell (when the recipe has
@@ -543,7 +550,7 @@ def expand(table, *, name):
     config_keys = set()
     for cell in cells:
         config_keys |= set(flatten(cell.recipe.model_dump(mode="json")))
-    claims_lib.check(keys.claims, cell_names=names, config_keys=config_keys)
+    claims_lib.check(keys.claims, cell_names=set(names) | set(known_cells), config_keys=config_keys)
     return Study(
         name=base.name, description=base.description, repeats=keys.repeats, cells=cells,
         tables=list(keys.tables), figures=list(keys.figures), base=base, single=single,
@@ -551,7 +558,30 @@ def expand(table, *, name):
     )
 
 
-def load(path, *, overrides=()):
+def _override(table, assignment):
+    """Apply one ``key.path=value`` (or ``(key, value)``) to a recipe table (grid keys are dotted themselves)."""
+    key, value = parse_override(assignment) if isinstance(assignment, str) else assignment
+    if key.startswith("grid.") and isinstance(table.get("grid"), dict):
+        table["grid"][key[len("grid."):]] = value
+    else:
+        apply_override(table, key, value)
+
+
+def _budget_overrides(table, budget, path):
+    """The ``[budgets.NAME]`` overrides of a recipe table (the table loses its ``budgets``)."""
+    budgets = table.pop("budgets", {})
+    if not isinstance(budgets, dict) or not all(isinstance(b, dict) for b in budgets.values()):
+        raise RecipeError(f"{path.name}: `budgets` must be tables of overrides, e.g. [budgets.quick] with "
+                          f'"train.epochs" = 1.')
+    if budget is None:
+        return []
+    if budget not in budgets:
+        raise RecipeError(f"{path.name}: no budget named {budget!r}; the recipe's budgets: "
+                          f"{sorted(budgets) or 'none (it runs at its defaults only)'}.")
+    return list(budgets[budget].items())
+
+
+def load(path, *, overrides=(), budget=None):
     """Read, override and validate the recipe file at ``path`` into a :class:`Study`.
 
     Args:
@@ -559,6 +589,9 @@ def load(path, *, overrides=()):
         overrides: ``"key.path=value"`` strings applied to the file's table before
             validation (so ``grid.model.input_bits=[4]`` changes a grid, and
             ``train.epochs=1`` the base of every cell).
+        budget: a named smaller budget of the recipe (its ``[budgets.NAME]`` table of
+            overrides, applied before ``overrides``); ``None`` runs the recipe's defaults
+            (a paper recipe's defaults are the paper's budget).
 
     Raises:
         RecipeError: unreadable TOML, unknown keys or bad values (naming cell and key).
@@ -570,13 +603,17 @@ def load(path, *, overrides=()):
         raise RecipeError(f"recipe file not found: {path}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise RecipeError(f"{path}: not valid TOML ({e}).") from e
-    for assignment in overrides:
-        key, value = parse_override(assignment)
-        if key.startswith("grid.") and isinstance(table.get("grid"), dict):
-            table["grid"][key[len("grid."):]] = value  # grid keys are dotted themselves
-        else:
-            apply_override(table, key, value)
+    dataset = (table.get("data") or {}).get("dataset")  # the recipe's own data, before any --set
+    changes = [*_budget_overrides(table, budget, path), *overrides]
     try:
-        return expand(table, name=path.stem)
+        known = {c.name for c in expand(copy.deepcopy(table), name=path.stem).cells} if changes else ()
     except RecipeError as e:
         raise RecipeError(f"{path.name}: {e}") from e
+    for assignment in changes:
+        _override(table, assignment)
+    try:
+        study = expand(table, name=path.stem, known_cells=known)
+    except RecipeError as e:
+        raise RecipeError(f"{path.name}: {e}") from e
+    study.recipe_dataset, study.budget = dataset, budget
+    return study

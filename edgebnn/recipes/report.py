@@ -70,10 +70,12 @@ def _paper_value(spec, row, column):
     return None
 
 
-def render_table(spec, records, configs, *, caption=""):
+def render_table(spec, records, configs, *, caption="", paper_values=True):
     """``(markdown lines, data)`` of one table: ours as mean ± std (over repeats), the paper's beside.
 
-    ``caption`` (which images the numbers come from) ends the table's note.
+    ``caption`` (which images the numbers come from) ends the table's note; with
+    ``paper_values=False`` (numbers on another dataset than the paper's) the paper's
+    values are left out.
     """
     rows, columns, stats = table_data(spec, records, configs)
     fmt = _FORMATS[spec.format]
@@ -88,7 +90,7 @@ def render_table(spec, records, configs, *, caption=""):
         texts = [_label(spec.rows, row)]
         for column in columns:
             s = stats.get((row, column))
-            paper = _paper_value(spec, row, column)
+            paper = _paper_value(spec, row, column) if paper_values else None
             if s is None:
                 text = "-"
             else:
@@ -102,7 +104,7 @@ def render_table(spec, records, configs, *, caption=""):
     notes = [f"{spec.metric}{unit}"]
     if n > 1:
         notes.append(f"mean ± std over {n} runs")
-    if spec.paper:
+    if spec.paper and paper_values:
         notes.append("paper values in parentheses" + (f" ({spec.paper_source})" if spec.paper_source else ""))
     if caption:
         notes.append(f"images: {caption}")

@@ -13,11 +13,13 @@ The page is generated: edit the recipes or rerun them, never the page.
 
 import json
 import os
+import tomllib
 from pathlib import Path
 
 from edgebnn import _io
 from edgebnn.recipes import claims as claims_lib
-from edgebnn.recipes.claims import DOES_NOT_HOLD, HOLDS, IN_PART, NOT_EVALUATED, PAPERS
+from edgebnn.recipes import papers
+from edgebnn.recipes.claims import PAPERS, VERDICTS, outcome_of
 from edgebnn.recipes.evaluations import KINDS
 from edgebnn.recipes.schema import RecipeError
 
@@ -71,11 +73,56 @@ def _budget(report):
     return "; ".join(parts)
 
 
+def _images(base):
+    """Training and test images of a base recipe's data section, as the summary shows them."""
+    data = base.get("data", {})
+    split = data.get("split")
+    if split:
+        return f"{split.get('train'):,} / {split.get('test'):,} of {data.get('dataset')}'s {split.get('source')} split"
+    limits = [data.get("train_limit"), data.get("test_limit")]
+    return " / ".join("all" if n is None else f"{n:,}" for n in limits) + f" of {data.get('dataset')}"
+
+
+def short_budget(report):
+    """``ours`` in a few words: images, epochs, evaluated images and runs of the report's study."""
+    study = report.get("study") or {}
+    base = study.get("base") or {}
+    epochs = (base.get("train") or {}).get("epochs")
+    limit = (base.get("evaluation") or {}).get("limit")
+    runs = study.get("repeats", 1)
+    profile = f" (budget {report['budget']!r})" if report.get("budget") else ""
+    return (f"{_images(base)}, {epochs} epochs, {'all' if limit is None else f'{limit:,}'} evaluated, "
+            f"{runs} run{'s' if runs != 1 else ''}{profile}")
+
+
+def _recipe_dataset(recipe):
+    """The dataset a recipe file trains on by default (its ``[data] dataset``)."""
+    from edgebnn import recipes  # noqa: PLC0415
+
+    table = tomllib.loads(recipes.find(recipe).read_text(encoding="utf-8"))
+    return (table.get("data") or {}).get("dataset", "fashion_mnist")
+
+
+def coverage(paper, reports):
+    """Markdown table of every table and figure of ``paper``: the recipes, what ran (dataset, budget) or why not."""
+    by_recipe = {}
+    for _, report in reports:
+        by_recipe.setdefault(report["recipe"], []).append(report)
+    lines = ["| item | shows | recipe | run here (data: ours) | paper's budget |", "|---|---|---|---|---|"]
+    for item in papers.CATALOG.get(paper, ()):
+        for recipe in item.recipes:
+            runs = by_recipe.get(recipe.replace("/", "_"), [])
+            ran = "; ".join(f"{_dataset(r)}: {short_budget(r)}" for r in runs) or \
+                papers.not_run_reason(_recipe_dataset(recipe))
+            lines.append(f"| {item.name} | {item.shows} | `{recipe}` | {ran} | {item.budget} |")
+    return lines + [""]
+
+
 def _verdict_counts(claims):
-    counts = {HOLDS: 0, IN_PART: 0, DOES_NOT_HOLD: 0, NOT_EVALUATED: 0}
+    counts = dict.fromkeys(VERDICTS, 0)
     for c in claims:
-        counts[NOT_EVALUATED if c["verdict"].startswith(NOT_EVALUATED) else c["verdict"]] += 1
-    return ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+        counts[outcome_of(c)] += 1
+    return ", ".join(f"{n} {v}" for v, n in counts.items() if n) or "none"
 
 
 def _kind_sections(report):
@@ -99,12 +146,21 @@ def _dataset(report):
 
 
 def _section(run_dir, report, out_dir):
-    lines = [f"### {report['recipe']}", ""]
+    swap = report.get("substitute")
+    data = _dataset(report) + (f", a substitute for {swap['paper_dataset']}" if swap else "") + \
+        (f", budget {report['budget']!r}" if report.get("budget") else "")
+    lines = [f"### {report['recipe']} ({data})", ""]
     if report.get("description"):
         lines += [report["description"], ""]
     status = report.get("status")
     if status == "running":  # a report is rewritten after every result: this one never reached the end
         status = "incomplete (the run had not finished when its report was read; numbers so far)"
+    if swap:
+        lines += [f"**Substitute data:** {swap['dataset']} instead of the paper's {swap['paper_dataset']}; the "
+                  f"paper's values are not shown beside these numbers, and its clean accuracies do not gate the "
+                  f"claims.", ""]
+    if report.get("command"):
+        lines += [f"- command: `{report['command']}` (edgebnn {report.get('versions', {}).get('edgebnn', 'n/a')})"]
     lines += [f"- data: {report.get('data_caption', 'n/a')}",
               f"- budget: {_budget(report) or 'n/a'}",
               f"- run: status **{status}**" + (f" ({report['error']})" if report.get("error") else "")
@@ -116,6 +172,12 @@ def _section(run_dir, report, out_dir):
     claims = report.get("claims") or []
     if claims:
         lines += claims_lib.to_markdown(claims, heading="#### Claims")
+    flags = claims_lib.anomalies(report.get("records") or [])
+    if flags:
+        lines += ["#### Anomalies (label leaking or masked gradients)", ""]
+        lines += [f"- cell {f['cell']}" + (f" (repeat {f['repeat']})" if f["repeat"] else "") + f": {f['message']}"
+                  for f in flags]
+        lines.append("")
     lines += _kind_sections(report)
     if report.get("tables"):
         lines += ["#### Tables", ""]
@@ -138,27 +200,42 @@ def render(reports, *, command, out_dir="."):
     order = [p for p in PAPERS if p in groups] + ([None] if None in groups else [])
     lines = ["# Results: the papers' tables and claims, reproduced", "",
              f"Generated by `{command}` from the run folders named there; do not edit by hand.", "",
-             "Each claim's criterion was written in its recipe before any number was seen. A claim **holds** when "
-             "the required number of its comparisons hold, **holds in part** when some but fewer do, **does not "
-             "hold** when none does, and is **not evaluated** when a number it needs is missing from the run. "
+             "Each claim's criterion was written in its recipe before any number was seen. Every comparison "
+             "carries a 95% interval of its difference (a paired bootstrap over the images where per-image "
+             "outcomes are stored, else over repeated runs, else the binomial interval over the images); it "
+             "holds (or fails) only when its margin holds (or fails) over the whole interval, and is undecided "
+             "otherwise. A claim **holds** when the required number of its comparisons hold, **does not hold "
+             "(k of n, r required)** when even the undecided ones could not make up the required number, and is "
+             "**inconclusive** otherwise. It is **not evaluated** when a number it needs is missing, or when a "
+             "model behind it is under-trained (clean accuracy more than 5 points below the paper's, or near "
+             "chance). Claims marked *beyond the paper* (PGD and strong-attack variants, masking and EOT checks) "
+             "are counted apart from the paper's own. "
              "Accuracies are in percent; paper values in parentheses. `single` is the plain attack (one stochastic "
              "pass per gradient, as the papers ran it), `eot` the same attack with gradients averaged over the "
              "model's randomness.", ""]
-    lines += ["## Summary", "", "| paper | recipe | data | claim | verdict |", "|---|---|---|---|---|"]
+    lines += ["## Summary", "", "| paper | recipe | data | budget (ours) | claim | verdict |",
+              "|---|---|---|---|---|---|"]
     for paper in order:
         for _, report in sorted(groups[paper], key=lambda item: item[1]["recipe"]):
             for c in report.get("claims") or []:
+                beyond = " *(beyond the paper)*" if c.get("extension") else ""
                 lines.append(f"| {PAPERS.get(paper, OTHER)} | {report['recipe']} | {_dataset(report)} | "
-                             f"{c['id']}: {c['claim']} | {c['verdict']} |")
+                             f"{short_budget(report)} | {c['id']}: {c['claim']}{beyond} | {c['verdict']} |")
     if not any(r.get("claims") for _, r in reports):
-        lines.append("| - | - | - | (no claims in these reports) | - |")
+        lines.append("| - | - | - | - | (no claims in these reports) | - |")
     lines.append("")
     for paper in order:
         entries = sorted(groups[paper], key=lambda item: (item[1]["recipe"], str(item[0])))
         all_claims = [c for _, r in entries for c in r.get("claims") or []]
         lines += [f"## {PAPERS.get(paper, OTHER)}", ""]
+        if paper in papers.CATALOG:
+            lines += ["### What the paper reports and what ran here", "", *coverage(paper, entries)]
         if all_claims:
-            lines += [f"{len(all_claims)} claims: {_verdict_counts(all_claims)}.", ""]
+            own = [c for c in all_claims if not c.get("extension")]
+            extensions = [c for c in all_claims if c.get("extension")]
+            lines += [f"{len(own)} claims of the paper: {_verdict_counts(own)}."
+                      + (f" {len(extensions)} beyond the paper: {_verdict_counts(extensions)}." if extensions else ""),
+                      ""]
         for run_dir, report in entries:
             lines += _section(run_dir, report, out_dir)
     return "\n".join(lines).rstrip("\n") + "\n"

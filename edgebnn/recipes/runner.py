@@ -27,7 +27,7 @@ _OUTPUTS = ("report.json", "report.md", "model.keras", "model.tflite")
 _OUTPUT_FOLDERS = ("figures", steps.BUNDLE, "bundles")
 
 
-def run(study, out, *, console=None, cache=None):
+def run(study, out, *, console=None, cache=None, command=None):
     """Run ``study`` into folder ``out`` (locked for the run); return the report dict.
 
     Args:
@@ -36,6 +36,7 @@ def run(study, out, *, console=None, cache=None):
         console: where progress goes (default: stderr).
         cache: a folder for trained models and results shared with other runs
             (see :mod:`edgebnn.recipes.store`); default ``out/store``.
+        command: the command line that started the run, recorded in the report.
 
     Raises:
         RecipeError: another run holds the folder, or a check that needs the data or
@@ -44,7 +45,7 @@ def run(study, out, *, console=None, cache=None):
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with RunLock(out):
-        return _run(steps.Session(study, out, console or Console(), cache=cache))
+        return _run(steps.Session(study, out, console or Console(), cache=cache, command=command))
 
 
 def _run(session):

@@ -57,8 +57,9 @@ class Session:
         computed_seconds: compute time spent in this run (not taken from the cache).
     """
 
-    def __init__(self, study, out, console, *, cache=None):
+    def __init__(self, study, out, console, *, cache=None, command=None):
         self.study, self.out, self.console = study, Path(out), console
+        self.command = command
         self.store = Store(out, cache=cache)
         self.strategy, self.chief = None, True
         self._data = {}

@@ -22,6 +22,12 @@ gives the logits. What differs is only what the paper says differs:
   ``kbit_activations=True`` also quantizes the activations to k bits (DoReFa, in
   [0, 1]), a variant the paper does not use.
 
+Dropout acts on what the next layer receives, as in Courbariaux et al.'s BinaryNet (BatchNorm,
+sign, then dropout): in the quantized networks the next layer's input quantizer moves into the
+dropout layer (:class:`~edgebnn.layers.MCDropout` with ``input_quantizer``), so a dropped unit
+reaches the next layer as 0. Dropout before a sign would drop nothing: Larq's sign maps the
+dropped 0 to +1.
+
 Hidden BatchNorms have no scale (the next layer's sign or weights absorb it, as in
 Larq's BNN examples); the output BatchNorm learns a scale so that every model can learn
 how confident its softmax is, which the paper's uncertainty tables measure.
@@ -91,6 +97,13 @@ def guan_lenet(
     def quant(first=False):
         return layer_quantizers(precision, first=first, kbit_inputs=kbit_activations)
 
+    def quantized_input():
+        """A dense layer's quantizers when the dropout before it has quantized its input already."""
+        kwargs = quant()
+        if kwargs is not None:
+            kwargs.pop("input_quantizer")
+        return kwargs
+
     def normalize(x, label):
         x = tf.keras.layers.BatchNormalization(**BATCH_NORM, name=f"bn_{label}")(x)
         return tf.keras.layers.ReLU(name=f"relu_{label}")(x) if floating else x
@@ -102,10 +115,13 @@ def guan_lenet(
         x = normalize(x, f"conv_{i}")
     x = tf.keras.layers.Flatten(name="flatten")(x)
     for i, units in enumerate(DENSE_UNITS):
-        x = dense(units, quant=quant(), use_bias=False, name=f"dense_{i}")(x)
+        x = dense(units, quant=quant() if i == 0 else quantized_input(), use_bias=False, name=f"dense_{i}")(x)
         x = normalize(x, f"dense_{i}")
-        x = MCDropout(dropout_rate, always_on=mc_dropout, name=f"dropout_{i}")(x)
-    x = dense(num_classes, quant=quant(), use_bias=False, name="dense_out")(x)
+        # The next layer's input quantizer moves into the dropout, which quantizes and then drops (BinaryNet's
+        # order): dropped before a sign, a unit would reach the next layer as sign(0) = +1, not as 0.
+        x = MCDropout(dropout_rate, always_on=mc_dropout,
+                      input_quantizer=None if floating else quant()["input_quantizer"], name=f"dropout_{i}")(x)
+    x = dense(num_classes, quant=quantized_input(), use_bias=False, name="dense_out")(x)
     logits = tf.keras.layers.BatchNormalization(**OUTPUT_BATCH_NORM, name="logits")(x)
     suffix = ("_kbitact" if kbit_activations else "") + ("_mc" if mc_dropout else "")
     return tf.keras.Model(inputs, logits, name=name or model_name(family, precision, input_bits) + suffix)

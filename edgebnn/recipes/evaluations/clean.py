@@ -39,6 +39,7 @@ class Clean(Kind):
             "accuracy": float(np.mean(test_pred == ctx.y_test)),
             "accuracy_eval": float(np.mean(eval_pred == ctx.y_eval)),
             "images": int(len(ctx.x_test)),
+            "images_eval": int(n),
         }
         metrics.update(common.top5(ctx, ctx.model, ctx.x_test, ctx.y_test))
         arrays = {}
