@@ -169,12 +169,10 @@ def fit(model, recipe, x, y, *, checkpoint_dir=None):
     t = recipe.train
     fit_model = model
     if t.adversarial is not None:
-        a = t.adversarial
-        eot = a.eot_samples or (DEFAULT_EOT_SAMPLES if random_inference_layers(model) else 1)
-        fit_model = AdversarialModel(
-            model, method=a.method, eps=a.eps, steps=a.steps, step_size=a.step_size, fraction=a.fraction,
-            start_epoch=a.start_epoch, label_source=a.label_source, mode=a.mode, eot_samples=eot,
-            rfgsm_variant=a.rfgsm_variant)
+        options = t.adversarial.model_dump()  # the section's keys are AdversarialModel's arguments
+        options["eot_samples"] = options["eot_samples"] or (
+            DEFAULT_EOT_SAMPLES if random_inference_layers(model) else 1)
+        fit_model = AdversarialModel(model, **options)
     lr = learning_rate_schedule(t.learning_rate, schedule=t.schedule, steps_per_epoch=math.ceil(len(x) / t.batch_size),
                                 epochs=t.epochs, decay_epochs=t.decay_epochs, decay_factor=t.decay_factor)
     compile_for_classification(fit_model, optimizer=make_optimizer(
