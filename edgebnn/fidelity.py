@@ -209,18 +209,19 @@ def measure(entry, *, store_dir, overrides=()):
     key_payload = payload(recipe)
     key = key_of(key_payload)
     model = build(recipe, info.num_classes, info.image_shape)
-    timing = {}
 
     history_path = store.model_dir(key) / "history.json"
 
     def train_fn(m):
         start = time.perf_counter()
         history = fit(m, recipe, x, y, checkpoint_dir=store.model_dir(key) / "checkpoints")
-        timing["seconds"] = time.perf_counter() - start
-        _io.write_json(history_path, {k: [float(v) for v in vs] for k, vs in history.history.items()})
+        _io.write_json(history_path, {
+            "seconds_per_epoch": round((time.perf_counter() - start) / recipe.train.epochs, 1),
+            "history": {k: [float(v) for v in vs] for k, vs in history.history.items()}})
 
-    stored = store.trained_weights(model, key_payload, train_fn)
-    history = json.loads(history_path.read_text(encoding="utf-8")) if history_path.is_file() else {}
+    store.trained_weights(model, key_payload, train_fn)
+    logged = json.loads(history_path.read_text(encoding="utf-8")) if history_path.is_file() else {}
+    history = logged.get("history", {})
     ours = accuracy(model, xt, yt)
     paper = paper_value(entry)
     tf.keras.backend.clear_session()
@@ -231,7 +232,7 @@ def measure(entry, *, store_dir, overrides=()):
         "test_images": int(len(xt)), "epochs": t.epochs, "optimizer": t.optimizer,
         "learning_rate": t.learning_rate, "adversarial": None if t.adversarial is None else t.adversarial.method,
         "ours": round(ours, 2), "paper_value": paper, "gap": None if paper is None else round(ours - paper, 2),
-        "train_seconds_per_epoch": None if stored else round(timing["seconds"] / t.epochs, 1),
+        "train_seconds_per_epoch": logged.get("seconds_per_epoch"),
         "train_accuracy_per_epoch": [round(100.0 * a, 1) for a in history.get("accuracy", [])],
         "overrides": list(overrides), "note": entry.note,
     }
