@@ -14,6 +14,7 @@ with per-epoch checkpoints, so an interrupted table resumes where it stopped.
 
 import json
 import math
+import shutil
 import time
 from dataclasses import dataclass, field
 
@@ -220,8 +221,10 @@ def measure(entry, *, store_dir, overrides=()):
             "history": {k: [float(v) for v in vs] for k, vs in history.history.items()}})
 
     store.trained_weights(model, key_payload, train_fn)
+    shutil.rmtree(store.model_dir(key) / "checkpoints", ignore_errors=True)  # the weights are stored: no resume needed
     logged = json.loads(history_path.read_text(encoding="utf-8")) if history_path.is_file() else {}
     history = logged.get("history", {})
+    tf.keras.utils.set_random_seed(recipe.train.seed)  # the one stochastic pass of a randomized model, reproducibly
     ours = accuracy(model, xt, yt)
     paper = paper_value(entry)
     tf.keras.backend.clear_session()
