@@ -14,6 +14,7 @@ with per-epoch checkpoints, so an interrupted table resumes where it stopped.
 
 import json
 import math
+import shutil
 import time
 from dataclasses import dataclass, field
 
@@ -169,12 +170,10 @@ def fit(model, recipe, x, y, *, checkpoint_dir=None):
     t = recipe.train
     fit_model = model
     if t.adversarial is not None:
-        a = t.adversarial
-        eot = a.eot_samples or (DEFAULT_EOT_SAMPLES if random_inference_layers(model) else 1)
-        fit_model = AdversarialModel(
-            model, method=a.method, eps=a.eps, steps=a.steps, step_size=a.step_size, fraction=a.fraction,
-            start_epoch=a.start_epoch, label_source=a.label_source, mode=a.mode, eot_samples=eot,
-            rfgsm_variant=a.rfgsm_variant)
+        options = t.adversarial.model_dump()  # the section's keys are AdversarialModel's arguments
+        options["eot_samples"] = options["eot_samples"] or (
+            DEFAULT_EOT_SAMPLES if random_inference_layers(model) else 1)
+        fit_model = AdversarialModel(model, **options)
     lr = learning_rate_schedule(t.learning_rate, schedule=t.schedule, steps_per_epoch=math.ceil(len(x) / t.batch_size),
                                 epochs=t.epochs, decay_epochs=t.decay_epochs, decay_factor=t.decay_factor)
     compile_for_classification(fit_model, optimizer=make_optimizer(
@@ -211,18 +210,21 @@ def measure(entry, *, store_dir, overrides=()):
     key_payload = payload(recipe)
     key = key_of(key_payload)
     model = build(recipe, info.num_classes, info.image_shape)
-    timing = {}
 
     history_path = store.model_dir(key) / "history.json"
 
     def train_fn(m):
         start = time.perf_counter()
         history = fit(m, recipe, x, y, checkpoint_dir=store.model_dir(key) / "checkpoints")
-        timing["seconds"] = time.perf_counter() - start
-        _io.write_json(history_path, {k: [float(v) for v in vs] for k, vs in history.history.items()})
+        _io.write_json(history_path, {
+            "seconds_per_epoch": round((time.perf_counter() - start) / recipe.train.epochs, 1),
+            "history": {k: [float(v) for v in vs] for k, vs in history.history.items()}})
 
-    stored = store.trained_weights(model, key_payload, train_fn)
-    history = json.loads(history_path.read_text(encoding="utf-8")) if history_path.is_file() else {}
+    store.trained_weights(model, key_payload, train_fn)
+    shutil.rmtree(store.model_dir(key) / "checkpoints", ignore_errors=True)  # the weights are stored: no resume needed
+    logged = json.loads(history_path.read_text(encoding="utf-8")) if history_path.is_file() else {}
+    history = logged.get("history", {})
+    tf.keras.utils.set_random_seed(recipe.train.seed)  # the one stochastic pass of a randomized model, reproducibly
     ours = accuracy(model, xt, yt)
     paper = paper_value(entry)
     tf.keras.backend.clear_session()
@@ -233,7 +235,7 @@ def measure(entry, *, store_dir, overrides=()):
         "test_images": int(len(xt)), "epochs": t.epochs, "optimizer": t.optimizer,
         "learning_rate": t.learning_rate, "adversarial": None if t.adversarial is None else t.adversarial.method,
         "ours": round(ours, 2), "paper_value": paper, "gap": None if paper is None else round(ours - paper, 2),
-        "train_seconds_per_epoch": None if stored else round(timing["seconds"] / t.epochs, 1),
+        "train_seconds_per_epoch": logged.get("seconds_per_epoch"),
         "train_accuracy_per_epoch": [round(100.0 * a, 1) for a in history.get("accuracy", [])],
         "overrides": list(overrides), "note": entry.note,
     }

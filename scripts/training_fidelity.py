@@ -45,13 +45,13 @@ def main(argv=None):
     if not entries:
         parser.error(f"--only {args.only} selects no model")
     json_path, md_path = Path(args.json), Path(args.markdown)
-    rows = {}
-    if json_path.is_file():
-        rows = {(r["recipe"], r["cell"]): r for r in json.loads(json_path.read_text(encoding="utf-8"))["rows"]}
     command = "python scripts/training_fidelity.py" + "".join(f" --set {o}" for o in args.overrides)
     for entry in entries:
         print(f"{entry.paper}: {entry.label} ({entry.recipe} / {entry.cell})", flush=True)
         row = fidelity.measure(entry, store_dir=args.store, overrides=tuple(args.overrides))
+        rows = {}  # read again: other runs of this script may have added rows meanwhile
+        if json_path.is_file():
+            rows = {(r["recipe"], r["cell"]): r for r in json.loads(json_path.read_text(encoding="utf-8"))["rows"]}
         previous = rows.get((entry.recipe, entry.cell))
         if row["train_seconds_per_epoch"] is None and previous and previous["key"] == row["key"]:
             row["train_seconds_per_epoch"] = previous["train_seconds_per_epoch"]
