@@ -68,7 +68,9 @@ def certify_example(net, x, y, *, eps, time_limit=None, solver="milp", hint=None
         y: its label.
         eps: radius of the L-infinity ball (>= 0).
         time_limit: seconds for encoding and solving (``None``: no limit).
-        solver: ``"milp"`` (HiGHS) or ``"sat"`` (python-sat).
+        solver: a backend of :mod:`.solvers`: ``"milp"`` (HiGHS), ``"sat"`` (Glucose on a
+            CNF), ``"minicard"`` / ``"gluecard4"`` (native cardinality, incremental over
+            the rivals) or ``"cpsat"`` (OR-tools).
         hint: an input believed to be a counterexample (e.g. an attack's output); its
             levels, clipped to the ball, are the answer when the exact forward pass
             misclassifies them.
@@ -84,7 +86,8 @@ def certify_example(net, x, y, *, eps, time_limit=None, solver="milp", hint=None
 
     Returns:
         A dict with ``status`` (``robust`` / ``not_robust`` / ``unknown``), ``source``
-        (:data:`SOURCES`), ``seconds``, ``free_pixels``, ``unstable`` (per hidden layer,
+        (:data:`SOURCES`), ``solver`` and ``solver_version`` (the backend and its package
+        version, :func:`.solvers.version`), ``seconds``, ``free_pixels``, ``unstable`` (per hidden layer,
         ``None`` when not computed), ``predicted`` (the exact prediction of the
         counterexample, or ``None``) and ``counterexample`` (float32 flat array or ``None``).
     """
@@ -93,7 +96,7 @@ def certify_example(net, x, y, *, eps, time_limit=None, solver="milp", hint=None
     x = np.asarray(x, np.float32).reshape(-1)
     solve = solvers.get(solver)
     record = {"status": None, "source": None, "free_pixels": None, "unstable": None, "predicted": None,
-              "counterexample": None}
+              "counterexample": None, "solver": solver, "solver_version": solvers.version(solver)}
 
     def done(status, source, counterexample=None):
         if counterexample is not None:
@@ -127,8 +130,10 @@ def certify_example(net, x, y, *, eps, time_limit=None, solver="milp", hint=None
         return done("not_robust", "search", encode.witness(x, levels, eps, net.bits))
     if time_limit is not None and time_limit - (time.perf_counter() - start) <= 0:
         return done("unknown", "solver")
+    order = {c: -best[c] for c in range(len(best))}
+    # the most promising rival first (backends that decide rivals one at a time stop at the first that wins)
+    problem.rivals.sort(key=lambda r: order.get(r.cls, 0))
     if split_rivals:
-        order = {c: -best[c] for c in range(len(best))}
         answer, true_vars = _solve_by_rival(solve, problem, order, time_limit, start)
     else:
         remaining = None if time_limit is None else time_limit - (time.perf_counter() - start)
