@@ -204,6 +204,7 @@ def _steps(logit_c, logit_y, rival_first):
 
 def _output_literals(kernel_col, active_items, value, table_col, m):
     """Literals of one output sum and the logit at each count, oriented so that the logit grows with the count."""
+    active_items = [(j, lit) for j, lit in active_items if kernel_col[j] != 0]
     base = int(np.dot(kernel_col, value)) - len(active_items)
     lits = [lit if kernel_col[j] > 0 else -lit for j, lit in active_items]
     logits = table_col[base + 2 * np.arange(len(lits) + 1) + m]  # p = base + 2 count
@@ -227,17 +228,23 @@ def build_problem(net, x, y, eps):
     counter = iter(range(1, 1 << 62))
     chains = [(int(i), [next(counter) for _ in range(khi[i] - klo[i])]) for i in free]
 
-    # first layer: S = sum_i W_i (2 k_i + 1) = base + 2 count(literals)
+    # first layer: S = sum_i W_i (2 k_i + 1) = base + 2 count(literals); zero weights count nothing
     kernel = net.kernels[0].astype(np.int64)
     fixed = kernel.T @ (2 * klo + 1)
     pos, neg = np.maximum(kernel, 0), np.maximum(-kernel, 0)
-    span = 2 * (khi - klo)
-    s_lo, s_hi = fixed - neg.T @ span, fixed + pos.T @ span
-    lits_of = lambda j: [u if kernel[i, j] > 0 else -u for i, chain in chains for u in chain]  # noqa: E731
-    base_of = lambda j: int(fixed[j] - sum(len(chain) for i, chain in chains if kernel[i, j] < 0) * 2)  # noqa: E731
+    span = khi - klo
+    s_lo, s_hi = fixed - neg.T @ (2 * span), fixed + pos.T @ (2 * span)
+    first_base = fixed - neg.T @ (2 * span)
+    chain_pix = np.array([i for i, chain in chains for _ in chain], np.int64)
+    chain_var = np.array([u for _, chain in chains for u in chain], np.int64)
+
+    def oriented(rows, lits, column):
+        """The literals ``lits`` (of inputs ``rows``) oriented by the weights of ``column``, zero weights dropped."""
+        weights = column[rows]
+        return (lits * weights)[weights != 0].tolist()
 
     neurons, unstable_counts = [], []
-    value, active = None, None  # per neuron of the previous layer: stable +-1 (0 = unstable) and literals
+    value, active_rows, active_lits = None, None, None  # previous layer: stable +-1 (0 = unstable), its literals
     for layer, (kinds, thresholds) in enumerate(zip(net.kinds, net.thresholds)):
         if layer > 0:
             kernel = net.kernels[layer].astype(np.int64)
@@ -246,12 +253,12 @@ def build_problem(net, x, y, eps):
             s_lo, s_hi = fixed - n_free, fixed + n_free
         lo_fire, hi_fire = _fire(s_lo, kinds, thresholds), _fire(s_hi, kinds, thresholds)
         new_value = np.where(lo_fire == hi_fire, lo_fire, 0)
-        new_active = {}
+        new_rows, new_lits = [], []
         for j in np.flatnonzero(new_value == 0):
             if layer == 0:
-                lits, base = lits_of(j), base_of(j)
+                lits, base = oriented(chain_pix, chain_var, kernel[:, j]), int(first_base[j])
             else:
-                lits = [lit if kernel[i, j] > 0 else -lit for i, lit in active.items()]
+                lits = oriented(active_rows, active_lits, kernel[:, j])
                 base = int(fixed[j]) - len(lits)
             t = int(thresholds[j])
             if kinds[j] == FIRE_GE:  # S >= T  <=>  count >= ceil((T - base) / 2)
@@ -259,14 +266,15 @@ def build_problem(net, x, y, eps):
             else:  # S <= T  <=>  not count >= floor((T - base) / 2) + 1
                 var, k, sign = next(counter), (t - base) // 2 + 1, -1
             neurons.append(Atleast(var, lits, k))
-            new_active[int(j)] = sign * var
-        value, active = new_value, new_active
-        unstable_counts.append(len(new_active))
+            new_rows.append(int(j))
+            new_lits.append(sign * var)
+        value, active_rows, active_lits = new_value, np.array(new_rows, np.int64), np.array(new_lits, np.int64)
+        unstable_counts.append(len(new_rows))
 
     kernel = net.kernels[-1].astype(np.int64)
     m = kernel.shape[0]
     table = net.logit_table
-    active_items = sorted(active.items())
+    active_items = list(zip(active_rows.tolist(), active_lits.tolist()))
     oriented = [_output_literals(kernel[:, c], active_items, value, table[:, c], m) for c in range(net.num_classes)]
     label_lits, logit_y = oriented[y]
     rivals = []
