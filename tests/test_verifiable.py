@@ -158,3 +158,32 @@ def test_non_zero_padding_is_refused():
     x = lq.layers.QuantDense(3, input_quantizer="ste_sign", kernel_quantizer="ste_sign", use_bias=False)(x)
     with pytest.raises(UnsupportedModelError, match="padded"):
         extract(tf.keras.Model(inputs, x))
+
+
+def test_report_answers_are_reproducible_and_never_contradicted_by_an_attack(rng):
+    """Each row stores what re-deciding it needs; a robust row is never an image some attack broke."""
+    from edgebnn.certify.report import certify_report, model_sha256, to_markdown  # noqa: PLC0415
+
+    model = _model(7, architecture="mlp", precision="ternary", input_shape=(3, 3, 1), classes=3)
+    x = rng.uniform(0, 1, size=(10, 3, 3, 1)).astype(np.float32)
+    y = model(x, training=False).numpy().argmax(-1)
+    y[:2] = (y[:2] + 1) % 3  # two clean errors
+    report = certify_report(model, x, y, eps_list=[0.2], time_limit=10, solver="minicard",
+                            attack={"attack": "pgd", "steps": 5, "restarts": 1},
+                            extra_attacks=[{"attack": "fgsm"}])
+    assert report["model_sha256"] == model_sha256(model) and len(report["model_sha256"]) == 64
+    net = extract(model)
+    assert report["net_sha256"] == encode.fingerprint(net)
+    assert report["solver_version"] == solvers.version("minicard")
+    [result] = report["results"]
+    assert result["attack_broke_certified"] == 0
+    assert set(result["attack_robust_accuracy_by_attack"]) <= {"pgd", "fgsm"}
+    statuses = set()
+    for row in result["examples"]:
+        statuses.add(row["status"])
+        assert row["eps"] == 0.2 and row["solver"] == "minicard" and row["solver_version"] == report["solver_version"]
+        assert not (row["status"] == "robust" and row["attacks_broke"])
+        again = exact.certify_example(net, x[row["index"]], row["label"], eps=row["eps"], solver=row["solver"])
+        assert again["status"] == row["status"]
+    assert "robust" in statuses and "not_robust" in statuses
+    assert report["model_sha256"] in to_markdown(report)

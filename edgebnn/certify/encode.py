@@ -69,6 +69,24 @@ class BinaryNet:
         return tuple(k.shape[1] for k in self.kernels)
 
 
+def fingerprint(net):
+    """SHA-256 (hex) of everything the exact decisions depend on: bits, input shape, kernels, thresholds, logits.
+
+    Two networks with the same fingerprint give the same answer on every example, so a
+    report that stores it (with eps, the image and the solver) pins down what was proved.
+    """
+    import hashlib  # noqa: PLC0415
+
+    digest = hashlib.sha256()
+    digest.update(repr((net.bits, tuple(net.input_shape))).encode())
+    arrays = [*net.kernels, *net.kinds, *net.thresholds, net.logit_table]
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(repr((array.dtype.str, array.shape)).encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
 def pixel_levels(x, bits):
     """Bin index of float32 pixels, as :func:`edgebnn.ops.discretize_levels` (NumPy, exact)."""
     n = 2**bits
