@@ -25,6 +25,7 @@ inputs are instead searched exhaustively with the exact forward pass
 """
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -67,6 +68,21 @@ class BinaryNet:
     @property
     def widths(self):
         return tuple(k.shape[1] for k in self.kernels)
+
+    @functools.cached_property
+    def float_kernels(self):
+        """The kernels as float32, for BLAS products of integer vectors (exact: every sum is far below ``2**24``)."""
+        return tuple(k.astype(np.float32) for k in self.kernels)
+
+    @property
+    def macs_after_first(self):
+        """Multiply-accumulates of one forward pass after the first layer's sums."""
+        return int(sum(k.size for k in self.kernels[1:]))
+
+
+def _int_product(h, kernel32):
+    """``h @ kernel`` for integer ``h`` and a float32 ``{-1, 0, 1}`` kernel, exactly (float32 BLAS, integer result)."""
+    return (np.asarray(h, np.float32) @ kernel32).astype(np.int64)
 
 
 def fingerprint(net):
@@ -140,10 +156,10 @@ def forward_levels(net, levels):
     """Exact forward pass on discretization levels ``(batch, pixels)``: ``(hidden signs, logits)``."""
     h = 2 * np.asarray(levels, np.int64) + 1
     signs = []
-    for kernel, kinds, thresholds in zip(net.kernels[:-1], net.kinds, net.thresholds):
-        h = _fire(h @ kernel.astype(np.int64), kinds, thresholds)
+    for kernel, kinds, thresholds in zip(net.float_kernels[:-1], net.kinds, net.thresholds):
+        h = _fire(_int_product(h, kernel), kinds, thresholds)
         signs.append(h)
-    p = h @ net.kernels[-1].astype(np.int64)
+    p = _int_product(h, net.float_kernels[-1])
     m = net.kernels[-1].shape[0]
     logits = np.take_along_axis(net.logit_table, p + m, axis=0) if p.ndim == 2 else net.logit_table[p + m,
                                                                                                      np.arange(p.size)]
@@ -247,27 +263,28 @@ def build_problem(net, x, y, eps):
     chains = [(int(i), [next(counter) for _ in range(khi[i] - klo[i])]) for i in free]
 
     # first layer: S = sum_i W_i (2 k_i + 1) = base + 2 count(literals); zero weights count nothing
-    kernel = net.kernels[0].astype(np.int64)
-    fixed = kernel.T @ (2 * klo + 1)
-    pos, neg = np.maximum(kernel, 0), np.maximum(-kernel, 0)
+    kernel = net.kernels[0]
+    fixed = _int_product(2 * klo + 1, net.float_kernels[0])
     span = khi - klo
-    s_lo, s_hi = fixed - neg.T @ (2 * span), fixed + pos.T @ (2 * span)
-    first_base = fixed - neg.T @ (2 * span)
+    down = _int_product(2 * span, np.minimum(net.float_kernels[0], 0))  # sum over W < 0 of -2 span, <= 0
+    up = _int_product(2 * span, np.maximum(net.float_kernels[0], 0))
+    s_lo, s_hi = fixed + down, fixed + up
+    first_base = fixed + down
     chain_pix = np.array([i for i, chain in chains for _ in chain], np.int64)
     chain_var = np.array([u for _, chain in chains for u in chain], np.int64)
 
     def oriented(rows, lits, column):
         """The literals ``lits`` (of inputs ``rows``) oriented by the weights of ``column``, zero weights dropped."""
-        weights = column[rows]
+        weights = column[rows].astype(np.int64)
         return (lits * weights)[weights != 0].tolist()
 
     neurons, unstable_counts = [], []
     value, active_rows, active_lits = None, None, None  # previous layer: stable +-1 (0 = unstable), its literals
     for layer, (kinds, thresholds) in enumerate(zip(net.kinds, net.thresholds)):
         if layer > 0:
-            kernel = net.kernels[layer].astype(np.int64)
-            fixed = kernel.T @ value
-            n_free = np.abs(kernel[value == 0]).sum(axis=0)
+            kernel = net.kernels[layer]
+            fixed = _int_product(value, net.float_kernels[layer])
+            n_free = np.abs(net.float_kernels[layer][value == 0]).sum(axis=0).astype(np.int64)
             s_lo, s_hi = fixed - n_free, fixed + n_free
         lo_fire, hi_fire = _fire(s_lo, kinds, thresholds), _fire(s_hi, kinds, thresholds)
         new_value = np.where(lo_fire == hi_fire, lo_fire, 0)
@@ -330,17 +347,17 @@ def enumerate_ball(net, x, y, eps, *, chunk=1 << 14):
     free = np.flatnonzero(khi > klo)
     spans = khi[free] - klo[free] + 1
     total = int(np.prod(spans, dtype=np.int64))
-    base = (2 * klo + 1) @ net.kernels[0].astype(np.int64)
-    free_rows = 2 * net.kernels[0][free].astype(np.float32)  # one level up adds 2 W_i to S
+    base = _int_product(2 * klo + 1, net.float_kernels[0])
+    free_rows = 2 * net.float_kernels[0][free]  # one level up adds 2 W_i to S
     for start in range(0, total, chunk):
         index = np.arange(start, min(start + chunk, total), dtype=np.int64)
         steps = np.stack(np.unravel_index(index, spans), axis=1) if len(free) else np.zeros((len(index), 0), np.int64)
         h = base + (steps.astype(np.float32) @ free_rows).astype(np.int64)  # exact: small integers
         for layer, (kinds, thresholds) in enumerate(zip(net.kinds, net.thresholds)):
             if layer > 0:
-                h = (h.astype(np.float32) @ net.kernels[layer].astype(np.float32)).astype(np.int64)
+                h = _int_product(h, net.float_kernels[layer])
             h = _fire(h, kinds, thresholds)
-        p = (h.astype(np.float32) @ net.kernels[-1].astype(np.float32)).astype(np.int64)
+        p = _int_product(h, net.float_kernels[-1])
         m = net.kernels[-1].shape[0]
         logits = np.take_along_axis(net.logit_table, p + m, axis=0)
         wrong = np.flatnonzero(np.argmax(logits, axis=1) != y)

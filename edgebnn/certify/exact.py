@@ -25,6 +25,11 @@ SOURCES = ("clean", "hint", "bounds", "enumeration", "search", "solver")
 ENUMERATION_LIMIT = 1 << 20
 #: Moves of the exact-model hill climbing tried before the solver.
 SEARCH_STEPS = 300
+#: Work budget, in multiply-accumulates after the first layer, of the exhaustive search of one ball
+#: and of the hill climbing of one example: a convolutional network costs far more per input than
+#: an FCN, so it enumerates smaller balls and climbs fewer steps.
+ENUMERATION_MACS = 1 << 31
+SEARCH_MACS = 1 << 31
 
 
 def _hint_levels(net, x, hint, eps):
@@ -74,10 +79,11 @@ def certify_example(net, x, y, *, eps, time_limit=None, solver="milp", hint=None
         hint: an input believed to be a counterexample (e.g. an attack's output); its
             levels, clipped to the ball, are the answer when the exact forward pass
             misclassifies them.
-        enumeration_limit: balls holding at most this many discretized inputs are
-            searched exhaustively with the exact forward pass (0: always use the solver).
+        enumeration_limit: balls holding at most this many discretized inputs (and within
+            :data:`ENUMERATION_MACS` of work) are searched exhaustively with the exact
+            forward pass (0: always use the solver).
         search_steps: moves of the exact-model hill climbing (:func:`.search.hill_climb`)
-            tried before the solver (0: none).
+            tried before the solver (0: none), fewer when they would exceed :data:`SEARCH_MACS`.
         split_rivals: one solver problem per class that can still beat the label, the
             most promising first (by the hill climbing's best margins), instead of one
             problem with a disjunction over the classes. Off by default: each call
@@ -115,7 +121,8 @@ def certify_example(net, x, y, *, eps, time_limit=None, solver="milp", hint=None
         levels = _hint_levels(net, x, hint, eps)
         if encode.predict_levels(net, levels[None])[0] != y:
             return done("not_robust", "hint", encode.witness(x, levels, eps, net.bits))
-    if encode.ball_size(x, eps, net.bits) <= enumeration_limit:
+    size = encode.ball_size(x, eps, net.bits)
+    if size <= enumeration_limit and size * net.macs_after_first <= ENUMERATION_MACS:
         levels = encode.enumerate_ball(net, x, y, eps)
         if levels is None:
             return done("robust", "enumeration")
@@ -125,7 +132,9 @@ def certify_example(net, x, y, *, eps, time_limit=None, solver="milp", hint=None
     if problem is None:
         return done("robust", "bounds")
     starts = [] if hint is None else [_hint_levels(net, x, hint, eps)]
-    levels, best = search.hill_climb(net, x, y, eps, steps=search_steps, starts=starts)
+    moves = int(np.sum(np.subtract(*encode.level_range(x, eps, net.bits)[::-1])))  # single-pixel moves per step
+    steps = min(search_steps, SEARCH_MACS // max(1, moves * net.macs_after_first))
+    levels, best = search.hill_climb(net, x, y, eps, steps=steps, starts=starts)
     if levels is not None:
         return done("not_robust", "search", encode.witness(x, levels, eps, net.bits))
     if time_limit is not None and time_limit - (time.perf_counter() - start) <= 0:
