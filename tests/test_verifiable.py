@@ -187,3 +187,23 @@ def test_report_answers_are_reproducible_and_never_contradicted_by_an_attack(rng
         assert again["status"] == row["status"]
     assert "robust" in statuses and "not_robust" in statuses
     assert report["model_sha256"] in to_markdown(report)
+
+
+def test_solver_comparison_script_runs_every_backend_on_the_same_examples(rng):
+    import sys  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import verifiable_bnn  # noqa: PLC0415
+
+    model = _model(9, architecture="mlp", precision="ternary", input_shape=(3, 3, 1), classes=3)
+    net = extract(model)
+    x = rng.uniform(0, 1, size=(6, 3, 3, 1)).astype(np.float32)
+    y = model(x, training=False).numpy().argmax(-1)
+    names = ["milp", "minicard", "cpsat"]
+    result = verifiable_bnn.compare(net, x, y, eps=0.3, time_limit=10, names=names)
+    assert result["disagreements"] == 0
+    statuses = [result["solvers"][s]["statuses"] for s in names]
+    assert statuses[0] == statuses[1] == statuses[2]
+    assert all(result["solvers"][s]["version"] == solvers.version(s) for s in names)
+    assert "minicard" in verifiable_bnn.solvers_markdown(result)
