@@ -72,6 +72,7 @@ def solvers_markdown(result):
 def cmd_solvers(args):
     import tensorflow as tf  # noqa: PLC0415
 
+    import edgebnn.zoo  # noqa: F401, PLC0415 (registers VerifiableModel for loading)
     from edgebnn.certify.network import extract  # noqa: PLC0415
 
     _, _, xt, yt, _ = data.carve("mnist", "test", **MNIST_CARVE)

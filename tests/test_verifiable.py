@@ -85,7 +85,8 @@ def _brute_force(model, net, x, y, eps):
     return bool(np.all(pred == y))
 
 
-@pytest.mark.parametrize("solver", ["milp", "minicard", "cpsat"])
+@pytest.mark.parametrize("solver", ["minicard", pytest.param("milp", marks=pytest.mark.slow),
+                                    pytest.param("cpsat", marks=pytest.mark.slow)])
 def test_ternary_and_conv_certification_equals_brute_force(solver, rng):
     """Zero weights and unrolled convolutions in the constraints: answers equal enumeration in Keras."""
     shape = (3, 3, 1)
@@ -160,6 +161,7 @@ def test_non_zero_padding_is_refused():
         extract(tf.keras.Model(inputs, x))
 
 
+@pytest.mark.slow
 def test_report_answers_are_reproducible_and_never_contradicted_by_an_attack(rng):
     """Each row stores what re-deciding it needs; a robust row is never an image some attack broke."""
     from edgebnn.certify.report import certify_report, model_sha256, to_markdown  # noqa: PLC0415

@@ -62,13 +62,29 @@ def _affine_bounds(layer, lo, hi):
     return mid - spread, mid + spread
 
 
+def _batch_norm_affine(layer):
+    """Inference BatchNorm as ``gain * z + shift`` per channel, held constant for the loss's gradient.
+
+    Constant, so that the stability loss cannot make neurons stable by shifting their
+    BatchNorm until they are constant (which keeps every bound decided and the network
+    useless); it acts on the binary weights only.
+    """
+    gain = tf.math.rsqrt(layer.moving_variance + layer.epsilon)
+    if layer.gamma is not None:
+        gain = gain * layer.gamma
+    shift = -layer.moving_mean * gain
+    if layer.beta is not None:
+        shift = shift + layer.beta
+    return tf.stop_gradient(gain), tf.stop_gradient(shift)
+
+
 def interval_bounds(model, x, eps):
     """Interval bounds of every pre-sign value (after BatchNorm, inference mode) over the ball around ``x``.
 
     The ball is clipped to ``[0, 1]`` and pushed through the input discretization
     (monotone), then through each binary layer by center / radius interval
     arithmetic and through each BatchNorm in inference mode (an affine map per
-    channel; its sign is taken into account).
+    channel, a constant for the gradient; its sign is taken into account).
 
     Args:
         model: a chain of ``InputDiscretization`` / ``Flatten`` / ``Reshape`` / Larq
@@ -95,7 +111,8 @@ def interval_bounds(model, x, eps):
                 raise ValueError(f"interval_bounds: layer {layer.name!r} pads with {layer.pad_values}, not 0.")
             lo, hi = _affine_bounds(layer, lo, hi)
         elif isinstance(layer, tf.keras.layers.BatchNormalization):
-            a, b = layer(lo, training=False), layer(hi, training=False)
+            gain, shift = _batch_norm_affine(layer)
+            a, b = lo * gain + shift, hi * gain + shift
             lo, hi = tf.minimum(a, b), tf.maximum(a, b)
             if id(layer) in hidden:
                 bounds.append((lo, hi))
