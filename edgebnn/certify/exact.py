@@ -28,8 +28,8 @@ SEARCH_STEPS = 300
 #: Work budget, in multiply-accumulates after the first layer, of the exhaustive search of one ball
 #: and of the hill climbing of one example: a convolutional network costs far more per input than
 #: an FCN, so it enumerates smaller balls and climbs fewer steps.
-ENUMERATION_MACS = 1 << 31
-SEARCH_MACS = 1 << 31
+ENUMERATION_MACS = 1 << 28
+SEARCH_MACS = 1 << 28
 
 
 def _hint_levels(net, x, hint, eps):
