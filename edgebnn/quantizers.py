@@ -18,6 +18,7 @@ name                   quantizer                   notes
 ``"xnor_weight"``      Larq's MagnitudeAwareSign   per-output-channel scale
 ``"kbit_weight"``      :class:`KBitWeight`         needs ``bits=``, or ``"kbit_weight_2"``
 ``"kbit_activation"``  Larq's DoReFa (activations) needs ``bits=``, or ``"kbit_activation_4"``
+``"ternary_weight"``   :class:`TernaryWeight`      ``threshold_ratio=`` optional
 =====================  ==========================  ==================================
 
 :class:`XnorWeight` and :class:`KBitActivation` are the same Larq quantizers under
@@ -177,6 +178,39 @@ class SurrogateDoReFa(lq.quantizers.DoReFa):
         return super(lq.quantizers.DoReFa, self).call(outputs)  # skip DoReFa.call, keep the metrics hook
 
 
+#: Ternary threshold as a multiple of the layer's mean absolute latent weight (Li et al. 2016, "Ternary weight networks").
+TERNARY_THRESHOLD_RATIO = 0.7
+
+
+@tf.keras.utils.register_keras_serializable(package="edgebnn")
+class TernaryWeight(lq.quantizers.Quantizer):
+    """Sparse binary weights: ``sign(w)`` where ``|w| > r * mean(|w|)``, else 0.
+
+    The threshold is relative to the layer's mean absolute latent weight (Li et al.
+    2016, ternary weight networks), so every layer keeps a similar fraction of zeros:
+    the balanced layer-wise sparsity that makes a binary network easy to verify
+    exactly (Jia and Rinard 2020 reach it with a learnt mask instead). Gradient:
+    straight-through (identity), as Larq's ``ste_sign`` inside the weight clip.
+
+    Args:
+        threshold_ratio: ``r >= 0``; 0 gives plain signs (no zeros except at ``w = 0``).
+    """
+
+    precision = 2
+
+    def __init__(self, threshold_ratio=TERNARY_THRESHOLD_RATIO, **kwargs):
+        self.threshold_ratio = _validate.number(threshold_ratio, "threshold_ratio", low=0)
+        super().__init__(**kwargs)
+
+    def call(self, inputs):
+        delta = self.threshold_ratio * tf.reduce_mean(tf.abs(inputs))
+        ternary = tf.sign(inputs) * tf.cast(tf.abs(inputs) > delta, inputs.dtype)
+        return super().call(inputs + tf.stop_gradient(ternary - inputs))
+
+    def get_config(self):
+        return {**super().get_config(), "threshold_ratio": self.threshold_ratio}
+
+
 #: name -> quantizer constructor (the explicit registry behind :func:`get`); the XNOR
 #: and k-bit activation quantizers are Larq's own.
 QUANTIZERS = {
@@ -185,6 +219,7 @@ QUANTIZERS = {
     "xnor_weight": lq.quantizers.MagnitudeAwareSign,
     "kbit_weight": KBitWeight,
     "kbit_activation": kbit_activation,
+    "ternary_weight": TernaryWeight,
 }
 _BITS_SUFFIX = re.compile(r"^(kbit_weight|kbit_activation)_(\d+)$")
 

@@ -108,7 +108,8 @@ def _check_against_brute_force(solve, *, seeds=(10, 11, 12)):
 
 
 @pytest.mark.parametrize("solver, split_rivals", [
-    ("milp", True), ("sat", False),
+    ("milp", True), ("sat", False), ("minicard", False), ("cpsat", False),
+    pytest.param("gluecard4", False, marks=pytest.mark.slow),
     pytest.param("milp", False, marks=pytest.mark.slow), pytest.param("sat", True, marks=pytest.mark.slow),
 ])
 def test_solver_equals_brute_force(solver, split_rivals):

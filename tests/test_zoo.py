@@ -35,6 +35,9 @@ _LENET_BN = 6 + 16 + 120 + 84 + 10  # BatchNorm channels of every LeNet
 
 #: Keras ``count_params()`` (trainable + BatchNorm moving statistics) per model, and where it comes from.
 EXPECTED_PARAMS = {
+    # edgebnn.zoo.eev default: binary MLP 784-100x3-10 without biases, BatchNorm(scale=False) after every layer.
+    ("eev_bnn", "binary"): 784 * 100 + 2 * 100 * 100 + 100 * 10 + 3 * (3 * 100 + 10),
+    ("eev_bnn", "ternary"): 784 * 100 + 2 * 100 * 100 + 100 * 10 + 3 * (3 * 100 + 10),
     # Panda et al.: FCN 784-6144x4-10 / 784-600x4-10, no hidden bias, BatchNorm(scale=False) x4 (3 weights/unit);
     # float has a biased output layer, binary a binary one followed by BatchNorm.
     ("panda_fcn1", "float"): _FCN(6144) - 6144 * 10 + 6144 * 10 + 10 + 4 * 3 * 6144,
@@ -97,7 +100,7 @@ def _batch(model, fashion_small, n=16):
 
 def test_registry_names_and_errors():
     assert zoo.names() == sorted([
-        "binarynet_vgg_cifar10", "galloway_cnn", "guan_lenet", "panda_alexnet_cifar10", "panda_alexnet_imagenet",
+        "binarynet_vgg_cifar10", "eev_bnn", "galloway_cnn", "guan_lenet", "panda_alexnet_cifar10", "panda_alexnet_imagenet",
         "panda_fcn1", "panda_fcn2", "panda_resnet20_cifar100",
     ])
     with pytest.raises(ValueError, match="galloway_cnn"):

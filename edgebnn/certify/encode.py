@@ -25,6 +25,7 @@ inputs are instead searched exhaustively with the exact forward pass
 """
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -67,6 +68,39 @@ class BinaryNet:
     @property
     def widths(self):
         return tuple(k.shape[1] for k in self.kernels)
+
+    @functools.cached_property
+    def float_kernels(self):
+        """The kernels as float32, for BLAS products of integer vectors (exact: every sum is far below ``2**24``)."""
+        return tuple(k.astype(np.float32) for k in self.kernels)
+
+    @property
+    def macs_after_first(self):
+        """Multiply-accumulates of one forward pass after the first layer's sums."""
+        return int(sum(k.size for k in self.kernels[1:]))
+
+
+def _int_product(h, kernel32):
+    """``h @ kernel`` for integer ``h`` and a float32 ``{-1, 0, 1}`` kernel, exactly (float32 BLAS, integer result)."""
+    return (np.asarray(h, np.float32) @ kernel32).astype(np.int64)
+
+
+def fingerprint(net):
+    """SHA-256 (hex) of everything the exact decisions depend on: bits, input shape, kernels, thresholds, logits.
+
+    Two networks with the same fingerprint give the same answer on every example, so a
+    report that stores it (with eps, the image and the solver) pins down what was proved.
+    """
+    import hashlib  # noqa: PLC0415
+
+    digest = hashlib.sha256()
+    digest.update(repr((net.bits, tuple(net.input_shape))).encode())
+    arrays = [*net.kernels, *net.kinds, *net.thresholds, net.logit_table]
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(repr((array.dtype.str, array.shape)).encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
 def pixel_levels(x, bits):
@@ -122,10 +156,10 @@ def forward_levels(net, levels):
     """Exact forward pass on discretization levels ``(batch, pixels)``: ``(hidden signs, logits)``."""
     h = 2 * np.asarray(levels, np.int64) + 1
     signs = []
-    for kernel, kinds, thresholds in zip(net.kernels[:-1], net.kinds, net.thresholds):
-        h = _fire(h @ kernel.astype(np.int64), kinds, thresholds)
+    for kernel, kinds, thresholds in zip(net.float_kernels[:-1], net.kinds, net.thresholds):
+        h = _fire(_int_product(h, kernel), kinds, thresholds)
         signs.append(h)
-    p = h @ net.kernels[-1].astype(np.int64)
+    p = _int_product(h, net.float_kernels[-1])
     m = net.kernels[-1].shape[0]
     logits = np.take_along_axis(net.logit_table, p + m, axis=0) if p.ndim == 2 else net.logit_table[p + m,
                                                                                                      np.arange(p.size)]
@@ -204,6 +238,7 @@ def _steps(logit_c, logit_y, rival_first):
 
 def _output_literals(kernel_col, active_items, value, table_col, m):
     """Literals of one output sum and the logit at each count, oriented so that the logit grows with the count."""
+    active_items = [(j, lit) for j, lit in active_items if kernel_col[j] != 0]
     base = int(np.dot(kernel_col, value)) - len(active_items)
     lits = [lit if kernel_col[j] > 0 else -lit for j, lit in active_items]
     logits = table_col[base + 2 * np.arange(len(lits) + 1) + m]  # p = base + 2 count
@@ -227,31 +262,38 @@ def build_problem(net, x, y, eps):
     counter = iter(range(1, 1 << 62))
     chains = [(int(i), [next(counter) for _ in range(khi[i] - klo[i])]) for i in free]
 
-    # first layer: S = sum_i W_i (2 k_i + 1) = base + 2 count(literals)
-    kernel = net.kernels[0].astype(np.int64)
-    fixed = kernel.T @ (2 * klo + 1)
-    pos, neg = np.maximum(kernel, 0), np.maximum(-kernel, 0)
-    span = 2 * (khi - klo)
-    s_lo, s_hi = fixed - neg.T @ span, fixed + pos.T @ span
-    lits_of = lambda j: [u if kernel[i, j] > 0 else -u for i, chain in chains for u in chain]  # noqa: E731
-    base_of = lambda j: int(fixed[j] - sum(len(chain) for i, chain in chains if kernel[i, j] < 0) * 2)  # noqa: E731
+    # first layer: S = sum_i W_i (2 k_i + 1) = base + 2 count(literals); zero weights count nothing
+    kernel = net.kernels[0]
+    fixed = _int_product(2 * klo + 1, net.float_kernels[0])
+    span = khi - klo
+    down = _int_product(2 * span, np.minimum(net.float_kernels[0], 0))  # sum over W < 0 of -2 span, <= 0
+    up = _int_product(2 * span, np.maximum(net.float_kernels[0], 0))
+    s_lo, s_hi = fixed + down, fixed + up
+    first_base = fixed + down
+    chain_pix = np.array([i for i, chain in chains for _ in chain], np.int64)
+    chain_var = np.array([u for _, chain in chains for u in chain], np.int64)
+
+    def oriented(rows, lits, column):
+        """The literals ``lits`` (of inputs ``rows``) oriented by the weights of ``column``, zero weights dropped."""
+        weights = column[rows].astype(np.int64)
+        return (lits * weights)[weights != 0].tolist()
 
     neurons, unstable_counts = [], []
-    value, active = None, None  # per neuron of the previous layer: stable +-1 (0 = unstable) and literals
+    value, active_rows, active_lits = None, None, None  # previous layer: stable +-1 (0 = unstable), its literals
     for layer, (kinds, thresholds) in enumerate(zip(net.kinds, net.thresholds)):
         if layer > 0:
-            kernel = net.kernels[layer].astype(np.int64)
-            fixed = kernel.T @ value
-            n_free = np.abs(kernel[value == 0]).sum(axis=0)
+            kernel = net.kernels[layer]
+            fixed = _int_product(value, net.float_kernels[layer])
+            n_free = np.abs(net.float_kernels[layer][value == 0]).sum(axis=0).astype(np.int64)
             s_lo, s_hi = fixed - n_free, fixed + n_free
         lo_fire, hi_fire = _fire(s_lo, kinds, thresholds), _fire(s_hi, kinds, thresholds)
         new_value = np.where(lo_fire == hi_fire, lo_fire, 0)
-        new_active = {}
+        new_rows, new_lits = [], []
         for j in np.flatnonzero(new_value == 0):
             if layer == 0:
-                lits, base = lits_of(j), base_of(j)
+                lits, base = oriented(chain_pix, chain_var, kernel[:, j]), int(first_base[j])
             else:
-                lits = [lit if kernel[i, j] > 0 else -lit for i, lit in active.items()]
+                lits = oriented(active_rows, active_lits, kernel[:, j])
                 base = int(fixed[j]) - len(lits)
             t = int(thresholds[j])
             if kinds[j] == FIRE_GE:  # S >= T  <=>  count >= ceil((T - base) / 2)
@@ -259,14 +301,15 @@ def build_problem(net, x, y, eps):
             else:  # S <= T  <=>  not count >= floor((T - base) / 2) + 1
                 var, k, sign = next(counter), (t - base) // 2 + 1, -1
             neurons.append(Atleast(var, lits, k))
-            new_active[int(j)] = sign * var
-        value, active = new_value, new_active
-        unstable_counts.append(len(new_active))
+            new_rows.append(int(j))
+            new_lits.append(sign * var)
+        value, active_rows, active_lits = new_value, np.array(new_rows, np.int64), np.array(new_lits, np.int64)
+        unstable_counts.append(len(new_rows))
 
     kernel = net.kernels[-1].astype(np.int64)
     m = kernel.shape[0]
     table = net.logit_table
-    active_items = sorted(active.items())
+    active_items = list(zip(active_rows.tolist(), active_lits.tolist()))
     oriented = [_output_literals(kernel[:, c], active_items, value, table[:, c], m) for c in range(net.num_classes)]
     label_lits, logit_y = oriented[y]
     rivals = []
@@ -304,17 +347,17 @@ def enumerate_ball(net, x, y, eps, *, chunk=1 << 14):
     free = np.flatnonzero(khi > klo)
     spans = khi[free] - klo[free] + 1
     total = int(np.prod(spans, dtype=np.int64))
-    base = (2 * klo + 1) @ net.kernels[0].astype(np.int64)
-    free_rows = 2 * net.kernels[0][free].astype(np.float32)  # one level up adds 2 W_i to S
+    base = _int_product(2 * klo + 1, net.float_kernels[0])
+    free_rows = 2 * net.float_kernels[0][free]  # one level up adds 2 W_i to S
     for start in range(0, total, chunk):
         index = np.arange(start, min(start + chunk, total), dtype=np.int64)
         steps = np.stack(np.unravel_index(index, spans), axis=1) if len(free) else np.zeros((len(index), 0), np.int64)
         h = base + (steps.astype(np.float32) @ free_rows).astype(np.int64)  # exact: small integers
         for layer, (kinds, thresholds) in enumerate(zip(net.kinds, net.thresholds)):
             if layer > 0:
-                h = (h.astype(np.float32) @ net.kernels[layer].astype(np.float32)).astype(np.int64)
+                h = _int_product(h, net.float_kernels[layer])
             h = _fire(h, kinds, thresholds)
-        p = (h.astype(np.float32) @ net.kernels[-1].astype(np.float32)).astype(np.int64)
+        p = _int_product(h, net.float_kernels[-1])
         m = net.kernels[-1].shape[0]
         logits = np.take_along_axis(net.logit_table, p + m, axis=0)
         wrong = np.flatnonzero(np.argmax(logits, axis=1) != y)

@@ -25,6 +25,11 @@ SOURCES = ("clean", "hint", "bounds", "enumeration", "search", "solver")
 ENUMERATION_LIMIT = 1 << 20
 #: Moves of the exact-model hill climbing tried before the solver.
 SEARCH_STEPS = 300
+#: Work budget, in multiply-accumulates after the first layer, of the exhaustive search of one ball
+#: and of the hill climbing of one example: a convolutional network costs far more per input than
+#: an FCN, so it enumerates smaller balls and climbs fewer steps.
+ENUMERATION_MACS = 1 << 28
+SEARCH_MACS = 1 << 28
 
 
 def _hint_levels(net, x, hint, eps):
@@ -68,14 +73,17 @@ def certify_example(net, x, y, *, eps, time_limit=None, solver="milp", hint=None
         y: its label.
         eps: radius of the L-infinity ball (>= 0).
         time_limit: seconds for encoding and solving (``None``: no limit).
-        solver: ``"milp"`` (HiGHS) or ``"sat"`` (python-sat).
+        solver: a backend of :mod:`.solvers`: ``"milp"`` (HiGHS), ``"sat"`` (Glucose on a
+            CNF), ``"minicard"`` / ``"gluecard4"`` (native cardinality, incremental over
+            the rivals) or ``"cpsat"`` (OR-tools).
         hint: an input believed to be a counterexample (e.g. an attack's output); its
             levels, clipped to the ball, are the answer when the exact forward pass
             misclassifies them.
-        enumeration_limit: balls holding at most this many discretized inputs are
-            searched exhaustively with the exact forward pass (0: always use the solver).
+        enumeration_limit: balls holding at most this many discretized inputs (and within
+            :data:`ENUMERATION_MACS` of work) are searched exhaustively with the exact
+            forward pass (0: always use the solver).
         search_steps: moves of the exact-model hill climbing (:func:`.search.hill_climb`)
-            tried before the solver (0: none).
+            tried before the solver (0: none), fewer when they would exceed :data:`SEARCH_MACS`.
         split_rivals: one solver problem per class that can still beat the label, the
             most promising first (by the hill climbing's best margins), instead of one
             problem with a disjunction over the classes. Off by default: each call
@@ -84,7 +92,8 @@ def certify_example(net, x, y, *, eps, time_limit=None, solver="milp", hint=None
 
     Returns:
         A dict with ``status`` (``robust`` / ``not_robust`` / ``unknown``), ``source``
-        (:data:`SOURCES`), ``seconds``, ``free_pixels``, ``unstable`` (per hidden layer,
+        (:data:`SOURCES`), ``solver`` and ``solver_version`` (the backend and its package
+        version, :func:`.solvers.version`), ``seconds``, ``free_pixels``, ``unstable`` (per hidden layer,
         ``None`` when not computed), ``predicted`` (the exact prediction of the
         counterexample, or ``None``) and ``counterexample`` (float32 flat array or ``None``).
     """
@@ -93,7 +102,7 @@ def certify_example(net, x, y, *, eps, time_limit=None, solver="milp", hint=None
     x = np.asarray(x, np.float32).reshape(-1)
     solve = solvers.get(solver)
     record = {"status": None, "source": None, "free_pixels": None, "unstable": None, "predicted": None,
-              "counterexample": None}
+              "counterexample": None, "solver": solver, "solver_version": solvers.version(solver)}
 
     def done(status, source, counterexample=None):
         if counterexample is not None:
@@ -112,7 +121,8 @@ def certify_example(net, x, y, *, eps, time_limit=None, solver="milp", hint=None
         levels = _hint_levels(net, x, hint, eps)
         if encode.predict_levels(net, levels[None])[0] != y:
             return done("not_robust", "hint", encode.witness(x, levels, eps, net.bits))
-    if encode.ball_size(x, eps, net.bits) <= enumeration_limit:
+    size = encode.ball_size(x, eps, net.bits)
+    if size <= enumeration_limit and size * net.macs_after_first <= ENUMERATION_MACS:
         levels = encode.enumerate_ball(net, x, y, eps)
         if levels is None:
             return done("robust", "enumeration")
@@ -122,13 +132,17 @@ def certify_example(net, x, y, *, eps, time_limit=None, solver="milp", hint=None
     if problem is None:
         return done("robust", "bounds")
     starts = [] if hint is None else [_hint_levels(net, x, hint, eps)]
-    levels, best = search.hill_climb(net, x, y, eps, steps=search_steps, starts=starts)
+    moves = int(np.sum(np.subtract(*encode.level_range(x, eps, net.bits)[::-1])))  # single-pixel moves per step
+    steps = min(search_steps, SEARCH_MACS // max(1, moves * net.macs_after_first))
+    levels, best = search.hill_climb(net, x, y, eps, steps=steps, starts=starts)
     if levels is not None:
         return done("not_robust", "search", encode.witness(x, levels, eps, net.bits))
     if time_limit is not None and time_limit - (time.perf_counter() - start) <= 0:
         return done("unknown", "solver")
+    order = {c: -best[c] for c in range(len(best))}
+    # the most promising rival first (backends that decide rivals one at a time stop at the first that wins)
+    problem.rivals.sort(key=lambda r: order.get(r.cls, 0))
     if split_rivals:
-        order = {c: -best[c] for c in range(len(best))}
         answer, true_vars = _solve_by_rival(solve, problem, order, time_limit, start)
     else:
         remaining = None if time_limit is None else time_limit - (time.perf_counter() - start)

@@ -1,10 +1,13 @@
 """Exact robustness next to the strongest attack: a JSON-able report and its Markdown rendering."""
 
+import hashlib
 import time
 
 import numpy as np
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from edgebnn.certify import encode, solvers
+from edgebnn.certify.network import extract
 from edgebnn.certify.run import certify
 from edgebnn.evaluation.robustness import craft, predict_labels
 
@@ -16,11 +19,28 @@ def _quantile(values, q):
     return None if not values else float(np.quantile(values, q))
 
 
-def _summarize(result, broken, clean_correct):
+def model_sha256(model):
+    """SHA-256 (hex) of a Keras model's weights: names, shapes, dtypes and bytes, in order."""
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        value = np.ascontiguousarray(weight.numpy())
+        digest.update(repr((weight.name, value.dtype.str, value.shape)).encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
+def _attack_name(attack):
+    return attack["attack"] if isinstance(attack["attack"], str) else getattr(attack["attack"], "__name__", "attack")
+
+
+def _summarize(result, broken, clean_correct, broken_by=None):
+    broken_by = broken_by or {}
     rows = [
-        {k: r[k] for k in ("index", "label", "status", "source", "seconds", "free_pixels", "unstable", "predicted",
-                           "replay_keras", "replay_tflite")}
-        | {"clean_correct": bool(clean_correct[r["index"]]), "attack_broke": bool(broken[r["index"]]),
+        {k: r[k] for k in ("index", "label", "status", "source", "solver", "solver_version", "seconds",
+                           "free_pixels", "unstable", "predicted", "replay_keras", "replay_tflite")}
+        | {"eps": result.eps, "clean_correct": bool(clean_correct[r["index"]]),
+           "attack_broke": bool(broken[r["index"]]),
+           "attacks_broke": [name for name, b in broken_by.items() if b[r["index"]]],
            "attack_missed": r["status"] == "not_robust" and not broken[r["index"]]}
         for r in result.records
     ]
@@ -40,6 +60,7 @@ def summarize_examples(rows, *, eps):
     exact_sources = ("solver", "enumeration")
     solved = [r["seconds"] for r in rows if r["source"] in ("solver", "bounds", "enumeration", "search")]
     seconds = [r["seconds"] for r in rows]
+    attack_names = sorted({name for r in rows for name in r.get("attacks_broke", [])})
     missed = [r["index"] for r in rows if r["attack_missed"]]
     unsound = [r["index"] for r in rows if r["status"] == "robust" and r["attack_broke"]]
     with_cx = [r for r in rows if r["replay_keras"] is not None]
@@ -49,6 +70,9 @@ def summarize_examples(rows, *, eps):
         "clean_accuracy": float(np.mean([r["clean_correct"] for r in rows])),
         "certified_robust_accuracy": float(np.mean(status == "robust")),
         "attack_robust_accuracy": float(np.mean(~broken)),
+        "attack_robust_accuracy_by_attack": {
+            name: float(np.mean([r["clean_correct"] and name not in r.get("attacks_broke", []) for r in rows]))
+            for name in attack_names},
         "robust": int(np.sum(status == "robust")),
         "not_robust": int(np.sum(status == "not_robust")),
         "unknown": int(np.sum(status == "unknown")),
@@ -62,6 +86,7 @@ def summarize_examples(rows, *, eps):
         "attack_broke_certified": len(unsound),
         "seconds_median": _quantile(seconds, 0.5),
         "seconds_p95": _quantile(seconds, 0.95),
+        "seconds_mean": None if not seconds else float(np.mean(seconds)),
         "solver_examples": len(solved),
         "solver_seconds_median": _quantile(solved, 0.5),
         "solver_seconds_p95": _quantile(solved, 0.95),
@@ -73,7 +98,7 @@ def summarize_examples(rows, *, eps):
 
 
 def certify_report(model, x, y, *, eps_list, time_limit=60.0, solver="milp", processes=1, attack=None,
-                   flatbuffer=None, progress=None):
+                   extra_attacks=(), flatbuffer=None, progress=None):
     """Certified (lower bound) and attacked (upper bound) robust accuracy of ``model`` for each eps.
 
     For every eps the attack runs first (on the Keras model, against the true labels);
@@ -92,14 +117,27 @@ def certify_report(model, x, y, *, eps_list, time_limit=60.0, solver="milp", pro
         processes: worker processes for the solver.
         attack: keyword arguments of :func:`edgebnn.evaluation.robustness.craft`
             (``attack`` name and its options; default :data:`DEFAULT_ATTACK`).
+        extra_attacks: more such dicts (e.g. ``{"attack": "autoattack"}``), run after
+            ``attack`` on every image; an image counts as broken when any attack breaks
+            it (``attacks_broke`` names which), the first attack that broke it gives the
+            hint, and a ``robust`` answer on an image any attack broke is reported as an
+            inconsistency (``attack_broke_certified``).
         flatbuffer: the deployed ``.tflite`` for replays (default: converted here).
         progress: ``None`` or a callable taking one progress line.
 
     Returns:
-        A JSON-able dict: ``model``, ``n``, ``solver``, ``time_limit``, ``attack``, and
-        ``results``, one summary per eps with its per-example rows.
+        A JSON-able dict: ``model``, ``model_sha256`` (weights, :func:`model_sha256`),
+        ``net_sha256`` (the exact integer model, :func:`edgebnn.certify.encode.fingerprint`),
+        ``n``, ``solver``, ``solver_version``, ``time_limit``, ``attack``, ``extra_attacks``
+        and ``results``, one summary per eps with its per-example rows (each with its
+        index, eps, answer, solver and solver version: enough to re-decide it).
     """
     attack = dict(DEFAULT_ATTACK if attack is None else attack)
+    extra_attacks = [dict(a) for a in extra_attacks]
+    all_attacks = [attack, *extra_attacks]
+    names = [_attack_name(a) for a in all_attacks]
+    if len(set(names)) != len(names):
+        raise ValueError(f"`extra_attacks` must name attacks different from each other and from `attack`, got {names}.")
     x, y = np.asarray(x, np.float32), np.asarray(y).astype(np.int64)
     if flatbuffer is None:
         from edgebnn.deploy.convert import convert  # noqa: PLC0415 (LCE converter)
@@ -109,24 +147,34 @@ def certify_report(model, x, y, *, eps_list, time_limit=60.0, solver="milp", pro
     results = []
     for eps in eps_list:
         start = time.perf_counter()
-        x_adv = craft(model, x, y, eps=eps, **attack)
-        broken = (predict_labels(model, x_adv) != y) | ~clean_correct
+        broken_by, hints, already = {}, None, np.zeros(len(x), bool)
+        for name, options in zip(names, all_attacks):
+            x_adv = craft(model, x, y, eps=eps, **options)
+            broken_by[name] = (predict_labels(model, x_adv) != y) & clean_correct
+            first = broken_by[name] & ~already  # the hint of an image is the first attack's that broke it
+            hints = x_adv if hints is None else np.where(first.reshape((-1,) + (1,) * (x.ndim - 1)), x_adv, hints)
+            already |= broken_by[name]
+            if progress is not None:
+                progress(f"attack {name} eps={eps:g}: robust accuracy {np.mean(clean_correct & ~broken_by[name]):.4f} "
+                         f"({time.perf_counter() - start:.0f}s)")
+        broken = np.any(list(broken_by.values()), axis=0) | ~clean_correct
         attack_seconds = time.perf_counter() - start
-        if progress is not None:
-            progress(f"attack {attack['attack']} eps={eps:g}: robust accuracy {np.mean(~broken):.4f} "
-                     f"({attack_seconds:.0f}s)")
         result = certify(model, x, y, eps=eps, time_limit=time_limit, solver=solver, processes=processes,
-                         hints=x_adv, flatbuffer=flatbuffer, progress=progress)
-        summary = _summarize(result, broken, clean_correct)
+                         hints=hints, flatbuffer=flatbuffer, progress=progress)
+        summary = _summarize(result, broken, clean_correct, broken_by)
         summary["attack_seconds"] = attack_seconds
         summary["certify_seconds"] = time.perf_counter() - start - attack_seconds
         results.append(summary)
     return {
         "model": model.name,
+        "model_sha256": model_sha256(model),
+        "net_sha256": encode.fingerprint(extract(model)),
         "n": int(len(x)),
         "solver": solver,
+        "solver_version": solvers.version(solver),
         "time_limit": time_limit,
         "attack": attack,
+        "extra_attacks": extra_attacks,
         "results": results,
     }
 
@@ -141,15 +189,19 @@ def _sec(value):
 
 def to_markdown(report):
     """Render :func:`certify_report`'s dict as Markdown."""
-    attack = ", ".join(f"{k}={v}" for k, v in report["attack"].items())
+    attack = "; ".join(", ".join(f"{k}={v}" for k, v in a.items())
+                       for a in [report["attack"], *report.get("extra_attacks", [])])
     lines = [
         f"# Exact robustness: `{report['model']}`",
         "",
-        f"{report['n']} examples; solver `{report['solver']}`, time limit {report['time_limit']} s per example; "
-        f"attack: {attack}.",
+        f"{report['n']} examples; solver `{report['solver']}` ({report.get('solver_version', 'version not recorded')}), "
+        f"time limit {report['time_limit']} s per example; attacks: {attack}.",
+        "",
+        f"Model weights sha256 `{report.get('model_sha256', 'n/a')}`; exact integer model sha256 "
+        f"`{report.get('net_sha256', 'n/a')}`.",
         "",
         "| eps | clean | certified robust (lower bound) | attack robust (upper bound) | robust | refuted "
-        "(solver / search / attack / clean) | unknown | attack missed | s/example median / p95 | solver s median / p95 "
+        "(solver / search / attack / clean) | unknown | attack missed | s/example mean / median / p95 | solver s median / p95 "
         "| replayed Keras / TFLite |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -160,7 +212,7 @@ def to_markdown(report):
             f"| {_pct(r['attack_robust_accuracy'])} | {r['robust']} | {r['not_robust']} "
             f"({r['refuted_by_solver']} / {r['refuted_by_search']} / {r['refuted_by_attack']} / {clean_wrong}) "
             f"| {r['unknown']} "
-            f"| {r['attack_missed']} | {_sec(r['seconds_median'])} / {_sec(r['seconds_p95'])} "
+            f"| {r['attack_missed']} | {_sec(r.get('seconds_mean'))} / {_sec(r['seconds_median'])} / {_sec(r['seconds_p95'])} "
             f"| {_sec(r['solver_seconds_median'])} / {_sec(r['solver_seconds_p95'])} "
             f"| {r['replayed_keras']} / {r['replayed_tflite']} of {r['counterexamples']} |"
         )

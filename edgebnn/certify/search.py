@@ -21,9 +21,9 @@ def _logits_from_first_sums(net, sums):
     Later sums are computed in float32 (BLAS), exact because they are integers far below ``2**24``.
     """
     h = encode._fire(sums, net.kinds[0], net.thresholds[0])
-    for kernel, kinds, thresholds in zip(net.kernels[1:-1], net.kinds[1:], net.thresholds[1:]):
-        h = encode._fire((h.astype(np.float32) @ kernel.astype(np.float32)).astype(np.int64), kinds, thresholds)
-    p = (h.astype(np.float32) @ net.kernels[-1].astype(np.float32)).astype(np.int64)
+    for kernel, kinds, thresholds in zip(net.float_kernels[1:-1], net.kinds[1:], net.thresholds[1:]):
+        h = encode._fire(encode._int_product(h, kernel), kinds, thresholds)
+    p = encode._int_product(h, net.float_kernels[-1])
     m = net.kernels[-1].shape[0]
     return np.take_along_axis(net.logit_table, p + m, axis=0)
 
@@ -61,7 +61,7 @@ def hill_climb(net, x, y, eps, *, steps, seed=0, starts=()):
     if steps <= 0 or len(free) == 0:
         return None, best_seen
     rng = np.random.default_rng(seed)
-    kernel = net.kernels[0].astype(np.int64)
+    kernel = net.kernels[0]
     queue = [np.clip(np.asarray(s, np.int64), klo, khi) for s in starts]
     queue.append(encode.pixel_levels(x, net.bits))
 
@@ -73,7 +73,7 @@ def hill_climb(net, x, y, eps, *, steps, seed=0, starts=()):
         return levels
 
     levels = restart()
-    sums = (2 * levels + 1) @ kernel
+    sums = encode._int_product(2 * levels + 1, net.float_kernels[0])
     current = _margins(_logits_from_first_sums(net, sums[None]), y)[0]
     stuck, tabu = 0, {}
     for step in range(steps):
@@ -108,7 +108,7 @@ def hill_climb(net, x, y, eps, *, steps, seed=0, starts=()):
             stuck += 1
         else:
             levels = restart()
-            sums = (2 * levels + 1) @ kernel
+            sums = encode._int_product(2 * levels + 1, net.float_kernels[0])
             current = _margins(_logits_from_first_sums(net, sums[None]), y)[0]
             stuck, tabu = 0, {}
             continue

@@ -10,6 +10,19 @@ variables), ``"unsat"`` (none exists) or ``"timeout"``.
   constant folding; the output staircase is one clause per label count
   (``rival -> (count_y >= a -> count_c >= steps[a])``). Solved by Glucose 4 (python-sat;
   its CaDiCaL bindings cannot be interrupted, so they cannot honour a time limit).
+- ``"minicard"`` / ``"gluecard4"``: python-sat's MiniSat / Glucose with native
+  at-most constraints (Liffiton and Maglalang 2012), the kind of reasoning EEV's
+  MiniSatCS adds (Jia and Rinard 2020). A reified ``h <=> count(lits) >= k`` is two
+  native constraints whose indicator is a repeated literal (the solvers count
+  duplicates): ``count(-lits) + k [h] <= n`` and ``count(lits) + (n - k + 1) [-h] <= n``.
+  The label's count gets an order encoding ``g_a`` (``count_y >= a`` forces ``g_a``) and
+  each rival a unary demand ``e_1 >= e_2 >= ...`` with ``count_c >= #e``, so the
+  staircase is one clause per step. The rivals are decided one at a time, in the
+  given order, by one incremental solver under the assumption "this rival beats the
+  label": learnt clauses about the hidden layers carry over from rival to rival.
+- ``"cpsat"``: OR-tools CP-SAT with enforced linear constraints (``h => count >= k``,
+  ``not h => count <= k - 1``) and an element constraint for the staircase; one
+  model with a disjunction over the rivals, one worker.
 - ``"milp"``: every neuron is one binary column and two big-M rows with integer
   coefficients (``count >= k h`` and ``count <= k - 1 + (n - k + 1) h``), the label
   count gets a unary (ordered binary) expansion so the staircase is linear with
@@ -19,7 +32,9 @@ variables), ``"unsat"`` (none exists) or ``"timeout"``.
   by at least 1.
 """
 
+import functools
 import threading
+import time
 
 import numpy as np
 
@@ -142,6 +157,147 @@ def solve_sat(problem, *, time_limit, solver_name="glucose4"):
         return "sat", {v for v in solver.get_model() if v > 0}
 
 
+# ------------------------------------------------------------ native cardinality SAT
+
+def card_constraints(problem):
+    """Clauses and native at-most constraints of ``problem``, with one "beats" literal per rival.
+
+    Returns:
+        ``(clauses, atmosts, beats, top)``: ``atmosts`` are ``(literals, bound)`` pairs
+        (repeated literals count repeatedly), ``beats[i]`` is true only if rival ``i``
+        beats the label, and ``top`` is the largest variable.
+    """
+    top = problem.num_vars
+    clauses, atmosts = [], []
+
+    def fresh(count):
+        nonlocal top
+        out = list(range(top + 1, top + 1 + count))
+        top += count
+        return out
+
+    for _, chain in problem.chains:
+        clauses += [[-b, a] for a, b in zip(chain, chain[1:])]
+    for neuron in problem.neurons:
+        lits, k, h = list(neuron.lits), neuron.k, neuron.var
+        n = len(lits)
+        if k <= 0:
+            clauses.append([h])
+        elif k > n:
+            clauses.append([-h])
+        else:
+            atmosts.append(([-lit for lit in lits] + [h] * k, n))  # h -> count >= k
+            atmosts.append((lits + [-h] * (n - k + 1), n))  # not h -> count <= k - 1
+    n_y = len(problem.label_lits)
+    g = fresh(n_y)  # g[a - 1]: forced true when count_y >= a
+    clauses += [[-b, a] for a, b in zip(g, g[1:])]
+    if n_y:
+        atmosts.append((list(problem.label_lits) + [-v for v in g], n_y))  # count_y <= #g
+    beats = []
+    for rival in problem.rivals:
+        [beat] = fresh(1)
+        beats.append(beat)
+        n_c = len(rival.lits)
+        e = fresh(n_c)  # demand: count_c >= #e
+        clauses += [[-b, a] for a, b in zip(e, e[1:])]
+        if n_c:
+            atmosts.append(([-lit for lit in rival.lits] + e, n_c))
+        steps = [int(s) for s in rival.steps]
+        for a, step in enumerate(steps):
+            if a > 0 and step == steps[a - 1]:
+                continue
+            guard = [-beat] + ([] if a == 0 else [-g[a - 1]])
+            if step > n_c:
+                clauses.append(guard)
+            elif step > 0:
+                clauses.append(guard + [e[step - 1]])
+    return clauses, atmosts, beats, top
+
+
+def solve_card(problem, *, time_limit, solver_name="minicard"):
+    """Decide ``problem`` with a python-sat solver that has native at-most constraints, one rival at a time.
+
+    ``time_limit`` seconds (``None``: no limit) cover all rivals; an interrupted call
+    ends the search with ``"timeout"``.
+    """
+    from pysat.solvers import Solver  # noqa: PLC0415 (optional heavy import in worker processes)
+
+    start = time.perf_counter()
+    clauses, atmosts, beats, _ = card_constraints(problem)
+    with Solver(name=solver_name, bootstrap_with=clauses) as solver:
+        if not solver.supports_atmost():
+            raise ValueError(f"`solver_name` {solver_name!r} has no native at-most constraints.")
+        for lits, bound in atmosts:
+            solver.add_atmost(lits, bound)
+        for beat in beats:
+            timer = None
+            if time_limit is not None:
+                left = time_limit - (time.perf_counter() - start)
+                if left <= 0:
+                    return "timeout", None
+                timer = threading.Timer(left, solver.interrupt)
+                timer.start()
+            try:
+                answer = solver.solve_limited(assumptions=[beat], expect_interrupt=True)
+            finally:
+                if timer is not None:
+                    timer.cancel()
+            if answer is None:
+                return "timeout", None
+            if answer:
+                return "sat", {v for v in solver.get_model() if 0 < v <= problem.num_vars}
+    return "unsat", None
+
+
+# ---------------------------------------------------------------------------- CP-SAT
+
+def solve_cpsat(problem, *, time_limit, workers=1, seed=0):
+    """Decide ``problem`` with OR-tools CP-SAT; ``time_limit`` seconds (``None``: no limit)."""
+    from ortools.sat.python import cp_model  # noqa: PLC0415 (optional dependency)
+
+    model = cp_model.CpModel()
+    var = [None] + [model.NewBoolVar(f"v{i}") for i in range(1, problem.num_vars + 1)]
+
+    def count(lits):
+        """``count(lits)`` as a linear expression: negative literals count ``1 - v``."""
+        negative = sum(1 for lit in lits if lit < 0)
+        return sum(var[lit] for lit in lits if lit > 0) - sum(var[-lit] for lit in lits if lit < 0) + negative
+
+    for _, chain in problem.chains:
+        for a, b in zip(chain, chain[1:]):
+            model.AddImplication(var[b], var[a])
+    for neuron in problem.neurons:
+        h, total = var[neuron.var], count(neuron.lits)
+        model.Add(total >= neuron.k).OnlyEnforceIf(h)
+        model.Add(total <= neuron.k - 1).OnlyEnforceIf(h.Not())
+    n_y = len(problem.label_lits)
+    count_y = model.NewIntVar(0, n_y, "count_y")
+    model.Add(count_y == count(problem.label_lits))
+    beats = []
+    for rival in problem.rivals:
+        n_c = len(rival.lits)
+        steps = [min(int(s), n_c + 1) for s in rival.steps]
+        need = model.NewIntVar(min(steps), max(steps), f"need_{rival.cls}")
+        model.AddElement(count_y, steps, need)
+        beat = model.NewBoolVar(f"beats_{rival.cls}")
+        model.Add(count(rival.lits) >= need).OnlyEnforceIf(beat)
+        beats.append(beat)
+    model.AddBoolOr(beats)
+    solver = cp_model.CpSolver()
+    solver.parameters.num_workers = workers
+    solver.parameters.random_seed = seed
+    if time_limit is not None:
+        solver.parameters.max_time_in_seconds = float(max(time_limit, 1e-3))
+    status = solver.Solve(model)
+    if status == cp_model.INFEASIBLE:
+        return "unsat", None
+    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return "sat", {i for i in range(1, problem.num_vars + 1) if solver.BooleanValue(var[i])}
+    if status == cp_model.UNKNOWN:
+        return "timeout", None
+    raise RuntimeError(f"CP-SAT ended with status {solver.StatusName(status)!r}.")
+
+
 # ---------------------------------------------------------------------------- MILP
 
 class _Rows:
@@ -250,12 +406,40 @@ def solve_milp(problem, *, time_limit, threads=1, seed=0):
     raise RuntimeError(f"HiGHS ended with model status {highs.modelStatusToString(status)!r}.")
 
 
-_REGISTRY = {"sat": solve_sat, "milp": solve_milp}
+_REGISTRY = {
+    "sat": solve_sat,
+    "milp": solve_milp,
+    "minicard": functools.partial(solve_card, solver_name="minicard"),
+    "gluecard4": functools.partial(solve_card, solver_name="gluecard4"),
+    "cpsat": solve_cpsat,
+}
+#: The package that implements each backend (its version goes into every answer).
+_PACKAGES = {"sat": "python-sat", "milp": "highspy", "minicard": "python-sat", "gluecard4": "python-sat",
+             "cpsat": "ortools"}
+#: The solver inside the package.
+_ENGINES = {"sat": "glucose4", "milp": "HiGHS MILP", "minicard": "minicard", "gluecard4": "gluecard4",
+            "cpsat": "CP-SAT"}
 
 
 def names():
     """Names of the solver backends."""
     return sorted(_REGISTRY)
+
+
+@functools.cache
+def version(name):
+    """``"<package> <version> (<engine>)"`` of backend ``name``, e.g. ``"highspy 1.16.0 (HiGHS MILP)"``.
+
+    An uninstalled optional package reads ``"<package> not installed"``.
+    """
+    from importlib import metadata  # noqa: PLC0415
+
+    get(name)
+    package = _PACKAGES[name]
+    try:
+        return f"{package} {metadata.version(package)} ({_ENGINES[name]})"
+    except metadata.PackageNotFoundError:
+        return f"{package} not installed"
 
 
 def get(name):

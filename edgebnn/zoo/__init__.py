@@ -27,7 +27,7 @@ Example:
     >>> model = edgebnn.zoo.get("panda_fcn2")(precision="binary", input_bits=2)
 """
 
-from edgebnn.zoo import galloway_cnn, guan_lenet, panda_cnn, panda_fcn
+from edgebnn.zoo import eev, galloway_cnn, guan_lenet, panda_cnn, panda_fcn
 
 #: name -> (builder, precisions it supports)
 _REGISTRY = {
@@ -39,6 +39,7 @@ _REGISTRY = {
     "panda_alexnet_imagenet": (panda_cnn.alexnet_imagenet, panda_cnn.ALEXNET_IMAGENET_PRECISIONS),
     "galloway_cnn": (galloway_cnn.galloway_cnn, galloway_cnn.PRECISIONS),
     "guan_lenet": (guan_lenet.guan_lenet, guan_lenet.PRECISIONS),
+    "eev_bnn": (eev.build_verifiable, eev.PRECISIONS),
 }
 
 #: Model families whose default input is a 28x28 grayscale image (Fashion-MNIST-ready).
