@@ -17,7 +17,8 @@ a crash there cannot take this script down); ``--subprocess`` runs each flip as 
 
 Usage:
     PYTHONPATH=. python scripts/fuzz_device.py BUNDLE [BUNDLE ...] [--positions structure]
-        [--data-flips 200] [--limit 20] [--memory-mb 2048] [--timeout 60] [--json out.json]
+        [--max-flips N] [--header-bits 64] [--data-flips 200] [--limit 20] [--memory-mb 2048]
+        [--timeout 60] [--subprocess] [--json out.json]
 """
 
 import argparse
@@ -154,6 +155,10 @@ def main():
     parser.add_argument("bundles", nargs="+")
     parser.add_argument("--positions", default="structure", choices=POSITIONS)
     parser.add_argument("--data-flips", type=int, default=200, help="bits for --positions data / sample")
+    parser.add_argument("--max-flips", type=int, default=None,
+                        help="at most this many flips per bundle, evenly spaced over the chosen positions")
+    parser.add_argument("--header-bits", type=int, default=0,
+                        help="also flip every bit of the first N bytes (root offset, identifier, root table)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=20, help="evaluation images per run")
     parser.add_argument("--memory-mb", type=int, default=device.DEFAULT_MEMORY_MB)
@@ -165,6 +170,9 @@ def main():
     for bundle_dir in args.bundles:
         model = (Path(bundle_dir) / "model.tflite").read_bytes()
         bits = flip_positions(model, args.positions, data_flips=args.data_flips, seed=args.seed)
+        if args.max_flips and len(bits) > args.max_flips:
+            bits = bits[:: -(-len(bits) // args.max_flips)]
+        bits = sorted({*bits, *range(args.header_bits * _BITS_PER_BYTE)})
         result = fuzz(bundle_dir, bits, limit=args.limit, memory_mb=args.memory_mb, timeout=args.timeout,
                       in_process=not args.subprocess)
         result["positions"] = args.positions

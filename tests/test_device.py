@@ -146,6 +146,19 @@ def test_load_interpreter_validates():
         device.load_interpreter(b"", runtime="coral")
     with pytest.raises(ValueError, match="`kernel` must be one of"):
         device.load_interpreter(b"", kernel="fast")
+    with pytest.raises(ValueError, match="`kernels` must be one of"):
+        device.load_interpreter(b"", kernels="fast")
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(kernels="fast"), "`kernels` must be 'auto' or one of"),
+    (dict(memory_mb=0), "`memory_mb` must be a positive int"),
+    (dict(timeout=0), "`timeout` must be a positive number of seconds"),
+    (dict(timeout=float("nan")), "`timeout` must be a positive number of seconds"),
+])
+def test_verify_bundle_validates_its_options(tmp_path, options, message):
+    with pytest.raises(ValueError, match=message):
+        device.verify_bundle(tmp_path, **options)
 
 
 # --- every failure to run is exit 2 with one line, checked before the model runs ------
@@ -257,6 +270,10 @@ def test_model_that_is_not_a_flatbuffer_is_one_line(portable_bundle, tmp_path, c
         (("--threads", "0"), "argument --threads: must be a positive int, got 0"),
         (("--threads", "two"), "argument --threads: must be a positive int, got 'two'"),
         (("--runtime", "coral"), "argument --runtime: invalid choice: 'coral'"),
+        (("--kernels", "fast"), "argument --kernels: invalid choice: 'fast'"),
+        (("--memory-mb", "0"), "argument --memory-mb: must be a positive int, got 0"),
+        (("--timeout", "-1"), "argument --timeout: must be a positive number of seconds, got -1"),
+        (("--timeout", "inf"), "argument --timeout: must be a positive number of seconds, got inf"),
     ],
 )
 def test_bad_arguments_are_one_line_exit_2(portable_bundle, capsys, args, message):
@@ -414,17 +431,51 @@ def test_model_input_must_match_the_manifest(portable_bundle, tmp_path, capsys):
 
 @pytest.mark.parametrize("name, value", [("y", 42), ("y", -1), ("host_predictions", 10)])
 def test_labels_outside_the_model_classes_are_one_line(portable_bundle, tmp_path, capsys, name, value):
-    import io
-
     with np.load(portable_bundle / "eval.npz") as npz:
-        arrays = {k: npz[k].copy() for k in npz.files}
-    arrays[name][3] = value
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    broken = _copy_bundle(portable_bundle, tmp_path / "broken", files={"eval.npz": buffer.getvalue()})
+        labels = npz[name].copy()
+    labels[3] = value
+    broken = _copy_bundle(portable_bundle, tmp_path / "broken", files={"eval.npz": _eval_set(portable_bundle,
+                                                                                             **{name: labels})})
     code, out, err = _main(capsys, broken)
     assert code == 2 and out == ""
     assert err == [f"error: eval.npz: `{name}` holds 1 label(s) outside the model's 10 classes [0, 9], e.g. {value}"]
+
+
+def _eval_set(bundle_dir, **changes):
+    """``eval.npz`` bytes of ``bundle_dir`` with arrays replaced (``None``: removed)."""
+    import io
+
+    with np.load(bundle_dir / "eval.npz") as npz:
+        arrays = {k: npz[k].copy() for k in npz.files}
+    arrays.update(changes)
+    buffer = io.BytesIO()
+    np.savez(buffer, **{k: v for k, v in arrays.items() if v is not None})
+    return buffer.getvalue()
+
+
+def test_the_exactness_promise_is_checked(portable_bundle, tmp_path, capsys):
+    code, out, _ = _main(capsys, portable_bundle)
+    exactness = json.loads(out)["exactness"]
+    assert code == 0 and exactness["promised"] and exactness["met"] and exactness["kernels"] == "builtin"
+    assert exactness["max_abs_logit_diff"] <= exactness["promised_max_abs_logit_diff"] == 1e-4
+    with np.load(portable_bundle / "eval.npz") as npz:
+        shifted = npz["host_logits"] + np.float32(1e-3)  # the same predictions, logits off the promise
+    broken = _copy_bundle(portable_bundle, tmp_path / "broken", files={"eval.npz": _eval_set(portable_bundle,
+                                                                                             host_logits=shifted)})
+    code, out, err = _main(capsys, broken)
+    report = json.loads(out)
+    assert code == 1 and report["exactness"]["met"] is False and report["agreement_with_host"] == 1.0
+    assert len(err) == 1 and err[0].startswith("FAILED: max |logit - host logit| 0.001 on builtin kernels "
+                                               "(promised <= 0.0001 on builtin kernels)"), err
+
+
+def test_an_exactness_promise_without_host_logits_is_one_line(portable_bundle, tmp_path, capsys):
+    broken = _copy_bundle(portable_bundle, tmp_path / "broken",
+                          files={"eval.npz": _eval_set(portable_bundle, host_logits=None)})
+    code, out, err = _main(capsys, broken)
+    assert code == 2 and out == "" and err == [
+        "error: manifest.json promises exact logits (`exactness`) but eval.npz has no `host_logits` to check them "
+        "against"]
 
 
 # --- the interpreter runs in a child process: failures are one line, never a signal -----

@@ -152,10 +152,10 @@ def runtime_version(runtime):
 
 
 def _stock_interpreter(runtime):
-    """``(Interpreter class, OpResolverType enum)`` of a stock runtime's Python module."""
+    """``(Interpreter class, OpResolverType enum or None)`` of a stock runtime's Python module."""
     module = {"ai_edge_litert": "ai_edge_litert.interpreter", "tflite_runtime": "tflite_runtime.interpreter"}[runtime]
     module = importlib.import_module(module)
-    return module.Interpreter, module.OpResolverType
+    return module.Interpreter, getattr(module, "OpResolverType", None)
 
 
 def stock_runner(interpreter_cls, op_resolver_type, runtime, flatbuffer, *, num_threads=1, kernels="builtin"):
@@ -165,7 +165,13 @@ def stock_runner(interpreter_cls, op_resolver_type, runtime, flatbuffer, *, num_
         interpreter_cls, op_resolver_type: the runtime's ``Interpreter`` and ``OpResolverType``.
         runtime: the name the runner reports.
         kernels: one of :data:`KERNEL_SETS`.
+
+    Raises:
+        ImportError: ``kernels="builtin"`` for a runtime too old to leave out its delegate.
     """
+    if kernels == "builtin" and op_resolver_type is None:
+        raise ImportError(f"this {runtime} cannot leave out its default delegate (it has no OpResolverType); "
+                          f"upgrade it or use --kernels delegate")
     resolver = op_resolver_type.BUILTIN_WITHOUT_DEFAULT_DELEGATES if kernels == "builtin" else None
     return Runner(_StockRunner(interpreter_cls, runtime, bytes(flatbuffer), num_threads=num_threads,
                                op_resolver=resolver))
@@ -398,6 +404,9 @@ def _read_eval_set(path, manifest, classes):
     if "host_logits" in arrays and arrays["host_logits"].shape != (len(x), classes):
         raise BundleError(f"{path.name}: `host_logits` must have shape ({len(x)}, {classes}), got "
                           f"{tuple(arrays['host_logits'].shape)}")
+    if "exactness" in manifest and "host_logits" not in arrays:
+        raise BundleError(f"{MANIFEST} promises exact logits (`exactness`) but {path.name} has no `host_logits` to "
+                          f"check them against")
     n = manifest["eval_set"].get("n")
     if n is not None and n != len(x):
         raise BundleError(f"{path.name} holds {len(x)} examples, {MANIFEST} says `eval_set.n` = {n!r}")
@@ -601,9 +610,6 @@ def _exactness(manifest, arrays, logits, kernels):
         measured = float(np.max(np.abs(logits.astype(np.float64) - host_logits), initial=0.0))
     if promise is None:
         return {"promised": False, "max_abs_logit_diff": measured, "met": True}
-    if measured is None:
-        raise BundleError(f"{MANIFEST} promises exact logits (`exactness`) but the evaluation set has no "
-                          f"`host_logits` to check them against")
     return {"promised": True, "kernels": kernels, "promised_kernels": promise["kernels"],
             "max_abs_logit_diff": measured, "promised_max_abs_logit_diff": promise["max_abs_logit_diff"],
             "met": bool(measured <= promise["max_abs_logit_diff"])}
