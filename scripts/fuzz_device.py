@@ -44,6 +44,27 @@ POSITIONS = ("structure", "all-structure", "data", "sample")
 #: Exit statuses a flip may end with: passed, out of tolerance, refused or failed with one line.
 ALLOWED_EXITS = (device.EXIT_PASSED, device.EXIT_OUT_OF_TOLERANCE, device.EXIT_ERROR)
 _BITS_PER_BYTE = 8
+#: How a failure line reads, by what ended the run: (kind, text the line contains), first match wins.
+FAILURE_KINDS = (
+    ("refused: model structure", "error: model.tflite: "),
+    ("refused: bundle", "error: "),
+)
+INTERPRETER_KINDS = (
+    ("interpreter crashed (signal)", "interpreter crashed with"),
+    ("interpreter out of memory", "interpreter ran out of memory"),
+    ("interpreter timed out", "did not finish within"),
+    ("interpreter failed (error)", "interpreter failed:"),
+)
+
+
+def failure_kind(line):
+    """What a runner's first stderr line says ended the run (``"out of tolerance"`` for ``FAILED:``)."""
+    if line.startswith("FAILED:"):
+        return "out of tolerance"
+    for kind, text in (*INTERPRETER_KINDS, *FAILURE_KINDS):
+        if text in line:
+            return kind
+    return "other"
 
 
 def flip_bundle(source, target, bit):
@@ -120,14 +141,14 @@ def fuzz(bundle_dir, bits, *, limit=20, memory_mb=device.DEFAULT_MEMORY_MB, time
 
     Returns:
         dict: ``flips``, ``exit_codes`` (status -> count; a signal is a negative
-        status), ``max_stderr_lines``, ``bad`` (flips that ended with a signal, another
+        status), ``max_stderr_lines``, ``failures`` (count by :func:`failure_kind`), ``bad`` (flips that ended with a signal, another
         status, or not exactly one stderr line on failure: ``[{bit, exit, stderr}]``),
         ``first_lines`` (the most common failure lines), ``peak_rss_mb`` (largest
         resident memory of any interpreter process, or runner process with
         ``in_process=False``) and ``seconds``.
     """
     args = ["--limit", str(limit), "--memory-mb", str(memory_mb), "--timeout", str(timeout)]
-    start, codes, lines, bad, peak = time.perf_counter(), Counter(), Counter(), [], 0.0
+    start, codes, lines, kinds, bad, peak = time.perf_counter(), Counter(), Counter(), Counter(), [], 0.0
     max_lines = 0
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         for bit in bits:
@@ -141,12 +162,14 @@ def fuzz(bundle_dir, bits, *, limit=20, memory_mb=device.DEFAULT_MEMORY_MB, time
             max_lines = max(max_lines, len(err))
             if code != device.EXIT_PASSED and err:
                 lines[err[0][:120]] += 1
+                kinds[failure_kind(err[0])] += 1
             if code not in ALLOWED_EXITS or (code != device.EXIT_PASSED and len(err) != 1):
                 bad.append({"bit": bit, "exit": code, "stderr": err[:5]})
     if in_process:
         peak = max(peak, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
     return {"bundle": os.fspath(bundle_dir), "flips": len(bits), "exit_codes": dict(sorted(codes.items())),
-            "max_stderr_lines": max_lines, "bad": bad, "first_lines": lines.most_common(8),
+            "max_stderr_lines": max_lines, "bad": bad,
+            "failures": dict(kinds.most_common()), "first_lines": lines.most_common(8),
             "peak_rss_mb": round(peak, 1), "seconds": round(time.perf_counter() - start, 1)}
 
 

@@ -190,8 +190,11 @@ class Reader:
         pos = self.field(table, index)
         if pos is None:
             return default
-        if pos + struct.calcsize(fmt) > table.pos + table.size:
+        width = struct.calcsize(fmt)
+        if pos + width > table.pos + table.size:
             raise FlatbufferError(f"field {index} of the table at {table.pos} overruns the table")
+        if pos % width:  # flatbuffers aligns every scalar to its size
+            raise FlatbufferError(f"field {index} of the table at {table.pos} is not {width}-byte aligned")
         return self.unpack(fmt, pos)
 
     def child(self, table, index):
