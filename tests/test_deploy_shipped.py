@@ -24,10 +24,12 @@ def test_required_models_are_shipped():
 @pytest.mark.parametrize("manifest_path", SHIPPED, ids=lambda path: path.parent.name)
 def test_shipped_model_matches_manifest(manifest_path):
     bundle_dir = manifest_path.parent
-    report = device.verify_bundle(bundle_dir)  # sha256, evaluation subset, tolerance
+    report = device.verify_bundle(bundle_dir)  # structure, sha256, evaluation subset, tolerance, exactness
     assert report["passed"], report
     assert report["agreement_with_host"] == 1.0
+    assert report["kernels"] == "builtin" and report["exactness"]["promised"] and report["exactness"]["met"], report
     manifest = json.loads(manifest_path.read_text())
+    assert manifest["exactness"] == {"kernels": "builtin", "max_abs_logit_diff": 1e-4}
     full = manifest["full_test_set"]
     assert manifest["keras"]["agreement"] >= 0.999
     assert full["keras"]["agreement"] >= 0.999 and full["pgd"]["agreement"] >= 0.999

@@ -14,7 +14,7 @@ import edgebnn
 from edgebnn import _io
 from edgebnn.deploy import device
 from edgebnn.deploy.tflite import PIXEL_MAX
-from edgebnn.deploy.verify import compare, to_pixels
+from edgebnn.deploy.verify import compare, interpreter, to_pixels
 
 MODEL_FILE = "model.tflite"
 EVAL_FILE = "eval.npz"
@@ -22,9 +22,17 @@ EVAL_FILE = "eval.npz"
 ACCURACY_TOLERANCE = 0.002
 #: Default smallest fraction of device predictions equal to the host's.
 MIN_AGREEMENT = 0.999
+#: Default largest |device logit - host logit| a bundle promises on its kernel set: float32
+#: sums taken in another order (another build of the same kernels), not other arithmetic.
+LOGIT_TOLERANCE = 1e-4
+#: The kernel set that a bundle's host logits are computed with and that its exactness
+#: promise holds for: TFLite's builtin kernels. XNNPACK, the stock runtimes' default
+#: delegate, sums in another order, and a binary network turns a pre-activation within
+#: float rounding of zero into a flipped sign and a jump in the next layer's output.
+EXACT_KERNELS = "builtin"
 
 
-def _validate(tflite, x, y, accuracy_tolerance, min_agreement):
+def _validate(tflite, x, y, accuracy_tolerance, min_agreement, logit_tolerance):
     if not isinstance(tflite, (bytes, bytearray)):
         raise TypeError(f"`tflite` must be the flatbuffer bytes, got {type(tflite).__name__}.")
     if len(x) != len(y) or len(x) == 0:
@@ -33,6 +41,8 @@ def _validate(tflite, x, y, accuracy_tolerance, min_agreement):
         raise ValueError(f"`accuracy_tolerance` must be in [0, 1], got {accuracy_tolerance!r}.")
     if not 0 <= min_agreement <= 1:
         raise ValueError(f"`min_agreement` must be in [0, 1], got {min_agreement!r}.")
+    if not logit_tolerance >= 0 or logit_tolerance == float("inf"):
+        raise ValueError(f"`logit_tolerance` must be a finite number >= 0, got {logit_tolerance!r}.")
 
 
 def bundle(
@@ -45,6 +55,7 @@ def bundle(
     name=None,
     accuracy_tolerance=ACCURACY_TOLERANCE,
     min_agreement=MIN_AGREEMENT,
+    logit_tolerance=LOGIT_TOLERANCE,
     description=None,
     extra=None,
 ):
@@ -53,7 +64,13 @@ def bundle(
     Contents: ``model.tflite``; ``eval.npz`` (no pickle) with ``x`` uint8 pixels,
     ``y`` labels, ``host_predictions`` and ``host_logits`` of the model on this
     host; ``manifest.json`` with sha256 sums, the input spec and preprocessing, the
-    host accuracy, the tolerance, and the edgebnn version.
+    host accuracy, the tolerance, the exactness promise and the edgebnn version.
+
+    The host logits come from TFLite's builtin kernels (:data:`EXACT_KERNELS`):
+    TensorFlow's stock interpreter for models with builtin ops only, LCE's interpreter
+    (without XNNPACK) for models with LCE ops. The manifest's ``exactness`` entry
+    promises that a device running the same kernel set reproduces them within
+    ``logit_tolerance``; the device runner uses that kernel set and checks the promise.
 
     Args:
         tflite: flatbuffer bytes.
@@ -66,17 +83,19 @@ def bundle(
         extra: optional dict of further manifest entries (e.g. full-test-set results).
         accuracy_tolerance: accepted |device accuracy - host accuracy|.
         min_agreement: accepted minimum fraction of device predictions equal to the host's.
+        logit_tolerance: promised largest |device logit - host logit| on the builtin kernels.
 
     Returns:
         The manifest (dict).
     """
-    _validate(tflite, x, y, accuracy_tolerance, min_agreement)
+    _validate(tflite, x, y, accuracy_tolerance, min_agreement, logit_tolerance)
     tflite = bytes(tflite)
     pixels = np.asarray(x) if np.asarray(x).dtype == np.uint8 else to_pixels(x)
     if np.asarray(x).dtype != np.uint8 and not np.allclose(pixels / PIXEL_MAX, x, atol=1e-6):
         raise ValueError("`x` must be uint8 pixels or floats on the 1/255 grid (e.g. from edgebnn.data.load).")
     y = np.asarray(y).astype(np.int64)
-    runner = device.load_interpreter(tflite)
+    runner = interpreter(tflite, runtime="lce" if device.uses_lce_ops(tflite) else "tensorflow",
+                         kernels=EXACT_KERNELS)
     input_spec = {
         "dtype": str(runner.input_dtype),
         "shape": [int(d) for d in runner.input_shape],
@@ -105,6 +124,7 @@ def bundle(
         "expected": {"accuracy": float(np.mean(pred == y)), "host_runtime": runner.runtime,
                      "host_machine": platform.machine()},
         "tolerance": {"accuracy_abs": float(accuracy_tolerance), "min_agreement_with_host": float(min_agreement)},
+        "exactness": {"kernels": EXACT_KERNELS, "max_abs_logit_diff": float(logit_tolerance)},
     }
     if extra:
         clash = sorted(set(extra) & set(manifest))

@@ -1,6 +1,5 @@
 """Re-verification of a converted model against its Keras original (host side)."""
 
-import functools
 import os
 from pathlib import Path
 
@@ -24,18 +23,31 @@ def lce_interpreter(flatbuffer, *, num_threads=1, kernel="default"):
     return device.load_interpreter(flatbuffer, runtime="lce", num_threads=num_threads, kernel=kernel)
 
 
-def interpreter(flatbuffer, *, runtime="auto", kernel="default", num_threads=1):
-    """A runner for ``flatbuffer``; ``runtime="tensorflow"`` uses ``tf.lite.Interpreter`` (stock TFLite)."""
+def interpreter(flatbuffer, *, runtime="auto", kernel="default", num_threads=1, kernels=None):
+    """A runner for ``flatbuffer``; ``runtime="tensorflow"`` uses ``tf.lite.Interpreter`` (stock TFLite).
+
+    Args:
+        kernels: ``"builtin"`` (TFLite's builtin kernels only) or ``"delegate"`` (the
+            runtime's default delegate), see :data:`edgebnn.deploy.device.KERNEL_SETS`.
+            Default: ``"delegate"`` for ``runtime="tensorflow"`` (as a plain
+            ``tf.lite.Interpreter`` runs), ``"builtin"`` for the device runtimes (as the
+            device runner runs).
+    """
+    if kernels is None:
+        kernels = "delegate" if runtime == "tensorflow" else "builtin"
     if runtime not in RUNTIMES:
         raise ValueError(f"`runtime` must be one of {list(RUNTIMES)}, got {runtime!r}.")
     if runtime != "tensorflow":
-        return device.load_interpreter(flatbuffer, runtime=runtime, kernel=kernel, num_threads=num_threads)
+        return device.load_interpreter(flatbuffer, runtime=runtime, kernel=kernel, num_threads=num_threads,
+                                       kernels=kernels)
     if kernel != "default":
         raise ValueError(f"`kernel` {kernel!r} needs runtime 'lce', got runtime 'tensorflow'.")
+    if kernels not in device.KERNEL_SETS:
+        raise ValueError(f"`kernels` must be one of {list(device.KERNEL_SETS)}, got {kernels!r}.")
     import tensorflow as tf  # noqa: PLC0415
 
-    impl = device._StockRunner(tf.lite.Interpreter, "tensorflow", bytes(flatbuffer), num_threads=num_threads)
-    return device.Runner(impl)
+    return device.stock_runner(tf.lite.Interpreter, tf.lite.experimental.OpResolverType, "tensorflow", flatbuffer,
+                               num_threads=num_threads, kernels=kernels)
 
 
 def to_pixels(x):
@@ -132,13 +144,8 @@ def builtin_identical(flatbuffer, reference, x, *, batch_size=1000):
     Returns:
         dict with ``n``, ``identical`` (every output bit equal) and ``max_abs_diff``.
     """
-    import tensorflow as tf  # noqa: PLC0415
-
-    resolver = tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    builtin = functools.partial(tf.lite.Interpreter, experimental_op_resolver_type=resolver)
-
     def predict(fb):
-        runner = device.Runner(device._StockRunner(builtin, "tensorflow", bytes(fb), num_threads=1))
+        runner = interpreter(fb, runtime="tensorflow", kernels="builtin")
         xs = model_input(x, runner.input_dtype)
         return np.concatenate([runner.predict(xs[i : i + batch_size]) for i in range(0, len(xs), batch_size)])
 
