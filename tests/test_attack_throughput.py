@@ -169,3 +169,19 @@ def test_vectorized_eot_samples_are_independent_with_the_mean_of_single_passes(s
     standard_error = np.sqrt(spread**2 / (2 * draws) + means.var(axis=0) / draws)
     z = np.abs(means.mean(axis=0) - expected)[varying] / standard_error[varying]
     assert np.mean(z < 3) > 0.97
+
+
+@pytest.mark.parametrize("norm,eps", [(np.inf, 0.1), (2, 1.5)])
+def test_fused_apgd_update_matches_the_unfused_ops_to_float_rounding(norm, eps):
+    """XLA may contract a multiply-add into one rounding: the fused update differs by ulps, no more."""
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.uniform(0, 1, (16, 28, 28, 1)), tf.float32)
+    x_adv = tf.clip_by_value(x + tf.constant(rng.uniform(-eps, eps, x.shape), tf.float32), 0.0, 1.0)
+    x_old = tf.clip_by_value(x + tf.constant(rng.uniform(-eps, eps, x.shape), tf.float32), 0.0, 1.0)
+    grad = tf.constant(rng.normal(size=x.shape), tf.float32)
+    step = tf.constant(rng.uniform(0.01, 2 * eps, 16), tf.float32)
+    options = dict(eps=eps, norm=norm, clip_min=0.0, clip_max=1.0)
+    for momentum in (1.0, apgd_module.MOMENTUM):
+        fused = apgd_module._fused_momentum_step(x, x_adv, x_old, grad, step, tf.constant(momentum), **options)
+        plain = apgd_module._momentum_step(x, x_adv, x_old, grad, step, tf.constant(momentum), **options)
+        np.testing.assert_allclose(fused.numpy(), plain.numpy(), rtol=0, atol=1e-6)
