@@ -11,8 +11,9 @@ import time
 from benchmarks.common import REPO, load_average, machine, render
 
 #: name -> module of ``benchmarks`` with ``run(*, quick) -> Result``, in page order.
-BENCHMARKS = {"pgd": "benchmarks.pgd", "apgd": "benchmarks.apgd", "training": "benchmarks.training",
-              "deploy": "benchmarks.deploy", "memory": "benchmarks.memory"}
+BENCHMARKS = {"peak": "benchmarks.peak", "pgd": "benchmarks.pgd", "apgd": "benchmarks.apgd",
+              "ensemble": "benchmarks.ensemble", "training": "benchmarks.training", "deploy": "benchmarks.deploy",
+              "memory": "benchmarks.memory"}
 
 
 def main(argv=None):

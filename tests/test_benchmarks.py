@@ -36,3 +36,23 @@ def test_cli_rejects_an_unknown_benchmark(capsys):
         cli.main(["--only", "nope"])
     assert e.value.code == 2
     assert "invalid choice: 'nope'" in capsys.readouterr().err
+
+
+def test_forward_flop_counts_dense_and_convolution_layers():
+    import tensorflow as tf
+
+    from benchmarks.peak import forward_flop
+
+    model = tf.keras.Sequential([
+        tf.keras.layers.Conv2D(4, 3, input_shape=(8, 8, 2)),  # 6 x 6 outputs
+        tf.keras.layers.BatchNormalization(),
+        tf.keras.layers.Flatten(),
+        tf.keras.layers.Dense(5),
+    ])
+    assert forward_flop(model) == 2 * 3 * 3 * 2 * 4 * 6 * 6 + 2 * (6 * 6 * 4) * 5
+
+
+def test_matmul_peak_is_a_positive_rate():
+    from benchmarks.peak import matmul_peak
+
+    assert matmul_peak(size=64, repeats=1) > 0

@@ -104,6 +104,17 @@ def _step(x, x_adv, grad, step_size, eps, norm, clip_min, clip_max):
     return clip(x + project(x_adv + optimize_linear(grad, step_size, norm) - x, eps, norm), clip_min, clip_max)
 
 
+def _momentum_step(x, x_adv, x_adv_old, grad, step_size, momentum, *, eps, norm, clip_min, clip_max):
+    """APGD's update (Croce and Hein 2020, Eq. 2): a projected step, then momentum, projected again."""
+    x_step = _step(x, x_adv, grad, step_size, eps, norm, clip_min, clip_max)
+    x_new = x_adv + (x_step - x_adv) * momentum + (x_adv - x_adv_old) * (1.0 - momentum)
+    return clip(x + project(x_new - x, eps, norm), clip_min, clip_max)
+
+
+#: The elementwise update fused into one XLA kernel (about twenty elementwise ops otherwise).
+_fused_momentum_step = tf.function(_momentum_step, jit_compile=True, autograph=False)
+
+
 def apgd_run(model_fn, x, y, loss_fn, *, eps, steps, norm, clip_min, clip_max, eot_samples, surrogate, target=None):
     """One APGD run (graph mode) maximising ``loss_fn(logits, y)``.
 
@@ -139,10 +150,9 @@ def apgd_run(model_fn, x, y, loss_fn, *, eps, steps, norm, clip_min, clip_max, e
     reduced_last_check = tf.ones_like(loss, dtype=tf.bool)
     for i in tf.range(steps):
         momentum = tf.where(i > 0, MOMENTUM, 1.0)
-        x_step = _step(x, x_adv, grad, step_size, eps, norm, clip_min, clip_max)
-        x_new = x_adv + (x_step - x_adv) * momentum + (x_adv - x_adv_old) * (1.0 - momentum)
-        x_adv_old = x_adv
-        x_adv = clip(x + project(x_new - x, eps, norm), clip_min, clip_max)
+        x_adv, x_adv_old = _fused_momentum_step(
+            x, x_adv, x_adv_old, grad, step_size, momentum, eps=eps, norm=norm, clip_min=clip_min, clip_max=clip_max,
+        ), x_adv
 
         grad, loss, logits = gradient(x_adv)
         wrong = success(logits)
@@ -156,18 +166,32 @@ def apgd_run(model_fn, x, y, loss_fn, *, eps, steps, norm, clip_min, clip_max, e
         grad_best = tf.where(tf.reshape(improved, shape), grad, grad_best)
         loss_best = tf.where(improved, loss, loss_best)
 
-        # Step-size check: halve where the loss rose in at most rho of the window's
-        # steps, or where the last check kept the step and the best loss did not move.
-        oscillating = increases <= window[i] * RHO
-        stalled = tf.logical_not(reduced_last_check) & (loss_best_last_check >= loss_best)
-        reduce = (oscillating | stalled) & is_check[i]
-        step_size = tf.where(reduce, step_size / 2.0, step_size)
-        x_adv = tf.where(tf.reshape(reduce, shape), x_best, x_adv)
-        grad = tf.where(tf.reshape(reduce, shape), grad_best, grad)
-        reduced_last_check = tf.where(is_check[i], oscillating | stalled, reduced_last_check)
-        loss_best_last_check = tf.where(is_check[i], loss_best, loss_best_last_check)
-        increases = tf.where(is_check[i], tf.zeros_like(increases), increases)
+        state = (step_size, x_adv, grad, reduced_last_check, loss_best_last_check, increases)
+        # Only the few checkpoint iterations pay for the check (a branch, not a select per step).
+        state = tf.cond(
+            is_check[i],
+            lambda: _check_step_size(*state, x_best=x_best, grad_best=grad_best, loss_best=loss_best, window=window[i]),
+            lambda: state,
+        )
+        step_size, x_adv, grad, reduced_last_check, loss_best_last_check, increases = state
     return x_best_adv, fooled, x_best, loss_best
+
+
+def _check_step_size(step_size, x_adv, grad, reduced_last_check, loss_best_last_check, increases, *, x_best,
+                     grad_best, loss_best, window):
+    """APGD's checkpoint: the next ``(step_size, x_adv, grad, reduced_last_check, loss_best_last_check, increases)``.
+
+    Halve the step, and restart from the best point, where the loss rose in at most rho
+    of the window's steps, or where the last check kept the step and the best loss did not move.
+    """
+    shape = [-1] + [1] * (x_adv.shape.rank - 1)
+    oscillating = increases <= window * RHO
+    stalled = tf.logical_not(reduced_last_check) & (loss_best_last_check >= loss_best)
+    reduce = oscillating | stalled
+    step_size = tf.where(reduce, step_size / 2.0, step_size)
+    x_adv = tf.where(tf.reshape(reduce, shape), x_best, x_adv)
+    grad = tf.where(tf.reshape(reduce, shape), grad_best, grad)
+    return step_size, x_adv, grad, reduce, loss_best, tf.zeros_like(increases)
 
 
 def _merge(best, new, shape):
@@ -223,16 +247,18 @@ def apgd_t_core(
     shape = [-1] + [1] * (x.shape.rank - 1)
     y = labels_or_predictions(model_fn, x, y)
     ranking = tf.argsort(call_model(model_fn, x), axis=-1, direction="DESCENDING")
-    best = None
-    for rank in range(1, target_classes + 1):  # unrolled: at most classes - 1
-        target = ranking[:, rank]
+    # Any score beats this start, so the first run is kept as it is.
+    best = (x, tf.fill(tf.shape(y), tf.constant(-np.inf, tf.float32)))
+    # A graph loop over the targets: one traced APGD run serves every target class.
+    for rank in tf.range(1, target_classes + 1):
+        target = tf.gather(ranking, rank, axis=-1)
         loss_fn = _loss_function("dlr", targeted=True, target=target)
-        for _ in range(restarts):
+        for _ in range(restarts):  # unrolled: restarts are few
             scored = _run_score(apgd_run(
                 model_fn, x, y, loss_fn, eps=eps, steps=steps, norm=norm, clip_min=clip_min, clip_max=clip_max,
                 eot_samples=eot_samples, surrogate=surrogate,
             ))
-            best = scored if best is None else _merge(best, scored, shape)
+            best = _merge(best, scored, shape)
     return best[0]
 
 

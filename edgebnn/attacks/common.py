@@ -173,20 +173,31 @@ def prepare(model_fn, x, *, y, targeted, clip_min, clip_max, eps=None, norm=None
     return types.SimpleNamespace(x=x, y=check_labels(y, x), targeted=bool(targeted), **checked)
 
 
+def _batch_free_spec(value):
+    """A ``tf.TensorSpec`` of ``value`` with its leading (batch) axis unknown; other values unchanged."""
+    if isinstance(value, tf.Tensor) and value.shape.rank:
+        return tf.TensorSpec([None, *value.shape[1:]], value.dtype)
+    return value
+
+
 def compiled(core):
     """Run the graph-mode ``core`` through one cached ``tf.function``.
 
-    Called eagerly, the attack is traced once per model / option set and then runs as
-    a graph (the whole loop, not one gradient at a time as CleverHans' eager attacks
-    do). Called inside a graph (``craft``, ``train_step``), ``core`` is inlined.
+    Called eagerly, the attack is traced once per model / option set, with the batch
+    axis left unknown so that a batch of any size reuses the trace, and then runs as a
+    graph (the whole loop, not one gradient at a time as CleverHans' eager attacks do). Called inside a graph (``craft``, ``train_step``), ``core`` is inlined.
     Set ``EDGEBNN_EAGER_ATTACKS=1`` to debug an attack eagerly.
     """
-    graph_fn = tf.function(core, reduce_retracing=True)
+    graph_fn = tf.function(core)
 
     @functools.wraps(core)
     def run(*args, **kwargs):
         if not tf.executing_eagerly() or os.environ.get("EDGEBNN_EAGER_ATTACKS") == "1":
             return core(*args, **kwargs)
+        # Trace with the batch axis unknown, so that calls on batches of other sizes (the
+        # shrinking survivors of an ensemble) reuse the graph; the call then dispatches to it.
+        batch_free_args, batch_free_kwargs = tf.nest.map_structure(_batch_free_spec, (args, kwargs))
+        graph_fn.get_concrete_function(*batch_free_args, **batch_free_kwargs)
         return graph_fn(*args, **kwargs)
 
     run.graph_function = graph_fn  # for tracing counts in tests
@@ -259,20 +270,33 @@ def loss_gradient(model_fn, x, y, *, targeted, eot_samples=1, loss_fn=cross_entr
 
 
 def loss_gradient_and_logits(model_fn, x, y, *, targeted, eot_samples=1, loss_fn=cross_entropy, surrogate="ste"):
-    """:func:`loss_gradient` plus the logits of the last forward pass: ``(gradient, loss, logits)``."""
-    grad_sum, loss_sum = tf.zeros_like(x), tf.zeros(tf.shape(x)[:1])
+    """:func:`loss_gradient` plus the logits of one forward pass: ``(gradient, loss, logits)``.
+
+    With ``eot_samples > 1`` the passes run vectorized over the samples (one
+    ``tf.vectorized_map``, not a loop): every sample's random ops (stochastic weights,
+    dropout masks) draw their own values, as in ``eot_samples`` separate calls, and the
+    graph does not grow with the number of samples. The logits are the first sample's.
+    """
     with use_surrogate(model_fn, surrogate):
-        for _ in range(eot_samples):  # unrolled: every pass draws fresh randomness
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                logits = call_model(model_fn, x)
-                loss = loss_fn(logits, y)
-                if targeted:
-                    loss = -loss
-            # A model that blocks the gradient (masking) yields zeros, not an error.
-            grad_sum += tape.gradient(loss, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-            loss_sum += loss
-    return grad_sum / eot_samples, loss_sum / eot_samples, logits
+        if eot_samples == 1:
+            return _loss_gradient_and_logits(model_fn, x, y, targeted=targeted, loss_fn=loss_fn)
+        grads, losses, logits = tf.vectorized_map(
+            lambda _: _loss_gradient_and_logits(model_fn, x, y, targeted=targeted, loss_fn=loss_fn),
+            tf.range(eot_samples),
+        )
+    return tf.reduce_mean(grads, axis=0), tf.reduce_mean(losses, axis=0), logits[0]
+
+
+def _loss_gradient_and_logits(model_fn, x, y, *, targeted, loss_fn):
+    """One forward / backward pass: ``(gradient, loss, logits)``."""
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        logits = call_model(model_fn, x)
+        loss = loss_fn(logits, y)
+        if targeted:
+            loss = -loss
+    # A model that blocks the gradient (masking) yields zeros, not an error.
+    return tape.gradient(loss, x, unconnected_gradients=tf.UnconnectedGradients.ZERO), loss, logits
 
 
 def _reduce_axes(x):

@@ -28,6 +28,8 @@ _RESCALED_BUDGET = 10000.0
 _TINY = 1e-12
 #: Grid of the L2 initialization: squares of side ``height // 5``.
 _L2_INIT_GRID = 5
+#: Queries spent before the first square: the clean input and the initialization.
+_START_QUERIES = 2
 
 
 def margin_and_loss(logits, y, *, targeted):
@@ -135,13 +137,25 @@ def _l2_init(x, eps, table):
     return x + _l2_normalize(delta) * eps
 
 
-def _linf_proposal(x, x_best, eps, side, height, width):
+def _linf_proposal(x, x_best, eps, side, height, width, clip_min, clip_max):
+    """``x_best`` with a random square set to ``+-eps`` per channel.
+
+    Where the drawn signs would leave an image unchanged (its square already at those
+    values, a query spent on nothing), the opposite signs are used, as the authors'
+    first implementation redraws them (``max-andr/square-attack``).
+    """
     batch, channels = tf.shape(x)[0], tf.shape(x)[3]
     top, left = _random_int(height - side), _random_int(width - side)
     window = _window(height, width, top, left, side)[None]
     signs = _random_sign(tf.stack([batch, 1, 1, channels]))
-    x_new = x_best + window * 2.0 * eps * signs
-    return tf.minimum(tf.maximum(x_new, x - eps), x + eps)
+
+    def moved(signs):
+        x_new = x_best + window * 2.0 * eps * signs
+        return clip(tf.minimum(tf.maximum(x_new, x - eps), x + eps), clip_min, clip_max)
+
+    x_new = moved(signs)
+    unchanged = tf.reduce_all(tf.equal(x_new, x_best), axis=[1, 2, 3])
+    return tf.where(tf.reshape(unchanged, [-1, 1, 1, 1]), moved(-signs), x_new)
 
 
 def _l2_proposal(x, x_best, eps, side, height, width, table):
@@ -175,13 +189,27 @@ def _side(p, features, channels, height, width, norm):
     return tf.minimum(side, min(height, width))
 
 
+def _alive_margin_and_loss(model_fn, x_new, y, alive, margin_min, loss_min, *, targeted):
+    """:func:`margin_and_loss` of the proposals, querying the model on the ``alive`` examples only.
+
+    The examples already broken keep ``margin_min`` and ``loss_min`` (the loop ignores them).
+    """
+    index = tf.where(alive)
+    margin, loss = margin_and_loss(
+        call_model(model_fn, tf.gather_nd(x_new, index)), tf.gather_nd(y, index), targeted=targeted,
+    )
+    return tf.tensor_scatter_nd_update(margin_min, index, margin), tf.tensor_scatter_nd_update(loss_min, index, loss)
+
+
 def square_core(model_fn, x, y, *, eps, norm, queries, p_init, targeted, clip_min, clip_max):
     """Graph-mode Square attack on validated NHWC tensors.
 
     Returns:
         ``(x_adv, queries_used)``: the best point per example and the number of model
-        evaluations spent on it (the initial point included; an example stops
-        spending queries once it is adversarial).
+        evaluations spent on it (the clean and the initial point included; an example stops
+        spending queries once it is adversarial: the model only sees the examples
+        still alive, while every random draw keeps the full batch's shape, so an
+        example's result does not depend on when the others break).
     """
     y = labels_or_predictions(model_fn, x, y)
     height, width, channels = x.shape[1], x.shape[2], x.shape[3]
@@ -189,19 +217,24 @@ def square_core(model_fn, x, y, *, eps, norm, queries, p_init, targeted, clip_mi
     table = _eta_table(height, width) if norm == 2 else None
     shape = [-1, 1, 1, 1]
 
-    x_best = clip(_linf_init(x, eps) if norm == np.inf else _l2_init(x, eps, table), clip_min, clip_max)
-    margin_min, loss_min = margin_and_loss(call_model(model_fn, x_best), y, targeted=targeted)
-    used = tf.ones_like(margin_min)
+    # Start from the reference's initialization where it lowers the loss of the clean
+    # input, else from the clean input (as ART does): two queries.
+    margin_min, loss_min = margin_and_loss(call_model(model_fn, x), y, targeted=targeted)
+    x_init = clip(_linf_init(x, eps) if norm == np.inf else _l2_init(x, eps, table), clip_min, clip_max)
+    margin_init, loss_init = margin_and_loss(call_model(model_fn, x_init), y, targeted=targeted)
+    better = loss_init < loss_min
+    x_best = tf.where(tf.reshape(better, shape), x_init, x)
+    margin_min, loss_min = tf.where(better, margin_init, margin_min), tf.minimum(loss_init, loss_min)
+    used = tf.fill(tf.shape(margin_min), float(_START_QUERIES))
     iteration = tf.constant(0)
-    while iteration < queries - 1 and tf.reduce_any(margin_min > 0.0):
+    while iteration < queries - _START_QUERIES and tf.reduce_any(margin_min > 0.0):
         alive = margin_min > 0.0
         side = _side(_p_selection(iteration, queries, p_init), features, channels, height, width, norm)
         if norm == np.inf:
-            x_new = _linf_proposal(x, x_best, eps, side, height, width)
+            x_new = _linf_proposal(x, x_best, eps, side, height, width, clip_min, clip_max)
         else:
-            x_new = _l2_proposal(x, x_best, eps, side, height, width, table)
-        x_new = clip(x_new, clip_min, clip_max)
-        margin, loss = margin_and_loss(call_model(model_fn, x_new), y, targeted=targeted)
+            x_new = clip(_l2_proposal(x, x_best, eps, side, height, width, table), clip_min, clip_max)
+        margin, loss = _alive_margin_and_loss(model_fn, x_new, y, alive, margin_min, loss_min, targeted=targeted)
         improved = loss < loss_min
         loss_min = tf.where(alive & improved, loss, loss_min)
         accept = alive & (improved | (margin <= 0.0))
@@ -233,6 +266,8 @@ def square_with_queries(
     a = prepare(model_fn, x, y=y, targeted=targeted, clip_min=clip_min, clip_max=clip_max, eps=eps, norm=norm,
                 queries=queries)
     p_init = _validate.number(p_init, "p_init", low=0, high=1, low_open=True)
+    if a.queries < _START_QUERIES:
+        raise ValueError(f"`queries` must be >= {_START_QUERIES} (the clean input and the initialization), got {a.queries}.")
     x = a.x
     if x.shape.rank == 3:
         x_img = x[..., None]
@@ -259,8 +294,8 @@ def square(model_fn, x, *, eps, norm=np.inf, queries=5000, p_init=DEFAULT_P_INIT
         x: images ``(batch, height, width[, channels])`` in ``[clip_min, clip_max]``.
         eps: radius of the norm ball (>= 0).
         norm: ``np.inf`` or ``2``.
-        queries: model evaluations per example, the initial point included (the
-            reference's ``n_queries``; AutoAttack uses 5,000).
+        queries: model evaluations per example (>= 2), the clean input and the initial
+            point included (the reference's ``n_queries``; AutoAttack uses 5,000).
         p_init: initial fraction of pixels a square covers.
         y: labels, or targets when ``targeted``; ``None`` uses the model's predictions.
         targeted: reach class ``y`` (cross-entropy loss) instead of leaving it (margin loss).
