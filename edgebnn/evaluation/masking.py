@@ -53,6 +53,10 @@ import tensorflow as tf
 _RANDOMNESS_TRIALS = 3
 
 
+#: Square's smallest budget: one query for its starting point, one for a step.
+MIN_SQUARE_QUERIES = 2
+
+
 @dataclass(frozen=True)
 class StrongSettings:
     """The budget of the strong evaluation; the ``[[robustness]]`` recipe entry takes its defaults.
@@ -77,6 +81,9 @@ class StrongSettings:
         """Raise ``ValueError`` naming the first setting that is not a positive int (or ``large_eps`` < 0)."""
         for name in ("steps", "pgd_steps", "restarts", "target_classes", "square_queries"):
             validate_positive_int(getattr(self, name), name)
+        if self.square_queries < MIN_SQUARE_QUERIES:
+            raise ValueError(f"square_queries: Square needs at least {MIN_SQUARE_QUERIES} queries (its start "
+                             f"and one step), got {self.square_queries}")
         attacks.common.validate_nonnegative(self.large_eps, "large_eps")
         return self
 
