@@ -233,6 +233,9 @@ def test_results_page_groups_papers_and_shows_verdicts_tables_figures_and_maskin
     # every table and figure of the paper is listed, run or not, with the reason
     assert "| Table 1 | clean and FGSM accuracy, single pass vs MC vote | `guan/table1` | mnist: all / all" in page
     assert "| Table 2 | JSMA and PGD accuracy, single pass vs MC vote | `guan/table2` | not run yet |" in page
+    # a paper without any run still has its section, listing what it reports and why nothing ran
+    assert "## Panda et al." in page and "| Table 5 | BNN vs full precision with 2 / 4 / 8-bit input (MNIST FCN1) | " \
+        "`panda/table5` | not run yet |" in page
     assert ("| Table 5 | black-box substitute attack on CIFAR-10 | `galloway/table5` | needs CIFAR-10, which "
             "tensorflow-datasets must download (not available offline) |") in page
     assert "- **C2** something unmeasured" in page and "verdict: **not evaluated: accuracy[cell=x] matched no record**" in page
