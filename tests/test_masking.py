@@ -261,3 +261,13 @@ def test_report_names_an_unknown_budget_key(float_model):
         masking.robustness_report(model, x, y, eps_list=[0.1], step=3)
     with pytest.raises(ValueError, match="pgd_steps"):
         masking.robustness_report(model, x, y, eps_list=[0.1], pgd_steps=0)
+
+
+def test_fgsm_accuracy_rising_with_eps_is_a_warning():
+    from edgebnn.evaluation import checks
+
+    rising = checks.check_eps_monotone(accuracy_by_eps={0.1: 0.40, 0.2: 0.30, 0.3: 0.60})
+    assert rising["status"] == "warning" and rising["check"] == "eps_monotone"
+    assert "rises from 30.0% at eps 0.2 to 60.0% at eps 0.3" in rising["message"]
+    assert checks.check_eps_monotone(accuracy_by_eps={0.1: 0.40, 0.2: 0.42, 0.3: 0.10})["status"] == "pass"  # noise
+    assert checks.check_eps_monotone(accuracy_by_eps={0.1: 0.4})["status"] == "pass"

@@ -51,6 +51,25 @@ def check_whitebox_vs_blackbox(*, whitebox, blackbox, margin=MARGIN):
     return _check("whitebox_vs_blackbox", passed, {**whitebox, **blackbox, "margin": margin}, message)
 
 
+def check_eps_monotone(*, accuracy_by_eps, attack="fgsm", margin=MARGIN):
+    """Accuracy under one attack (``{eps: accuracy}``) must not rise with eps by more than ``margin``.
+
+    A larger budget contains every smaller one, so a sound attack's accuracy can only
+    fall; a rise is the signature of label leaking or of a gradient that points the
+    wrong way at large steps (masking).
+    """
+    ordered = sorted(accuracy_by_eps.items())
+    rises = [(small, large) for small, large in zip(ordered, ordered[1:]) if large[1] > small[1] + margin]
+    numbers = {**{f"eps={e:g}": a for e, a in ordered}, "margin": margin}
+    if not rises:
+        return _check("eps_monotone", True, numbers, f"{attack} accuracy does not rise with eps"
+                      + ("" if len(ordered) > 1 else " (one eps: nothing to compare)"))
+    (e0, a0), (e1, a1) = rises[0]
+    return _check("eps_monotone", False, numbers,
+                  f"{attack} accuracy rises from {pct(a0)} at eps {e0:g} to {pct(a1)} at eps {e1:g}: label leaking "
+                  "or masked gradients; the small-eps numbers overstate robustness too")
+
+
 def check_large_eps(*, accuracy, eps=LARGE_EPS, max_accuracy=LARGE_EPS_MAX_ACCURACY):
     """Accuracy under a white-box attack with a very large budget must be near zero."""
     passed = accuracy <= max_accuracy

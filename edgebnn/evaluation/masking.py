@@ -17,6 +17,7 @@ check                      warns when
 ``zero_gradients``         more than ``max_fraction`` of the examples have an input gradient that
                            is exactly zero everywhere
 ``randomness_eot``         the model is randomized and was attacked without EOT, or EOT was weaker
+``eps_monotone``           FGSM accuracy rises with eps by more than ``margin`` (label leaking or masking)
 ``gradient_free_probe``    a gradient-free attack's accuracy depends on its finite-difference
                            probe size by more than ``margin`` (a too-small probe sees a flat model)
 =========================  =====================================================================
@@ -42,7 +43,8 @@ from edgebnn.attacks.ensemble import DEFAULT_SURROGATES, Ensemble, stage_names
 from edgebnn.evaluation.checks import (
     CONVERGENCE_TOLERANCE, LARGE_EPS, LARGE_EPS_MAX_ACCURACY, MARGIN, PASS, WARNING, ZERO_GRADIENT_MAX_FRACTION,
     check_convergence, check_gradient_free_probe, check_iterative_vs_single, check_large_eps, check_randomness_eot,
-    check_whitebox_vs_blackbox, check_zero_gradients, checks_for_eps, discretization_claims, global_checks, pct,
+    check_eps_monotone, check_whitebox_vs_blackbox, check_zero_gradients, checks_for_eps, discretization_claims,
+    global_checks, pct,
     to_markdown,
 )
 from edgebnn.evaluation.robustness import craft, predict_labels
@@ -312,6 +314,8 @@ def robustness_report(
             step()
         results.append(_eps_result(eps, correct, clean, plan, settings, surrogates))
     checks = global_checks(report)
+    checks += [check_eps_monotone(accuracy_by_eps={r["eps"]: r["accuracy"][f"fgsm/{s}"] for r in results},
+                                  attack=f"fgsm/{s}") for s in surrogates]
     eot_numbers = {}
     if randomized and eot_samples > 1:
         # The same short PGD at the first eps, with single-sample gradients, for comparison.
