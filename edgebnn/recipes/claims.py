@@ -215,21 +215,6 @@ def select(ref, records, configs):
     return chosen, None
 
 
-def resolve(ref, records, configs):
-    """``(mean, n, None)`` of ``ref`` over ``records``, or ``(None, 0, reason)`` when it selects no single result.
-
-    Args:
-        ref: a :class:`Ref`.
-        records: a report's records.
-        configs: ``{cell name: flat configuration}`` for dotted keys.
-    """
-    chosen, reason = select(ref, records, configs)
-    if reason is not None:
-        return None, 0, reason
-    values = [float(r[ref.metric]) for r in chosen]
-    return sum(values) / len(values), len(values), None
-
-
 def is_percent(metric):
     """Whether ``metric`` is a fraction the page shows in percent (accuracies, success rates)."""
     return "accuracy" in metric or metric == "success_rate"
