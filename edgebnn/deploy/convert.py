@@ -149,16 +149,13 @@ def with_uint8_input(model):
 def prepare(model, *, target="lce", input_dtype="float32", rewrites=True):
     """The Keras model that :func:`convert` actually converts (rewritten copy, uint8 stem).
 
-    ``lce``: all rewrites; ``portable``: only XNOR scale folding (the other rewrites
-    exist to reach LCE's binary kernels, which stock TFLite does not have).
+    The rewrites are the target's pipeline, :data:`edgebnn.deploy.rewrite.PIPELINES`.
     """
     _validate_options(model, target, input_dtype)
     check_deployable(model)
     deployable = model
     if rewrites:
-        lce = target == "lce"
-        deployable = _rewrite.rewrite(model, dense_to_conv=lce, bit_planes="auto" if lce else False, fold_xnor=True,
-                                      sign_thresholds=lce)
+        deployable = _rewrite.for_target(model, target)
     if input_dtype == "uint8":
         deployable = with_uint8_input(deployable)
     return deployable
