@@ -20,8 +20,9 @@ import types
 import numpy as np
 
 import edgebnn  # noqa: F401  (Keras 2 before TensorFlow)
-from benchmarks.common import DATA_DIR, Figure, Result, interleaved, trained_fcn2
+from benchmarks.common import DATA_DIR, Figure, Result, trained_fcn2
 from edgebnn import attacks
+from edgebnn.deploy.latency import interleaved
 from edgebnn.evaluation.robustness import craft, predict_labels
 
 #: APGD-CE should keep at least this fraction of PGD's throughput at equal iterations.

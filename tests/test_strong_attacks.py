@@ -330,3 +330,28 @@ def test_attack_with_surrogate_runs_compiled_per_surrogate(binary_model):
     np.testing.assert_array_equal(
         np.asarray(attacks.pgd(model, x, eps=0.05, steps=5, y=y, rand_init=False, surrogate="ste")), results["clipped"],
     )
+
+
+#: Attacks that take no gradient of the attacked model (black-box, or a trained substitute's).
+GRADIENT_FREE = {"spsa", "square", "substitute"}
+
+
+def test_every_gradient_attack_takes_a_surrogate():
+    takes = {name for name, entry in attacks.ATTACKS.items() if entry.takes_surrogate}
+    assert takes == set(attacks.ATTACKS) - GRADIENT_FREE
+
+
+@pytest.mark.parametrize("name, options", [
+    ("bim", dict(eps=0.05, steps=3)), ("mim", dict(eps=0.05, steps=3)), ("cw_l2", dict(max_iterations=5)),
+    ("jsma", dict(gamma=0.05)),
+])
+def test_surrogate_changes_the_backward_pass_only(name, options, binary_model):
+    """"ste" is the default; another surrogate is validated and changes the examples the gradients lead to."""
+    model, x, y = binary_model
+    attack = attacks.get(name)
+    x, y = x[:8], y[:8]
+    default = np.asarray(attack(model, x, y=y, **options))
+    np.testing.assert_array_equal(np.asarray(attack(model, x, y=y, surrogate="ste", **options)), default)
+    assert not np.array_equal(np.asarray(attack(model, x, y=y, surrogate="identity", **options)), default)
+    with pytest.raises(ValueError, match="surrogate"):
+        attack(model, x, y=y, surrogate="magic", **options)
