@@ -34,7 +34,7 @@ def _square_once(model, xt, yt, args):
     used, start = 0.0, time.perf_counter()
     for i in range(0, len(xt), args.batch_size):
         _, spent = attacks.square_with_queries(model, xt[i : i + args.batch_size], eps=args.eps,
-                                               queries=args.square_queries, y=yt[i : i + args.batch_size])
+                                               steps=args.square_queries, y=yt[i : i + args.batch_size])
         used += float(np.asarray(spent).sum())
     return used, time.perf_counter() - start
 

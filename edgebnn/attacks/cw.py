@@ -36,7 +36,7 @@ def _succeeded(logits, y, *, targeted, confidence, num_classes):
 
 
 def cw_l2_core(
-    model_fn, x, y, *, targeted, confidence, learning_rate, binary_search_steps, max_iterations,
+    model_fn, x, y, *, targeted, confidence, learning_rate, binary_search_steps, steps,
     initial_const, clip_min, clip_max, eps=None, eot_samples=1, surrogate="ste",
 ):
     """Graph-mode CW-L2 on validated tensors."""
@@ -60,7 +60,7 @@ def cw_l2_core(
         delta = tf.zeros_like(x)  # optimised in tanh space: w = w0 + delta
         m, v = tf.zeros_like(x), tf.zeros_like(x)
         found = tf.zeros([batch], tf.bool)
-        for step in tf.range(max_iterations):
+        for step in tf.range(steps):
             grad = tf.zeros_like(x)
             for _ in range(eot_samples):
                 with use_surrogate(model_fn, surrogate), tf.GradientTape() as tape:
@@ -95,7 +95,7 @@ _cw_l2 = compiled(cw_l2_core)
 
 def cw_l2(
     model_fn, x, *, eps=None, y=None, targeted=False, confidence=0.0, learning_rate=5e-2, binary_search_steps=5,
-    max_iterations=100, initial_const=1.0, clip_min=0.0, clip_max=1.0, eot_samples=1, surrogate="ste",
+    steps=100, initial_const=1.0, clip_min=0.0, clip_max=1.0, eot_samples=1, surrogate="ste",
 ):
     """The smallest-L2 adversarial example found by CW's optimisation in tanh space.
 
@@ -113,7 +113,7 @@ def cw_l2(
         confidence: margin kappa required of the adversarial logits.
         learning_rate: Adam learning rate.
         binary_search_steps: constant updates.
-        max_iterations: Adam steps per constant.
+        steps: Adam steps per constant (CW's and CleverHans' ``max_iterations``).
         initial_const: first constant c.
         clip_min, clip_max: valid input range (both required).
         eot_samples: EOT forward passes per gradient.
@@ -127,7 +127,7 @@ def cw_l2(
         raise ValueError(f"`clip_min` and `clip_max` are both required by CW's tanh box, got {clip_min!r}, {clip_max!r}.")
     a = prepare(model_fn, x, y=y, targeted=targeted, clip_min=clip_min, clip_max=clip_max, eps=eps,
                 eot_samples=eot_samples, surrogate=surrogate, binary_search_steps=binary_search_steps,
-                max_iterations=max_iterations)
+                steps=steps)
     if clip_min == clip_max:
         raise ValueError(f"`clip_min` must be < `clip_max` for CW's tanh box, got both {clip_min!r}.")
     confidence = validate_nonnegative(confidence, "confidence")
@@ -135,7 +135,7 @@ def cw_l2(
     learning_rate = _validate.number(learning_rate, "learning_rate", low=0, low_open=True)
     return _cw_l2(
         model_fn, a.x, a.y, targeted=a.targeted, confidence=confidence, learning_rate=learning_rate,
-        binary_search_steps=a.binary_search_steps, max_iterations=a.max_iterations,
+        binary_search_steps=a.binary_search_steps, steps=a.steps,
         initial_const=initial_const, clip_min=float(clip_min), clip_max=float(clip_max),
         eps=a.eps, eot_samples=a.eot_samples, surrogate=a.surrogate,
     )

@@ -144,7 +144,9 @@ def rewrite(model, passes=DEFAULT_PASSES, *, planes="all"):
     _validate(model, passes, planes)
     chosen = [PASSES[name] for name in passes]
     state = {p: p.prepare(model) for p in chosen if p.prepare is not None}
-    ctx = Context(tuple(passes), frozenset(flag for p in chosen for flag in p.flags), planes, state)
+    flags = {flag for p in chosen for flag in p.flags}
+    ctx = Context(tuple(passes), fold_xnor="fold_xnor" in flags, dense_to_conv="dense_to_conv" in flags,
+                  bit_planes=("bit_planes" in flags) and (True if planes == "all" else "auto"), state=state)
     rules = tuple(rule for p in chosen for rule in p.rules)
 
     def rewrite_layer(layer, value, *, single_use):

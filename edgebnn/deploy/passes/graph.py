@@ -82,31 +82,18 @@ class Context:
 
     Attributes:
         passes: names of the passes that run, in order.
-        flags: the union of their :attr:`Pass.flags`.
-        planes: ``"all"`` (every eligible first layer on bit planes) or ``"auto"``
-            (only where Larq Compute Engine gains from it).
+        fold_xnor, dense_to_conv: whether a running pass has that flag (:attr:`Pass.flags`).
+        bit_planes: ``False`` when no running pass has the ``"bit_planes"`` flag, else
+            ``True`` (every eligible first layer on bit planes) or ``"auto"`` (only where
+            Larq Compute Engine gains from it).
         state: :class:`Pass` -> what its :attr:`Pass.prepare` returned.
     """
 
     passes: tuple
-    flags: frozenset
-    planes: str = "all"
+    fold_xnor: bool = False
+    dense_to_conv: bool = False
+    bit_planes: object = False
     state: dict = dataclasses.field(default_factory=dict)
-
-    @property
-    def fold_xnor(self):
-        return "fold_xnor" in self.flags
-
-    @property
-    def dense_to_conv(self):
-        return "dense_to_conv" in self.flags
-
-    @property
-    def bit_planes(self):
-        """``True`` (planes everywhere eligible), ``"auto"``, or ``False`` when no pass makes planes."""
-        if "bit_planes" not in self.flags:
-            return False
-        return True if self.planes == "all" else "auto"
 
 
 def copy_layer(layer, name=None, **overrides):
