@@ -1,4 +1,4 @@
-"""The deploy pass pipeline: each registered pass runs alone, and a new pass is its code, a registry line and a table position."""
+"""The deploy pass pipeline: each registered pass runs alone; a new pass is its code, a registry line, a table position."""
 
 import numpy as np
 import pytest
@@ -48,7 +48,7 @@ def test_every_pass_is_marked():
 @pytest.mark.parametrize("name", sorted(MARKS))
 def test_each_pass_runs_alone(name, rng):
     model = _model()
-    rewritten = rw.rewrite(model, [name])
+    rewritten = rw.rewrite(model, passes=[name])
     names = [layer.name for layer in rewritten.layers]
     assert any(n.startswith(MARKS[name]) for n in names)
     if name == "dense_to_conv":
@@ -64,7 +64,7 @@ def test_each_pass_runs_alone(name, rng):
 
 def test_no_pass_is_a_copy(rng):
     model = _model()
-    copy = rw.rewrite(model, [])
+    copy = rw.rewrite(model, passes=[])
     assert [type(layer) for layer in copy.layers] == [type(layer) for layer in model.layers]
     x = rng.random((4, 8, 8, 1)).astype(np.float32)
     np.testing.assert_array_equal(copy(x).numpy(), model(x).numpy())
@@ -80,7 +80,7 @@ def test_a_new_pass_is_a_registry_line_and_a_table_position(monkeypatch, rng):
     monkeypatch.setitem(rw.PASSES, "drop_dropout", Pass(rules=(Rule((Plain,), _drop_dropout),)))
     portable = rw.PIPELINES["portable"]
     monkeypatch.setitem(rw.PIPELINES, "portable", rw.Pipeline(("drop_dropout", *portable.passes), portable.planes))
-    alone = rw.rewrite(model, ["drop_dropout"])
+    alone = rw.rewrite(model, passes=["drop_dropout"])
     assert "dropout" in {layer.name for layer in model.layers} - {layer.name for layer in alone.layers}
     prepared = cv.prepare(model, target="portable")  # convert's own code knows no pass
     names = {layer.name for layer in prepared.layers}
@@ -92,11 +92,11 @@ def test_a_new_pass_is_a_registry_line_and_a_table_position(monkeypatch, rng):
 def test_pipeline_arguments_are_checked():
     model = _model()
     with pytest.raises(ValueError, match="`passes` must be a sequence of pass names .*got 'xnor_fold'"):
-        rw.rewrite(model, "xnor_fold")
+        rw.rewrite(model, passes="xnor_fold")
     with pytest.raises(ValueError, match="`passes` must be a sequence of pass names"):
-        rw.rewrite(model, ["fold_everything"])
+        rw.rewrite(model, passes=["fold_everything"])
     with pytest.raises(ValueError, match="`passes` must name each pass once"):
-        rw.rewrite(model, ["xnor_fold", "xnor_fold"])
+        rw.rewrite(model, passes=["xnor_fold", "xnor_fold"])
     with pytest.raises(ValueError, match="`planes` must be one of"):
         rw.rewrite(model, planes=True)
     with pytest.raises(ValueError, match="`target` must be one of"):

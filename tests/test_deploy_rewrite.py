@@ -178,7 +178,7 @@ def test_xnor_scales_folded(rng):
 
 def test_options_switch_rewrites_off(rng):
     model = build_fcn(hidden_units=32, hidden_layers=1, precision="binary", input_bits=2)
-    plain = rw.rewrite(model, ["xnor_fold"])
+    plain = rw.rewrite(model, passes=["xnor_fold"])
     assert sum(isinstance(layer, lq.layers.QuantDense) for layer in plain.layers) == 2
     assert any(isinstance(layer, InputDiscretization) for layer in plain.layers)
     _assert_equivalent(model, plain, _inputs(rng, n=16))

@@ -118,7 +118,7 @@ def _validate(model, passes, planes):
         raise ValueError(f"`planes` must be one of {list(PLANES)}, got {planes!r}.")
 
 
-def rewrite(model, passes=DEFAULT_PASSES, *, planes="all"):
+def rewrite(model, *, passes=DEFAULT_PASSES, planes="all"):
     """A rewritten copy of functional Keras ``model`` (the original is not modified).
 
     Args:
@@ -160,4 +160,4 @@ def for_target(model, target):
     if target not in PIPELINES:
         raise ValueError(f"`target` must be one of {sorted(PIPELINES)}, got {target!r}.")
     pipeline = PIPELINES[target]
-    return rewrite(model, pipeline.passes, planes=pipeline.planes)
+    return rewrite(model, passes=pipeline.passes, planes=pipeline.planes)

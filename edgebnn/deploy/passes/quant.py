@@ -1,9 +1,10 @@
 """What a quantized layer computes, as the deploy passes need to know it.
 
 Shared by the passes (which quantizers are ``sign`` and which kernels XNOR-Net
-``alpha_c * sign(W)`` is :mod:`edgebnn.introspect`'s to say): the kernel a layer effectively computes with, a BatchNorm as
-a per-channel affine map, and :func:`binary_linear`, the copy of a quantized linear
-layer with a ``+-1`` kernel that Larq Compute Engine turns into ``LceBconv2d``.
+``alpha_c * sign(W)`` is :mod:`edgebnn.introspect`'s to say): the kernel a layer
+effectively computes with, a BatchNorm as a per-channel affine map, and
+:func:`binary_linear`, the copy of a quantized linear layer with a ``+-1`` kernel that
+Larq Compute Engine turns into ``LceBconv2d``.
 """
 
 import numpy as np
