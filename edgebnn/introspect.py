@@ -71,7 +71,7 @@ def random_inference_layers(model):
             if random_at_inference(getattr(layer, attr, None)):
                 found.append((layer.name, f"{attr} is stochastic ({_name_of(getattr(layer, attr))})"))
         if random_at_inference(layer):
-            found.append((layer.name, f"layer {type(layer).__name__} samples at inference"))
+            found.append((layer.name, f"Monte-Carlo layer {type(layer).__name__} is active at inference"))
         for node in layer._inbound_nodes:
             if node.call_kwargs.get("training") is True:
                 found.append((layer.name, "called with training=True (random at inference)"))
