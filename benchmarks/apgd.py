@@ -20,8 +20,9 @@ import types
 import numpy as np
 
 import edgebnn  # noqa: F401  (Keras 2 before TensorFlow)
-from benchmarks.common import DATA_DIR, Figure, Result, interleaved, trained_fcn2
+from benchmarks.common import DATA_DIR, Figure, Result, trained_fcn2
 from edgebnn import attacks
+from edgebnn.deploy.latency import interleaved
 from edgebnn.evaluation.robustness import craft, predict_labels
 
 #: APGD-CE should keep at least this fraction of PGD's throughput at equal iterations.
@@ -33,7 +34,7 @@ def _square_once(model, xt, yt, args):
     used, start = 0.0, time.perf_counter()
     for i in range(0, len(xt), args.batch_size):
         _, spent = attacks.square_with_queries(model, xt[i : i + args.batch_size], eps=args.eps,
-                                               queries=args.square_queries, y=yt[i : i + args.batch_size])
+                                               steps=args.square_queries, y=yt[i : i + args.batch_size])
         used += float(np.asarray(spent).sum())
     return used, time.perf_counter() - start
 

@@ -1,5 +1,5 @@
-"""Shared tooling of the benchmarks: the machine description, interleaved timing, peak RSS
-of a child process and the markdown rendering of the results."""
+"""Shared tooling of the benchmarks: the machine description, peak RSS of a child process and
+the markdown rendering of the results (interleaved timing is :mod:`edgebnn.deploy.latency`)."""
 
 import dataclasses
 import json
@@ -8,7 +8,6 @@ import platform
 import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,18 +86,6 @@ def trained_fcn2(args, *, precision="float", input_bits=None):
     model = zoo.get("panda_fcn2")(precision=precision, input_bits=input_bits)
     train(model, x, y, epochs=args.epochs, seed=args.seed, verbose=0)
     return model, xt, yt, float(np.mean(predict_labels(model, xt) == yt))
-
-
-def interleaved(paths, repeats):
-    """``{name: [seconds, ...]}``: every path of ``{name: fn}`` timed ``repeats`` times,
-    round by round, so that load from other processes hits every path alike (warm up first)."""
-    seconds = {name: [] for name in paths}
-    for _ in range(repeats):
-        for name, fn in paths.items():
-            start = time.perf_counter()
-            fn()
-            seconds[name].append(time.perf_counter() - start)
-    return seconds
 
 
 def peak_rss_mib():

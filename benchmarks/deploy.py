@@ -12,9 +12,10 @@ rounds after a warm-up, every target on the interpreter edgebnn's verification u
 import numpy as np
 
 import edgebnn  # noqa: F401  (Keras 2 before TensorFlow)
-from benchmarks.common import Figure, Result, interleaved
+from benchmarks.common import Figure, Result
 from edgebnn import testing, zoo
 from edgebnn.deploy import convert as cv
+from edgebnn.deploy.latency import interleaved, latency_ms
 from edgebnn.deploy.verify import interpreter
 
 MODELS = {
@@ -22,14 +23,6 @@ MODELS = {
     "Galloway CNN B K=32": ("galloway_cnn", dict(precision="B", kernels=32)),
 }
 FLOAT = "float TFLite"
-
-
-def latency_ms(runners, x, repeats):
-    """``{name: median ms per image}`` of every runner's ``predict(x)``, interleaved round by round."""
-    for runner in runners.values():
-        runner.predict(x[:10])  # warm-up
-    seconds = interleaved({name: (lambda r=r: r.predict(x)) for name, r in runners.items()}, repeats)
-    return {name: 1000.0 * float(np.median(s)) / len(x) for name, s in seconds.items()}
 
 
 def run(*, quick=False):

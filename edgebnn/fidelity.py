@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from edgebnn import _io, data, recipes, zoo
 from edgebnn.recipes import config
-from edgebnn.recipes.evaluations.common import DEFAULT_EOT_SAMPLES
+from edgebnn.recipes.evaluations.common import default_eot_samples
 from edgebnn.recipes.store import Store, key_of
 
 #: Accuracy (%) below the paper's beyond which a model counts as under-trained.
@@ -162,7 +162,7 @@ def build(recipe, num_classes, image_shape):
 
 def fit(model, recipe, x, y, *, checkpoint_dir=None):
     """Train ``model`` in place with the recipe's train section (optimizer, schedule, adversarial training)."""
-    from edgebnn.deploy.convert import random_inference_layers  # noqa: PLC0415
+    from edgebnn.introspect import random_inference_layers  # noqa: PLC0415
     from edgebnn.training import (  # noqa: PLC0415
         AdversarialModel, compile_for_classification, learning_rate_schedule, make_optimizer, train,
     )
@@ -171,8 +171,7 @@ def fit(model, recipe, x, y, *, checkpoint_dir=None):
     fit_model = model
     if t.adversarial is not None:
         options = t.adversarial.model_dump()  # the section's keys are AdversarialModel's arguments
-        options["eot_samples"] = options["eot_samples"] or (
-            DEFAULT_EOT_SAMPLES if random_inference_layers(model) else 1)
+        options["eot_samples"] = options["eot_samples"] or default_eot_samples(bool(random_inference_layers(model)))
         fit_model = AdversarialModel(model, **options)
     lr = learning_rate_schedule(t.learning_rate, schedule=t.schedule, steps_per_epoch=math.ceil(len(x) / t.batch_size),
                                 epochs=t.epochs, decay_epochs=t.decay_epochs, decay_factor=t.decay_factor)

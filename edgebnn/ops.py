@@ -254,6 +254,10 @@ def stochastic_sign(x, *, seed=None):
     return _stochastic_sign(tf.convert_to_tensor(x))
 
 
+#: Read by :func:`edgebnn.introspect.random_at_inference` (the function used directly as a quantizer).
+stochastic_sign.random_at_inference = True
+
+
 @_NO_AUTOGRAPH
 def kbit_weight(w, bits):
     """k-bit weight quantization of Guan et al. (Eq. 11).

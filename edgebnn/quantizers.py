@@ -36,6 +36,7 @@ binary weights ``sign(layer.kernel)`` (+1 at 0). See :func:`is_xnor_layer`.
 import re
 
 from edgebnn import _validate, ops
+from edgebnn.introspect import is_xnor
 
 import larq as lq
 import tensorflow as tf
@@ -54,6 +55,8 @@ class StochasticSign(lq.quantizers.Quantizer):
     """
 
     precision = 1
+    #: Samples at inference too (read by :func:`edgebnn.introspect.random_at_inference`).
+    random_at_inference = True
 
     def __init__(self, seed=None, **kwargs):
         self.seed = _validate.seed(seed)
@@ -260,7 +263,7 @@ def get(name, **kwargs):
 def is_xnor_layer(layer):
     """True when ``layer`` is a Larq quantized layer whose kernel quantizer is Larq's ``MagnitudeAwareSign``
     (edgebnn's :class:`XnorWeight` included)."""
-    return isinstance(getattr(layer, "kernel_quantizer", None), lq.quantizers.MagnitudeAwareSign)
+    return is_xnor(getattr(layer, "kernel_quantizer", None))
 
 
 __all__ = [

@@ -80,7 +80,7 @@ def evaluate(model, xt, yt, holdout, args, log):
     row["pgd"], row["pgd_small"] = accuracy(model, x_pgd, yt), accuracy(model, x_pgd[:n_small], ys)
     row["mim"] = timed("mim", lambda: accuracy(model, craft(model, xt, yt, attack="mim", eps=eps, steps=10), yt))
 
-    x_cw = timed("cw", lambda: craft(model, xs, ys, attack="cw_l2", eps=None, max_iterations=args.cw_iterations, binary_search_steps=5))
+    x_cw = timed("cw", lambda: craft(model, xs, ys, attack="cw_l2", eps=None, steps=args.cw_iterations, binary_search_steps=5))
     pred_cw, pred_clean = predict_labels(model, x_cw), predict_labels(model, xs)
     row["cw"] = 100.0 * accuracy_within_l2(x=xs, x_adv=x_cw, y=ys, clean_pred=pred_clean, adv_pred=pred_cw,
                                            budget=args.cw_budget)

@@ -16,6 +16,7 @@ Example:
 """
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -128,6 +129,7 @@ def main(argv=None):
                 f"median {res['seconds_median']:.2f}")
         log(f"disagreements between solvers on decided examples: {comparison['disagreements']}")
     from edgebnn.deploy.convert import convert  # noqa: PLC0415
+    from edgebnn.deploy.verify import tflite_predict  # noqa: PLC0415
 
     flatbuffer = convert(model, target="lce")
     rows = {eps: [] for eps in args.eps}
@@ -139,8 +141,9 @@ def main(argv=None):
     for begin in range(done, len(xs), args.chunk):
         part = slice(begin, begin + args.chunk)
         chunk = certify_report(model, xs[part], ys[part], eps_list=args.eps, time_limit=args.time_limit,
-                               solver=args.solver, processes=args.processes, attack=attack, flatbuffer=flatbuffer,
-                               progress=log)
+                               solver=args.solver, processes=args.processes, attack=attack,
+                               deployed=functools.partial(tflite_predict, flatbuffer),
+                               progress=lambda label, done, total: log(f"{label}: {done}/{total}"))
         for eps, result in zip(args.eps, chunk["results"]):
             rows[eps] += [{**r, "index": r["index"] + begin} for r in result["examples"]]
             for key in seconds[eps]:

@@ -32,7 +32,7 @@ import numpy as np
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from edgebnn import data, testing, zoo
 from edgebnn.deploy import convert as cv
-from edgebnn.deploy import packing, report, storage
+from edgebnn.deploy import latency, packing, report, storage
 from edgebnn.deploy.verify import model_input
 
 import deploy_fashion  # scripts/ is on sys.path when a script runs
@@ -82,13 +82,8 @@ def steady_state_ms(flatbuffers, x, resolver, repeats):
     its = {k: _interpreter(fb, resolver) for k, fb in flatbuffers.items()}
     for it in its.values():
         _run(it, x[:20])  # warm-up
-    rounds = {k: [] for k in its}
-    for _ in range(repeats):
-        for k, it in its.items():
-            start = time.perf_counter()
-            _run(it, x)
-            rounds[k].append(1000.0 * (time.perf_counter() - start) / len(x))
-    return {k: float(np.median(v)) for k, v in rounds.items()}
+    seconds = latency.interleaved({k: (lambda it=it: _run(it, x)) for k, it in its.items()}, repeats)
+    return {k: 1000.0 * float(np.median(v)) / len(x) for k, v in seconds.items()}
 
 
 def layer_models(model):

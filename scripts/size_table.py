@@ -19,14 +19,13 @@ Usage:
 
 import argparse
 import json
-import time
 
 import numpy as np
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from edgebnn import testing, zoo
 from edgebnn.deploy import convert as cv
-from edgebnn.deploy import report
+from edgebnn.deploy import latency, report
 from edgebnn.deploy.verify import compare, interpreter
 
 import tensorflow as tf
@@ -62,14 +61,7 @@ LATENCY_VARIANTS = ("float TFLite", "LCE as is", "LCE + rewrites")
 
 def latency_ms(flatbuffer, x, *, runtime="lce", repeats=3):
     """Median over ``repeats`` of the mean milliseconds per image, batch 1, 1 thread."""
-    runner = interpreter(flatbuffer, runtime=runtime, num_threads=1)
-    runner.predict(x[:10])  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        runner.predict(x)
-        times.append(1000.0 * (time.perf_counter() - start) / len(x))
-    return float(np.median(times))
+    return latency.latency_ms({"model": interpreter(flatbuffer, runtime=runtime, num_threads=1)}, x, repeats)["model"]
 
 
 def main():

@@ -2,7 +2,7 @@
 
 A thin driver over the library: the families and precisions come from
 :mod:`edgebnn.zoo`, whether a model samples at inference (and so cannot be converted)
-from :func:`edgebnn.deploy.convert.random_inference_layers`, the weights at each bit
+from :func:`edgebnn.introspect.random_inference_layers`, the weights at each bit
 width from Larq's summary (``lq.models.ModelProfile``; BatchNorm's fused pairs count
 once), and, for the 28x28 families (:data:`edgebnn.zoo.MNIST_SHAPED`), the clean
 Fashion-MNIST test accuracy after one epoch of Adam on a seeded training subset. The
@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 
 import edgebnn  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from edgebnn import data, zoo  # noqa: E402
-from edgebnn.deploy.convert import random_inference_layers  # noqa: E402
+from edgebnn.introspect import random_inference_layers  # noqa: E402
 from edgebnn.evaluation.uncertainty import predict_mc  # noqa: E402
 from edgebnn.training import fit  # noqa: E402
 

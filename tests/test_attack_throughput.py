@@ -29,7 +29,7 @@ def small(float_model):
 @pytest.mark.parametrize("attack,options", [
     ("apgd_t", dict(steps=4, target_classes=2)),
     ("apgd", dict(steps=4, loss="ce")),
-    ("square", dict(queries=6)),
+    ("square", dict(steps=6)),
 ])
 def test_compiled_attacks_trace_once_for_every_batch_size(small, attack, options):
     model, x, y = small
@@ -70,10 +70,10 @@ def test_square_queries_only_unbroken_images_with_the_same_results(small, monkey
         rows.assign_add(tf.cast(tf.shape(images)[0], tf.int64))
         return model(images)
 
-    options = dict(eps=eps, norm=norm, queries=40, y=y)
+    options = dict(eps=eps, norm=norm, steps=40, y=y)
     tf.random.set_seed(3)
     x_adv, used = attacks.square_with_queries(counting, x, **options)
-    assert 0 < np.sum(np.asarray(used) < options["queries"])  # some examples break early
+    assert 0 < np.sum(np.asarray(used) < options["steps"])  # some examples break early
     assert int(rows.numpy()) == int(np.sum(used))  # no query on a broken image
 
     monkeypatch.setattr(square_module, "_alive_margin_and_loss", _full_batch_margin_and_loss)

@@ -155,7 +155,7 @@ BOUNDED = [
     ("mim", dict(eps=EPS, steps=10), np.inf),
     ("mim", dict(eps=1.5, steps=10, norm="l2"), 2),
     ("spsa", dict(eps=EPS, steps=20, num_samples=64, learning_rate=0.02), np.inf),
-    ("cw_l2", dict(eps=2.0, max_iterations=50, binary_search_steps=3), 2),
+    ("cw_l2", dict(eps=2.0, steps=50, binary_search_steps=3), 2),
 ]
 
 
@@ -212,7 +212,7 @@ def test_cw_l2_targeted_hits_target(trained):
     model, x, y = trained
     x, y = x[:50], y[:50]
     target = (y + 3) % 10
-    x_adv = np.asarray(attacks.cw_l2(model, x, y=target, targeted=True, max_iterations=60, binary_search_steps=4))
+    x_adv = np.asarray(attacks.cw_l2(model, x, y=target, targeted=True, steps=60, binary_search_steps=4))
     assert np.mean(predict_labels(model, x_adv) == target) >= 0.9
     assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
 
@@ -221,7 +221,7 @@ def test_cw_l2_untargeted_with_labels_moves_away(trained):
     """CleverHans TF2 turns ``y`` into a target whenever it is given (issue 1228)."""
     model, x, y = trained
     x, y = x[:50], y[:50]
-    x_adv = np.asarray(attacks.cw_l2(model, x, y=y, max_iterations=60, binary_search_steps=4))
+    x_adv = np.asarray(attacks.cw_l2(model, x, y=y, steps=60, binary_search_steps=4))
     assert accuracy(model, x_adv, y) <= 0.1
     # Minimal distortion: the perturbations are small in L2 (FGSM at 0.1 is ~2.5).
     assert np.median(l2_per_example(x_adv, x)) < 2.0

@@ -3,7 +3,8 @@
 import pytest
 
 from benchmarks import __main__ as cli
-from benchmarks.common import Figure, Result, interleaved, render
+from benchmarks.common import Figure, Result, render
+from edgebnn.deploy.latency import WARMUP_IMAGES, interleaved, latency_ms
 
 
 def test_render_lists_every_figure_the_machine_and_the_details():
@@ -29,6 +30,20 @@ def test_interleaved_runs_every_path_round_by_round():
     seconds = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 3)
     assert calls == ["a", "b"] * 3
     assert {k: len(v) for k, v in seconds.items()} == {"a": 3, "b": 3}
+
+
+def test_latency_warms_up_then_times_every_runner_per_image():
+    class Runner:
+        def __init__(self):
+            self.batches = []
+
+        def predict(self, x):
+            self.batches.append(len(x))
+
+    runners = {"a": Runner(), "b": Runner()}
+    ms = latency_ms(runners, list(range(40)), 2)
+    assert [r.batches for r in runners.values()] == [[WARMUP_IMAGES, 40, 40]] * 2
+    assert set(ms) == {"a", "b"} and all(v >= 0 for v in ms.values())
 
 
 def test_cli_rejects_an_unknown_benchmark(capsys):

@@ -1,5 +1,6 @@
 """Exact certification: against brute force over the ball, the Keras forward pass, and the deployed TFLite."""
 
+import functools
 import itertools
 
 import numpy as np
@@ -168,9 +169,11 @@ def test_parallel_equals_serial():
     y = model(x, training=False).numpy().argmax(-1)
     serial = exact.certify_net(net, x, y, eps=0.15, processes=1, enumeration_limit=0)
     lines = []
-    parallel = exact.certify_net(net, x, y, eps=0.15, processes=2, progress=lines.append, enumeration_limit=0)
+    parallel = exact.certify_net(net, x, y, eps=0.15, processes=2, progress=lambda *call: lines.append(call),
+                                 enumeration_limit=0)
     assert [r["status"] for r in serial] == [r["status"] for r in parallel]
-    assert lines and lines[-1].startswith("certify eps=0.15 milp: 6/6 done")
+    label, done, total = lines[-1]
+    assert label.startswith("certify eps=0.15 milp (") and (done, total) == (6, 6)
 
 
 def test_witness_stays_in_ball_and_hits_levels():
@@ -185,7 +188,11 @@ def test_witness_stays_in_ball_and_hits_levels():
 
 def test_counterexamples_replay_in_keras_and_tflite(fcn_in2, fashion_small):
     _, _, xt, yt = fashion_small
-    result = certify(fcn_in2, xt[:12], yt[:12], eps=0.1, time_limit=20, solver="milp")
+    from edgebnn.deploy.convert import convert  # noqa: PLC0415
+    from edgebnn.deploy.verify import tflite_predict  # noqa: PLC0415
+
+    deployed = functools.partial(tflite_predict, convert(fcn_in2, target="lce"))
+    result = certify(fcn_in2, xt[:12], yt[:12], eps=0.1, time_limit=20, solver="milp", deployed=deployed)
     solved = [r for r in result.records if r["source"] == "solver" and r["status"] == "not_robust"]
     assert solved, "expected the solver to refute some examples at eps=0.1"
     for r in result.records:
@@ -200,10 +207,10 @@ def test_counterexamples_replay_in_keras_and_tflite(fcn_in2, fashion_small):
 def test_hints_are_checked_not_trusted(fcn_in2, fashion_small):
     _, _, xt, yt = fashion_small
     x, y = xt[:6], yt[:6]
-    same = certify(fcn_in2, x, y, eps=0.02, time_limit=20, hints=x, deploy=False)
+    same = certify(fcn_in2, x, y, eps=0.02, time_limit=20, hints=x)
     assert all(r["source"] != "hint" for r in same.records)  # an unchanged input refutes nothing
     far = np.clip(x + 0.5, 0, 1)  # far outside the ball: its levels are clipped back into it first
-    result = certify(fcn_in2, x, y, eps=0.1, time_limit=20, hints=far, deploy=False)
+    result = certify(fcn_in2, x, y, eps=0.1, time_limit=20, hints=far)
     for r in result.records:
         if r["source"] == "hint":
             assert r["replay_keras"] is True

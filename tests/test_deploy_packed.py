@@ -6,7 +6,7 @@ import pytest
 from conftest import randomize_batch_norm
 from edgebnn import testing, zoo
 from edgebnn.deploy import convert as cv
-from edgebnn.deploy import packing, report, storage
+from edgebnn.deploy import packing, report, storage, tflite_edit
 from edgebnn.deploy.verify import compare, model_input, tflite_predict
 
 import larq as lq
@@ -61,7 +61,7 @@ def _buffer_bytes(model):
 def _float_weights(flatbuffer):
     """The float32 constant weights of a ``weights="float32"`` conversion, by tensor name."""
     model = _model(flatbuffer)
-    return {t.name: storage._buffer_array(model, t) for _, t in _layer_weights(model)
+    return {t.name: tflite_edit.buffer_array(model, t) for _, t in _layer_weights(model)
             if t.buffer and model.buffers[t.buffer].data is not None}
 
 

@@ -27,7 +27,7 @@ def _first_dense_model(rng, *, bits, share_output=False, flatten=False):
 @pytest.mark.parametrize("bits", [1, 3])
 def test_first_dense_on_planes_with_batch_norm_folded(bits, rng):
     model = _first_dense_model(rng, bits=bits)
-    rewritten = rewrite(model, fold_xnor=False)
+    rewritten = rewrite(model, passes=["bit_planes", "dense_to_conv"])
     kinds = {type(layer) for layer in rewritten.layers}
     assert layers.BitPlanes in kinds and InputDiscretization not in kinds
     assert {"bn_0_scale", "bn_0_bias", "bn_0_merge_planes"} <= {layer.name for layer in rewritten.layers}
@@ -40,7 +40,7 @@ def test_first_dense_on_planes_with_batch_norm_folded(bits, rng):
 
 def test_batch_norm_not_folded_into_a_shared_output(rng):
     model = _first_dense_model(rng, bits=2, share_output=True)
-    rewritten = rewrite(model, fold_xnor=False)
+    rewritten = rewrite(model, passes=["bit_planes", "dense_to_conv"])
     assert "bn_0_merge_planes" not in {layer.name for layer in rewritten.layers}
     x = rng.random((16, 16)).astype(np.float32)
     for got, expected in zip(rewritten(x), model(x)):
@@ -49,7 +49,7 @@ def test_batch_norm_not_folded_into_a_shared_output(rng):
 
 def test_reshape_is_replayed_on_the_planes(rng):
     model = _first_dense_model(rng, bits=2, flatten=True)
-    rewritten = rewrite(model, fold_xnor=False)
+    rewritten = rewrite(model, passes=["bit_planes", "dense_to_conv"])
     order = [type(layer) for layer in rewritten.layers]
     assert order.index(layers.BitPlanes) < order.index(tf.keras.layers.Flatten)
     x = rng.random((16, 4, 4, 1)).astype(np.float32)

@@ -25,7 +25,7 @@ def _dense_model(rng, *, use_bias=False, kernel_quantizer="ste_sign"):
 
 def test_binary_dense_becomes_1x1_binary_conv_on_columns(rng):
     model = _dense_model(rng)
-    rewritten = rewrite(model, bit_planes=False, fold_xnor=False)
+    rewritten = rewrite(model, passes=["dense_to_conv"])
     assert not any(isinstance(layer, lq.layers.QuantDense) for layer in rewritten.layers)
     for name in ("dense_0", "dense_1"):
         conv = rewritten.get_layer(name)

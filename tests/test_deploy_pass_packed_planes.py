@@ -47,11 +47,12 @@ def test_xnor_kernel_with_a_zero_channel_falls_back_and_stays_equivalent(rng):
     kernel = rng.normal(0, 1, (4, 4, 1, 3)).astype(np.float32)
     kernel[..., 1] = 0.0
     conv.set_weights([kernel])
-    rewritten = rewrite(model, bit_planes=True)
+    rewritten = rewrite(model, passes=["packed_planes", "bit_planes", "xnor_fold"])
     assert not any(isinstance(layer, layers.PackedPlanes) for layer in rewritten.layers)
     assert any(isinstance(layer, layers.BitPlanes) for layer in rewritten.layers)
     x = rng.random((8, 10, 10, 1)).astype(np.float32)
     np.testing.assert_allclose(rewritten(x).numpy(), model(x).numpy(), atol=1e-5)
     kernel[..., 1] = 1.0
     conv.set_weights([kernel])
-    assert any(isinstance(layer, layers.PackedPlanes) for layer in rewrite(model, bit_planes=True).layers)
+    packed = rewrite(model, passes=["packed_planes", "xnor_fold"])
+    assert any(isinstance(layer, layers.PackedPlanes) for layer in packed.layers)

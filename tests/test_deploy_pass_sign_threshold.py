@@ -44,7 +44,7 @@ def test_chain_found_only_when_every_consumer_takes_the_sign():
 def test_chain_on_dense_columns_folds_and_keeps_the_sign(rng):
     """The threshold map acts on the 1x1 column of the dense rewrite; the signs the next layer sees are unchanged."""
     model = _chain_model()
-    rewritten = rewrite(model, sign_thresholds=True)
+    rewritten = rewrite(model, passes=["sign_threshold", "dense_to_conv"])
     names = {layer.name for layer in rewritten.layers}
     assert {"bn_sign_scale", "bn_sign_bias"} <= names and not {"relu", "bn"} & names
     assert rewritten.get_layer("bn_sign_bias").output.shape.rank == 4  # still a column

@@ -18,7 +18,7 @@ def _xnor_conv_model(*, use_bias=False):
 def test_xnor_conv_on_real_inputs_becomes_sign_kernel_and_scale(rng):
     model = _xnor_conv_model()
     latent = model.get_layer("conv").get_weights()[0]
-    rewritten = rewrite(model, dense_to_conv=False, bit_planes=False)
+    rewritten = rewrite(model, passes=["xnor_fold"])
     assert quant.is_sign(rewritten.get_layer("conv").kernel_quantizer)
     # the scale is XNOR-Net's alpha_c = mean |W| over each output channel (NumPy reference)
     np.testing.assert_allclose(rewritten.get_layer("conv_xnor_scale").scale, np.abs(latent).mean(axis=(0, 1, 2)),
@@ -28,8 +28,8 @@ def test_xnor_conv_on_real_inputs_becomes_sign_kernel_and_scale(rng):
 
 
 def test_xnor_with_bias_and_fold_off_are_left_alone():
-    with_bias = rewrite(_xnor_conv_model(use_bias=True), dense_to_conv=False, bit_planes=False)
+    with_bias = rewrite(_xnor_conv_model(use_bias=True), passes=["xnor_fold"])
     assert quant.is_xnor(with_bias.get_layer("conv").kernel_quantizer)
-    off = rewrite(_xnor_conv_model(), dense_to_conv=False, bit_planes=False, fold_xnor=False)
+    off = rewrite(_xnor_conv_model(), passes=[])
     assert quant.is_xnor(off.get_layer("conv").kernel_quantizer)
     assert not any(layer.name.endswith("_xnor_scale") for layer in off.layers)

@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 
 from edgebnn.deploy import rewrite as rw
+from edgebnn.deploy.passes import packed_planes, sign_threshold
+from edgebnn.deploy.passes.quant import is_sign
 from edgebnn.layers import InputDiscretization
 from edgebnn.testing import randomize_batch_norm
 from edgebnn.zoo.panda_fcn import build_fcn
@@ -45,7 +47,7 @@ def test_fcn_rewrite_equivalent_and_all_binary(input_bits, rng):
     assert sum(isinstance(layer, lq.layers.QuantConv2D) for layer in rewritten.layers) == 3 - float_first
     if input_bits is not None:
         first = rewritten.get_layer("dense_0")
-        assert rw.is_sign(first.input_quantizer)  # bit planes are +-1 inputs of a binary layer
+        assert is_sign(first.input_quantizer)  # bit planes are +-1 inputs of a binary layer
         assert not any(isinstance(layer, InputDiscretization) for layer in rewritten.layers)
     # the original is untouched
     for a, b in zip(before, model.get_weights()):
@@ -75,7 +77,7 @@ def test_conv_first_layer_bit_planes_equivalent(padding, first_bn, rng):
     model = _conv_model(padding, first_bn=first_bn)
     rewritten = rw.rewrite(model)
     assert any(isinstance(layer, rw.PackedPlanes) for layer in rewritten.layers)
-    assert rw.is_sign(rewritten.get_layer("conv_0").input_quantizer)
+    assert is_sign(rewritten.get_layer("conv_0").input_quantizer)
     _assert_equivalent(model, rewritten, _inputs(rng, shape=(12, 12, 1)))
 
 
@@ -109,9 +111,9 @@ def _pre_activation(model, x):
 def test_packed_planes_first_conv_exact(shape, kernel, strides, padding, bits, block, rng):
     """The channel-packed bit-plane convolution equals the original pre-activation bit for bit."""
     model = _first_conv_model(shape, 6, kernel, strides, padding, bits)
-    rewritten = rw.rewrite(model, bit_planes=True)
+    rewritten = rw.rewrite(model)
     conv = rewritten.get_layer("conv_0")
-    assert rw.is_sign(conv.input_quantizer) and rw.is_sign(conv.kernel_quantizer)
+    assert is_sign(conv.input_quantizer) and is_sign(conv.kernel_quantizer)
     assert conv.padding == "valid" and conv.input_spec.axes[-1] == shape[-1] * rw.packed_plane_count(bits) * block**2
     assert any(isinstance(layer, rw.SpaceToDepth) for layer in rewritten.layers) == (block > 1)
     x = _inputs(rng, n=16, shape=shape)
@@ -124,7 +126,7 @@ def test_packed_planes_first_conv_exact(shape, kernel, strides, padding, bits, b
 
 def test_packed_planes_xnor_first_conv(rng):
     model = _first_conv_model((14, 14, 1), 4, 4, 2, "same", 2, kernel_quantizer="magnitude_aware_sign")
-    rewritten = rw.rewrite(model, bit_planes=True)
+    rewritten = rw.rewrite(model)
     assert any(isinstance(layer, rw.PackedPlanes) for layer in rewritten.layers)
     _assert_equivalent(model, rewritten, _inputs(rng, n=16, shape=(14, 14, 1)), atol=1e-4)
 
@@ -132,10 +134,10 @@ def test_packed_planes_xnor_first_conv(rng):
 def test_auto_packs_only_where_smaller():
     """'auto' keeps a stride-1 1-channel float-sized layer, packs Galloway's 8x8/2 layer (16 -> 4 words/output)."""
     plain = _first_conv_model((12, 12, 1), 4, 3, 1, "same", 2)
-    assert not any(isinstance(layer, rw.PackedPlanes) for layer in rw.rewrite(plain, bit_planes="auto").layers)
+    assert not any(isinstance(layer, rw.PackedPlanes) for layer in rw.rewrite(plain, planes="auto").layers)
     strided = _first_conv_model((28, 28, 1), 4, 8, 2, "same", 2)
-    assert any(isinstance(layer, rw.PackedPlanes) for layer in rw.rewrite(strided, bit_planes="auto").layers)
-    assert rw._packed_layout(strided.get_layer("conv_0"), 2) == (2, 16, 64)
+    assert any(isinstance(layer, rw.PackedPlanes) for layer in rw.rewrite(strided, planes="auto").layers)
+    assert packed_planes.packed_layout(strided.get_layer("conv_0"), 2) == (2, 16, 64)
 
 
 @pytest.mark.parametrize("bits", range(1, 9))
@@ -167,7 +169,7 @@ def test_xnor_scales_folded(rng):
     model = _conv_model("same", kernel_quantizer="magnitude_aware_sign")
     rewritten = rw.rewrite(model)
     quantizers = [layer.kernel_quantizer for layer in rewritten.layers if hasattr(layer, "kernel_quantizer")]
-    assert quantizers and all(rw.is_sign(q) for q in quantizers)
+    assert quantizers and all(is_sign(q) for q in quantizers)
     # the first layer's scale goes into its bit-plane scale
     assert sum(layer.name.endswith("_xnor_scale") for layer in rewritten.layers) == 2
     assert sum(layer.name.endswith("_plane_scale") for layer in rewritten.layers) == 1
@@ -176,7 +178,7 @@ def test_xnor_scales_folded(rng):
 
 def test_options_switch_rewrites_off(rng):
     model = build_fcn(hidden_units=32, hidden_layers=1, precision="binary", input_bits=2)
-    plain = rw.rewrite(model, dense_to_conv=False, bit_planes=False)
+    plain = rw.rewrite(model, passes=["xnor_fold"])
     assert sum(isinstance(layer, lq.layers.QuantDense) for layer in plain.layers) == 2
     assert any(isinstance(layer, InputDiscretization) for layer in plain.layers)
     _assert_equivalent(model, plain, _inputs(rng, n=16))
@@ -217,7 +219,7 @@ def test_sign_threshold_matches_relu_batch_norm_sign(rng):
     beta, mean = rng.normal(0, 2, n).astype(np.float32), rng.normal(0, 3, n).astype(np.float32)
     variance = rng.uniform(0.1, 9, n).astype(np.float32)
     bn = _batch_norm(gamma, beta, mean, variance)
-    scale, bias = rw._sign_threshold(bn)
+    scale, bias = sign_threshold.sign_threshold(bn)
     z = rng.normal(0, 6, (500, n)).astype(np.float32)
     z[:20] = np.round(z[:20])  # integers, as a binary convolution's output
     z[20] = 0.0
@@ -232,12 +234,12 @@ def test_sign_threshold_chains_rewritten(rng):
     from edgebnn import zoo
 
     model = _randomize_batch_norm(zoo.get("galloway_cnn")(precision="B", input_bits=2, binary_first=True))
-    assert rw.sign_threshold_chains(model) == {"relu_0", "bn_1", "relu_1", "bn_2"}
-    rewritten = rw.rewrite(model, bit_planes="auto", sign_thresholds=True)
+    assert sign_threshold.sign_threshold_chains(model) == {"relu_0", "bn_1", "relu_1", "bn_2"}
+    rewritten = rw.for_target(model, "lce")
     names = {layer.name for layer in rewritten.layers}
     assert {"bn_1_sign_scale", "bn_2_sign_bias", "relu_2"} <= names and not {"relu_0", "bn_1", "bn_2"} & names
     _assert_equivalent(model, rewritten, _inputs(rng, n=64), atol=1e-4)
     # off by default
     assert not any(name.endswith("_sign_scale") for name in (layer.name for layer in rw.rewrite(model).layers))
     # in C a learned scale sits between relu_1 and bn_2
-    assert rw.sign_threshold_chains(zoo.get("galloway_cnn")(precision="C")) == {"relu_0", "bn_1"}
+    assert sign_threshold.sign_threshold_chains(zoo.get("galloway_cnn")(precision="C")) == {"relu_0", "bn_1"}

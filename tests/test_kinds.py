@@ -13,6 +13,7 @@ from edgebnn.attacks.info import AttackInfo
 from edgebnn.recipes import config, results, runner
 from edgebnn.recipes.evaluations import KINDS
 from edgebnn.recipes.evaluations.base import Kind, Result
+from edgebnn.recipes.schema import RecipeError
 from edgebnn.recipes.schema import Section
 from edgebnn.recipes.store import Store
 
@@ -141,3 +142,23 @@ def test_attack_info_reads_the_signature_and_checks_its_budget():
         AttackInfo(flip, budget="steps")
     with pytest.raises(ValueError, match="Unknown attack 'nope'; valid names"):
         attacks.info("nope")
+
+
+def test_the_iteration_budget_has_one_spelling_and_stored_spellings_keep_working():
+    from edgebnn.attacks.info import BUDGET  # noqa: PLC0415
+    from edgebnn.recipes.evaluations.attack import check_options  # noqa: PLC0415
+
+    assert {entry.budget for entry in attacks.ATTACKS.values()} == {BUDGET, None}
+    cw = attacks.info("cw_l2")
+    assert cw.canonical({"max_iterations": 10, "confidence": 0.0}) == {"steps": 10, "confidence": 0.0}
+    assert cw.cost({"steps": 10, "binary_search_steps": 3}) == cw.cost({"max_iterations": 10, "binary_search_steps": 3})
+    assert cw.iterations({"max_iterations": 7}) == cw.iterations({"steps": 7}) == 7
+    with pytest.raises(ValueError, match="`max_iterations` is the earlier name of `steps`; give one of them"):
+        cw.canonical({"max_iterations": 10, "steps": 10})
+    check_options("cw_l2", cw.fn, {"max_iterations": 10}, where="attacks[0]")  # a stored recipe's spelling
+    with pytest.raises(RecipeError, match="`attacks.0`: `max_iterations` is the earlier name"):
+        check_options("cw_l2", cw.fn, {"max_iterations": 10, "steps": 10}, where="attacks.0")
+    with pytest.raises(RecipeError, match=r"`attacks.0.max_iterations`: attack 'cw_l2' expects an int"):
+        check_options("cw_l2", cw.fn, {"max_iterations": "ten"}, where="attacks.0")
+    with pytest.raises(ValueError, match="`renamed`: flip must take 'steps'"):
+        AttackInfo(flip, renamed=(("max_iterations", "steps"),))

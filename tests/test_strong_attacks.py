@@ -119,7 +119,7 @@ def test_apgd_validation(float_model):
 def test_square_respects_budget_bound_and_drops_accuracy(float_model, norm, eps):
     model, x, y = float_model
     queries = 200
-    x_adv, used = attacks.square_with_queries(model, x, eps=eps, norm=norm, queries=queries, y=y)
+    x_adv, used = attacks.square_with_queries(model, x, eps=eps, norm=norm, steps=queries, y=y)
     x_adv, used = np.asarray(x_adv), np.asarray(used)
     assert used.max() <= queries and used.min() >= 1
     assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
@@ -144,7 +144,7 @@ def test_square_model_calls_within_budget(float_model, monkeypatch):
         return model(inputs)
 
     queries = 30
-    attacks.square(counting, x[:10], eps=0.02, queries=queries, y=y[:10])
+    attacks.square(counting, x[:10], eps=0.02, steps=queries, y=y[:10])
     assert 1 <= len(calls) <= queries
 
 
@@ -157,11 +157,11 @@ def test_square_traces_once_per_model_for_images_without_channel_axis(float_mode
     def model_3d(images):
         return model(images[..., None])
 
-    attacks.square(model_3d, x3, eps=0.05, queries=5, y=y[:4])
+    attacks.square(model_3d, x3, eps=0.05, steps=5, y=y[:4])
     traces = square_module._square.graph_function.experimental_get_tracing_count
     before = traces()
     for _ in range(3):
-        attacks.square(model_3d, x3, eps=0.05, queries=5, y=y[:4])
+        attacks.square(model_3d, x3, eps=0.05, steps=5, y=y[:4])
     assert traces() == before
 
 
@@ -170,15 +170,15 @@ def test_square_finds_examples_on_gradient_masked_model(float_model):
     fn = masked(model)
     clean = accuracy(fn, x, y)
     acc_pgd = accuracy(fn, attacks.pgd(fn, x, eps=0.1, steps=20, y=y), y)
-    acc_square = accuracy(fn, attacks.square(fn, x, eps=0.1, queries=500, y=y), y)
+    acc_square = accuracy(fn, attacks.square(fn, x, eps=0.1, steps=500, y=y), y)
     assert acc_pgd > clean - 0.15  # only the random start moves the inputs
     assert acc_square < acc_pgd - 0.3
 
 
 def test_square_validation(float_model):
     model, x, _ = float_model
-    with pytest.raises(ValueError, match="queries"):
-        attacks.square(model, x[:2], eps=0.1, queries=0)
+    with pytest.raises(ValueError, match="`steps` must be a positive int"):
+        attacks.square(model, x[:2], eps=0.1, steps=0)
     with pytest.raises(ValueError, match="images"):
         attacks.square(lambda v: model(tf.reshape(v, [-1, 28, 28, 1])), x[:2].reshape(2, -1), eps=0.1)
     with pytest.raises(ValueError, match="p_init"):
@@ -330,3 +330,41 @@ def test_attack_with_surrogate_runs_compiled_per_surrogate(binary_model):
     np.testing.assert_array_equal(
         np.asarray(attacks.pgd(model, x, eps=0.05, steps=5, y=y, rand_init=False, surrogate="ste")), results["clipped"],
     )
+
+
+#: Attacks that take no gradient of the attacked model (black-box, or a trained substitute's).
+GRADIENT_FREE = {"spsa", "square", "substitute"}
+
+
+def test_every_gradient_attack_takes_a_surrogate():
+    takes = {name for name, entry in attacks.ATTACKS.items()
+             if entry.takes_surrogate or "surrogates" in entry.keywords}  # the AutoAttack ensemble takes a list
+    assert takes == set(attacks.ATTACKS) - GRADIENT_FREE
+
+
+@pytest.mark.parametrize("name, where, options", [
+    ("bim", "common", dict(eps=0.05, steps=3)), ("mim", "common", dict(eps=0.05, steps=3)),
+    ("rfgsm", "common", dict(eps=0.05)), ("cw_l2", "cw", dict(steps=5)), ("jsma", "jsma", dict(gamma=0.05)),
+])
+def test_surrogate_reaches_the_backward_pass(name, where, options, binary_model, monkeypatch):
+    """The attack's gradient is taken inside ``use_surrogate(model, surrogate)``; "ste" is the default."""
+    import importlib  # noqa: PLC0415
+
+    model, x, y = binary_model
+    module = importlib.import_module(f"edgebnn.attacks.{where}")
+    seen, original = [], module.use_surrogate
+
+    def recording(model_fn, surrogate, **kwargs):
+        seen.append(surrogate)
+        return original(model_fn, surrogate, **kwargs)
+
+    monkeypatch.setattr(module, "use_surrogate", recording)
+    attack, x, y = attacks.get(name), x[:4], y[:4]
+    fresh = lambda inputs: model(inputs)  # noqa: E731  (a new function: traced anew, not taken from the cache)
+    attack(fresh, x, y=y, surrogate="smooth", **options)
+    assert seen and set(seen) == {"smooth"}
+    if name != "rfgsm":  # R-FGSM's random step differs from call to call
+        np.testing.assert_array_equal(np.asarray(attack(model, x, y=y, surrogate="ste", **options)),
+                                      np.asarray(attack(model, x, y=y, **options)))
+    with pytest.raises(ValueError, match="surrogate"):
+        attack(model, x, y=y, surrogate="magic", **options)

@@ -505,7 +505,7 @@ def test_certify_kind_against_direct_certification(tmp_path, data_dir):
         assert r["accuracy"] == r["robust"] / 6 <= r["attack_accuracy"]
         assert r["attack_broke_certified"] == 0
         assert r["replayed_keras"] == r["replayed_tflite"] == r["counterexamples"] == r["not_robust"]
-        direct = certify(model, x[:6], y[:6], eps=eps, time_limit=10, deploy=False)
+        direct = certify(model, x[:6], y[:6], eps=eps, time_limit=10)
         for ours, theirs in zip(r["report"]["results"][0]["examples"], direct.records):
             if "unknown" not in (ours["status"], theirs["status"]):
                 assert ours["status"] == theirs["status"], (eps, ours, theirs)

@@ -48,14 +48,15 @@ ATTACKS = {
     "apgd_t": AttackInfo(apgd_t, budget="steps", cost_factors=("restarts", "target_classes")),
     "autoattack": AttackInfo(autoattack, budget="steps", eager_only=True, cost_factors=("restarts",)),
     "bim": AttackInfo(bim, budget="steps"),
-    "cw_l2": AttackInfo(cw_l2, budget="max_iterations", cost_factors=("binary_search_steps",)),
+    "cw_l2": AttackInfo(cw_l2, budget="steps", cost_factors=("binary_search_steps",),
+                        renamed=(("max_iterations", "steps"),)),
     "fgsm": AttackInfo(fgsm),
     "jsma": AttackInfo(jsma),
     "mim": AttackInfo(mim, budget="steps"),
     "pgd": AttackInfo(pgd, budget="steps", cost_factors=("restarts",)),
     "rfgsm": AttackInfo(rfgsm),
     "spsa": AttackInfo(spsa, budget="steps", cost_factors=("num_samples",)),
-    "square": AttackInfo(square, budget="queries", budget_unit="queries"),
+    "square": AttackInfo(square, budget="steps", budget_unit="queries", renamed=(("queries", "steps"),)),
     "substitute": AttackInfo(substitute, eager_only=True),
 }
 

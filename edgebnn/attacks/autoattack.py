@@ -120,7 +120,7 @@ def run_autoattack(
     gradient = dict(steps=steps, restarts=restarts, eot_samples=eot_samples)
     options = {"apgd-ce": (apgd, dict(loss="ce", **gradient)),
                "apgd-t": (apgd_t, dict(target_classes=target_classes, **gradient)),
-               "square": (square, dict(queries=square_queries))}
+               "square": (square, dict(steps=square_queries))}
     for stage, surrogate in stage_names(surrogates):
         if stage not in stages:
             continue

@@ -114,8 +114,8 @@ def mim(model_fn, x, *, eps, steps=10, step_size=None, decay=1.0, norm=np.inf, y
 
 @_eager
 def cw_l2(model_fn, x, *, y=None, targeted=False, confidence=0.0, learning_rate=0.05, binary_search_steps=5,
-          max_iterations=100, initial_const=1.0, clip_min=0.0, clip_max=1.0):
-    """CleverHans' ``carlini_wagner_l2`` (with its early abort), edgebnn's defaults.
+          steps=100, initial_const=1.0, clip_min=0.0, clip_max=1.0):
+    """CleverHans' ``carlini_wagner_l2`` (with its early abort), edgebnn's defaults (``steps``: its ``max_iterations``).
 
     Raises:
         ValueError: untargeted with ``y`` given (CleverHans would attack toward ``y``).
@@ -126,10 +126,10 @@ def cw_l2(model_fn, x, *, y=None, targeted=False, confidence=0.0, learning_rate=
         raise ValueError("CleverHans' CW treats a given `y` as targets; for untargeted CW through CleverHans "
                          "pass y=None (the model's own predictions).")
     a = prepare(model_fn, x, y=y, targeted=targeted, clip_min=clip_min, clip_max=clip_max,
-                binary_search_steps=binary_search_steps, max_iterations=max_iterations)
+                binary_search_steps=binary_search_steps, steps=steps)
     out = carlini_wagner_l2(
         model_fn, a.x, y=a.y, targeted=a.targeted, clip_min=clip_min, clip_max=clip_max,
-        binary_search_steps=a.binary_search_steps, max_iterations=a.max_iterations,
+        binary_search_steps=a.binary_search_steps, max_iterations=a.steps,
         confidence=validate_nonnegative(confidence, "confidence"),
         initial_const=validate_nonnegative(initial_const, "initial_const"),
         learning_rate=_validate.number(learning_rate, "learning_rate", low=0, low_open=True),

@@ -12,6 +12,7 @@ from edgebnn import _validate
 from edgebnn.attacks.common import (
     adam_direction, call_model, compiled, labels_or_predictions, logit_margin, prepare, validate_nonnegative,
 )
+from edgebnn.attacks.surrogates import use_surrogate
 
 import tensorflow as tf
 
@@ -35,8 +36,8 @@ def _succeeded(logits, y, *, targeted, confidence, num_classes):
 
 
 def cw_l2_core(
-    model_fn, x, y, *, targeted, confidence, learning_rate, binary_search_steps, max_iterations,
-    initial_const, clip_min, clip_max, eps=None, eot_samples=1,
+    model_fn, x, y, *, targeted, confidence, learning_rate, binary_search_steps, steps,
+    initial_const, clip_min, clip_max, eps=None, eot_samples=1, surrogate="ste",
 ):
     """Graph-mode CW-L2 on validated tensors."""
     y = labels_or_predictions(model_fn, x, y)
@@ -59,10 +60,10 @@ def cw_l2_core(
         delta = tf.zeros_like(x)  # optimised in tanh space: w = w0 + delta
         m, v = tf.zeros_like(x), tf.zeros_like(x)
         found = tf.zeros([batch], tf.bool)
-        for step in tf.range(max_iterations):
+        for step in tf.range(steps):
             grad = tf.zeros_like(x)
             for _ in range(eot_samples):
-                with tf.GradientTape() as tape:
+                with use_surrogate(model_fn, surrogate), tf.GradientTape() as tape:
                     tape.watch(delta)
                     x_new = to_input(w0 + delta)
                     logits = call_model(model_fn, x_new)
@@ -94,7 +95,7 @@ _cw_l2 = compiled(cw_l2_core)
 
 def cw_l2(
     model_fn, x, *, eps=None, y=None, targeted=False, confidence=0.0, learning_rate=5e-2, binary_search_steps=5,
-    max_iterations=100, initial_const=1.0, clip_min=0.0, clip_max=1.0, eot_samples=1,
+    steps=100, initial_const=1.0, clip_min=0.0, clip_max=1.0, eot_samples=1, surrogate="ste",
 ):
     """The smallest-L2 adversarial example found by CW's optimisation in tanh space.
 
@@ -112,10 +113,12 @@ def cw_l2(
         confidence: margin kappa required of the adversarial logits.
         learning_rate: Adam learning rate.
         binary_search_steps: constant updates.
-        max_iterations: Adam steps per constant.
+        steps: Adam steps per constant (CW's and CleverHans' ``max_iterations``).
         initial_const: first constant c.
         clip_min, clip_max: valid input range (both required).
         eot_samples: EOT forward passes per gradient.
+        surrogate: backward pass through discretization and sign, a key of
+            :data:`edgebnn.ops.SURROGATES` (``"ste"``: each op's own).
 
     Returns:
         Adversarial examples shaped like ``x``.
@@ -123,7 +126,8 @@ def cw_l2(
     if clip_min is None or clip_max is None:
         raise ValueError(f"`clip_min` and `clip_max` are both required by CW's tanh box, got {clip_min!r}, {clip_max!r}.")
     a = prepare(model_fn, x, y=y, targeted=targeted, clip_min=clip_min, clip_max=clip_max, eps=eps,
-                eot_samples=eot_samples, binary_search_steps=binary_search_steps, max_iterations=max_iterations)
+                eot_samples=eot_samples, surrogate=surrogate, binary_search_steps=binary_search_steps,
+                steps=steps)
     if clip_min == clip_max:
         raise ValueError(f"`clip_min` must be < `clip_max` for CW's tanh box, got both {clip_min!r}.")
     confidence = validate_nonnegative(confidence, "confidence")
@@ -131,7 +135,7 @@ def cw_l2(
     learning_rate = _validate.number(learning_rate, "learning_rate", low=0, low_open=True)
     return _cw_l2(
         model_fn, a.x, a.y, targeted=a.targeted, confidence=confidence, learning_rate=learning_rate,
-        binary_search_steps=a.binary_search_steps, max_iterations=a.max_iterations,
+        binary_search_steps=a.binary_search_steps, steps=a.steps,
         initial_const=initial_const, clip_min=float(clip_min), clip_max=float(clip_max),
-        eps=a.eps, eot_samples=a.eot_samples,
+        eps=a.eps, eot_samples=a.eot_samples, surrogate=a.surrogate,
     )

@@ -8,15 +8,16 @@ them from the search domain, until the target class is reached or a fraction
 """
 
 from edgebnn.attacks.common import call_model, compiled, labels_or_predictions, prepare, validate_nonnegative
+from edgebnn.attacks.surrogates import use_surrogate
 
 import tensorflow as tf
 
 
-def _logit_gradients(model_fn, x_flat, shape, cls, eot_samples):
+def _logit_gradients(model_fn, x_flat, shape, cls, eot_samples, surrogate):
     """Gradients of the class-``cls`` logit and of the sum of the other logits w.r.t. ``x_flat``."""
     d_cls, d_all = tf.zeros_like(x_flat), tf.zeros_like(x_flat)
     for _ in range(eot_samples):
-        with tf.GradientTape(persistent=True) as tape:
+        with use_surrogate(model_fn, surrogate), tf.GradientTape(persistent=True) as tape:
             tape.watch(x_flat)
             logits = call_model(model_fn, tf.reshape(x_flat, shape))
             target_logit = tf.reduce_sum(tf.gather(logits, cls, batch_dims=1))
@@ -82,7 +83,7 @@ def best_pairs(d_cls, d_other, domain, *, sign, block_elements=None):
     return best_index, best_score
 
 
-def jsma_core(model_fn, x, y, *, theta, gamma, targeted, clip_min, clip_max, eot_samples=1):
+def jsma_core(model_fn, x, y, *, theta, gamma, targeted, clip_min, clip_max, eot_samples=1, surrogate="ste"):
     """Graph-mode JSMA on validated tensors. Memory is O(batch * pixels) (see :func:`best_pairs`)."""
     y = labels_or_predictions(model_fn, x, y)
     shape = tf.shape(x)
@@ -100,7 +101,7 @@ def jsma_core(model_fn, x, y, *, theta, gamma, targeted, clip_min, clip_max, eot
     active = tf.ones([batch], tf.bool)
     i = 0
     while i < max_iters and tf.reduce_any(active):
-        d_cls, d_other, logits = _logit_gradients(model_fn, x_flat, shape, y, eot_samples)
+        d_cls, d_other, logits = _logit_gradients(model_fn, x_flat, shape, y, eot_samples, surrogate)
         pred = tf.argmax(logits, axis=-1)
         done = tf.equal(pred, y) if targeted else tf.not_equal(pred, y)
         done = tf.ensure_shape(done, active.shape)  # models without a static batch size (MC dropout)
@@ -123,7 +124,10 @@ def jsma_core(model_fn, x, y, *, theta, gamma, targeted, clip_min, clip_max, eot
 _jsma = compiled(jsma_core)
 
 
-def jsma(model_fn, x, *, y=None, targeted=False, theta=1.0, gamma=0.1, clip_min=0.0, clip_max=1.0, eot_samples=1):
+def jsma(
+    model_fn, x, *, y=None, targeted=False, theta=1.0, gamma=0.1, clip_min=0.0, clip_max=1.0, eot_samples=1,
+    surrogate="ste",
+):
     """Targeted (or untargeted) JSMA over pixel pairs.
 
     Args:
@@ -137,6 +141,8 @@ def jsma(model_fn, x, *, y=None, targeted=False, theta=1.0, gamma=0.1, clip_min=
         gamma: maximum fraction of the pixels that may be changed, in ``(0, 1]``.
         clip_min, clip_max: valid input range.
         eot_samples: EOT forward passes per Jacobian.
+        surrogate: backward pass through discretization and sign, a key of
+            :data:`edgebnn.ops.SURROGATES` (``"ste"``: each op's own).
 
     Returns:
         Adversarial examples shaped like ``x``; at most ``gamma`` of each example's
@@ -152,8 +158,10 @@ def jsma(model_fn, x, *, y=None, targeted=False, theta=1.0, gamma=0.1, clip_min=
     gamma = validate_nonnegative(gamma, "gamma")
     if not 0 < gamma <= 1:
         raise ValueError(f"`gamma` must be in (0, 1], got {gamma!r}.")
-    a = prepare(model_fn, x, y=y, targeted=targeted, clip_min=clip_min, clip_max=clip_max, eot_samples=eot_samples)
+    a = prepare(model_fn, x, y=y, targeted=targeted, clip_min=clip_min, clip_max=clip_max, eot_samples=eot_samples,
+                surrogate=surrogate)
     return _jsma(
         model_fn, a.x, a.y, theta=theta, gamma=gamma, targeted=a.targeted,
         clip_min=float(clip_min), clip_max=float(clip_max), eot_samples=a.eot_samples,
+        surrogate=a.surrogate,
     )

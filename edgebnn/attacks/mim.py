@@ -10,13 +10,14 @@ from edgebnn.attacks.common import (
 import tensorflow as tf
 
 
-def mim_core(model_fn, x, y, *, eps, steps, step_size, decay, norm, targeted, clip_min, clip_max, eot_samples=1):
+def mim_core(model_fn, x, y, *, eps, steps, step_size, decay, norm, targeted, clip_min, clip_max, eot_samples=1,
+             surrogate="ste"):
     """Graph-mode MIM on validated tensors."""
     y = labels_or_predictions(model_fn, x, y)
     axes = list(range(1, x.shape.rank))
     momentum, x_adv = tf.zeros_like(x), x
     for _ in tf.range(steps):
-        grad, _ = loss_gradient(model_fn, x_adv, y, targeted=targeted, eot_samples=eot_samples)
+        grad, _ = loss_gradient(model_fn, x_adv, y, targeted=targeted, eot_samples=eot_samples, surrogate=surrogate)
         # Each gradient is L1-normalised (mean absolute value) before it is accumulated.
         grad = grad / tf.maximum(AVOID_ZERO_DIV, tf.reduce_mean(tf.abs(grad), axes, keepdims=True))
         momentum = decay * momentum + grad
@@ -39,7 +40,7 @@ def mim_options(steps, step_size, decay, eps):
 
 def mim(
     model_fn, x, *, eps, steps=10, step_size=None, decay=1.0, norm=np.inf, y=None, targeted=False,
-    clip_min=0.0, clip_max=1.0, eot_samples=1,
+    clip_min=0.0, clip_max=1.0, eot_samples=1, surrogate="ste",
 ):
     """Iterative FGSM whose direction is a decaying sum of L1-normalised gradients.
 
@@ -53,17 +54,19 @@ def mim(
         decay: momentum decay factor mu (>= 0; 1.0 in the paper).
         norm: ``np.inf`` or ``2``.
         y, targeted, clip_min, clip_max, eot_samples: the arguments every attack shares (:mod:`edgebnn.attacks`).
+        surrogate: backward pass through discretization and sign, a key of
+            :data:`edgebnn.ops.SURROGATES` (``"ste"``: each op's own).
 
     Returns:
         Adversarial examples shaped like ``x``.
     """
     a = prepare(model_fn, x, y=y, targeted=targeted, clip_min=clip_min, clip_max=clip_max, eps=eps, norm=norm,
-                eot_samples=eot_samples, steps=steps)
+                eot_samples=eot_samples, surrogate=surrogate, steps=steps)
     step_size, decay = mim_options(a.steps, step_size, decay, a.eps)
     if a.eps == 0:
         return a.x
     return _mim(
         model_fn, a.x, a.y, eps=a.eps, steps=a.steps, step_size=float(step_size),
         decay=decay, norm=a.norm, targeted=a.targeted, clip_min=clip_min, clip_max=clip_max,
-        eot_samples=a.eot_samples,
+        eot_samples=a.eot_samples, surrogate=a.surrogate,
     )

@@ -20,12 +20,13 @@ import tensorflow as tf
 VARIANTS = {"tramer": True, "panda": False}
 
 
-def rfgsm_core(model_fn, x, y, *, eps, alpha, targeted, clip_min, clip_max, eot_samples=1, variant="tramer"):
+def rfgsm_core(model_fn, x, y, *, eps, alpha, targeted, clip_min, clip_max, eot_samples=1, variant="tramer",
+               surrogate="ste"):
     """Graph-mode R-FGSM; ``eps`` and ``alpha`` may be scalars or per-example ``(batch,)``."""
     y = labels_or_predictions(model_fn, x, y)
     eps, alpha = per_example(eps, x), per_example(alpha, x)
     x_rand = clip(x + alpha * tf_sign_normal(x), clip_min, clip_max)
-    grad, _ = loss_gradient(model_fn, x_rand, y, targeted=targeted, eot_samples=eot_samples)
+    grad, _ = loss_gradient(model_fn, x_rand, y, targeted=targeted, eot_samples=eot_samples, surrogate=surrogate)
     if VARIANTS[variant]:
         x_adv = x_rand + optimize_linear(grad, eps - alpha, np.inf)
         # The two steps add up to at most eps; the explicit clip guards against rounding.
@@ -58,7 +59,7 @@ _rfgsm = compiled(rfgsm_core)
 
 def rfgsm(
     model_fn, x, *, eps, alpha=None, variant="tramer", y=None, targeted=False, clip_min=0.0, clip_max=1.0,
-    eot_samples=1,
+    eot_samples=1, surrogate="ste",
 ):
     """R-FGSM, L-inf: ``x' = x + alpha * sign(N(0, I))``, then a gradient sign step from ``x'``.
 
@@ -79,6 +80,8 @@ def rfgsm(
             (both papers).
         variant: ``"tramer"`` or ``"panda"`` (see above).
         y, targeted, clip_min, clip_max, eot_samples: the arguments every attack shares (:mod:`edgebnn.attacks`).
+        surrogate: backward pass through discretization and sign, a key of
+            :data:`edgebnn.ops.SURROGATES` (``"ste"``: each op's own).
 
     Returns:
         Adversarial examples shaped like ``x``.
@@ -89,7 +92,7 @@ def rfgsm(
             outside the clip range.
     """
     a = prepare(model_fn, x, y=y, targeted=targeted, clip_min=clip_min, clip_max=clip_max, eps=eps,
-                eot_samples=eot_samples)
+                eot_samples=eot_samples, surrogate=surrogate)
     variant = validate_variant(variant)
     alpha = a.eps / 2.0 if alpha is None else validate_nonnegative(alpha, "alpha")
     if alpha > a.eps:
@@ -97,4 +100,5 @@ def rfgsm(
     return _rfgsm(
         model_fn, a.x, a.y, eps=a.eps, alpha=float(alpha), targeted=a.targeted,
         clip_min=clip_min, clip_max=clip_max, eot_samples=a.eot_samples, variant=variant,
+        surrogate=a.surrogate,
     )

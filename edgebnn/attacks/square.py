@@ -259,15 +259,15 @@ def _with_channel(model_fn):
 
 
 def square_with_queries(
-    model_fn, x, *, eps, norm=np.inf, queries=5000, p_init=DEFAULT_P_INIT, y=None, targeted=False, clip_min=0.0,
+    model_fn, x, *, eps, norm=np.inf, steps=5000, p_init=DEFAULT_P_INIT, y=None, targeted=False, clip_min=0.0,
     clip_max=1.0,
 ):
     """:func:`square`, also returning the queries spent per example: ``(x_adv, queries_used)``."""
     a = prepare(model_fn, x, y=y, targeted=targeted, clip_min=clip_min, clip_max=clip_max, eps=eps, norm=norm,
-                queries=queries)
+                steps=steps)
     p_init = _validate.number(p_init, "p_init", low=0, high=1, low_open=True)
-    if a.queries < _START_QUERIES:
-        raise ValueError(f"`queries` must be >= {_START_QUERIES} (the clean input and the initialization), got {a.queries}.")
+    if a.steps < _START_QUERIES:
+        raise ValueError(f"`steps` must be >= {_START_QUERIES} (the clean input and the initialization), got {a.steps}.")
     x = a.x
     if x.shape.rank == 3:
         x_img = x[..., None]
@@ -279,13 +279,13 @@ def square_with_queries(
         return x, tf.zeros(tf.shape(x)[:1])
     x_adv, used = _square(
         model_fn if x.shape.rank == 4 else _with_channel(model_fn), x_img, a.y,
-        eps=a.eps, norm=a.norm, queries=a.queries, p_init=p_init, targeted=a.targeted,
+        eps=a.eps, norm=a.norm, queries=a.steps, p_init=p_init, targeted=a.targeted,
         clip_min=clip_min, clip_max=clip_max,
     )
     return tf.reshape(x_adv, tf.shape(x)), used
 
 
-def square(model_fn, x, *, eps, norm=np.inf, queries=5000, p_init=DEFAULT_P_INIT, y=None, targeted=False,
+def square(model_fn, x, *, eps, norm=np.inf, steps=5000, p_init=DEFAULT_P_INIT, y=None, targeted=False,
            clip_min=0.0, clip_max=1.0):
     """Square attack: random square updates accepted when the margin loss drops; no gradients.
 
@@ -294,8 +294,8 @@ def square(model_fn, x, *, eps, norm=np.inf, queries=5000, p_init=DEFAULT_P_INIT
         x: images ``(batch, height, width[, channels])`` in ``[clip_min, clip_max]``.
         eps: radius of the norm ball (>= 0).
         norm: ``np.inf`` or ``2``.
-        queries: model evaluations per example (>= 2), the clean input and the initial
-            point included (the reference's ``n_queries``; AutoAttack uses 5,000).
+        steps: the query budget, model evaluations per example (>= 2), the clean input
+            and the initial point included (the reference's ``n_queries``; AutoAttack uses 5,000).
         p_init: initial fraction of pixels a square covers.
         y: labels, or targets when ``targeted``; ``None`` uses the model's predictions.
         targeted: reach class ``y`` (cross-entropy loss) instead of leaving it (margin loss).
@@ -305,10 +305,10 @@ def square(model_fn, x, *, eps, norm=np.inf, queries=5000, p_init=DEFAULT_P_INIT
         Adversarial examples, a float32 tensor shaped like ``x``.
 
     Raises:
-        ValueError: bad ``eps``, ``norm``, ``queries``, ``p_init``, clip range,
+        ValueError: bad ``eps``, ``norm``, ``steps``, ``p_init``, clip range,
             ``targeted`` without ``y``, or inputs that are not images.
     """
     return square_with_queries(
-        model_fn, x, eps=eps, norm=norm, queries=queries, p_init=p_init, y=y, targeted=targeted,
+        model_fn, x, eps=eps, norm=norm, steps=steps, p_init=p_init, y=y, targeted=targeted,
         clip_min=clip_min, clip_max=clip_max,
     )[0]

@@ -23,14 +23,9 @@ choice is captured when the attack's graph is traced; every surrogate gets its o
 import contextlib
 
 from edgebnn import ops, quantizers
+from edgebnn.introspect import QUANTIZER_ATTRIBUTES, is_sign
 
 import larq as lq
-
-#: Larq quantizers whose forward pass is ``sign(x)`` (+1 at 0) and can therefore be
-#: replaced by :class:`~edgebnn.quantizers.SurrogateSign` without changing any output.
-_LARQ_SIGNS = (lq.quantizers.SteSign, lq.quantizers.ApproxSign, lq.quantizers.SwishSign)
-#: Attributes of Larq's quantized layers that hold quantizers.
-_QUANTIZER_ATTRIBUTES = ("input_quantizer", "kernel_quantizer", "depthwise_quantizer", "pointwise_quantizer")
 
 
 def _is_dorefa_activation(quantizer):
@@ -45,9 +40,9 @@ def _larq_sign_slots(model_fn):
         return []
     slots = []
     for layer in [model_fn, *submodules]:
-        for attribute in _QUANTIZER_ATTRIBUTES:
+        for attribute in QUANTIZER_ATTRIBUTES:
             quantizer = getattr(layer, attribute, None)
-            if (isinstance(quantizer, _LARQ_SIGNS) and not isinstance(quantizer, quantizers.SurrogateSign)
+            if (is_sign(quantizer) and not isinstance(quantizer, quantizers.SurrogateSign)
                     or _is_dorefa_activation(quantizer)):
                 slots.append((layer, attribute, quantizer))
     return slots

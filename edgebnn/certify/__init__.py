@@ -6,7 +6,8 @@ threshold after BatchNorm), and the prediction changes iff another class's logit
 beats the label's. :func:`certify` turns that into cardinality constraints
 (:mod:`.encode`) and decides them with HiGHS or a SAT solver (:mod:`.solvers`):
 every example is ``robust`` (proved), ``not_robust`` with a counterexample that is
-replayed through Keras and the converted ``.tflite``, or ``unknown`` (time limit).
+replayed through Keras (and through the deployed model its caller passes as
+``deployed``: certification itself does not deploy), or ``unknown`` (time limit).
 References: Narodytska et al. 2018, "Verifying properties of binarized deep neural
 networks"; Jia and Rinard 2020, "Efficient exact verification of binarized neural
 networks".

@@ -80,7 +80,7 @@ class BinaryNet:
         return int(sum(k.size for k in self.kernels[1:]))
 
 
-def _int_product(h, kernel32):
+def int_product(h, kernel32):
     """``h @ kernel`` for integer ``h`` and a float32 ``{-1, 0, 1}`` kernel, exactly (float32 BLAS, integer result)."""
     return (np.asarray(h, np.float32) @ kernel32).astype(np.int64)
 
@@ -145,7 +145,7 @@ def witness(x, levels, eps, bits):
     return out
 
 
-def _fire(pre, kinds, thresholds):
+def fire(pre, kinds, thresholds):
     """``+1`` / ``-1`` of each neuron for integer pre-activations ``pre`` (..., units)."""
     ge, le = pre >= thresholds, pre <= thresholds
     on = np.where(kinds == FIRE_GE, ge, np.where(kinds == FIRE_LE, le, kinds == CONST_POS))
@@ -157,9 +157,9 @@ def forward_levels(net, levels):
     h = 2 * np.asarray(levels, np.int64) + 1
     signs = []
     for kernel, kinds, thresholds in zip(net.float_kernels[:-1], net.kinds, net.thresholds):
-        h = _fire(_int_product(h, kernel), kinds, thresholds)
+        h = fire(int_product(h, kernel), kinds, thresholds)
         signs.append(h)
-    p = _int_product(h, net.float_kernels[-1])
+    p = int_product(h, net.float_kernels[-1])
     m = net.kernels[-1].shape[0]
     logits = np.take_along_axis(net.logit_table, p + m, axis=0) if p.ndim == 2 else net.logit_table[p + m,
                                                                                                      np.arange(p.size)]
@@ -264,10 +264,10 @@ def build_problem(net, x, y, eps):
 
     # first layer: S = sum_i W_i (2 k_i + 1) = base + 2 count(literals); zero weights count nothing
     kernel = net.kernels[0]
-    fixed = _int_product(2 * klo + 1, net.float_kernels[0])
+    fixed = int_product(2 * klo + 1, net.float_kernels[0])
     span = khi - klo
-    down = _int_product(2 * span, np.minimum(net.float_kernels[0], 0))  # sum over W < 0 of -2 span, <= 0
-    up = _int_product(2 * span, np.maximum(net.float_kernels[0], 0))
+    down = int_product(2 * span, np.minimum(net.float_kernels[0], 0))  # sum over W < 0 of -2 span, <= 0
+    up = int_product(2 * span, np.maximum(net.float_kernels[0], 0))
     s_lo, s_hi = fixed + down, fixed + up
     first_base = fixed + down
     chain_pix = np.array([i for i, chain in chains for _ in chain], np.int64)
@@ -283,10 +283,10 @@ def build_problem(net, x, y, eps):
     for layer, (kinds, thresholds) in enumerate(zip(net.kinds, net.thresholds)):
         if layer > 0:
             kernel = net.kernels[layer]
-            fixed = _int_product(value, net.float_kernels[layer])
+            fixed = int_product(value, net.float_kernels[layer])
             n_free = np.abs(net.float_kernels[layer][value == 0]).sum(axis=0).astype(np.int64)
             s_lo, s_hi = fixed - n_free, fixed + n_free
-        lo_fire, hi_fire = _fire(s_lo, kinds, thresholds), _fire(s_hi, kinds, thresholds)
+        lo_fire, hi_fire = fire(s_lo, kinds, thresholds), fire(s_hi, kinds, thresholds)
         new_value = np.where(lo_fire == hi_fire, lo_fire, 0)
         new_rows, new_lits = [], []
         for j in np.flatnonzero(new_value == 0):
@@ -347,7 +347,7 @@ def enumerate_ball(net, x, y, eps, *, chunk=1 << 14):
     free = np.flatnonzero(khi > klo)
     spans = khi[free] - klo[free] + 1
     total = int(np.prod(spans, dtype=np.int64))
-    base = _int_product(2 * klo + 1, net.float_kernels[0])
+    base = int_product(2 * klo + 1, net.float_kernels[0])
     free_rows = 2 * net.float_kernels[0][free]  # one level up adds 2 W_i to S
     for start in range(0, total, chunk):
         index = np.arange(start, min(start + chunk, total), dtype=np.int64)
@@ -355,9 +355,9 @@ def enumerate_ball(net, x, y, eps, *, chunk=1 << 14):
         h = base + (steps.astype(np.float32) @ free_rows).astype(np.int64)  # exact: small integers
         for layer, (kinds, thresholds) in enumerate(zip(net.kinds, net.thresholds)):
             if layer > 0:
-                h = _int_product(h, net.float_kernels[layer])
-            h = _fire(h, kinds, thresholds)
-        p = _int_product(h, net.float_kernels[-1])
+                h = int_product(h, net.float_kernels[layer])
+            h = fire(h, kinds, thresholds)
+        p = int_product(h, net.float_kernels[-1])
         m = net.kernels[-1].shape[0]
         logits = np.take_along_axis(net.logit_table, p + m, axis=0)
         wrong = np.flatnonzero(np.argmax(logits, axis=1) != y)

@@ -184,8 +184,9 @@ def certify_net(net, x, y, *, eps, time_limit=None, solver="milp", processes=1, 
         eps, time_limit, solver, enumeration_limit, search_steps, split_rivals: as in :func:`certify_example`.
         processes: worker processes (1: in this process).
         hints: optional inputs shaped like ``x`` (e.g. attack outputs), see :func:`certify_example`.
-        progress: ``None`` or a callable taking one line of text, called about every
-            5% of the examples and at the end.
+        progress: ``None`` or ``progress(label, done, total)`` (the shape of every
+            progress callback of edgebnn), called about every 5% of the examples and at
+            the end; ``label`` names the run, its time so far and the answers so far.
 
     Returns:
         The list of per-example records, in the order of ``x``.
@@ -201,8 +202,8 @@ def certify_net(net, x, y, *, eps, time_limit=None, solver="milp", processes=1, 
 
     def note(finished):
         if progress is not None and (finished % every == 0 or finished == len(x)):
-            progress(f"certify eps={eps:g} {solver}: {finished}/{len(x)} done in "
-                     f"{time.perf_counter() - start:.0f}s ({_summary(records)})")
+            progress(f"certify eps={eps:g} {solver} ({time.perf_counter() - start:.0f}s: {_summary(records)})",
+                     finished, len(x))
 
     if processes == 1 or len(x) <= 1:
         _init_worker(net)

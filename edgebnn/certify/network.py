@@ -22,7 +22,7 @@ and the next layer's input quantizer (Larq's ``sign(0) = +1``), so the integer
 threshold agrees with the Keras forward pass bit for bit, float32 rounding
 included. :func:`real_thresholds` gives the same thresholds in exact real
 arithmetic (the inference BatchNorm affine ``g z + h``, as in
-:mod:`edgebnn.deploy.rewrite`, but in float64) to show where float32 and real
+:mod:`edgebnn.deploy.passes.sign_threshold`, but in float64) to show where float32 and real
 arithmetic part.
 """
 
@@ -31,7 +31,7 @@ import numpy as np
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from edgebnn import EdgebnnError
 from edgebnn.certify.encode import CONST_NEG, CONST_POS, FIRE_GE, FIRE_LE, BinaryNet
-from edgebnn.deploy.rewrite import is_sign
+from edgebnn.introspect import is_sign
 from edgebnn.layers import InputDiscretization
 from edgebnn.quantizers import TernaryWeight
 

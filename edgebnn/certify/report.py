@@ -98,7 +98,7 @@ def summarize_examples(rows, *, eps):
 
 
 def certify_report(model, x, y, *, eps_list, time_limit=60.0, solver="milp", processes=1, attack=None,
-                   extra_attacks=(), flatbuffer=None, progress=None):
+                   extra_attacks=(), deployed=None, progress=None):
     """Certified (lower bound) and attacked (upper bound) robust accuracy of ``model`` for each eps.
 
     For every eps the attack runs first (on the Keras model, against the true labels);
@@ -122,8 +122,9 @@ def certify_report(model, x, y, *, eps_list, time_limit=60.0, solver="milp", pro
             it (``attacks_broke`` names which), the first attack that broke it gives the
             hint, and a ``robust`` answer on an image any attack broke is reported as an
             inconsistency (``attack_broke_certified``).
-        flatbuffer: the deployed ``.tflite`` for replays (default: converted here).
-        progress: ``None`` or a callable taking one progress line.
+        deployed: ``None``, or the deployed model's predictions to replay
+            counterexamples through (see :func:`edgebnn.certify.run.replay`).
+        progress: ``None`` or ``progress(label, done, total)``, ``done`` of ``total`` examples certified.
 
     Returns:
         A JSON-able dict: ``model``, ``model_sha256`` (weights, :func:`model_sha256`),
@@ -139,10 +140,6 @@ def certify_report(model, x, y, *, eps_list, time_limit=60.0, solver="milp", pro
     if len(set(names)) != len(names):
         raise ValueError(f"`extra_attacks` must name attacks different from each other and from `attack`, got {names}.")
     x, y = np.asarray(x, np.float32), np.asarray(y).astype(np.int64)
-    if flatbuffer is None:
-        from edgebnn.deploy.convert import convert  # noqa: PLC0415 (LCE converter)
-
-        flatbuffer = convert(model, target="lce")
     clean_correct = predict_labels(model, x) == y
     results = []
     for eps in eps_list:
@@ -154,13 +151,13 @@ def certify_report(model, x, y, *, eps_list, time_limit=60.0, solver="milp", pro
             first = broken_by[name] & ~already  # the hint of an image is the first attack's that broke it
             hints = x_adv if hints is None else np.where(first.reshape((-1,) + (1,) * (x.ndim - 1)), x_adv, hints)
             already |= broken_by[name]
-            if progress is not None:
+            if progress is not None:  # no example certified yet
                 progress(f"attack {name} eps={eps:g}: robust accuracy {np.mean(clean_correct & ~broken_by[name]):.4f} "
-                         f"({time.perf_counter() - start:.0f}s)")
+                         f"({time.perf_counter() - start:.0f}s)", 0, len(x))
         broken = np.any(list(broken_by.values()), axis=0) | ~clean_correct
         attack_seconds = time.perf_counter() - start
         result = certify(model, x, y, eps=eps, time_limit=time_limit, solver=solver, processes=processes,
-                         hints=hints, flatbuffer=flatbuffer, progress=progress)
+                         hints=hints, deployed=deployed, progress=progress)
         summary = _summarize(result, broken, clean_correct, broken_by)
         summary["attack_seconds"] = attack_seconds
         summary["certify_seconds"] = time.perf_counter() - start - attack_seconds

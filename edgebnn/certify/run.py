@@ -1,4 +1,10 @@
-"""Certify a Keras model on a batch and replay every counterexample through Keras and the deployed ``.tflite``."""
+"""Certify a Keras model on a batch and replay every counterexample through Keras (and a deployed model, if given).
+
+Certification does not deploy: a caller that has the deployed model passes its
+predictions as ``deployed`` (for a ``.tflite``,
+``functools.partial(edgebnn.deploy.verify.tflite_predict, flatbuffer)``) and each
+counterexample is replayed through it too.
+"""
 
 import dataclasses
 
@@ -51,31 +57,31 @@ def _validate_arguments(x, y, eps, time_limit, solver, processes):
     return x, y.astype(np.int64)
 
 
-def replay(model, flatbuffer, counterexamples, labels):
-    """Whether Keras and the ``.tflite`` misclassify each counterexample.
+def replay(model, deployed, counterexamples, labels):
+    """Whether Keras and the deployed model misclassify each counterexample.
 
     Args:
         model: the Keras model.
-        flatbuffer: its converted ``.tflite`` (``bytes``), or ``None`` to skip TFLite.
+        deployed: ``None``, or a callable mapping a batch of inputs to the deployed
+            model's logits (e.g. a ``.tflite`` through
+            :func:`edgebnn.deploy.verify.tflite_predict`).
         counterexamples: inputs, shape ``(k, ...)``.
         labels: the labels they must not be classified as.
 
     Returns:
-        ``(keras, tflite)`` boolean arrays (``tflite`` is ``None`` without a flatbuffer).
+        ``(keras, tflite)`` boolean arrays (``tflite`` is ``None`` without ``deployed``).
     """
-    from edgebnn.deploy.verify import tflite_predict  # noqa: PLC0415 (LCE interpreter)
-
     counterexamples = np.asarray(counterexamples, np.float32)
     labels = np.asarray(labels)
     if len(counterexamples) == 0:
-        return np.zeros(0, bool), None if flatbuffer is None else np.zeros(0, bool)
+        return np.zeros(0, bool), None if deployed is None else np.zeros(0, bool)
     keras = model.predict(counterexamples, verbose=0, batch_size=256).argmax(-1) != labels
-    tflite = None if flatbuffer is None else tflite_predict(flatbuffer, counterexamples).argmax(-1) != labels
+    tflite = None if deployed is None else np.asarray(deployed(counterexamples)).argmax(-1) != labels
     return keras, tflite
 
 
-def certify(model, x, y=None, *, eps, time_limit=60.0, solver="milp", processes=1, hints=None, flatbuffer=None,
-            deploy=True, progress=None, enumeration_limit=exact.ENUMERATION_LIMIT):
+def certify(model, x, y=None, *, eps, time_limit=60.0, solver="milp", processes=1, hints=None, deployed=None,
+            progress=None, enumeration_limit=exact.ENUMERATION_LIMIT):
     """Exact L-infinity robustness of every example: ``robust``, ``not_robust`` (with a counterexample) or ``unknown``.
 
     Args:
@@ -89,11 +95,10 @@ def certify(model, x, y=None, *, eps, time_limit=60.0, solver="milp", processes=
         processes: worker processes (see :func:`edgebnn.certify.exact.default_processes`).
         hints: optional candidate counterexamples shaped like ``x`` (attack outputs);
             one that is in the ball and misclassified is taken as the answer.
-        flatbuffer: the deployed ``.tflite`` to replay counterexamples through; ``None``
-            converts ``model`` with :func:`edgebnn.deploy.convert.convert` (LCE target)
-            when ``deploy`` is true.
-        deploy: replay through TFLite at all.
-        progress: ``None`` or a callable taking one progress line.
+        deployed: ``None``, or the deployed model's predictions to replay
+            counterexamples through (see :func:`replay`); ``replay_tflite`` stays
+            ``None`` without it.
+        progress: ``None`` or ``progress(label, done, total)`` (see :func:`edgebnn.certify.exact.certify_net`).
         enumeration_limit: balls with at most this many discretized inputs are searched
             exhaustively instead of solved (0: always the solver).
 
@@ -121,13 +126,8 @@ def certify(model, x, y=None, *, eps, time_limit=60.0, solver="milp", processes=
         r.pop("counterexample", None)
         r["replay_keras"] = r["replay_tflite"] = None
     if counterexamples:
-        if deploy and flatbuffer is None:
-            from edgebnn.deploy.convert import convert  # noqa: PLC0415 (LCE converter)
-
-            flatbuffer = convert(model, target="lce")
         index = sorted(counterexamples)
-        keras, tflite = replay(model, flatbuffer if deploy else None,
-                               np.stack([counterexamples[i] for i in index]), y[index])
+        keras, tflite = replay(model, deployed, np.stack([counterexamples[i] for i in index]), y[index])
         for k, i in enumerate(index):
             records[i]["replay_keras"] = bool(keras[k])
             records[i]["replay_tflite"] = None if tflite is None else bool(tflite[k])

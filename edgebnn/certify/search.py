@@ -20,10 +20,10 @@ def _logits_from_first_sums(net, sums):
 
     Later sums are computed in float32 (BLAS), exact because they are integers far below ``2**24``.
     """
-    h = encode._fire(sums, net.kinds[0], net.thresholds[0])
+    h = encode.fire(sums, net.kinds[0], net.thresholds[0])
     for kernel, kinds, thresholds in zip(net.float_kernels[1:-1], net.kinds[1:], net.thresholds[1:]):
-        h = encode._fire(encode._int_product(h, kernel), kinds, thresholds)
-    p = encode._int_product(h, net.float_kernels[-1])
+        h = encode.fire(encode.int_product(h, kernel), kinds, thresholds)
+    p = encode.int_product(h, net.float_kernels[-1])
     m = net.kernels[-1].shape[0]
     return np.take_along_axis(net.logit_table, p + m, axis=0)
 
@@ -73,7 +73,7 @@ def hill_climb(net, x, y, eps, *, steps, seed=0, starts=()):
         return levels
 
     levels = restart()
-    sums = encode._int_product(2 * levels + 1, net.float_kernels[0])
+    sums = encode.int_product(2 * levels + 1, net.float_kernels[0])
     current = _margins(_logits_from_first_sums(net, sums[None]), y)[0]
     stuck, tabu = 0, {}
     for step in range(steps):
@@ -108,7 +108,7 @@ def hill_climb(net, x, y, eps, *, steps, seed=0, starts=()):
             stuck += 1
         else:
             levels = restart()
-            sums = encode._int_product(2 * levels + 1, net.float_kernels[0])
+            sums = encode.int_product(2 * levels + 1, net.float_kernels[0])
             current = _margins(_logits_from_first_sums(net, sums[None]), y)[0]
             stuck, tabu = 0, {}
             continue

@@ -104,11 +104,6 @@ class _Cnf:
             self.clauses += [[-var, value], [var, -value]]
 
 
-def _lit(value):
-    """A gate result as a clause literal, or None for a constant."""
-    return None if isinstance(value, bool) else value
-
-
 def sat_clauses(problem):
     """CNF clauses (and the number of variables) of ``problem``."""
     cnf = _Cnf(problem.num_vars)

@@ -43,6 +43,7 @@ from edgebnn.deploy import rewrite as _rewrite
 from edgebnn.deploy import storage as _storage
 from edgebnn.deploy import thresholds as _thresholds
 from edgebnn.deploy.tflite import PIXEL_MAX
+from edgebnn.introspect import random_inference_layers
 
 import tensorflow as tf
 
@@ -64,51 +65,6 @@ def _validate_options(model, target, input_dtype="float32"):
         raise ValueError(f"`target` must be one of {list(TARGETS)}, got {target!r}.")
     if input_dtype not in INPUT_DTYPES:
         raise ValueError(f"`input_dtype` must be one of {list(INPUT_DTYPES)}, got {input_dtype!r}.")
-
-
-def _is_stochastic(obj):
-    """Quantizers/layers whose forward pass samples at inference (by name, class or config)."""
-    if obj is None:
-        return False
-    names = [type(obj).__name__, getattr(obj, "__name__", ""), getattr(obj, "name", "") or ""]
-    return any("stochastic" in str(n).lower() for n in names)
-
-
-def random_inference_layers(model):
-    """Names and reasons of the layers of ``model`` whose inference output is random.
-
-    Detected: quantizers named ``*stochastic*`` (stochastic binarization samples
-    ``+-1`` with probability ``hard_sigmoid(x)``), layers called with
-    ``training=True`` (Monte-Carlo dropout kept on at inference), and layers whose
-    class name says Monte-Carlo (:class:`edgebnn.layers.MCDropout` unless
-    ``always_on=False``, ``MonteCarlo...``).
-    """
-    found = []
-    for layer in _all_layers(model):
-        for attr in ("input_quantizer", "kernel_quantizer", "quantizer", "activation"):
-            if _is_stochastic(getattr(layer, attr, None)):
-                found.append((layer.name, f"{attr} is stochastic ({_name_of(getattr(layer, attr))})"))
-        cls = type(layer).__name__.lower()
-        if ("mcdropout" in cls and getattr(layer, "always_on", True)) or "montecarlo" in cls:
-            found.append((layer.name, f"Monte-Carlo layer {type(layer).__name__} is active at inference"))
-        elif "stochastic" in cls:
-            found.append((layer.name, f"stochastic layer {type(layer).__name__}"))
-        for node in layer._inbound_nodes:
-            if node.call_kwargs.get("training") is True:
-                found.append((layer.name, "called with training=True (random at inference)"))
-                break
-    return found
-
-
-def _name_of(obj):
-    return getattr(obj, "__name__", None) or type(obj).__name__
-
-
-def _all_layers(model):
-    for layer in model.layers:
-        yield layer
-        if isinstance(layer, tf.keras.Model):
-            yield from _all_layers(layer)
 
 
 def check_deployable(model):
@@ -149,16 +105,13 @@ def with_uint8_input(model):
 def prepare(model, *, target="lce", input_dtype="float32", rewrites=True):
     """The Keras model that :func:`convert` actually converts (rewritten copy, uint8 stem).
 
-    ``lce``: all rewrites; ``portable``: only XNOR scale folding (the other rewrites
-    exist to reach LCE's binary kernels, which stock TFLite does not have).
+    The rewrites are the target's pipeline, :data:`edgebnn.deploy.rewrite.PIPELINES`.
     """
     _validate_options(model, target, input_dtype)
     check_deployable(model)
     deployable = model
     if rewrites:
-        lce = target == "lce"
-        deployable = _rewrite.rewrite(model, dense_to_conv=lce, bit_planes="auto" if lce else False, fold_xnor=True,
-                                      sign_thresholds=lce)
+        deployable = _rewrite.for_target(model, target)
     if input_dtype == "uint8":
         deployable = with_uint8_input(deployable)
     return deployable

@@ -58,10 +58,9 @@ import dataclasses
 import numpy as np
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from edgebnn.deploy import storage as _storage
+from edgebnn.deploy import tflite_edit
 
 from tensorflow.lite.python import schema_py_generated as schema
-from tensorflow.lite.tools import flatbuffer_utils
 
 #: Payload bits per stored int16 word (``GATHER`` positions must be non-negative).
 WORD_BITS = 15
@@ -103,10 +102,6 @@ class PackedWeight:
     magnitudes: str
     bytes_before: int
     bytes_after: int
-
-
-def _validate(tflite):
-    _storage._validate(tflite, _storage.MODES[0])
 
 
 def sign_magnitudes(w, axis):
@@ -164,14 +159,14 @@ class _Builder:
         t.name = f"{self.prefix}/{name}".encode() if self.names else None
         if data is None:
             if self._empty is None:
-                self._empty = _storage._empty_buffer(self.model)
+                self._empty = tflite_edit.empty_buffer(self.model)
             t.buffer = self._empty
         else:
             data = np.ascontiguousarray(data)
             # constants with the same bytes (e.g. one range in three shapes) share a buffer
             key = (data.dtype.str, data.tobytes())
             if key not in self._buffers:
-                self._buffers[key] = _storage._new_buffer(self.model, data)
+                self._buffers[key] = tflite_edit.new_buffer(self.model, data)
             t.buffer = self._buffers[key]
         self.subgraph.tensors.append(t)
         return len(self.subgraph.tensors) - 1
@@ -190,7 +185,7 @@ class _Builder:
 
     def op(self, builtin, inputs, outputs, *, version=1, options=None):
         op = schema.OperatorT()
-        op.opcodeIndex = _storage._opcode_index(self.model, builtin, version)
+        op.opcodeIndex = tflite_edit.opcode_index(self.model, builtin, version)
         op.inputs, op.outputs = list(inputs), list(outputs)
         if options is not None:
             op.builtinOptionsType = getattr(schema.BuiltinOptions, type(options).__name__[:-1])
@@ -301,9 +296,9 @@ def _unpack(b, table, w, magnitudes, per_channel, out, name):
 
 def _pack_subgraph(model, subgraph, index, summary):
     plans = []
-    for tensor_index, axis in sorted(_storage._weight_tensors(model, subgraph).items()):
+    for tensor_index, axis in sorted(tflite_edit.weight_tensors(model, subgraph).items()):
         tensor = subgraph.tensors[tensor_index]
-        w = _storage._buffer_array(model, tensor)
+        w = tflite_edit.buffer_array(model, tensor)
         found = sign_magnitudes(w, axis)
         if found is not None:
             plans.append((tensor_index, w, *found))
@@ -315,7 +310,7 @@ def _pack_subgraph(model, subgraph, index, summary):
         tensor = subgraph.tensors[tensor_index]
         name = (tensor.name or b"").decode() or f"tensor_{tensor_index}"
         _unpack(b, table, w, magnitudes, per_channel, tensor_index, f"w{k}")
-        tensor.buffer = _storage._empty_buffer(model)  # now the output of the unpacking GATHER
+        tensor.buffer = tflite_edit.empty_buffer(model)  # now the output of the unpacking GATHER
         tensor.quantization = None
         summary.append(PackedWeight(
             name=name, shape=tuple(int(d) for d in w.shape),
@@ -349,7 +344,7 @@ def _compact(model):
                 t.buffer = 0
             if _is_empty_quantization(t.quantization):
                 t.quantization = None
-    legacy = _storage._indices(model.metadataBuffer)
+    legacy = tflite_edit.indices(model.metadataBuffer)
     used = {0, *legacy} | {t.buffer for sg in model.subgraphs for t in sg.tensors}
     used |= {m.buffer for m in model.metadata or []}
     new_index = {old: new for new, old in enumerate(sorted(used))}
@@ -365,22 +360,22 @@ def _compact(model):
 
 def pack_weights_with_summary(tflite):
     """:func:`pack_weights`, and the list of :class:`PackedWeight` it rewrote."""
-    _validate(tflite)
-    model = _storage._parse(tflite)
+    tflite_edit.check_flatbuffer(tflite)
+    model = tflite_edit.parse(tflite)
     summary = []
     for index, subgraph in enumerate(model.subgraphs):
         _pack_subgraph(model, subgraph, index, summary)
     if not summary:
         return bytes(tflite), summary
-    _storage._drop_unused_buffers(model)
+    tflite_edit.drop_unused_buffers(model)
     _compact(model)
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), summary
+    return tflite_edit.serialize(model), summary
 
 
 def pack_weights(tflite):
     """Store every ``+-g_c`` layer weight of ``tflite`` as sign bits, unpacked by builtin ops at prepare time.
 
-    Only float32 constant weights of builtin layer ops (:data:`edgebnn.deploy.storage.WEIGHT_OPS`,
+    Only float32 constant weights of builtin layer ops (:data:`edgebnn.deploy.tflite_edit.WEIGHT_OPS`,
     input 1, not read by anything else) are considered; those with one magnitude per
     tensor, or per output channel on axis 0, are rewritten (see the module docstring).
     Others are left as they are (e.g. for :func:`edgebnn.deploy.storage.store_weights`).

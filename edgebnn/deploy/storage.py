@@ -31,8 +31,8 @@ Only the file (and what a device must download or keep in flash) shrinks.
 
 Not rewritten (left float32, as they are): weights under :data:`MIN_ELEMENTS` values,
 weights that are graph inputs/outputs or read by any op other than as a layer weight
-(see :func:`_weight_tensors`), sparse or variable tensors, and weights that already come
-out of a ``DEQUANTIZE`` (e.g. ``convert(..., weights="float16")``). The
+(see :func:`edgebnn.deploy.tflite_edit.weight_tensors`), sparse or variable tensors,
+and weights that already come out of a ``DEQUANTIZE`` (e.g. ``convert(..., weights="float16")``). The
 ``min_runtime_version`` metadata is raised to what the added ``DEQUANTIZE`` versions need.
 """
 
@@ -41,25 +41,13 @@ import dataclasses
 import numpy as np
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from edgebnn.deploy.tflite import builtin_code
+from edgebnn.deploy import tflite_edit
+from edgebnn.deploy.tflite_edit import MIN_ELEMENTS, WEIGHT_OPS  # noqa: F401  (documented here)
 
 from tensorflow.lite.python import schema_py_generated as schema
 from tensorflow.lite.tools import flatbuffer_utils
 
 MODES = ("exact", "float16", "int8")
-#: Layer ops whose input 1 is a weight tensor that may be rewritten, with the axis of
-#: their output channels (per-channel scales): OHWI conv / transpose-conv kernels and
-#: [out, in] dense weights on axis 0, ``[1, H, W, C*M]`` depthwise kernels on axis 3.
-WEIGHT_OPS = {
-    schema.BuiltinOperator.CONV_2D: 0,
-    schema.BuiltinOperator.DEPTHWISE_CONV_2D: 3,
-    schema.BuiltinOperator.FULLY_CONNECTED: 0,
-    schema.BuiltinOperator.TRANSPOSE_CONV: 0,
-}
-#: Smaller weight tensors are left as they are: a ``DEQUANTIZE`` op, a second tensor and
-#: its quantization parameters cost ~100-200 bytes of flatbuffer, more than 64 float32
-#: weights (256 bytes) would save.
-MIN_ELEMENTS = 64
 #: Largest |q| of symmetric int8 (-128 is not used, so that zero point 0 is symmetric).
 QMAX = 127
 #: ``DEQUANTIZE`` versions required by TFLite's op versioning
@@ -74,7 +62,6 @@ _MIN_RUNTIME_KEY = b"min_runtime_version"
 #: TFLite's converter writes the version as a NUL-padded string of this length.
 _MIN_RUNTIME_BYTES = 16
 
-_TYPE_NAMES = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
@@ -102,15 +89,10 @@ class StoredWeight:
 
 
 def _validate(tflite, mode):
-    if not isinstance(tflite, (bytes, bytearray)):
-        raise TypeError(f"`tflite` must be flatbuffer bytes, got {type(tflite).__name__}.")
+    tflite_edit.check_bytes(tflite)
     if mode not in MODES:
         raise ValueError(f"`mode` must be one of {list(MODES)}, got {mode!r}.")
-    if len(tflite) < 8 or bytes(tflite[4:8]) != b"TFL3":
-        raise ValueError(
-            f"`tflite` is not a TFLite flatbuffer (file identifier 'TFL3' expected at bytes 4-8, "
-            f"got {bytes(tflite[4:8])!r})."
-        )
+    tflite_edit.check_identifier(tflite)
 
 
 def dequantize(q, scales, axis):
@@ -207,86 +189,6 @@ def approximate_int8(w, axis):
     return _quantize(w, scales, axis), scales
 
 
-def _buffer_array(model, tensor):
-    data = model.buffers[tensor.buffer].data
-    return np.frombuffer(bytes(np.asarray(data, np.uint8)), "<f4").reshape(tuple(_indices(tensor.shape)))
-
-
-def _is_constant_float(model, tensor):
-    buffer = model.buffers[tensor.buffer] if tensor.buffer < len(model.buffers) else None
-    return (
-        tensor.type == schema.TensorType.FLOAT32
-        and not tensor.isVariable
-        and tensor.sparsity is None
-        and buffer is not None
-        and buffer.data is not None
-        and len(buffer.data) == 4 * int(np.prod(_indices(tensor.shape)))
-    )
-
-
-def _opcode_index(model, builtin, version):
-    for i, code in enumerate(model.operatorCodes):
-        if builtin_code(code) == builtin and code.version == version:
-            return i
-    code = schema.OperatorCodeT()
-    code.builtinCode = builtin
-    code.deprecatedBuiltinCode = min(builtin, schema.BuiltinOperator.PLACEHOLDER_FOR_GREATER_OP_CODES)
-    code.version = version
-    model.operatorCodes.append(code)
-    return len(model.operatorCodes) - 1
-
-
-def _new_buffer(model, array):
-    buffer = schema.BufferT()
-    buffer.data = np.frombuffer(np.ascontiguousarray(array).tobytes(), np.uint8).copy()
-    model.buffers.append(buffer)
-    return len(model.buffers) - 1
-
-
-def _empty_buffer(model):
-    """Index of a buffer without data for non-constant tensors (TFLite's convention: buffer 0)."""
-    if model.buffers[0].data is None or len(model.buffers[0].data) == 0:
-        return 0
-    return _new_buffer(model, np.zeros(0, np.uint8))
-
-
-def _indices(array):
-    """A flatbuffer index vector (NumPy array, list or None) as a list of ints."""
-    return [] if array is None else [int(i) for i in array]
-
-
-def _weight_tensors(model, subgraph):
-    """``{tensor index: channel axis}`` of the rewritable weights of ``subgraph``.
-
-    A tensor read by several layer ops is rewritten once if they agree on the channel
-    axis (all consumers then read the same dequantized tensor); with conflicting axes
-    it is skipped. Skipped too: tensors that any op reads other than as a layer weight,
-    and graph inputs/outputs. XNNPACK (TFLite's default CPU delegate) unpacks a constant's
-    ``DEQUANTIZE`` into its own memory and never writes the op's output tensor, so a
-    rewritten weight that is also a graph output reads as garbage (measured, TF 2.16).
-    """
-    axes, other_uses = {}, set(_indices(subgraph.inputs)) | set(_indices(subgraph.outputs))
-    for op in subgraph.operators:
-        code = model.operatorCodes[op.opcodeIndex]
-        builtin = builtin_code(code)
-        for position, index in enumerate(_indices(op.inputs)):
-            if builtin in WEIGHT_OPS and position == 1:
-                axes.setdefault(index, set()).add(WEIGHT_OPS[builtin])
-            else:
-                other_uses.add(index)
-        other_uses.update(_indices(op.intermediates))
-    found = {}
-    for index, tensor_axes in axes.items():
-        if index < 0 or index in other_uses or len(tensor_axes) != 1:
-            continue
-        tensor = subgraph.tensors[index]
-        if not _is_constant_float(model, tensor):
-            continue
-        if int(np.prod(_indices(tensor.shape))) >= MIN_ELEMENTS:
-            found[index] = tensor_axes.pop()
-    return found
-
-
 def _plan(w, axis, mode):
     """``(array, scales or None, scheme, exact)`` for weight ``w``, or None to leave it float32."""
     found = exact_int8(w, axis)
@@ -304,9 +206,9 @@ def _plan(w, axis, mode):
 def _rewrite_subgraph(model, subgraph, mode, summary):
     dequantize_ops = []
     replaced = {}  # (old buffer, axis, dtype, scales) -> new buffer, for tensors sharing a buffer
-    for index, axis in sorted(_weight_tensors(model, subgraph).items()):
+    for index, axis in sorted(tflite_edit.weight_tensors(model, subgraph).items()):
         tensor = subgraph.tensors[index]
-        w = _buffer_array(model, tensor)
+        w = tflite_edit.buffer_array(model, tensor)
         plan = _plan(w, axis, mode)
         if plan is None:
             continue
@@ -317,7 +219,7 @@ def _rewrite_subgraph(model, subgraph, mode, summary):
         stored.shapeSignature = None if tensor.shapeSignature is None else list(tensor.shapeSignature)
         stored.type = schema.TensorType.INT8 if array.dtype == np.int8 else schema.TensorType.FLOAT16
         key = (tensor.buffer, axis, array.dtype.str, None if scales is None else scales.tobytes())
-        stored.buffer = replaced[key] if key in replaced else _new_buffer(model, array)
+        stored.buffer = replaced[key] if key in replaced else tflite_edit.new_buffer(model, array)
         new_bytes = 0 if key in replaced else array.nbytes + (0 if scales is None else scales.nbytes)
         replaced[key] = stored.buffer
         if scales is not None:
@@ -328,12 +230,12 @@ def _rewrite_subgraph(model, subgraph, mode, summary):
             stored.quantization = params
         subgraph.tensors.append(stored)
         # the original tensor becomes the DEQUANTIZE output: same index, no data
-        tensor.buffer = _empty_buffer(model)
+        tensor.buffer = tflite_edit.empty_buffer(model)
         tensor.quantization = None
         version = DEQUANTIZE_VERSIONS["float16" if scales is None else
                                       "int8_per_channel" if scales.size > 1 else "int8"]
         op = schema.OperatorT()
-        op.opcodeIndex = _opcode_index(model, schema.BuiltinOperator.DEQUANTIZE, version)
+        op.opcodeIndex = tflite_edit.opcode_index(model, schema.BuiltinOperator.DEQUANTIZE, version)
         op.inputs = [len(subgraph.tensors) - 1]
         op.outputs = [index]
         dequantize_ops.append(op)
@@ -348,15 +250,6 @@ def _rewrite_subgraph(model, subgraph, mode, summary):
         ))
     # constants exist before the first op runs, so their DEQUANTIZE ops go first
     subgraph.operators = dequantize_ops + list(subgraph.operators)
-
-
-def _drop_unused_buffers(model):
-    """Empty the data of buffers no tensor or metadata refers to any more (indices kept)."""
-    used = {t.buffer for sg in model.subgraphs for t in sg.tensors}
-    used |= {m.buffer for m in (model.metadata or [])}
-    for i, buffer in enumerate(model.buffers):
-        if i not in used and buffer.data is not None:
-            buffer.data = None
 
 
 def _version(text):
@@ -380,16 +273,6 @@ def _raise_min_runtime(model):
             buffer.data = np.frombuffer(required.encode().ljust(_MIN_RUNTIME_BYTES, b"\0"), np.uint8).copy()
 
 
-def _parse(tflite):
-    try:
-        model = flatbuffer_utils.convert_bytearray_to_object(bytearray(tflite))
-    except Exception as e:  # the flatbuffers parser raises anything on garbage
-        raise ValueError(f"`tflite` could not be parsed as a TFLite flatbuffer: {type(e).__name__}: {e}") from e
-    if model.buffers is None or model.subgraphs is None:
-        raise ValueError("`tflite` is a TFLite flatbuffer without buffers or subgraphs.")
-    return model
-
-
 def strip_strings(tflite):
     """``tflite`` without tensor and subgraph names, description and signature definitions.
 
@@ -397,23 +280,23 @@ def strip_strings(tflite):
     metadata names stay. The model then addresses its inputs and outputs by index only.
     """
     _validate(tflite, MODES[0])
-    model = _parse(tflite)
+    model = tflite_edit.parse(tflite)
     flatbuffer_utils.strip_strings(model)
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    return tflite_edit.serialize(model)
 
 
 def store_weights_with_summary(tflite, *, mode="exact"):
     """:func:`store_weights`, and the list of :class:`StoredWeight` it rewrote."""
     _validate(tflite, mode)
-    model = _parse(tflite)
+    model = tflite_edit.parse(tflite)
     summary = []
     for subgraph in model.subgraphs:
         _rewrite_subgraph(model, subgraph, mode, summary)
     if not summary:  # re-serializing would only change padding (LCE flatbuffers grow)
         return bytes(tflite), summary
-    _drop_unused_buffers(model)
+    tflite_edit.drop_unused_buffers(model)
     _raise_min_runtime(model)
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), summary
+    return tflite_edit.serialize(model), summary
 
 
 def markdown_table(stored):

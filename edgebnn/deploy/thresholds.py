@@ -39,11 +39,10 @@ import math
 import numpy as np
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from edgebnn.deploy import storage as _storage
+from edgebnn.deploy import tflite_edit
 from edgebnn.deploy.tflite import builtin_code
 
 from tensorflow.lite.python import schema_py_generated as schema
-from tensorflow.lite.tools import flatbuffer_utils
 
 #: Unit roundoff of float32 (round to nearest).
 UNIT_ROUNDOFF = fractions.Fraction(1, 2**24)
@@ -102,36 +101,36 @@ def _candidates(model, subgraph):
     """``FULLY_CONNECTED`` ops reading a ``SIGN`` output and read only by ``SIGN`` ops."""
     producer, consumers = {}, {}
     for op in subgraph.operators:
-        for t in _storage._indices(op.outputs):
+        for t in tflite_edit.indices(op.outputs):
             producer[t] = _op_name(model, op)
-        for t in _storage._indices(op.inputs):
+        for t in tflite_edit.indices(op.inputs):
             consumers.setdefault(t, []).append(_op_name(model, op))
-    graph_outputs = set(_storage._indices(subgraph.outputs))
-    weights = _storage._weight_tensors(model, subgraph)
+    graph_outputs = set(tflite_edit.indices(subgraph.outputs))
+    weights = tflite_edit.weight_tensors(model, subgraph)
     found = []
     for op in subgraph.operators:
-        inputs = _storage._indices(op.inputs)
+        inputs = tflite_edit.indices(op.inputs)
         if _op_name(model, op) != _OP.FULLY_CONNECTED or len(inputs) != 3 or inputs[2] < 0:
             continue
         options = op.builtinOptions
         if options is None or options.fusedActivationFunction != schema.ActivationFunctionType.NONE:
             continue
-        (out,) = _storage._indices(op.outputs)
+        (out,) = tflite_edit.indices(op.outputs)
         if (producer.get(inputs[0]) != _OP.SIGN or out in graph_outputs
                 or set(consumers.get(out, [])) != {_OP.SIGN} or inputs[1] not in weights):
             continue
         bias = subgraph.tensors[inputs[2]]
-        if not _storage._is_constant_float(model, bias) or consumers.get(inputs[2]) != [_OP.FULLY_CONNECTED]:
+        if not tflite_edit.is_constant_float(model, bias) or consumers.get(inputs[2]) != [_OP.FULLY_CONNECTED]:
             continue
         found.append(op)
     return found
 
 
 def _rewrite_layer(model, subgraph, op, summary):
-    w_index, b_index = _storage._indices(op.inputs)[1:3]
+    w_index, b_index = tflite_edit.indices(op.inputs)[1:3]
     w_tensor, b_tensor = subgraph.tensors[w_index], subgraph.tensors[b_index]
-    w = _storage._buffer_array(model, w_tensor)
-    b = _storage._buffer_array(model, b_tensor)
+    w = tflite_edit.buffer_array(model, w_tensor)
+    b = tflite_edit.buffer_array(model, b_tensor)
     if w.ndim != 2 or b.shape != (w.shape[0],):
         return
     magnitude = np.abs(w)
@@ -149,23 +148,23 @@ def _rewrite_layer(model, subgraph, op, summary):
     if not rewritten:
         return
     for tensor, array in ((w_tensor, new_w), (b_tensor, new_b)):
-        tensor.buffer = _storage._new_buffer(model, array.astype(np.float32))
+        tensor.buffer = tflite_edit.new_buffer(model, array.astype(np.float32))
     summary.append(ThresholdedLayer(weight=(w_tensor.name or b"").decode(), shape=tuple(int(d) for d in w.shape),
                                     channels=rewritten, kept=int(w.shape[0] - rewritten)))
 
 
 def sign_thresholds_with_summary(tflite):
     """:func:`sign_thresholds`, and the list of :class:`ThresholdedLayer` it rewrote."""
-    _storage._validate(tflite, _storage.MODES[0])
-    model = _storage._parse(tflite)
+    tflite_edit.check_flatbuffer(tflite)
+    model = tflite_edit.parse(tflite)
     summary = []
     for subgraph in model.subgraphs:
         for op in _candidates(model, subgraph):
             _rewrite_layer(model, subgraph, op, summary)
     if not summary:
         return bytes(tflite), summary
-    _storage._drop_unused_buffers(model)
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), summary
+    tflite_edit.drop_unused_buffers(model)
+    return tflite_edit.serialize(model), summary
 
 
 def sign_thresholds(tflite):

@@ -131,7 +131,7 @@ def attack_plan(settings, *, norm, surrogates, eot_samples=1, spsa_options=None,
             AttackSpec(f"apgd-t/{s}", "apgd_t", {**gradient, "steps": settings.steps,
                                                  "target_classes": settings.target_classes}),
         ]
-    plan.append(AttackSpec("square", "square", {"norm": norm, "queries": settings.square_queries}, blackbox=True))
+    plan.append(AttackSpec("square", "square", {"norm": norm, "steps": settings.square_queries}, blackbox=True))
     if spsa_options is not None and norm == np.inf:  # SPSA is L-inf only
         plan.append(AttackSpec("spsa", "spsa", dict(spsa_options), blackbox=True))
     if substitute_options is not None:

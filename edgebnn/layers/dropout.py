@@ -52,6 +52,11 @@ class MCDropout(tf.keras.layers.Dropout):
         except ValueError:
             raise ValueError(f"`input_quantizer` must be a Larq quantizer or its name, got {input_quantizer!r}.") from None
 
+    @property
+    def random_at_inference(self):
+        """Whether it drops units at inference (read by :func:`edgebnn.introspect.random_at_inference`)."""
+        return self.always_on
+
     def call(self, inputs, training=None):
         if self.input_quantizer is not None:
             inputs = self.input_quantizer(inputs)

@@ -138,7 +138,7 @@ def _build_checked(recipe, dataset, *, prefix):
 
 def randomized(model):
     """Whether ``model`` samples at inference."""
-    from edgebnn.deploy.convert import random_inference_layers  # noqa: PLC0415
+    from edgebnn.introspect import random_inference_layers  # noqa: PLC0415
 
     return bool(random_inference_layers(model))
 

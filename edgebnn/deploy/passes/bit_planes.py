@@ -31,7 +31,7 @@ import numpy as np
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from edgebnn.deploy.passes.dense_to_conv import Column, as_column
-from edgebnn.deploy.passes.graph import Plain, call_copy
+from edgebnn.deploy.passes.graph import Pass, Plain, Rule, call_copy
 from edgebnn.deploy.passes.layers import BitPlanes, ChannelBias, ChannelScale, MergePlanes, plane_coefficients
 from edgebnn.deploy.passes.quant import batch_norm_affine, binary_kernel, binary_linear, effective_kernel, last_axis
 from edgebnn.deploy.tflite import LCE_BITPACK_WIDTH
@@ -75,6 +75,10 @@ class Planes:
             t = call_copy(layer, t)
         return t
 
+    def lower(self):
+        """The plain value of the discretized input, where no rule takes the planes."""
+        return Plain(self.plain())
+
 
 @dataclasses.dataclass(frozen=True)
 class Merge:
@@ -98,6 +102,10 @@ class Merge:
 
     def plain(self):
         return self.merged().plain()
+
+    def lower(self):
+        """The summed output, where no rule takes the per-plane outputs."""
+        return self.merged()
 
 
 def start(layer, value, opts):
@@ -138,19 +146,31 @@ def first_linear(layer, value, opts):
     return Merge(out, tuple(coefficients), Column if dense else Plain, ones_term)
 
 
-def fuse_batch_norm(layer, value, opts, *, single_use):
+def fuse_batch_norm(layer, value, opts):
     """BatchNorm after the bit-plane layer, folded into the per-plane outputs (LCE fuses it into the bconv).
 
     ``BN(sum_j c_j o_j + K) = A sum_j c_j o_j + A K + B = sum_j c_j (A o_j + D)`` with
     ``D = (A K + B) / sum_j c_j``. Taken for a last-axis BatchNorm that is the
-    :class:`Merge` value's only consumer; otherwise ``None``.
+    :class:`Merge` value's only consumer (its rule is ``single_use``); otherwise ``None``.
     """
     bn = layer
-    if not (isinstance(value, Merge) and single_use and isinstance(bn, tf.keras.layers.BatchNormalization)
-            and last_axis(bn)):
+    if not (isinstance(value, Merge) and isinstance(bn, tf.keras.layers.BatchNormalization) and last_axis(bn)):
         return None
     a, b = batch_norm_affine(bn)
     d = (a * value.ones_term + b) / sum(value.coefficients)
     out = ChannelScale(a, name=f"{bn.name}_scale")(value.tensor)
     out = ChannelBias(d, name=f"{bn.name}_bias")(out)
     return value.merged_as(MergePlanes(value.coefficients, name=f"{bn.name}_merge_planes")(out))
+
+
+#: The pass: planes start at a discretization and follow per-example reshapes; the
+#: first binary layer runs on them; a BatchNorm after it folds into the per-plane outputs.
+PASS = Pass(
+    rules=(
+        Rule((Merge,), fuse_batch_norm, single_use=True),
+        Rule((Plain,), start),
+        Rule((Planes,), carry_reshape),
+        Rule((Planes,), first_linear),
+    ),
+    flags=("bit_planes",),
+)

@@ -13,7 +13,7 @@ flattened back to ``(batch, channels)`` where any other layer needs it.
 import dataclasses
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from edgebnn.deploy.passes.graph import call_copy
+from edgebnn.deploy.passes.graph import Pass, Plain, Rule, call_copy
 from edgebnn.deploy.passes.quant import binary_kernel, binary_linear, is_sign
 
 import larq as lq
@@ -58,3 +58,7 @@ def binary_dense(layer, value, opts):
         return None
     out = binary_linear(layer, value.tensor if isinstance(value, Column) else as_column(value.tensor), conv=True)
     return None if out is None else Column(out)
+
+
+#: The pass: binary dense layers as 1x1 binary convolutions, per-channel layers on columns.
+PASS = Pass(rules=(Rule((Column,), carry_channelwise), Rule((Plain, Column), binary_dense)), flags=("dense_to_conv",))

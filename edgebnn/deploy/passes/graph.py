@@ -11,12 +11,18 @@ that no pass handles needs them. Layers with several inputs or keyword arguments
 copied onto plain values. Each call of a layer is copied on its own, so a layer shared
 by several calls is not supported (Keras refuses the repeated layer name).
 
+A pass (:class:`Pass`) is a tuple of :class:`Rule` objects, each a function
+``rule(layer, value, ctx) -> value or None`` and the kinds of value it takes;
+:func:`edgebnn.deploy.rewrite.rewrite` tries the rules of its ordered passes on every
+layer (:class:`Context` tells them which passes run and what they prepared).
+
 The walk reads Keras 2's functional-graph records (``_nodes_by_depth``,
 ``_tensor_usage_count``, node ``flat_input_ids``), the same ones
 ``tf.keras.models.clone_model`` uses.
 """
 
 import dataclasses
+from typing import Callable
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
@@ -31,6 +37,63 @@ class Plain:
 
     def plain(self):
         return self.tensor
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """One rewrite of a pass: ``fn(layer, value, ctx)`` returns the new value, or ``None`` to decline.
+
+    Attributes:
+        takes: the value classes ``fn`` acts on (other values skip it).
+        fn: the rewrite.
+        single_use: tried only when ``layer`` is the only consumer of its input.
+    """
+
+    takes: tuple
+    fn: Callable
+    single_use: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Pass:
+    """A deploy graph pass: its rules, in order, and what it tells the other passes.
+
+    Attributes:
+        rules: the :class:`Rule` objects tried on each layer.
+        flags: facts the pass's presence sets on :class:`Context` (``"fold_xnor"``:
+            XNOR kernels count as binary for every pass; ``"dense_to_conv"``: dense
+            layers may become 1x1 convolutions; ``"bit_planes"``: discretized inputs may
+            become bit planes).
+        prepare: ``None`` or ``prepare(model)``, run once on the original model; its
+            result is ``ctx.state[the pass]``.
+        exact: the rewritten model computes bit for bit what the original does (a pass
+            that is exact only up to rounding ties is opt-in).
+    """
+
+    rules: tuple
+    flags: tuple = ()
+    prepare: Callable | None = None
+    exact: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """What the rules of one rewrite know besides the layer and its value.
+
+    Attributes:
+        passes: names of the passes that run, in order.
+        fold_xnor, dense_to_conv: whether a running pass has that flag (:attr:`Pass.flags`).
+        bit_planes: ``False`` when no running pass has the ``"bit_planes"`` flag, else
+            ``True`` (every eligible first layer on bit planes) or ``"auto"`` (only where
+            Larq Compute Engine gains from it).
+        state: :class:`Pass` -> what its :attr:`Pass.prepare` returned.
+    """
+
+    passes: tuple
+    fold_xnor: bool = False
+    dense_to_conv: bool = False
+    bit_planes: object = False
+    state: dict = dataclasses.field(default_factory=dict)
 
 
 def copy_layer(layer, name=None, **overrides):

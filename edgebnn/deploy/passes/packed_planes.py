@@ -16,8 +16,8 @@ c * sum(W)`` per output channel, exactly in float32.
 import numpy as np
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from edgebnn.deploy.passes.bit_planes import Planes
-from edgebnn.deploy.passes.graph import Plain
+from edgebnn.deploy.passes.bit_planes import Planes, start
+from edgebnn.deploy.passes.graph import Pass, Plain, Rule
 from edgebnn.deploy.passes.layers import (
     ChannelBias,
     ChannelScale,
@@ -126,3 +126,8 @@ def first_conv(layer, value, opts):
     if extra_h or extra_w:
         out = tf.keras.layers.Cropping2D(((0, extra_h), (0, extra_w)), name=f"{layer.name}_crop")(out)
     return Plain(out)
+
+
+#: The pass: planes start at a discretization (as in :mod:`.bit_planes`), and the first
+#: few-channel binary convolution runs on them packed on the channel axis.
+PASS = Pass(rules=(Rule((Plain,), start), Rule((Planes,), first_conv)), flags=("bit_planes",))

@@ -1,34 +1,21 @@
 """What a quantized layer computes, as the deploy passes need to know it.
 
-Shared by the passes: which quantizers are ``sign``, which kernels are XNOR-Net
-``alpha_c * sign(W)``, the kernel a layer effectively computes with, a BatchNorm as
-a per-channel affine map, and :func:`binary_linear`, the copy of a quantized linear
-layer with a ``+-1`` kernel that Larq Compute Engine turns into ``LceBconv2d``.
+Shared by the passes (which quantizers are ``sign`` and which kernels XNOR-Net
+``alpha_c * sign(W)`` is :mod:`edgebnn.introspect`'s to say): the kernel a layer
+effectively computes with, a BatchNorm as a per-channel affine map, and
+:func:`binary_linear`, the copy of a quantized linear layer with a ``+-1`` kernel that
+Larq Compute Engine turns into ``LceBconv2d``.
 """
 
 import numpy as np
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from edgebnn import quantizers
 from edgebnn.deploy.passes.graph import copy_layer
 from edgebnn.deploy.passes.layers import ChannelScale
+from edgebnn.introspect import is_sign, is_xnor
 
 import larq as lq
 import tensorflow as tf
-
-#: Larq quantizers whose forward pass is ``sign(x)`` with values in ``{-1, +1}``.
-SIGN_QUANTIZERS = (lq.quantizers.SteSign, lq.quantizers.ApproxSign, lq.quantizers.SwishSign)
-
-
-def is_sign(quantizer):
-    """True if a Larq quantizer's forward pass is plain ``sign`` (values ``+-1``)."""
-    return isinstance(quantizer, SIGN_QUANTIZERS)
-
-
-def is_xnor(quantizer):
-    """XNOR-Net kernels ``alpha_c * sign(W)``: edgebnn's ``XnorWeight`` or Larq's ``magnitude_aware_sign``."""
-    return isinstance(quantizer, (quantizers.XnorWeight, lq.quantizers.MagnitudeAwareSign))
-
 
 def is_quant_linear(layer):
     """A Larq ``QuantDense`` or ``QuantConv2D``."""

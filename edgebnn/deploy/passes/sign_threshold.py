@@ -17,6 +17,8 @@ import dataclasses
 import numpy as np
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from edgebnn.deploy.passes.dense_to_conv import Column
+from edgebnn.deploy.passes.graph import Pass, Plain, Rule
 from edgebnn.deploy.passes.layers import ChannelBias, ChannelScale
 from edgebnn.deploy.passes.quant import batch_norm_affine, is_sign, last_axis
 
@@ -74,18 +76,23 @@ def sign_threshold(bn):
     return scale.astype(np.float32), bias.astype(np.float32)
 
 
-def fold(layer, value, opts):
-    """The rewritten output of a layer of a sign-threshold chain (``opts.sign_chains``), or ``None``.
+def fold(layer, value, ctx):
+    """The rewritten output of a layer of a sign-threshold chain (:func:`sign_threshold_chains`), or ``None``.
 
     The ReLU passes its input through (it is folded into the BatchNorm's threshold);
     the BatchNorm becomes :func:`sign_threshold`'s per-channel map on the same kind of
     value (``value`` is per example and channel: a ``Plain`` value or a column, which
     stays a column).
     """
-    if layer.name not in opts.sign_chains:
+    if layer.name not in ctx.state.get(PASS, frozenset()):
         return None
     if not isinstance(layer, tf.keras.layers.BatchNormalization):
         return value
     scale, bias = sign_threshold(layer)
     out = ChannelScale(scale, name=f"{layer.name}_sign_scale")(value.tensor)
     return dataclasses.replace(value, tensor=ChannelBias(bias, name=f"{layer.name}_sign_bias")(out))
+
+
+#: The pass: the chains are found once on the original model. Exact only up to rounding
+#: ties, so it runs only where asked (the LCE target).
+PASS = Pass(rules=(Rule((Plain, Column), fold),), prepare=sign_threshold_chains, exact=False)

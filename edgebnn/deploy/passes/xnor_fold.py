@@ -14,7 +14,8 @@ The other passes fold XNOR kernels the same way through
 none of them takes (for example a convolution on real-valued inputs).
 """
 
-from edgebnn.deploy.passes.graph import Plain
+from edgebnn.deploy.passes.dense_to_conv import Column
+from edgebnn.deploy.passes.graph import Pass, Plain, Rule
 from edgebnn.deploy.passes.quant import binary_linear, is_quant_linear, is_xnor
 
 
@@ -23,3 +24,8 @@ def fold(layer, value, opts):
     if not (opts.fold_xnor and is_quant_linear(layer) and is_xnor(layer.kernel_quantizer) and not layer.use_bias):
         return None
     return Plain(binary_linear(layer, value.plain(), conv=False))
+
+
+#: The pass: XNOR layers no other pass takes; its presence also lets the other passes
+#: take XNOR kernels as binary (``fold_xnor``).
+PASS = Pass(rules=(Rule((Plain, Column), fold),), flags=("fold_xnor",))

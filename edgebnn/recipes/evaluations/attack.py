@@ -96,14 +96,17 @@ def _expected_type(parameter):
     return None
 
 
-def check_option_types(fn, options, *, attack, where):
+def check_option_types(fn, options, *, attack, where, renamed=()):
     """Raise naming ``where.key`` when an option's TOML type does not fit the attack's
-    keyword (its default's type), so ``steps = "forty"`` fails when the recipe loads."""
+    keyword (its default's type), so ``steps = "forty"`` fails when the recipe loads.
+    ``renamed``: ``(earlier spelling, keyword)`` pairs (:attr:`edgebnn.attacks.info.AttackInfo.renamed`)."""
     parameters = inspect.signature(fn).parameters
+    spelled = dict(renamed)
     for key, value in options.items():
-        if key not in parameters:
+        name = spelled.get(key, key)
+        if name not in parameters:
             continue
-        expected = _expected_type(parameters[key])
+        expected = _expected_type(parameters[name])
         if expected is None:
             continue
         types, description = expected
@@ -112,6 +115,26 @@ def check_option_types(fn, options, *, attack, where):
             ok = False
         if not ok:
             raise RecipeError(f"`{where}.{key}`: attack {attack!r} expects {description}, got {value!r}.")
+
+
+def check_options(attack, fn, options, *, where, open_options=False):
+    """Raise naming ``where.key`` for an option attack ``attack`` (implementation ``fn``) does not
+    take under that name or an earlier one (:attr:`edgebnn.attacks.info.AttackInfo.renamed`), or
+    of the wrong type, or an option given under both names. ``open_options``: an attack taking
+    ``**options`` checks their names itself when it runs."""
+    from edgebnn import attacks  # noqa: PLC0415 (TensorFlow)
+
+    entry = attacks.info(attack)
+    try:
+        entry.canonical(options)
+    except ValueError as e:
+        raise RecipeError(f"`{where}`: {e}") from None
+    accepted = attacks.keywords(fn) - _RESERVED
+    earlier = {old for old, new in entry.renamed if new in accepted}
+    unknown = [] if open_options and _open_options(fn) else [k for k in options if k not in accepted | earlier]
+    if unknown:
+        raise RecipeError(f"unknown key `{where}.{unknown[0]}` for attack {attack!r}; valid keys: {sorted(accepted)}.")
+    check_option_types(fn, options, attack=attack, where=where, renamed=entry.renamed)
 
 
 def _eps_required(fn):
@@ -137,11 +160,7 @@ def check_reference(attack, eps, options, *, where):
         raise RecipeError(f"`{where}.eps`: attack {attack!r} takes no `eps`.")
     if eps is None and _eps_required(fn):
         raise RecipeError(f"`{where}.eps`: attack {attack!r} needs `eps`.")
-    accepted = attacks.keywords(fn) - _RESERVED
-    unknown = [k for k in options if k not in accepted]
-    if unknown:
-        raise RecipeError(f"unknown key `{where}.{unknown[0]}` for attack {attack!r}; valid keys: {sorted(accepted)}.")
-    check_option_types(fn, options, attack=attack, where=where)
+    check_options(attack, fn, options, where=where)
     return fn
 
 
@@ -158,6 +177,7 @@ def dry_run(name, eps, options, model, *, where, targeted=False, backend="edgebn
     if attacks.info(name).eager_only or backend != "edgebnn":  # CleverHans' code: checked at the door when it runs
         return
     x = np.zeros((1, *model.input_shape[1:]), np.float32)
+    options = attacks.info(name).canonical(options)
     budget = {} if eps is None else {"eps": eps}
     extra = {"targeted": True, "y": np.zeros(1, np.int64)} if targeted else {}
     try:
@@ -206,11 +226,7 @@ class Attacks(Kind):
                 raise RecipeError(f"`{where}.eps`: attack {spec.name!r} has no eps budget; remove the key.")
         elif spec.eps == [] or (spec.eps is None and _eps_required(fn)):
             raise RecipeError(f"`{where}` needs `eps` (a number or a non-empty list of numbers >= 0).")
-        accepted = keywords - _RESERVED
-        unknown = [] if _open_options(fn) else [k for k in spec.options if k not in accepted]
-        if unknown:
-            raise RecipeError(f"unknown key `{where}.{unknown[0]}` for attack {spec.name!r}; valid keys: {sorted(accepted)}.")
-        check_option_types(fn, spec.options, attack=spec.name, where=where)
+        check_options(spec.name, fn, spec.options, where=where, open_options=True)
         if spec.targets is not None and "targeted" not in keywords:
             raise RecipeError(f"`{where}.targets`: attack {spec.name!r} has no targeted mode.")
         if spec.targets is not None and spec.labels is not None:
@@ -283,7 +299,8 @@ class Attacks(Kind):
             x, y = x[index], y[index]
         attack_fn = attacks.get(unit["name"], backend=unit.get("backend", "edgebnn"))
         keywords = attacks.keywords(attack_fn)
-        options = common.eot_option(ctx, unit["options"], gradient=unit["gradient"], randomized=source_randomized,
+        options = common.eot_option(ctx, attacks.info(unit["name"]).canonical(unit["options"]),
+                                    gradient=unit["gradient"], randomized=source_randomized,
                                     takes_eot="eot_samples" in keywords)
         if unit["holdout"]:
             options["x_holdout"] = ctx.x_pool[: unit["holdout"]]

@@ -12,6 +12,7 @@ with input discretization); any other cell's model is refused when the study is
 planned, with one line naming the first unsupported layer.
 """
 
+import functools
 from typing import Annotated
 
 from pydantic import Field
@@ -72,20 +73,20 @@ class Certify(Kind):
 
     def run(self, unit, ctx):
         from edgebnn.certify import certify_report  # noqa: PLC0415 (TensorFlow)
+        from edgebnn.deploy.convert import convert  # noqa: PLC0415 (LCE converter)
+        from edgebnn.deploy.verify import tflite_predict  # noqa: PLC0415
 
         n = len(ctx.x_eval) if unit["limit"] is None else min(unit["limit"], len(ctx.x_eval))
-        done = [0]
 
-        def progress(line):
-            if line.startswith("certify "):
-                done[0] = int(line.split(": ", 1)[1].split("/", 1)[0])
-            ctx.progress(self.label(unit), done[0], n)
+        def progress(_, done, total):
+            ctx.progress(self.label(unit), done, total)
 
+        flatbuffer = convert(ctx.model, target="lce")  # counterexamples are replayed through the deployed model
         report = certify_report(
             ctx.model, ctx.x_eval[:n], ctx.y_eval[:n], eps_list=[unit["eps"]], time_limit=unit["time_limit"],
             solver=unit["solver"], processes=unit["processes"],
             attack={"attack": "pgd", "steps": unit["attack_steps"], "restarts": unit["attack_restarts"]},
-            progress=progress,
+            deployed=functools.partial(tflite_predict, flatbuffer), progress=progress,
         )
         [result] = report["results"]
         metrics = {

@@ -60,7 +60,7 @@ class EvalContext:
     Attributes:
         cell: the cell's name.
         model: the cell's trained Keras model (logits).
-        randomized: whether its inference samples (see ``deploy.convert.random_inference_layers``).
+        randomized: whether its inference samples (see ``edgebnn.introspect.random_inference_layers``).
         model_of: ``cell name -> (model, randomized)`` of another cell of the same repeat
             (trained on demand), for transfer attacks.
         x_eval, y_eval: the evaluated test images (``evaluation.limit``).

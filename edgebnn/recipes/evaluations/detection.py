@@ -71,7 +71,8 @@ class Detection(Kind):
         from edgebnn import attacks  # noqa: PLC0415 (TensorFlow)
         from edgebnn.evaluation import detection_experiment  # noqa: PLC0415
 
-        options = common.eot_option(ctx, unit["options"], gradient=unit["gradient"], randomized=ctx.randomized,
+        options = common.eot_option(ctx, attacks.info(unit["attack"]).canonical(unit["options"]),
+                                    gradient=unit["gradient"], randomized=ctx.randomized,
                                     takes_eot="eot_samples" in attacks.keywords(attacks.get(unit["attack"])))
         x_fit, y_fit = ctx.x_pool[: unit["fit"]], ctx.y_pool[: unit["fit"]]
         ctx.progress(self.label(unit), 0, 1)

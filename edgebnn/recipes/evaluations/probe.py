@@ -64,7 +64,8 @@ class Probes(Kind):
 
         from edgebnn import attacks  # noqa: PLC0415
 
-        options = common.eot_option(ctx, unit["options"], gradient="eot", randomized=ctx.randomized,
+        options = common.eot_option(ctx, attacks.info(unit["attack"]).canonical(unit["options"]), gradient="eot",
+                                    randomized=ctx.randomized,
                                     takes_eot="eot_samples" in attacks.keywords(attacks.get(unit["attack"])))
         x_adv = common.craft(ctx, ctx.model, ctx.x_eval, ctx.y_eval, attack=unit["attack"], eps=unit["eps"],
                              label=self.label(unit), **options)
