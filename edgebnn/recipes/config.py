@@ -24,7 +24,7 @@ A recipe is also a *study*: it may add
 Every cell is the base recipe plus its overrides, validated as a whole recipe before
 anything runs; an error names the cell and the key.
 
-Example:
+Examples:
     >>> study = load("recipes/fcn2_discretization.toml", overrides=["train.epochs=1"])
     >>> [cell.name for cell in study.cells]
     ['precision=float,input_bits=2', 'precision=float,input_bits=8', ...]

@@ -9,12 +9,12 @@ Larq's weight constraints and ``tf.distribute`` strategies like any Keras model.
 Methods:
     ``"fgsm"``: FGSM with a fixed ``eps`` (Goodfellow et al. 2015).
     ``"fgsm_random_eps"``: FGSM with a per-example eps ``|N(0, sigma)|`` truncated at
-    ``2 sigma`` and capped at ``eps``, ``sigma = ceil(eps * 255 / 2) / 255`` (Kurakin et
-    al. 2017, as run by Galloway et al. 2018).
+        ``2 sigma`` and capped at ``eps``, ``sigma = ceil(eps * 255 / 2) / 255`` (Kurakin et
+        al. 2017, as run by Galloway et al. 2018).
     ``"rfgsm"``: R-FGSM, random step ``eps / 2`` then a gradient sign step: of
-    ``eps / 2`` with ``rfgsm_variant="tramer"`` (Tramèr et al. 2018, L-inf <= eps), of
-    ``eps`` with ``rfgsm_variant="panda"`` (Panda et al. 2019, L-inf <= 1.5 eps; they
-    use eps 0.3 on MNIST, 8/255 on CIFAR).
+        ``eps / 2`` with ``rfgsm_variant="tramer"`` (Tramèr et al. 2018, L-inf <= eps), of
+        ``eps`` with ``rfgsm_variant="panda"`` (Panda et al. 2019, L-inf <= 1.5 eps; they
+        use eps 0.3 on MNIST, 8/255 on CIFAR).
     ``"pgd"``: PGD from a random start (Madry et al. 2018, e.g. 40 or 20 steps).
 
 Example:
