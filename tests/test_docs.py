@@ -15,7 +15,7 @@ def schema_keys():
     def walk(cls, prefix, seen):
         for name, field in cls.model_fields.items():
             keys.add(prefix + name)
-            sub = config._unwrap(field.annotation) or keyref._unwrap(field.annotation)
+            sub = config._unwrap(field.annotation)
             if sub is not None and sub not in seen:
                 walk(sub, f"{prefix}{name}.", seen | {sub})
 

@@ -372,7 +372,7 @@ def _unwrap(annotation):
             if found is not None:
                 return found
         return None
-    return annotation if isinstance(annotation, type) and issubclass(annotation, Section) else None
+    return annotation if isinstance(annotation, type) and issubclass(annotation, (Section, OpenSection)) else None
 
 
 def _valid_keys(model_cls, loc):

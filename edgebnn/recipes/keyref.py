@@ -174,20 +174,6 @@ MEANINGS = {
 }
 
 
-def _unwrap(annotation):
-    """The pydantic model inside ``X | None`` / ``list[X]`` / ``Annotated[X, ...]``, else None."""
-    origin = typing.get_origin(annotation)
-    if origin is Annotated:
-        return _unwrap(typing.get_args(annotation)[0])
-    if origin is not None:
-        for arg in typing.get_args(annotation):
-            found = _unwrap(arg)
-            if found is not None:
-                return found
-        return None
-    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
-
-
 def type_name(annotation):
     """A short readable name of a field's type (``int >= 1 or none``, ``list of float``)."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
@@ -251,7 +237,7 @@ def rows():
             key = prefix + name
             if key not in MEANINGS:
                 raise KeyError(f"recipe key `{key}` has no meaning in edgebnn.recipes.keyref.MEANINGS; add one.")
-            sub = _unwrap(field.annotation)
+            sub = config._unwrap(field.annotation)
             out.append((key, _with_bounds(type_name(field.annotation), field.metadata), _default(field), MEANINGS[key],
                         sub is not None and issubclass(sub, OpenSection)))
             if sub is not None and sub not in seen:
@@ -277,6 +263,7 @@ def markdown():
     section = None
     all_rows = rows()
     tables = {key.split(".")[0] for key, *_ in all_rows if "." in key}
+    all_rows.sort(key=lambda row: row[0].split(".")[0] in tables)  # the top-level keys first, in one section
     for key, kind, default, meaning, is_open in all_rows:
         top = key.split(".")[0]
         title = f"`{top}`" if top in tables else "Top-level keys"
