@@ -423,3 +423,158 @@ def pipeline(x, y, *, batch_size, shuffle=True, seed=0):
     if shuffle:
         dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+# --- your own data: an .npz file, or any tensorflow-datasets image classification set ---
+
+#: Arrays an ``.npz`` data file must hold (:func:`load_npz`).
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+#: Fewest classes a classification data set can have.
+MIN_CLASSES = 2
+#: Largest value of a uint8 pixel, the divisor that maps it to ``[0, 1]``.
+_UINT8_MAX = 255
+
+
+def _npz_pixels(x, key, path):
+    """``x`` as float32 in ``[0, 1]`` with a channel axis; one-line errors naming the array."""
+    if x.ndim == 3:  # (n, height, width): one channel
+        x = x[..., np.newaxis]
+    if x.ndim != 4 or len(x) == 0 or min(x.shape[1:]) < 1:
+        raise CorruptDataError(f"{path}: `{key}` must be images of shape (n, height, width[, channels]) "
+                               f"with n >= 1, got shape {x.shape}.")
+    if x.dtype == np.uint8:
+        return x.astype(np.float32) / _UINT8_MAX
+    if not np.issubdtype(x.dtype, np.floating):
+        raise CorruptDataError(f"{path}: `{key}` must hold uint8 pixels or floats in [0, 1], got dtype {x.dtype}.")
+    if not np.all(np.isfinite(x)):
+        raise CorruptDataError(f"{path}: `{key}` holds NaN or infinite pixels.")
+    low, high = float(x.min()), float(x.max())
+    if low < 0 or high > 1:
+        raise CorruptDataError(f"{path}: `{key}` float pixels must lie in [0, 1], got [{low:g}, {high:g}] "
+                               f"(divide uint8 images by 255, or save them as uint8).")
+    return x.astype(np.float32)
+
+
+def _npz_labels(y, key, path, n):
+    if y.ndim == 2 and y.shape[1] == 1:  # (n, 1) column of labels
+        y = y[:, 0]
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise CorruptDataError(f"{path}: `{key}` must be integer class labels of shape (n,), got dtype "
+                               f"{y.dtype} and shape {y.shape} (one-hot labels: take their argmax).")
+    if len(y) != n:
+        raise CorruptDataError(f"{path}: `{key}` has {len(y)} labels for {n} images.")
+    if len(y) and y.min() < 0:
+        raise CorruptDataError(f"{path}: `{key}` holds the negative label {int(y.min())}; labels are 0..classes-1.")
+    return y.astype(np.int64)
+
+
+def load_npz(path):
+    """Your own images from an ``.npz`` file, checked.
+
+    The file holds ``x_train``, ``y_train``, ``x_test``, ``y_test`` (``numpy.savez``):
+    images of any size as ``(n, height, width)`` or ``(n, height, width, channels)``,
+    either ``uint8`` pixels (divided by 255 here) or floats in ``[0, 1]``, and integer
+    labels ``0..classes-1``. The number of classes is the largest label plus one; every
+    class must have training images, and the test images must share the training
+    images' shape.
+
+    Args:
+        path: the ``.npz`` file.
+
+    Returns:
+        ``(x_train, y_train, x_test, y_test, num_classes)``: float32 NHWC pixels in
+        ``[0, 1]``, int64 labels, and the class count.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        CorruptDataError: not an ``.npz`` file, a missing array, or bad shapes, pixel
+            values, labels or classes (naming the array).
+    """
+    import zipfile  # noqa: PLC0415
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"`path`: no data file at {str(path)!r}.")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [k for k in NPZ_KEYS if k not in npz.files]
+            if missing:
+                raise CorruptDataError(f"{path}: missing array(s) {missing}; an .npz data file holds "
+                                       f"{list(NPZ_KEYS)} (found {sorted(npz.files)}).")
+            arrays = {k: npz[k] for k in NPZ_KEYS}
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise CorruptDataError(f"{path}: not a readable .npz file ({e}).") from e
+    x_train = _npz_pixels(arrays["x_train"], "x_train", path)
+    x_test = _npz_pixels(arrays["x_test"], "x_test", path)
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise CorruptDataError(f"{path}: `x_test` images are {x_test.shape[1:]}, `x_train` images "
+                               f"{x_train.shape[1:]}; they must match.")
+    y_train = _npz_labels(arrays["y_train"], "y_train", path, len(x_train))
+    y_test = _npz_labels(arrays["y_test"], "y_test", path, len(x_test))
+    num_classes = int(max(y_train.max(), y_test.max())) + 1
+    if num_classes < MIN_CLASSES:
+        raise CorruptDataError(f"{path}: the labels name {num_classes} class; classification needs at least "
+                               f"{MIN_CLASSES}.")
+    absent = sorted(set(range(num_classes)) - set(np.unique(y_train).tolist()))
+    if absent:
+        raise CorruptDataError(f"{path}: class(es) {absent[:5]} of 0..{num_classes - 1} have no training "
+                               f"images in `y_train` (labels must be 0..classes-1 with every class present).")
+    return x_train, y_train, x_test, y_test, num_classes
+
+
+def tfds_info(name):
+    """``(image_shape, num_classes)`` of the tensorflow-datasets image classification set ``name``.
+
+    Reads the dataset's description only (offline too); nothing is downloaded.
+
+    Raises:
+        ValueError: ``name`` is not a tensorflow-datasets name, or not an image
+            classification set of fixed-size images with class labels.
+    """
+    import tensorflow_datasets as tfds  # noqa: PLC0415 (heavy, only when needed)
+
+    try:
+        builder = tfds.builder(name)
+    except Exception as e:  # tfds raises DatasetNotFoundError and others; reported, never swallowed
+        first_line = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise ValueError(f"{name!r} is not a tensorflow-datasets name ({first_line.rstrip('.')}).") from None
+    info = builder.info
+    keys = info.supervised_keys
+    features = info.features
+    if not keys or len(keys) != 2 or not isinstance(features[keys[0]], tfds.features.Image) \
+            or not isinstance(features[keys[1]], tfds.features.ClassLabel):
+        raise ValueError(f"tensorflow-datasets {name!r} is not an image classification set "
+                         f"(supervised keys {keys}); use data.files with your own arrays.")
+    shape = tuple(features[keys[0]].shape)
+    if any(d is None for d in shape):
+        raise ValueError(f"tensorflow-datasets {name!r} has images of varying size {shape}; resize them "
+                         f"and save them as an .npz for data.files.")
+    return shape, int(features[keys[1]].num_classes)
+
+
+def load_tfds(name, split, *, limit=None, seed=0):
+    """A split of the tensorflow-datasets image classification set ``name`` as float32
+    pixels in ``[0, 1]`` and int64 labels (a seeded subset of ``limit`` images when given).
+
+    Raises:
+        DatasetNotFoundError: the set is not prepared locally and cannot be downloaded
+            (offline); the message says how to provide it.
+    """
+    _validate.positive_int(limit, "limit", allow_none=True)
+    import tensorflow_datasets as tfds  # noqa: PLC0415 (heavy, only when needed)
+
+    try:
+        images, labels = _read_tfds(name, split)
+    except DatasetNotFoundError as e:
+        raise DatasetNotFoundError(
+            f"Dataset {name!r} split {split!r} is not available: {e}. Run once online (tensorflow-datasets "
+            f"downloads and prepares it into {tfds.builder(name).data_dir}), or save its images as an .npz "
+            f"({', '.join(NPZ_KEYS)}) and set data.files.") from None
+    images = np.asarray(images)
+    if images.dtype != np.uint8:
+        raise CorruptDataError(f"tensorflow-datasets {name!r}: expected uint8 images, got {images.dtype}.")
+    labels = np.asarray(labels).astype(np.int64)
+    if limit is not None and limit < len(images):
+        keep = np.sort(np.random.default_rng(seed).permutation(len(images))[:limit])
+        images, labels = images[keep], labels[keep]
+    return images.astype(np.float32) / _UINT8_MAX, labels

@@ -24,7 +24,7 @@ A recipe is also a *study*: it may add
 Every cell is the base recipe plus its overrides, validated as a whole recipe before
 anything runs; an error names the cell and the key.
 
-Example:
+Examples:
     >>> study = load("recipes/fcn2_discretization.toml", overrides=["train.epochs=1"])
     >>> [cell.name for cell in study.cells]
     ['precision=float,input_bits=2', 'precision=float,input_bits=8', ...]
@@ -40,9 +40,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, create_model, model_validator
+from pydantic import Field, ValidationError, create_model, model_serializer, model_validator
 
 from edgebnn.recipes import claims as claims_lib
+from edgebnn.recipes import sources
 from edgebnn.recipes.evaluations import KINDS, entries
 from edgebnn.recipes.schema import OpenSection, RecipeError, Section
 from edgebnn.attacks.rfgsm import VARIANTS as RFGSM_VARIANTS
@@ -75,20 +76,72 @@ class SplitConfig(Section):
     seed: Seed = 0
 
 
+def _drop_when(out, defaults):
+    """``out`` without the keys whose value is ``defaults[key]``: keys added later leave the dumps
+    (and so the store keys) of recipes that do not set them as they were."""
+    for key, default in defaults.items():
+        if key in out and out[key] == default:
+            del out[key]
+    return out
+
+
 class DataConfig(Section):
-    dataset: str = "fashion_mnist"
+    dataset: str | None = "fashion_mnist"
     data_dir: str | None = None
     train_limit: PositiveInt | None = None
     test_limit: PositiveInt | None = None
     seed: Seed = 0
     split: SplitConfig | None = None
+    #: Your own images: an ``.npz`` file (:func:`edgebnn.data.load_npz`) instead of ``dataset``.
+    files: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if self.files is not None:
+            if "dataset" in self.model_fields_set:
+                raise ValueError("files: give either `data.dataset` or `data.files`, not both")
+            self.dataset = None
+        elif self.dataset is None:
+            raise ValueError("dataset: a dataset name is required (or `data.files`)")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        return _drop_when(handler(self), {"files": None})
 
 
 class ModelConfig(Section):
-    family: str = "panda_fcn2"
-    precision: str = "binary"
+    family: str | None = "panda_fcn2"
+    precision: str | None = "binary"
     input_bits: Annotated[int, Field(ge=1, le=8)] | None = None
     options: dict[str, Any] = {}
+    #: Your own saved model (``.keras`` / ``.h5``) instead of a family (:mod:`edgebnn.recipes.sources`).
+    file: str | None = None
+    #: ``"package.module:function"`` returning your uncompiled Keras model, called with ``options``.
+    builder: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        own = [key for key in ("file", "builder") if getattr(self, key) is not None]
+        if not own:
+            if self.family is None or self.precision is None:
+                raise ValueError("family: a model family and precision are required (or `model.file` / "
+                                 "`model.builder`)")
+            return self
+        if len(own) > 1:
+            raise ValueError("file: give one of `model.file` and `model.builder`, not both")
+        given = sorted({"family", "precision", "input_bits"} & self.model_fields_set)
+        if self.file is not None and self.options:
+            given.append("options")
+        if given:
+            raise ValueError(f"{own[0]}: `model.{given[0]}` applies to zoo families only; your model is "
+                             f"used as it is (remove `model.{given[0]}`)")
+        self.family = self.precision = None
+        return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        return _drop_when(handler(self), {"file": None, "builder": None})
 
 
 class AdversarialConfig(Section):
@@ -128,6 +181,12 @@ class TrainConfig(Section):
     #: ``tf.distribute`` strategy (:mod:`edgebnn.training.distribute`): "mirrored" for the
     #: devices of one machine, "multi_worker" for the machines in ``TF_CONFIG``.
     strategy: Literal[STRATEGIES] = "default"
+    #: TensorBoard logs of every trained cell in the run folder (``tensorboard/<cell id>/``).
+    tensorboard: bool = True
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        return _drop_when(handler(self), {"tensorboard": True})
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -313,7 +372,7 @@ def _unwrap(annotation):
             if found is not None:
                 return found
         return None
-    return annotation if isinstance(annotation, type) and issubclass(annotation, Section) else None
+    return annotation if isinstance(annotation, type) and issubclass(annotation, (Section, OpenSection)) else None
 
 
 def _valid_keys(model_cls, loc):
@@ -365,15 +424,37 @@ def _validate(model_cls, table, *, where=""):
 
 
 def _check_names(recipe, *, cells, cell, where=""):
-    from edgebnn import data, zoo  # noqa: PLC0415
-    from edgebnn.deploy import convert  # noqa: PLC0415 (TensorFlow)
+    _check_data(recipe.data, where=where)
+    if recipe.data.split is not None and (recipe.data.train_limit or recipe.data.test_limit):
+        raise RecipeError(f"{where}`data.split` carves exact sizes; remove `data.train_limit` / `data.test_limit`.")
+    if sources.model_source(recipe.model) != "family":
+        sources.check(recipe.model, where=where)
+    else:
+        _check_family(recipe, where=where)
+    _check_deploy_and_entries(recipe, cells=cells, cell=cell, where=where)
+
+
+def _check_data(config, *, where):
+    from edgebnn import data  # noqa: PLC0415
+
+    if config.files is not None:
+        sources.check_data_file(config, where=where)
+    elif config.dataset not in data.DATASETS:
+        try:
+            data.tfds_info(config.dataset)
+        except ValueError as e:
+            raise RecipeError(f"{where}`data.dataset` must be one of {sorted(data.DATASETS)} or a "
+                              f"tensorflow-datasets image classification name: {e}") from None
+        if config.split is not None:
+            raise RecipeError(f"{where}`data.split` carves a built-in dataset ({sorted(data.DATASETS)}), "
+                              f"not {config.dataset!r}; use `data.train_limit` / `data.test_limit`.")
+
+
+def _check_family(recipe, *, where):
+    from edgebnn import zoo  # noqa: PLC0415
 
     import inspect  # noqa: PLC0415
 
-    if recipe.data.dataset not in data.DATASETS:
-        raise RecipeError(f"{where}`data.dataset` must be one of {sorted(data.DATASETS)}, got {recipe.data.dataset!r}.")
-    if recipe.data.split is not None and (recipe.data.train_limit or recipe.data.test_limit):
-        raise RecipeError(f"{where}`data.split` carves exact sizes; remove `data.train_limit` / `data.test_limit`.")
     try:
         precisions = zoo.precisions(recipe.model.family)
     except ValueError as e:
@@ -383,11 +464,16 @@ def _check_names(recipe, *, cells, cell, where=""):
                           f"{recipe.model.family}, got {recipe.model.precision!r}.")
     builder = zoo.get(recipe.model.family)
     accepted = {p.name for p in inspect.signature(builder).parameters.values() if p.kind is p.KEYWORD_ONLY}
-    accepted -= {"precision", "input_bits", "num_classes", "input_shape"}
+    accepted -= set(sources.FAMILY_KEYWORDS)
     unknown = sorted(set(recipe.model.options) - accepted)
     if unknown:
         raise RecipeError(f"{where}unknown key `model.options.{unknown[0]}` for {recipe.model.family}; "
                           f"valid keys: {sorted(accepted)}.")
+
+
+def _check_deploy_and_entries(recipe, *, cells, cell, where):
+    from edgebnn.deploy import convert  # noqa: PLC0415 (TensorFlow)
+
     if recipe.deploy.target not in convert.TARGETS:
         raise RecipeError(f"{where}`deploy.target` must be one of {list(convert.TARGETS)}, got {recipe.deploy.target!r}.")
     if recipe.deploy.weights not in convert.WEIGHTS:
@@ -488,12 +574,16 @@ def _named_cells(cells):
     return out
 
 
-def expand(table, *, name, known_cells=()):
+def expand(table, *, name, known_cells=(), base_dir=None, check_names=True):
     """Validate a parsed recipe table and expand it into a :class:`Study`.
 
     ``known_cells`` are cell names claims may name besides the study's own: the cells of
     the recipe at its defaults, when a budget or ``--set`` leaves some out (their
-    claims are then not evaluated, not an error).
+    claims are then not evaluated, not an error). Relative ``model.file`` and
+    ``data.files`` paths are read from ``base_dir`` (the recipe file's folder), else
+    from the working directory. ``check_names=False`` skips the checks against the
+    registries and files (for the cell names of a recipe at its defaults, whose files
+    an override may replace).
 
     Raises:
         RecipeError: the first bad key or value, naming the cell (when the recipe has
@@ -534,7 +624,9 @@ def expand(table, *, name, known_cells=()):
         for key, value in overrides.items():
             apply_override(cell_table, key, copy.deepcopy(value), what=f"{where}override")
         recipe = _validate(recipe_cls, cell_table, where=where)
-        _check_names(recipe, cells=names, cell=cell_name, where=where)
+        sources.resolve_paths(recipe, base_dir)
+        if check_names:
+            _check_names(recipe, cells=names, cell=cell_name, where=where)
         for repeat in range(keys.repeats):
             repeated = recipe.model_copy(deep=True)
             repeated.train.seed = recipe.train.seed + repeat
@@ -581,6 +673,19 @@ def _budget_overrides(table, budget, path):
     return list(budgets[budget].items())
 
 
+#: Override keys holding file paths: relative values given on the command line are read from
+#: the working directory (those in the recipe file from the file's folder).
+_PATH_KEYS = (("model", "file"), ("data", "files"))
+
+
+def _from_working_dir(assignment):
+    """``assignment`` with a relative ``model.file`` / ``data.files`` path made absolute from the working directory."""
+    key, value = parse_override(assignment) if isinstance(assignment, str) else assignment
+    if tuple(key.split(".")[-2:]) in _PATH_KEYS and isinstance(value, str) and not Path(value).is_absolute():
+        value = str(Path(value).expanduser().resolve())
+    return key, value
+
+
 def load(path, *, overrides=(), budget=None):
     """Read, override and validate the recipe file at ``path`` into a :class:`Study`.
 
@@ -606,13 +711,14 @@ def load(path, *, overrides=(), budget=None):
     dataset = (table.get("data") or {}).get("dataset")  # the recipe's own data, before any --set
     changes = [*_budget_overrides(table, budget, path), *overrides]
     try:
-        known = {c.name for c in expand(copy.deepcopy(table), name=path.stem).cells} if changes else ()
+        known = {c.name for c in expand(copy.deepcopy(table), name=path.stem, base_dir=path.parent,
+                                        check_names=False).cells} if changes else ()
     except RecipeError as e:
         raise RecipeError(f"{path.name}: {e}") from e
     for assignment in changes:
-        _override(table, assignment)
+        _override(table, _from_working_dir(assignment))
     try:
-        study = expand(table, name=path.stem, known_cells=known)
+        study = expand(table, name=path.stem, known_cells=known, base_dir=path.parent)
     except RecipeError as e:
         raise RecipeError(f"{path.name}: {e}") from e
     study.recipe_dataset, study.budget = dataset, budget

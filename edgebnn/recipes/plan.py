@@ -7,6 +7,7 @@ run (see :mod:`edgebnn.recipes.store`), so existing caches still hit.
 
 from dataclasses import dataclass
 
+from edgebnn.recipes import sources
 from edgebnn.recipes.evaluations import KINDS, entries
 from edgebnn.recipes.schema import RecipeError
 from edgebnn.recipes.store import key_of
@@ -75,17 +76,19 @@ def eval_split(n_test, limit):
 
 
 def _data_part(recipe):
-    data_part = recipe.data.model_dump(mode="json")
-    data_part.pop("data_dir")  # where the files are, not what they hold
-    return data_part
+    return sources.data_part(recipe)  # not where the files are, but what they hold
 
 
 def model_key(recipe):
-    """Store key of the model ``recipe`` trains: its data, model and training sections."""
+    """Store key of the model ``recipe`` trains: its data, model and training sections (a saved
+    model that is not trained: its file's sha256 alone)."""
+    if not sources.trains(recipe):
+        return key_of({"model": sources.model_part(recipe)})
     train_part = recipe.train.model_dump(mode="json")
     if train_part["strategy"] == "default":
         del train_part["strategy"]  # the keys of models trained before strategies existed
-    return key_of({"data": _data_part(recipe), "model": recipe.model.model_dump(mode="json"), "train": train_part})
+    train_part.pop("tensorboard", None)  # logging does not change the weights
+    return key_of({"data": _data_part(recipe), "model": sources.model_part(recipe), "train": train_part})
 
 
 def unit_key(recipe, *, kind, params, model, source_model=None):
@@ -137,7 +140,7 @@ def plan_cell(study, cell, *, n_train, n_test):
             source_key = None if source is None else model_key(cell_of(study, source, cell.repeat).recipe)
             units.append(Unit(name, params, where, unit_key(recipe, kind=name, params=params, model=key,
                                                             source_model=source_key), source))
-    train_work = recipe.train.epochs * n_train * epoch_work(recipe.train)
+    train_work = recipe.train.epochs * n_train * epoch_work(recipe.train) if sources.trains(recipe) else 0.0
     unit_work = {u.key: u.module.cost(u.params, recipe=recipe, n_eval=n_eval) for u in units}
     return CellPlan(key, tuple(units), n_eval, n_pool, train_work, unit_work)
 

@@ -135,7 +135,10 @@ def _cell_section(cell_report):
         lines.append(f"- model `{model['name']}`: {model['parameters']:,} parameters"
                      + (" (randomized at inference: attacked with EOT, "
                         f"{cell_report.get('eot_samples')} samples per gradient)" if model.get("randomized") else ""))
-    if train:
+    if train and not train["epochs"]:
+        lines.append(f"- your saved model `{train['file']}` (sha256 `{train['file_sha256']}`), not trained "
+                     f"(no [train] table); cache key `{train['key']}`")
+    elif train:
         lines.append(f"- trained {train['epochs']} epoch(s), seed {train['seed']}"
                      + (f", adversarial: {train['adversarial']}" if train.get("adversarial") else "")
                      + (f" (training adversaries within L-inf {train['adversarial_linf_bound']:g} of their images)"

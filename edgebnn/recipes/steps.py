@@ -19,6 +19,7 @@ import numpy as np
 import edgebnn
 from edgebnn import _io, data
 from edgebnn.recipes import plan as plan_lib
+from edgebnn.recipes import sources
 from edgebnn.recipes.evaluations import KINDS, entries
 from edgebnn.recipes.evaluations.common import EvalContext, default_eot_samples
 from edgebnn.recipes.schema import RecipeError
@@ -26,6 +27,8 @@ from edgebnn.recipes.store import Store, key_of, pack_outcomes
 
 #: Folder of a deployment's device bundle (``deploy.bundle``), in the cache and in a single run's folder.
 BUNDLE = "bundle"
+#: Folder of the TensorBoard logs of the cells trained in a run (``train.tensorboard``), one per cell id.
+TENSORBOARD = "tensorboard"
 
 
 @dataclass
@@ -90,8 +93,46 @@ def plural(n, word):
 # --- data and models -------------------------------------------------------------------
 
 
+def _subsets(config, x_train, y_train, x_test, y_test):
+    """Seeded subsets of the ``data.train_limit`` / ``data.test_limit`` images (each, when given)."""
+    def subset(x, y, limit):
+        if limit is None or limit >= len(x):
+            return x, y
+        keep = np.sort(np.random.default_rng(config.seed).permutation(len(x))[:limit])
+        return x[keep], y[keep]
+
+    return (*subset(x_train, y_train, config.train_limit), *subset(x_test, y_test, config.test_limit))
+
+
+def _caption(config, name, n_train, n_test):
+    def part(split, n, limit):
+        return (f"a seeded subset (seed {config.seed}) of {n:,} images of the {split} split"
+                if limit and limit <= n else f"the {split} split ({n:,} images)")
+
+    return (f"{name}: trained on {part('train', n_train, config.train_limit)}, "
+            f"tested on {part('test', n_test, config.test_limit)}")
+
+
+def _load_own_data(config):
+    """The :class:`Data` of ``data.files`` or of a tensorflow-datasets name."""
+    if config.files is not None:
+        x_train, y_train, x_test, y_test, num_classes = data.load_npz(config.files)
+        x_train, y_train, x_test, y_test = _subsets(config, x_train, y_train, x_test, y_test)
+        name = f"{Path(config.files).name} (sha256 {sources.sha256(config.files)[:12]})"
+        return Data(x_train, y_train, x_test, y_test, num_classes, tuple(x_train.shape[1:]),
+                    _caption(config, name, len(x_train), len(x_test)))
+    image_shape, num_classes = data.tfds_info(config.dataset)
+    x_train, y_train = data.load_tfds(config.dataset, "train", limit=config.train_limit, seed=config.seed)
+    x_test, y_test = data.load_tfds(config.dataset, "test", limit=config.test_limit, seed=config.seed)
+    return Data(x_train, y_train, x_test, y_test, num_classes, image_shape,
+                _caption(config, f"{config.dataset} (tensorflow-datasets)", len(x_train), len(x_test)))
+
+
 def load_data(config):
-    """The :class:`Data` of a ``[data]`` section: a seeded carve, or (subsets of) the official splits."""
+    """The :class:`Data` of a ``[data]`` section: a seeded carve, or (subsets of) the official splits,
+    of a built-in dataset; your ``.npz`` file; or a tensorflow-datasets image classification set."""
+    if config.files is not None or config.dataset not in data.DATASETS:
+        return _load_own_data(config)
     info = data.get_info(config.dataset)
     if config.split is not None:
         split = config.split
@@ -115,11 +156,14 @@ def load_data(config):
 
 
 def build_model(recipe, dataset):
-    """The untrained model of ``recipe`` for ``dataset`` (seeded with ``train.seed``)."""
+    """The untrained model of ``recipe`` for ``dataset`` (seeded with ``train.seed``); a saved
+    model (``model.file``) as saved."""
     import tensorflow as tf  # noqa: PLC0415
 
     from edgebnn import zoo  # noqa: PLC0415
 
+    if sources.model_source(recipe.model) != "family":
+        return sources.build(recipe, dataset)
     tf.keras.utils.set_random_seed(recipe.train.seed)
     builder = zoo.get(recipe.model.family)
     return builder(precision=recipe.model.precision, input_bits=recipe.model.input_bits,
@@ -130,6 +174,8 @@ def _build_checked(recipe, dataset, *, prefix):
     """:func:`build_model`, its argument errors raised as a :class:`RecipeError` naming the recipe key."""
     try:
         return build_model(recipe, dataset)
+    except RecipeError as e:
+        raise RecipeError(f"{prefix}{e}") from None
     except (ValueError, TypeError) as e:
         named = [key for key in recipe.model.options if f"`{key}`" in str(e)]
         key = f"model.options.{named[0]}" if named else "model"
@@ -159,6 +205,13 @@ def check_models(session, plans):
         built.add(model_key)
         prefix = "" if study.single else f"cell {cell.name!r}: "
         model = _build_checked(cell.recipe, session.data_for(cell.recipe), prefix=prefix)
+        _check_bundle_pixels(cell.recipe, session.data_for(cell.recipe), prefix=prefix)
+        source = sources.model_source(cell.recipe.model)
+        if source != "family":
+            try:
+                sources.check_fits(model, session.data_for(cell.recipe), key=f"model.{source}")
+            except RecipeError as e:
+                raise RecipeError(f"{prefix}{e}") from None
         for name, where, spec in entries(cell.recipe):
             if spec is None:
                 continue
@@ -168,6 +221,22 @@ def check_models(session, plans):
                 raise RecipeError(f"{prefix}{e}") from None
         del model
         tf.keras.backend.clear_session()
+
+
+def _check_bundle_pixels(recipe, dataset, *, prefix):
+    """A device bundle stores the test images as uint8: they must lie on the 1/255 grid.
+
+    Raises:
+        RecipeError: ``deploy.bundle`` with test images between the grid's levels (your own float data).
+    """
+    from edgebnn.deploy.tflite import PIXEL_MAX  # noqa: PLC0415
+
+    if not (recipe.deploy.enabled and recipe.deploy.bundle):
+        return
+    x = dataset.x_test
+    if not np.allclose(np.round(x * PIXEL_MAX) / PIXEL_MAX, x, atol=1e-6):
+        raise RecipeError(f"{prefix}`deploy.bundle`: a device bundle stores the test images as uint8, but the "
+                          f"data's test pixels lie between the 1/255 levels; save them as uint8 (or as k/255).")
 
 
 def make_strategy(study):
@@ -217,13 +286,29 @@ def trained(session, cell):
         with session.store.lock(key, on_wait=lambda: session.console.line(
                 f"cell {cell.id!r}: another run is training this model ({key}); waiting for it")):
             if not path.is_file():
-                _train(session, cell, key, folder)
+                if sources.trains(cell.recipe):
+                    _train(session, cell, key, folder)
+                else:
+                    _adopt(session, cell, key, folder)
                 trained_now = True
     if not trained_now:
         session.console.line(f"cell {cell.id!r}: trained model found in the cache ({key})")
     model = tf.keras.models.load_model(path, compile=False)
     session.models[key] = (model, randomized(model), read_json(folder / "train.json"))
     return session.models[key]
+
+
+def _adopt(session, cell, key, folder):
+    """Store ``cell``'s saved model (``model.file``, no ``[train]``) as its trained model, untrained."""
+    path = cell.recipe.model.file
+    session.console.line(f"cell {cell.id!r}: using the saved model {path} as it is (no [train] table)")
+    model = sources.load_file_model(path)
+    with _io.atomic_path(folder / "model.keras") as tmp:
+        _save_without_optimizer(model, tmp)
+    _io.write_json(folder / "train.json", {
+        "key": key, "epochs": 0, "file": path, "file_sha256": sources.sha256(path), "history": {},
+        "adversarial": None, "adversarial_linf_bound": None,
+    })
 
 
 def _fit_model(session, recipe, d):
@@ -268,8 +353,13 @@ def _train(session, cell, key, folder):
     start = time.perf_counter()
     model, fit_model = _fit_model(session, recipe, d)
     logger = _epoch_logger(session.console, cell.id, t.epochs, len(d.x_train) * plan_lib.epoch_work(t))
+    callbacks = [logger]
+    if t.tensorboard and session.chief:
+        log_dir = session.out / TENSORBOARD / cell.id
+        callbacks.append(tensorboard_callback(log_dir))
+        session.console.line(f"cell {cell.id!r}: TensorBoard logs in {log_dir}")
     history = train(fit_model, d.x_train, d.y_train, epochs=t.epochs, batch_size=t.batch_size, seed=t.seed,
-                    checkpoint_dir=folder / "checkpoints", callbacks=[logger], verbose=0)
+                    checkpoint_dir=folder / "checkpoints", callbacks=callbacks, verbose=0)
     with _io.atomic_path(folder / "model.keras") as tmp:
         _save_without_optimizer(model, tmp)
     seconds = time.perf_counter() - start
@@ -284,6 +374,17 @@ def _train(session, cell, key, folder):
     shutil.rmtree(folder / "checkpoints", ignore_errors=True)
     del fit_model, model
     tf.keras.backend.clear_session()
+
+
+def tensorboard_callback(log_dir):
+    """A Keras TensorBoard callback writing the epoch scalars (loss, accuracy, and under adversarial
+    training the adversarial accuracy) into ``log_dir/train``; no graph, histograms or profile, so
+    that logging reads no weights and draws no random numbers."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    return tf.keras.callbacks.TensorBoard(log_dir=str(log_dir), histogram_freq=0, write_graph=False,
+                                          write_images=False, write_steps_per_second=False,
+                                          update_freq="epoch", profile_batch=0)
 
 
 def _epoch_logger(console, cell_id, epochs, work):

@@ -9,12 +9,12 @@ Larq's weight constraints and ``tf.distribute`` strategies like any Keras model.
 Methods:
     ``"fgsm"``: FGSM with a fixed ``eps`` (Goodfellow et al. 2015).
     ``"fgsm_random_eps"``: FGSM with a per-example eps ``|N(0, sigma)|`` truncated at
-    ``2 sigma`` and capped at ``eps``, ``sigma = ceil(eps * 255 / 2) / 255`` (Kurakin et
-    al. 2017, as run by Galloway et al. 2018).
+        ``2 sigma`` and capped at ``eps``, ``sigma = ceil(eps * 255 / 2) / 255`` (Kurakin et
+        al. 2017, as run by Galloway et al. 2018).
     ``"rfgsm"``: R-FGSM, random step ``eps / 2`` then a gradient sign step: of
-    ``eps / 2`` with ``rfgsm_variant="tramer"`` (Tramèr et al. 2018, L-inf <= eps), of
-    ``eps`` with ``rfgsm_variant="panda"`` (Panda et al. 2019, L-inf <= 1.5 eps; they
-    use eps 0.3 on MNIST, 8/255 on CIFAR).
+        ``eps / 2`` with ``rfgsm_variant="tramer"`` (Tramèr et al. 2018, L-inf <= eps), of
+        ``eps`` with ``rfgsm_variant="panda"`` (Panda et al. 2019, L-inf <= 1.5 eps; they
+        use eps 0.3 on MNIST, 8/255 on CIFAR).
     ``"pgd"``: PGD from a random start (Madry et al. 2018, e.g. 40 or 20 steps).
 
 Example:
@@ -161,6 +161,9 @@ class AdversarialModel(tf.keras.Model):
             synchronization=tf.VariableSynchronization.ON_WRITE,
             aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
         )
+        #: Training accuracy on the batches' adversarial examples, reported per epoch by ``fit``
+        #: as ``adversarial_accuracy`` (0 in the epochs before ``start_epoch``, which have none).
+        self.adversarial_accuracy = tf.keras.metrics.Mean(name="adversarial_accuracy")
 
     def call(self, inputs, training=None):
         return self.model(inputs, training=training)
@@ -242,6 +245,7 @@ class AdversarialModel(tf.keras.Model):
     @tf.autograph.experimental.do_not_convert
     def train_step(self, data):
         x, y, sample_weight = tf.keras.utils.unpack_x_y_sample_weight(data)
+        n = tf.shape(x)[0]
         if self.mode == "augment":
             x, y, sample_weight = self.augmented_batch(x, y, sample_weight)
         else:
@@ -250,7 +254,20 @@ class AdversarialModel(tf.keras.Model):
             y_pred = self(x, training=True)
             loss = self.compute_loss(x, y, y_pred, sample_weight)
         self.optimizer.minimize(loss, self.trainable_variables, tape=tape)
+        self._track_adversarial_accuracy(y, y_pred, n)
         return self.compute_metrics(x, y, y_pred, sample_weight)
+
+    def _track_adversarial_accuracy(self, y, y_pred, n):
+        """Update :attr:`adversarial_accuracy` with the batch's adversarial rows: the first
+        ``round(fraction * n)`` (replace) or the ``n`` after the clean ones (augment)."""
+        if self.mode == "augment":
+            adv_pred, adv_y = y_pred[n:], y[n:]
+        else:
+            k = tf.cast(tf.round(self.fraction * tf.cast(n, tf.float32)), tf.int32)
+            adv_pred, adv_y = y_pred[:k], y[:k]
+        correct = tf.cast(tf.equal(tf.argmax(adv_pred, axis=-1), _class_indices(adv_y)), tf.float32)
+        active = tf.cast(self.epoch >= self.start_epoch, tf.float32)
+        self.adversarial_accuracy.update_state(correct, sample_weight=active * tf.ones_like(correct))
 
     def fit(self, *args, **kwargs):
         """``Model.fit`` with a callback that tells ``train_step`` the current epoch."""

@@ -23,9 +23,21 @@ name                       precisions                                   extra ke
 ``guan_lenet``             float, binary, stochastic_binary, 2/3/4bit   ``dropout_rate``, ``mc_dropout``, ``kbit_activations``
 =========================  ===========================================  ==============
 
+Other packages add families through the entry point group ``edgebnn.families``
+(:data:`ENTRY_POINT_GROUP`): each entry point names a builder of the same form (keyword-only
+``precision``, ``input_bits``, ``num_classes``, ``input_shape``, and its own options) whose
+``precisions`` attribute lists the precisions it supports. In the plugin's ``pyproject.toml``::
+
+    [project.entry-points."edgebnn.families"]
+    my_bnn = "my_package.models:my_bnn"
+
+A recipe then says ``model.family = "my_bnn"``. Built-in names cannot be replaced.
+
 Example:
     >>> model = edgebnn.zoo.get("panda_fcn2")(precision="binary", input_bits=2)
 """
+
+from importlib import metadata
 
 from edgebnn.zoo import eev, galloway_cnn, guan_lenet, panda_cnn, panda_fcn
 
@@ -46,23 +58,60 @@ _REGISTRY = {
 MNIST_SHAPED = ("panda_fcn1", "panda_fcn2", "galloway_cnn", "guan_lenet")
 
 
+#: Entry point group through which other packages register model families.
+ENTRY_POINT_GROUP = "edgebnn.families"
+
+
+def _plugins():
+    """``{name: entry point}`` of the families other packages register (read on every call,
+    so that a package installed during a session is seen)."""
+    return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
 def names():
-    """Sorted names of all model families."""
-    return sorted(_REGISTRY)
+    """Sorted names of all model families, built-in and registered by other packages."""
+    return sorted(set(_REGISTRY) | set(_plugins()))
+
+
+def _load_plugin(name, entry_point):
+    """``(builder, precisions)`` of the registered family ``name``.
+
+    Raises:
+        ValueError: the entry point cannot be loaded, names a built-in family, is not
+            callable, or its builder has no ``precisions``.
+    """
+    where = f"family {name!r} (entry point {entry_point.value!r} in group {ENTRY_POINT_GROUP!r})"
+    if name in _REGISTRY:
+        raise ValueError(f"{where} would replace the built-in family of that name; rename it.")
+    try:
+        builder = entry_point.load()
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"{where} cannot be loaded: {e}.") from None
+    if not callable(builder):
+        raise ValueError(f"{where} is not callable, got {type(builder).__name__}.")
+    supported = getattr(builder, "precisions", None)
+    if not isinstance(supported, (tuple, list)) or not supported or not all(isinstance(p, str) for p in supported):
+        raise ValueError(f"{where}: the builder needs a `precisions` attribute, a non-empty tuple of names.")
+    return builder, tuple(supported)
+
+
+def _entry(name):
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    plugins = _plugins()
+    if name in plugins:
+        return _load_plugin(name, plugins[name])
+    raise ValueError(f"Unknown model family {name!r}; valid names: {names()}.")
 
 
 def get(name):
     """The builder of model family ``name``; raises ``ValueError`` listing valid names."""
-    try:
-        return _REGISTRY[name][0]
-    except KeyError:
-        raise ValueError(f"Unknown model family {name!r}; valid names: {names()}.") from None
+    return _entry(name)[0]
 
 
 def precisions(name):
     """The precisions model family ``name`` supports."""
-    get(name)
-    return _REGISTRY[name][1]
+    return _entry(name)[1]
 
 
-__all__ = ["MNIST_SHAPED", "get", "names", "precisions"]
+__all__ = ["ENTRY_POINT_GROUP", "MNIST_SHAPED", "get", "names", "precisions"]
