@@ -64,6 +64,11 @@ def _galloway(label, recipe, cell, paper_cell=None, note=""):
                  paper_recipe="galloway/table6", note=note)
 
 
+_GALLOWAY_DATA = ("the paper trains on MNIST's 60,000 training images (7,035 Adam steps in 15 epochs), the carve "
+                  "has 9,000 (1,065 steps); what was tried: galloway/table1's training-fidelity note")
+_PANDA_DATA = ("the paper trains on MNIST's 60,000 training images, the carve has 9,000; what was tried: "
+               "panda/table2_mnist's training-fidelity note")
+
 #: Every family x precision the offline paper recipes train (MNIST carve; K = 64 for Galloway).
 MODELS = (
     _guan("Rand BNN, dropout 0.05", "rand_bnn_0.05"),
@@ -74,8 +79,8 @@ MODELS = (
     _guan("4bit Quantized, dropout 0.5", "4bit"),
     _guan("Full Precision, dropout 0.5", "float"),
     _galloway("A64", "galloway/table1", "A"),
-    _galloway("B64", "galloway/table1", "B"),
-    _galloway("C64", "galloway/table1", "C"),
+    _galloway("B64", "galloway/table1", "B", note=_GALLOWAY_DATA),
+    _galloway("C64", "galloway/table1", "C", note=_GALLOWAY_DATA),
     _galloway("A64+ (FGSM, random eps)", "galloway/table1", "A+"),
     _galloway("B64+ (FGSM, random eps)", "galloway/table1", "B+"),
     _galloway("C64+ (FGSM, random eps)", "galloway/table1", "C+"),
@@ -88,9 +93,9 @@ MODELS = (
     Entry("panda", "FCN2 BNN, 8-bit input", "panda/fig5b", "FCN2-BNN", None,
           note="Fig. 5(b) prints no values; the paper's float FCN2 is above its BNN"),
     Entry("panda", "FCN2 float, 8-bit input, R-FGSM trained", "panda/table2_mnist", "input_bits=8",
-          {"model.input_bits": 8, "attack": "clean"}),
+          {"model.input_bits": 8, "attack": "clean"}, note=_PANDA_DATA),
     Entry("panda", "FCN2 float, 2-bit input, R-FGSM trained", "panda/table2_mnist", "input_bits=2",
-          {"model.input_bits": 2, "attack": "clean"}),
+          {"model.input_bits": 2, "attack": "clean"}, note=_PANDA_DATA),
     Entry("panda", "FCN1 float, 2-bit input", "panda/table5", "Full-2b", {"cell": "Full-2b", "attack": "clean"}),
     Entry("panda", "FCN1 BNN, 2-bit input", "panda/table5", "BNN-2b", {"cell": "BNN-2b", "attack": "clean"}),
     Entry("panda", "FCN1 float, 8-bit input", "panda/table5", "Full-8b", {"cell": "Full-8b", "attack": "clean"}),
@@ -274,17 +279,19 @@ def to_markdown(table, *, command):
         "",
         f"    {command}",
         "",
-        "| paper | model | recipe / cell | data | train images | epochs | ours (%) | paper (%) | gap | "
-        "s / epoch | verdict |",
-        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---|",
+        "| paper | model | recipe / cell | data | train images | epochs | train acc (%) | ours (%) | paper (%) | "
+        "gap | s / epoch | verdict |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in table["rows"]:
         per_epoch = "" if r["train_seconds_per_epoch"] is None else f"{r['train_seconds_per_epoch']:g}"
         adv = "" if r["adversarial"] is None else f", adversarial: {r['adversarial']}"
+        history = r.get("train_accuracy_per_epoch") or []
         lines.append(
             f"| {r['paper']} | {r['model']} | `{r['recipe']}` / `{r['cell']}` | {r['data']}{adv} | "
-            f"{r['train_images']:,} | {r['epochs']} | {r['ours']:.1f} | {_number(r['paper_value'], '.1f')} | "
-            f"{_number(r['gap'], '+.1f')} | {per_epoch} | {r['verdict']} |")
+            f"{r['train_images']:,} | {r['epochs']} | {_number(history[-1] if history else None, '.1f')} | "
+            f"{r['ours']:.1f} | {_number(r['paper_value'], '.1f')} | {_number(r['gap'], '+.1f')} | {per_epoch} | "
+            f"{r['verdict']} |")
     if table["not_run"]:
         lines += ["", "Not run yet (the table is resumable: the same command continues it):", ""]
         lines += [f"- {e['paper']}: {e['model']} (`{e['recipe']}` / `{e['cell']}`)" for e in table["not_run"]]
@@ -295,8 +302,12 @@ def to_markdown(table, *, command):
     if notes:
         lines += ["", "Notes:", "", *notes]
     lines += ["", "Clean accuracy is one forward pass over the recipe's whole test part (one stochastic pass "
-              "for models that sample at inference, as the papers' single-pass columns); s / epoch is the "
-              "wall time of the training that ran (empty when the weights came from the store)."]
+              "for models that sample at inference, as the papers' single-pass columns); train acc is the "
+              "training accuracy of the last epoch as Keras logs it (training mode, on the batches as trained: "
+              "with adversarial training, clean and adversarial examples together; \"-\" when no history was "
+              "kept), which tells a model that under-fits (low) from one that fits its training images but "
+              "generalizes worse (high); s / epoch is the wall time of the training that ran (empty when the "
+              "weights came from the store)."]
     return "\n".join(lines) + "\n"
 
 

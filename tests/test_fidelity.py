@@ -53,6 +53,10 @@ def test_measure_trains_once_through_the_store_and_writes_the_page(tmp_path, dat
     assert [e["model"] for e in table["not_run"]] == [other.label]
     page = fidelity.to_markdown(table, command="python scripts/training_fidelity.py")
     assert "| panda | FCN2 BNN (test) |" in page and "Not run yet" in page and "`train.epochs=1`" in page
+    assert f"| 1 | {row['train_accuracy_per_epoch'][-1]:.1f} | {row['ours']:.1f} |" in page  # epochs, train acc, ours
+    assert "| - | 50.0 |" in fidelity.to_markdown(fidelity.to_json([{**row, "train_accuracy_per_epoch": [],
+                                                                         "ours": 50.0}], entries=(entry,)),
+                                                  command="x")
 
 
 def test_verdict_thresholds():
