@@ -1,0 +1,157 @@
+"""Executors: a study run serially, in worker processes (``--workers``) and as Ray tasks gives the same report.
+
+The runs go through the CLI in a subprocess (worker processes are spawned, and Ray
+needs a process of its own); the reports are compared minus their timings and the
+command line.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import attack, run_cli, small_study
+from edgebnn.recipes import executors
+from edgebnn.recipes.__main__ import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: Two cells (float and binary), each trained and attacked: the smallest study with independent cells.
+STUDY = small_study(
+    "two_cells",
+    model=dict(input_bits=2, options={"hidden_units": 64}),
+    attacks=[attack("fgsm", eps=[0.1, 0.2]), attack("pgd", eps=[0.1], steps=5)],
+    rest="""
+        [grid]
+        "model.precision" = ["float", "binary"]
+    """,
+)
+
+#: Report keys that hold timings or the command line (differ between runs of the same study).
+_VOLATILE = {"seconds", "computed_seconds", "work_seconds", "seconds_last", "command"}
+#: Seconds one CLI run of the study may take on a loaded machine.
+_RUN_TIMEOUT = 600
+
+
+def _without_timings(value):
+    if isinstance(value, dict):
+        return {k: _without_timings(v) for k, v in value.items() if k not in _VOLATILE}
+    if isinstance(value, list):
+        return [_without_timings(v) for v in value]
+    return value
+
+
+def _env(data_dir):
+    return {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3", "EDGEBNN_DATA_DIR": str(data_dir)}
+
+
+def _run(recipe, out, data_dir, *options):
+    command = [sys.executable, "-m", "edgebnn.recipes", "run", str(recipe), "--out", str(out), *options]
+    result = subprocess.run(command, capture_output=True, text=True, env=_env(data_dir), cwd=REPO,
+                            timeout=_RUN_TIMEOUT)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["status"] == "complete"
+    return report, result.stdout.splitlines()
+
+
+@pytest.fixture(scope="module")
+def serial(tmp_path_factory, data_dir):
+    """The study's recipe file and its serial report."""
+    folder = tmp_path_factory.mktemp("executors")
+    recipe = folder / "two_cells.toml"
+    recipe.write_text(STUDY)
+    report, _ = _run(recipe, folder / "serial", data_dir)
+    return recipe, report
+
+
+def test_workers_give_the_serial_report(serial, tmp_path, data_dir):
+    recipe, expected = serial
+    report, lines = _run(recipe, tmp_path / "parallel", data_dir, "--workers", "2")
+    assert _without_timings(report) == _without_timings(expected)
+    assert any("2 cells on 2 worker processes" in line for line in lines)
+    for worker in (1, 2):  # each worker's progress lines reach the driver's console
+        assert any(f"worker {worker}: cell " in line for line in lines), lines
+    # a rerun finds every cell in the store and starts no worker
+    report, lines = _run(recipe, tmp_path / "parallel", data_dir, "--workers", "2")
+    assert _without_timings(report) == _without_timings(expected)
+    assert sum("found in the cache" in line for line in lines) == 2
+    assert not any("worker process" in line for line in lines)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--workers", "0"], "--workers must be a positive integer, got 0"),
+    (["--workers", "two"], "--workers must be a positive integer, got 'two'"),
+    (["--executor", "dask"], "--executor must be one of ['serial', 'processes', 'ray'], got 'dask'"),
+    (["--executor", "ray", "--workers", "2"], "--workers is for local processes"),
+    (["--address", "10.0.0.1:6379"], "--address is the Ray cluster's address; it needs --executor ray"),
+    (["--executor", "serial", "--workers", "3"], "--workers 3 needs --executor processes"),
+])
+def test_bad_executor_options_are_one_line_errors(tmp_path, capsys, argv, message):
+    code, _, err = run_cli(main, ["run", "quickstart", "--out", tmp_path / "out", *argv], capsys)
+    assert code == 2
+    assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "out").exists()  # refused before anything loads
+
+
+def test_entries_round_trip_with_markers_last(tmp_path, monkeypatch):
+    files = {"models/k/model.keras": b"m", "models/k/train.json": b"{}", "results/r.json": b"{}",
+             "results/r.npz": b"z", "deploy/d/deploy.json": b"{}", "deploy/d/model.tflite": b"t"}
+    written = []
+    monkeypatch.setattr(executors._io, "write_bytes", lambda path, data: written.append(
+        (path.relative_to(tmp_path).as_posix(), data)) or (path.parent.mkdir(parents=True, exist_ok=True),
+                                                           path.write_bytes(data)))
+    executors.write_entries(tmp_path, files)
+    order = [name for name, _ in written]
+    for marker, rest in [("models/k/model.keras", "models/k/train.json"), ("results/r.json", "results/r.npz"),
+                         ("deploy/d/deploy.json", "deploy/d/model.tflite")]:
+        assert order.index(rest) < order.index(marker)
+    assert executors.read_entries(tmp_path, [Path("models/k"), Path("results/r.json"), Path("results/x.json"),
+                                             Path("deploy/d")]) == {k: v for k, v in files.items() if k != "results/r.npz"}
+
+
+# --- Ray ---------------------------------------------------------------------------------
+
+#: Seconds the local Ray cluster may take to start or stop.
+_RAY_START_TIMEOUT = 120
+#: The head's port: the base plus the test process's id modulo the spread (parallel test runs differ).
+_RAY_PORT_BASE, _RAY_PORT_SPREAD = 6400, 500
+
+
+def _ray(*args, data_dir, check=True):
+    """The ``ray`` command beside this Python; the nodes it starts load the data as a user's would."""
+    return subprocess.run([str(Path(sys.executable).with_name("ray")), *args], capture_output=True, text=True,
+                          timeout=_RAY_START_TIMEOUT, check=check, env=_env(data_dir))
+
+
+@pytest.fixture
+def ray_cluster(data_dir):
+    """A Ray head and two worker nodes on loopback (one CPU each), stopped afterwards; yields the address."""
+    pytest.importorskip("ray")
+    if not Path(sys.executable).with_name("ray").is_file():
+        pytest.skip("the ray command is not installed beside this Python")
+    port = _RAY_PORT_BASE + os.getpid() % _RAY_PORT_SPREAD
+    address = f"127.0.0.1:{port}"
+    try:
+        # the head schedules no tasks (0 CPUs): every cell runs on one of the two worker nodes
+        _ray("start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "0",
+             "--include-dashboard", "false", "--disable-usage-stats", data_dir=data_dir)
+        for _ in range(2):
+            _ray("start", "--address", address, "--node-ip-address", "127.0.0.1", "--num-cpus", "1",
+                 "--disable-usage-stats", data_dir=data_dir)
+        yield address
+    finally:
+        _ray("stop", "--force", data_dir=data_dir, check=False)
+
+
+@pytest.mark.slow
+def test_ray_cluster_gives_the_serial_report(serial, ray_cluster, tmp_path, data_dir):
+    recipe, expected = serial
+    start = time.perf_counter()
+    report, lines = _run(recipe, tmp_path / "ray", data_dir, "--executor", "ray", "--address", ray_cluster)
+    assert _without_timings(report) == _without_timings(expected), time.perf_counter() - start
+    assert sum("done on the cluster" in line for line in lines) == 2
