@@ -1,31 +1,33 @@
 """Executors: a study run serially, in worker processes (``--workers``) and as Ray tasks gives the same report.
 
-The runs go through the CLI in a subprocess (worker processes are spawned, and Ray
-needs a process of its own); the reports are compared minus their timings and the
-command line.
+The reports are compared minus their timings and the command line. The Ray test starts
+a local cluster (a head and two worker nodes on loopback) and runs the CLI against it.
 """
 
 import json
 import os
 import subprocess
+import secrets
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import attack, run_cli, small_study
-from edgebnn.recipes import executors
+from conftest import attack, lines_console, run_cli, small_study
+from edgebnn.recipes import config, executors, runner
 from edgebnn.recipes.__main__ import main
 
 REPO = Path(__file__).resolve().parents[1]
 
 #: Two cells (float and binary), each trained and attacked: the smallest study with independent cells.
+#: (The Ray test turns the deployment on: its store entries travel back from the cluster too.)
 STUDY = small_study(
     "two_cells",
     model=dict(input_bits=2, options={"hidden_units": 64}),
-    attacks=[attack("fgsm", eps=[0.1, 0.2]), attack("pgd", eps=[0.1], steps=5)],
+    attacks=[attack("fgsm", eps=[0.1, 0.2])],
     rest="""
+        [deploy]
+        enabled = false
         [grid]
         "model.precision" = ["float", "binary"]
     """,
@@ -45,13 +47,14 @@ def _without_timings(value):
     return value
 
 
-def _env(data_dir):
-    return {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3", "EDGEBNN_DATA_DIR": str(data_dir)}
+def _env(data_dir, **extra):
+    return {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3", "EDGEBNN_DATA_DIR": str(data_dir),
+            **extra}
 
 
-def _run(recipe, out, data_dir, *options):
+def _run(recipe, out, data_dir, *options, env=None):
     command = [sys.executable, "-m", "edgebnn.recipes", "run", str(recipe), "--out", str(out), *options]
-    result = subprocess.run(command, capture_output=True, text=True, env=_env(data_dir), cwd=REPO,
+    result = subprocess.run(command, capture_output=True, text=True, env=env or _env(data_dir), cwd=REPO,
                             timeout=_RUN_TIMEOUT)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
@@ -60,24 +63,30 @@ def _run(recipe, out, data_dir, *options):
 
 
 @pytest.fixture(scope="module")
-def serial(tmp_path_factory, data_dir):
-    """The study's recipe file and its serial report."""
-    folder = tmp_path_factory.mktemp("executors")
-    recipe = folder / "two_cells.toml"
-    recipe.write_text(STUDY)
-    report, _ = _run(recipe, folder / "serial", data_dir)
-    return recipe, report
+def recipe(tmp_path_factory):
+    path = tmp_path_factory.mktemp("executors") / "two_cells.toml"
+    path.write_text(STUDY)
+    return path
 
 
-def test_workers_give_the_serial_report(serial, tmp_path, data_dir):
-    recipe, expected = serial
-    report, lines = _run(recipe, tmp_path / "parallel", data_dir, "--workers", "2")
+def _in_process(recipe, out, data_dir, executor=None):
+    """Run the study in this process (its cells wherever ``executor`` puts them); ``(report, console lines)``."""
+    study = config.load(recipe, overrides=[f'data.data_dir="{data_dir}"'])
+    console = lines_console()
+    report = runner.run(study, out, console=console, executor=executor)
+    assert report["status"] == "complete"
+    return report, console.lines
+
+
+def test_workers_give_the_serial_report(recipe, tmp_path, data_dir):
+    expected, _ = _in_process(recipe, tmp_path / "serial", data_dir)
+    report, lines = _in_process(recipe, tmp_path / "parallel", data_dir, executors.Processes(workers=2))
     assert _without_timings(report) == _without_timings(expected)
     assert any("2 cells on 2 worker processes" in line for line in lines)
     for worker in (1, 2):  # each worker's progress lines reach the driver's console
         assert any(f"worker {worker}: cell " in line for line in lines), lines
     # a rerun finds every cell in the store and starts no worker
-    report, lines = _run(recipe, tmp_path / "parallel", data_dir, "--workers", "2")
+    report, lines = _in_process(recipe, tmp_path / "parallel", data_dir, executors.Processes(workers=2))
     assert _without_timings(report) == _without_timings(expected)
     assert sum("found in the cache" in line for line in lines) == 2
     assert not any("worker process" in line for line in lines)
@@ -122,36 +131,48 @@ _RAY_START_TIMEOUT = 120
 _RAY_PORT_BASE, _RAY_PORT_SPREAD = 6400, 500
 
 
-def _ray(*args, data_dir, check=True):
-    """The ``ray`` command beside this Python; the nodes it starts load the data as a user's would."""
-    return subprocess.run([str(Path(sys.executable).with_name("ray")), *args], capture_output=True, text=True,
-                          timeout=_RAY_START_TIMEOUT, check=check, env=_env(data_dir))
+def _ray(*args, env, check=True):
+    """The ``ray`` command beside this Python."""
+    result = subprocess.run([str(Path(sys.executable).with_name("ray")), *args], capture_output=True, text=True,
+                            timeout=_RAY_START_TIMEOUT, env=env)
+    assert result.returncode == 0 or not check, result.stdout[-2000:] + result.stderr[-3000:]
 
 
 @pytest.fixture
 def ray_cluster(data_dir):
-    """A Ray head and two worker nodes on loopback (one CPU each), stopped afterwards; yields the address."""
+    """A Ray head and two worker nodes on loopback (one CPU each), with a token of this test's own,
+    stopped afterwards; yields ``(address, environment of a driver)``."""
     pytest.importorskip("ray")
     if not Path(sys.executable).with_name("ray").is_file():
         pytest.skip("the ray command is not installed beside this Python")
     port = _RAY_PORT_BASE + os.getpid() % _RAY_PORT_SPREAD
     address = f"127.0.0.1:{port}"
+    # the nodes load the data as a user's would (EDGEBNN_DATA_DIR); every process presents the token
+    env = _env(data_dir, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16), RAY_USAGE_STATS_ENABLED="0")
     try:
         # the head schedules no tasks (0 CPUs): every cell runs on one of the two worker nodes
         _ray("start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "0",
-             "--include-dashboard", "false", "--disable-usage-stats", data_dir=data_dir)
+             "--include-dashboard", "false", "--disable-usage-stats", env=env)
         for _ in range(2):
             _ray("start", "--address", address, "--node-ip-address", "127.0.0.1", "--num-cpus", "1",
-                 "--disable-usage-stats", data_dir=data_dir)
-        yield address
+                 "--disable-usage-stats", env=env)
+        yield address, env
     finally:
-        _ray("stop", "--force", data_dir=data_dir, check=False)
+        _ray("stop", "--force", env=env, check=False)
 
 
 @pytest.mark.slow
-def test_ray_cluster_gives_the_serial_report(serial, ray_cluster, tmp_path, data_dir):
-    recipe, expected = serial
-    start = time.perf_counter()
-    report, lines = _run(recipe, tmp_path / "ray", data_dir, "--executor", "ray", "--address", ray_cluster)
-    assert _without_timings(report) == _without_timings(expected), time.perf_counter() - start
+def test_ray_cluster_gives_the_serial_report(recipe, ray_cluster, tmp_path, data_dir):
+    address, env = ray_cluster
+    deploy = ("--set", "deploy.enabled=true")
+    expected, _ = _run(recipe, tmp_path / "serial", data_dir, *deploy)
+    report, lines = _run(recipe, tmp_path / "ray", data_dir, *deploy, "--executor", "ray", "--address", address,
+                         env=env)
+    assert _without_timings(report) == _without_timings(expected)
+    assert all(cell["deployed"]["deployed"] for cell in report["cells"])
     assert sum("done on the cluster" in line for line in lines) == 2
+    # a rerun finds both cells in the driver's store: nothing is sent to the cluster
+    report, lines = _run(recipe, tmp_path / "ray", data_dir, *deploy, "--executor", "ray", "--address", address,
+                         env=env)
+    assert _without_timings(report) == _without_timings(expected)
+    assert sum("found in the cache" in line for line in lines) == 2

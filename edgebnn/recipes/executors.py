@@ -391,7 +391,9 @@ def _ray_cell(study, cell_id, cell_plan, inputs):
         out = Path(folder)
         store_root = out / "store"
         write_entries(store_root, inputs)
-        session = steps.Session(study, out, Console(), cache=store_root)
+        console = Console()  # printed by the worker; Ray forwards it to the driver's console
+        console.total_work = cell_plan.train_work + sum(cell_plan.unit_work.values())
+        session = steps.Session(study, out, console, cache=store_root)
         session.strategy, session.chief = steps.make_strategy(study)
         steps.run_cell(session, cell, cell_plan, after_each=lambda: None)
         written = read_entries(store_root, _cell_entries(session.store, study, cell, cell_plan))
