@@ -244,7 +244,36 @@ def rows(planned_list, reports, caches, table, *, walls, workers, slowdown, like
     return out
 
 
-def markdown(table_rows, *, workers, slowdown, command):
+#: Report keys that hold timings or the command line (differ between runs of the same study).
+_VOLATILE = {"seconds", "computed_seconds", "work_seconds", "seconds_last", "command"}
+
+
+def without_timings(value):
+    """A report (or part of one) without its timings and command line."""
+    if isinstance(value, dict):
+        return {k: without_timings(v) for k, v in value.items() if k not in _VOLATILE}
+    if isinstance(value, list):
+        return [without_timings(v) for v in value]
+    return value
+
+
+def comparison(folders):
+    """Markdown lines comparing runs of one study made with different executors: the first is the reference."""
+    reports = [json.loads((Path(f) / "report.json").read_text(encoding="utf-8")) for f in folders]
+    reference = without_timings(reports[0])
+    first = reports[0]
+    lines = [f"## One study three ways: `{first['paper']}/{first['recipe']}` --budget {first['budget']}", "",
+             "Wall time of each run (its report's `seconds`, from start to report), the compute seconds its "
+             "processes spent, and whether its report equals the first one's once timings are dropped.", "",
+             "| run | wall | compute | report equal to the first |", "|---|---:|---:|---|"]
+    for folder, report in zip(folders, reports):
+        same = "(reference)" if report is first else "yes" if without_timings(report) == reference else "NO"
+        lines.append(f"| `{report['command'].split(' run ', 1)[-1]}` | {report['seconds']:.0f} s | "
+                     f"{report['computed_seconds']:.0f} s | {same} |")
+    return lines + [""]
+
+
+def markdown(table_rows, *, workers, slowdown, command, compared=()):
     lines = [
         "# Reproduction budget",
         "",
@@ -279,6 +308,8 @@ def markdown(table_rows, *, workers, slowdown, command):
     for family, other in sorted(borrowed.items()):
         lines += ["", f"`*` no run measured `{family}`: its cells are costed at the rate of `{other}` "
                       "per pass and parameter."]
+    if compared:
+        lines += [""] + comparison(compared)
     lines += ["", f"Command: `{command}`", ""]
     return "\n".join(lines)
 
@@ -295,6 +326,8 @@ def main(argv=None):
     parser.add_argument("--like", nargs="*", default=[], metavar="FAMILY=MEASURED",
                         help="cost an unmeasured family at a measured family's rate (same layer types, "
                              "e.g. panda_fcn1=panda_fcn2: dense layers cost the same per pass and parameter)")
+    parser.add_argument("--compare", nargs="*", default=[], metavar="RUN_DIR",
+                        help="run folders of one study made with different executors (the first is the reference)")
     parser.add_argument("--out", default=os.path.join("docs", "reproduction.md"))
     args = parser.parse_args(argv)
     if args.slowdown <= 0:
@@ -317,8 +350,8 @@ def main(argv=None):
     table_rows = rows(planned, reports, args.cache, table, walls=walltimes(args.walltimes),
                       workers=args.workers, slowdown=args.slowdown, like=like)
     command = "python scripts/reproduction_budget.py " + " ".join(argv if argv is not None else os.sys.argv[1:])
-    Path(args.out).write_text(markdown(table_rows, workers=args.workers, slowdown=args.slowdown, command=command),
-                              encoding="utf-8")
+    page = markdown(table_rows, workers=args.workers, slowdown=args.slowdown, command=command, compared=args.compare)
+    Path(args.out).write_text(page, encoding="utf-8")
     print(f"wrote {args.out}")
 
 

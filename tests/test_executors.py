@@ -78,15 +78,25 @@ def _in_process(recipe, out, data_dir, executor=None):
     return report, console.lines
 
 
+def _threads_here():
+    """TensorFlow's intra-op threads in this process (0: its default, every core)."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    return tf.config.threading.get_intra_op_parallelism_threads() or executors.cores()
+
+
 def test_workers_give_the_serial_report(recipe, tmp_path, data_dir):
+    # numbers are bit-identical at equal threads per cell: the workers get as many as this process has
+    threads = _threads_here()
     expected, _ = _in_process(recipe, tmp_path / "serial", data_dir)
-    report, lines = _in_process(recipe, tmp_path / "parallel", data_dir, executors.Processes(workers=2))
+    report, lines = _in_process(recipe, tmp_path / "parallel", data_dir,
+                                executors.Processes(workers=2, threads=threads))
     assert _without_timings(report) == _without_timings(expected)
-    assert any("2 cells on 2 worker processes" in line for line in lines)
+    assert any(f"2 cells on 2 worker processes, {threads} TensorFlow thread" in line for line in lines)
     for worker in (1, 2):  # each worker's progress lines reach the driver's console
         assert any(f"worker {worker}: cell " in line for line in lines), lines
     # a rerun finds every cell in the store and starts no worker
-    report, lines = _in_process(recipe, tmp_path / "parallel", data_dir, executors.Processes(workers=2))
+    report, lines = _in_process(recipe, tmp_path / "parallel", data_dir, executors.Processes(workers=2, threads=1))
     assert _without_timings(report) == _without_timings(expected)
     assert sum("found in the cache" in line for line in lines) == 2
     assert not any("worker process" in line for line in lines)
@@ -95,6 +105,7 @@ def test_workers_give_the_serial_report(recipe, tmp_path, data_dir):
 @pytest.mark.parametrize("argv, message", [
     (["--workers", "0"], "--workers must be a positive integer, got 0"),
     (["--workers", "two"], "--workers must be a positive integer, got 'two'"),
+    (["--workers", "2", "--threads", "-1"], "--threads must be a positive integer, got -1"),
     (["--executor", "dask"], "--executor must be one of ['serial', 'processes', 'ray'], got 'dask'"),
     (["--executor", "ray", "--workers", "2"], "--workers is for local processes"),
     (["--address", "10.0.0.1:6379"], "--address is the Ray cluster's address; it needs --executor ray"),
@@ -164,7 +175,7 @@ def ray_cluster(data_dir):
 @pytest.mark.slow
 def test_ray_cluster_gives_the_serial_report(recipe, ray_cluster, tmp_path, data_dir):
     address, env = ray_cluster
-    deploy = ("--set", "deploy.enabled=true")
+    deploy = ("--set", "deploy.enabled=true", "--threads", "1")  # a Ray task runs on 1 thread
     expected, _ = _run(recipe, tmp_path / "serial", data_dir, *deploy)
     report, lines = _run(recipe, tmp_path / "ray", data_dir, *deploy, "--executor", "ray", "--address", address,
                          env=env)

@@ -50,6 +50,9 @@ def _parser():
     run.add_argument("--workers", metavar="N",
                      help="run independent cells in N local processes sharing the store, each with "
                           "cores/N TensorFlow threads (default: 1, every cell in this process)")
+    run.add_argument("--threads", metavar="T",
+                     help="TensorFlow threads of each process computing cells (default: every core serially, "
+                          "cores/N with --workers N, 1 per Ray task); equal threads give bit-identical numbers")
     run.add_argument("--executor", metavar="NAME",
                      help="where the cells run: serial, processes (the default with --workers > 1) or ray "
                           "(each cell a Ray task; pip install 'edgebnn[ray]')")
@@ -93,15 +96,22 @@ def _executor(args):
     """The executor ``--executor`` / ``--workers`` / ``--address`` ask for (checked before anything loads)."""
     from edgebnn.recipes import executors  # noqa: PLC0415
 
-    workers = None
-    if args.workers is not None:
-        try:
-            workers = int(args.workers)
-        except ValueError:
-            raise ValueError(f"--workers must be a positive integer, got {args.workers!r}") from None
-        executors.check_workers(workers)
+    workers, threads = _positive(args.workers, "--workers"), _positive(args.threads, "--threads")
     name = args.executor or ("processes" if workers is not None and workers > 1 else "serial")
-    return executors.make(name, workers=workers, address=args.address)
+    return executors.make(name, workers=workers, threads=threads, address=args.address)
+
+
+def _positive(text, name):
+    """The positive integer option ``name`` given as ``text`` (``None`` if not given)."""
+    from edgebnn.recipes.executors import check_positive  # noqa: PLC0415
+
+    if text is None:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a positive integer, got {text!r}") from None
+    return check_positive(value, name)
 
 
 def _command(argv):

@@ -16,6 +16,13 @@ the planner, so where a cell ran never changes what it computes:
   the data (``EDGEBNN_DATA_DIR`` or tensorflow-datasets) and edgebnn on every node. A
   task whose worker dies is retried (``max_retries``).
 
+Numbers are bit-identical between executors when every cell runs with the same number of
+TensorFlow threads (``--threads``): a float sum split over more threads adds in another
+order, and a few training steps of a binary network turn that last-bit difference into
+different weights. A serial run uses every core unless told otherwise, a worker
+``cores / workers`` threads, a Ray task the CPUs it asks for; so ``run X --threads 1``
+gives the numbers of ``run X --workers 2`` on two cores, and of ``--executor ray``.
+
 A cell that depends on another cell's model (a transfer attack's ``source``) finds it in
 the store when it is there; otherwise the cell trains it itself under the model's lock,
 with the same seed and so the same weights.
@@ -53,12 +60,15 @@ def cores():
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def make(name, *, workers=None, address=None, max_retries=DEFAULT_MAX_RETRIES):
+def make(name, *, workers=None, threads=None, address=None, max_retries=DEFAULT_MAX_RETRIES):
     """The executor called ``name`` (one of :data:`EXECUTORS`).
 
     Args:
         name: ``serial``, ``processes`` or ``ray``.
         workers: local worker processes (``processes``; default: one per core).
+        threads: TensorFlow threads of each process computing cells (default: every core for
+            ``serial``, which sets them in this process now; ``cores / workers`` for ``processes``;
+            one, the CPUs each task asks for, for ``ray``).
         address: the Ray cluster to join (``ray``; default: ``RAY_ADDRESS``, else a local Ray).
         max_retries: Ray retries of a task whose worker died.
 
@@ -72,23 +82,25 @@ def make(name, *, workers=None, address=None, max_retries=DEFAULT_MAX_RETRIES):
     if name == "ray":
         if workers is not None:
             raise ValueError("--workers is for local processes; with --executor ray the cluster's CPUs decide")
-        return Ray(address=address, max_retries=max_retries)
+        return Ray(address=address, max_retries=max_retries, threads=threads or 1)
     if name == "serial":
         if workers not in (None, 1):
             raise ValueError(f"--workers {workers} needs --executor processes (the default when --workers > 1)")
+        if threads is not None:
+            set_threads(check_positive(threads, "--threads"))
         return Serial()
-    return Processes(workers=cores() if workers is None else workers)
+    return Processes(workers=cores() if workers is None else workers, threads=threads)
 
 
-def check_workers(workers):
-    """``workers`` as a positive int.
+def check_positive(value, name):
+    """``value`` if it is a positive int.
 
     Raises:
-        ValueError: not a positive integer, naming ``--workers``.
+        ValueError: it is not, naming ``name``.
     """
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"--workers must be a positive integer, got {workers!r}")
-    return workers
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
 
 
 def cell_done(session, cell, cell_plan):
@@ -196,7 +208,7 @@ class _EventConsole(Console):
         pass  # bars from several processes would overwrite each other on one terminal
 
 
-def _set_threads(threads):
+def set_threads(threads):
     """Give TensorFlow ``threads`` intra-op and inter-op threads (before it runs an op)."""
     import tensorflow as tf  # noqa: PLC0415
 
@@ -209,7 +221,7 @@ def _process_worker(worker, study, out, cache, plans, threads, tasks, events):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the driver, which stops the workers
     import edgebnn  # noqa: F401, PLC0415  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
-    _set_threads(threads)
+    set_threads(threads)
     quiet_tensorflow()
     study = restored(study, plans)
     session = steps.Session(study, out, _EventConsole(events, worker), cache=cache)
@@ -237,12 +249,14 @@ def _picklable(error):
 
 
 class Processes:
-    """The cells in ``workers`` local processes sharing the store; each gets ``cores / workers`` threads."""
+    """The cells in ``workers`` local processes sharing the store; each gets ``threads`` TensorFlow
+    threads (default ``cores / workers``)."""
 
     name = "processes"
 
-    def __init__(self, *, workers):
-        self.workers = check_workers(workers)
+    def __init__(self, *, workers, threads=None):
+        self.workers = check_positive(workers, "--workers")
+        self.threads = None if threads is None else check_positive(threads, "--threads")
 
     def run(self, session, plans, *, after_each):
         import multiprocessing  # noqa: PLC0415
@@ -255,7 +269,7 @@ class Processes:
         if not pending:
             return
         workers = min(self.workers, len(pending))
-        threads = max(1, cores() // workers)
+        threads = self.threads or max(1, cores() // workers)
         console.note(f"{steps.plural(len(pending), 'cell')} on {workers} worker process{'es' if workers > 1 else ''}, "
                      f"{steps.plural(threads, 'TensorFlow thread')} each")
         context = multiprocessing.get_context("spawn")  # TensorFlow does not survive a fork
@@ -295,7 +309,8 @@ class Processes:
             elif kind == "skip":
                 console.skip(event[2])
             elif kind == "error":
-                console.note(f"worker {worker} failed on cell {event[2]!r}:\n{event[4].rstrip()}")
+                details = f":\n{event[4].rstrip()}" if os.environ.get("EDGEBNN_DEBUG") == "1" else ""
+                console.note(f"worker {worker} failed on cell {event[2]!r}{details}")
                 raise event[3]
             elif kind == "cell":
                 cell = waiting.pop(event[2])
@@ -373,7 +388,7 @@ def write_entries(root, files):
         _io.write_bytes(root / name, files[name])
 
 
-def _ray_cell(study, cell_id, cell_plan, inputs):
+def _ray_cell(study, cell_id, cell_plan, inputs, threads):
     """A Ray task: compute one cell in a folder of its own, seeded with ``inputs`` (store entries
     the driver has); return ``({relative path: bytes} of the entries written or changed, computed seconds)``."""
     import edgebnn  # noqa: F401, PLC0415  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
@@ -381,7 +396,7 @@ def _ray_cell(study, cell_id, cell_plan, inputs):
     import ray  # noqa: PLC0415
 
     try:
-        _set_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
+        set_threads(threads)
     except RuntimeError:
         pass  # a reused worker process whose TensorFlow already runs keeps its threads
     quiet_tensorflow()
@@ -401,14 +416,16 @@ def _ray_cell(study, cell_id, cell_plan, inputs):
 
 
 class Ray:
-    """Each cell as a Ray task on the cluster at ``address`` (default ``RAY_ADDRESS``, else a local Ray)."""
+    """Each cell as a Ray task on the cluster at ``address`` (default ``RAY_ADDRESS``, else a local Ray),
+    asking for ``threads`` CPUs and running TensorFlow on as many threads."""
 
     name = "ray"
 
-    def __init__(self, *, address=None, max_retries=DEFAULT_MAX_RETRIES):
+    def __init__(self, *, address=None, max_retries=DEFAULT_MAX_RETRIES, threads=1):
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
             raise ValueError(f"max_retries must be a non-negative integer, got {max_retries!r}")
         self.address, self.max_retries = address, max_retries
+        self.threads = check_positive(threads, "--threads")
 
     def run(self, session, plans, *, after_each):
         try:
@@ -423,14 +440,18 @@ class Ray:
         if not pending:
             return
         if not ray.is_initialized():
-            ray.init(address=self.address, logging_level="WARNING", log_to_driver=True)
+            # the workers' TensorFlow start-up chatter stays out of the console, as the driver's does
+            quiet = {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
+            ray.init(address=self.address, logging_level="WARNING", log_to_driver=True,
+                     runtime_env={"env_vars": quiet})
         console.note(f"{steps.plural(len(pending), 'cell')} as Ray tasks on "
                      f"{int(ray.cluster_resources().get('CPU', 0))} CPUs (up to {self.max_retries} retries each)")
-        task = ray.remote(num_cpus=1, max_retries=self.max_retries)(_ray_cell)
+        task = ray.remote(num_cpus=self.threads, max_retries=self.max_retries)(_ray_cell)
         refs = {}
         for cell in pending:
             entries = _cell_entries(session.store, study, cell, plans[cell.id])
-            refs[task.remote(portable(study), cell.id, plans[cell.id], read_entries(session.store.root, entries))] = cell
+            refs[task.remote(portable(study), cell.id, plans[cell.id], read_entries(session.store.root, entries),
+                             self.threads)] = cell
         try:
             while refs:
                 ready, _ = ray.wait(list(refs), num_returns=1)
