@@ -134,13 +134,12 @@ class Planned:
 
 
 def _count_params(recipe, data):
+    """Parameters of ``recipe``'s model, built in a graph of its own: its variables get shapes but
+    no memory (FCN1 holds 118M weights)."""
     import tensorflow as tf  # noqa: PLC0415
 
-    model = steps.build_model(recipe, data)
-    count = int(model.count_params())
-    del model
-    tf.keras.backend.clear_session()
-    return count
+    with tf.Graph().as_default():
+        return int(steps.build_model(recipe, data).count_params())
 
 
 def find_reports(folders):
@@ -264,7 +263,11 @@ def comparison(folders):
     first = reports[0]
     lines = [f"## One study three ways: `{first['paper']}/{first['recipe']}` --budget {first['budget']}", "",
              "Wall time of each run (its report's `seconds`, from start to report), the compute seconds its "
-             "processes spent, and whether its report equals the first one's once timings are dropped.", "",
+             "processes spent, and whether its report equals the first one's once timings are dropped. Reports "
+             "are bit-identical when every cell runs on as many TensorFlow threads (`--threads 1`, a worker of "
+             "`--workers 2` on 2 cores, a Ray task of 1 CPU); a plain serial run uses both cores, adds its "
+             "floats in another order and trains the binary CNNs to other weights. The runs shared the machine "
+             "with other jobs, so their wall times are noisy.", "",
              "| run | wall | compute | report equal to the first |", "|---|---:|---:|---|"]
     for folder, report in zip(folders, reports):
         same = "(reference)" if report is first else "yes" if without_timings(report) == reference else "NO"
@@ -318,7 +321,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", nargs="+", default=[], help="folders searched for complete report.json files")
     parser.add_argument("--cache", nargs="*", default=[],
-                        help="stores those runs wrote to with --cache (per-result seconds); a run's own store is read too")
+                        help="stores those runs wrote to with --cache (per-result seconds); "
+                             "a run's own store is read too")
     parser.add_argument("--walltimes", help="a log of `RECIPE exit 0 in N s` lines (recorded wall times)")
     parser.add_argument("--slowdown", type=float, required=True,
                         help="measured slowdown of a cell in one of 2 worker processes against serial")

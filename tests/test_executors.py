@@ -130,8 +130,9 @@ def test_entries_round_trip_with_markers_last(tmp_path, monkeypatch):
     for marker, rest in [("models/k/model.keras", "models/k/train.json"), ("results/r.json", "results/r.npz"),
                          ("deploy/d/deploy.json", "deploy/d/model.tflite")]:
         assert order.index(rest) < order.index(marker)
-    assert executors.read_entries(tmp_path, [Path("models/k"), Path("results/r.json"), Path("results/x.json"),
-                                             Path("deploy/d")]) == {k: v for k, v in files.items() if k != "results/r.npz"}
+    read = executors.read_entries(tmp_path, [Path("models/k"), Path("results/r.json"), Path("results/x.json"),
+                                             Path("deploy/d")])
+    assert read == {k: v for k, v in files.items() if k != "results/r.npz"}
 
 
 # --- Ray ---------------------------------------------------------------------------------

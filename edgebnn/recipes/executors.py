@@ -126,7 +126,8 @@ def portable(study):
 
 def restored(study, plans):
     """The study :func:`portable` made, its recipes validated again; checked against the driver's
-    ``plans`` (``{cell id: CellPlan}`` of the cells to run) so that a worker never computes under other keys than the driver's.
+    ``plans`` (``{cell id: CellPlan}`` of the cells to run), so that a worker never computes under
+    other keys than the driver's.
 
     Raises:
         RecipeError: a cell's model key differs from the driver's plan.
@@ -279,7 +280,8 @@ class Processes:
         for _ in range(workers):
             tasks.put(None)
         processes = [context.Process(target=_process_worker, name=f"edgebnn-worker-{i}", daemon=True,
-                                     args=(i, portable(study), session.out, session.store.root, plans, threads, tasks, events))
+                                     args=(i, portable(study), session.out, session.store.root, plans, threads,
+                                           tasks, events))
                      for i in range(1, workers + 1)]
         for process in processes:
             process.start()
