@@ -261,7 +261,8 @@ def comparison(folders):
     reports = [json.loads((Path(f) / "report.json").read_text(encoding="utf-8")) for f in folders]
     reference = without_timings(reports[0])
     first = reports[0]
-    lines = [f"## One study three ways: `{first['paper']}/{first['recipe']}` --budget {first['budget']}", "",
+    recipe = first["command"].split(" run ", 1)[-1].split()[0]
+    lines = [f"## One study run by every executor: `{recipe}` --budget {first['budget']}", "",
              "Wall time of each run (its report's `seconds`, from start to report), the compute seconds its "
              "processes spent, and whether its report equals the first one's once timings are dropped. Reports "
              "are bit-identical when every cell runs on as many TensorFlow threads (`--threads 1`, a worker of "
@@ -348,7 +349,9 @@ def main(argv=None):
     for (paper, name, budget), report in reports.items():
         if (paper, name) not in by_study:
             continue
-        source = by_study[(paper, name)] if budget is None else Planned(f"{paper}/{name}", budget=budget)
+        source = by_study[(paper, name)]
+        if budget is not None:  # a smaller budget's run: its own plan
+            source = Planned(source.name, budget=budget)
         samples += _samples(source, report, args.cache)
     table = rates(samples)
     table_rows = rows(planned, reports, args.cache, table, walls=walltimes(args.walltimes),
