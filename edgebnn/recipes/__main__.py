@@ -5,6 +5,8 @@ Examples:
     python -m edgebnn.recipes run quickstart --out runs/quickstart --set train.epochs=1
     python -m edgebnn.recipes run fcn2_discretization --set 'grid.model.input_bits=[2, 4]'
     python -m edgebnn.recipes run guan/table1 --out runs/guan_table1 --cache runs/cache
+    python -m edgebnn.recipes run galloway/table1 --workers 2
+    python -m edgebnn.recipes run galloway/table1 --executor ray --address HEAD:6379
     python -m edgebnn.recipes results runs/ --out docs/results.md
 
 Rerunning a command into the same ``--out`` reuses every finished model and result;
@@ -45,6 +47,17 @@ def _parser():
     run.add_argument("--cache", metavar="DIR",
                      help="folder for trained models and results shared by runs (default: OUT/store); "
                           "recipes that train the same model then train it once")
+    run.add_argument("--workers", metavar="N",
+                     help="run independent cells in N local processes sharing the store, each with "
+                          "cores/N TensorFlow threads (default: 1, every cell in this process)")
+    run.add_argument("--threads", metavar="T",
+                     help="TensorFlow threads of each process computing cells (default: every core serially, "
+                          "cores/N with --workers N, 1 per Ray task); equal threads give bit-identical numbers")
+    run.add_argument("--executor", metavar="NAME",
+                     help="where the cells run: serial, processes (the default with --workers > 1) or ray "
+                          "(each cell a Ray task; pip install 'edgebnn[ray]')")
+    run.add_argument("--address", metavar="ADDR",
+                     help="with --executor ray: the cluster to join (default: RAY_ADDRESS, else a local Ray)")
     results = commands.add_parser("results", help="write the results page from run folders (report.json)")
     results.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                          help="a run's --out folder, or a folder searched recursively for report.json")
@@ -71,10 +84,34 @@ def _run(args, argv):
     from edgebnn.recipes.config import load  # noqa: PLC0415
     from edgebnn.recipes.runner import run  # noqa: PLC0415
 
+    executor = _executor(args)
     recipe = load(recipes.find(args.recipe), overrides=args.overrides, budget=args.budget)
     if args.cache is not None and os.path.exists(args.cache) and not os.path.isdir(args.cache):
         raise ValueError(f"--cache must be a folder, got the file {args.cache!r}")
-    run(recipe, args.out or os.path.join("runs", recipe.name), cache=args.cache, command=_command(argv))
+    run(recipe, args.out or os.path.join("runs", recipe.name), cache=args.cache, command=_command(argv),
+        executor=executor)
+
+
+def _executor(args):
+    """The executor ``--executor`` / ``--workers`` / ``--address`` ask for (checked before anything loads)."""
+    from edgebnn.recipes import executors  # noqa: PLC0415
+
+    workers, threads = _positive(args.workers, "--workers"), _positive(args.threads, "--threads")
+    name = args.executor or ("processes" if workers is not None and workers > 1 else "serial")
+    return executors.make(name, workers=workers, threads=threads, address=args.address)
+
+
+def _positive(text, name):
+    """The positive integer option ``name`` given as ``text`` (``None`` if not given)."""
+    from edgebnn.recipes.executors import check_positive  # noqa: PLC0415
+
+    if text is None:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a positive integer, got {text!r}") from None
+    return check_positive(value, name)
 
 
 def _command(argv):

@@ -1,8 +1,10 @@
 """Run a :class:`~edgebnn.recipes.config.Study`: train every cell, evaluate, deploy, report.
 
-Three parts and a loop: :mod:`edgebnn.recipes.plan` plans the cells' units and their
-store keys, :mod:`edgebnn.recipes.steps` trains, evaluates and deploys one cell, and
-:mod:`edgebnn.recipes.assemble` builds the report; :func:`run` loops over the cells.
+Three parts and an executor: :mod:`edgebnn.recipes.plan` plans the cells' units and their
+store keys, :mod:`edgebnn.recipes.steps` trains, evaluates and deploys one cell,
+:mod:`edgebnn.recipes.assemble` builds the report, and an executor of
+:mod:`edgebnn.recipes.executors` runs the cells (in this process, in local worker
+processes, or as Ray tasks).
 
 Everything is cached in the run folder under keys derived from the configuration
 that produced it (see :mod:`edgebnn.recipes.store`): rerunning a command after a
@@ -15,7 +17,7 @@ finished reaches ``report.json`` / ``report.md`` even if a later step fails.
 import shutil
 from pathlib import Path
 
-from edgebnn.recipes import assemble, steps
+from edgebnn.recipes import assemble, executors, steps
 from edgebnn.recipes import plan as plan_lib
 from edgebnn.recipes.console import Console, quiet_tensorflow
 from edgebnn.recipes.store import RunLock
@@ -27,7 +29,7 @@ _OUTPUTS = ("report.json", "report.md", "model.keras", "model.tflite")
 _OUTPUT_FOLDERS = ("figures", steps.BUNDLE, "bundles")
 
 
-def run(study, out, *, console=None, cache=None, command=None):
+def run(study, out, *, console=None, cache=None, command=None, executor=None):
     """Run ``study`` into folder ``out`` (locked for the run); return the report dict.
 
     Args:
@@ -37,6 +39,8 @@ def run(study, out, *, console=None, cache=None, command=None):
         cache: a folder for trained models and results shared with other runs
             (see :mod:`edgebnn.recipes.store`); default ``out/store``.
         command: the command line that started the run, recorded in the report.
+        executor: where the cells run (:mod:`edgebnn.recipes.executors`); default one
+            after another in this process.
 
     Raises:
         RecipeError: another run holds the folder, or a check that needs the data or
@@ -45,10 +49,11 @@ def run(study, out, *, console=None, cache=None, command=None):
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with RunLock(out):
-        return _run(steps.Session(study, out, console or Console(), cache=cache, command=command))
+        return _run(steps.Session(study, out, console or Console(), cache=cache, command=command),
+                    executor or executors.Serial())
 
 
-def _run(session):
+def _run(session, executor):
     study, console = session.study, session.console
     session.strategy, session.chief = steps.make_strategy(study)
     quiet_tensorflow()
@@ -74,9 +79,7 @@ def _run(session):
         return report
 
     try:
-        for index, cell in enumerate(study.cells, 1):
-            console.line(f"cell {index}/{len(study.cells)} {cell.id!r}")
-            steps.run_cell(session, cell, plans[cell.id], after_each=lambda: write_report(with_figures=False))
+        executor.run(session, plans, after_each=lambda: write_report(with_figures=False))
         state["status"] = "complete"
     except BaseException as e:
         interrupted = isinstance(e, KeyboardInterrupt)
