@@ -177,7 +177,7 @@ def test_ctrl_c_is_one_line_exit_130_and_the_run_resumes(tmp_path, data_dir, mon
     monkeypatch.setattr(training, "train", real_train)
     assert main(["run", str(recipe), "--out", str(out)]) == 0
     resumed = capsys.readouterr().out
-    assert "resuming from the last finished epoch" in resumed
+    assert "resuming after epoch 1, the last finished one" in resumed
     assert "epoch 1/2" not in resumed and "epoch 2/2" in resumed
     report = json.loads((out / "report.json").read_text())
     assert report["status"] == "complete"

@@ -142,3 +142,34 @@ def test_a_second_run_into_the_same_folder_refuses(recipe, tmp_path, data_dir):
         proc.wait(timeout=60)
     assert second.returncode == 2
     assert f"another run (pid {proc.pid}) is using {out}" in second.stderr.strip().splitlines()[-1]
+
+
+def _stored_model(out):
+    """``(weights, train.json)`` of the one model stored in run folder ``out``."""
+    import tensorflow as tf
+
+    [folder] = (out / "store" / "models").iterdir()
+    model = tf.keras.models.load_model(folder / "model.keras", compile=False)
+    return model.get_weights(), json.loads((folder / "train.json").read_text())
+
+
+@pytest.mark.parametrize("signal_name", ["SIGKILL"])
+def test_a_training_killed_at_epoch_2_resumes_to_the_same_weights_bit_for_bit(recipe, tmp_path, data_dir,
+                                                                               signal_name):
+    import numpy as np
+
+    only_binary = ['grid.model.precision=["binary"]', "train.epochs=4"]
+    reference = tmp_path / "uninterrupted"
+    _run(recipe, reference, data_dir, *only_binary)
+    out = tmp_path / "killed"
+    # the epoch line is printed after the epoch's state is saved
+    _run_and_kill(recipe, out, data_dir, "'precision=binary': epoch 2/4", *only_binary)
+    lines = _run(recipe, out, data_dir, *only_binary)
+    assert _count(lines, "resuming after epoch 2") == 1 and _count(lines, ": epoch 3/4") == 1
+    assert _count(lines, ": epoch 2/4") == 0
+    (weights, info), (reference_weights, reference_info) = _stored_model(out), _stored_model(reference)
+    for a, b in zip(weights, reference_weights, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert info["history"] == reference_info["history"] and len(info["history"]["loss"]) == 4
+    assert info["epochs_run_last"] == 2
+    assert _metrics(out) == _metrics(reference)

@@ -1,15 +1,15 @@
 """The plan of a study: its cells' units of work and the store keys they are cached under.
 
 Pure: planning reads the study and the sizes of its data, trains and loads nothing,
-and the same study always gives the same keys. The keys are those of every earlier
-run (see :mod:`edgebnn.recipes.store`), so existing caches still hit.
+and the same study always gives the same keys. The keys change only when what they
+stand for changes (see :mod:`edgebnn.recipes.store`), so existing caches still hit.
 """
 
 from dataclasses import dataclass
 
 from edgebnn.recipes.evaluations import KINDS, entries
 from edgebnn.recipes.schema import RecipeError
-from edgebnn.recipes.store import key_of
+from edgebnn.recipes.store import TRAINING_SCHEME, key_of
 
 
 @dataclass(frozen=True)
@@ -81,11 +81,13 @@ def _data_part(recipe):
 
 
 def model_key(recipe):
-    """Store key of the model ``recipe`` trains: its data, model and training sections."""
+    """Store key of the model ``recipe`` trains: its data, model and training sections, and the
+    training scheme (:data:`~edgebnn.recipes.store.TRAINING_SCHEME`)."""
     train_part = recipe.train.model_dump(mode="json")
     if train_part["strategy"] == "default":
         del train_part["strategy"]  # the keys of models trained before strategies existed
-    return key_of({"data": _data_part(recipe), "model": recipe.model.model_dump(mode="json"), "train": train_part})
+    return key_of({"data": _data_part(recipe), "model": recipe.model.model_dump(mode="json"), "train": train_part,
+                   "training_scheme": TRAINING_SCHEME})
 
 
 def unit_key(recipe, *, kind, params, model, source_model=None):

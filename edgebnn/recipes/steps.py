@@ -258,13 +258,15 @@ def _train(session, cell, key, folder):
     import tensorflow as tf  # noqa: PLC0415
 
     from edgebnn.training import train  # noqa: PLC0415
+    from edgebnn.training.fit import resume_state  # noqa: PLC0415
 
     recipe, t = cell.recipe, cell.recipe.train
     d = session.data_for(recipe)
     _io.write_json(folder / "config.json", {"cell": cell.id, **recipe.model_dump(mode="json")})
-    resumed = (folder / "checkpoints" / "resume").exists()
+    state = resume_state(folder / "checkpoints")
+    resumed = "" if state is None else f" (resuming after epoch {state['epochs_done']}, the last finished one)"
     session.console.line(f"cell {cell.id!r}: training {plural(t.epochs, 'epoch')} on {len(d.x_train):,} images"
-                         + (" (resuming from the last finished epoch)" if resumed else ""))
+                         + resumed)
     start = time.perf_counter()
     model, fit_model = _fit_model(session, recipe, d)
     logger = _epoch_logger(session.console, cell.id, t.epochs, len(d.x_train) * plan_lib.epoch_work(t))

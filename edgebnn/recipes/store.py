@@ -41,12 +41,23 @@ from edgebnn.recipes.schema import RecipeError
 
 #: Bumped when the meaning of stored artifacts changes, so old caches are not reused.
 FORMAT = "edgebnn-study-1"
+#: Version of how :func:`edgebnn.training.train` turns a configuration into weights, part of
+#: every trained model's key: models trained under another scheme (version 1: Keras' own
+#: shuffling, random ops seeded once per run) are never mixed with this one's in a store.
+#: Version 2: shuffle orders and random ops seeded per epoch, so resumed runs are exact.
+TRAINING_SCHEME = 2
 
 
 def key_of(payload):
     """A 20-hex-digit SHA-256 of ``payload`` as canonical JSON (sorted keys)."""
     text = json.dumps({"format": FORMAT, **payload}, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
+
+
+def weights_key(payload):
+    """The store key of weights trained as ``payload`` says (see :meth:`Store.trained_weights`):
+    :func:`key_of` the payload and the :data:`TRAINING_SCHEME`."""
+    return key_of({**payload, "training_scheme": TRAINING_SCHEME})
 
 
 def pack_outcomes(outcomes):
@@ -135,14 +146,14 @@ class Store:
 
         For drivers that build their models in code rather than from a recipe: ``payload``
         names everything that decides the weights (family, options, data, epochs, seed) and
-        its :func:`key_of` is the key; ``train_fn(model)`` trains in place. The weights are
+        its :func:`weights_key` is the key; ``train_fn(model)`` trains in place. The weights are
         written atomically under ``models/<key>/`` with the payload beside them, and the
         key's lock keeps two processes from training the same model at once.
 
         Returns:
             True if the weights came from the store, False if ``train_fn`` ran.
         """
-        key = key_of(payload)
+        key = weights_key(payload)
         path = self.model_dir(key) / "model.weights.h5"
         with self.lock(key, on_wait=on_wait):
             if path.is_file():
