@@ -31,7 +31,7 @@ def test_trained_weights_trains_once_per_payload_and_loads_the_same_weights(tmp_
     assert store.trained_weights(other, {**payload, "seed": 1}, train_fn) is False  # another payload trains
     assert len(calls) == 2 and other.get_weights()[0][0, 0] == 2.0
     folder = store.model_dir(weights_key(payload))
-    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.weights.h5"]
+    assert sorted(p.name for p in folder.iterdir()) == ["checksums.json", "config.json", "model.weights.h5"]
     assert json.loads((folder / "config.json").read_text()) == payload
 
 

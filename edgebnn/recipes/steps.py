@@ -26,6 +26,8 @@ from edgebnn.recipes.store import Store, key_of, pack_outcomes
 
 #: Folder of a deployment's device bundle (``deploy.bundle``), in the cache and in a single run's folder.
 BUNDLE = "bundle"
+#: Files of a stored trained model that a run reads (checked against the folder's checksums).
+MODEL_FILES = ("model.keras", "train.json")
 
 
 @dataclass
@@ -60,7 +62,7 @@ class Session:
     def __init__(self, study, out, console, *, cache=None, command=None):
         self.study, self.out, self.console = study, Path(out), console
         self.command = command
-        self.store = Store(out, cache=cache)
+        self.store = Store(out, cache=cache, warn=console.line)
         self.strategy, self.chief = None, True
         self._data = {}
         self.models = {}
@@ -212,17 +214,24 @@ def trained(session, cell):
         return session.models[key]
     folder = session.store.model_dir(key)
     path = folder / "model.keras"
+    loaded = {}
+
+    def load():  # checks a model stored before checksums existed, keeping what it loaded
+        loaded["model"] = tf.keras.models.load_model(path, compile=False)
+        loaded["info"] = read_json(folder / "train.json")
+
     trained_now = False
-    if not path.is_file():
+    if not session.store.check_folder(folder, MODEL_FILES, load=load):
         with session.store.lock(key, on_wait=lambda: session.console.line(
                 f"cell {cell.id!r}: another run is training this model ({key}); waiting for it")):
-            if not path.is_file():
+            if not session.store.check_folder(folder, MODEL_FILES, load=load):
                 _train(session, cell, key, folder)
                 trained_now = True
     if not trained_now:
         session.console.line(f"cell {cell.id!r}: trained model found in the cache ({key})")
-    model = tf.keras.models.load_model(path, compile=False)
-    session.models[key] = (model, randomized(model), read_json(folder / "train.json"))
+    model = loaded.get("model") or tf.keras.models.load_model(path, compile=False)
+    info = loaded.get("info") or read_json(folder / "train.json")
+    session.models[key] = (model, randomized(model), info)
     return session.models[key]
 
 
@@ -258,7 +267,7 @@ def _train(session, cell, key, folder):
     import tensorflow as tf  # noqa: PLC0415
 
     from edgebnn.training import train  # noqa: PLC0415
-    from edgebnn.training.fit import resume_state  # noqa: PLC0415
+    from edgebnn.training.fit import discard_resume_state, resume_state  # noqa: PLC0415
 
     recipe, t = cell.recipe, cell.recipe.train
     d = session.data_for(recipe)
@@ -283,6 +292,8 @@ def _train(session, cell, key, folder):
         "adversarial": None if t.adversarial is None else t.adversarial.model_dump(mode="json"),
         "adversarial_linf_bound": None if t.adversarial is None else training_linf_bound(t.adversarial),
     })
+    session.store.seal(folder, ["config.json", *MODEL_FILES])
+    discard_resume_state(folder / "checkpoints")
     shutil.rmtree(folder / "checkpoints", ignore_errors=True)
     del fit_model, model
     tf.keras.backend.clear_session()
@@ -411,7 +422,7 @@ def deploy(session, cell, model, cell_plan):
 
     folder = session.store.deploy_dir(cell_plan.deploy_key(cell.recipe.deploy))
     session.deploy_dirs[cell.id] = folder
-    if (folder / "deploy.json").is_file():
+    if session.store.check_folder(folder, ["deploy.json"], load=lambda: _check_deployment(folder)):
         session.deployed[cell.id] = read_json(folder / "deploy.json")
         session.console.line(f"cell {cell.id!r}: deployment found in the cache")
         _publish_bundle(session, cell, folder)
@@ -421,6 +432,7 @@ def deploy(session, cell, model, cell_plan):
     except NotDeployableError as e:
         result = {"deployed": False, "reason": str(e)}
         _io.write_json(folder / "deploy.json", result)
+        session.store.seal(folder, ["deploy.json"])
         session.deployed[cell.id] = result
         session.console.line(f"cell {cell.id!r}: not deployed (random at inference)")
         return
@@ -439,8 +451,19 @@ def deploy(session, cell, model, cell_plan):
     deployed["seconds"] = time.perf_counter() - start
     session.computed_seconds += deployed["seconds"]
     _io.write_json(folder / "deploy.json", deployed)
+    session.store.seal(folder, ["deploy.json", "model.tflite"])
     session.deployed[cell.id] = deployed
     _publish_bundle(session, cell, folder)
+
+
+def _check_deployment(folder):
+    """Load a deployment stored before checksums existed: its ``deploy.json`` and, if it
+    deployed, a ``model.tflite`` that holds a TFLite flatbuffer."""
+    from edgebnn.deploy.flatbuffer import verify_model  # noqa: PLC0415
+
+    deployed = json.loads((folder / "deploy.json").read_text(encoding="utf-8"))
+    if deployed.get("deployed"):  # the structure only: no bound on its tensors here
+        verify_model((folder / "model.tflite").read_bytes(), max_tensor_bytes=math.inf)
 
 
 def _convert(session, cell, model, cell_plan):

@@ -7,10 +7,13 @@ Layout of ``--out``::
     figures/NAME.png, NAME.json
     model.keras, model.tflite     single-cell recipes only: copies of the cell's
     store/models/KEY/             one trained model: config.json, model.keras,
-                                  train.json, checkpoints/ while training
+                                  train.json, checksums.json, checkpoints/ while training
     store/results/KEY.json        one evaluation result, its per-example outcomes
                                   bit-packed inside (+ KEY.npz arrays)
-    store/deploy/KEY/             one converted model: model.tflite, deploy.json
+    store/partial/KEY/            the finished batches of a result being computed
+    store/deploy/KEY/             one converted model: model.tflite, deploy.json,
+                                  checksums.json
+    store/quarantine/             corrupt entries, set aside (never read again)
 
 ``KEY`` is a hash of exactly the configuration that produced the artifact (for a
 result: its model's key, the data and evaluation settings, and its own parameters),
@@ -23,6 +26,13 @@ recipes that train the same model train it once. Runs sharing a cache may run at
 same time: training and computing a result hold an exclusive lock on
 ``DIR/locks/KEY.lock`` (:meth:`Store.lock`), so a second run waits for the first and
 then finds its artifact, and every file is still written atomically.
+
+Every entry carries checksums: a result's JSON holds the SHA-256 of its own content and
+of its arrays, a model's or deployment's folder a ``checksums.json`` of its files
+(written last, so it also marks the entry complete). An entry that fails its check (a
+truncated file, a flipped bit, a disk that lost a write) is named in one line, moved to
+``quarantine/`` and computed again. Entries stored before checksums existed are checked
+by loading them instead.
 """
 
 import base64
@@ -31,6 +41,8 @@ import fcntl
 import hashlib
 import json
 import os
+import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -58,6 +70,36 @@ def weights_key(payload):
     """The store key of weights trained as ``payload`` says (see :meth:`Store.trained_weights`):
     :func:`key_of` the payload and the :data:`TRAINING_SCHEME`."""
     return key_of({**payload, "training_scheme": TRAINING_SCHEME})
+
+
+#: A model's or deployment's file of ``{file name: SHA-256}``, written after its files.
+CHECKSUMS = "checksums.json"
+#: Key of a result JSON's checksum of its own content (every other key, canonical JSON).
+RESULT_CHECKSUM = "sha256"
+#: Key of a result JSON's checksum of its arrays file.
+ARRAYS_CHECKSUM = "arrays_sha256"
+#: Bytes read at a time when hashing a file.
+_HASH_CHUNK = 1 << 20
+
+
+class CorruptEntry(Exception):
+    """A stored entry failed its checksum or could not be loaded."""
+
+
+def file_sha256(path):
+    """The SHA-256 (hex) of the file at ``path``."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_HASH_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _content_sha256(result):
+    """The SHA-256 of a result's content: every key but its own checksum, as canonical JSON."""
+    body = {k: v for k, v in result.items() if k != RESULT_CHECKSUM}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def pack_outcomes(outcomes):
@@ -113,10 +155,17 @@ class RunLock:
 
 
 class Store:
-    """Keyed artifacts under ``out/store``, or under ``cache`` when given (a folder shared by runs)."""
+    """Keyed artifacts under ``out/store``, or under ``cache`` when given (a folder shared by runs).
 
-    def __init__(self, out, *, cache=None):
+    Args:
+        out: the run folder.
+        cache: a shared store folder instead of ``out/store``.
+        warn: ``(line) -> None`` told about every corrupt entry set aside (default: stderr).
+    """
+
+    def __init__(self, out, *, cache=None, warn=None):
         self.root = Path(cache) if cache is not None else Path(out) / "store"
+        self.warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
 
     @contextmanager
     def lock(self, key, *, on_wait=None):
@@ -141,6 +190,80 @@ class Store:
         finally:
             os.close(fd)  # closing the descriptor releases the lock
 
+    # --- checksums and quarantine ----------------------------------------------------
+
+    def quarantine(self, paths, reason):
+        """Move the files / folders ``paths`` of one corrupt entry to ``quarantine/`` and say so in one line.
+
+        Returns:
+            The quarantine folder they were moved to.
+        """
+        paths = [Path(p) for p in paths if Path(p).exists()]
+        target = self.root / "quarantine" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        suffix = 0
+        while (target.with_name(f"{target.name}-{suffix}") if suffix else target).exists():
+            suffix += 1
+        target = target.with_name(f"{target.name}-{suffix}") if suffix else target
+        target.mkdir(parents=True)
+        for path in paths:
+            os.replace(path, target / path.name)
+        named = ", ".join(os.fspath(p.relative_to(self.root)) if p.is_relative_to(self.root) else os.fspath(p)
+                          for p in paths)
+        self.warn(f"store: corrupt entry {named} ({reason}); moved to {target} and computed again")
+        return target
+
+    def seal(self, folder, names):
+        """Write ``folder/checksums.json``: the SHA-256 of each file in ``names`` (last, marking it complete)."""
+        folder = Path(folder)
+        _io.write_json(folder / CHECKSUMS, {name: file_sha256(folder / name) for name in names})
+
+    def check_folder(self, folder, names, *, load=None):
+        """Whether the entry in ``folder`` is complete and intact; a corrupt one is quarantined.
+
+        With a ``checksums.json``, it must list every file in ``names`` and every file it
+        lists must match it. Without one (an
+        entry stored before checksums existed), every file must exist and ``load()``, if
+        given, must not raise.
+
+        Returns:
+            True if the entry can be used, False if it is absent (or was just set aside).
+        """
+        folder = Path(folder)
+        if not folder.is_dir():
+            return False
+        try:
+            self._verify_folder(folder, names, load)
+        except CorruptEntry as e:
+            self.quarantine([folder], str(e))
+            return False
+        except FileNotFoundError:
+            return False
+        return True
+
+    def _verify_folder(self, folder, names, load):
+        sums_path = folder / CHECKSUMS
+        if sums_path.is_file():
+            try:
+                sums = json.loads(sums_path.read_text(encoding="utf-8"))
+            except (ValueError, UnicodeDecodeError) as e:
+                raise CorruptEntry(f"unreadable {CHECKSUMS}: {e}") from None
+            if not isinstance(sums, dict) or not set(names) <= set(sums):
+                raise CorruptEntry(f"{CHECKSUMS} does not list {sorted(names)}")
+            for name, expected in sums.items():
+                if not (folder / name).is_file():
+                    raise CorruptEntry(f"{name} is missing")
+                if expected != file_sha256(folder / name):
+                    raise CorruptEntry(f"{name} does not match its checksum")
+            return
+        missing = [name for name in names if not (folder / name).is_file()]
+        if missing:
+            raise FileNotFoundError(missing[0])  # not finished (or from before checksums): absent
+        if load is not None:
+            try:
+                load()
+            except Exception as e:  # noqa: BLE001 (any failure to load an unsealed entry marks it corrupt)
+                raise CorruptEntry(f"cannot be loaded: {_first_line(e)}") from None
+
     def trained_weights(self, model, payload, train_fn, *, on_wait=None):
         """Give ``model`` the weights stored under ``payload``, training them first if none are.
 
@@ -156,13 +279,14 @@ class Store:
         key = weights_key(payload)
         path = self.model_dir(key) / "model.weights.h5"
         with self.lock(key, on_wait=on_wait):
-            if path.is_file():
+            if self.check_folder(path.parent, [path.name], load=lambda: model.load_weights(os.fspath(path))):
                 model.load_weights(os.fspath(path))
                 return True
             train_fn(model)
             with _io.atomic_path(path) as tmp:
                 model.save_weights(os.fspath(tmp))
             _io.write_json(path.parent / "config.json", payload)
+            self.seal(path.parent, [path.name, "config.json"])
             return False
 
     def model_dir(self, key):
@@ -177,19 +301,53 @@ class Store:
     def arrays_path(self, key):
         return self.root / "results" / f"{key}.npz"
 
+    def partial_dir(self, key):
+        """Folder of the finished batches of result ``key`` while it is computed."""
+        return self.root / "partial" / key
+
     def load_result(self, key):
-        """The stored result of ``key``, or ``None`` if it was never finished."""
+        """The stored result of ``key``, or ``None`` if it was never finished (or was corrupt and set aside)."""
         path = self.result_path(key)
         if not path.is_file():
             return None
-        return json.loads(path.read_text(encoding="utf-8"))
+        try:
+            return self._verified_result(key, path)
+        except CorruptEntry as e:
+            self.quarantine([path, self.arrays_path(key)], str(e))
+            return None
+
+    def _verified_result(self, key, path):
+        try:
+            result = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise CorruptEntry(f"unreadable JSON: {e}") from None
+        if not isinstance(result, dict):
+            raise CorruptEntry("not a JSON object")
+        if RESULT_CHECKSUM in result and result[RESULT_CHECKSUM] != _content_sha256(result):
+            raise CorruptEntry("does not match its checksum")
+        if result.get("arrays"):
+            arrays = self.arrays_path(key)
+            if not arrays.is_file():
+                raise CorruptEntry(f"its arrays {arrays.name} are missing")
+            if ARRAYS_CHECKSUM in result:
+                if file_sha256(arrays) != result[ARRAYS_CHECKSUM]:
+                    raise CorruptEntry(f"its arrays {arrays.name} do not match their checksum")
+            else:
+                try:
+                    self._read_arrays(arrays)
+                except Exception as e:  # noqa: BLE001 (any failure to load an unsealed entry marks it corrupt)
+                    raise CorruptEntry(f"its arrays {arrays.name} cannot be loaded: {_first_line(e)}") from None
+        return {k: v for k, v in result.items() if k not in (RESULT_CHECKSUM, ARRAYS_CHECKSUM)}
 
     def save_result(self, key, result, arrays=None):
-        """Store a result; its arrays first, so a stored result always has its arrays."""
+        """Store a result; its arrays first, so a stored result always has its arrays (and their checksum)."""
+        result = dict(result)
         if arrays:
             with _io.atomic_path(self.arrays_path(key)) as tmp:
                 with open(tmp, "wb") as f:
                     np.savez_compressed(f, **arrays)
+                result[ARRAYS_CHECKSUM] = file_sha256(tmp)
+        result[RESULT_CHECKSUM] = _content_sha256(result)
         _io.write_json(self.result_path(key), result)
 
     def load_outcomes(self, key):
@@ -199,8 +357,19 @@ class Store:
         return None if result is None else unpack_outcomes(result.get("outcomes", {}))
 
     def load_arrays(self, key):
-        path = self.arrays_path(key)
-        if not path.is_file():
+        """The arrays stored with result ``key`` (checked with the result), or ``None``."""
+        if self.load_result(key) is None:
             return None
+        path = self.arrays_path(key)
+        return self._read_arrays(path) if path.is_file() else None
+
+    @staticmethod
+    def _read_arrays(path):
         with np.load(path) as npz:
             return {name: npz[name] for name in npz.files}
+
+
+def _first_line(error):
+    """The first line of ``error``'s message (its type when it has none)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
