@@ -69,7 +69,7 @@ def exports_examples(unit):
 
 
 def eval_split(n_test, limit):
-    """``(n_eval, n_pool)``: the evaluated test images (the first ``limit``) and the rest."""
+    """``(n_eval, n_pool)``: the evaluated test images (the first ``limit``, at most all) and the rest."""
     n_eval = n_test if limit is None else min(limit, n_test)
     return n_eval, n_test - n_eval
 
@@ -120,10 +120,15 @@ def plan_cell(study, cell, *, n_train, n_test):
     """The :class:`CellPlan` of ``cell``, whose data has ``n_train`` training and ``n_test`` test images.
 
     Raises:
-        RecipeError: a unit needs more test images apart from the evaluated ones than remain.
+        RecipeError: ``evaluation.limit``, when the recipe sets it, is above the test images;
+            a unit needs more test images apart from the evaluated ones than remain.
     """
     recipe, prefix = cell.recipe, "" if study.single else f"cell {cell.name!r}: "
-    n_eval, n_pool = eval_split(n_test, recipe.evaluation.limit)
+    limit = recipe.evaluation.limit
+    if limit is not None and limit > n_test and "limit" in recipe.evaluation.model_fields_set:
+        raise RecipeError(f"{prefix}`evaluation.limit` ({limit:,}) is more than the {n_test:,} test images of the "
+                          f"data; lower it to at most {n_test:,}.")
+    n_eval, n_pool = eval_split(n_test, limit)
     key = model_key(recipe)
     units = []
     for name, where, spec in entries(recipe):

@@ -17,7 +17,7 @@ import os
 import shutil
 from pathlib import Path
 
-from edgebnn.recipes import assemble, steps
+from edgebnn.recipes import assemble, interrupts, steps
 from edgebnn.recipes import plan as plan_lib
 from edgebnn.recipes.console import Console, quiet_tensorflow
 from edgebnn.recipes.store import RunLock
@@ -79,13 +79,14 @@ def _run(session):
 
     try:
         for index, cell in enumerate(study.cells, 1):
+            interrupts.check()
             console.line(f"cell {index}/{len(study.cells)} {cell.id!r}")
             steps.run_cell(session, cell, plans[cell.id], after_each=lambda: write_report(with_figures=False))
         state["status"] = "complete"
     except BaseException as e:
         interrupted = isinstance(e, KeyboardInterrupt)
         state["status"] = "interrupted" if interrupted else "failed"
-        state["error"] = f"interrupted ({interrupt_cause(e)})" if interrupted else f"{type(e).__name__}: {e}"
+        state["error"] = f"interrupted ({interrupts.cause(e)})" if interrupted else f"{type(e).__name__}: {e}"
         write_report(with_figures=True)
         if kept:
             _put_back_outputs(session.out, session.out / INCOMPLETE)
@@ -100,19 +101,6 @@ def _run(session):
     console.note(f"done in {report['seconds']:.1f} s ({session.computed_seconds:.1f} s computed): "
                  f"{session.out / 'report.md'}")
     return report
-
-
-def interrupt_cause(error):
-    """What interrupted a run: the signal an :class:`Interrupted` names, else Ctrl-C."""
-    return getattr(error, "cause", "Ctrl-C")
-
-
-class Interrupted(KeyboardInterrupt):
-    """A run stopped by a signal other than Ctrl-C (``cause``: e.g. ``"SIGTERM"``)."""
-
-    def __init__(self, cause):
-        super().__init__(cause)
-        self.cause = cause
 
 
 def _complete(out):

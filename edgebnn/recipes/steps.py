@@ -18,6 +18,7 @@ import numpy as np
 
 import edgebnn
 from edgebnn import _io, data
+from edgebnn.recipes import interrupts
 from edgebnn.recipes import plan as plan_lib
 from edgebnn.recipes.evaluations import KINDS, entries
 from edgebnn.recipes.evaluations.common import EvalContext, default_eot_samples
@@ -300,7 +301,8 @@ def _train(session, cell, key, folder):
 
 
 def _epoch_logger(console, cell_id, epochs, work):
-    """A Keras callback printing one line per epoch (and counting the epochs run here)."""
+    """A Keras callback printing one line per epoch (and counting the epochs run here); it lets
+    a pending Ctrl-C / SIGTERM stop the training between two steps."""
     import tensorflow as tf  # noqa: PLC0415
 
     class Logger(tf.keras.callbacks.Callback):
@@ -308,6 +310,9 @@ def _epoch_logger(console, cell_id, epochs, work):
             super().__init__()
             self.epochs_run = 0
             self._start = None
+
+        def on_train_batch_end(self, batch, logs=None):
+            interrupts.check()  # between two training steps: a safe point to stop
 
         def on_epoch_begin(self, epoch, logs=None):
             if self._start is None and epoch > 0:  # resumed: the earlier epochs are done
@@ -366,8 +371,19 @@ def context(session, cell, cell_plan, model, is_randomized):
         cell=cell.id, model=model, randomized=is_randomized, model_of=model_of,
         x_eval=d.x_test[:n_eval], y_eval=d.y_test[:n_eval], x_pool=d.x_test[n_eval:], y_pool=d.y_test[n_eval:],
         x_test=d.x_test, y_test=d.y_test, num_classes=d.num_classes, evaluation=recipe.evaluation,
-        progress=session.console.progress,
+        progress=_stoppable(session.console.progress),
     )
+
+
+def _stoppable(progress):
+    """``progress`` that first lets a pending Ctrl-C / SIGTERM stop the run (a loop reports
+    progress between two of its batches: a safe point)."""
+
+    def checked(label, done, total):
+        interrupts.check()
+        progress(label, done, total)
+
+    return checked
 
 
 def summary(stored):
@@ -377,6 +393,7 @@ def summary(stored):
 
 def evaluate(session, cell, unit, ctx, *, work, keep_examples):
     """The stored result of ``unit``, computed now (under its lock) unless the store has it."""
+    interrupts.check()
     name = unit.module.label(unit.params)
     stored = session.store.load_result(unit.key)
     if stored is None:
@@ -394,10 +411,17 @@ def evaluate(session, cell, unit, ctx, *, work, keep_examples):
 def _compute(session, cell, unit, ctx, *, work, keep_examples, name):
     import tensorflow as tf  # noqa: PLC0415
 
-    session.console.line(f"cell {cell.id!r}: {name} ...")
+    batches = session.store.batches(unit.key)
+    kept = batches.count()
+    session.console.line(f"cell {cell.id!r}: {name} ..." + (f" (resuming: {kept:,} finished batch{'' if kept == 1 else 'es'} kept)"
+                                                             if kept else ""))
     tf.keras.utils.set_random_seed(int(unit.key[:8], 16) % (2**31 - 1))
     start = time.perf_counter()
-    result = unit.module.run(unit.params, ctx)
+    ctx.batches = batches
+    try:
+        result = unit.module.run(unit.params, ctx)
+    finally:
+        ctx.batches = None
     seconds = time.perf_counter() - start
     session.computed_seconds += seconds
     session.console.done(work, seconds)
@@ -408,6 +432,7 @@ def _compute(session, cell, unit, ctx, *, work, keep_examples, name):
               "labels": result.labels, "metrics": result.metrics, "seconds": seconds, "arrays": sorted(arrays),
               "outcomes": pack_outcomes(result.outcomes)}
     session.store.save_result(unit.key, stored, arrays)
+    batches.discard()
     session.results[unit.key] = stored
     session.console.line(f"cell {cell.id!r}: {name}: {summary(stored)} ({seconds:.1f} s)")
     return stored

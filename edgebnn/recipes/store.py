@@ -41,6 +41,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 import sys
 import time
 from contextlib import contextmanager
@@ -301,9 +302,9 @@ class Store:
     def arrays_path(self, key):
         return self.root / "results" / f"{key}.npz"
 
-    def partial_dir(self, key):
-        """Folder of the finished batches of result ``key`` while it is computed."""
-        return self.root / "partial" / key
+    def batches(self, key):
+        """The :class:`Batches` of result ``key`` while it is computed."""
+        return Batches(self.root / "partial" / key, key)
 
     def load_result(self, key):
         """The stored result of ``key``, or ``None`` if it was never finished (or was corrupt and set aside)."""
@@ -367,6 +368,59 @@ class Store:
     def _read_arrays(path):
         with np.load(path) as npz:
             return {name: npz[name] for name in npz.files}
+
+
+class Batches:
+    """The finished batches of one result while it is computed, so that a run stopped in the
+    middle of an attack keeps them (``partial/KEY/CALL-BATCH.npy``).
+
+    A result crafts its examples in one or more calls (one per eps, say), each of them batch
+    by batch; call ``c``, batch ``b`` is stored under its indices and gets the seed
+    :meth:`seed` ``(c, b)``, drawn from the result's key, so that a batch computed after a
+    restart draws the same random numbers as in a run never stopped.
+    """
+
+    def __init__(self, folder, key):
+        self.folder, self.key = Path(folder), key
+        self._calls = 0
+
+    def next_call(self):
+        """The index of the result's next crafting call."""
+        self._calls += 1
+        return self._calls - 1
+
+    def seed(self, call, index):
+        """The 31-bit seed of batch ``index`` of call ``call``."""
+        digest = hashlib.sha256(f"{self.key}/{call}/{index}".encode("ascii")).digest()
+        return int.from_bytes(digest[:4], "big") >> 1
+
+    def _path(self, call, index):
+        return self.folder / f"{call:03d}-{index:06d}.npy"
+
+    def load(self, call, index):
+        """The stored array of batch ``index`` of call ``call``, or ``None`` (never stored, or unreadable)."""
+        path = self._path(call, index)
+        if not path.is_file():
+            return None
+        try:
+            return np.load(path, allow_pickle=False)
+        except (OSError, ValueError):
+            path.unlink(missing_ok=True)  # written atomically, so only a damaged disk gets here: compute it again
+            return None
+
+    def save(self, call, index, array):
+        """Store the array of batch ``index`` of call ``call`` (atomically)."""
+        with _io.atomic_path(self._path(call, index)) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, np.asarray(array), allow_pickle=False)
+
+    def count(self):
+        """How many batches are stored."""
+        return len(list(self.folder.glob("*.npy"))) if self.folder.is_dir() else 0
+
+    def discard(self):
+        """Remove the stored batches (the whole result is stored)."""
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _first_line(error):

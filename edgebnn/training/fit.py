@@ -9,6 +9,7 @@ what a checkpoint holds, so a run stopped after any epoch (Ctrl-C, SIGTERM, SIGK
 and started again trains the same weights, bit for bit, as a run never stopped.
 """
 
+import errno
 import json
 import os
 import shutil
@@ -113,9 +114,12 @@ class _EpochState(tf.keras.callbacks.Callback):
             if self.writes_state:
                 state = {**self.identity, "epochs_done": epochs_done, "checkpoint": name, "history": self.history}
                 _io.write_json(self.folder / STATE, state)
-        except OSError as e:
+        except (OSError, tf.errors.OpError) as e:  # TensorFlow reports a full disk as an OpError
             _remove_checkpoint(prefix)
-            raise OSError(e.errno, f"cannot write the training checkpoint {prefix}: {e.strerror or e}") from e
+            number = getattr(e, "errno", None) or errno.EIO
+            detail = getattr(e, "strerror", None) or str(e).strip().splitlines()[0]
+            raise OSError(number, f"cannot write the training checkpoint {prefix} (its partial files were "
+                                  f"removed): {detail}") from e
         for old in self.folder.glob("epoch-*.index"):  # only the newest state is needed
             if old.stem != name:
                 _remove_checkpoint(old.with_suffix(""))
