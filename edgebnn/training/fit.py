@@ -131,11 +131,14 @@ def _remove_checkpoint(prefix):
         path.unlink(missing_ok=True)
 
 
-def _build_optimizer(model):
-    """Create the optimizer's slots now, so a checkpoint restores into them and every epoch's
-    training function is traced with the same variables."""
+def _build_optimizer(model, input_shape):
+    """Create the model's weights (a model without an ``Input`` has none yet) and the optimizer's
+    slots now, so a checkpoint restores into them and every epoch's training function is traced
+    with the same variables."""
     optimizer = model.optimizer
     with model.distribute_strategy.scope():
+        if not model.built:
+            model.build((None, *input_shape))
         if hasattr(optimizer, "build"):
             optimizer.build(model.trainable_variables)
 
@@ -205,7 +208,7 @@ def train(
     _quiet.filter_tensorflow_logs()  # AutoGraph's notes on Larq internals; Keras' progress stays
     if model.optimizer is None:
         compile_for_classification(model, learning_rate=learning_rate)
-    _build_optimizer(model)
+    _build_optimizer(model, np.shape(x)[1:])
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
     identity = {"seed": int(seed), "batch_size": int(batch_size), "examples": int(len(x))}
     history, start, folder, writes_state = {}, 0, None, False
