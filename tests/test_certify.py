@@ -185,14 +185,15 @@ def test_witness_stays_in_ball_and_hits_levels():
 
 def test_counterexamples_replay_in_keras_and_tflite(fcn_in2, fashion_small):
     _, _, xt, yt = fashion_small
-    result = certify(fcn_in2, xt[:12], yt[:12], eps=0.1, time_limit=20, solver="milp")
+    eps = 0.04  # small enough that the attack search leaves some examples to the solver
+    result = certify(fcn_in2, xt[:12], yt[:12], eps=eps, time_limit=20, solver="milp")
     solved = [r for r in result.records if r["source"] == "solver" and r["status"] == "not_robust"]
-    assert solved, "expected the solver to refute some examples at eps=0.1"
+    assert solved, f"expected the solver to refute some examples at eps={eps}"
     for r in result.records:
         if r["status"] == "not_robust":
             assert r["replay_keras"] is True and r["replay_tflite"] is True, r
             cx = result.counterexamples[r["index"]]
-            assert np.max(np.abs(cx - xt[r["index"]])) <= 0.1 + 1e-7
+            assert np.max(np.abs(cx - xt[r["index"]])) <= eps + 1e-7
         else:
             assert r["replay_keras"] is None
 

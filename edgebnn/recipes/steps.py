@@ -230,8 +230,8 @@ def trained(session, cell):
                 trained_now = True
     if not trained_now:
         session.console.line(f"cell {cell.id!r}: trained model found in the cache ({key})")
-    model = loaded.get("model") or tf.keras.models.load_model(path, compile=False)
-    info = loaded.get("info") or read_json(folder / "train.json")
+    model = loaded["model"] if "model" in loaded else tf.keras.models.load_model(path, compile=False)
+    info = loaded["info"] if "info" in loaded else read_json(folder / "train.json")
     session.models[key] = (model, randomized(model), info)
     return session.models[key]
 
@@ -413,8 +413,8 @@ def _compute(session, cell, unit, ctx, *, work, keep_examples, name):
 
     batches = session.store.batches(unit.key)
     kept = batches.count()
-    session.console.line(f"cell {cell.id!r}: {name} ..." + (f" (resuming: {kept:,} finished batch{'' if kept == 1 else 'es'} kept)"
-                                                             if kept else ""))
+    resuming = f" (resuming: {kept:,} finished batch{'' if kept == 1 else 'es'} kept)" if kept else ""
+    session.console.line(f"cell {cell.id!r}: {name} ...{resuming}")
     tf.keras.utils.set_random_seed(int(unit.key[:8], 16) % (2**31 - 1))
     start = time.perf_counter()
     ctx.batches = batches
