@@ -89,7 +89,11 @@ def load_model(path, *, compile=False):
         importlib.import_module(module)
     import tensorflow as tf  # noqa: PLC0415
 
-    return tf.keras.models.load_model(path, compile=compile)
+    try:
+        return tf.keras.models.load_model(path, compile=compile)
+    except (OSError, ValueError, KeyError, EOFError) as e:  # h5py, zipfile and Keras' errors on a damaged file
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"`path`: cannot load a Keras model from {str(path)!r}: {detail}") from e
 
 
 __all__ = ["EdgebnnError", "__version__", "load_model"]

@@ -5,6 +5,7 @@ Files and folders get the permissions any other writer would give them (``0666``
 temporary files they are built in. TensorFlow-free, so the on-device runner can use it.
 """
 
+import errno
 import json
 import os
 import tempfile
@@ -14,6 +15,8 @@ from pathlib import Path
 
 #: Permissions of a new file / folder before the umask, as ``open()`` and ``mkdir()`` use them.
 FILE_MODE, DIR_MODE = 0o666, 0o777
+#: Errors of a full disk (or quota): reported naming the file that could not be written.
+FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def umask():
@@ -32,6 +35,8 @@ def publish_mode(path, *, folder=False):
 def atomic_path(path):
     """Yield a temporary path beside ``path``; move it onto ``path`` only if the block succeeds.
 
+    The temporary file is removed whatever happens; a full disk is reported naming ``path``.
+
     The temporary file keeps all of ``path``'s suffixes (Keras picks the format from them:
     ``.weights.h5`` is its weights format, a bare ``.h5`` the legacy one).
     """
@@ -43,6 +48,10 @@ def atomic_path(path):
         yield Path(tmp)
         publish_mode(tmp)
         os.replace(tmp, path)
+    except OSError as e:
+        if e.errno not in FULL:
+            raise
+        raise OSError(e.errno, f"{os.strerror(e.errno)}: cannot write {path} (its partial file was removed)") from e
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

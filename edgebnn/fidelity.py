@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from edgebnn import _io, data, recipes, zoo
 from edgebnn.recipes import config
 from edgebnn.recipes.evaluations.common import default_eot_samples
-from edgebnn.recipes.store import Store, key_of
+from edgebnn.recipes.store import Store, weights_key
 
 #: Accuracy (%) below the paper's beyond which a model counts as under-trained.
 GAP_LIMIT = 3.0
@@ -212,7 +212,7 @@ def measure(entry, *, store_dir, overrides=()):
     info = data.get_info(recipe.data.dataset)
     store = Store(None, cache=store_dir)
     key_payload = payload(recipe)
-    key = key_of(key_payload)
+    key = weights_key(key_payload)
     model = build(recipe, info.num_classes, info.image_shape)
 
     history_path = store.model_dir(key) / "history.json"

@@ -28,7 +28,7 @@ from edgebnn.deploy import report
 from edgebnn.deploy.bundle import bundle
 from edgebnn.deploy.verify import builtin_identical, verify
 from edgebnn.evaluation.robustness import craft
-from edgebnn.recipes.store import Store, key_of
+from edgebnn.recipes.store import Store, weights_key
 from edgebnn.training import train
 
 import tensorflow as tf
@@ -68,7 +68,7 @@ def weights_payload(name, epochs):
 
 def stored_weights(name, epochs, cache_dir):
     """The path of model ``name``'s stored weights in ``cache_dir`` (it may not exist yet)."""
-    return Store(None, cache=cache_dir).model_dir(key_of(weights_payload(name, epochs))) / "model.weights.h5"
+    return Store(None, cache=cache_dir).model_dir(weights_key(weights_payload(name, epochs))) / "model.weights.h5"
 
 
 def _trained(name, x, y, *, epochs, cache_dir):

@@ -169,15 +169,15 @@ def test_ctrl_c_is_one_line_exit_130_and_the_run_resumes(tmp_path, data_dir, mon
     monkeypatch.setattr(training, "train", train_interrupted_in_epoch_2)
     assert main(["run", str(recipe), "--out", str(out)]) == EXIT_INTERRUPTED
     captured = capsys.readouterr()
-    assert captured.err.splitlines() == ["interrupted: rerun the same command to resume; finished epochs and "
-                                         "results are kept"]
+    assert captured.err.splitlines() == ["interrupted: rerun the same command to resume; finished epochs, "
+                                         "results and attack batches are kept"]
     assert "epoch 1/2" in captured.out and "epoch 2/2" not in captured.out
     assert json.loads((out / "report.json").read_text())["status"] == "interrupted"
 
     monkeypatch.setattr(training, "train", real_train)
     assert main(["run", str(recipe), "--out", str(out)]) == 0
     resumed = capsys.readouterr().out
-    assert "resuming from the last finished epoch" in resumed
+    assert "resuming after epoch 1, the last finished one" in resumed
     assert "epoch 1/2" not in resumed and "epoch 2/2" in resumed
     report = json.loads((out / "report.json").read_text())
     assert report["status"] == "complete"

@@ -8,7 +8,8 @@ from edgebnn.attacks import fgsm, pgd
 from edgebnn.deploy.convert import convert, float_reference
 from edgebnn.deploy.verify import verify
 from edgebnn.evaluation import predict_labels, robustness_curve
-from edgebnn.training import train
+from edgebnn.training import AdversarialModel, train
+from edgebnn.training.fit import epoch_order, resume_state
 from edgebnn.zoo.panda_fcn import build_fcn
 
 import tensorflow as tf
@@ -34,8 +35,12 @@ def test_training_is_seeded(fashion_small):
 
 
 class _Interrupt(tf.keras.callbacks.Callback):
+    def __init__(self, at=1):
+        super().__init__()
+        self.at = at
+
     def on_epoch_begin(self, epoch, logs=None):
-        if epoch == 1:
+        if epoch == self.at:
             raise KeyboardInterrupt("simulated interruption")
 
 
@@ -44,10 +49,83 @@ def test_training_resumes_from_last_checkpoint(fashion_small, tmp_path):
     model = build_fcn(hidden_units=64, hidden_layers=2, precision="binary")
     with pytest.raises(KeyboardInterrupt):
         train(model, x[:200], y[:200], epochs=3, batch_size=100, checkpoint_dir=tmp_path, callbacks=[_Interrupt()], verbose=0)
-    assert (tmp_path / "epoch-001.weights.h5").is_file()
+    assert resume_state(tmp_path)["epochs_done"] == 1
     history = train(model, x[:200], y[:200], epochs=3, batch_size=100, checkpoint_dir=tmp_path, verbose=0)
     assert history.epoch == [1, 2]  # epoch 0 was not redone
-    assert (tmp_path / "epoch-003.weights.h5").is_file()
+    assert len(history.history["loss"]) == 3  # ... and its numbers are in the history
+    assert resume_state(tmp_path)["epochs_done"] == 3
+
+
+def _exact_resume_model(kind):
+    """A small model of ``kind`` whose training draws random numbers (dropout, stochastic
+    binarization, an adversary with random starts and random eps)."""
+    import larq as lq
+
+    from edgebnn.quantizers import StochasticSign
+
+    tf.keras.utils.set_random_seed(3)
+    if kind == "dropout":
+        return tf.keras.Sequential([
+            tf.keras.Input((28, 28, 1)), tf.keras.layers.Flatten(), tf.keras.layers.Dense(32, activation="relu"),
+            tf.keras.layers.Dropout(0.3), tf.keras.layers.Dense(10)])
+    model = tf.keras.Sequential([
+        tf.keras.Input((28, 28, 1)), tf.keras.layers.Flatten(),
+        lq.layers.QuantDense(32, kernel_quantizer=StochasticSign(), kernel_constraint="weight_clip"),
+        tf.keras.layers.BatchNormalization(), tf.keras.layers.Dense(10)])
+    if kind == "stochastic":
+        return model
+    return AdversarialModel(model, method="pgd" if kind == "pgd" else "fgsm_random_eps", eps=0.1, steps=2,
+                            fraction=0.5, start_epoch=1)
+
+
+def _weights(model):
+    return [w.copy() for w in model.get_weights()]
+
+
+@pytest.mark.parametrize("kind", ["dropout", "stochastic", "pgd", "random_eps"])
+def test_a_resumed_training_equals_an_uninterrupted_one_bit_for_bit(fashion_small, tmp_path, kind):
+    x, y = fashion_small[0][:120], fashion_small[1][:120]
+    options = dict(epochs=3, batch_size=40, seed=5, verbose=0)
+    reference = _exact_resume_model(kind)
+    full = train(reference, x, y, checkpoint_dir=tmp_path / "full", **options)
+    again = _exact_resume_model(kind)
+    assert not any(np.array_equal(a, b) for a, b in zip(_weights(reference), _weights(again)) if a.ndim == 2)
+
+    interrupted = _exact_resume_model(kind)
+    with pytest.raises(KeyboardInterrupt):
+        train(interrupted, x, y, checkpoint_dir=tmp_path / "cut", callbacks=[_Interrupt(2)], **options)
+    tf.keras.backend.clear_session()  # what a new process starts from
+    resumed = _exact_resume_model(kind)  # a new model, as a rerun builds it
+    history = train(resumed, x, y, checkpoint_dir=tmp_path / "cut", **options)
+    assert history.epoch == [2]
+    assert history.history == full.history
+    for a, b in zip(_weights(reference), _weights(resumed)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_two_uninterrupted_trainings_are_bit_identical_and_epochs_differ_in_order(fashion_small):
+    x, y = fashion_small[0][:120], fashion_small[1][:120]
+    runs = []
+    for _ in range(2):
+        model = _exact_resume_model("dropout")
+        runs.append((train(model, x, y, epochs=2, batch_size=40, seed=5, verbose=0).history, _weights(model)))
+    assert runs[0][0] == runs[1][0]
+    for a, b in zip(runs[0][1], runs[1][1]):
+        np.testing.assert_array_equal(a, b)
+    orders = [epoch_order(5, e, 120) for e in (0, 1)]
+    assert sorted(orders[0]) == list(range(120)) and not np.array_equal(*orders)
+    np.testing.assert_array_equal(orders[0], epoch_order(5, 0, 120))
+
+
+def test_a_resume_state_of_another_run_is_refused(fashion_small, tmp_path):
+    x, y = fashion_small[0][:80], fashion_small[1][:80]
+    model = build_fcn(hidden_units=16, hidden_layers=1, precision="float")
+    train(model, x, y, epochs=1, batch_size=40, seed=0, checkpoint_dir=tmp_path, verbose=0)
+    with pytest.raises(ValueError, match=r"holds a training run with seed 0, not 1"):
+        train(model, x, y, epochs=2, batch_size=40, seed=1, checkpoint_dir=tmp_path, verbose=0)
+    (tmp_path / "resume" / "state.json").write_text('{"epochs_done": ')
+    with pytest.raises(ValueError, match=r"unreadable resume state .*state.json"):
+        train(model, x, y, epochs=2, batch_size=40, seed=0, checkpoint_dir=tmp_path, verbose=0)
 
 
 def test_trained_model_beats_chance(trained):

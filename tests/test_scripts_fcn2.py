@@ -38,7 +38,7 @@ def test_defaults_come_from_the_caller():
 
 
 def test_trained_model_stores_under_the_payload_key_and_loads_it_back(tmp_path, monkeypatch):
-    from edgebnn.recipes.store import Store, key_of
+    from edgebnn.recipes.store import Store, weights_key
 
     calls = []
     monkeypatch.setattr(_fcn2, "train", lambda model, x, y, **options: calls.append((x, y, options)))
@@ -48,4 +48,4 @@ def test_trained_model_stores_under_the_payload_key_and_loads_it_back(tmp_path, 
     assert calls == [("x", "y", {"epochs": 3, "batch_size": 64, "seed": 4, "verbose": 0})]
     payload = {"family": "panda_fcn2", "precision": "binary", "input_bits": 2, "data": "fashion_mnist/train",
                "train_limit": 100, "data_seed": 3, "epochs": 3, "batch_size": 64, "seed": 4}
-    assert (Store(None, cache=tmp_path).model_dir(key_of(payload)) / "model.weights.h5").is_file()
+    assert (Store(None, cache=tmp_path).model_dir(weights_key(payload)) / "model.weights.h5").is_file()

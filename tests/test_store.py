@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from edgebnn.recipes.store import Store, key_of
+from edgebnn.recipes.store import Store, weights_key
 
 import tensorflow as tf
 
@@ -30,8 +30,8 @@ def test_trained_weights_trains_once_per_payload_and_loads_the_same_weights(tmp_
         np.testing.assert_array_equal(a, b)
     assert store.trained_weights(other, {**payload, "seed": 1}, train_fn) is False  # another payload trains
     assert len(calls) == 2 and other.get_weights()[0][0, 0] == 2.0
-    folder = store.model_dir(key_of(payload))
-    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.weights.h5"]
+    folder = store.model_dir(weights_key(payload))
+    assert sorted(p.name for p in folder.iterdir()) == ["checksums.json", "config.json", "model.weights.h5"]
     assert json.loads((folder / "config.json").read_text()) == payload
 
 
@@ -43,5 +43,5 @@ def test_trained_weights_stores_nothing_when_training_fails(tmp_path):
     model = tf.keras.Sequential([tf.keras.Input((3,)), tf.keras.layers.Dense(2, name="out")], name="net")
     with pytest.raises(RuntimeError, match="diverged"):
         store.trained_weights(model, {"seed": 0}, fail)
-    folder = store.model_dir(key_of({"seed": 0}))
+    folder = store.model_dir(weights_key({"seed": 0}))
     assert not folder.exists() or not any(folder.iterdir())

@@ -190,12 +190,13 @@ def test_bad_option_values_fail_before_training(tmp_path, data_dir):
     assert not any("training" in line for line in console.lines)
 
 
-def test_a_failed_rerun_leaves_no_stale_outputs(tmp_path, data_dir, monkeypatch):
+def test_a_failed_rerun_keeps_the_complete_report_and_its_outputs(tmp_path, data_dir, monkeypatch):
     single = TINY.split("[grid]")[0].replace("enabled = false", "enabled = false")
     study = _study(tmp_path, single, data_dir=data_dir)
     out = tmp_path / "run"
     _run(study, out)
     assert (out / "model.keras").is_file() and json.loads((out / "report.json").read_text())["status"] == "complete"
+    complete = (out / "report.json").read_text()
     from edgebnn.recipes.evaluations import KINDS
 
     def broken(unit, ctx):
@@ -203,14 +204,22 @@ def test_a_failed_rerun_leaves_no_stale_outputs(tmp_path, data_dir, monkeypatch)
 
     monkeypatch.setattr(KINDS["attacks"], "run", broken)
     changed = _study(tmp_path, single, overrides=["attacks.0.eps=[0.3]"], data_dir=data_dir)
+    console = lines_console()
     with pytest.raises(RuntimeError, match="attack crashed"):
-        runner.run(changed, out, console=lines_console())
-    report = json.loads((out / "report.json").read_text())
+        runner.run(changed, out, console=console)
+    assert (out / "report.json").read_text() == complete and (out / "model.keras").is_file()  # the earlier run's
+    assert any("the earlier complete report is kept" in line for line in console.lines)
+    incomplete = out / runner.INCOMPLETE
+    report = json.loads((incomplete / "report.json").read_text())
     assert report["status"] == "failed" and "attack crashed" in report["error"]
-    assert not (out / "model.keras").exists()  # the old run's model is not left beside a failed report
+    assert not (incomplete / "model.keras").exists()  # the failed run wrote no model beside its report
     clean = [r for r in report["records"] if r["evaluation"] == "clean"]
     assert len(clean) == 1  # what finished still reached the report
-    assert "**failed**" in (out / "report.md").read_text()
+    assert "**failed**" in (incomplete / "report.md").read_text()
+    monkeypatch.undo()
+    _run(changed, out)  # a complete rerun replaces the report and clears the incomplete one
+    assert json.loads((out / "report.json").read_text())["status"] == "complete"
+    assert not incomplete.exists() and not (out / runner.PREVIOUS).exists()
 
 
 def test_offline_mnist_split_in_the_caption(tmp_path, data_dir):

@@ -47,8 +47,11 @@ def _run(recipe, out, data_dir, *overrides):
     return result.stdout.splitlines()
 
 
-def _run_and_kill(recipe, out, data_dir, marker, *overrides):
-    """Start a run, SIGKILL it as soon as a console line contains ``marker``; return the lines read."""
+def _run_and_kill(recipe, out, data_dir, marker, *overrides, signal_name="SIGKILL"):
+    """Start a run, send it ``signal_name`` as soon as a console line contains ``marker``; return the lines read."""
+    import signal
+
+    number = getattr(signal, signal_name)
     proc = subprocess.Popen(_command(recipe, out, *overrides), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             text=True, env=_env(data_dir), cwd=REPO)
     lines = []
@@ -56,12 +59,15 @@ def _run_and_kill(recipe, out, data_dir, marker, *overrides):
         for line in proc.stdout:
             lines.append(line.rstrip("\n"))
             if marker in line:
-                proc.kill()
+                proc.send_signal(number)
                 break
+        lines += [line.rstrip("\n") for line in proc.stdout]
+        proc.wait(timeout=120)
     finally:
         proc.kill()
         proc.wait(timeout=60)
-    assert proc.returncode == -9, f"the run ended before {marker!r}: {lines[-5:]}"
+    expected = -9 if number == signal.SIGKILL else 128 + number
+    assert proc.returncode == expected, f"the run ended before {marker!r}: {lines[-5:]}"
     return lines
 
 
@@ -142,3 +148,80 @@ def test_a_second_run_into_the_same_folder_refuses(recipe, tmp_path, data_dir):
         proc.wait(timeout=60)
     assert second.returncode == 2
     assert f"another run (pid {proc.pid}) is using {out}" in second.stderr.strip().splitlines()[-1]
+
+
+def _stored_model(out):
+    """``(weights, train.json)`` of the one model stored in run folder ``out``."""
+    import tensorflow as tf
+
+    [folder] = (out / "store" / "models").iterdir()
+    model = tf.keras.models.load_model(folder / "model.keras", compile=False)
+    return model.get_weights(), json.loads((folder / "train.json").read_text())
+
+
+@pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGTERM"])
+def test_a_training_killed_at_epoch_2_resumes_to_the_same_weights_bit_for_bit(recipe, tmp_path, data_dir,
+                                                                               signal_name):
+    import numpy as np
+
+    only_binary = ['grid.model.precision=["binary"]', "train.epochs=4"]
+    reference = tmp_path / "uninterrupted"
+    _run(recipe, reference, data_dir, *only_binary)
+    out = tmp_path / "killed"
+    # the epoch line is printed after the epoch's state is saved
+    _run_and_kill(recipe, out, data_dir, "'precision=binary': epoch 2/4", *only_binary, signal_name=signal_name)
+    lines = _run(recipe, out, data_dir, *only_binary)
+    assert _count(lines, "resuming after epoch 2") == 1 and _count(lines, ": epoch 3/4") == 1
+    assert _count(lines, ": epoch 2/4") == 0
+    (weights, info), (reference_weights, reference_info) = _stored_model(out), _stored_model(reference)
+    for a, b in zip(weights, reference_weights, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert info["history"] == reference_info["history"] and len(info["history"]["loss"]) == 4
+    assert info["epochs_run_last"] == 2
+    assert _metrics(out) == _metrics(reference)
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM", "SIGKILL"])
+def test_a_signal_during_an_attack_keeps_its_finished_batches_and_the_rerun_gives_the_same_numbers(
+        recipe, tmp_path, data_dir, signal_name):
+    import signal
+    import time
+
+    only_binary = ['grid.model.precision=["binary"]', "evaluation.limit=120"]  # 4 batches of 30 per eps
+    reference = tmp_path / "uninterrupted"
+    _run(recipe, reference, data_dir, *only_binary)
+    out = tmp_path / "stopped"
+    proc = subprocess.Popen(_command(recipe, out, *only_binary), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=_env(data_dir), cwd=REPO)
+    try:
+        for line in proc.stdout:
+            if "pgd eps=0.1 ..." in line:
+                break
+        partial = out / "store" / "partial"
+        while not list(partial.glob("*/*.npy")):  # at least one batch of the attack finished
+            assert proc.poll() is None, "the run ended before a batch was stored"
+            time.sleep(0.05)
+        sent = time.monotonic()
+        proc.send_signal(getattr(signal, signal_name))
+        _, stderr = proc.communicate(timeout=120)
+        stopped_after = time.monotonic() - sent
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+    kept = len(list(partial.glob("*/*.npy")))
+    assert kept >= 1
+    if signal_name == "SIGKILL":
+        assert proc.returncode == -9
+    else:
+        assert proc.returncode == 128 + getattr(signal, signal_name)
+        assert stopped_after < 30  # one batch of the attack at most, then the report
+        [line] = stderr.strip().splitlines()
+        assert line.startswith("interrupted") and "rerun the same command to resume" in line
+        report = json.loads((out / "report.json").read_text())
+        cause = "Ctrl-C" if signal_name == "SIGINT" else signal_name
+        assert report["status"] == "interrupted" and report["error"] == f"interrupted ({cause})"
+    lines = _run(recipe, out, data_dir, *only_binary)
+    assert _count(lines, "pgd eps=0.1 ... (resuming:") == 1
+    assert _count(lines, ": epoch") == 0
+    assert not list(partial.glob("*/*.npy"))  # the finished result replaced its batches
+    assert _metrics(out) == _metrics(reference)

@@ -86,6 +86,34 @@ def _model_input_shape(model_fn):
     return shape
 
 
+def _model_classes(model_fn):
+    """The number of classes a single-output Keras model scores (its last output axis), else ``None``."""
+    try:
+        shape = getattr(model_fn, "output_shape", None)
+    except (AttributeError, ValueError, RuntimeError):  # Keras raises these for a model not built yet
+        return None
+    if not isinstance(shape, tuple) or not shape or not isinstance(shape[-1], int):
+        return None
+    return shape[-1]
+
+
+def check_label_range(y, model_fn):
+    """Reject class indices ``y`` (an int tensor) outside ``[0, classes)`` of ``model_fn``'s output.
+
+    Checked when the class count is known (a Keras model) and ``y`` is concrete (eager):
+    a label past the last class would otherwise give a TensorFlow traceback deep inside
+    the attack, or be silently accepted by attacks that only compare logits.
+    """
+    classes = _model_classes(model_fn)
+    if y is None or classes is None or not tf.executing_eagerly() or not y.shape[0]:
+        return
+    values = y.numpy()
+    bad = values[(values < 0) | (values >= classes)]
+    if len(bad):
+        raise ValueError(f"`y` must hold class indices in [0, {classes}) for this model's {classes} classes, "
+                         f"got {int(bad[0])}.")
+
+
 def check_inputs(x, *, clip_min, clip_max, model_fn=None):
     """Convert ``x`` to float32 and reject NaN / infinite / out-of-clip-range values.
 
@@ -145,7 +173,8 @@ def prepare(model_fn, x, *, y, targeted, clip_min, clip_max, eps=None, norm=None
     CleverHans leaves out (:func:`validate_attack`: ``eps >= 0``, ``clip_min <= clip_max``,
     ``targeted`` needs ``y``); each of ``counts`` and ``eot_samples`` as a positive int;
     ``surrogate``; then ``x`` (:func:`check_inputs`, against the model's input shape and
-    the clip range) and ``y`` (:func:`check_labels`). Arguments left at ``None`` are not
+    the clip range) and ``y`` (:func:`check_labels`, and against the model's class count:
+    :func:`check_label_range`). Arguments left at ``None`` are not
     checked (an attack without a norm or an EOT option passes none).
 
     Args:
@@ -170,7 +199,9 @@ def prepare(model_fn, x, *, y, targeted, clip_min, clip_max, eps=None, norm=None
         checked[name] = None if value is None else validate_positive_int(value, name)
     checked["surrogate"] = None if surrogate is None else validate_surrogate(surrogate)
     x = check_inputs(x, clip_min=clip_min, clip_max=clip_max, model_fn=model_fn)
-    return types.SimpleNamespace(x=x, y=check_labels(y, x), targeted=bool(targeted), **checked)
+    y = check_labels(y, x)
+    check_label_range(y, model_fn)
+    return types.SimpleNamespace(x=x, y=y, targeted=bool(targeted), **checked)
 
 
 def _batch_free_spec(value):

@@ -113,6 +113,11 @@ def certify(model, x, y=None, *, eps, time_limit=60.0, solver="milp", processes=
     if y is None:
         y = model.predict(np.asarray(x, np.float32), verbose=0, batch_size=256).argmax(-1)
     x, y = _validate_arguments(x, y, eps, time_limit, solver, processes)
+    classes = model.output_shape[-1]
+    outside = y[(y < 0) | (y >= classes)]
+    if len(outside):
+        raise ValueError(f"`y` must hold class indices in [0, {classes}) for this model's {classes} classes, "
+                         f"got {int(outside[0])}.")
     if x.shape[1:] != net.input_shape:
         raise ValueError(f"`x` examples must have shape {net.input_shape}, got {x.shape[1:]}.")
     if hints is not None and np.shape(hints) != x.shape:

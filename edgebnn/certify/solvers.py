@@ -32,7 +32,10 @@ variables), ``"unsat"`` (none exists) or ``"timeout"``.
   by at least 1.
 """
 
+import contextlib
 import functools
+import os
+import sys
 import threading
 import time
 
@@ -378,11 +381,27 @@ def milp_model(problem):
     return model
 
 
+@contextlib.contextmanager
+def _stdout_to_devnull():
+    """Send what native code writes to standard output (file descriptor 1) to ``/dev/null`` in the block."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
 def solve_milp(problem, *, time_limit, threads=1, seed=0):
     """Decide ``problem`` with HiGHS's MILP solver; ``time_limit`` seconds (``None``: no limit)."""
     import highspy  # noqa: PLC0415
 
-    highs = highspy.Highs()
+    with _stdout_to_devnull():  # HiGHS prints its banner as it is constructed, before any option is set
+        highs = highspy.Highs()
     highs.setOptionValue("output_flag", False)
     highs.setOptionValue("threads", threads)
     highs.setOptionValue("random_seed", seed)

@@ -62,7 +62,7 @@ def _compiled_batch(model_fn, jit_compile, attack_fn, frozen):
         return _batch_function(jit_compile, attack_fn, frozen)
 
 
-def craft(model_fn, x, y, *, attack, eps, batch_size=500, jit_compile=False, **options):
+def craft(model_fn, x, y, *, attack, eps, batch_size=500, jit_compile=False, seed=None, **options):
     """Run attack ``attack`` (name or function) on ``x`` batch by batch, in a compiled graph.
 
     ``y`` are the true labels the attack moves away from (the standard robust-accuracy
@@ -72,6 +72,9 @@ def craft(model_fn, x, y, *, attack, eps, batch_size=500, jit_compile=False, **o
     once, eagerly, on all of ``x``.
     ``jit_compile=True`` compiles each batch with XLA (faster on CPU for plain
     float/Larq models; every op of the model must have an XLA kernel).
+    ``seed``: when given, the attack's graph is traced anew under ``tf.random`` seed
+    ``seed``, so its random draws depend on ``seed`` alone, not on what ran before in the
+    process (a cached graph keeps the random state its earlier calls left).
 
     Returns:
         float32 NumPy array of adversarial examples shaped like ``x``.
@@ -86,7 +89,12 @@ def craft(model_fn, x, y, *, attack, eps, batch_size=500, jit_compile=False, **o
     if attacks.eager_only(attack_fn):
         return np.asarray(attack_fn(model_fn, x, y=y, **budget, **options), np.float32)
 
-    compiled_batch = _compiled_batch(model_fn, jit_compile, attack_fn, tuple(sorted({**budget, **options}.items())))
+    frozen = tuple(sorted({**budget, **options}.items()))
+    if seed is None:
+        compiled_batch = _compiled_batch(model_fn, jit_compile, attack_fn, frozen)
+    else:
+        tf.keras.utils.set_random_seed(seed)
+        compiled_batch = _batch_function(jit_compile, attack_fn, frozen)
     out = []
     for i in range(0, len(x), batch_size):
         yb = None if y is None else tf.constant(y[i : i + batch_size])

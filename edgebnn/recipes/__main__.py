@@ -18,14 +18,20 @@ import os
 import shlex
 import sys
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11
+    import tomli as tomllib
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ start-up chatter out of the CLI
 
 import edgebnn  # noqa: E402  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from edgebnn import recipes  # noqa: E402
+from edgebnn.recipes import interrupts  # noqa: E402
 
 #: Exit status for bad input (recipe, options, data); 1 is left to Python for bugs.
 EXIT_BAD_INPUT = 2
-#: Exit status after Ctrl-C (128 + SIGINT, as a shell reports it).
+#: Exit status after Ctrl-C (128 + SIGINT, as a shell reports it); after SIGTERM, 128 + SIGTERM.
 EXIT_INTERRUPTED = 130
 #: Set to 1 to see the full traceback behind a one-line error.
 DEBUG_ENV = "EDGEBNN_DEBUG"
@@ -67,16 +73,17 @@ def _parser():
 
 
 def _list():
-    from edgebnn.recipes.config import RecipeError, load  # noqa: PLC0415
-
+    """Each recipe's name and description, read from its TOML alone: listing imports no
+    TensorFlow (``run`` validates a recipe in full)."""
     found = recipes.available()
     if not found:
         print(f"no recipes found in {[str(d) for d in recipes.recipe_dirs()] or 'recipes/'}")
     for name, path in found.items():
         try:
-            description = load(path).description
-        except RecipeError as e:
-            description = f"INVALID: {e}"
+            table = tomllib.loads(path.read_text(encoding="utf-8"))
+            description = table.get("description", "") if table else "INVALID: the recipe file is empty"
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            description = f"INVALID: not valid TOML ({e})"
         print(f"{name:24s} {description}  ({path})")
 
 
@@ -130,19 +137,21 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
     try:
-        commands = {"list": _list, "run": lambda: _run(args, argv), "results": lambda: _results(args, argv)}
-        commands[args.command]()
+        with interrupts.signals_interrupt():
+            commands = {"list": _list, "run": lambda: _run(args, argv), "results": lambda: _results(args, argv)}
+            commands[args.command]()
     except (edgebnn.EdgebnnError, ValueError, TypeError, OSError) as e:
         if os.environ.get(DEBUG_ENV) == "1":
             raise
         print(f"error: {e}  (set {DEBUG_ENV}=1 for the traceback)", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         if os.environ.get(DEBUG_ENV) == "1":
             raise
         resume = " rerun the same command to resume;" if args.command == "run" else ""
-        print(f"interrupted:{resume} finished epochs and results are kept", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        by = "" if interrupts.cause(e) == "Ctrl-C" else f" ({interrupts.cause(e)})"
+        print(f"interrupted{by}:{resume} finished epochs, results and attack batches are kept", file=sys.stderr)
+        return interrupts.exit_status(e)
     return 0
 
 

@@ -708,6 +708,9 @@ def load(path, *, overrides=(), budget=None):
         raise RecipeError(f"recipe file not found: {path}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise RecipeError(f"{path}: not valid TOML ({e}).") from e
+    if not table:
+        raise RecipeError(f"{path}: the recipe file is empty (no keys); a recipe sets at least its [data], "
+                          f"[model] and [train] sections.")
     dataset = (table.get("data") or {}).get("dataset")  # the recipe's own data, before any --set
     changes = [*_budget_overrides(table, budget, path), *overrides]
     try:

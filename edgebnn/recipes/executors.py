@@ -38,7 +38,7 @@ import traceback
 from pathlib import Path
 
 from edgebnn import _io
-from edgebnn.recipes import config, steps
+from edgebnn.recipes import config, interrupts, steps
 from edgebnn.recipes import plan as plan_lib
 from edgebnn.recipes.console import Console, quiet_tensorflow
 from edgebnn.recipes.schema import RecipeError
@@ -179,6 +179,7 @@ class Serial:
     def run(self, session, plans, *, after_each):
         cells = session.study.cells
         for index, cell in enumerate(cells, 1):
+            interrupts.check()
             session.console.line(f"cell {index}/{len(cells)} {cell.id!r}")
             steps.run_cell(session, cell, plans[cell.id], after_each=after_each)
 

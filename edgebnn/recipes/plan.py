@@ -1,8 +1,8 @@
 """The plan of a study: its cells' units of work and the store keys they are cached under.
 
 Pure: planning reads the study and the sizes of its data, trains and loads nothing,
-and the same study always gives the same keys. The keys are those of every earlier
-run (see :mod:`edgebnn.recipes.store`), so existing caches still hit.
+and the same study always gives the same keys. The keys change only when what they
+stand for changes (see :mod:`edgebnn.recipes.store`), so existing caches still hit.
 """
 
 from dataclasses import dataclass
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from edgebnn.recipes import sources
 from edgebnn.recipes.evaluations import KINDS, entries
 from edgebnn.recipes.schema import RecipeError
-from edgebnn.recipes.store import key_of
+from edgebnn.recipes.store import TRAINING_SCHEME, key_of
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def exports_examples(unit):
 
 
 def eval_split(n_test, limit):
-    """``(n_eval, n_pool)``: the evaluated test images (the first ``limit``) and the rest."""
+    """``(n_eval, n_pool)``: the evaluated test images (the first ``limit``, at most all) and the rest."""
     n_eval = n_test if limit is None else min(limit, n_test)
     return n_eval, n_test - n_eval
 
@@ -80,15 +80,17 @@ def _data_part(recipe):
 
 
 def model_key(recipe):
-    """Store key of the model ``recipe`` trains: its data, model and training sections (a saved
-    model that is not trained: its file's sha256 alone)."""
+    """Store key of the model ``recipe`` trains: its data, model and training sections, and the
+    training scheme (:data:`~edgebnn.recipes.store.TRAINING_SCHEME`); a saved model that is not
+    trained: its file's sha256 alone."""
     if not sources.trains(recipe):
         return key_of({"model": sources.model_part(recipe)})
     train_part = recipe.train.model_dump(mode="json")
     if train_part["strategy"] == "default":
         del train_part["strategy"]  # the keys of models trained before strategies existed
     train_part.pop("tensorboard", None)  # logging does not change the weights
-    return key_of({"data": _data_part(recipe), "model": sources.model_part(recipe), "train": train_part})
+    return key_of({"data": _data_part(recipe), "model": sources.model_part(recipe), "train": train_part,
+                   "training_scheme": TRAINING_SCHEME})
 
 
 def unit_key(recipe, *, kind, params, model, source_model=None):
@@ -121,10 +123,15 @@ def plan_cell(study, cell, *, n_train, n_test):
     """The :class:`CellPlan` of ``cell``, whose data has ``n_train`` training and ``n_test`` test images.
 
     Raises:
-        RecipeError: a unit needs more test images apart from the evaluated ones than remain.
+        RecipeError: ``evaluation.limit``, when the recipe sets it, is above the test images;
+            a unit needs more test images apart from the evaluated ones than remain.
     """
     recipe, prefix = cell.recipe, "" if study.single else f"cell {cell.name!r}: "
-    n_eval, n_pool = eval_split(n_test, recipe.evaluation.limit)
+    limit = recipe.evaluation.limit
+    if limit is not None and limit > n_test and "limit" in recipe.evaluation.model_fields_set:
+        raise RecipeError(f"{prefix}`evaluation.limit` ({limit:,}) is more than the {n_test:,} test images of the "
+                          f"data; lower it to at most {n_test:,}.")
+    n_eval, n_pool = eval_split(n_test, limit)
     key = model_key(recipe)
     units = []
     for name, where, spec in entries(recipe):

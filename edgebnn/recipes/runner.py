@@ -14,10 +14,12 @@ computes only itself. The report is rewritten after every result, so whatever ha
 finished reaches ``report.json`` / ``report.md`` even if a later step fails.
 """
 
+import json
+import os
 import shutil
 from pathlib import Path
 
-from edgebnn.recipes import assemble, executors, steps
+from edgebnn.recipes import assemble, executors, interrupts, steps
 from edgebnn.recipes import plan as plan_lib
 from edgebnn.recipes.console import Console, quiet_tensorflow
 from edgebnn.recipes.store import RunLock
@@ -27,6 +29,11 @@ from edgebnn.recipes.store import RunLock
 _OUTPUTS = ("report.json", "report.md", "model.keras", "model.tflite")
 #: Folders a run regenerates, removed when it starts for the same reason.
 _OUTPUT_FOLDERS = ("figures", steps.BUNDLE, "bundles")
+#: Where a complete earlier run's outputs wait while a rerun runs: put back if the rerun
+#: does not complete, so a complete report is never replaced by a failed or interrupted one.
+PREVIOUS = ".previous"
+#: Where the report of a run that did not complete goes when a complete one was kept.
+INCOMPLETE = "incomplete"
 
 
 def run(study, out, *, console=None, cache=None, command=None, executor=None):
@@ -58,10 +65,7 @@ def _run(session, executor):
     session.strategy, session.chief = steps.make_strategy(study)
     quiet_tensorflow()
     versions = steps.versions()
-    for name in _OUTPUTS:
-        (session.out / name).unlink(missing_ok=True)
-    for folder in _OUTPUT_FOLDERS:
-        shutil.rmtree(session.out / folder, ignore_errors=True)
+    kept = _set_aside_outputs(session.out)
     console.note(f"recipe {study.name!r} -> {session.out}: {steps.plural(len(study.cells), 'cell')}")
     plans = plan_lib.plan(study, session.sizes)
     steps.check_models(session, plans)
@@ -84,15 +88,75 @@ def _run(session, executor):
     except BaseException as e:
         interrupted = isinstance(e, KeyboardInterrupt)
         state["status"] = "interrupted" if interrupted else "failed"
-        state["error"] = "interrupted (Ctrl-C)" if interrupted else f"{type(e).__name__}: {e}"
+        state["error"] = f"interrupted ({interrupts.cause(e)})" if interrupted else f"{type(e).__name__}: {e}"
         write_report(with_figures=True)
+        if kept:
+            _put_back_outputs(session.out, session.out / INCOMPLETE)
+            console.note(f"this run did not complete ({state['status']}); the earlier complete report is kept in "
+                         f"{session.out / 'report.md'}, this run's in {session.out / INCOMPLETE / 'report.md'}")
         raise
     report = write_report(with_figures=True)
+    shutil.rmtree(session.out / PREVIOUS, ignore_errors=True)
+    shutil.rmtree(session.out / INCOMPLETE, ignore_errors=True)
     if study.single:
         _copy_single(session, plans[study.cells[0].id])
     console.note(f"done in {report['seconds']:.1f} s ({session.computed_seconds:.1f} s computed): "
                  f"{session.out / 'report.md'}")
     return report
+
+
+def _complete(out):
+    """Whether ``out/report.json`` is the report of a complete run."""
+    try:
+        return json.loads((out / "report.json").read_text(encoding="utf-8")).get("status") == "complete"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _outputs(out):
+    return [out / name for name in (*_OUTPUTS, *_OUTPUT_FOLDERS) if (out / name).exists()]
+
+
+def _set_aside_outputs(out):
+    """Clear the outputs of an earlier run from ``out`` before a run; a complete run's are moved
+    to :data:`PREVIOUS` instead of removed. Returns whether they were kept.
+
+    Outputs a killed run left set aside are first put back (the killed run's own, incomplete, removed).
+    """
+    previous = out / PREVIOUS
+    if previous.is_dir():
+        _put_back_outputs(out, None)
+    if _complete(out):
+        previous.mkdir()
+        for path in _outputs(out):
+            os.replace(path, previous / path.name)
+        return True
+    for path in _outputs(out):
+        _remove(path)
+    return False
+
+
+def _put_back_outputs(out, incomplete):
+    """Move this run's outputs to ``incomplete`` (or remove them, with ``None``) and put the kept ones back."""
+    if incomplete is not None:
+        shutil.rmtree(incomplete, ignore_errors=True)
+        incomplete.mkdir()
+    for path in _outputs(out):
+        if incomplete is None:
+            _remove(path)
+        else:
+            os.replace(path, incomplete / path.name)
+    previous = out / PREVIOUS
+    for path in previous.iterdir():
+        os.replace(path, out / path.name)
+    previous.rmdir()
+
+
+def _remove(path):
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
 
 
 def _copy_single(session, cell_plan):

@@ -18,6 +18,7 @@ import numpy as np
 
 import edgebnn
 from edgebnn import _io, data
+from edgebnn.recipes import interrupts
 from edgebnn.recipes import plan as plan_lib
 from edgebnn.recipes import sources
 from edgebnn.recipes.evaluations import KINDS, entries
@@ -29,6 +30,8 @@ from edgebnn.recipes.store import Store, key_of, pack_outcomes
 BUNDLE = "bundle"
 #: Folder of the TensorBoard logs of the cells trained in a run (``train.tensorboard``), one per cell id.
 TENSORBOARD = "tensorboard"
+#: Files of a stored trained model that a run reads (checked against the folder's checksums).
+MODEL_FILES = ("model.keras", "train.json")
 
 
 @dataclass
@@ -63,7 +66,7 @@ class Session:
     def __init__(self, study, out, console, *, cache=None, command=None):
         self.study, self.out, self.console = study, Path(out), console
         self.command = command
-        self.store = Store(out, cache=cache)
+        self.store = Store(out, cache=cache, warn=console.line)
         self.strategy, self.chief = None, True
         self._data = {}
         self.models = {}
@@ -281,11 +284,17 @@ def trained(session, cell):
         return session.models[key]
     folder = session.store.model_dir(key)
     path = folder / "model.keras"
+    loaded = {}
+
+    def load():  # checks a model stored before checksums existed, keeping what it loaded
+        loaded["model"] = tf.keras.models.load_model(path, compile=False)
+        loaded["info"] = read_json(folder / "train.json")
+
     trained_now = False
-    if not path.is_file():
+    if not session.store.check_folder(folder, MODEL_FILES, load=load):
         with session.store.lock(key, on_wait=lambda: session.console.line(
                 f"cell {cell.id!r}: another run is training this model ({key}); waiting for it")):
-            if not path.is_file():
+            if not session.store.check_folder(folder, MODEL_FILES, load=load):
                 if sources.trains(cell.recipe):
                     _train(session, cell, key, folder)
                 else:
@@ -293,8 +302,9 @@ def trained(session, cell):
                 trained_now = True
     if not trained_now:
         session.console.line(f"cell {cell.id!r}: trained model found in the cache ({key})")
-    model = tf.keras.models.load_model(path, compile=False)
-    session.models[key] = (model, randomized(model), read_json(folder / "train.json"))
+    model = loaded["model"] if "model" in loaded else tf.keras.models.load_model(path, compile=False)
+    info = loaded["info"] if "info" in loaded else read_json(folder / "train.json")
+    session.models[key] = (model, randomized(model), info)
     return session.models[key]
 
 
@@ -309,6 +319,7 @@ def _adopt(session, cell, key, folder):
         "key": key, "epochs": 0, "file": path, "file_sha256": sources.sha256(path), "history": {},
         "adversarial": None, "adversarial_linf_bound": None,
     })
+    session.store.seal(folder, list(MODEL_FILES))
 
 
 def _fit_model(session, recipe, d):
@@ -343,13 +354,15 @@ def _train(session, cell, key, folder):
     import tensorflow as tf  # noqa: PLC0415
 
     from edgebnn.training import train  # noqa: PLC0415
+    from edgebnn.training.fit import discard_resume_state, resume_state  # noqa: PLC0415
 
     recipe, t = cell.recipe, cell.recipe.train
     d = session.data_for(recipe)
     _io.write_json(folder / "config.json", {"cell": cell.id, **recipe.model_dump(mode="json")})
-    resumed = (folder / "checkpoints" / "resume").exists()
+    state = resume_state(folder / "checkpoints")
+    resumed = "" if state is None else f" (resuming after epoch {state['epochs_done']}, the last finished one)"
     session.console.line(f"cell {cell.id!r}: training {plural(t.epochs, 'epoch')} on {len(d.x_train):,} images"
-                         + (" (resuming from the last finished epoch)" if resumed else ""))
+                         + resumed)
     start = time.perf_counter()
     model, fit_model = _fit_model(session, recipe, d)
     logger = _epoch_logger(session.console, cell.id, t.epochs, len(d.x_train) * plan_lib.epoch_work(t))
@@ -371,6 +384,8 @@ def _train(session, cell, key, folder):
         "adversarial": None if t.adversarial is None else t.adversarial.model_dump(mode="json"),
         "adversarial_linf_bound": None if t.adversarial is None else training_linf_bound(t.adversarial),
     })
+    session.store.seal(folder, ["config.json", *MODEL_FILES])
+    discard_resume_state(folder / "checkpoints")
     shutil.rmtree(folder / "checkpoints", ignore_errors=True)
     del fit_model, model
     tf.keras.backend.clear_session()
@@ -388,7 +403,8 @@ def tensorboard_callback(log_dir):
 
 
 def _epoch_logger(console, cell_id, epochs, work):
-    """A Keras callback printing one line per epoch (and counting the epochs run here)."""
+    """A Keras callback printing one line per epoch (and counting the epochs run here); it lets
+    a pending Ctrl-C / SIGTERM stop the training between two steps."""
     import tensorflow as tf  # noqa: PLC0415
 
     class Logger(tf.keras.callbacks.Callback):
@@ -396,6 +412,9 @@ def _epoch_logger(console, cell_id, epochs, work):
             super().__init__()
             self.epochs_run = 0
             self._start = None
+
+        def on_train_batch_end(self, batch, logs=None):
+            interrupts.check()  # between two training steps: a safe point to stop
 
         def on_epoch_begin(self, epoch, logs=None):
             if self._start is None and epoch > 0:  # resumed: the earlier epochs are done
@@ -454,8 +473,19 @@ def context(session, cell, cell_plan, model, is_randomized):
         cell=cell.id, model=model, randomized=is_randomized, model_of=model_of,
         x_eval=d.x_test[:n_eval], y_eval=d.y_test[:n_eval], x_pool=d.x_test[n_eval:], y_pool=d.y_test[n_eval:],
         x_test=d.x_test, y_test=d.y_test, num_classes=d.num_classes, evaluation=recipe.evaluation,
-        progress=session.console.progress,
+        progress=_stoppable(session.console.progress),
     )
+
+
+def _stoppable(progress):
+    """``progress`` that first lets a pending Ctrl-C / SIGTERM stop the run (a loop reports
+    progress between two of its batches: a safe point)."""
+
+    def checked(label, done, total):
+        interrupts.check()
+        progress(label, done, total)
+
+    return checked
 
 
 def summary(stored):
@@ -465,6 +495,7 @@ def summary(stored):
 
 def evaluate(session, cell, unit, ctx, *, work, keep_examples):
     """The stored result of ``unit``, computed now (under its lock) unless the store has it."""
+    interrupts.check()
     name = unit.module.label(unit.params)
     stored = session.store.load_result(unit.key)
     if stored is None:
@@ -482,10 +513,17 @@ def evaluate(session, cell, unit, ctx, *, work, keep_examples):
 def _compute(session, cell, unit, ctx, *, work, keep_examples, name):
     import tensorflow as tf  # noqa: PLC0415
 
-    session.console.line(f"cell {cell.id!r}: {name} ...")
+    batches = session.store.batches(unit.key)
+    kept = batches.count()
+    resuming = f" (resuming: {kept:,} finished batch{'' if kept == 1 else 'es'} kept)" if kept else ""
+    session.console.line(f"cell {cell.id!r}: {name} ...{resuming}")
     tf.keras.utils.set_random_seed(int(unit.key[:8], 16) % (2**31 - 1))
     start = time.perf_counter()
-    result = unit.module.run(unit.params, ctx)
+    ctx.batches = batches
+    try:
+        result = unit.module.run(unit.params, ctx)
+    finally:
+        ctx.batches = None
     seconds = time.perf_counter() - start
     session.computed_seconds += seconds
     session.console.done(work, seconds)
@@ -496,6 +534,7 @@ def _compute(session, cell, unit, ctx, *, work, keep_examples, name):
               "labels": result.labels, "metrics": result.metrics, "seconds": seconds, "arrays": sorted(arrays),
               "outcomes": pack_outcomes(result.outcomes)}
     session.store.save_result(unit.key, stored, arrays)
+    batches.discard()
     session.results[unit.key] = stored
     session.console.line(f"cell {cell.id!r}: {name}: {summary(stored)} ({seconds:.1f} s)")
     return stored
@@ -510,7 +549,7 @@ def deploy(session, cell, model, cell_plan):
 
     folder = session.store.deploy_dir(cell_plan.deploy_key(cell.recipe.deploy))
     session.deploy_dirs[cell.id] = folder
-    if (folder / "deploy.json").is_file():
+    if session.store.check_folder(folder, ["deploy.json"], load=lambda: _check_deployment(folder)):
         session.deployed[cell.id] = read_json(folder / "deploy.json")
         session.console.line(f"cell {cell.id!r}: deployment found in the cache")
         _publish_bundle(session, cell, folder)
@@ -520,6 +559,7 @@ def deploy(session, cell, model, cell_plan):
     except NotDeployableError as e:
         result = {"deployed": False, "reason": str(e)}
         _io.write_json(folder / "deploy.json", result)
+        session.store.seal(folder, ["deploy.json"])
         session.deployed[cell.id] = result
         session.console.line(f"cell {cell.id!r}: not deployed (random at inference)")
         return
@@ -538,8 +578,19 @@ def deploy(session, cell, model, cell_plan):
     deployed["seconds"] = time.perf_counter() - start
     session.computed_seconds += deployed["seconds"]
     _io.write_json(folder / "deploy.json", deployed)
+    session.store.seal(folder, ["deploy.json", "model.tflite"])
     session.deployed[cell.id] = deployed
     _publish_bundle(session, cell, folder)
+
+
+def _check_deployment(folder):
+    """Load a deployment stored before checksums existed: its ``deploy.json`` and, if it
+    deployed, a ``model.tflite`` that holds a TFLite flatbuffer."""
+    from edgebnn.deploy.flatbuffer import verify_model  # noqa: PLC0415
+
+    deployed = json.loads((folder / "deploy.json").read_text(encoding="utf-8"))
+    if deployed.get("deployed"):  # the structure only: no bound on its tensors here
+        verify_model((folder / "model.tflite").read_bytes(), max_tensor_bytes=math.inf)
 
 
 def _convert(session, cell, model, cell_plan):

@@ -48,9 +48,14 @@ LABEL_SOURCES = ("true", "predicted")
 _PIXEL_LEVELS = 255
 
 
-#: The attack cores as graph functions with AutoGraph (their loops need it), so that
-#: ``train_step`` itself can skip AutoGraph like Keras' own ``train_step`` does.
-_FGSM, _RFGSM, _PGD = (tf.function(core) for core in (fgsm_core, rfgsm_core, pgd_core))
+def _graph_functions():
+    """The attack cores as graph functions with AutoGraph (their loops need it), so that
+    ``train_step`` itself can skip AutoGraph like Keras' own ``train_step`` does.
+
+    Made anew for every trace of the training function: a cached inner trace would keep
+    the op seeds of the epoch that first traced it, and every epoch seeds its own.
+    """
+    return {name: tf.function(core) for name, core in (("fgsm", fgsm_core), ("rfgsm", rfgsm_core), ("pgd", pgd_core))}
 
 
 def random_eps_sigma(eps_max):
@@ -192,17 +197,18 @@ class AdversarialModel(tf.keras.Model):
 
         labels = None if self.label_source == "predicted" else y
         common = dict(targeted=False, clip_min=self.clip_min, clip_max=self.clip_max, eot_samples=self.eot_samples)
+        cores = _graph_functions()
         if self.method == "fgsm":
-            x_adv = _FGSM(model_fn, x, labels, eps=self.eps, norm=np.inf, **common)
+            x_adv = cores["fgsm"](model_fn, x, labels, eps=self.eps, norm=np.inf, **common)
         elif self.method == "fgsm_random_eps":
             eps = sample_random_eps(tf.shape(x)[0], self.eps)
-            x_adv = _FGSM(model_fn, x, labels, eps=eps, norm=np.inf, **common)
+            x_adv = cores["fgsm"](model_fn, x, labels, eps=eps, norm=np.inf, **common)
         elif self.method == "rfgsm":
-            x_adv = _RFGSM(
+            x_adv = cores["rfgsm"](
                 model_fn, x, labels, eps=self.eps, alpha=self.eps / 2, variant=self.rfgsm_variant, **common,
             )
         else:
-            x_adv = _PGD(
+            x_adv = cores["pgd"](
                 model_fn, x, labels, eps=self.eps, steps=self.steps, step_size=self.step_size,
                 norm=np.inf, rand_init=True, **common,
             )

@@ -1,10 +1,24 @@
-"""Seeded, resumable training with ``model.fit``."""
+"""Seeded training with ``model.fit`` that resumes exactly where it stopped.
 
+Every epoch is a function of ``(seed, epoch)`` and of the state the previous epoch left:
+its shuffle order is a permutation drawn from ``(seed, epoch)``, and its random ops
+(dropout, stochastic binarization, the adversary's random starts and eps) are seeded
+from ``(seed, epoch)`` in a training function traced afresh for the epoch. The state
+an epoch leaves (weights, optimizer slots and step counter, the history so far) is
+what a checkpoint holds, so a run stopped after any epoch (Ctrl-C, SIGTERM, SIGKILL)
+and started again trains the same weights, bit for bit, as a run never stopped.
+"""
+
+import errno
+import json
 import os
+import shutil
 from pathlib import Path
 
+import numpy as np
+
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from edgebnn import _quiet
+from edgebnn import _io, _quiet
 from edgebnn._validate import positive_int
 
 import tensorflow as tf
@@ -12,6 +26,13 @@ import tensorflow as tf
 from edgebnn._autograph import skip_keras_internals
 
 skip_keras_internals()
+
+#: Folder of the resume state inside ``checkpoint_dir``: ``state.json`` and the checkpoint it names.
+RESUME = "resume"
+#: The resume state's description of the run: the finished epochs, the history, the checkpoint.
+STATE = "state.json"
+#: Stream indices of :func:`epoch_seed`: the shuffle order and the random ops of an epoch.
+_ORDER_STREAM, _OPS_STREAM = 0, 1
 
 
 def compile_for_classification(model, *, learning_rate=1e-3, optimizer=None):
@@ -32,6 +53,109 @@ def compile_for_classification(model, *, learning_rate=1e-3, optimizer=None):
     return model
 
 
+def epoch_seed(seed, epoch, stream):
+    """A 31-bit seed drawn from ``(seed, epoch, stream)`` (NumPy's ``SeedSequence``)."""
+    return int(np.random.SeedSequence([seed, epoch, stream]).generate_state(1)[0] >> 1)
+
+
+def epoch_order(seed, epoch, n):
+    """The shuffle order of epoch ``epoch``: a permutation of ``range(n)`` drawn from ``(seed, epoch)``."""
+    return np.random.default_rng(epoch_seed(seed, epoch, _ORDER_STREAM)).permutation(n)
+
+
+def resume_state(checkpoint_dir):
+    """The resume state in ``checkpoint_dir`` (``{"epochs_done", "history", ...}``), or ``None``.
+
+    Raises:
+        ValueError: the state file is unreadable (naming it).
+    """
+    path = Path(checkpoint_dir) / RESUME / STATE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"unreadable resume state {path}: {e}; delete {path.parent} to train from scratch") from None
+
+
+class _EpochState(tf.keras.callbacks.Callback):
+    """Seeds each epoch from ``(seed, epoch)`` with a freshly traced training function, records
+    the history, and (with a folder) checkpoints the state every finished epoch leaves.
+
+    Placed first among the callbacks, so an epoch is saved before any other callback
+    reports it finished (a Ctrl-C after an "epoch N" line then resumes after epoch N).
+    """
+
+    def __init__(self, *, seed, history, checkpoint, folder, writes_state, identity):
+        super().__init__()
+        self.seed, self.history = seed, history
+        self.checkpoint, self.folder = checkpoint, folder
+        self.writes_state, self.identity = writes_state, identity
+
+    def on_epoch_begin(self, epoch, logs=None):
+        tf.keras.utils.set_random_seed(epoch_seed(self.seed, epoch, _OPS_STREAM))
+        # a new function has new random kernels, whose op seeds derive from the seed just set
+        self.model.train_function = self.model.make_train_function(force=True)
+        if self.model.test_function is not None:
+            self.model.test_function = self.model.make_test_function(force=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        for name, value in (logs or {}).items():
+            self.history.setdefault(name, []).append(float(value))
+        if self.folder is not None:
+            self._save(epoch + 1)
+
+    def _save(self, epochs_done):
+        name = f"epoch-{epochs_done:03d}"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        prefix = self.folder / name
+        try:
+            self.checkpoint.write(os.fspath(prefix))
+            if self.writes_state:
+                state = {**self.identity, "epochs_done": epochs_done, "checkpoint": name, "history": self.history}
+                _io.write_json(self.folder / STATE, state)
+        except (OSError, tf.errors.OpError) as e:  # TensorFlow reports a full disk as an OpError
+            _remove_checkpoint(prefix)
+            number = getattr(e, "errno", None) or errno.EIO
+            detail = getattr(e, "strerror", None) or str(e).strip().splitlines()[0]
+            raise OSError(number, f"cannot write the training checkpoint {prefix} (its partial files were "
+                                  f"removed): {detail}") from e
+        for old in self.folder.glob("epoch-*.index"):  # only the newest state is needed
+            if old.stem != name:
+                _remove_checkpoint(old.with_suffix(""))
+
+
+def _remove_checkpoint(prefix):
+    """Remove the files of the TensorFlow checkpoint at ``prefix`` (``.index``, ``.data-*``)."""
+    for path in prefix.parent.glob(f"{prefix.name}.*"):
+        path.unlink(missing_ok=True)
+
+
+def _build_optimizer(model, input_shape):
+    """Create the model's weights (a model without an ``Input`` has none yet) and the optimizer's
+    slots now, so a checkpoint restores into them and every epoch's training function is traced
+    with the same variables."""
+    optimizer = model.optimizer
+    with model.distribute_strategy.scope():
+        if not model.built:
+            model.build((None, *input_shape))
+        if hasattr(optimizer, "build"):
+            optimizer.build(model.trainable_variables)
+
+
+def _worker_folder(checkpoint_dir):
+    """``(folder written, whether it is the shared state)``: workers 1.. of a multi-worker run
+    write their own copy (every worker must save) beside the chief's."""
+    strategy = tf.distribute.get_strategy()
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        from edgebnn.training.distribute import read_tf_config  # noqa: PLC0415
+
+        _, index = read_tf_config()
+        if index != 0:
+            return checkpoint_dir / f"{RESUME}-worker-{index}", False
+    return checkpoint_dir / RESUME, True
+
+
 def train(
     model,
     x,
@@ -46,12 +170,14 @@ def train(
     callbacks=(),
     verbose=2,
 ):
-    """Train ``model`` on ``(x, y)`` with ``model.fit``, seeded and resumable.
+    """Train ``model`` on ``(x, y)`` with ``model.fit``, seeded and exactly resumable.
 
-    With ``checkpoint_dir``, the weights are saved after every epoch
-    (``epoch-NNN.weights.h5``) and Keras' ``BackupAndRestore`` keeps the full
-    training state, so re-running the same call after an interruption resumes from
-    the last finished epoch instead of starting over.
+    Epoch ``e`` sees the examples in the order :func:`epoch_order` ``(seed, e)`` and
+    seeds its random ops from ``(seed, e)``. With ``checkpoint_dir``, the state after
+    every epoch (weights, optimizer state, history) is saved under
+    ``checkpoint_dir/resume``, and re-running the same call after an interruption
+    resumes after the last finished epoch: the weights and the history then equal,
+    bit for bit, those of a run that was never interrupted.
 
     Args:
         model: a Keras model mapping inputs to logits; compiled here if it is not.
@@ -59,14 +185,20 @@ def train(
         epochs: number of epochs (>= 1).
         batch_size: batch size.
         learning_rate: Adam learning rate (used when compiling here).
-        seed: seed of weight init order, shuffling and dropout.
-        checkpoint_dir: folder for per-epoch checkpoints and the resume state.
+        seed: seed of the shuffle orders and of the random ops of every epoch.
+        checkpoint_dir: folder for the resume state.
         validation_data: optional ``(x_val, y_val)``.
-        callbacks: extra Keras callbacks.
+        callbacks: extra Keras callbacks (called once per epoch; ``fit`` runs one epoch at a time).
         verbose: Keras progress output (2: one line per epoch).
 
     Returns:
-        The Keras ``History``.
+        A Keras ``History`` holding every epoch, those of an earlier interrupted run included
+        (``history.epoch`` lists the epochs run by this call).
+
+    Raises:
+        ValueError: bad arguments, or a resume state from another run (other seed,
+            batch size or data size, or more epochs than ``epochs``).
+        OSError: a checkpoint could not be written (naming it; its partial files removed).
     """
     positive_int(epochs, "epochs")
     positive_int(batch_size, "batch_size")
@@ -76,20 +208,55 @@ def train(
     _quiet.filter_tensorflow_logs()  # AutoGraph's notes on Larq internals; Keras' progress stays
     if model.optimizer is None:
         compile_for_classification(model, learning_rate=learning_rate)
-    callbacks = list(callbacks)
+    _build_optimizer(model, np.shape(x)[1:])
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+    identity = {"seed": int(seed), "batch_size": int(batch_size), "examples": int(len(x))}
+    history, start, folder, writes_state = {}, 0, None, False
     if checkpoint_dir is not None:
         checkpoint_dir = Path(checkpoint_dir)
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        # first, so that an epoch is saved before any other callback reports it finished
-        # (a Ctrl-C after an "epoch N" line then resumes after epoch N)
-        callbacks = [
-            tf.keras.callbacks.BackupAndRestore(os.fspath(checkpoint_dir / "resume")),
-            tf.keras.callbacks.ModelCheckpoint(
-                os.fspath(checkpoint_dir / "epoch-{epoch:03d}.weights.h5"), save_weights_only=True
-            ),
-            *callbacks,
-        ]
-    return model.fit(
-        x, y, epochs=epochs, batch_size=batch_size, shuffle=True,
-        validation_data=validation_data, callbacks=callbacks, verbose=verbose,
-    )
+        folder, writes_state = _worker_folder(checkpoint_dir)
+        state = resume_state(checkpoint_dir)
+        if state is not None:
+            start, history = _restore(checkpoint, checkpoint_dir, state, identity=identity, epochs=epochs)
+    recorder = _EpochState(seed=seed, history=history, checkpoint=checkpoint, folder=folder,
+                           writes_state=writes_state, identity=identity)
+    keras_history = tf.keras.callbacks.History()
+    keras_history.set_model(model)
+    keras_history.epoch = []
+    x, y = np.asarray(x), np.asarray(y)
+    for epoch in range(start, epochs):
+        order = epoch_order(seed, epoch, len(x))
+        model.fit(
+            x[order], y[order], batch_size=batch_size, epochs=epoch + 1, initial_epoch=epoch, shuffle=False,
+            validation_data=validation_data, callbacks=[recorder, *callbacks], verbose=verbose,
+        )
+        keras_history.epoch.append(epoch)
+    keras_history.history = {name: list(values) for name, values in history.items()}
+    return keras_history
+
+
+def _restore(checkpoint, checkpoint_dir, state, *, identity, epochs):
+    """``(first epoch to run, history so far)`` after restoring ``state``'s checkpoint."""
+    folder = checkpoint_dir / RESUME
+    differs = {k: (state.get(k), v) for k, v in identity.items() if state.get(k) != v}
+    if differs:
+        name, (old, new) = next(iter(differs.items()))
+        raise ValueError(f"{folder} holds a training run with {name} {old}, not {new}; "
+                         f"use another `checkpoint_dir` or delete it to train from scratch.")
+    done = int(state["epochs_done"])
+    if done > epochs:
+        raise ValueError(f"{folder} holds {done} finished epochs, more than `epochs` ({epochs}).")
+    prefix = folder / state["checkpoint"]
+    try:
+        checkpoint.read(os.fspath(prefix)).assert_existing_objects_matched()
+    except (tf.errors.OpError, AssertionError, ValueError) as e:
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"cannot restore the training checkpoint {prefix}: {message}; "
+                         f"delete {folder} to train from scratch") from None
+    return done, {name: [float(v) for v in values] for name, values in state["history"].items()}
+
+
+def discard_resume_state(checkpoint_dir):
+    """Remove the resume state of a finished training from ``checkpoint_dir``."""
+    for path in Path(checkpoint_dir).glob(f"{RESUME}*"):
+        shutil.rmtree(path, ignore_errors=True)

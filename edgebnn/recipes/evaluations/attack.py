@@ -37,10 +37,12 @@ the fraction of (image, target) pairs classified as the target.
 """
 
 import inspect
+import math
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from edgebnn.evaluation.metrics import attack_metrics, targets_for
 from edgebnn.recipes.evaluations import common
@@ -54,9 +56,22 @@ _RESERVED = {"eps", "y", "targeted", "x_holdout"}
 TARGETS_ALL_FACTOR = 9
 
 
+def _is_budget(value):
+    """Whether ``value`` is one eps: a finite number >= 0 (a TOML ``true`` is no number)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+
+
 class Spec(OpenSection):
     name: str
     eps: list[_Eps] | _Eps | None = None
+
+    @field_validator("eps", mode="before")
+    @classmethod
+    def _eps_is_a_budget(cls, value):
+        """One message for every bad eps (pydantic's would name the list alternative of a bad number)."""
+        if value is None or _is_budget(value) or (isinstance(value, list) and all(map(_is_budget, value))):
+            return value
+        raise PydanticCustomError("eps", "must be a number >= 0 or a list of numbers >= 0")
     labels: Literal["true", "predicted"] | None = None
     targets: Literal["random", "all"] | None = None
     source: str | None = None
@@ -115,6 +130,26 @@ def check_option_types(fn, options, *, attack, where, renamed=()):
             ok = False
         if not ok:
             raise RecipeError(f"`{where}.{key}`: attack {attack!r} expects {description}, got {value!r}.")
+
+
+#: The pixel range attacks work in (their ``clip_min`` / ``clip_max`` defaults).
+PIXEL_RANGE = (0.0, 1.0)
+
+
+def check_linf_budget(fn, eps_list, options, *, where):
+    """Reject an L-inf eps wider than the pixel range: every pixel could take any value, so the
+    number measures nothing (an L2 budget may exceed it)."""
+    parameters = inspect.signature(fn).parameters
+    if "norm" not in parameters:
+        return
+    norm = options.get("norm", parameters["norm"].default)
+    if norm not in (np.inf, "inf"):
+        return
+    width = options.get("clip_max", PIXEL_RANGE[1]) - options.get("clip_min", PIXEL_RANGE[0])
+    wide = [eps for eps in eps_list if eps is not None and eps > width]
+    if wide:
+        raise RecipeError(f"`{where}.eps`: an L-inf eps must be at most the pixel range {width:g} "
+                          f"(clip_max - clip_min), got {wide[0]:g}.")
 
 
 def check_options(attack, fn, options, *, where, open_options=False):
@@ -226,6 +261,7 @@ class Attacks(Kind):
                 raise RecipeError(f"`{where}.eps`: attack {spec.name!r} has no eps budget; remove the key.")
         elif spec.eps == [] or (spec.eps is None and _eps_required(fn)):
             raise RecipeError(f"`{where}` needs `eps` (a number or a non-empty list of numbers >= 0).")
+        check_linf_budget(fn, spec.eps_list, spec.options, where=where)
         check_options(spec.name, fn, spec.options, where=where, open_options=True)
         if spec.targets is not None and "targeted" not in keywords:
             raise RecipeError(f"`{where}.targets`: attack {spec.name!r} has no targeted mode.")

@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from edgebnn.recipes import interrupts
 from edgebnn.recipes.schema import RecipeError
 
 #: EOT passes per gradient for randomized models when the recipe sets none: enough to
@@ -70,6 +71,8 @@ class EvalContext:
         num_classes: classes of the dataset.
         evaluation: the cell's ``[evaluation]`` section.
         progress: ``(label, done, total) -> None`` for long loops.
+        batches: the finished batches of the result being computed
+            (:class:`edgebnn.recipes.store.Batches`), kept across interruptions; ``None``: none kept.
     """
 
     cell: str
@@ -85,6 +88,7 @@ class EvalContext:
     num_classes: int
     evaluation: Any
     progress: Callable
+    batches: Any = None
 
     def eot_samples(self, randomized):
         """EOT passes for attacking a model (:func:`eot_samples` of the cell's evaluation settings)."""
@@ -155,9 +159,21 @@ def craft(ctx, model, x, y, *, attack, eps, label, **options):
         x_adv = np.asarray(fn(model, x, y=y, **budget, **options), np.float32)
         ctx.progress(label, len(x), len(x))
         return x_adv
+    # Every batch is stored as it finishes and seeded by its position, so that a run stopped
+    # here and started again computes only the batches left, and the same numbers.
+    stored = ctx.batches
+    call = None if stored is None else stored.next_call()
     out = []
-    for i in range(0, len(x), batch):
-        yb = None if y is None else y[i : i + batch]
-        out.append(craft_batches(model, x[i : i + batch], yb, attack=attack, eps=eps, batch_size=batch, **options))
+    for index, i in enumerate(range(0, len(x), batch)):
+        interrupts.check()
+        done = None if stored is None else stored.load(call, index)
+        if done is None:
+            yb = None if y is None else y[i : i + batch]
+            seed = None if stored is None else stored.seed(call, index)
+            done = craft_batches(model, x[i : i + batch], yb, attack=attack, eps=eps, batch_size=batch, seed=seed,
+                                 **options)
+            if stored is not None:
+                stored.save(call, index, done)
+        out.append(done)
         ctx.progress(label, min(i + batch, len(x)), len(x))
     return np.concatenate(out) if out else np.zeros_like(x)

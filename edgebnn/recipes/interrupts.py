@@ -1,0 +1,65 @@
+"""Ctrl-C and SIGTERM stop a run at the next safe point: it keeps what finished, writes its
+report with status ``interrupted`` and exits.
+
+A signal only marks the run as stopping; the run stops at the next :func:`check`: between
+two batches of an attack or an evaluation, two training steps, two results. Raising the
+``KeyboardInterrupt`` at whatever bytecode runs when the signal arrives (Python's default
+for Ctrl-C) can land inside TensorFlow's own bookkeeping and leave it broken, so that the
+run ends with an unrelated error instead of its report. A second signal stops at once.
+"""
+
+import signal
+from contextlib import contextmanager
+
+#: Signals that stop a run, and how a report names them.
+SIGNALS = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
+
+_pending = []
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by signal ``signum``; ``cause`` names it (``"Ctrl-C"``, ``"SIGTERM"``)."""
+
+    def __init__(self, signum):
+        self.signum = signal.Signals(signum)
+        self.cause = SIGNALS.get(self.signum, self.signum.name)
+        super().__init__(self.cause)
+
+
+def cause(error):
+    """What interrupted a run: the signal an :class:`Interrupted` names, else ``"Ctrl-C"``."""
+    return getattr(error, "cause", "Ctrl-C")
+
+
+def exit_status(error):
+    """The shell's status for a process stopped by ``error``'s signal: 128 + its number."""
+    return 128 + int(getattr(error, "signum", signal.SIGINT))
+
+
+def check():
+    """Raise :class:`Interrupted` if a signal arrived since the last check (a safe point to stop)."""
+    if _pending:
+        signum = _pending.pop()
+        _pending.clear()
+        raise Interrupted(signum)
+
+
+def _mark(signum, frame):
+    if _pending:  # the second signal: stop now
+        _pending.clear()
+        raise Interrupted(signum)
+    _pending.append(signum)
+
+
+@contextmanager
+def signals_interrupt():
+    """Within the block, :data:`SIGNALS` stop the run at its next :func:`check` (the previous
+    handlers are put back after)."""
+    _pending.clear()
+    previous = {number: signal.signal(number, _mark) for number in SIGNALS}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        _pending.clear()
