@@ -46,7 +46,7 @@ def test_certify_rejects_labels_outside_the_models_classes():
                        input_shape=SHAPE)
     x = np.full((2, *SHAPE), 0.5, np.float32)
     with pytest.raises(ValueError, match=r"`y` must hold class indices in \[0, 3\) .* got 3"):
-        certify(binary, x, np.array([0, 3]), eps=0.1, deploy=False)
+        certify(binary, x, np.array([0, 3]), eps=0.1)
 
 
 def test_load_model_names_a_damaged_file(model, tmp_path):
