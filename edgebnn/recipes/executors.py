@@ -264,10 +264,7 @@ class Processes:
         import multiprocessing  # noqa: PLC0415
 
         study, console = session.study, session.console
-        if study.cells[0].recipe.train.strategy != "default":
-            raise RecipeError("--workers runs each cell in one process; it cannot be combined with "
-                              f"`train.strategy = {study.cells[0].recipe.train.strategy!r}`.")
-        pending = _collect_finished(session, plans, after_each)
+        pending = _pending_cells(session, plans, after_each, each_cell_in="--workers runs each cell in one process")
         if not pending:
             return
         workers = min(self.workers, len(pending))
@@ -320,6 +317,16 @@ class Processes:
                 session.computed_seconds += event[3]
                 collect(session, cell, plans[cell.id])
                 after_each()
+
+
+def _pending_cells(session, plans, after_each, *, each_cell_in):
+    """The cells still to compute (:func:`_collect_finished`); refused for a recipe trained under a
+    distribution strategy, since ``each_cell_in`` (how the executor splits the work) says one process
+    computes a cell."""
+    strategy = session.study.cells[0].recipe.train.strategy
+    if strategy != "default":
+        raise RecipeError(f"{each_cell_in}; it cannot be combined with `train.strategy = {strategy!r}`.")
+    return _collect_finished(session, plans, after_each)
 
 
 def _collect_finished(session, plans, after_each):
@@ -436,10 +443,7 @@ class Ray:
         except ImportError:
             raise RecipeError("--executor ray needs Ray: pip install 'edgebnn[ray]'") from None
         study, console = session.study, session.console
-        if study.cells[0].recipe.train.strategy != "default":
-            raise RecipeError("--executor ray runs each cell in one task; it cannot be combined with "
-                              f"`train.strategy = {study.cells[0].recipe.train.strategy!r}`.")
-        pending = _collect_finished(session, plans, after_each)
+        pending = _pending_cells(session, plans, after_each, each_cell_in="--executor ray runs each cell in one task")
         if not pending:
             return
         if not ray.is_initialized():

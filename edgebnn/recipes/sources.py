@@ -21,19 +21,17 @@ not their paths, so a moved file still hits the cache and a changed one does not
 """
 
 import functools
-import hashlib
 import importlib
 import inspect
 from pathlib import Path
 
 from edgebnn.recipes.schema import RecipeError
+from edgebnn.recipes.store import file_sha256
 
 #: File suffixes a saved model may have.
 MODEL_SUFFIXES = (".keras", ".h5")
 #: File suffix of a data file.
 DATA_SUFFIX = ".npz"
-#: Bytes read at a time when hashing a file.
-_HASH_CHUNK = 1 << 20
 #: The zoo builders' keywords the runner passes itself (not ``model.options``).
 FAMILY_KEYWORDS = ("precision", "input_bits", "num_classes", "input_shape")
 
@@ -54,11 +52,7 @@ def trains(recipe):
 
 @functools.lru_cache(maxsize=64)
 def _sha256(path, mtime_ns, size):  # noqa: ARG001 (the file's stamp invalidates the cache)
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_HASH_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_sha256(path)
 
 
 def sha256(path):
