@@ -21,10 +21,16 @@ from edgebnn.recipes import claims as claims_lib
 from edgebnn.recipes import papers
 from edgebnn.recipes.claims import PAPERS, VERDICTS, outcome_of
 from edgebnn.recipes.evaluations import KINDS
+from edgebnn.recipes.runner import INCOMPLETE, PREVIOUS
 from edgebnn.recipes.schema import RecipeError
 
 #: Section title of reports whose recipe names no paper.
 OTHER = "Other recipes"
+
+
+#: Folders inside a run folder whose reports are not runs of their own: the store, and the
+#: complete report a rerun sets aside while it runs or the report of a rerun that did not complete.
+_NOT_RUNS = {"store", PREVIOUS, INCOMPLETE}
 
 
 def find_reports(run_dirs):
@@ -40,7 +46,7 @@ def find_reports(run_dirs):
         if not run_dir.is_dir():
             raise RecipeError(f"results: RUN_DIR {str(run_dir)!r} is not a folder.")
         paths = [run_dir / "report.json"] if (run_dir / "report.json").is_file() else sorted(
-            p for p in run_dir.rglob("report.json") if "store" not in p.relative_to(run_dir).parts)
+            p for p in run_dir.rglob("report.json") if not _NOT_RUNS & set(p.relative_to(run_dir).parts))
         if not paths:
             raise RecipeError(f"results: no report.json in or below RUN_DIR {str(run_dir)!r}.")
         for path in paths:
