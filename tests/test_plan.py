@@ -3,6 +3,7 @@
 
 import pytest
 
+from conftest import mc_cell, transfer_cell
 from edgebnn.recipes import config, plan
 
 #: A study with every evaluation kind, a transfer attack, grid and named cells, deployment.
@@ -50,19 +51,9 @@ enabled = true
 verify = true
 [grid]
 "model.precision" = ["float", "binary"]
-[[cells]]
-name = "mc"
-grid = false
-model = { family = "guan_lenet", precision = "float", options = { mc_dropout = true } }
-evaluation.mc_passes = 4
-attacks = [{ name = "fgsm", eps = 0.1 }, { name = "fgsm", eps = 0.1, gradient = "single" }]
-probes = []
-detection = [{ attack = "fgsm", eps = 0.1, fit = 40, samples = 4 }]
-[[cells]]
-name = "transfer"
-grid = false
-attacks = [{ name = "fgsm", eps = 0.1, source = "precision=float" }]
-probes = []
+""" + mc_cell(passes=4, fit=40, attacks=[{"name": "fgsm", "eps": 0.1},
+                                         {"name": "fgsm", "eps": 0.1, "gradient": "single"}]) + transfer_cell(
+    "precision=float") + """
 [[cells]]
 name = "strong"
 grid = false
