@@ -252,6 +252,11 @@ def attack(name, **options):
     return "[[attacks]]\n" + toml_lines({"name": name, **options})
 
 
+def probe(layer, **options):
+    """One ``[[probes]]`` table of a test study, in TOML: ``probe("dense_1", attack="fgsm", eps=0.1)``."""
+    return "[[probes]]\n" + toml_lines({"layer": layer, **options}) + "\n"
+
+
 def small_study(name, *, head="", data="train_limit = 300\ntest_limit = 120", model='precision = "binary"',
                 train="epochs = 1\nbatch_size = 64", evaluation="limit = 60\nbatch_size = 30", attacks=(),
                 rest=""):

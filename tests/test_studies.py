@@ -6,7 +6,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from conftest import attack, lines_console, mc_cell, small_study, transfer_cell, two_cell_study
+from conftest import attack, lines_console, mc_cell, probe, small_study, transfer_cell, two_cell_study
 from edgebnn import data as data_lib
 from edgebnn.evaluation.metrics import attack_metrics, perturbation_metrics, targets_for
 from edgebnn.recipes import config, runner
@@ -233,11 +233,7 @@ FULL = small_study(
         attack("cw_l2", targets="all", max_iterations=5, binary_search_steps=1),
         attack("substitute", eps=0.3, holdout=30, rounds=2, epochs=2),
     ],
-    rest=textwrap.dedent("""
-        [[probes]]
-        layer = "dense_1"
-        attack = "fgsm"
-        eps = 0.1
+    rest=probe("dense_1", attack="fgsm", eps=0.1) + textwrap.dedent("""
         [deploy]
         enabled = true
         [grid]
