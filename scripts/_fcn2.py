@@ -1,5 +1,5 @@
 """What attack_table.py and strong_eval.py share: the four Panda FCN2 models they compare,
-their common command-line options, and training a model through the studies store.
+their common command-line options, and their settings of :func:`edgebnn.recipes.store.trained_model`.
 
 Not a script: the two scripts import it (``scripts/`` is on ``sys.path`` when a script runs).
 """
@@ -8,9 +8,7 @@ import argparse
 import os
 
 import edgebnn  # noqa: F401  (Keras 2 before TensorFlow)
-from edgebnn import zoo
-from edgebnn.recipes.store import Store
-from edgebnn.training import train
+from edgebnn.recipes import store
 
 #: (precision, input_bits) of the four models.
 MODELS = (("float", 2), ("float", 8), ("binary", 2), ("binary", 8))
@@ -50,15 +48,7 @@ def trained_model(precision, bits, args, train_data, *, seed=None, key=None):
         seed: training seed (default ``args.seed``).
         key: more entries of the store payload (what else decides the weights).
     """
-    seed = args.seed if seed is None else seed
-    model = zoo.get("panda_fcn2")(precision=precision, input_bits=bits)
-    payload = {"family": "panda_fcn2", "precision": precision, "input_bits": bits, "data": "fashion_mnist/train",
-               "train_limit": args.train_limit, **(key or {}), "epochs": args.epochs, "batch_size": BATCH_SIZE,
-               "seed": seed}
-
-    def train_fn(m):
-        x, y = train_data()
-        train(m, x, y, epochs=args.epochs, batch_size=BATCH_SIZE, seed=seed, verbose=0)
-
-    Store(None, cache=args.cache_dir).trained_weights(model, payload, train_fn)
-    return model
+    return store.trained_model(
+        "panda_fcn2", options={"precision": precision, "input_bits": bits}, data="fashion_mnist/train",
+        train_data=train_data, key={"train_limit": args.train_limit, **(key or {})}, epochs=args.epochs,
+        batch_size=BATCH_SIZE, seed=args.seed if seed is None else seed, cache=args.cache_dir).model

@@ -26,11 +26,15 @@ import edgebnn  # noqa: F401
 from edgebnn import _io, data
 from edgebnn.certify import exact
 from edgebnn.certify.report import DEFAULT_ATTACK, certify_report, compare_solvers, summarize_examples, to_markdown
-
-import tensorflow as tf
+from edgebnn.recipes import store
 
 #: The offline MNIST split: a class-stratified 8,000 / 2,000 carve of the official test set.
 MNIST_SPLIT = {"train_size": 8000, "test_size": 2000}
+#: What the store key says of each dataset's training images (the carve's seed is ``--seed``).
+TRAIN_DATA = {"fashion_mnist": "fashion_mnist/train",
+              "mnist_split": f"mnist/test carve {MNIST_SPLIT['train_size']}/{MNIST_SPLIT['test_size']} (train part)"}
+#: Training batch size.
+BATCH_SIZE = 128
 
 
 def load(dataset, seed):
@@ -43,25 +47,26 @@ def load(dataset, seed):
 
 
 def get_model(args, x, y, xt, yt, log):
-    from edgebnn.training import train  # noqa: PLC0415
-    from edgebnn.zoo.panda_fcn import build_fcn  # noqa: PLC0415
-
-    path = args.out / "model.keras"
-    if path.exists():
-        return tf.keras.models.load_model(path)
-    model = build_fcn(hidden_units=args.units, hidden_layers=args.layers, precision="binary",
-                      input_bits=args.input_bits, name=f"fcn{args.units}x{args.layers}_binary_in{args.input_bits}")
-    train(model, x, y, epochs=args.epochs, batch_size=128, seed=args.seed, verbose=2)
-    log(f"trained {model.name}: test accuracy {model.evaluate(xt, yt, verbose=0)[1]:.4f} on {len(xt)} images")
-    with _io.atomic_path(path) as tmp:
+    """The binary FCN of ``args``, trained on ``(x, y)`` or loaded from the store in ``--cache-dir``; also
+    written to ``--out``/model.keras (the model scripts/certify_strategies.py takes)."""
+    trained = store.trained_model(
+        "panda_fcn2", options={"hidden_units": args.units, "hidden_layers": args.layers, "precision": "binary",
+                               "input_bits": args.input_bits,
+                               "name": f"fcn{args.units}x{args.layers}_binary_in{args.input_bits}"},
+        data=TRAIN_DATA[args.dataset], train_data=lambda: (x, y), epochs=args.epochs,
+        batch_size=BATCH_SIZE, seed=args.seed, cache=args.cache_dir or args.out / "store", verbose=2)
+    model = trained.model
+    if not trained.stored:
+        log(f"trained {model.name}: test accuracy {model.evaluate(xt, yt, verbose=0)[1]:.4f} on {len(xt)} images")
+    with _io.atomic_path(args.out / "model.keras") as tmp:
         model.save(tmp)
-    return model
+    return trained
 
 
-def resume(args, model, subset, rows, seconds):
+def resume(args, trained, subset, rows, seconds):
     """Load the finished chunks of an earlier run into ``rows`` / ``seconds``; return how many images they hold.
 
-    Only a report written by the same model, images, eps list, solver, time limit and attack
+    Only a report written by the same model (its store key), images, eps list, solver, time limit and attack
     counts; anything else (or no report) starts from the first image.
     """
     path = args.out / "report.json"
@@ -70,7 +75,7 @@ def resume(args, model, subset, rows, seconds):
     old = json.loads(path.read_text())
     attack = {"attack": "pgd", "steps": args.pgd_steps, "restarts": args.pgd_restarts}
     n = old.get("n", 0)
-    same = (old.get("model") == model.name and old.get("dataset") == args.dataset
+    same = (old.get("weights_key") == trained.key and old.get("dataset") == args.dataset
             and old.get("subset_seed") == args.seed and old.get("solver") == args.solver
             and old.get("time_limit") == args.time_limit and old.get("attack") == attack
             and [r["eps"] for r in old.get("results", [])] == list(args.eps)
@@ -103,6 +108,8 @@ def main(argv=None):
     parser.add_argument("--chunk", type=int, default=100, help="images per chunk (the report is written after each)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="studies store holding the trained weights (default: OUT/store)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.time()
@@ -112,7 +119,8 @@ def main(argv=None):
 
     x, y, xt, yt = load(args.dataset, args.seed)
     log(f"{args.dataset}: {len(x)} train / {len(xt)} test images")
-    model = get_model(args, x, y, xt, yt, log)
+    trained = get_model(args, x, y, xt, yt, log)
+    model = trained.model
     subset = data.np.sort(data.np.random.default_rng(args.seed).permutation(len(xt))[: args.n])
     xs, ys = xt[subset], yt[subset]
     attack = {"attack": "pgd", "steps": args.pgd_steps, "restarts": args.pgd_restarts}
@@ -135,7 +143,7 @@ def main(argv=None):
     rows = {eps: [] for eps in args.eps}
     seconds = {eps: {"attack_seconds": 0.0, "certify_seconds": 0.0} for eps in args.eps}
     accuracy = float(model.evaluate(xt, yt, verbose=0)[1])
-    done = resume(args, model, subset, rows, seconds)
+    done = resume(args, trained, subset, rows, seconds)
     if done:
         log(f"resuming after {done} images certified by an earlier run with the same settings")
     for begin in range(done, len(xs), args.chunk):
@@ -150,13 +158,13 @@ def main(argv=None):
                 seconds[eps][key] += result[key]
         report = {**chunk, "n": len(rows[args.eps[0]]),
                   "results": [summarize_examples(rows[eps], eps=eps) | seconds[eps] for eps in args.eps]}
-        report.update(dataset=args.dataset, subset_seed=args.seed, test_indices=subset[: report["n"]].tolist(),
-                      accuracy_full_test=accuracy)
+        report.update(weights_key=trained.key, dataset=args.dataset, subset_seed=args.seed,
+                      test_indices=subset[: report["n"]].tolist(), accuracy_full_test=accuracy)
         _io.write_json(args.out / "report.json", report)
-        markdown = to_markdown(report)
-        _io.write_text(args.out / "report.md", markdown)
+        _io.write_text(args.out / "report.md", to_markdown(report))
         log(f"chunk {begin // args.chunk + 1}: {report['n']}/{len(xs)} images written")
-    print(markdown)
+    report = json.loads((args.out / "report.json").read_text())  # also when an earlier run finished every chunk
+    print((args.out / "report.md").read_text())
     hidden = ("examples", "attack_missed_indices")
     summary = [{k: v for k, v in r.items() if k not in hidden} for r in report["results"]]
     print(json.dumps(summary, indent=1))

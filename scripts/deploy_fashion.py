@@ -22,14 +22,13 @@ from pathlib import Path
 import numpy as np
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from edgebnn import data, zoo
+from edgebnn import data
 from edgebnn.deploy import convert as cv
 from edgebnn.deploy import report
 from edgebnn.deploy.bundle import bundle
 from edgebnn.deploy.verify import builtin_identical, verify
 from edgebnn.evaluation.robustness import craft
-from edgebnn.recipes.store import Store, weights_key
-from edgebnn.training import train
+from edgebnn.recipes import store
 
 import tensorflow as tf
 
@@ -59,28 +58,27 @@ SHIPPED = {
 SHIPPED_EVAL_IMAGES = 1000
 
 
+#: Training schedule of every model (the store key holds it).
+BATCH_SIZE, SEED = 128, 0
+#: What the store key says of the training data.
+TRAIN_DATA = "fashion_mnist/train (all 60,000)"
+
+
 def weights_payload(name, epochs):
-    """What decides the trained weights of model ``name`` (the store's key): family, options, data, schedule."""
+    """What decides the trained weights of model ``name`` (its store payload): family, options, data, schedule."""
     family, kwargs = MODELS[name]
-    return {"family": family, **kwargs, "data": "fashion_mnist/train (all 60,000)", "epochs": epochs,
-            "batch_size": 128, "seed": 0}
-
-
-def stored_weights(name, epochs, cache_dir):
-    """The path of model ``name``'s stored weights in ``cache_dir`` (it may not exist yet)."""
-    return Store(None, cache=cache_dir).model_dir(weights_key(weights_payload(name, epochs))) / "model.weights.h5"
+    return store.training_payload(family, options=kwargs, data=TRAIN_DATA, epochs=epochs, batch_size=BATCH_SIZE,
+                                  seed=SEED)
 
 
 def _trained(name, x, y, *, epochs, cache_dir):
     family, kwargs = MODELS[name]
-    model = zoo.get(family)(**kwargs)
     start = time.time()
-    stored = Store(None, cache=cache_dir).trained_weights(
-        model, weights_payload(name, epochs),
-        lambda m: train(m, x, y, epochs=epochs, batch_size=128, seed=0, verbose=2))
-    print(f"{name}: " + (f"loaded from {cache_dir}" if stored else f"trained {epochs} epochs in "
+    trained = store.trained_model(family, options=kwargs, data=TRAIN_DATA, train_data=lambda: (x, y), epochs=epochs,
+                                  batch_size=BATCH_SIZE, seed=SEED, cache=cache_dir, verbose=2)
+    print(f"{name}: " + (f"loaded from {cache_dir}" if trained.stored else f"trained {epochs} epochs in "
                          f"{time.time() - start:.0f} s"), flush=True)
-    return model
+    return trained.model
 
 
 def main():

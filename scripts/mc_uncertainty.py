@@ -22,29 +22,26 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 import edgebnn  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from edgebnn import data, ops, zoo  # noqa: E402
+from edgebnn import data, testing, zoo  # noqa: E402
 from edgebnn.evaluation import craft, predict_mc  # noqa: E402
-from edgebnn.evaluation.uncertainty import deterministic_twin  # noqa: E402
+from edgebnn.evaluation.uncertainty import SUMMARY_PERCENTILE, deterministic_twin, uncertainty_summary  # noqa: E402
 from edgebnn.training import fit  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
 
+#: Latent weights of the stochastic sign check.
+SIGN_CHECK_WEIGHTS = np.array([-1.5, -1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5], np.float32)
 
-def stochastic_sign_check(*, samples, seed):
-    w = np.array([-1.5, -1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5], np.float32)
-    tf.random.set_seed(seed)
-    draws = ops.stochastic_sign(np.tile(w, (samples, 1)), seed=seed).numpy()
-    expected = 2.0 * np.clip((w + 1.0) / 2.0, 0.0, 1.0) - 1.0
-    std_err = np.sqrt((1.0 - expected**2) / samples)
+
+def print_stochastic_sign_check(*, samples, seed):
+    check = testing.stochastic_sign_check(SIGN_CHECK_WEIGHTS, samples=samples, seed=seed)
+    k = testing.SIGN_CHECK_STD_ERRORS
     print(f"### Stochastic sign: mean of {samples:,} samples vs 2*hard_sigmoid(w)-1\n")
-    print("| w | expected mean | sample mean | abs diff | 4 x std. error | within |")
+    print(f"| w | expected mean | sample mean | abs diff | {k} x std. error | within |")
     print("|---:|---:|---:|---:|---:|:-:|")
-    ok = True
-    for wi, e, m, se in zip(w, expected, draws.mean(axis=0), std_err):
-        within = abs(m - e) <= 4 * se + 1e-12
-        ok &= within
-        print(f"| {wi:+.2f} | {e:+.4f} | {m:+.4f} | {abs(m - e):.4f} | {4 * se:.4f} | {'yes' if within else 'NO'} |")
-    print(f"\nAll within 4 standard errors: {ok}\n")
+    for wi, e, m, se, within in zip(check["w"], check["expected"], check["mean"], check["std_err"], check["within"]):
+        print(f"| {wi:+.2f} | {e:+.4f} | {m:+.4f} | {abs(m - e):.4f} | {k * se:.4f} | {'yes' if within else 'NO'} |")
+    print(f"\nAll within {k} standard errors: {check['all_within']}\n")
 
 
 def uncertainty_experiment(train, test, *, precision, dropout_rate, learning_rate, epochs, eps_list, n_eval,
@@ -59,16 +56,17 @@ def uncertainty_experiment(train, test, *, precision, dropout_rate, learning_rat
         rows.append(("FGSM", eps, craft(twin, x, y, attack="fgsm", eps=eps, batch_size=500)))
     print(f"### Guan LeNet `{precision}`, MC dropout {dropout_rate}, Adam lr {learning_rate:g}, {samples} passes, "
           f"{n_eval} Fashion-MNIST test images\n")
-    print("| input | eps | MC accuracy | mean uncertainty (Eq. 12) | median | 90th percentile "
-          "| share above clean 90th pct. |")
+    pct = SUMMARY_PERCENTILE
+    print(f"| input | eps | MC accuracy | mean uncertainty (Eq. 12) | median | {pct}th percentile "
+          f"| share above clean {pct}th pct. |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    clean_p90 = None
+    clean = None
     for label, eps, inputs in rows:
         pred = predict_mc(model, inputs, samples=samples, batch_size=500)
-        u = pred.uncertainty
-        clean_p90 = np.percentile(u, 90) if clean_p90 is None else clean_p90
-        print(f"| {label} | {eps:.2f} | {np.mean(pred.classes == y):.4f} | {u.mean():.3e} | "
-              f"{np.median(u):.3e} | {np.percentile(u, 90):.3e} | {np.mean(u > clean_p90):.3f} |", flush=True)
+        row = uncertainty_summary(pred, y, threshold=None if clean is None else clean["percentile"])
+        clean = clean or row
+        print(f"| {label} | {eps:.2f} | {row['accuracy']:.4f} | {row['mean']:.3e} | {row['median']:.3e} | "
+              f"{row['percentile']:.3e} | {row['above']:.3f} |", flush=True)
     print()
 
 
@@ -84,7 +82,7 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    stochastic_sign_check(samples=args.sign_samples, seed=args.seed)
+    print_stochastic_sign_check(samples=args.sign_samples, seed=args.seed)
     train = data.load("fashion_mnist", "train", data_dir=args.data_dir, limit=args.train_limit, seed=args.seed)
     test = data.load("fashion_mnist", "test", data_dir=args.data_dir, limit=args.n_eval, seed=args.seed)
     print(f"Training: {args.epochs} epochs of Adam on a seeded {args.train_limit:,}-image Fashion-MNIST subset; "

@@ -33,7 +33,8 @@ import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from edgebnn import data, testing, zoo
 from edgebnn.deploy import convert as cv
 from edgebnn.deploy import latency, packing, report, storage
-from edgebnn.deploy.verify import model_input
+from edgebnn.deploy.verify import interpreter, model_input
+from edgebnn.recipes.store import Store
 
 import deploy_fashion  # scripts/ is on sys.path when a script runs
 
@@ -44,27 +45,17 @@ REPO = Path(__file__).resolve().parents[1]
 #: The models of scripts/deploy_fashion.py measured here (its third has no binary layer to pack but the ones
 #: these two have).
 MODELS = {name: deploy_fashion.MODELS[name] for name in ("fcn2_bnn_in2", "galloway_b64_in2")}
-RESOLVERS = {
-    "xnnpack": tf.lite.experimental.OpResolverType.AUTO,
-    "builtin": tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-}
+#: Kernel sets timed: name -> :func:`edgebnn.deploy.verify.interpreter`'s ``kernels`` (stock TFLite's
+#: default XNNPACK delegate, or its builtin kernels alone).
+RESOLVERS = {"xnnpack": "delegate", "builtin": "builtin"}
 
 
 def _interpreter(flatbuffer, resolver):
-    it = tf.lite.Interpreter(model_content=flatbuffer, num_threads=1, experimental_op_resolver_type=RESOLVERS[resolver])
-    it.allocate_tensors()
-    return it
+    return interpreter(flatbuffer, runtime="tensorflow", kernels=RESOLVERS[resolver])
 
 
-def _run(it, x):
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    x = model_input(x, inp["dtype"])
-    outputs = []
-    for example in x:
-        it.set_tensor(inp["index"], example[None])
-        it.invoke()
-        outputs.append(it.get_tensor(out["index"])[0].copy())
-    return np.stack(outputs)
+def _run(runner, x):
+    return runner.predict(model_input(x, runner.input_dtype))
 
 
 def first_call_ms(flatbuffer, x, resolver, fresh):
@@ -141,10 +132,8 @@ def main():
     results = {}
     for name, (family, kwargs) in MODELS.items():
         model = zoo.get(family)(**kwargs)
-        weights = deploy_fashion.stored_weights(name, args.epochs, args.cache_dir)
-        if weights.exists():
-            model.load_weights(os.fspath(weights))
-            trained = f"trained ({weights})"
+        if Store(None, cache=args.cache_dir).load_weights(model, deploy_fashion.weights_payload(name, args.epochs)):
+            trained = f"trained (store {args.cache_dir})"
         else:
             testing.randomize_batch_norm(model)
             trained = "untrained, random BatchNorm statistics"

@@ -41,6 +41,7 @@ import edgebnn  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS before TensorFlow l
 from edgebnn import recipes  # noqa: E402
 from edgebnn.recipes import config, papers, steps  # noqa: E402
 from edgebnn.recipes import plan as plan_lib  # noqa: E402
+from edgebnn.recipes.assemble import without_timings  # noqa: E402
 
 #: Phase of a cell's training in the rate table (its evaluations use their kind's name).
 TRAIN = "train"
@@ -241,19 +242,6 @@ def rows(planned_list, reports, caches, table, *, walls, workers, slowdown, like
             "nodes": {n: makespan(costs, n) for n in workers},
         })
     return out
-
-
-#: Report keys that hold timings or the command line (differ between runs of the same study).
-_VOLATILE = {"seconds", "computed_seconds", "work_seconds", "seconds_last", "command"}
-
-
-def without_timings(value):
-    """A report (or part of one) without its timings and command line."""
-    if isinstance(value, dict):
-        return {k: without_timings(v) for k, v in value.items() if k not in _VOLATILE}
-    if isinstance(value, list):
-        return [without_timings(v) for v in value]
-    return value
 
 
 def comparison(folders):

@@ -252,6 +252,11 @@ def attack(name, **options):
     return "[[attacks]]\n" + toml_lines({"name": name, **options})
 
 
+def probe(layer, **options):
+    """One ``[[probes]]`` table of a test study, in TOML: ``probe("dense_1", attack="fgsm", eps=0.1)``."""
+    return "[[probes]]\n" + toml_lines({"layer": layer, **options}) + "\n"
+
+
 def small_study(name, *, head="", data="train_limit = 300\ntest_limit = 120", model='precision = "binary"',
                 train="epochs = 1\nbatch_size = 64", evaluation="limit = 60\nbatch_size = 30", attacks=(),
                 rest=""):
@@ -274,6 +279,42 @@ def small_study(name, *, head="", data="train_limit = 300\ntest_limit = 120", mo
     parts += [*attacks, body(rest)]
     return "\n" + "\n".join(p for p in parts if p) + "\n"
 
+
+
+def two_cell_study(name, *, rest=""):
+    """TOML text of the smallest :func:`small_study` with independent cells: FCN2's layout narrowed to
+    64 hidden units (the runner's plumbing needs no width) with 2-bit input, float and binary (a grid),
+    each trained and attacked by FGSM at two eps, deployment off; ``rest`` (figures, ...) is appended."""
+    grid = '[deploy]\nenabled = false\n[grid]\n"model.precision" = ["float", "binary"]\n'
+    return small_study(name, model=dict(precision="binary", input_bits=2, options={"hidden_units": 64}),
+                       attacks=[attack("fgsm", eps=[0.1, 0.2])], rest=grid + textwrap.dedent(rest).strip("\n"))
+
+
+def mc_cell(*, passes, fit, attacks):
+    """TOML of a study's cell ``mc``: Guan's float LeNet with MC dropout at inference, ``passes``
+    stochastic passes, the ``attacks`` (a list of inline attack tables), no probes, and the FGSM
+    uncertainty detector fitted on ``fit`` images."""
+    return textwrap.dedent(f"""
+        [[cells]]
+        name = "mc"
+        grid = false
+        model = {{ family = "guan_lenet", precision = "float", options = {{ mc_dropout = true }} }}
+        evaluation.mc_passes = {passes}
+        attacks = {toml_value(list(attacks))}
+        probes = []
+        detection = [{{ attack = "fgsm", eps = 0.1, fit = {fit}, samples = {passes} }}]
+    """)
+
+
+def transfer_cell(source):
+    """TOML of a study's cell ``transfer``: FGSM examples crafted on the cell ``source`` (a cell name), no probes."""
+    return textwrap.dedent(f"""
+        [[cells]]
+        name = "transfer"
+        grid = false
+        attacks = [{{ name = "fgsm", eps = 0.1, source = {toml_value(source)} }}]
+        probes = []
+    """)
 
 def lines_console():
     """A recipe :class:`~edgebnn.recipes.console.Console` that collects its lines in ``.lines`` instead of printing."""

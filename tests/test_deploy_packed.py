@@ -7,7 +7,7 @@ from conftest import randomize_batch_norm
 from edgebnn import testing, zoo
 from edgebnn.deploy import convert as cv
 from edgebnn.deploy import packing, report, storage, tflite_edit
-from edgebnn.deploy.verify import compare, model_input, tflite_predict
+from edgebnn.deploy.verify import compare, interpreter, model_input, tflite_predict
 
 import larq as lq
 import tensorflow as tf
@@ -21,24 +21,10 @@ def _model(flatbuffer):
     return schema.ModelT.InitFromPackedBuf(bytearray(flatbuffer), 0)
 
 
-def _builtin_kernels(flatbuffer, x, *, preserve=False):
-    """Interpreter on stock TFLite's builtin kernels (no default XNNPACK delegate)."""
-    interpreter = tf.lite.Interpreter(
-        model_content=flatbuffer,
-        experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-        experimental_preserve_all_tensors=preserve,
-    )
-    interpreter.allocate_tensors()
-    if x is None:
-        return interpreter
-    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
-    x = model_input(x, inp["dtype"])
-    outputs = []
-    for example in x:
-        interpreter.set_tensor(inp["index"], example[None])
-        interpreter.invoke()
-        outputs.append(interpreter.get_tensor(out["index"])[0].copy())
-    return np.stack(outputs)
+def _builtin_kernels(flatbuffer, x):
+    """Outputs on stock TFLite's builtin kernels (no default XNNPACK delegate), one example at a time."""
+    runner = interpreter(flatbuffer, runtime="tensorflow", kernels="builtin")
+    return runner.predict(model_input(x, runner.input_dtype))
 
 
 def _layer_weights(model):
@@ -175,11 +161,14 @@ def test_weights_are_unpacked_when_tensors_are_allocated():
     model = _mixed_model()
     f32 = cv.convert(model, target="portable", weights="float32")
     packed = cv.convert(model, target="portable", weights="packed")
-    interpreter = _builtin_kernels(packed, None, preserve=True)  # allocated, never invoked
-    details = {d["name"]: d["index"] for d in interpreter.get_tensor_details()}
+    allocated = tf.lite.Interpreter(  # allocated, never invoked
+        model_content=packed, experimental_preserve_all_tensors=True,
+        experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    allocated.allocate_tensors()
+    details = {d["name"]: d["index"] for d in allocated.get_tensor_details()}
     binary = {n: w for n, w in _float_weights(f32).items() if packing.sign_magnitudes(w, 0) is not None}
     for name, w in binary.items():
-        got = interpreter.get_tensor(details[name.decode()])
+        got = allocated.get_tensor(details[name.decode()])
         assert np.array_equal(got.view(np.int32), w.view(np.int32)), name
 
 

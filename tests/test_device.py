@@ -18,7 +18,7 @@ import pytest
 
 from conftest import run_cli
 from edgebnn.deploy import convert as cv
-from edgebnn.deploy import device, flatbuffer
+from edgebnn.deploy import device, flatbuffer, isolation
 from edgebnn.deploy.bundle import bundle
 
 REPO = Path(__file__).resolve().parents[1]
@@ -508,13 +508,13 @@ def _raise():
     ids=["signal", "memory", "timeout", "exception"],
 )
 def test_run_isolated_turns_every_failure_into_one_message(work, message):
-    with pytest.raises(device.InterpreterFailure) as info:
-        device.run_isolated(work, what="test", memory_mb=256, timeout=1)
+    with pytest.raises(isolation.InterpreterFailure) as info:
+        isolation.run_isolated(work, what="test", memory_mb=256, timeout=1)
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
 def test_run_isolated_returns_the_arrays_and_the_peak_memory():
-    arrays, peak_mb = device.run_isolated(lambda: {"x": np.arange(3)}, what="test")
+    arrays, peak_mb = isolation.run_isolated(lambda: {"x": np.arange(3)}, what="test")
     np.testing.assert_array_equal(arrays["x"], np.arange(3))
     assert peak_mb > 0
 
@@ -585,7 +585,8 @@ def test_the_guide_copies_exactly_the_runner_files(capsys):
     assert guide_files() == device.runner_files()
     code, out, _ = run_cli(device.main, ["files"], capsys)
     assert code == 0 and out.split() == device.runner_files()
-    assert {"edgebnn/deploy/device.py", "edgebnn/deploy/flatbuffer.py", "edgebnn/__init__.py"} <= set(guide_files())
+    assert {"edgebnn/deploy/device.py", "edgebnn/deploy/flatbuffer.py", "edgebnn/deploy/isolation.py",
+            "edgebnn/__init__.py"} <= set(guide_files())
 
 
 def test_the_copied_runner_verifies_a_bundle_without_tensorflow(bundle_dir, tmp_path):

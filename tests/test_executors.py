@@ -13,38 +13,19 @@ from pathlib import Path
 
 import pytest
 
-from conftest import attack, lines_console, run_cli, small_study
+from conftest import lines_console, run_cli, two_cell_study
 from edgebnn.recipes import config, executors, runner
 from edgebnn.recipes.__main__ import main
+from edgebnn.recipes.assemble import without_timings
 
 REPO = Path(__file__).resolve().parents[1]
 
 #: Two cells (float and binary), each trained and attacked: the smallest study with independent cells.
 #: (The Ray test turns the deployment on: its store entries travel back from the cluster too.)
-STUDY = small_study(
-    "two_cells",
-    model=dict(input_bits=2, options={"hidden_units": 64}),
-    attacks=[attack("fgsm", eps=[0.1, 0.2])],
-    rest="""
-        [deploy]
-        enabled = false
-        [grid]
-        "model.precision" = ["float", "binary"]
-    """,
-)
+STUDY = two_cell_study("two_cells")
 
-#: Report keys that hold timings or the command line (differ between runs of the same study).
-_VOLATILE = {"seconds", "computed_seconds", "work_seconds", "seconds_last", "command"}
 #: Seconds one CLI run of the study may take on a loaded machine.
 _RUN_TIMEOUT = 600
-
-
-def _without_timings(value):
-    if isinstance(value, dict):
-        return {k: _without_timings(v) for k, v in value.items() if k not in _VOLATILE}
-    if isinstance(value, list):
-        return [_without_timings(v) for v in value]
-    return value
 
 
 def _env(data_dir, **extra):
@@ -85,19 +66,25 @@ def _threads_here():
     return tf.config.threading.get_intra_op_parallelism_threads() or executors.cores()
 
 
+def test_without_timings_drops_the_volatile_keys_at_every_depth():
+    report = {"seconds": 3.0, "command": "x", "cells": [{"train": {"seconds_last": 1.0, "epochs": 2}, "key": "k"}],
+              "records": [{"accuracy": 0.5, "seconds": 0.1}], "work_seconds": 2, "computed_seconds": 1}
+    assert without_timings(report) == {"cells": [{"train": {"epochs": 2}, "key": "k"}], "records": [{"accuracy": 0.5}]}
+
+
 def test_workers_give_the_serial_report(recipe, tmp_path, data_dir):
     # numbers are bit-identical at equal threads per cell: the workers get as many as this process has
     threads = _threads_here()
     expected, _ = _in_process(recipe, tmp_path / "serial", data_dir)
     report, lines = _in_process(recipe, tmp_path / "parallel", data_dir,
                                 executors.Processes(workers=2, threads=threads))
-    assert _without_timings(report) == _without_timings(expected)
+    assert without_timings(report) == without_timings(expected)
     assert any(f"2 cells on 2 worker processes, {threads} TensorFlow thread" in line for line in lines)
     for worker in (1, 2):  # each worker's progress lines reach the driver's console
         assert any(f"worker {worker}: cell " in line for line in lines), lines
     # a rerun finds every cell in the store and starts no worker
     report, lines = _in_process(recipe, tmp_path / "parallel", data_dir, executors.Processes(workers=2, threads=1))
-    assert _without_timings(report) == _without_timings(expected)
+    assert without_timings(report) == without_timings(expected)
     assert sum("found in the cache" in line for line in lines) == 2
     assert not any("worker process" in line for line in lines)
 
@@ -180,11 +167,11 @@ def test_ray_cluster_gives_the_serial_report(recipe, ray_cluster, tmp_path, data
     expected, _ = _run(recipe, tmp_path / "serial", data_dir, *deploy)
     report, lines = _run(recipe, tmp_path / "ray", data_dir, *deploy, "--executor", "ray", "--address", address,
                          env=env)
-    assert _without_timings(report) == _without_timings(expected)
+    assert without_timings(report) == without_timings(expected)
     assert all(cell["deployed"]["deployed"] for cell in report["cells"])
     assert sum("done on the cluster" in line for line in lines) == 2
     # a rerun finds both cells in the driver's store: nothing is sent to the cluster
     report, lines = _run(recipe, tmp_path / "ray", data_dir, *deploy, "--executor", "ray", "--address", address,
                          env=env)
-    assert _without_timings(report) == _without_timings(expected)
+    assert without_timings(report) == without_timings(expected)
     assert sum("found in the cache" in line for line in lines) == 2

@@ -99,3 +99,21 @@ def test_bad_bits_rejected(bits):
 def test_bad_seed_rejected():
     with pytest.raises(TypeError, match="seed"):
         ops.stochastic_sign(tf.zeros(2), seed="1")
+
+
+def test_stochastic_sign_check_passes_the_op_and_catches_a_biased_sampler(monkeypatch):
+    from edgebnn import testing
+
+    w = np.linspace(-1.5, 1.5, 13).astype(np.float32)
+    check = testing.stochastic_sign_check(w, samples=4000, seed=0)
+    np.testing.assert_allclose(check["expected"], 2.0 * np_hard_sigmoid(w) - 1.0, atol=1e-7)
+    assert check["all_within"] and check["within"].shape == w.shape
+    assert np.all(check["std_err"][np.abs(w) >= 1.0] == 0.0)  # always the same sign there
+    monkeypatch.setattr(testing.ops, "stochastic_sign", lambda x, seed=None: tf.ones_like(x))
+    biased = testing.stochastic_sign_check(w, samples=4000, seed=0)
+    np.testing.assert_array_equal(biased["within"], w >= 1.0)  # only where +1 is certain anyway
+    assert not biased["all_within"]
+    with pytest.raises(ValueError, match=r"`w` must be a 1-D array"):
+        testing.stochastic_sign_check(np.zeros((2, 2)), samples=10)
+    with pytest.raises(ValueError, match=r"`samples` must be a positive int, got 0"):
+        testing.stochastic_sign_check(w, samples=0)

@@ -3,66 +3,27 @@
 
 import pytest
 
+from conftest import attack, mc_cell, probe, small_study, transfer_cell
 from edgebnn.recipes import config, plan
 
 #: A study with every evaluation kind, a transfer attack, grid and named cells, deployment.
-STUDY = """
-name = "golden"
-description = "Every evaluation kind, deploy, tables, figures and claims on a small budget"
-paper = "panda"
-[data]
-dataset = "fashion_mnist"
-train_limit = 300
-test_limit = 120
-[model]
-family = "panda_fcn2"
-precision = "binary"
-input_bits = 2
-
-[train]
-epochs = 1
-batch_size = 64
-[evaluation]
-limit = 30
-batch_size = 30
-[[attacks]]
-name = "fgsm"
-eps = [0.1, 0.2]
-[[attacks]]
-name = "pgd"
-eps = 0.1
-steps = 3
-[[attacks]]
-name = "cw_l2"
-targets = "random"
-max_iterations = 3
-binary_search_steps = 1
-[[attacks]]
-name = "fgsm"
-eps = 0.1
-gradient = "single"
-[[probes]]
-layer = "dense_1"
-attack = "fgsm"
-eps = 0.1
-[deploy]
+STUDY = small_study(
+    "golden",
+    head=dict(description="Every evaluation kind, deploy, tables, figures and claims on a small budget",
+              paper="panda"),
+    model=dict(precision="binary", input_bits=2),
+    evaluation=dict(limit=30, batch_size=30),
+    attacks=[attack("fgsm", eps=[0.1, 0.2]), attack("pgd", eps=0.1, steps=3),
+             attack("cw_l2", targets="random", max_iterations=3, binary_search_steps=1),
+             attack("fgsm", eps=0.1, gradient="single")],
+    rest=probe("dense_1", attack="fgsm", eps=0.1) + """[deploy]
 enabled = true
 verify = true
 [grid]
 "model.precision" = ["float", "binary"]
-[[cells]]
-name = "mc"
-grid = false
-model = { family = "guan_lenet", precision = "float", options = { mc_dropout = true } }
-evaluation.mc_passes = 4
-attacks = [{ name = "fgsm", eps = 0.1 }, { name = "fgsm", eps = 0.1, gradient = "single" }]
-probes = []
-detection = [{ attack = "fgsm", eps = 0.1, fit = 40, samples = 4 }]
-[[cells]]
-name = "transfer"
-grid = false
-attacks = [{ name = "fgsm", eps = 0.1, source = "precision=float" }]
-probes = []
+""" + mc_cell(passes=4, fit=40, attacks=[{"name": "fgsm", "eps": 0.1},
+                                         {"name": "fgsm", "eps": 0.1, "gradient": "single"}]) + transfer_cell(
+    "precision=float") + """
 [[cells]]
 name = "strong"
 grid = false
@@ -95,7 +56,8 @@ criterion = "accuracy binary >= float"
 left = { metric = "accuracy", match = { cell = "precision=binary", attack = "fgsm", eps = 0.1, gradient = "eot" } }
 op = ">="
 right = { metric = "accuracy", match = { cell = "precision=float", attack = "fgsm", eps = 0.1, gradient = "eot" } }
-"""
+""",
+)
 
 #: The keys of this study's models, results and deployments. A changed key makes every
 #: existing cache miss, so these change only on purpose: they were first read from the

@@ -1,4 +1,5 @@
-"""The options attack_table.py and strong_eval.py share (scripts/_fcn2.py)."""
+"""The options attack_table.py and strong_eval.py share (scripts/_fcn2.py), and the store payloads of the
+scripts that train their models through :func:`edgebnn.recipes.store.trained_model` (their store keys)."""
 
 import argparse
 import sys
@@ -38,10 +39,11 @@ def test_defaults_come_from_the_caller():
 
 
 def test_trained_model_stores_under_the_payload_key_and_loads_it_back(tmp_path, monkeypatch):
+    from edgebnn import training
     from edgebnn.recipes.store import Store, weights_key
 
     calls = []
-    monkeypatch.setattr(_fcn2, "train", lambda model, x, y, **options: calls.append((x, y, options)))
+    monkeypatch.setattr(training, "train", lambda model, x, y, **options: calls.append((x, y, options)))
     args = _parse(["--cache-dir", str(tmp_path), "--seed", "3"])
     _fcn2.trained_model("binary", 2, args, lambda: ("x", "y"), seed=4, key={"data_seed": 3})
     _fcn2.trained_model("binary", 2, args, lambda: pytest.fail("trained twice"), seed=4, key={"data_seed": 3})
@@ -49,3 +51,11 @@ def test_trained_model_stores_under_the_payload_key_and_loads_it_back(tmp_path, 
     payload = {"family": "panda_fcn2", "precision": "binary", "input_bits": 2, "data": "fashion_mnist/train",
                "train_limit": 100, "data_seed": 3, "epochs": 3, "batch_size": 64, "seed": 4}
     assert (Store(None, cache=tmp_path).model_dir(weights_key(payload)) / "model.weights.h5").is_file()
+
+
+def test_deploy_fashion_payload_is_the_one_its_stored_weights_are_keyed_by():
+    import deploy_fashion
+
+    assert deploy_fashion.weights_payload("galloway_b64_in2", 3) == {
+        "family": "galloway_cnn", "precision": "B", "kernels": 64, "input_bits": 2,
+        "data": "fashion_mnist/train (all 60,000)", "epochs": 3, "batch_size": 128, "seed": 0}

@@ -6,7 +6,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from conftest import attack, lines_console, small_study
+from conftest import attack, lines_console, mc_cell, probe, small_study, transfer_cell, two_cell_study
 from edgebnn import data as data_lib
 from edgebnn.evaluation.metrics import attack_metrics, perturbation_metrics, targets_for
 from edgebnn.recipes import config, runner
@@ -14,19 +14,9 @@ from edgebnn.recipes.store import RunLock
 
 import tensorflow as tf
 
-TINY = small_study(
+TINY = two_cell_study(
     "tiny",
-    model="""
-        precision = "binary"
-        input_bits = 2
-        options = { hidden_units = 64 }  # FCN2's layout, narrower: the runner's plumbing needs no width
-    """,
-    attacks=[attack("fgsm", eps=[0.1, 0.2])],
     rest="""
-        [deploy]
-        enabled = false
-        [grid]
-        "model.precision" = ["float", "binary"]
         [[figures]]
         kind = "accuracy_vs_eps"
         name = "fgsm_curve"
@@ -243,11 +233,7 @@ FULL = small_study(
         attack("cw_l2", targets="all", max_iterations=5, binary_search_steps=1),
         attack("substitute", eps=0.3, holdout=30, rounds=2, epochs=2),
     ],
-    rest="""
-        [[probes]]
-        layer = "dense_1"
-        attack = "fgsm"
-        eps = 0.1
+    rest=probe("dense_1", attack="fgsm", eps=0.1) + textwrap.dedent("""
         [deploy]
         enabled = true
         [grid]
@@ -257,24 +243,13 @@ FULL = small_study(
         name = "adv"
         grid = false
         train.adversarial = { method = "fgsm", eps = 0.1, mode = "augment" }
-        [[cells]]
-        name = "mc"
-        grid = false
-        model = { family = "guan_lenet", precision = "float", options = { mc_dropout = true } }
-        evaluation.mc_passes = 5
-        attacks = [{ name = "fgsm", eps = 0.1 }]
-        probes = []
-        detection = [{ attack = "fgsm", eps = 0.1, fit = 60, samples = 5 }]
-        [[cells]]
-        name = "transfer"
-        grid = false
-        attacks = [{ name = "fgsm", eps = 0.1, source = "precision=float,input_bits=8" }]
-        probes = []
+    """) + mc_cell(passes=5, fit=60, attacks=[{"name": "fgsm", "eps": 0.1}]) + transfer_cell(
+        "precision=float,input_bits=8") + textwrap.dedent("""
         [[figures]]
         kind = "uncertainty_histogram"
         name = "mc_uncertainty"
         cell = "mc"
-    """,
+    """),
 )
 
 

@@ -94,3 +94,17 @@ def test_deterministic_twin_equals_the_model_built_without_mc_dropout(rng):
     np.testing.assert_allclose(np.asarray(twin(x)), np.asarray(plain(x)), rtol=1e-6, atol=1e-6)
     assert not random_inference_layers(twin) and random_inference_layers(model)  # the model is unchanged
     assert not np.array_equal(np.asarray(model(x)), np.asarray(model(x)))
+
+
+def test_uncertainty_summary_against_numpy_and_a_given_threshold():
+    from edgebnn.evaluation.uncertainty import MCPrediction, uncertainty_summary
+
+    u = np.arange(10, dtype=np.float64) / 100  # 0.00 .. 0.09
+    prediction = MCPrediction(np.array([0, 1] * 5, np.int64), np.zeros((10, 2), np.float32), u)
+    y = np.array([0] * 10)
+    own = uncertainty_summary(prediction, y)
+    assert own == pytest.approx({"accuracy": 0.5, "mean": 0.045, "median": 0.045,
+                                 "percentile": np.percentile(u, 90), "above": 0.1})
+    assert uncertainty_summary(prediction, y, threshold=0.045)["above"] == 0.5  # 0.05 .. 0.09
+    with pytest.raises(ValueError, match=r"`y` must hold one label per example, shape \(10,\), got shape \(9,\)"):
+        uncertainty_summary(prediction, y[:9])

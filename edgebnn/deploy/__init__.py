@@ -7,6 +7,7 @@ submodules directly: ``edgebnn.deploy.convert`` (``convert``, ``float_reference`
 passes of ``edgebnn.deploy.passes``, one module each), ``edgebnn.deploy.tflite_edit``
 (editing a parsed flatbuffer: the toolkit of ``storage``, ``thresholds`` and ``packing``),
 ``edgebnn.deploy.latency`` (the timing harness), ``edgebnn.deploy.report``, ``edgebnn.deploy.verify``, ``edgebnn.deploy.bundle``,
-``edgebnn.deploy.device``, and ``edgebnn.deploy.tflite`` (TensorFlow-free facts about
+``edgebnn.deploy.device`` (with ``edgebnn.deploy.isolation``, which runs its interpreter in a
+capped child process), and ``edgebnn.deploy.tflite`` (TensorFlow-free facts about
 the ``.tflite`` files: pixel scale, LCE op names).
 """

@@ -114,6 +114,39 @@ def predict_mc(model, x, *, samples=DEFAULT_SAMPLES, batch_size=256):
                         np.concatenate(uncertainties))
 
 
+
+#: Percentile of an example set's uncertainty that :func:`uncertainty_summary` reports and, by
+#: default, counts examples above (Guan et al. compare adversarial inputs with the clean ones').
+SUMMARY_PERCENTILE = 90
+
+
+def uncertainty_summary(prediction, y, *, threshold=None):
+    """Accuracy of an :class:`MCPrediction` and the distribution of its uncertainty (Guan Eq. 12).
+
+    Args:
+        prediction: :func:`predict_mc`'s result on ``n`` examples.
+        y: int ``(n,)`` true labels.
+        threshold: uncertainty above which an example counts in ``"above"``; default this
+            prediction's own :data:`SUMMARY_PERCENTILE`-th percentile (pass the clean inputs'
+            to see how many adversarial inputs look more uncertain than most clean ones).
+
+    Returns:
+        dict of floats: ``"accuracy"``, ``"mean"``, ``"median"``, ``"percentile"`` (the
+        :data:`SUMMARY_PERCENTILE`-th) of the uncertainty, and ``"above"``, the share of
+        examples whose uncertainty exceeds ``threshold``.
+
+    Raises:
+        ValueError: ``y`` does not hold one label per example.
+    """
+    y = np.asarray(y)
+    u = np.asarray(prediction.uncertainty)
+    if y.shape != u.shape:
+        raise ValueError(f"`y` must hold one label per example, shape {u.shape}, got shape {y.shape}.")
+    percentile = float(np.percentile(u, SUMMARY_PERCENTILE))
+    threshold = percentile if threshold is None else threshold
+    return {"accuracy": float(np.mean(prediction.classes == y)), "mean": float(u.mean()),
+            "median": float(np.median(u)), "percentile": percentile, "above": float(np.mean(u > threshold))}
+
 def deterministic_twin(model):
     """A copy of ``model`` with the same weights whose Monte-Carlo dropout is off at inference.
 

@@ -159,6 +159,20 @@ def judge_claims(session, all_records, cell_configs, *, paper_values=True):
                                    chance=1 / classes.pop() if len(classes) == 1 else 0.1)
 
 
+#: Report keys that hold timings or the command line: they differ between runs of the same study.
+VOLATILE = ("seconds", "computed_seconds", "work_seconds", "seconds_last", "command")
+
+
+def without_timings(value):
+    """A report (or any part of one) without its :data:`VOLATILE` keys, at every depth: what two runs
+    of one study must agree on."""
+    if isinstance(value, dict):
+        return {k: without_timings(v) for k, v in value.items() if k not in VOLATILE}
+    if isinstance(value, list):
+        return [without_timings(v) for v in value]
+    return value
+
+
 def build(session, plans, *, status, error, figures, versions):
     """The report dict of the run so far."""
     study = session.study

@@ -45,11 +45,12 @@ import shutil
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from edgebnn import _io
+from edgebnn import _io, _validate
 from edgebnn.recipes.schema import RecipeError
 
 #: Bumped when the meaning of stored artifacts changes, so old caches are not reused.
@@ -278,10 +279,9 @@ class Store:
             True if the weights came from the store, False if ``train_fn`` ran.
         """
         key = weights_key(payload)
-        path = self.model_dir(key) / "model.weights.h5"
+        path = self._weights_path(key)
         with self.lock(key, on_wait=on_wait):
-            if self.check_folder(path.parent, [path.name], load=lambda: model.load_weights(os.fspath(path))):
-                model.load_weights(os.fspath(path))
+            if self.load_weights(model, payload):
                 return True
             train_fn(model)
             with _io.atomic_path(path) as tmp:
@@ -289,6 +289,22 @@ class Store:
             _io.write_json(path.parent / "config.json", payload)
             self.seal(path.parent, [path.name, "config.json"])
             return False
+
+    def load_weights(self, model, payload):
+        """Give ``model`` the weights stored under ``payload`` (see :meth:`trained_weights`), if there are any.
+
+        Returns:
+            True if intact weights were stored and loaded; False if there are none (or they were
+            corrupt and set aside), and ``model`` is left as it was.
+        """
+        path = self._weights_path(weights_key(payload))
+        if not self.check_folder(path.parent, [path.name], load=lambda: model.load_weights(os.fspath(path))):
+            return False
+        model.load_weights(os.fspath(path))
+        return True
+
+    def _weights_path(self, key):
+        return self.model_dir(key) / "model.weights.h5"
 
     def model_dir(self, key):
         return self.root / "models" / key
@@ -368,6 +384,99 @@ class Store:
     def _read_arrays(path):
         with np.load(path) as npz:
             return {name: npz[name] for name in npz.files}
+
+
+#: Payload entries :func:`training_payload` writes itself (``key`` may not name them).
+_TRAINING_ENTRIES = ("family", "data", "epochs", "batch_size", "seed")
+
+
+def training_payload(family, *, options, data, epochs, batch_size, seed, key=None):
+    """What decides the weights of the zoo model ``family`` trained by :func:`trained_model`: its store payload.
+
+    ``{"family", **options, "data", **key, "epochs", "batch_size", "seed"}``; its
+    :func:`weights_key` is the store key.
+
+    Args:
+        family: a model family of :func:`edgebnn.zoo.get`.
+        options: the builder's keyword arguments (``precision``, ``input_bits``, its own options).
+        data: text naming the training data, e.g. ``"fashion_mnist/train"``.
+        epochs, batch_size, seed: the training schedule (:func:`edgebnn.training.train`).
+        key: more entries that decide the weights (a training-set size, a data seed); they may
+            not name the entries written from the other arguments.
+
+    Raises:
+        ValueError: a bad schedule or ``data``, or ``key`` naming an entry written from the other arguments.
+    """
+    _validate.positive_int(epochs, "epochs")
+    _validate.positive_int(batch_size, "batch_size")
+    _validate.integer(seed, "seed", low=0)
+    if not isinstance(data, str) or not data:
+        raise ValueError(f"`data` must be a non-empty text naming the training data, got {data!r}.")
+    key = dict(key or {})
+    clash = sorted(set(key) & (set(options) | set(_TRAINING_ENTRIES)))
+    if clash:
+        raise ValueError(f"`key`: {clash} are written from the other arguments; give them there.")
+    return {"family": family, **options, "data": data, **key, "epochs": epochs, "batch_size": batch_size,
+            "seed": seed}
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """What :func:`trained_model` returns.
+
+    Attributes:
+        model: the zoo model, with its trained weights, compiled for classification (loss and accuracy).
+        key: the store key of its weights (:func:`weights_key` of its :func:`training_payload`).
+        stored: True if the weights came from the store, False if they were trained now.
+    """
+
+    model: object
+    key: str
+    stored: bool
+
+
+def trained_model(family, *, options, data, train_data, epochs, batch_size, seed, cache, key=None, verbose=0,
+                  on_wait=None):
+    """The zoo model ``family`` trained with these settings: its weights from the store in ``cache``,
+    or trained now with :func:`edgebnn.training.train` and stored there.
+
+    For drivers that build their models in code rather than from a recipe. The store key is
+    the :func:`weights_key` of the :func:`training_payload` of these settings: everything that
+    decides the weights. Storing and the key's lock are :meth:`Store.trained_weights`'.
+
+    Args:
+        family, options, data, epochs, batch_size, seed, key: the settings (:func:`training_payload`).
+        train_data: ``() -> (x, y)``, the training images and labels; called only when the
+            weights are not stored.
+        cache: the store folder (shared by every driver given the same folder).
+        verbose: Keras' verbosity while training.
+        on_wait: ``() -> None``, called if another process holds the key's lock.
+
+    Returns:
+        A :class:`TrainedModel`.
+
+    Raises:
+        ValueError: bad settings (:func:`training_payload`) or an unknown family.
+        TypeError: ``train_data`` is not callable.
+    """
+    payload = training_payload(family, options=options, data=data, epochs=epochs, batch_size=batch_size, seed=seed,
+                               key=key)
+    if not callable(train_data):
+        raise TypeError(f"`train_data` must be a callable returning (x, y), got {type(train_data).__name__}.")
+    # TensorFlow loads only when a model is built: the store itself stays importable without it.
+    from edgebnn import zoo  # noqa: PLC0415
+    from edgebnn.training import compile_for_classification, train  # noqa: PLC0415
+
+    model = zoo.get(family)(**options)
+
+    def train_fn(m):
+        x, y = train_data()
+        train(m, x, y, epochs=epochs, batch_size=batch_size, seed=seed, verbose=verbose)
+
+    stored = Store(None, cache=cache).trained_weights(model, payload, train_fn, on_wait=on_wait)
+    if stored:  # compiled either way, as training leaves it: evaluate() works on both
+        compile_for_classification(model)
+    return TrainedModel(model=model, key=weights_key(payload), stored=stored)
 
 
 class Batches:
