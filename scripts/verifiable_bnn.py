@@ -35,7 +35,7 @@ def compare(net, x, y, *, eps, time_limit, names):
     """Per backend: answers, solver-reached examples, decided count, median / p95 seconds (TensorFlow-free)."""
     out = {"eps": eps, "time_limit": time_limit, "n": int(len(x)), "solvers": {}}
     for name in names:
-        records = exact.certify_net(net, x, y, eps=eps, time_limit=time_limit, solver=name)
+        records = exact.certify_net(net, x, y, eps=eps, time_limit=time_limit, solver=name, branch_share=0)
         reached = [r for r in records if r["source"] == "solver"]
         seconds = [r["seconds"] for r in reached]
         out["solvers"][name] = {
