@@ -237,10 +237,10 @@ def test_solver_comparison_script_runs_every_backend_on_the_same_examples(rng):
     net = extract(model)
     x = rng.uniform(0, 1, size=(6, 3, 3, 1)).astype(np.float32)
     y = model(x, training=False).numpy().argmax(-1)
-    names = ["milp", "minicard", "cpsat"]
+    names = ["milp", "minicard", "cpsat", verifiable_bnn.BRANCH]
     result = verifiable_bnn.compare(net, x, y, eps=0.3, time_limit=10, names=names)
     assert result["disagreements"] == 0
     statuses = [result["solvers"][s]["statuses"] for s in names]
-    assert statuses[0] == statuses[1] == statuses[2]
-    assert all(result["solvers"][s]["version"] == solvers.version(s) for s in names)
+    assert statuses[0] == statuses[1] == statuses[2] == statuses[3]
+    assert all(result["solvers"][s]["version"] == solvers.version(s) for s in names[:3])
     assert "minicard" in verifiable_bnn.solvers_markdown(result)
