@@ -144,6 +144,19 @@ def test_affine_logit_fit_bounds_the_table():
     assert np.all(residual < 1e-3)  # the table is BatchNorm of p: affine up to float32 rounding
 
 
+def test_batch_norm_calibration_sets_the_statistics_of_each_layers_inputs(rng):
+    model = _model(11, architecture="conv_small", precision="ternary")
+    x = rng.uniform(0, 1, size=(64, *SMALL_SHAPE)).astype(np.float32)
+    assert eev.calibrate_batch_norm(model, x, batch_size=16) is model
+    for layer in [lay for lay in model.layers if isinstance(lay, tf.keras.layers.BatchNormalization)]:
+        z = tf.keras.Model(model.inputs, layer.input)(x, training=False).numpy()
+        axes = tuple(range(z.ndim - 1))
+        np.testing.assert_allclose(layer.moving_mean.numpy(), z.mean(axis=axes), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(layer.moving_variance.numpy(), z.var(axis=axes), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="batch_size"):
+        eev.calibrate_batch_norm(model, x, batch_size=0)
+
+
 def test_interval_bounds_contain_every_point_of_the_ball(rng):
     model = _model(5, architecture="conv_small", precision="ternary", input_shape=(28, 28, 1))
     x = rng.uniform(0, 1, size=(4, 28, 28, 1)).astype(np.float32)
