@@ -115,7 +115,8 @@ def _check_against_brute_force(solve, *, seeds=(10, 11, 12)):
 ])
 def test_solver_equals_brute_force(solver, split_rivals):
     answers = _check_against_brute_force(lambda net, x, y, eps: exact.certify_example(
-        net, x, y, eps=eps, solver=solver, enumeration_limit=0, search_steps=0, split_rivals=split_rivals))
+        net, x, y, eps=eps, solver=solver, enumeration_limit=0, search_steps=0, split_rivals=split_rivals,
+        branch_share=0))
     assert ("robust", "solver") in answers and ("not_robust", "solver") in answers
 
 
@@ -126,10 +127,18 @@ def test_enumeration_equals_brute_force():
     assert ("robust", "enumeration") in answers and ("not_robust", "enumeration") in answers
 
 
+def test_branch_and_bound_equals_brute_force():
+    """Branch and bound over pixel ranges decides every example itself (no time limit), exactly."""
+    answers = _check_against_brute_force(lambda net, x, y, eps: exact.certify_example(
+        net, x, y, eps=eps, enumeration_limit=0, search_steps=0, branch_share=1))
+    assert {source for _, source in answers} <= {"clean", "bounds", "branch"}
+    assert ("robust", "branch") in answers and ("not_robust", "branch") in answers
+
+
 def test_search_then_solver_equals_brute_force():
     """Hill climbing refutes some examples before the solver; the answers stay exact."""
     answers = _check_against_brute_force(lambda net, x, y, eps: exact.certify_example(
-        net, x, y, eps=eps, solver="milp", enumeration_limit=0, search_steps=exact.SEARCH_STEPS))
+        net, x, y, eps=eps, solver="milp", enumeration_limit=0, search_steps=exact.SEARCH_STEPS, branch_share=0))
     assert ("not_robust", "search") in answers and ("robust", "solver") in answers
 
 

@@ -8,7 +8,7 @@ import pytest
 import edgebnn  # noqa: F401
 from conftest import randomize_batch_norm
 from edgebnn import quantizers
-from edgebnn.certify import encode, exact, solvers
+from edgebnn.certify import branch, encode, exact, solvers
 from edgebnn.certify.network import UnsupportedModelError, conv_as_dense, extract
 from edgebnn.zoo import eev
 
@@ -102,11 +102,59 @@ def test_ternary_and_conv_certification_equals_brute_force(solver, rng):
         for i, eps in itertools.product(range(len(x)), (0.15, 0.3)):
             y = int(model(x[i : i + 1], training=False).numpy().argmax())
             record = exact.certify_example(net, x[i], y, eps=eps, solver=solver, enumeration_limit=0,
-                                           search_steps=0)
+                                           search_steps=0, branch_share=0)
             assert record["status"] == ("robust" if _brute_force(model, net, x[i], y, eps) else "not_robust")
             assert record["solver"] == solver and record["solver_version"] == solvers.version(solver)
             answers.add((record["status"], record["source"]))
     assert ("robust", "solver") in answers and ("not_robust", "solver") in answers
+
+
+def test_branch_and_bound_on_ternary_and_conv_equals_brute_force(rng):
+    """Sparse products over unrolled ternary convolutions, the affine logit bound: answers equal enumeration in Keras."""
+    shape = (3, 3, 1)
+    answers = set()
+    for seed, architecture in ((30, "mlp"), (31, "conv_small"), (32, "conv_small")):
+        tf.keras.utils.set_random_seed(seed)
+        model = eev.build_verifiable(architecture=architecture, precision="ternary", hidden_units=5,
+                                     hidden_layers=2, input_bits=2, num_classes=3, input_shape=shape,
+                                     threshold_ratio=0.5)
+        model = randomize_batch_norm(model, seed=seed, mean_std=1.0, beta_std=0.5, variance=(0.5, 4.0))
+        net = extract(model)
+        x = rng.uniform(0, 1, size=(6, *shape)).astype(np.float32)
+        for i, eps in itertools.product(range(len(x)), (0.15, 0.3)):
+            y = int(model(x[i : i + 1], training=False).numpy().argmax())
+            status, levels, boxes = branch.search(net, x[i].reshape(-1), y, eps)
+            assert status == ("robust" if _brute_force(model, net, x[i], y, eps) else "not_robust")
+            assert boxes >= 1
+            if levels is not None:
+                cx = encode.witness(x[i].reshape(-1), levels, eps, net.bits)
+                assert model(cx.reshape(1, *shape), training=False).numpy().argmax() != y
+                assert branch.search(net, x[i].reshape(-1), y, eps, max_boxes=1)[0] in ("unknown", "not_robust")
+            answers.add(status)
+    assert answers == {"robust", "not_robust"}
+
+
+def test_affine_logit_fit_bounds_the_table():
+    model = _model(5, architecture="mlp", precision="ternary", input_shape=(3, 3, 1), classes=3)
+    net = extract(model)
+    slope, intercept, residual = branch.affine_logits(net)
+    m = (net.logit_table.shape[0] - 1) // 2
+    p = np.arange(-m, m + 1)[:, None]
+    assert np.all(np.abs(net.logit_table - (slope * p + intercept)) <= residual)
+    assert np.all(residual < 1e-3)  # the table is BatchNorm of p: affine up to float32 rounding
+
+
+def test_batch_norm_calibration_sets_the_statistics_of_each_layers_inputs(rng):
+    model = _model(11, architecture="conv_small", precision="ternary")
+    x = rng.uniform(0, 1, size=(64, *SMALL_SHAPE)).astype(np.float32)
+    assert eev.calibrate_batch_norm(model, x, batch_size=16) is model
+    for layer in [lay for lay in model.layers if isinstance(lay, tf.keras.layers.BatchNormalization)]:
+        z = tf.keras.Model(model.inputs, layer.input)(x, training=False).numpy()
+        axes = tuple(range(z.ndim - 1))
+        np.testing.assert_allclose(layer.moving_mean.numpy(), z.mean(axis=axes), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(layer.moving_variance.numpy(), z.var(axis=axes), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="batch_size"):
+        eev.calibrate_batch_norm(model, x, batch_size=0)
 
 
 def test_interval_bounds_contain_every_point_of_the_ball(rng):
@@ -202,10 +250,10 @@ def test_solver_comparison_script_runs_every_backend_on_the_same_examples(rng):
     net = extract(model)
     x = rng.uniform(0, 1, size=(6, 3, 3, 1)).astype(np.float32)
     y = model(x, training=False).numpy().argmax(-1)
-    names = ["milp", "minicard", "cpsat"]
+    names = ["milp", "minicard", "cpsat", verifiable_bnn.BRANCH]
     result = verifiable_bnn.compare(net, x, y, eps=0.3, time_limit=10, names=names)
     assert result["disagreements"] == 0
     statuses = [result["solvers"][s]["statuses"] for s in names]
-    assert statuses[0] == statuses[1] == statuses[2]
-    assert all(result["solvers"][s]["version"] == solvers.version(s) for s in names)
+    assert statuses[0] == statuses[1] == statuses[2] == statuses[3]
+    assert all(result["solvers"][s]["version"] == solvers.version(s) for s in names[:3])
     assert "minicard" in verifiable_bnn.solvers_markdown(result)

@@ -28,6 +28,7 @@ import dataclasses
 import functools
 
 import numpy as np
+from scipy import sparse
 
 #: Neuron kinds of a hidden layer: constant -1, constant +1, +1 iff sum >= T, +1 iff sum <= T.
 CONST_NEG, CONST_POS, FIRE_GE, FIRE_LE = 0, 1, 2, 3
@@ -73,6 +74,15 @@ class BinaryNet:
     def float_kernels(self):
         """The kernels as float32, for BLAS products of integer vectors (exact: every sum is far below ``2**24``)."""
         return tuple(k.astype(np.float32) for k in self.kernels)
+
+    @functools.cached_property
+    def sparse_kernels(self):
+        """Per layer, the float32 kernel and its absolute value as transposed CSR matrices ``(units, fan_in)``.
+
+        Convolution kernels written as dense matrices are mostly zeros; products with many
+        inputs at once (:mod:`.branch`) are far cheaper over their nonzeros.
+        """
+        return tuple((sparse.csr_matrix(k.T), sparse.csr_matrix(np.abs(k.T))) for k in self.float_kernels)
 
     @property
     def macs_after_first(self):

@@ -14,13 +14,18 @@ import time
 import numpy as np
 
 from edgebnn import _validate
-from edgebnn.certify import encode, search, solvers
+from edgebnn.certify import branch, encode, search, solvers
 
 STATUSES = ("robust", "not_robust", "unknown")
 #: Where an answer came from: the clean input is already wrong, a given input (an
 #: attack's) already changes the prediction, integer bounds alone prove robustness,
-#: exhaustive enumeration, hill climbing on the exact model (:mod:`.search`), or the solver.
-SOURCES = ("clean", "hint", "bounds", "enumeration", "search", "solver")
+#: exhaustive enumeration, hill climbing on the exact model (:mod:`.search`), branch and bound
+#: over pixel ranges (:mod:`.branch`), or the solver.
+SOURCES = ("clean", "hint", "bounds", "enumeration", "search", "branch", "solver")
+#: Share of the time left after hill climbing that branch and bound over pixel ranges gets before the solver.
+BRANCH_SHARE = 0.5
+#: Boxes branch and bound may bound when there is no time limit (the solver then decides what is left).
+BRANCH_BOXES = 1 << 14
 #: Balls with at most this many discretized inputs are searched exhaustively instead of solved.
 ENUMERATION_LIMIT = 1 << 20
 #: Moves of the exact-model hill climbing tried before the solver.
@@ -64,7 +69,7 @@ def _solve_by_rival(solve, problem, order, time_limit, start):
 
 
 def certify_example(net, x, y, *, eps, time_limit=None, solver="milp", hint=None, enumeration_limit=ENUMERATION_LIMIT,
-                    search_steps=SEARCH_STEPS, split_rivals=False):
+                    search_steps=SEARCH_STEPS, split_rivals=False, branch_share=BRANCH_SHARE):
     """Decide whether any input within ``eps`` (L-infinity) of ``x`` is not classified as ``y``.
 
     Args:
@@ -89,6 +94,10 @@ def certify_example(net, x, y, *, eps, time_limit=None, solver="milp", hint=None
             problem with a disjunction over the classes. Off by default: each call
             pays the solver's set-up and presolve again, which a short time limit
             cannot absorb.
+        branch_share: share of the time left after hill climbing given to branch and
+            bound over pixel ranges (:func:`.branch.search`, complete: it decides when it
+            finishes) before the solver gets the rest; 0: none. Without a time limit it
+            bounds at most :data:`BRANCH_BOXES` boxes.
 
     Returns:
         A dict with ``status`` (``robust`` / ``not_robust`` / ``unknown``), ``source``
@@ -99,6 +108,7 @@ def certify_example(net, x, y, *, eps, time_limit=None, solver="milp", hint=None
     """
     start = time.perf_counter()
     _validate.integer(search_steps, "search_steps", low=0)
+    _validate.number(branch_share, "branch_share", low=0, high=1)
     x = np.asarray(x, np.float32).reshape(-1)
     solve = solvers.get(solver)
     record = {"status": None, "source": None, "free_pixels": None, "unstable": None, "predicted": None,
@@ -139,6 +149,14 @@ def certify_example(net, x, y, *, eps, time_limit=None, solver="milp", hint=None
         return done("not_robust", "search", encode.witness(x, levels, eps, net.bits))
     if time_limit is not None and time_limit - (time.perf_counter() - start) <= 0:
         return done("unknown", "solver")
+    if branch_share > 0:
+        share = None if time_limit is None else branch_share * (time_limit - (time.perf_counter() - start))
+        status, levels, _ = branch.search(net, x, y, eps, time_limit=share,
+                                          max_boxes=BRANCH_BOXES if time_limit is None else None)
+        if status == "robust":
+            return done("robust", "branch")
+        if status == "not_robust":
+            return done("not_robust", "branch", encode.witness(x, levels, eps, net.bits))
     order = {c: -best[c] for c in range(len(best))}
     # the most promising rival first (backends that decide rivals one at a time stop at the first that wins)
     problem.rivals.sort(key=lambda r: order.get(r.cls, 0))
@@ -174,14 +192,16 @@ def _summary(records):
 
 
 def certify_net(net, x, y, *, eps, time_limit=None, solver="milp", processes=1, hints=None, progress=None,
-                enumeration_limit=ENUMERATION_LIMIT, search_steps=SEARCH_STEPS, split_rivals=False):
+                enumeration_limit=ENUMERATION_LIMIT, search_steps=SEARCH_STEPS, split_rivals=False,
+                branch_share=BRANCH_SHARE):
     """:func:`certify_example` over a batch, in up to ``processes`` worker processes.
 
     Args:
         net: the network.
         x: inputs, shape ``(batch, ...)``.
         y: labels, shape ``(batch,)``.
-        eps, time_limit, solver, enumeration_limit, search_steps, split_rivals: as in :func:`certify_example`.
+        eps, time_limit, solver, enumeration_limit, search_steps, split_rivals, branch_share: as in
+            :func:`certify_example`.
         processes: worker processes (1: in this process).
         hints: optional inputs shaped like ``x`` (e.g. attack outputs), see :func:`certify_example`.
         progress: ``None`` or ``progress(label, done, total)`` (the shape of every
@@ -194,7 +214,7 @@ def certify_net(net, x, y, *, eps, time_limit=None, solver="milp", processes=1, 
     x = np.asarray(x, np.float32).reshape(len(x), -1)
     y = np.asarray(y).astype(int)
     options = dict(eps=eps, time_limit=time_limit, solver=solver, enumeration_limit=enumeration_limit,
-                   search_steps=search_steps, split_rivals=split_rivals)
+                   search_steps=search_steps, split_rivals=split_rivals, branch_share=branch_share)
     tasks = [(i, x[i], int(y[i]), {**options, "hint": None if hints is None else np.asarray(hints[i])})
              for i in range(len(x))]
     records = [None] * len(x)

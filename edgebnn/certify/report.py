@@ -57,8 +57,8 @@ def summarize_examples(rows, *, eps):
     status = np.array([r["status"] for r in rows])
     source = np.array([r["source"] for r in rows])
     broken = np.array([r["attack_broke"] for r in rows], bool)
-    exact_sources = ("solver", "enumeration")
-    solved = [r["seconds"] for r in rows if r["source"] in ("solver", "bounds", "enumeration", "search")]
+    exact_sources = ("solver", "enumeration", "branch")
+    solved = [r["seconds"] for r in rows if r["source"] in ("solver", "bounds", "enumeration", "search", "branch")]
     seconds = [r["seconds"] for r in rows]
     attack_names = sorted({name for r in rows for name in r.get("attacks_broke", [])})
     missed = [r["index"] for r in rows if r["attack_missed"]]
@@ -79,6 +79,7 @@ def summarize_examples(rows, *, eps):
         "robust_by_bounds": int(np.sum((status == "robust") & (source == "bounds"))),
         "refuted_by_solver": int(np.sum((status == "not_robust") & np.isin(source, exact_sources))),
         "decided_by_enumeration": int(np.sum(source == "enumeration")),
+        "decided_by_branch": int(np.sum(source == "branch")),
         "refuted_by_search": int(np.sum((status == "not_robust") & (source == "search"))),
         "refuted_by_attack": int(np.sum(source == "hint")),
         "attack_missed": len(missed),
@@ -241,7 +242,8 @@ def compare_solvers(model, x, y, *, eps, time_limit, solvers=("milp", "sat")):
     net = extract(model)
     out = {"eps": eps, "time_limit": time_limit, "n": int(len(x)), "solvers": {}}
     for name in solvers:
-        records = certify_net(net, x, y, eps=eps, time_limit=time_limit, solver=name, enumeration_limit=0)
+        records = certify_net(net, x, y, eps=eps, time_limit=time_limit, solver=name, enumeration_limit=0,
+                              branch_share=0)
         seconds = [r["seconds"] for r in records]
         out["solvers"][name] = {
             "statuses": [r["status"] for r in records],

@@ -134,6 +134,38 @@ def unstable_fraction(model, x, eps):
     return tf.reduce_mean(tf.concat(flags, axis=1), axis=1)
 
 
+def calibrate_batch_norm(model, x, *, batch_size=500):
+    """Set every BatchNorm's moving mean and variance to the statistics of its inputs over ``x``, layer by layer.
+
+    The moving averages of training lag behind weights that keep changing: with sparse
+    ternary kernels a weight entering or leaving the zero band shifts a neuron's whole
+    sum distribution, so the inference-mode network can be far worse than in training.
+    EEV recomputes the statistics on training data before choosing its model
+    (``calib_bn``); this does the same exactly, each layer after the ones before it are
+    calibrated, in inference mode.
+
+    Args:
+        model: a chain model with ``BatchNormalization`` layers (changed in place).
+        x: inputs, e.g. the training images.
+        batch_size: inputs per forward pass.
+
+    Returns:
+        ``model``.
+    """
+    _validate.positive_int(batch_size, "batch_size")
+    if len(x) == 0:
+        raise ValueError("calibrate_batch_norm: `x` is empty.")
+    for layer in model.layers:
+        if not isinstance(layer, tf.keras.layers.BatchNormalization):
+            continue
+        probe = tf.keras.Model(model.inputs, layer.input)
+        z = probe.predict(x, batch_size=batch_size, verbose=0).astype("float64")
+        axes = tuple(range(z.ndim - 1))
+        layer.moving_mean.assign(z.mean(axis=axes).astype("float32"))
+        layer.moving_variance.assign(z.var(axis=axes).astype("float32"))
+    return model
+
+
 @tf.keras.utils.register_keras_serializable(package="edgebnn")
 class VerifiableModel(tf.keras.Model):
     """A functional chain model that adds :func:`stability_loss` over the ``stability_eps`` ball in training.
