@@ -59,6 +59,9 @@ class Certify(Kind):
         except UnsupportedModelError as e:
             raise RecipeError(f"`{where}`: {e}") from None
 
+    def metrics(self, spec, *, recipe):
+        return ("accuracy", "attack_accuracy", "clean_accuracy", *_SUMMARY, "report")
+
     def units(self, spec, *, recipe):
         base = spec.model_dump(mode="json")
         return [{**base, "eps": eps} for eps in spec.eps]
