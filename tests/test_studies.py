@@ -10,7 +10,8 @@ from conftest import attack, lines_console, small_study
 from edgebnn import data as data_lib
 from edgebnn.evaluation.metrics import attack_metrics, perturbation_metrics, targets_for
 from edgebnn.recipes import config, runner
-from edgebnn.recipes.store import RunLock
+from edgebnn.recipes.evaluations import KINDS, entries
+from edgebnn.recipes.store import RunLock, Store
 
 import tensorflow as tf
 
@@ -118,6 +119,23 @@ def test_report_numbers_equal_direct_api_calls(tiny_run, data_dir):
     assert table["columns"] == [["clean", 0.0], ["fgsm", 0.1], ["fgsm", 0.2]]
     assert "| precision=float |" in (out / "report.md").read_text()
     assert "evaluations on the first 60 images of the test part" in report["data_caption"]
+
+
+def _assert_declared_metrics(study, out, report):
+    """Every stored result of every entry holds exactly the metric names its kind declares for the entry."""
+    store = Store(out)
+    for cell in study.cells:
+        for kind, where, spec in entries(cell.recipe):
+            keys = [u for u in report["records"] if u["cell"] == cell.name and u["evaluation"] == kind]
+            assert keys, (cell.name, where)
+            for record in keys:
+                stored = store.load_result(record["key"])["metrics"]
+                assert set(stored) == set(KINDS[kind].metrics(spec, recipe=cell.recipe)), (cell.name, where)
+
+
+def test_every_result_holds_exactly_the_metrics_its_kind_declares(tiny_run):
+    study, out, report, _ = tiny_run
+    _assert_declared_metrics(study, out, report)
 
 
 def test_figure_files_decode_and_hold_the_curves(tiny_run):
@@ -288,6 +306,7 @@ def test_full_study_against_direct_api_calls(tmp_path, data_dir):
     out = tmp_path / "run"
     report, _ = _run(study, out)
     assert report["status"] == "complete"
+    _assert_declared_metrics(study, out, report)
     x_test, y_test = data_lib.load("fashion_mnist", "test", data_dir=data_dir, limit=200, seed=0)
     x, y = x_test[:40], y_test[:40]
     cells = {c["id"]: c for c in report["cells"]}
@@ -362,7 +381,9 @@ def test_strong_evaluation_kind_reports_the_ensemble_and_the_checks(tmp_path, da
         """
     )
     out = tmp_path / "run"
-    report, _ = _run(_study(tmp_path, text, data_dir=data_dir), out)
+    study = _study(tmp_path, text, data_dir=data_dir)
+    report, _ = _run(study, out)
+    _assert_declared_metrics(study, out, report)
     [cell] = report["cells"]
     [record] = [r for r in cell["results"] if r["evaluation"] == "robustness"]
     strong = record["report"]
@@ -504,7 +525,9 @@ def test_certify_kind_against_direct_certification(tmp_path, data_dir):
     from edgebnn.certify import certify  # noqa: PLC0415
 
     out = tmp_path / "run"
-    report, _ = _run(_study(tmp_path, CERTIFY, data_dir=data_dir), out)
+    study = _study(tmp_path, CERTIFY, data_dir=data_dir)
+    report, _ = _run(study, out)
+    _assert_declared_metrics(study, out, report)
     records = {r["eps"]: r for r in report["records"] if r["evaluation"] == "certify"}
     assert set(records) == {0.02, 0.05} and all(r["attack"] == "certified" for r in records.values())
     model = _model(out, report, report["cells"][0]["id"])

@@ -24,7 +24,10 @@ A comparison holds when ``left op right + margin``. A reference ``{metric, match
 selects records as a table's paper values do (record keys first, then the cell's
 dotted configuration keys) and averages the metric over repeats; a reference that
 matches no record, or records of more than one result (say both the single-sample
-and the EOT attack), leaves its claim *not evaluated* instead of passing silently.
+and the EOT attack), leaves its claim *not evaluated* instead of passing silently. A
+reference naming a metric that no evaluation of the cells it may match produces
+(each evaluation kind declares its metrics) is an error when the recipe loads
+(:func:`check_metrics`), before anything is trained.
 
 Every comparison carries a 95% interval on ``left - (right + margin)`` (see
 :func:`interval`): a paired bootstrap over the evaluated images when both sides'
