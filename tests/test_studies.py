@@ -545,6 +545,45 @@ def test_certify_kind_against_direct_certification(tmp_path, data_dir):
     assert "Exact robustness" in (out / "report.md").read_text()
 
 
+@pytest.mark.slow
+def test_an_interrupted_certification_keeps_its_finished_parts_and_resumes_to_the_same_numbers(
+        tmp_path, data_dir, monkeypatch):
+    from edgebnn.recipes.evaluations import certify as certify_kind  # noqa: PLC0415
+    from edgebnn.recipes.store import Batches  # noqa: PLC0415
+
+    monkeypatch.setattr(certify_kind, "EXAMPLES_PER_PART", 2)
+    study = _study(tmp_path, CERTIFY.replace("eps = [0.02, 0.05]", "eps = [0.05]").replace("limit = 6", "limit = 4"),
+                   data_dir=data_dir)
+    whole, _ = _run(study, tmp_path / "whole")
+
+    save = Batches.save
+
+    def save_then_stop(self, call, index, array):  # Ctrl-C right after the first part is stored
+        save(self, call, index, array)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Batches, "save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        _run(study, tmp_path / "stopped")
+    assert json.loads((tmp_path / "stopped" / "report.json").read_text())["status"] == "interrupted"
+    monkeypatch.setattr(Batches, "save", save)
+    resumed, lines = _run(study, tmp_path / "stopped")
+    assert any(line.endswith("certify eps=0.05 ... (resuming: 1 finished batch kept)") for line in lines), lines
+
+    [ours], [theirs] = ([r for r in report["records"] if r["evaluation"] == "certify"] for report in (resumed, whole))
+    assert ours["n"] == theirs["n"] == 4
+    for key in ("clean_accuracy", "attack_accuracy", "refuted_by_attack"):
+        assert ours[key] == theirs[key], key
+    ours_rows, theirs_rows = (r["report"]["results"][0]["examples"] for r in (ours, theirs))
+    assert [r["index"] for r in ours_rows] == [0, 1, 2, 3]
+    for a, b in zip(ours_rows, theirs_rows):
+        assert (a["clean_correct"], a["attack_broke"]) == (b["clean_correct"], b["attack_broke"])
+        if "unknown" not in (a["status"], b["status"]):  # the solver's time limit may fall either way
+            assert a["status"] == b["status"]
+    assert not (tmp_path / "stopped" / "store" / "partial").exists() or not any(
+        (tmp_path / "stopped" / "store" / "partial").iterdir())
+
+
 @pytest.mark.parametrize("change, match", [
     (('precision = "binary"', 'precision = "float"'), r"`certify.0`: certify: unsupported layer 'dense_0'"),
     (("time_limit = 10", 'time_limit = 10\nsolver = "z3"'), r"`certify.0.solver` must be one of"),
