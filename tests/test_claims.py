@@ -84,6 +84,43 @@ def test_bad_claims_fail_at_load_with_one_line_naming_the_key(mutate, message):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("mutate, message", [
+    (lambda t: _compare(t)["left"].update(metric="acuracy"),
+     r"^`claims\.0\.compare\.0\.left\.metric`: claim 'C1' names the metric 'acuracy', which no record it matches "
+     r"will carry; they carry: accuracy, accuracy_eval, attempted, eot_samples, images, images_eval, l2_mean, "
+     r"l2_mean_all, l2_median, linf_max, linf_mean, linf_median, success_rate, successes\.$"),
+    # the Monte-Carlo vote's accuracy needs evaluation.mc_passes
+    (lambda t: _compare(t)["right"].update(metric="accuracy_mc"), r"`claims\.0\.compare\.0\.right\.metric`: .*'accuracy_mc'"),
+    # the clean result carries no success rate, the attack's does: `evaluation` narrows what a reference may match
+    (lambda t: _compare(t)["left"].update(metric="success_rate", match={"evaluation": "clean"}),
+     r"'success_rate', which no record it matches will carry; they carry: accuracy, accuracy_eval, images, images_eval\.$"),
+    (lambda t: _compare(t)["left"].update(metric="accuracy", match={"model.precision": "xnor"}),
+     r"'accuracy', which no record it matches will carry; no evaluation of the study matches it\.$"),
+    (lambda t: t.update(tables=[{"title": "Norms", "metric": "l2_mean_al"}]),
+     r"^`tables\.0\.metric`: table 'Norms' names the metric 'l2_mean_al', which no record it shows will carry; they "
+     r"carry: accuracy, .*, l2_mean_all, .*\.$"),
+    (lambda t: t.update(tables=[{"title": "Norms", "metric": "l2_mean", "evaluation": "attack"}]),
+     r"^`tables\.0\.evaluation` must be one of \['clean', 'attacks', .*\], got 'attack'\.$"),
+])
+def test_claims_and_tables_naming_a_metric_no_record_will_carry_fail_at_load(mutate, message):
+    with pytest.raises(config.RecipeError, match=message):
+        _expand(mutate)
+
+
+def test_a_metric_an_override_turns_off_leaves_its_claim_to_the_run(tmp_path):
+    """A claim on a metric of the recipe at its defaults (the Monte-Carlo vote) still loads when ``--set``
+    turns that metric off, like a claim on a cell a budget leaves out: it is not evaluated at the end."""
+    text = BASE_TEXT.replace("batch_size = 30\n", "batch_size = 30\nmc_passes = 4\n", 1).replace(
+        'left = { metric = "accuracy",', 'left = { metric = "accuracy_mc",', 1)
+    path = tmp_path / "mc.toml"
+    path.write_text(text)
+    assert config.load(path).cells[0].recipe.evaluation.mc_passes == 4
+    off = config.load(path, overrides=["evaluation.mc_passes=0"])
+    assert off.cells[0].recipe.evaluation.mc_passes == 0 and off.claims[0].compare[0].left.metric == "accuracy_mc"
+    with pytest.raises(config.RecipeError, match=r"^mc\.toml: `claims\.0\.compare\.0\.left\.metric`: .*'accuracy_mcc'"):
+        config.load(path, overrides=["evaluation.mc_passes=0", "claims.0.compare.0.left.metric=accuracy_mcc"])
+
+
 def test_match_accepts_dotted_configuration_keys():
     def mutate(t):
         _compare(t)["left"]["match"] = {"model.precision": "float", "attack": "clean"}

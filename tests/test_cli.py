@@ -1,7 +1,7 @@
 """`python -m edgebnn.recipes`: end to end on a small real subset, and clear failures.
 
-Every test but one calls ``main(argv)`` in-process; the one subprocess test checks the real
-``python -m`` entry point (exit status and stderr of the process).
+Every test calls ``main(argv)`` in-process but those about the process itself: the real
+``python -m`` entry point (exit status and stderr), and which modules a failing run imported.
 """
 
 import json
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import attack, run_cli, small_study
 from edgebnn.recipes.__main__ import DEBUG_ENV, EXIT_BAD_INPUT, main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,6 +39,64 @@ def test_the_module_entry_point_exits_with_mains_status():
     assert result.returncode == EXIT_BAD_INPUT and result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: unknown recipe 'nope'"), lines
+
+
+#: Runs the CLI, then says on stderr whether TensorFlow was imported by the time the process exits.
+_TENSORFLOW_AT_EXIT = (
+    "import atexit, sys\n"
+    "atexit.register(lambda: print('tensorflow imported:', 'tensorflow' in sys.modules, file=sys.stderr))\n"
+    "from edgebnn.recipes.__main__ import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+_CLAIMED = small_study("claimed", attacks=[attack("fgsm", eps=[0.1])], rest="""
+    [[claims]]
+    id = "C1"
+    claim = "FGSM lowers the accuracy"
+    criterion = "accuracy under FGSM < clean accuracy"
+    [[claims.compare]]
+    left = { metric = "accuracy", match = { attack = "fgsm" } }
+    op = "<"
+    right = { metric = "accuracy", match = { attack = "clean" } }
+""")
+
+
+def _cli_process(*args, debug=False):
+    """``(exit status, stderr lines)`` of the CLI run in a fresh Python process."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop(DEBUG_ENV, None)
+    if debug:
+        env[DEBUG_ENV] = "1"
+    result = subprocess.run([sys.executable, "-c", _TENSORFLOW_AT_EXIT, *map(str, args)], capture_output=True,
+                            text=True, env=env, cwd=REPO, timeout=300)
+    return result.returncode, result.stderr.strip().splitlines()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.epochs=0", "`train.epochs`: input should be greater than or equal to 1, got 0."),
+    ("attacks.0.eps=-0.1", "`attacks.0.eps`: must be a number >= 0 or a list of numbers >= 0, got -0.1."),
+    ("data.colour=1", "unknown key `data.colour`"),
+    ("claims.0.compare.0.left.metric=acuracy", "`claims.0.compare.0.left.metric`: claim 'C1' names the metric "
+                                               "'acuracy', which no record it matches will carry; they carry: "),
+])
+def test_a_recipe_error_is_one_line_without_importing_tensorflow(tmp_path, override, message):
+    path = tmp_path / "claimed.toml"
+    path.write_text(_CLAIMED)
+    code, lines = _cli_process("run", path, "--out", tmp_path / "run", "--set", override)
+    assert code == EXIT_BAD_INPUT, lines
+    assert len(lines) == 2 and lines[0].startswith(f"error: claimed.toml: {message}"), lines
+    assert lines[1] == "tensorflow imported: False"
+    assert not (tmp_path / "run").exists()
+
+    code, lines = _cli_process("run", path, "--set", override, debug=True)
+    assert code == 1 and lines[0] == "Traceback (most recent call last):", lines
+    assert lines[-2].startswith("edgebnn.recipes.schema.RecipeError: claimed.toml: ") and message in lines[-2], lines
+    assert lines[-1] == "tensorflow imported: False"
+
+
+def test_list_imports_no_tensorflow():
+    code, lines = _cli_process("list")
+    assert code == 0 and lines == ["tensorflow imported: False"]
 
 
 def test_list_shows_quickstart(cli):

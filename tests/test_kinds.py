@@ -28,6 +28,9 @@ class Margins(Kind):
     Spec = MarginSpec
     summary_metrics = ("margin_mean",)
 
+    def metrics(self, spec, *, recipe):
+        return ("margin_mean", "accuracy")
+
     def units(self, spec, *, recipe):
         return [{"scale": spec.scale}]
 
@@ -119,6 +122,38 @@ def test_a_kind_and_an_attack_added_here_run_and_render_everywhere(tmp_path, mon
     runner.run(study, tmp_path / "run", console=again)
     assert any("margin x2:" in line and line.endswith("(cached)") for line in again.lines)
     assert any("flip eps=0.2:" in line and line.endswith("(cached)") for line in again.lines)
+
+
+MARGIN_CLAIM = """
+    [[claims]]
+    id = "M1"
+    claim = "the doubled margin is positive"
+    criterion = "margin_mean > 0"
+    [[claims.compare]]
+    left = {{ metric = "{metric}", match = {{ evaluation = "margins" }} }}
+    op = ">"
+    value = 0.0
+"""
+
+
+def test_claims_and_tables_on_a_kind_added_here_are_checked_against_its_metrics_at_load(tmp_path, monkeypatch):
+    monkeypatch.setitem(KINDS, "margins", Margins())
+    monkeypatch.setitem(attacks.ATTACKS, "flip", AttackInfo(flip))
+    path = tmp_path / "extended.toml"
+    path.write_text(STUDY + MARGIN_CLAIM.format(metric="margin_mean")
+                    + '[[tables]]\ntitle = "Margins"\nmetric = "margin_mean"\nevaluation = "margins"\n')
+    study = config.load(path)
+    assert study.claims[0].compare[0].left.metric == "margin_mean"
+
+    path.write_text(STUDY + MARGIN_CLAIM.format(metric="margin_max"))
+    with pytest.raises(RecipeError, match=r"^extended\.toml: `claims\.0\.compare\.0\.left\.metric`: claim 'M1' names "
+                                          r"the metric 'margin_max', which no record it matches will carry; they "
+                                          r"carry: accuracy, margin_mean\.$"):
+        config.load(path)
+    path.write_text(STUDY + '[[tables]]\ntitle = "Margins"\nmetric = "margin_max"\nevaluation = "margins"\n')
+    with pytest.raises(RecipeError, match=r"`tables\.0\.metric`: table 'Margins' names the metric 'margin_max', .*"
+                                          r"they carry: accuracy, accuracy_eval, images, images_eval, margin_mean\.$"):
+        config.load(path)
 
 
 def test_a_kind_must_implement_the_whole_protocol():

@@ -10,7 +10,8 @@ from conftest import attack, lines_console, mc_cell, probe, small_study, transfe
 from edgebnn import data as data_lib
 from edgebnn.evaluation.metrics import attack_metrics, perturbation_metrics, targets_for
 from edgebnn.recipes import config, runner
-from edgebnn.recipes.store import RunLock
+from edgebnn.recipes.evaluations import KINDS, entries
+from edgebnn.recipes.store import RunLock, Store
 
 import tensorflow as tf
 
@@ -108,6 +109,23 @@ def test_report_numbers_equal_direct_api_calls(tiny_run, data_dir):
     assert table["columns"] == [["clean", 0.0], ["fgsm", 0.1], ["fgsm", 0.2]]
     assert "| precision=float |" in (out / "report.md").read_text()
     assert "evaluations on the first 60 images of the test part" in report["data_caption"]
+
+
+def _assert_declared_metrics(study, out, report):
+    """Every stored result of every entry holds exactly the metric names its kind declares for the entry."""
+    store = Store(out)
+    for cell in study.cells:
+        for kind, where, spec in entries(cell.recipe):
+            keys = [u for u in report["records"] if u["cell"] == cell.name and u["evaluation"] == kind]
+            assert keys, (cell.name, where)
+            for record in keys:
+                stored = store.load_result(record["key"])["metrics"]
+                assert set(stored) == set(KINDS[kind].metrics(spec, recipe=cell.recipe)), (cell.name, where)
+
+
+def test_every_result_holds_exactly_the_metrics_its_kind_declares(tiny_run):
+    study, out, report, _ = tiny_run
+    _assert_declared_metrics(study, out, report)
 
 
 def test_figure_files_decode_and_hold_the_curves(tiny_run):
@@ -263,6 +281,7 @@ def test_full_study_against_direct_api_calls(tmp_path, data_dir):
     out = tmp_path / "run"
     report, _ = _run(study, out)
     assert report["status"] == "complete"
+    _assert_declared_metrics(study, out, report)
     x_test, y_test = data_lib.load("fashion_mnist", "test", data_dir=data_dir, limit=200, seed=0)
     x, y = x_test[:40], y_test[:40]
     cells = {c["id"]: c for c in report["cells"]}
@@ -337,7 +356,9 @@ def test_strong_evaluation_kind_reports_the_ensemble_and_the_checks(tmp_path, da
         """
     )
     out = tmp_path / "run"
-    report, _ = _run(_study(tmp_path, text, data_dir=data_dir), out)
+    study = _study(tmp_path, text, data_dir=data_dir)
+    report, _ = _run(study, out)
+    _assert_declared_metrics(study, out, report)
     [cell] = report["cells"]
     [record] = [r for r in cell["results"] if r["evaluation"] == "robustness"]
     strong = record["report"]
@@ -479,7 +500,9 @@ def test_certify_kind_against_direct_certification(tmp_path, data_dir):
     from edgebnn.certify import certify  # noqa: PLC0415
 
     out = tmp_path / "run"
-    report, _ = _run(_study(tmp_path, CERTIFY, data_dir=data_dir), out)
+    study = _study(tmp_path, CERTIFY, data_dir=data_dir)
+    report, _ = _run(study, out)
+    _assert_declared_metrics(study, out, report)
     records = {r["eps"]: r for r in report["records"] if r["evaluation"] == "certify"}
     assert set(records) == {0.02, 0.05} and all(r["attack"] == "certified" for r in records.values())
     model = _model(out, report, report["cells"][0]["id"])
@@ -495,6 +518,45 @@ def test_certify_kind_against_direct_certification(tmp_path, data_dir):
                 assert ours["status"] == theirs["status"], (eps, ours, theirs)
     assert ["certified", 0.02] in report["tables"][0]["columns"]
     assert "Exact robustness" in (out / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_an_interrupted_certification_keeps_its_finished_parts_and_resumes_to_the_same_numbers(
+        tmp_path, data_dir, monkeypatch):
+    from edgebnn.recipes.evaluations import certify as certify_kind  # noqa: PLC0415
+    from edgebnn.recipes.store import Batches  # noqa: PLC0415
+
+    monkeypatch.setattr(certify_kind, "EXAMPLES_PER_PART", 2)
+    study = _study(tmp_path, CERTIFY.replace("eps = [0.02, 0.05]", "eps = [0.05]").replace("limit = 6", "limit = 4"),
+                   data_dir=data_dir)
+    whole, _ = _run(study, tmp_path / "whole")
+
+    save = Batches.save
+
+    def save_then_stop(self, call, index, array):  # Ctrl-C right after the first part is stored
+        save(self, call, index, array)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Batches, "save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        _run(study, tmp_path / "stopped")
+    assert json.loads((tmp_path / "stopped" / "report.json").read_text())["status"] == "interrupted"
+    monkeypatch.setattr(Batches, "save", save)
+    resumed, lines = _run(study, tmp_path / "stopped")
+    assert any(line.endswith("certify eps=0.05 ... (resuming: 1 finished batch kept)") for line in lines), lines
+
+    [ours], [theirs] = ([r for r in report["records"] if r["evaluation"] == "certify"] for report in (resumed, whole))
+    assert ours["n"] == theirs["n"] == 4
+    for key in ("clean_accuracy", "attack_accuracy", "refuted_by_attack"):
+        assert ours[key] == theirs[key], key
+    ours_rows, theirs_rows = (r["report"]["results"][0]["examples"] for r in (ours, theirs))
+    assert [r["index"] for r in ours_rows] == [0, 1, 2, 3]
+    for a, b in zip(ours_rows, theirs_rows):
+        assert (a["clean_correct"], a["attack_broke"]) == (b["clean_correct"], b["attack_broke"])
+        if "unknown" not in (a["status"], b["status"]):  # the solver's time limit may fall either way
+            assert a["status"] == b["status"]
+    assert not (tmp_path / "stopped" / "store" / "partial").exists() or not any(
+        (tmp_path / "stopped" / "store" / "partial").iterdir())
 
 
 @pytest.mark.parametrize("change, match", [

@@ -20,6 +20,7 @@ from edgebnn.attacks.common import (
     call_model, clip, compiled, cross_entropy, labels_or_predictions, loss_gradient_and_logits,
     optimize_linear, prepare, project,
 )
+from edgebnn.choices import APGD_TARGET_CLASSES as DEFAULT_TARGET_CLASSES
 
 import tensorflow as tf
 
@@ -33,8 +34,6 @@ INITIAL_STEP = 2.0
 #: Checkpoint spacing as fractions of the iteration budget: the first after 22%, then
 #: each 3% shorter than the previous one, never shorter than 6%.
 FIRST_CHECKPOINT, CHECKPOINT_DECREASE, MIN_CHECKPOINT = 0.22, 0.03, 0.06
-#: Croce and Hein's default number of target classes for APGD-T (all but the true one on 10 classes).
-DEFAULT_TARGET_CLASSES = 9
 #: Added to DLR denominators, as in the reference implementation.
 _DLR_EPS = 1e-12
 #: Added to the score of a successful example so that success always beats a higher loss.

@@ -8,9 +8,8 @@ credits each broken example to the first stage that broke it.
 
 import numpy as np
 
-#: Surrogates the ensemble tries by default: the three distinct backward passes
-#: (``"ste"`` equals ``"clipped"`` for inputs inside the valid range).
-DEFAULT_SURROGATES = ("clipped", "identity", "smooth")
+from edgebnn.choices import ENSEMBLE_SURROGATES as DEFAULT_SURROGATES
+
 #: Stage names, in the order the ensemble runs them.
 STAGES = ("apgd-ce", "apgd-t", "square")
 

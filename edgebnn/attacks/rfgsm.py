@@ -13,11 +13,10 @@ from edgebnn.attacks.common import (
     clip, compiled, labels_or_predictions, loss_gradient, optimize_linear, per_example, prepare,
     validate_nonnegative,
 )
+from edgebnn.choices import RFGSM_VARIANTS as VARIANTS
 
 import tensorflow as tf
 
-#: variant -> whether the gradient step is ``eps - alpha`` (total within ``eps``).
-VARIANTS = {"tramer": True, "panda": False}
 
 
 def rfgsm_core(model_fn, x, y, *, eps, alpha, targeted, clip_min, clip_max, eot_samples=1, variant="tramer",

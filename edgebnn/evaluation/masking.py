@@ -37,9 +37,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgebnn import attacks, ops
-from edgebnn.attacks.apgd import DEFAULT_TARGET_CLASSES
 from edgebnn.attacks.common import check_inputs, cross_entropy, loss_gradient, validate_norm, validate_positive_int
 from edgebnn.attacks.ensemble import DEFAULT_SURROGATES, Ensemble, stage_names
+from edgebnn.evaluation.budget import StrongSettings
 from edgebnn.evaluation.checks import (
     CONVERGENCE_TOLERANCE, LARGE_EPS, LARGE_EPS_MAX_ACCURACY, MARGIN, PASS, WARNING, ZERO_GRADIENT_MAX_FRACTION,
     check_convergence, check_gradient_free_probe, check_iterative_vs_single, check_large_eps, check_randomness_eot,
@@ -53,41 +53,6 @@ import tensorflow as tf
 
 #: Forward passes compared to decide whether a model is randomized.
 _RANDOMNESS_TRIALS = 3
-
-
-#: Square's smallest budget: one query for its starting point, one for a step.
-MIN_SQUARE_QUERIES = 2
-
-
-@dataclass(frozen=True)
-class StrongSettings:
-    """The budget of the strong evaluation; the ``[[robustness]]`` recipe entry takes its defaults.
-
-    Attributes:
-        steps: iterations of APGD and of the long PGD (100 in AutoAttack).
-        pgd_steps: iterations of the short PGD.
-        restarts: restarts of the long PGD.
-        target_classes: APGD-T target classes (capped at classes - 1).
-        square_queries: Square's budget per example.
-        large_eps: budget of the large-eps check.
-    """
-
-    steps: int = 100
-    pgd_steps: int = 40
-    restarts: int = 5
-    target_classes: int = DEFAULT_TARGET_CLASSES
-    square_queries: int = 5000
-    large_eps: float = LARGE_EPS
-
-    def validate(self):
-        """Raise ``ValueError`` naming the first setting that is not a positive int (or ``large_eps`` < 0)."""
-        for name in ("steps", "pgd_steps", "restarts", "target_classes", "square_queries"):
-            validate_positive_int(getattr(self, name), name)
-        if self.square_queries < MIN_SQUARE_QUERIES:
-            raise ValueError(f"square_queries: Square needs at least {MIN_SQUARE_QUERIES} queries (its start "
-                             f"and one step), got {self.square_queries}")
-        attacks.common.validate_nonnegative(self.large_eps, "large_eps")
-        return self
 
 
 @dataclass(frozen=True)

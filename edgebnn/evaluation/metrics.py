@@ -31,7 +31,7 @@ def perturbation_metrics(x, x_adv, success):
     """Mean / median L2 and L-inf norms of the perturbations of the successful examples (``None`` if none)."""
     delta = (np.asarray(x_adv, np.float64) - np.asarray(x, np.float64)).reshape(len(x), -1)[np.asarray(success, bool)]
     if len(delta) == 0:
-        return {"l2_mean": None, "l2_median": None, "linf_mean": None, "linf_median": None}
+        return dict.fromkeys(PERTURBATION_METRICS)
     l2, linf = np.sqrt(np.sum(delta**2, axis=1)), np.max(np.abs(delta), axis=1)
     return {"l2_mean": float(l2.mean()), "l2_median": float(np.median(l2)),
             "linf_mean": float(linf.mean()), "linf_median": float(np.median(linf))}
@@ -42,6 +42,12 @@ def linf_max(x, x_adv):
     if len(x) == 0:
         return None
     return float(np.max(np.abs(np.asarray(x_adv, np.float64) - np.asarray(x, np.float64))))
+
+
+#: The metrics of :func:`perturbation_metrics`.
+PERTURBATION_METRICS = ("l2_mean", "l2_median", "linf_mean", "linf_median")
+#: The metrics of :func:`attack_metrics`, in its order.
+ATTACK_METRICS = ("accuracy", "l2_mean_all", "success_rate", "attempted", "successes", "linf_max", *PERTURBATION_METRICS)
 
 
 def attack_metrics(*, x, x_adv, y, clean_pred, adv_pred, targets=None):

@@ -24,7 +24,10 @@ A comparison holds when ``left op right + margin``. A reference ``{metric, match
 selects records as a table's paper values do (record keys first, then the cell's
 dotted configuration keys) and averages the metric over repeats; a reference that
 matches no record, or records of more than one result (say both the single-sample
-and the EOT attack), leaves its claim *not evaluated* instead of passing silently.
+and the EOT attack), leaves its claim *not evaluated* instead of passing silently. A
+reference naming a metric that no evaluation of the cells it may match produces
+(each evaluation kind declares its metrics) is an error when the recipe loads
+(:func:`check_metrics`), before anything is trained.
 
 Every comparison carries a 95% interval on ``left - (right + margin)`` (see
 :func:`interval`): a paired bootstrap over the evaluated images when both sides'
@@ -52,7 +55,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from edgebnn.recipes.records import lookup, same
+from edgebnn.recipes.records import could_match, lookup, same
 from edgebnn.recipes.schema import RecipeError, Section
 
 #: Papers with a section on the results page (``paper = ...`` in a recipe).
@@ -172,6 +175,45 @@ def check(claims, *, cell_names, config_keys):
                 while ref is not None:
                     _check_match(ref.match, where=f"{where}.match", allowed=allowed, cell_names=cell_names)
                     ref, where = ref.minus, f"{where}.minus"
+
+
+def check_metrics(claims, produced):
+    """Load-time check that every reference of every claim names a metric its records will carry.
+
+    Args:
+        claims: the recipe's :class:`ClaimSpec` list.
+        produced: ``[(cell name, flat configuration, kind, metric names)]`` of each evaluation entry the
+            study's cells run (:meth:`~edgebnn.recipes.evaluations.base.Kind.metrics`), and of the cells
+            of the recipe at its defaults when a budget or ``--set`` leaves some out.
+
+    Raises:
+        RecipeError: naming the claim (``claims.I``, its id), the metric and the metrics the records it
+            matches carry.
+    """
+    for i, claim in enumerate(claims):
+        for j, comparison in enumerate(claim.compare):
+            for name in ("left", "right"):
+                ref, where = getattr(comparison, name), f"claims.{i}.compare.{j}.{name}"
+                while ref is not None:
+                    available = metrics_matching(produced, ref.match)
+                    if ref.metric not in available:
+                        raise RecipeError(
+                            f"`{where}.metric`: claim {claim.id!r} names the metric {ref.metric!r}, which no record "
+                            f"it matches will carry; {carried(available)}.")
+                    ref, where = ref.minus, f"{where}.minus"
+
+
+def metrics_matching(produced, where, *, kinds=None):
+    """The metric names of the entries of ``produced`` (see :func:`check_metrics`) whose records may
+    match ``where`` (:func:`~edgebnn.recipes.records.could_match`), of evaluation ``kinds`` only if given."""
+    return sorted({metric for cell, config, kind, metrics in produced
+                   if (kinds is None or kind in kinds) and could_match(cell, config, kind, where)
+                   for metric in metrics})
+
+
+def carried(available):
+    """``"they carry: a, b"`` of the metric names ``available`` to a reference or a table, or why there are none."""
+    return f"they carry: {', '.join(available)}" if available else "no evaluation of the study matches it"
 
 
 def _check_match(match, *, where, allowed, cell_names):

@@ -42,14 +42,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, create_model, model_serializer, model_validator
 
+from edgebnn.choices import (
+    ADVERSARIAL_METHODS, ADVERSARIAL_MODES, LABEL_SOURCES, OPTIMIZERS, RFGSM_VARIANTS, SCHEDULES, STRATEGIES,
+)
 from edgebnn.recipes import claims as claims_lib
 from edgebnn.recipes import sources
 from edgebnn.recipes.evaluations import KINDS, entries
 from edgebnn.recipes.schema import OpenSection, RecipeError, Section
-from edgebnn.attacks.rfgsm import VARIANTS as RFGSM_VARIANTS
-from edgebnn.training.adversarial import LABEL_SOURCES, METHODS, MODES
-from edgebnn.training.distribute import STRATEGIES
-from edgebnn.training.optim import OPTIMIZERS, SCHEDULES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -147,13 +146,13 @@ class ModelConfig(Section):
 class AdversarialConfig(Section):
     """Adversarial training (:class:`edgebnn.training.AdversarialModel`)."""
 
-    method: Literal[METHODS]
+    method: Literal[ADVERSARIAL_METHODS]
     eps: NonNegativeFloat
     steps: PositiveInt = 40
     step_size: PositiveFloat | None = None
     fraction: Fraction = 0.5
     start_epoch: NonNegativeInt = 0
-    mode: Literal[MODES] = "replace"
+    mode: Literal[ADVERSARIAL_MODES] = "replace"
     label_source: Literal[LABEL_SOURCES] = "true"
     eot_samples: PositiveInt | None = None
     rfgsm_variant: Literal[tuple(RFGSM_VARIANTS)] = "tramer"
@@ -486,6 +485,34 @@ def _check_deploy_and_entries(recipe, *, cells, cell, where):
                 raise RecipeError(f"{where}{e}") from None
 
 
+# --- metrics the claims and tables name -------------------------------------------
+
+
+def _produced(cells):
+    """``[(cell name, flat configuration, kind, metric names)]`` of every evaluation entry of ``cells``
+    (their first repeats: repeats run the same entries)."""
+    out = []
+    for cell in cells:
+        if cell.repeat == 0:
+            flat = flatten(cell.recipe.model_dump(mode="json"))
+            out += [(cell.name, flat, key, tuple(KINDS[key].metrics(spec, recipe=cell.recipe)))
+                    for key, _, spec in entries(cell.recipe)]
+    return out
+
+
+def _check_tables(tables, produced):
+    """Every table's ``metric`` is carried by the records it shows: its evaluation's (``where`` kept)
+    and those of kinds in every table."""
+    for i, table in enumerate(tables):
+        if table.evaluation not in KINDS:
+            raise RecipeError(f"`tables.{i}.evaluation` must be one of {list(KINDS)}, got {table.evaluation!r}.")
+        kinds = {table.evaluation} | {key for key, kind in KINDS.items() if kind.in_every_table}
+        available = claims_lib.metrics_matching(produced, table.where, kinds=kinds)
+        if table.metric not in available:
+            raise RecipeError(f"`tables.{i}.metric`: table {table.title!r} names the metric {table.metric!r}, which "
+                              f"no record it shows will carry; {claims_lib.carried(available)}.")
+
+
 # --- overrides and expansion --------------------------------------------------------
 
 
@@ -577,9 +604,10 @@ def _named_cells(cells):
 def expand(table, *, name, known_cells=(), base_dir=None, check_names=True):
     """Validate a parsed recipe table and expand it into a :class:`Study`.
 
-    ``known_cells`` are cell names claims may name besides the study's own: the cells of
-    the recipe at its defaults, when a budget or ``--set`` leaves some out (their
-    claims are then not evaluated, not an error). Relative ``model.file`` and
+    ``known_cells`` are cells (:class:`Cell`) claims may name besides the study's own: the
+    cells of the recipe at its defaults, when a budget or ``--set`` leaves some out (their
+    claims are then not evaluated, not an error); the metrics their evaluations produce
+    count as produced too. Relative ``model.file`` and
     ``data.files`` paths are read from ``base_dir`` (the recipe file's folder), else
     from the working directory. ``check_names=False`` skips the checks against the
     registries and files (for the cell names of a recipe at its defaults, whose files
@@ -625,13 +653,24 @@ def expand(table, *, name, known_cells=(), base_dir=None, check_names=True):
             apply_override(cell_table, key, copy.deepcopy(value), what=f"{where}override")
         recipe = _validate(recipe_cls, cell_table, where=where)
         sources.resolve_paths(recipe, base_dir)
-        if check_names:
-            _check_names(recipe, cells=names, cell=cell_name, where=where)
         for repeat in range(keys.repeats):
             repeated = recipe.model_copy(deep=True)
             repeated.train.seed = recipe.train.seed + repeat
             cells.append(Cell(name=cell_name, repeat=repeat, repeats=keys.repeats, overrides=dict(overrides),
                               recipe=repeated))
+    # Everything above and the claims' and tables' checks read the recipe alone; the registry
+    # checks below import TensorFlow, so a schema error is reported without it.
+    config_keys = set()
+    for cell in cells:
+        config_keys |= set(flatten(cell.recipe.model_dump(mode="json")))
+    claims_lib.check(keys.claims, cell_names=set(names) | {c.name for c in known_cells}, config_keys=config_keys)
+    produced = _produced([*cells, *known_cells])
+    claims_lib.check_metrics(keys.claims, produced)
+    _check_tables(keys.tables, produced)
+    if check_names:
+        for cell in cells:
+            if cell.repeat == 0:
+                _check_names(cell.recipe, cells=names, cell=cell.name, where="" if single else f"cell {cell.name!r}: ")
     for i, figure in enumerate(keys.figures):
         from edgebnn.recipes import figures  # noqa: PLC0415 (matplotlib only when drawing)
 
@@ -639,10 +678,6 @@ def expand(table, *, name, known_cells=(), base_dir=None, check_names=True):
             figures.check(figure, names=names)
         except RecipeError as e:
             raise RecipeError(f"`figures.{i}`: {e}") from None
-    config_keys = set()
-    for cell in cells:
-        config_keys |= set(flatten(cell.recipe.model_dump(mode="json")))
-    claims_lib.check(keys.claims, cell_names=set(names) | set(known_cells), config_keys=config_keys)
     return Study(
         name=base.name, description=base.description, repeats=keys.repeats, cells=cells,
         tables=list(keys.tables), figures=list(keys.figures), base=base, single=single,
@@ -714,8 +749,8 @@ def load(path, *, overrides=(), budget=None):
     dataset = (table.get("data") or {}).get("dataset")  # the recipe's own data, before any --set
     changes = [*_budget_overrides(table, budget, path), *overrides]
     try:
-        known = {c.name for c in expand(copy.deepcopy(table), name=path.stem, base_dir=path.parent,
-                                        check_names=False).cells} if changes else ()
+        known = expand(copy.deepcopy(table), name=path.stem, base_dir=path.parent,
+                       check_names=False).cells if changes else ()
     except RecipeError as e:
         raise RecipeError(f"{path.name}: {e}") from e
     for assignment in changes:

@@ -23,6 +23,7 @@ class Unit:
         where: the recipe entry it comes from (``attacks.0``), for messages.
         key: the store key of its result.
         source: the cell whose model crafts the examples (transfer attacks), else ``None``.
+        metrics: the metric names its result may hold (the kind's ``metrics`` of its entry).
     """
 
     kind: str
@@ -30,6 +31,7 @@ class Unit:
     where: str
     key: str
     source: str | None = None
+    metrics: tuple = ()
 
     @property
     def module(self):
@@ -136,6 +138,7 @@ def plan_cell(study, cell, *, n_train, n_test):
     units = []
     for name, where, spec in entries(recipe):
         kind = KINDS[name]
+        metrics = tuple(kind.metrics(spec, recipe=recipe))
         for params in kind.units(spec, recipe=recipe):
             need = kind.pool_size(params)
             if need > n_pool:
@@ -146,7 +149,7 @@ def plan_cell(study, cell, *, n_train, n_test):
             source = kind.source(params)
             source_key = None if source is None else model_key(cell_of(study, source, cell.repeat).recipe)
             units.append(Unit(name, params, where, unit_key(recipe, kind=name, params=params, model=key,
-                                                            source_model=source_key), source))
+                                                            source_model=source_key), source, metrics))
     train_work = recipe.train.epochs * n_train * epoch_work(recipe.train) if sources.trains(recipe) else 0.0
     unit_work = {u.key: u.module.cost(u.params, recipe=recipe, n_eval=n_eval) for u in units}
     return CellPlan(key, tuple(units), n_eval, n_pool, train_work, unit_work)

@@ -35,3 +35,19 @@ def same(a, b):
 def matches(record, where, configs):
     """Whether ``record`` has every ``key: value`` of ``where`` (:func:`same`, through :func:`lookup`)."""
     return all(same(lookup(record, k, configs), v) for k, v in where.items())
+
+
+def could_match(cell, config, kind, where):
+    """Whether records of evaluation ``kind`` in ``cell`` (flat ``config``) may satisfy ``where``, judged
+    before anything runs: ``cell``, ``evaluation`` and configuration keys are decided, an evaluation's
+    labels (``attack``, ``eps``, ...) are not known yet and do not exclude a record."""
+    for key, value in where.items():
+        if key == "cell":
+            if cell != value:
+                return False
+        elif key == "evaluation":
+            if kind != value:
+                return False
+        elif key in config and not same(config[key], value):
+            return False
+    return True

@@ -525,6 +525,10 @@ def _compute(session, cell, unit, ctx, *, work, keep_examples, name):
     finally:
         ctx.batches = None
     seconds = time.perf_counter() - start
+    undeclared = sorted(set(result.metrics) - set(unit.metrics))
+    if undeclared:  # the recipe's claims and tables were checked against the declared names
+        raise TypeError(f"evaluation kind {unit.kind!r} returned metrics its `metrics` does not declare: "
+                        f"{undeclared}; declared: {list(unit.metrics)}.")
     session.computed_seconds += seconds
     session.console.done(work, seconds)
     arrays = dict(result.arrays)

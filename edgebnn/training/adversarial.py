@@ -33,17 +33,10 @@ from edgebnn.attacks.common import validate_nonnegative, validate_positive_int
 from edgebnn.attacks.fgsm import fgsm_core
 from edgebnn.attacks.pgd import pgd_core
 from edgebnn.attacks.rfgsm import VARIANTS as RFGSM_VARIANTS, rfgsm_core
+from edgebnn.choices import ADVERSARIAL_METHODS as METHODS, ADVERSARIAL_MODES as MODES, LABEL_SOURCES
 
 import tensorflow as tf
 
-METHODS = ("fgsm", "fgsm_random_eps", "rfgsm", "pgd")
-#: How adversarial examples enter a training batch: ``"replace"`` a fraction of it, or
-#: ``"augment"`` it with the adversary of every example (Panda et al.: "for each
-#: training sample an adversary is created").
-MODES = ("replace", "augment")
-#: Where the attack's labels come from: the training labels, or the model's own
-#: predictions (Kurakin et al. 2017: avoids "label leaking").
-LABEL_SOURCES = ("true", "predicted")
 #: Pixel quantum used by Kurakin et al.'s sigma rule (images stored as 8-bit values).
 _PIXEL_LEVELS = 255
 

@@ -22,11 +22,10 @@ import os
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from edgebnn import _validate
+from edgebnn.choices import STRATEGIES
 
 import tensorflow as tf
 
-#: Strategy names accepted by :func:`make_strategy` (and by a recipe's ``train.strategy``).
-STRATEGIES = ("default", "mirrored", "multi_worker")
 TF_CONFIG_ENV = "TF_CONFIG"
 
 

@@ -8,11 +8,10 @@ validated entry point each, on Keras' own optimizers and schedules.
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from edgebnn import _validate
+from edgebnn.choices import OPTIMIZERS, SCHEDULES
 
 import tensorflow as tf
 
-OPTIMIZERS = ("adam", "sgd")
-SCHEDULES = ("constant", "step", "cosine")
 
 
 def _positive_number(value, name):

@@ -44,7 +44,7 @@ import numpy as np
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from edgebnn.evaluation.metrics import attack_metrics, targets_for
+from edgebnn.evaluation.metrics import ATTACK_METRICS, attack_metrics, targets_for
 from edgebnn.recipes.evaluations import common
 from edgebnn.recipes.evaluations.base import Kind, Result
 from edgebnn.recipes.schema import OpenSection, RecipeError
@@ -281,6 +281,9 @@ class Attacks(Kind):
         """Dry-run the attack with the entry's options on the cell's (untrained) model."""
         dry_run(spec.name, spec.eps_list[0], spec.options, model, where=where, targeted=spec.targets is not None,
                 backend=spec.backend)
+
+    def metrics(self, spec, *, recipe):
+        return (*ATTACK_METRICS, "images", *common.top5_metrics(recipe), "eot_samples", *common.mc_metrics(recipe))
 
     def units(self, spec, *, recipe):
         """One result per eps."""

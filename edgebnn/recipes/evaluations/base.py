@@ -81,6 +81,14 @@ class Kind(abc.ABC):
         """
 
     @abc.abstractmethod
+    def metrics(self, spec, *, recipe):
+        """Names of the metrics every result of an entry holds (the numbers of its records a table or
+        a claim may name; a value may be ``None``, e.g. a success rate with nothing attempted), from
+        the entry ``spec`` (``None`` for a kind without a recipe section) and the cell's validated
+        ``recipe``. Asked when the recipe loads, before anything runs, so it must not import
+        TensorFlow; :meth:`run` returns exactly these names."""
+
+    @abc.abstractmethod
     def units(self, spec, *, recipe):
         """JSON-able parameters of each separately cached result of an entry (e.g. one per eps)."""
 

@@ -10,13 +10,21 @@ certified robust accuracy (the lower bound); ``attack_accuracy`` the upper bound
 Only models :func:`edgebnn.certify.extract` supports can be certified (binary FCNs
 with input discretization); any other cell's model is refused when the study is
 planned, with one line naming the first unsupported layer.
+
+The examples are certified in parts of :data:`EXAMPLES_PER_PART`, each stored as it
+finishes (``store/partial``) with its attack seeded by its position, so that a run stopped
+in the middle keeps its finished parts, a rerun certifies only the rest, and the merged
+report (:func:`edgebnn.certify.report.summarize_examples`) is the one a run never stopped gives.
 """
 
 import functools
+import json
 from typing import Annotated
 
+import numpy as np
 from pydantic import Field
 
+from edgebnn.recipes import interrupts
 from edgebnn.recipes.evaluations.base import Kind, Result
 from edgebnn.recipes.schema import RecipeError, Section
 
@@ -26,6 +34,11 @@ _Positive = Annotated[int, Field(ge=1)]
 _SUMMARY = ("n", "robust", "not_robust", "unknown", "refuted_by_solver", "refuted_by_search", "refuted_by_attack",
             "attack_missed", "attack_broke_certified", "seconds_median", "seconds_p95", "counterexamples",
             "replayed_keras", "replayed_tflite")
+#: Examples certified (and attacked) per stored part. Each part traces its attack's graph afresh
+#: under its own seed; ten examples keep that tracing small next to the solver's seconds per example.
+EXAMPLES_PER_PART = 10
+#: Keys of a part's per-eps summary that add up over parts (the others are recomputed from the examples).
+_SUMMED_SECONDS = ("attack_seconds", "certify_seconds")
 
 
 class Spec(Section):
@@ -59,6 +72,9 @@ class Certify(Kind):
         except UnsupportedModelError as e:
             raise RecipeError(f"`{where}`: {e}") from None
 
+    def metrics(self, spec, *, recipe):
+        return ("accuracy", "attack_accuracy", "clean_accuracy", *_SUMMARY, "report")
+
     def units(self, spec, *, recipe):
         base = spec.model_dump(mode="json")
         return [{**base, "eps": eps} for eps in spec.eps]
@@ -77,17 +93,30 @@ class Certify(Kind):
         from edgebnn.deploy.verify import tflite_predict  # noqa: PLC0415
 
         n = len(ctx.x_eval) if unit["limit"] is None else min(unit["limit"], len(ctx.x_eval))
-
-        def progress(_, done, total):
-            ctx.progress(self.label(unit), done, total)
-
         flatbuffer = convert(ctx.model, target="lce")  # counterexamples are replayed through the deployed model
-        report = certify_report(
-            ctx.model, ctx.x_eval[:n], ctx.y_eval[:n], eps_list=[unit["eps"]], time_limit=unit["time_limit"],
-            solver=unit["solver"], processes=unit["processes"],
-            attack={"attack": "pgd", "steps": unit["attack_steps"], "restarts": unit["attack_restarts"]},
-            deployed=functools.partial(tflite_predict, flatbuffer), progress=progress,
-        )
+        attack = {"attack": "pgd", "steps": unit["attack_steps"], "restarts": unit["attack_restarts"]}
+        stored = ctx.batches
+        call = None if stored is None else stored.next_call()
+        parts = []
+        for index, start in enumerate(range(0, n, EXAMPLES_PER_PART)):
+            interrupts.check()
+            part = None if stored is None else _load_part(stored, call, index)
+            if part is None:
+                stop = min(start + EXAMPLES_PER_PART, n)
+                seeded = attack if stored is None else {**attack, "seed": stored.seed(call, index)}
+
+                def progress(_, done, total, start=start):
+                    ctx.progress(self.label(unit), start + done, n)
+
+                part = certify_report(
+                    ctx.model, ctx.x_eval[start:stop], ctx.y_eval[start:stop], eps_list=[unit["eps"]],
+                    time_limit=unit["time_limit"], solver=unit["solver"], processes=unit["processes"], attack=seeded,
+                    deployed=functools.partial(tflite_predict, flatbuffer), progress=progress,
+                )
+                if stored is not None:
+                    _save_part(stored, call, index, part)
+            parts.append((start, part))
+        report = merge_parts(parts, attack=attack)
         [result] = report["results"]
         metrics = {
             "accuracy": result["certified_robust_accuracy"],
@@ -102,6 +131,31 @@ class Certify(Kind):
         from edgebnn.certify.report import to_markdown  # noqa: PLC0415 (TensorFlow)
 
         return ["", *to_markdown(record["report"]).replace("# ", "#### ", 1).rstrip("\n").split("\n"), ""]
+
+
+def merge_parts(parts, *, attack):
+    """One :func:`edgebnn.certify.certify_report` of a single eps from the reports of consecutive parts of
+    the images, ``[(index of its first image, report)]``: the examples renumbered and summarized again,
+    the attack and certification seconds added up, the attack as given (without the parts' seeds)."""
+    from edgebnn.certify.report import summarize_examples  # noqa: PLC0415 (TensorFlow)
+
+    summaries = [part["results"][0] for _, part in parts]
+    rows = [{**row, "index": start + row["index"]} for (start, _), summary in zip(parts, summaries)
+            for row in summary["examples"]]
+    merged = summarize_examples(rows, eps=summaries[0]["eps"])
+    merged.update({key: sum(s[key] for s in summaries) for key in _SUMMED_SECONDS})
+    return {**parts[0][1], "n": len(rows), "attack": dict(attack), "results": [merged]}
+
+
+def _save_part(stored, call, index, report):
+    """Keep a finished part's report in the result's partial store (its JSON as UTF-8 bytes)."""
+    stored.save(call, index, np.frombuffer(json.dumps(report).encode("utf-8"), np.uint8))
+
+
+def _load_part(stored, call, index):
+    """A part's report kept by an earlier, interrupted run, or ``None``."""
+    array = stored.load(call, index)
+    return None if array is None else json.loads(array.tobytes().decode("utf-8"))
 
 
 KIND = Certify()

@@ -22,6 +22,10 @@ class Clean(Kind):
     in_every_table = True
     summary_metrics = ("accuracy", "accuracy_mc")
 
+    def metrics(self, spec, *, recipe):
+        return ("accuracy", "accuracy_eval", "images", "images_eval", *common.top5_metrics(recipe),
+                *common.mc_metrics(recipe))
+
     def units(self, spec, *, recipe):
         return [{"name": "clean"}]
 

@@ -112,6 +112,16 @@ def predict(ctx, model, x, label=None):
 TOP5_MIN_CLASSES = 10
 
 
+def top5_metrics(recipe):
+    """``("top5_accuracy",)`` when :func:`top5` reports it for ``recipe``'s data: a built-in dataset of more
+    than :data:`TOP5_MIN_CLASSES` classes, or data whose classes are counted only when it loads (your
+    ``.npz`` file, a tensorflow-datasets name); else ``()``."""
+    from edgebnn import data  # noqa: PLC0415 (NumPy only)
+
+    info = data.DATASETS.get(recipe.data.dataset) if recipe.data.files is None else None
+    return ("top5_accuracy",) if info is None or info.num_classes > TOP5_MIN_CLASSES else ()
+
+
 def top5(ctx, model, x, y):
     """``{"top5_accuracy": ...}`` for datasets of more than :data:`TOP5_MIN_CLASSES` classes, else ``{}``."""
     from edgebnn.evaluation import top_k_accuracy  # noqa: PLC0415 (TensorFlow)
@@ -119,6 +129,15 @@ def top5(ctx, model, x, y):
     if ctx.num_classes <= TOP5_MIN_CLASSES:
         return {}
     return {"top5_accuracy": top_k_accuracy(model, x, y, k=5, batch_size=ctx.evaluation.batch_size)}
+
+
+#: The metrics of :func:`monte_carlo`.
+MC_METRICS = ("accuracy_mc", "uncertainty_mean", "uncertainty_std")
+
+
+def mc_metrics(recipe):
+    """:data:`MC_METRICS` when ``recipe`` asks for the Monte-Carlo vote (``evaluation.mc_passes``), else ``()``."""
+    return MC_METRICS if recipe.evaluation.mc_passes else ()
 
 
 def monte_carlo(ctx, model, x, y, label):

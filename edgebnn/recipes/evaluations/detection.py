@@ -21,6 +21,8 @@ from edgebnn.recipes.schema import OpenSection
 
 #: Guan et al.'s number of stochastic passes.
 DEFAULT_SAMPLES = 50
+#: The image sets whose uncertainty :func:`edgebnn.evaluation.detection_experiment` summarizes, and its statistics.
+UNCERTAINTY_SETS, UNCERTAINTY_STATS = ("fit_clean", "fit_adversarial", "eval_clean", "eval_adversarial"), ("mean", "std")
 
 
 class Spec(OpenSection):
@@ -47,6 +49,11 @@ class Detection(Kind):
     def check_model(self, spec, model, *, where):
         """Dry-run the attack with the entry's options on the cell's (untrained) model."""
         attack_kind.dry_run(spec.attack, spec.eps, spec.options, model, where=where)
+
+    def metrics(self, spec, *, recipe):
+        return ("detection_accuracy", "detection_auc", "fit_accuracy",
+                *(f"uncertainty_{name}_{stat}" for name in UNCERTAINTY_SETS for stat in UNCERTAINTY_STATS),
+                "samples", "fit_images", "eot_samples")
 
     def units(self, spec, *, recipe):
         samples = spec.samples or recipe.evaluation.mc_passes or DEFAULT_SAMPLES

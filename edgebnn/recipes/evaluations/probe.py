@@ -47,6 +47,9 @@ class Probes(Kind):
         if spec.layer not in names:
             raise RecipeError(f"`{where}.layer`: model {model.name!r} has no layer {spec.layer!r}; layers: {names}.")
 
+    def metrics(self, spec, *, recipe):
+        return ("l1_clean", "l1_adversarial", "l1_ratio")
+
     def units(self, spec, *, recipe):
         return [{"layer": spec.layer, "attack": spec.attack, "eps": spec.eps, "options": spec.options}]
 

@@ -17,9 +17,9 @@ from typing import Annotated
 
 from pydantic import Field
 
-from edgebnn.attacks.ensemble import DEFAULT_SURROGATES
+from edgebnn.choices import ENSEMBLE_SURROGATES
+from edgebnn.evaluation.budget import StrongSettings
 from edgebnn.evaluation.checks import to_markdown
-from edgebnn.evaluation.masking import StrongSettings, plan_cost, robustness_report
 from edgebnn.recipes.evaluations.base import Kind, Result
 from edgebnn.recipes.schema import RecipeError, Section
 
@@ -46,7 +46,7 @@ class Spec(Section):
 
 
 def _surrogates(unit):
-    return unit["surrogates"] or list(DEFAULT_SURROGATES)
+    return unit["surrogates"] or list(ENSEMBLE_SURROGATES)
 
 
 def _settings(unit):
@@ -70,6 +70,9 @@ class Robustness(Kind):
             except ValueError as e:
                 raise RecipeError(f"`{where}.surrogates`: unknown surrogate {surrogate!r}: {e}") from None
 
+    def metrics(self, spec, *, recipe):
+        return ("images", "warnings", "robust_accuracy", "report")
+
     def units(self, spec, *, recipe):
         return [spec.model_dump(mode="json")]
 
@@ -77,12 +80,16 @@ class Robustness(Kind):
         return "strong evaluation eps=" + "/".join(f"{e:g}" for e in unit["eps"])
 
     def cost(self, unit, *, recipe, n_eval):
-        """Forward/backward passes of the strong evaluation's runs (:func:`plan_cost`) per image and eps."""
+        """Forward/backward passes of the strong evaluation's runs (:func:`~edgebnn.evaluation.masking.plan_cost`) per image and eps."""
+        from edgebnn.evaluation.masking import plan_cost  # noqa: PLC0415 (TensorFlow)
+
         n = n_eval if unit["limit"] is None else min(unit["limit"], n_eval)
         return n * len(unit["eps"]) * plan_cost(_settings(unit), surrogates=_surrogates(unit))
 
     def run(self, unit, ctx):
         import numpy as np  # noqa: PLC0415
+
+        from edgebnn.evaluation.masking import robustness_report  # noqa: PLC0415 (TensorFlow)
 
         n = len(ctx.x_eval) if unit["limit"] is None else min(unit["limit"], len(ctx.x_eval))
         report = robustness_report(
