@@ -49,6 +49,7 @@ from edgebnn.recipes.schema import OpenSection, RecipeError, Section
 from edgebnn.attacks.rfgsm import VARIANTS as RFGSM_VARIANTS
 from edgebnn.training.adversarial import LABEL_SOURCES, METHODS, MODES
 from edgebnn.training.distribute import STRATEGIES
+from edgebnn.training.fit import RANDOM_METHODS, XLA_MODES
 from edgebnn.training.optim import OPTIMIZERS, SCHEDULES
 
 if sys.version_info >= (3, 11):
@@ -183,10 +184,13 @@ class TrainConfig(Section):
     strategy: Literal[STRATEGIES] = "default"
     #: TensorBoard logs of every trained cell in the run folder (``tensorboard/<cell id>/``).
     tensorboard: bool = True
+    #: XLA for the optimizer's update or the whole step (:func:`edgebnn.training.compile_for_classification`):
+    #: other float rounding, so part of the model's store key unless "off".
+    xla: Literal[XLA_MODES] = "off"
 
     @model_serializer(mode="wrap")
     def _dump(self, handler):
-        return _drop_when(handler(self), {"tensorboard": True})
+        return _drop_when(handler(self), {"tensorboard": True, "xla": "off"})
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -196,6 +200,9 @@ class TrainConfig(Section):
         ):
             raise ValueError(f"decay_epochs: the step schedule needs increasing epochs in [1, {self.epochs}), "
                              f"got {self.decay_epochs}")
+        if self.xla == "step" and self.adversarial is not None and self.adversarial.method in RANDOM_METHODS:
+            raise ValueError(f"xla: 'step' ignores op seeds and adversarial method {self.adversarial.method!r} "
+                             "draws random numbers; use 'update'")
         if self.adversarial is not None and self.adversarial.start_epoch >= self.epochs:
             raise ValueError(f"adversarial.start_epoch: {self.adversarial.start_epoch} leaves no adversarial "
                              f"epoch in {self.epochs} (0-based)")
