@@ -84,4 +84,4 @@ def test_training_speeds_times_every_xla_mode_round_by_round():
     y = np.arange(2 * BATCH) % 3
     speeds, peak = training_speeds(model, x, y, modes=["off", "update", "step"], repeats=1)
     assert set(speeds) == {"off", "update", "step"} and all(v > 0 for v in speeds.values()) and peak > 0
-    assert model.jit_compile and model.optimizer.jit_compile is False  # recompiled for each mode, "step" last
+    assert model.jit_compile and not model.optimizer.jit_compile  # recompiled for each mode, "step" last
