@@ -1,16 +1,20 @@
-"""PGD and training throughput of four model families as a fraction of the machine's matmul peak.
+"""PGD and training throughput of four model families as a fraction of the machine's matmul peak,
+and training with XLA (``xla="update"`` / ``"step"`` of ``compile_for_classification``) against the
+plain training step.
 
-The peak is a ``2048^3`` float32 matmul (``2 * 2048^3`` FLOP) timed in this process,
-right before the models. A model's FLOP per image are counted from its layers:
+The peak is a ``2048^3`` float32 matmul (``2 * 2048^3`` FLOP) timed in this process, before
+the models and again before every round of training; the best time counts. A model's FLOP
+per image are counted from its layers:
 ``2 * inputs * units`` per dense layer, ``2 * kh * kw * c_in * c_out * h_out * w_out``
 per convolution (BatchNorm, activations, pooling and the quantizers are left out, so
 the fractions are lower bounds). One PGD iteration is a forward pass and a backward
 pass to the input (2x the forward FLOP); one training step a forward pass and a
 backward pass to the inputs and the weights (3x). Models are untrained: speed does not
-depend on the weights' values.
+depend on the weights' values. Training modes are timed interleaved, round by round, on
+one model recompiled for each mode (its warm-up batch, which traces and compiles, untimed).
 
 Usage (alone; ``python -m benchmarks`` runs it with the defaults of :func:`run`):
-    PYTHONPATH=. python -m benchmarks.peak [--quick]
+    PYTHONPATH=. python -m benchmarks.peak [--quick] [--only LABEL ...]
 """
 
 import argparse
@@ -23,6 +27,7 @@ from benchmarks.common import Figure, Result
 from edgebnn import zoo
 from edgebnn.evaluation.robustness import craft
 from edgebnn.training import compile_for_classification
+from edgebnn.training.fit import XLA_MODES, random_training_ops
 
 import tensorflow as tf
 
@@ -32,11 +37,12 @@ PEAK_SIZE = 2048
 #: one training step (forward + backward to the inputs and to the weights).
 PGD_PASSES, TRAINING_PASSES = 2, 3
 #: family label -> (zoo family, builder options, attacked images, training images). Panda's FCN1
-#: (118M weights, 236 MFLOP per forward pass) is left out: attacking it took a 5.6 GiB process
-#: and training it (weights, gradients, Adam's two moments) more, beyond what a benchmark may
-#: take on this shared 24 GiB machine (one run was killed by the out-of-memory killer).
+#: (118M weights, 236 MFLOP per forward pass, about 5 GB to train) gets a few batches only.
 MODELS = {
     "Panda FCN2 binary": ("panda_fcn2", dict(precision="binary"), 500, 3000),
+    "Panda FCN2 float": ("panda_fcn2", dict(precision="float"), 500, 3000),
+    "Panda FCN1 binary": ("panda_fcn1", dict(precision="binary"), 32, 384),
+    "Galloway CNN A K=64": ("galloway_cnn", dict(precision="A", kernels=64), 200, 1000),
     "Galloway CNN B K=64": ("galloway_cnn", dict(precision="B", kernels=64), 200, 1000),
     "Guan LeNet binary": ("guan_lenet", dict(precision="binary"), 500, 3000),
 }
@@ -83,13 +89,38 @@ def _median_seconds(fn, repeats):
     return float(np.median(seconds))
 
 
-def measure(*, quick=False):
-    """``(peak GFLOP/s, rows)``: per family its FLOP per image and PGD / training GFLOP/s."""
+def training_speeds(model, x, y, *, modes, repeats):
+    """``({mode: median images/s}, best peak GFLOP/s seen)``: one epoch on ``(x, y)`` per mode and
+    round, the modes interleaved; the peak is measured again before every round.
+
+    Every mode recompiles ``model`` with the same Adam instance: a new optimizer per compile
+    would add its moments (twice the weights) each time, while old training functions keep
+    the previous ones alive.
+    """
+    speeds, peaks = {mode: [] for mode in modes}, []
+    optimizer = tf.keras.optimizers.Adam()
+    for _ in range(repeats):
+        peaks.append(matmul_peak(repeats=1))
+        for mode in modes:
+            optimizer.jit_compile = False  # "update" turns it on; the other modes leave it as it is
+            compile_for_classification(model, optimizer=optimizer, xla=mode)
+            model.fit(x[:BATCH], y[:BATCH], batch_size=BATCH, epochs=1, verbose=0, shuffle=False)  # trace, compile
+            start = time.perf_counter()
+            model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, shuffle=False)
+            speeds[mode].append(len(x) / (time.perf_counter() - start))
+    return {mode: float(np.median(v)) for mode, v in speeds.items()}, max(peaks)
+
+
+def measure(*, quick=False, only=None):
+    """``(peak GFLOP/s, rows)``: per family its FLOP per image, PGD GFLOP/s and training images/s
+    per XLA mode (``"step"`` only where the training draws no random numbers)."""
     repeats = 1 if quick else 3
     peak = matmul_peak(repeats=2 if quick else 5)
     rows = []
     rng = np.random.default_rng(0)
     for label, (family, options, attacked, trained) in MODELS.items():
+        if only and label not in only:
+            continue
         if quick:
             attacked, trained = min(attacked, 32), min(trained, 2 * BATCH)
         model = zoo.get(family)(**options)
@@ -100,45 +131,68 @@ def measure(*, quick=False):
         steps = 2 if quick else PGD_STEPS
         pgd_s = _median_seconds(lambda m=model: craft(m, x[:attacked], y[:attacked], attack="pgd", eps=0.1, steps=steps,
                                                       batch_size=BATCH), repeats)
-        compile_for_classification(model)
-        fit_s = _median_seconds(lambda m=model: m.fit(x[:trained], y[:trained], batch_size=BATCH, epochs=1, verbose=0,
-                                                      shuffle=False), repeats)
-        rows.append(dict(label=label, flop=flop, params=model.count_params(),
-                         pgd_gflops=attacked * steps * PGD_PASSES * flop / pgd_s / 1e9, pgd_images=attacked / pgd_s,
-                         train_gflops=trained * TRAINING_PASSES * flop / fit_s / 1e9, train_images=trained / fit_s))
+        random_ops = random_training_ops(model)
+        modes = [m for m in XLA_MODES if m != "step" or not random_ops]
+        speeds, round_peak = training_speeds(model, x[:trained], y[:trained], modes=modes, repeats=repeats)
+        peak = max(peak, round_peak)
+        rows.append(dict(label=label, flop=flop, params=model.count_params(), pgd_images=attacked / pgd_s,
+                         pgd_flops=attacked * steps * PGD_PASSES * flop / pgd_s, speeds=speeds,
+                         step_refused=random_ops[0][1] if random_ops else None))
         del model
+        tf.keras.backend.clear_session()
     return peak, rows
 
 
-def run(*, quick=False):
-    """The benchmark at its defaults (tiny sizes with ``quick``)."""
-    peak, rows = measure(quick=quick)
+def _training_gflops(row, mode):
+    return row["speeds"][mode] * TRAINING_PASSES * row["flop"] / 1e9
+
+
+def run(*, quick=False, only=None):
+    """The benchmark at its defaults (tiny sizes with ``quick``; only the families ``only`` names)."""
+    peak, rows = measure(quick=quick, only=only)
     figures, table = [], [
-        "| model | weights | forward MFLOP / image | PGD images/s | PGD GFLOP/s | PGD / peak | "
-        "training images/s | training GFLOP/s | training / peak |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        "| model | weights | forward MFLOP / image | PGD images/s | PGD / peak | training images/s: plain | "
+        "XLA update | XLA step | training / peak: plain | XLA update | XLA step | best XLA / plain |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
+        pgd_gflops = r["pgd_flops"] / 1e9
+        best = max(r["speeds"], key=r["speeds"].get)
+        cells = {mode: (f"{r['speeds'][mode]:.0f}", f"{_training_gflops(r, mode) / peak:.0%}") if mode in r["speeds"]
+                 else ("refused", "--") for mode in XLA_MODES}
         table.append(f"| {r['label']} | {r['params']:,} | {r['flop'] / 1e6:.2f} | {r['pgd_images']:.0f} | "
-                     f"{r['pgd_gflops']:.1f} | {r['pgd_gflops'] / peak:.0%} | {r['train_images']:.0f} | "
-                     f"{r['train_gflops']:.1f} | {r['train_gflops'] / peak:.0%} |")
-        figures.append(Figure(f"PGD throughput / matmul peak, {r['label']}", r["pgd_gflops"] / peak, r["pgd_gflops"],
+                     f"{pgd_gflops / peak:.0%} | {' | '.join(c[0] for c in cells.values())} | "
+                     f"{' | '.join(c[1] for c in cells.values())} | {r['speeds'][best] / r['speeds']['off']:.2f}x |")
+        figures.append(Figure(f"PGD throughput / matmul peak, {r['label']}", pgd_gflops / peak, pgd_gflops,
                               peak, "GFLOP/s", f"PGD-{PGD_STEPS} via `craft`, batch {BATCH}, dense/conv FLOP only"))
-        figures.append(Figure(f"training throughput / matmul peak, {r['label']}", r["train_gflops"] / peak,
-                              r["train_gflops"], peak, "GFLOP/s", f"`model.fit`, batch {BATCH}, dense/conv FLOP only"))
+        for mode in r["speeds"]:
+            gflops = _training_gflops(r, mode)
+            figures.append(Figure(f"training throughput / matmul peak, {r['label']}, xla={mode!r}", gflops / peak,
+                                  gflops, peak, "GFLOP/s", f"`model.fit`, batch {BATCH}, dense/conv FLOP only"))
+        for mode in r["speeds"]:
+            if mode != "off":
+                figures.append(Figure(f"training throughput, {r['label']}, xla={mode!r} / plain",
+                                      r["speeds"][mode] / r["speeds"]["off"], r["speeds"][mode], r["speeds"]["off"],
+                                      "images/s (median)", "same model and batches, modes interleaved round by round"))
+    refused = [f"{r['label']} ({r['step_refused']})" for r in rows if r["step_refused"]]
     details = "\n".join([
         f"Peak: {peak:.1f} GFLOP/s, the best of the timed float32 {PEAK_SIZE}^3 matmuls (`tf.matmul` in a "
-        f"`tf.function`), measured in this process right before the models.", "",
+        f"`tf.function`), measured in this process before the models and before every training round.", "",
         f"PGD-{PGD_STEPS} (L-inf eps=0.1) through `craft`, batch {BATCH}, {PGD_PASSES}x the forward FLOP per "
-        f"iteration; one `model.fit` epoch, batch {BATCH}, {TRAINING_PASSES}x the forward FLOP per image; median of "
+        f"iteration; one `model.fit` epoch, batch {BATCH}, {TRAINING_PASSES}x the forward FLOP per image, with "
+        "`compile_for_classification(model, xla=...)`: `off` (the plain step), `update` (the optimizer's update "
+        "of each weight compiled with XLA), `step` (the whole training step compiled with XLA); median of "
         f"{1 if quick else 3} timed runs after a warm-up, on uniform random images (untrained models). FLOP count "
-        "dense and convolution layers only. Panda's FCN1 (118M weights) is left out: attacking it took a "
-        "5.6 GiB process, more than a benchmark may take on this shared machine (see `MODELS`).", "", *table])
+        "dense and convolution layers only. XLA `step` is refused where the training draws random numbers "
+        f"(XLA ignores op seeds): {', '.join(refused) or 'none here'}.", "", *table])
     return Result("Attack and training throughput against the matmul peak", figures, details)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
-    print(run(quick=parser.parse_args().quick).details)
+    parser.add_argument("--only", nargs="+", choices=list(MODELS), help="measure only these families")
+    args = parser.parse_args()
+    print(run(quick=args.quick, only=args.only).details)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,12 @@ ADVERSARIAL_MODES = ("replace", "augment")
 #: predictions (Kurakin et al. 2017: avoids "label leaking").
 LABEL_SOURCES = ("true", "predicted")
 
+#: XLA compilation of a training step (:func:`edgebnn.training.train`): none, the optimizer
+#: update only, or the whole step (exact only without random ops in the step).
+XLA_MODES = ("off", "update", "step")
+#: Adversarial training methods that draw random numbers (random starts, random eps).
+RANDOM_ADVERSARIAL_METHODS = ("rfgsm", "pgd", "fgsm_random_eps")
+
 #: Strategy names accepted by :func:`edgebnn.training.distribute.make_strategy` (and by a recipe's ``train.strategy``).
 STRATEGIES = ("default", "mirrored", "multi_worker")
 

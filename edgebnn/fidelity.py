@@ -181,7 +181,8 @@ def fit(model, recipe, x, y, *, checkpoint_dir=None):
     lr = learning_rate_schedule(t.learning_rate, schedule=t.schedule, steps_per_epoch=math.ceil(len(x) / t.batch_size),
                                 epochs=t.epochs, decay_epochs=t.decay_epochs, decay_factor=t.decay_factor)
     compile_for_classification(fit_model, optimizer=make_optimizer(
-        t.optimizer, learning_rate=lr, momentum=t.momentum, nesterov=t.nesterov, weight_decay=t.weight_decay))
+        t.optimizer, learning_rate=lr, momentum=t.momentum, nesterov=t.nesterov, weight_decay=t.weight_decay),
+        xla=t.xla)
     return train(fit_model, x, y, epochs=t.epochs, batch_size=t.batch_size, seed=t.seed,
                  checkpoint_dir=checkpoint_dir, verbose=0)
 

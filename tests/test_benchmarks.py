@@ -71,3 +71,17 @@ def test_matmul_peak_is_a_positive_rate():
     from benchmarks.peak import matmul_peak
 
     assert matmul_peak(size=64, repeats=1) > 0
+
+
+def test_training_speeds_times_every_xla_mode_round_by_round():
+    import numpy as np
+    import tensorflow as tf
+
+    from benchmarks.peak import BATCH, training_speeds
+
+    model = tf.keras.Sequential([tf.keras.Input((6,)), tf.keras.layers.Dense(4), tf.keras.layers.Dense(3)])
+    x = np.random.default_rng(0).uniform(size=(2 * BATCH, 6)).astype(np.float32)
+    y = np.arange(2 * BATCH) % 3
+    speeds, peak = training_speeds(model, x, y, modes=["off", "update", "step"], repeats=1)
+    assert set(speeds) == {"off", "update", "step"} and all(v > 0 for v in speeds.values()) and peak > 0
+    assert model.jit_compile and not model.optimizer.jit_compile  # recompiled for each mode, "step" last

@@ -151,3 +151,10 @@ def test_online_recipe_runs_one_step_on_generated_tensors(name, tmp_path, monkey
     report = _check_report(out, study)
     if name in ("panda/fig7", "panda/fig8"):
         assert all("top5_accuracy" in r for r in report["records"] if r["evaluation"] in ("clean", "attacks"))
+
+
+@pytest.mark.parametrize("name", [n for n in MNIST_FAMILY if n not in ("panda/fig4b", "panda/table2_mnist")])
+def test_fcn1_recipes_compile_the_optimizer_update_with_xla(name):
+    study = config.load(recipes.find(name))
+    assert any(cell.recipe.model.family == "panda_fcn1" for cell in study.cells)
+    assert {cell.recipe.train.xla for cell in study.cells} == {"update"}

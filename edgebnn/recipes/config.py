@@ -43,7 +43,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, create_model, model_serializer, model_validator
 
 from edgebnn.choices import (
-    ADVERSARIAL_METHODS, ADVERSARIAL_MODES, LABEL_SOURCES, OPTIMIZERS, RFGSM_VARIANTS, SCHEDULES, STRATEGIES,
+    ADVERSARIAL_METHODS, ADVERSARIAL_MODES, LABEL_SOURCES, OPTIMIZERS, RANDOM_ADVERSARIAL_METHODS, RFGSM_VARIANTS,
+    SCHEDULES, STRATEGIES, XLA_MODES,
 )
 from edgebnn.recipes import claims as claims_lib
 from edgebnn.recipes import sources
@@ -182,10 +183,13 @@ class TrainConfig(Section):
     strategy: Literal[STRATEGIES] = "default"
     #: TensorBoard logs of every trained cell in the run folder (``tensorboard/<cell id>/``).
     tensorboard: bool = True
+    #: XLA for the optimizer's update or the whole step (:func:`edgebnn.training.compile_for_classification`):
+    #: other float rounding, so part of the model's store key unless "off".
+    xla: Literal[XLA_MODES] = "off"
 
     @model_serializer(mode="wrap")
     def _dump(self, handler):
-        return _drop_when(handler(self), {"tensorboard": True})
+        return _drop_when(handler(self), {"tensorboard": True, "xla": "off"})
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -195,6 +199,10 @@ class TrainConfig(Section):
         ):
             raise ValueError(f"decay_epochs: the step schedule needs increasing epochs in [1, {self.epochs}), "
                              f"got {self.decay_epochs}")
+        random_attack = self.adversarial is not None and self.adversarial.method in RANDOM_ADVERSARIAL_METHODS
+        if self.xla == "step" and random_attack:
+            raise ValueError(f"xla: 'step' ignores op seeds and adversarial method {self.adversarial.method!r} "
+                             "draws random numbers; use 'update'")
         if self.adversarial is not None and self.adversarial.start_epoch >= self.epochs:
             raise ValueError(f"adversarial.start_epoch: {self.adversarial.start_epoch} leaves no adversarial "
                              f"epoch in {self.epochs} (0-based)")

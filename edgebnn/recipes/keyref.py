@@ -79,6 +79,10 @@ MEANINGS = {
     "train.tensorboard": "Write TensorBoard logs of every cell trained in this run to `tensorboard/<cell id>/` "
                          "in the run folder (loss, accuracy, adversarial accuracy per epoch). Changes no store "
                          "key and no weight.",
+    "train.xla": "Compile part of every training step with XLA: `off`, `update` (the optimizer's update of "
+                 "each weight; faster for large dense models such as FCN1) or `step` (the whole step; refused "
+                 "when training draws random numbers, whose seeds XLA ignores). Weights differ from `off` by "
+                 "float rounding, so it is part of the model's store key unless `off`.",
     "evaluation": "Settings shared by every evaluation of a cell.",
     "evaluation.limit": "Test images attacked (the first `limit`; the clean accuracy uses the whole test part).",
     "evaluation.batch_size": "Batch size of attacks and predictions.",

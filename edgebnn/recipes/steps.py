@@ -346,7 +346,7 @@ def _fit_model(session, recipe, d):
                                     epochs=t.epochs, decay_epochs=t.decay_epochs, decay_factor=t.decay_factor)
         optimizer = make_optimizer(t.optimizer, learning_rate=lr, momentum=t.momentum, nesterov=t.nesterov,
                                    weight_decay=t.weight_decay)
-        compile_for_classification(fit_model, optimizer=optimizer)
+        compile_for_classification(fit_model, optimizer=optimizer, xla=t.xla)
     return model, fit_model
 
 
