@@ -85,13 +85,9 @@ def _brute_force(model, net, x, y, eps):
     return bool(np.all(pred == y))
 
 
-@pytest.mark.parametrize("solver", ["minicard", pytest.param("milp", marks=pytest.mark.slow),
-                                    pytest.param("cpsat", marks=pytest.mark.slow)])
-def test_ternary_and_conv_certification_equals_brute_force(solver, rng):
-    """Zero weights and unrolled convolutions in the constraints: answers equal enumeration in Keras."""
-    shape = (3, 3, 1)
-    answers = set()
-    for seed, architecture in ((20, "mlp"), (21, "mlp"), (22, "conv_small")):
+def _ternary_cases(seeded_architectures, rng, *, shape=(3, 3, 1)):
+    """``(model, net, x, i, eps)``: small random ternary models (seeded), six random images each, eps 0.15 and 0.3."""
+    for seed, architecture in seeded_architectures:
         tf.keras.utils.set_random_seed(seed)
         model = eev.build_verifiable(architecture=architecture, precision="ternary", hidden_units=5,
                                      hidden_layers=2, input_bits=2, num_classes=3, input_shape=shape,
@@ -100,37 +96,37 @@ def test_ternary_and_conv_certification_equals_brute_force(solver, rng):
         net = extract(model)
         x = rng.uniform(0, 1, size=(6, *shape)).astype(np.float32)
         for i, eps in itertools.product(range(len(x)), (0.15, 0.3)):
-            y = int(model(x[i : i + 1], training=False).numpy().argmax())
-            record = exact.certify_example(net, x[i], y, eps=eps, solver=solver, enumeration_limit=0,
-                                           search_steps=0, branch_share=0)
-            assert record["status"] == ("robust" if _brute_force(model, net, x[i], y, eps) else "not_robust")
-            assert record["solver"] == solver and record["solver_version"] == solvers.version(solver)
-            answers.add((record["status"], record["source"]))
+            yield model, net, x, i, eps
+
+
+@pytest.mark.parametrize("solver", ["minicard", pytest.param("milp", marks=pytest.mark.slow),
+                                    pytest.param("cpsat", marks=pytest.mark.slow)])
+def test_ternary_and_conv_certification_equals_brute_force(solver, rng):
+    """Zero weights and unrolled convolutions in the constraints: answers equal enumeration in Keras."""
+    answers = set()
+    for model, net, x, i, eps in _ternary_cases(((20, "mlp"), (21, "mlp"), (22, "conv_small")), rng):
+        y = int(model(x[i : i + 1], training=False).numpy().argmax())
+        record = exact.certify_example(net, x[i], y, eps=eps, solver=solver, enumeration_limit=0,
+                                       search_steps=0, branch_share=0)
+        assert record["status"] == ("robust" if _brute_force(model, net, x[i], y, eps) else "not_robust")
+        assert record["solver"] == solver and record["solver_version"] == solvers.version(solver)
+        answers.add((record["status"], record["source"]))
     assert ("robust", "solver") in answers and ("not_robust", "solver") in answers
 
 
 def test_branch_and_bound_on_ternary_and_conv_equals_brute_force(rng):
     """Sparse products over unrolled ternary convolutions, the affine logit bound: answers equal enumeration in Keras."""
-    shape = (3, 3, 1)
     answers = set()
-    for seed, architecture in ((30, "mlp"), (31, "conv_small"), (32, "conv_small")):
-        tf.keras.utils.set_random_seed(seed)
-        model = eev.build_verifiable(architecture=architecture, precision="ternary", hidden_units=5,
-                                     hidden_layers=2, input_bits=2, num_classes=3, input_shape=shape,
-                                     threshold_ratio=0.5)
-        model = randomize_batch_norm(model, seed=seed, mean_std=1.0, beta_std=0.5, variance=(0.5, 4.0))
-        net = extract(model)
-        x = rng.uniform(0, 1, size=(6, *shape)).astype(np.float32)
-        for i, eps in itertools.product(range(len(x)), (0.15, 0.3)):
-            y = int(model(x[i : i + 1], training=False).numpy().argmax())
-            status, levels, boxes = branch.search(net, x[i].reshape(-1), y, eps)
-            assert status == ("robust" if _brute_force(model, net, x[i], y, eps) else "not_robust")
-            assert boxes >= 1
-            if levels is not None:
-                cx = encode.witness(x[i].reshape(-1), levels, eps, net.bits)
-                assert model(cx.reshape(1, *shape), training=False).numpy().argmax() != y
-                assert branch.search(net, x[i].reshape(-1), y, eps, max_boxes=1)[0] in ("unknown", "not_robust")
-            answers.add(status)
+    for model, net, x, i, eps in _ternary_cases(((30, "mlp"), (31, "conv_small"), (32, "conv_small")), rng):
+        y = int(model(x[i : i + 1], training=False).numpy().argmax())
+        status, levels, boxes = branch.search(net, x[i].reshape(-1), y, eps)
+        assert status == ("robust" if _brute_force(model, net, x[i], y, eps) else "not_robust")
+        assert boxes >= 1
+        if levels is not None:
+            cx = encode.witness(x[i].reshape(-1), levels, eps, net.bits)
+            assert model(cx.reshape(1, *x.shape[1:]), training=False).numpy().argmax() != y
+            assert branch.search(net, x[i].reshape(-1), y, eps, max_boxes=1)[0] in ("unknown", "not_robust")
+        answers.add(status)
     assert answers == {"robust", "not_robust"}
 
 
