@@ -15,7 +15,8 @@ import types
 import numpy as np
 
 import edgebnn  # noqa: F401  (Keras 2 before TensorFlow)
-from benchmarks.common import DATA_DIR, Figure, Result, interleaved, trained_fcn2
+from benchmarks.common import DATA_DIR, Figure, Result, trained_fcn2
+from edgebnn.deploy.latency import interleaved
 from edgebnn.evaluation.robustness import craft, predict_labels
 
 from cleverhans.tf2.attacks.projected_gradient_descent import projected_gradient_descent

@@ -9,7 +9,8 @@ pair by pair, ``repeats`` times, on the same seeded Fashion-MNIST images.
 import numpy as np
 
 import edgebnn  # noqa: F401  (Keras 2 before TensorFlow)
-from benchmarks.common import DATA_DIR, Figure, Result, interleaved
+from benchmarks.common import DATA_DIR, Figure, Result
+from edgebnn.deploy.latency import interleaved
 from edgebnn import data, zoo
 from edgebnn.training import compile_for_classification
 

@@ -85,3 +85,12 @@ def test_training_speeds_times_every_xla_mode_round_by_round():
     speeds, peak = training_speeds(model, x, y, modes=["off", "update", "step"], repeats=1)
     assert set(speeds) == {"off", "update", "step"} and all(v > 0 for v in speeds.values()) and peak > 0
     assert model.jit_compile and not model.optimizer.jit_compile  # recompiled for each mode, "step" last
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in cli.REPO.joinpath("benchmarks").glob("*.py")
+                                        if p.stem not in ("__init__", "__main__")))
+def test_every_benchmark_module_imports(name):
+    """`python -m benchmarks` imports each module when it runs it: a stale import fails here, not there."""
+    import importlib  # noqa: PLC0415
+
+    importlib.import_module(f"benchmarks.{name}")
