@@ -341,20 +341,27 @@ def test_full_study_against_direct_api_calls(tmp_path, data_dir):
     assert "randomized at inference: attacked with EOT" in markdown and "not deployed" in markdown
 
 
+#: The small budget of the strong-evaluation tests' ``[[robustness]]`` entries (one surrogate, short attacks).
+STRONG_BUDGET = textwrap.dedent(
+    """
+    surrogates = ["clipped"]
+    steps = 5
+    pgd_steps = 3
+    restarts = 1
+    target_classes = 2
+    square_queries = 30
+    """
+)
+
+
 def test_strong_evaluation_kind_reports_the_ensemble_and_the_checks(tmp_path, data_dir):
     text = TINY.replace('[grid]\n"model.precision" = ["float", "binary"]\n', "") + textwrap.dedent(
         """
         [[robustness]]
         eps = [0.1]
         limit = 20
-        surrogates = ["clipped"]
-        steps = 5
-        pgd_steps = 3
-        restarts = 1
-        target_classes = 2
-        square_queries = 30
         """
-    )
+    ) + STRONG_BUDGET
     out = tmp_path / "run"
     study = _study(tmp_path, text, data_dir=data_dir)
     report, _ = _run(study, out)
@@ -382,18 +389,7 @@ def test_strong_evaluation_kind_reports_the_ensemble_and_the_checks(tmp_path, da
 STRONG = small_study(
     "strong", model=dict(precision="float", options={"hidden_units": 64}), train="epochs = 3\nbatch_size = 32",
     evaluation="limit = 10\nbatch_size = 5",
-    rest="""
-        [deploy]
-        enabled = false
-        [[robustness]]
-        eps = [0.02]
-        surrogates = ["clipped"]
-        steps = 5
-        pgd_steps = 3
-        restarts = 1
-        target_classes = 2
-        square_queries = 30
-    """,
+    rest="[deploy]\nenabled = false\n[[robustness]]\neps = [0.02]\n" + STRONG_BUDGET,
 )
 
 
