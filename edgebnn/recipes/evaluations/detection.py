@@ -83,8 +83,7 @@ class Detection(Kind):
 
     def run(self, unit, ctx):
         from edgebnn import attacks  # noqa: PLC0415 (TensorFlow)
-        from edgebnn.evaluation.detection import detection_summary  # noqa: PLC0415
-        from edgebnn.evaluation.uncertainty import predict_mc  # noqa: PLC0415
+        from edgebnn.evaluation import detection_summary, predict_mc  # noqa: PLC0415
 
         options = common.eot_option(ctx, attacks.info(unit["attack"]).canonical(unit["options"]),
                                     gradient=unit["gradient"], randomized=ctx.randomized,
