@@ -187,6 +187,52 @@ def test_randomized_model_needs_eot(float_model):
     assert check["numbers"]["randomized"] and check["numbers"]["accuracy_plain"] is not None
 
 
+class _Kept:
+    """Finished batches kept in memory (the ``kept`` store of :func:`masking.robustness_report`);
+    Ctrl-C right after the ``stop_after``-th batch is saved."""
+
+    def __init__(self, stop_after=None):
+        self.saved, self.stop_after = {}, stop_after
+
+    def seed(self, run, batch):
+        return 1000 * run + batch
+
+    def load(self, run, batch):
+        return self.saved.get((run, batch))
+
+    def save(self, run, batch, array):
+        self.saved[run, batch] = array
+        if len(self.saved) == self.stop_after:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.slow
+def test_a_stopped_report_resumes_from_its_kept_batches_to_the_same_numbers(float_model):
+    model, x, y = float_model
+    x, y = x[:20], y[:20]
+    settings = dict(eps_list=[0.05], batch_size=10, **{**SMALL, "square_queries": 30})
+
+    def report(kept):
+        tf.keras.utils.set_random_seed(0)  # as the recipe runner does before every result
+        return masking.robustness_report(model, x, y, kept=kept, **settings)
+
+    whole = report(_Kept())
+    kept = _Kept(stop_after=5)  # the large-eps run, FGSM, and the first batch of the short PGD
+    with pytest.raises(KeyboardInterrupt):
+        report(kept)
+    kept.stop_after = None
+    crafted = []
+    craft = masking.craft
+    masking.craft = lambda *a, **k: crafted.append(len(a[1])) or craft(*a, **k)
+    try:
+        resumed = report(kept)
+    finally:
+        masking.craft = craft
+    # Runs: large eps, fgsm, pgd-5, pgd-10x2, apgd-ce, apgd-t, square: 2 batches each.
+    assert crafted == [10] * (7 * 2 - 5)
+    assert resumed == whole  # every accuracy, ensemble breakdown and check
+
+
 def test_zero_gradient_mask_matches_definition(float_model):
     model, x, y = float_model
     assert not masking.zero_gradient_mask(model, x, y).any()

@@ -341,20 +341,27 @@ def test_full_study_against_direct_api_calls(tmp_path, data_dir):
     assert "randomized at inference: attacked with EOT" in markdown and "not deployed" in markdown
 
 
+#: The small budget of the strong-evaluation tests' ``[[robustness]]`` entries (one surrogate, short attacks).
+STRONG_BUDGET = textwrap.dedent(
+    """
+    surrogates = ["clipped"]
+    steps = 5
+    pgd_steps = 3
+    restarts = 1
+    target_classes = 2
+    square_queries = 30
+    """
+)
+
+
 def test_strong_evaluation_kind_reports_the_ensemble_and_the_checks(tmp_path, data_dir):
     text = TINY.replace('[grid]\n"model.precision" = ["float", "binary"]\n', "") + textwrap.dedent(
         """
         [[robustness]]
         eps = [0.1]
         limit = 20
-        surrogates = ["clipped"]
-        steps = 5
-        pgd_steps = 3
-        restarts = 1
-        target_classes = 2
-        square_queries = 30
         """
-    )
+    ) + STRONG_BUDGET
     out = tmp_path / "run"
     study = _study(tmp_path, text, data_dir=data_dir)
     report, _ = _run(study, out)
@@ -374,6 +381,91 @@ def test_strong_evaluation_kind_reports_the_ensemble_and_the_checks(tmp_path, da
     assert "Strong evaluation (20 images)" in markdown and "Gradient-masking checks" in markdown
     again, lines = _run(_study(tmp_path, text, data_dir=data_dir), out)
     assert any("strong evaluation" in line and "(cached)" in line for line in lines)
+
+
+
+#: A study whose only long evaluation is a small strong evaluation: 10 images, attacked in batches of 5
+#: (two batches per attack run, seven runs).
+STRONG = small_study(
+    "strong", model=dict(precision="float", options={"hidden_units": 64}), train="epochs = 3\nbatch_size = 32",
+    evaluation="limit = 10\nbatch_size = 5",
+    rest="[deploy]\nenabled = false\n[[robustness]]\neps = [0.02]\n" + STRONG_BUDGET,
+)
+
+
+def _stop_after_saves(monkeypatch, saves):
+    """Make :class:`~edgebnn.recipes.store.Batches` raise Ctrl-C right after its ``saves``-th stored batch."""
+    from edgebnn.recipes.store import Batches  # noqa: PLC0415
+
+    save, count = Batches.save, [0]
+
+    def save_then_stop(self, call, index, array):
+        save(self, call, index, array)
+        count[0] += 1
+        if count[0] == saves:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Batches, "save", save_then_stop)
+    return lambda: monkeypatch.setattr(Batches, "save", save)
+
+
+@pytest.mark.slow
+def test_an_interrupted_strong_evaluation_keeps_its_finished_batches_and_resumes_to_the_same_report(
+        tmp_path, data_dir, monkeypatch):
+    from edgebnn.evaluation import masking  # noqa: PLC0415
+    from edgebnn.evaluation.robustness import craft  # noqa: PLC0415
+
+    study = _study(tmp_path, STRONG, data_dir=data_dir)
+    whole, _ = _run(study, tmp_path / "whole")
+
+    restore = _stop_after_saves(monkeypatch, 3)  # the large-eps run and the first batch of FGSM
+    with pytest.raises(KeyboardInterrupt):
+        _run(study, tmp_path / "stopped")
+    assert json.loads((tmp_path / "stopped" / "report.json").read_text())["status"] == "interrupted"
+    restore()
+    crafted = []
+    monkeypatch.setattr(masking, "craft", lambda *a, **k: crafted.append(len(a[1])) or craft(*a, **k))
+    resumed, lines = _run(study, tmp_path / "stopped")
+    assert any(line.endswith("strong evaluation eps=0.02 ... (resuming: 3 finished batches kept)")
+               for line in lines), lines
+    assert crafted == [5] * (7 * 2 - 3)  # seven runs of two batches, three of them kept
+
+    [ours], [theirs] = ([r for r in report["records"] if r["evaluation"] == "robustness"] for report in (resumed, whole))
+    assert ours["report"]["n"] == 10
+    assert ours["report"] == theirs["report"]  # every accuracy, ensemble breakdown and check, bit for bit
+    assert ours["robust_accuracy"] == theirs["robust_accuracy"]
+    partial = tmp_path / "stopped" / "store" / "partial"
+    assert not partial.exists() or not any(partial.iterdir())
+
+
+#: A study whose only long evaluation is the uncertainty detector of an MC-dropout cell: 20 fit and 20
+#: evaluated images in batches of 10 (FGSM with EOT on each set, then the uncertainty of the four sets).
+DETECTION = small_study("detection", evaluation="limit = 20\nbatch_size = 10",
+                        rest="[deploy]\nenabled = false\n" + mc_cell(passes=4, fit=20, attacks=[]))
+
+
+@pytest.mark.slow
+def test_an_interrupted_detection_keeps_its_finished_batches_and_resumes_to_the_same_numbers(
+        tmp_path, data_dir, monkeypatch):
+    study = _study(tmp_path, DETECTION, data_dir=data_dir)
+    whole, _ = _run(study, tmp_path / "whole")
+
+    restore = _stop_after_saves(monkeypatch, 2)  # the fit set's adversarial examples
+    with pytest.raises(KeyboardInterrupt):
+        _run(study, tmp_path / "stopped")
+    assert json.loads((tmp_path / "stopped" / "report.json").read_text())["status"] == "interrupted"
+    restore()
+    resumed, lines = _run(study, tmp_path / "stopped")
+    assert any(line.endswith("detection of fgsm eps=0.1 ... (resuming: 2 finished batches kept)")
+               for line in lines), lines
+
+    [ours], [theirs] = ([r for r in report["records"] if r["evaluation"] == "detection"] for report in (resumed, whole))
+    assert ours["fit_images"] == 20 and ours["eot_samples"] > 1  # MC dropout: attacked and measured at random
+    assert ours["uncertainty_fit_adversarial_mean"] > 0
+    for key in KINDS["detection"].metrics(None, recipe=None):  # bit for bit: every draw is seeded by its batch
+        assert ours[key] == theirs[key], key
+    partial = tmp_path / "stopped" / "store" / "partial"
+    assert not partial.exists() or not any(partial.iterdir())
 
 
 # --- EOT against the plain single-sample attack on a randomized model ---------------------

@@ -53,6 +53,17 @@ def test_mc_dropout_model_has_positive_uncertainty(rng):
     assert pred.mean_probs.shape == (6, 3) and pred.classes.shape == (6,)
 
 
+def test_a_seed_makes_the_passes_independent_of_what_ran_before(rng):
+    model = tf.keras.Sequential([tf.keras.Input((20,)), MCDropout(0.5), tf.keras.layers.Dense(3)])
+    x = rng.normal(size=(6, 20)).astype(np.float32)
+    first = predict_mc(model, x, samples=5, seed=7)
+    predict_mc(model, x, samples=5)  # advances the cached graph's random state
+    again = predict_mc(model, x, samples=5, seed=7)
+    np.testing.assert_array_equal(first.uncertainty, again.uncertainty)
+    np.testing.assert_array_equal(first.mean_probs, again.mean_probs)
+    assert not np.array_equal(predict_mc(model, x, samples=5, seed=8).uncertainty, first.uncertainty)
+
+
 @pytest.mark.parametrize("kwargs, error", [({"samples": 0}, ValueError), ({"batch_size": 1.5}, ValueError)])
 def test_validation(kwargs, error):
     model = tf.keras.Sequential([tf.keras.Input((2,)), tf.keras.layers.Dense(2)])

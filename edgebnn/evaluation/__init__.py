@@ -10,8 +10,9 @@ import importlib
 #: Public name -> the module of this package defining it.
 _EXPORTS = {
     "MCPrediction": "uncertainty", "UncertaintyDetector": "detection", "craft": "robustness",
-    "detection_experiment": "detection", "predict_labels": "robustness", "predict_mc": "uncertainty",
-    "robustness_curve": "robustness", "robustness_report": "masking", "top_k_accuracy": "robustness",
+    "detection_experiment": "detection", "detection_summary": "detection", "predict_labels": "robustness",
+    "predict_mc": "uncertainty", "robustness_curve": "robustness", "robustness_report": "masking",
+    "top_k_accuracy": "robustness",
 }
 
 

@@ -145,12 +145,29 @@ def detection_experiment(
         uncertainty_fn = mc_uncertainty(model, samples=samples)
     x_fit_adv = craft(model, x_fit, y_fit, attack=attack, eps=eps, batch_size=batch_size, **attack_options)
     x_eval_adv = craft(model, x_eval, y_eval, attack=attack, eps=eps, batch_size=batch_size, **attack_options)
-    u = {
-        "fit_clean": uncertainty_fn(x_fit),
-        "fit_adversarial": uncertainty_fn(x_fit_adv),
-        "eval_clean": uncertainty_fn(x_eval),
-        "eval_adversarial": uncertainty_fn(x_eval_adv),
-    }
+    return detection_summary(
+        fit_clean=uncertainty_fn(x_fit), fit_adversarial=uncertainty_fn(x_fit_adv),
+        eval_clean=uncertainty_fn(x_eval), eval_adversarial=uncertainty_fn(x_eval_adv),
+    )
+
+
+def detection_summary(*, fit_clean, fit_adversarial, eval_clean, eval_adversarial):
+    """:func:`detection_experiment`'s numbers from the uncertainty of its four image sets: the
+    detector fitted on the fit sets' uncertainty and tested on the evaluation sets'.
+
+    Args:
+        fit_clean, fit_adversarial: ``(n,)`` uncertainty of the clean and adversarial fit images.
+        eval_clean, eval_adversarial: ``(m,)`` uncertainty of the clean and adversarial evaluated images.
+
+    Returns:
+        dict with ``detection``, ``fit_detection``, ``uncertainty`` and ``detector``, as
+        :func:`detection_experiment` describes.
+
+    Raises:
+        ValueError: empty, non-finite or badly shaped uncertainty.
+    """
+    u = {"fit_clean": fit_clean, "fit_adversarial": fit_adversarial, "eval_clean": eval_clean,
+         "eval_adversarial": eval_adversarial}
     detector = UncertaintyDetector.fit(u["fit_clean"], u["fit_adversarial"])
     return {
         "detection": detector.evaluate(u["eval_clean"], u["eval_adversarial"]),

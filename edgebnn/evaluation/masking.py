@@ -29,6 +29,11 @@ the numbers: its attack plan is data (:func:`attack_plan`, a list of
 :class:`AttackSpec`) run by one loop, its budget one :class:`StrongSettings`, and the
 AutoAttack ensemble per eps and gradient surrogate is combined by the
 :class:`~edgebnn.attacks.ensemble.Ensemble` that :func:`edgebnn.attacks.run_autoattack` uses.
+
+Every attack run is crafted batch by batch and reduced at once to its per-example outcome
+(still correct or not). Given a store of finished work (``kept``), each batch's outcome is
+saved as it finishes and its attack seeded by its position, so that a report stopped in the
+middle and started again crafts only the batches left and combines the same outcomes.
 """
 
 import dataclasses
@@ -178,6 +183,7 @@ def robustness_report(
     eot_samples=1,
     batch_size=500,
     progress=None,
+    kept=None,
     **budget,
 ):
     """Strong robustness numbers with every masking check, per eps and gradient surrogate.
@@ -208,8 +214,15 @@ def robustness_report(
             of the attacked model. None or empty to skip.
         eot_samples: EOT passes for the gradient attacks (randomized models).
         batch_size: examples per compiled attack call.
-        progress: optional ``(label, done, total) -> None`` called after the large-eps check
-            and after every run.
+        progress: optional ``(label, done, total) -> None`` called after every batch of every
+            attack run (``done`` and ``total`` count images over all runs).
+        kept: optional store of finished work, e.g. :class:`edgebnn.recipes.store.Batches`: an
+            object with ``load(run, batch)`` (the saved array or ``None``), ``save(run, batch,
+            array)`` and ``seed(run, batch)`` (a 31-bit int). Batch ``batch`` of the report's
+            ``run``-th attack run (in the order they run) saves its per-example outcome and is
+            crafted under ``tf.random`` seed ``seed(run, batch)``; a saved outcome is used
+            instead of crafting the batch again. ``None``: nothing saved, the attacks' random
+            state is the process's.
         **budget: fields of :class:`StrongSettings` overriding ``settings`` (``steps=20``).
 
     Returns:
@@ -251,13 +264,9 @@ def robustness_report(
     surrogates = list(surrogates)
     plan = attack_plan(settings, norm=norm, surrogates=surrogates, eot_samples=eot_samples, spsa_options=spsa_options,
                        substitute_options=substitute_options, transfer_sources=list(transfer_sources))
-    label, done, total = "strong evaluation", [0], 1 + len(eps_list) * len(plan)
-
-    def step():
-        done[0] += 1
-        if progress is not None:
-            progress(label, done[0], total)
-
+    eot_check = randomized and eot_samples > 1
+    runs = _Runs(model_fn, x, y, batch_size=batch_size, kept=kept, progress=progress,
+                 runs=len(surrogates) + len(eps_list) * len(plan) + int(eot_check))
     report = {
         "n": int(len(x)), "norm": "inf" if norm == np.inf else "l2", "clean_accuracy": float(clean.mean()),
         "surrogates": surrogates, "randomized": bool(randomized), "eot_samples": eot_samples,
@@ -266,28 +275,24 @@ def robustness_report(
                      "spsa": spsa_options is not None, "substitute": substitute_options is not None,
                      "transfer": sorted(transfer_sources)},
     }
-    report.update(_gradient_health(model_fn, x, y, settings, norm=norm, surrogates=surrogates,
+    report.update(_gradient_health(model_fn, x, y, runs, settings, norm=norm, surrogates=surrogates,
                                    eot_samples=eot_samples, batch_size=batch_size))
-    step()
     results = []
     for eps in map(float, eps_list):
         correct = {}  # run name -> per-example "still correct" (and clean-correct)
         for spec in plan:
             source = model_fn if spec.source is None else transfer_sources[spec.source]
-            x_adv = craft(source, x, y, attack=spec.attack, eps=eps, batch_size=batch_size, **spec.options)
-            correct[spec.name] = _correct(model_fn, x_adv, y, batch_size) & clean
-            step()
+            correct[spec.name] = runs.correct(source, attack=spec.attack, eps=eps, **spec.options) & clean
         results.append(_eps_result(eps, correct, clean, plan, settings, surrogates))
     checks = global_checks(report)
     checks += [check_eps_monotone(accuracy_by_eps={r["eps"]: r["accuracy"][f"fgsm/{s}"] for r in results},
                                   attack=f"fgsm/{s}") for s in surrogates]
     eot_numbers = {}
-    if randomized and eot_samples > 1:
+    if eot_check:
         # The same short PGD at the first eps, with single-sample gradients, for comparison.
         eps0, s0 = float(eps_list[0]), surrogates[0]
-        x_plain = craft(model_fn, x, y, attack="pgd", eps=eps0, norm=norm, steps=settings.pgd_steps, surrogate=s0,
-                        batch_size=batch_size)
-        eot_numbers = {"accuracy_plain": float(_correct(model_fn, x_plain, y, batch_size).mean()),
+        plain = runs.correct(model_fn, attack="pgd", eps=eps0, norm=norm, steps=settings.pgd_steps, surrogate=s0)
+        eot_numbers = {"accuracy_plain": float(plain.mean()),
                        "accuracy_eot": results[0]["accuracy"][f"{run_names(settings)[0]}/{s0}"]}
     checks.append(check_randomness_eot(randomized=randomized, eot_samples=eot_samples, **eot_numbers))
     report["checks"] = checks
@@ -296,20 +301,59 @@ def robustness_report(
     return report
 
 
-def _gradient_health(model_fn, x, y, settings, *, norm, surrogates, eot_samples, batch_size):
+def _gradient_health(model_fn, x, y, runs, settings, *, norm, surrogates, eot_samples, batch_size):
     """The eps-independent numbers per surrogate: the fraction of all-zero input gradients and
-    the accuracy under PGD at the large eps."""
+    the accuracy under PGD at the large eps (runs of ``runs``, a :class:`_Runs`)."""
     zero = {s: float(zero_gradient_mask(model_fn, x, y, surrogate=s, eot_samples=eot_samples,
                                         batch_size=batch_size).mean()) for s in surrogates}
     large = {
         # From the clean point (no random start): at this budget a random start alone can
         # fool the model, which would hide a dead gradient.
-        s: float(_correct(model_fn, craft(model_fn, x, y, attack="pgd", eps=settings.large_eps,
-                                          steps=settings.pgd_steps, rand_init=False, norm=norm, surrogate=s,
-                                          batch_size=batch_size, eot_samples=eot_samples), y, batch_size).mean())
+        s: float(runs.correct(model_fn, attack="pgd", eps=settings.large_eps, steps=settings.pgd_steps,
+                              rand_init=False, norm=norm, surrogate=s, eot_samples=eot_samples).mean())
         for s in surrogates
     }
     return {"zero_gradient_fraction": zero, "large_eps": {"eps": settings.large_eps, "accuracy": large}}
+
+
+class _Runs:
+    """The attack runs of one report, in the order they run, each crafted batch by batch and
+    reduced to its per-example outcome: ``True`` where the model still predicts the label.
+
+    Args:
+        model_fn, x, y: the attacked model, its images and labels.
+        batch_size: examples per batch (an eager-only attack runs on all of ``x`` at once).
+        kept: the store of finished batches (see :func:`robustness_report`), or ``None``.
+        progress: ``(label, done, total) -> None`` after every batch, or ``None``.
+        runs: how many runs the report makes (``total`` counts their images).
+    """
+
+    label = "strong evaluation"
+
+    def __init__(self, model_fn, x, y, *, batch_size, kept, progress, runs):
+        self.model_fn, self.x, self.y = model_fn, x, y
+        self.batch_size, self.kept, self.progress = batch_size, kept, progress
+        self.run, self.done, self.total = 0, 0, runs * len(x)
+
+    def correct(self, source, *, attack, eps, **options):
+        """Per example, whether the model still predicts its label under ``attack`` crafted on ``source``."""
+        run, self.run = self.run, self.run + 1
+        size = len(self.x) if attacks.eager_only(attacks.get(attack)) else self.batch_size
+        outcomes = []
+        for batch, start in enumerate(range(0, len(self.x), size)):
+            xb, yb = self.x[start : start + size], self.y[start : start + size]
+            outcome = None if self.kept is None else self.kept.load(run, batch)
+            if outcome is None or outcome.shape != (len(xb),) or outcome.dtype != bool:
+                seed = None if self.kept is None else self.kept.seed(run, batch)
+                x_adv = craft(source, xb, yb, attack=attack, eps=eps, batch_size=self.batch_size, seed=seed, **options)
+                outcome = _correct(self.model_fn, x_adv, yb, self.batch_size)
+                if self.kept is not None:
+                    self.kept.save(run, batch, outcome)
+            outcomes.append(outcome)
+            self.done += len(xb)
+            if self.progress is not None:
+                self.progress(self.label, self.done, self.total)
+        return np.concatenate(outcomes)
 
 
 def _eps_result(eps, correct, clean, plan, settings, surrogates):

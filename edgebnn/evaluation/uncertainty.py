@@ -70,7 +70,7 @@ def _validate(model, x, samples, batch_size):
     return x
 
 
-def predict_mc(model, x, *, samples=DEFAULT_SAMPLES, batch_size=256):
+def predict_mc(model, x, *, samples=DEFAULT_SAMPLES, batch_size=256, seed=None):
     """Monte-Carlo prediction: ``samples`` stochastic forward passes per example.
 
     Every pass calls ``model(x_batch, training=False)``; randomness comes from the
@@ -83,6 +83,9 @@ def predict_mc(model, x, *, samples=DEFAULT_SAMPLES, batch_size=256):
         x: inputs, shape ``(n, ...)``.
         samples: number of passes (Guan et al.: 50).
         batch_size: examples per pass.
+        seed: when given, the passes run in a graph traced anew under ``tf.random`` seed
+            ``seed``, so that their random draws depend on ``seed`` alone, not on what ran
+            before in the process (the cached graph keeps the random state earlier calls left).
 
     Returns:
         :class:`MCPrediction` with ``classes``, ``mean_probs`` and ``uncertainty``.
@@ -96,7 +99,11 @@ def predict_mc(model, x, *, samples=DEFAULT_SAMPLES, batch_size=256):
         >>> pred.uncertainty.mean()
     """
     x = _validate(model, x, samples, batch_size)
-    _probs = _probs_fn(model)
+    if seed is None:
+        _probs = _probs_fn(model)
+    else:
+        tf.keras.utils.set_random_seed(seed)
+        _probs = _compile_probs(lambda: model, keras=isinstance(model, tf.keras.Model))
 
     classes, means, uncertainties = [], [], []
     for start in range(0, len(x), batch_size):

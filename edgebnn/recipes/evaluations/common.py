@@ -178,8 +178,22 @@ def craft(ctx, model, x, y, *, attack, eps, label, **options):
         x_adv = np.asarray(fn(model, x, y=y, **budget, **options), np.float32)
         ctx.progress(label, len(x), len(x))
         return x_adv
-    # Every batch is stored as it finishes and seeded by its position, so that a run stopped
-    # here and started again computes only the batches left, and the same numbers.
+    out = kept_batches(ctx, x, y, lambda xb, yb, seed: craft_batches(
+        model, xb, yb, attack=attack, eps=eps, batch_size=batch, seed=seed, **options), label=label)
+    return np.concatenate(out) if out else np.zeros_like(x)
+
+
+def kept_batches(ctx, x, y, compute, *, label):
+    """``[compute(x_batch, y_batch, seed), ...]`` over ``x`` (and ``y``, or ``None``) in batches of the
+    evaluation's ``batch_size``, with progress under ``label``: one call of the result's
+    :attr:`EvalContext.batches`.
+
+    Every batch's array is stored as it finishes and computed under the seed of its position
+    (``None`` when the context keeps no batches), so that a run stopped in the middle and started
+    again computes only the batches left, and the same numbers; a pending interrupt stops the
+    loop between two batches.
+    """
+    batch = ctx.evaluation.batch_size
     stored = ctx.batches
     call = None if stored is None else stored.next_call()
     out = []
@@ -188,11 +202,9 @@ def craft(ctx, model, x, y, *, attack, eps, label, **options):
         done = None if stored is None else stored.load(call, index)
         if done is None:
             yb = None if y is None else y[i : i + batch]
-            seed = None if stored is None else stored.seed(call, index)
-            done = craft_batches(model, x[i : i + batch], yb, attack=attack, eps=eps, batch_size=batch, seed=seed,
-                                 **options)
+            done = compute(x[i : i + batch], yb, None if stored is None else stored.seed(call, index))
             if stored is not None:
                 stored.save(call, index, done)
         out.append(done)
         ctx.progress(label, min(i + batch, len(x)), len(x))
-    return np.concatenate(out) if out else np.zeros_like(x)
+    return out

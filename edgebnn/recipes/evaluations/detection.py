@@ -8,10 +8,17 @@ ROC AUC, and the uncertainty (mean, std) of each set. Uncertainty comes from
 model should be randomized at inference (MC dropout). ``gradient`` is as for
 ``[[attacks]]``: ``"eot"`` (default) or the plain ``"single"``-sample attack. The attack moves away from
 the labels ``evaluation.labels`` names (true, or the model's own predictions).
+
+The adversarial examples and the uncertainty of every set are computed batch by batch, each
+batch stored as it finishes (``store/partial``) and seeded by its position, so that a run
+stopped in the middle keeps them, a rerun computes only the rest, and the detector is fitted
+and tested (:func:`edgebnn.evaluation.detection.detection_summary`) on the same numbers as in
+a run never stopped.
 """
 
 from typing import Annotated, Literal
 
+import numpy as np
 from pydantic import Field
 
 from edgebnn.recipes.evaluations import attack as attack_kind
@@ -76,22 +83,29 @@ class Detection(Kind):
 
     def run(self, unit, ctx):
         from edgebnn import attacks  # noqa: PLC0415 (TensorFlow)
-        from edgebnn.evaluation import detection_experiment  # noqa: PLC0415
+        from edgebnn.evaluation import detection_summary, predict_mc  # noqa: PLC0415
 
         options = common.eot_option(ctx, attacks.info(unit["attack"]).canonical(unit["options"]),
                                     gradient=unit["gradient"], randomized=ctx.randomized,
                                     takes_eot="eot_samples" in attacks.keywords(attacks.get(unit["attack"])))
         x_fit, y_fit = ctx.x_pool[: unit["fit"]], ctx.y_pool[: unit["fit"]]
-        ctx.progress(self.label(unit), 0, 1)
         if ctx.evaluation.labels == "predicted":  # the attack moves away from the model's own predictions
             y_fit, y_eval = None, None
         else:
             y_eval = ctx.y_eval
-        result = detection_experiment(
-            ctx.model, x_fit, y_fit, ctx.x_eval, y_eval, attack=unit["attack"], eps=unit["eps"],
-            samples=unit["samples"], batch_size=ctx.evaluation.batch_size, **options,
-        )
-        ctx.progress(self.label(unit), 1, 1)
+        label = self.label(unit)
+        images = {"fit_clean": x_fit, "eval_clean": ctx.x_eval}
+        images["fit_adversarial"] = common.craft(ctx, ctx.model, x_fit, y_fit, attack=unit["attack"], eps=unit["eps"],
+                                                 label=f"{label}: fit set", **options)
+        images["eval_adversarial"] = common.craft(ctx, ctx.model, ctx.x_eval, y_eval, attack=unit["attack"],
+                                                  eps=unit["eps"], label=f"{label}: evaluated set", **options)
+
+        def uncertainty(xb, _, seed):
+            return predict_mc(ctx.model, xb, samples=unit["samples"], batch_size=len(xb), seed=seed).uncertainty
+
+        result = detection_summary(**{name: np.concatenate(common.kept_batches(
+            ctx, images[name], None, uncertainty, label=f"{label}: uncertainty of {name.replace('_', ' ')}"))
+            for name in UNCERTAINTY_SETS})
         detection = result["detection"]
         metrics = {
             "detection_accuracy": detection["accuracy"], "detection_auc": detection["auc"],

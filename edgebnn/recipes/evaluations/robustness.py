@@ -10,6 +10,11 @@ hundreds of forward-backward passes per image and surrogate.
 
 The record's ``accuracy`` at each eps is the ensemble's robust accuracy over all
 surrogates; ``report.md`` shows the whole report under the cell.
+
+Every attack run's per-example outcome is stored batch by batch as it finishes
+(``store/partial``), its attack seeded by its position, so that a run stopped in the
+middle keeps the finished batches, a rerun crafts only the rest, and the report is
+combined from the same outcomes as in a run never stopped.
 """
 
 import dataclasses
@@ -96,7 +101,7 @@ class Robustness(Kind):
             ctx.model, ctx.x_eval[:n], ctx.y_eval[:n], eps_list=unit["eps"],
             norm=np.inf if unit["norm"] == "inf" else 2, surrogates=_surrogates(unit), settings=_settings(unit),
             eot_samples=ctx.eot_samples(ctx.randomized), batch_size=ctx.evaluation.batch_size,
-            progress=lambda _, done, total: ctx.progress(self.label(unit), done, total),
+            progress=lambda _, done, total: ctx.progress(self.label(unit), done, total), kept=ctx.batches,
         )
         metrics = {
             "images": n,
