@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from edgebnn.deploy import convert as cv
 from edgebnn.deploy import device, flatbuffer, isolation
 from edgebnn.deploy.bundle import bundle
 
