@@ -30,6 +30,24 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO.parent / "shared" / "data"
 
+#: Test files that spend most of their time training, converting or running studies, longest
+#: first. They run before every other file: pyproject's ``--no-loadscope-reorder`` makes
+#: pytest-xdist hand out files in collection order, so the short files fill the end of the run
+#: and no long file starts last on one worker while the other idles.
+SCHEDULED_FIRST = (
+    "test_zoo.py", "test_pipeline.py", "test_studies.py", "test_certify.py", "test_cli.py", "test_attacks.py",
+    "test_deploy.py", "test_attack_throughput.py", "test_strong_attacks.py", "test_examples.py",
+    "test_deploy_packed.py", "test_executors.py", "test_training_xla.py", "test_device.py",
+    "test_adversarial_training.py", "test_deploy_rewrite.py", "test_deploy_storage.py", "test_kinds.py",
+    "test_own_model.py", "test_store_healing.py", "test_verifiable.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    """Put the files of :data:`SCHEDULED_FIRST` first, in that order; the others keep theirs."""
+    rank = {name: position for position, name in enumerate(SCHEDULED_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
 
 @pytest.fixture(scope="session")
 def data_dir():
@@ -63,6 +81,32 @@ def fcn_in2(fashion_small):
     model = build_fcn(hidden_units=64, hidden_layers=2, precision="binary", input_bits=2)
     train(model, x, y, epochs=3, batch_size=64, verbose=0)
     return model
+
+
+@pytest.fixture(scope="session")
+def fcn_in2_flatbuffer(fcn_in2):
+    """``fcn_in2_flatbuffer(**options)``: ``convert(fcn_in2, **options)``, converted once per session.
+
+    The deployment, device and threshold tests convert the shared FCN with the same options
+    several times; flatbuffers are immutable bytes, so they share one conversion per set of
+    options (defaults filled in, so ``target="lce"`` and ``target="lce", input_dtype="float32"``
+    are one conversion).
+    """
+    import inspect
+
+    from edgebnn.deploy.convert import convert
+
+    signature, converted = inspect.signature(convert), {}
+
+    def flatbuffer(**options):
+        bound = signature.bind(fcn_in2, **options)
+        bound.apply_defaults()
+        key = tuple(sorted((name, value) for name, value in bound.arguments.items() if name != "model"))
+        if key not in converted:
+            converted[key] = convert(fcn_in2, **options)
+        return converted[key]
+
+    return flatbuffer
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,8 @@ import tensorflow as tf
 
 
 @pytest.fixture(scope="module")
-def lce_fb(fcn_in2):
-    return cv.convert(fcn_in2, target="lce")
+def lce_fb(fcn_in2_flatbuffer):
+    return fcn_in2_flatbuffer(target="lce")
 
 
 @pytest.fixture(scope="module")
@@ -24,9 +24,9 @@ def float_bytes(fcn_in2):
 
 
 @pytest.fixture(scope="module")
-def portable_fb(fcn_in2):
+def portable_fb(fcn_in2_flatbuffer):
     """The shared FCN converted for the portable target, per weight storage."""
-    return {weights: cv.convert(fcn_in2, target="portable", weights=weights)
+    return {weights: fcn_in2_flatbuffer(target="portable", weights=weights)
             for weights in ("float32", "exact", "float16")}
 
 
@@ -98,9 +98,9 @@ def test_strip_drops_names_not_function(fcn_in2, lce_fb, fashion_small):
 
 
 @pytest.mark.parametrize("target", ["lce", "portable"])
-def test_uint8_input_takes_raw_pixels(fcn_in2, fashion_small, target):
+def test_uint8_input_takes_raw_pixels(fcn_in2, fcn_in2_flatbuffer, fashion_small, target):
     _, _, xt, _ = fashion_small
-    fb = cv.convert(fcn_in2, target=target, input_dtype="uint8")
+    fb = fcn_in2_flatbuffer(target=target, input_dtype="uint8")
     runner = device.load_interpreter(fb, runtime="lce")
     assert runner.input_dtype == np.uint8
     pixels = np.round(xt * 255).astype(np.uint8)

@@ -102,11 +102,15 @@ def _mixed_model():
     return randomize_batch_norm(model, seed=0)  # deployment statistics (conftest.DEPLOY_BATCH_NORM)
 
 
-def test_packed_stores_binary_kernels_as_bits_only_and_computes_the_same_numbers():
+@pytest.fixture(scope="module")
+def mixed():
+    """:func:`_mixed_model` converted for the portable target with float32, exact and packed weights."""
     model = _mixed_model()
-    f32 = cv.convert(model, target="portable", weights="float32")
-    exact = cv.convert(model, target="portable")
-    packed = cv.convert(model, target="portable", weights="packed")
+    return {weights: cv.convert(model, target="portable", weights=weights) for weights in ("float32", "exact", "packed")}
+
+
+def test_packed_stores_binary_kernels_as_bits_only_and_computes_the_same_numbers(mixed):
+    f32, exact, packed = mixed["float32"], mixed["exact"], mixed["packed"]
     floats = _float_weights(f32)
     binary = {name: w for name, w in floats.items() if packing.sign_magnitudes(w, 0) is not None}
     assert len(binary) == 3 and len(floats) == 5  # binary conv, XNOR conv, folded binary dense; two float layers
@@ -156,11 +160,9 @@ def test_every_op_is_a_builtin():
     )
 
 
-def test_weights_are_unpacked_when_tensors_are_allocated():
+def test_weights_are_unpacked_when_tensors_are_allocated(mixed):
     """Stock TFLite evaluates the whole unpacking chain in Prepare: the weights exist before any invoke."""
-    model = _mixed_model()
-    f32 = cv.convert(model, target="portable", weights="float32")
-    packed = cv.convert(model, target="portable", weights="packed")
+    f32, packed = mixed["float32"], mixed["packed"]
     allocated = tf.lite.Interpreter(  # allocated, never invoked
         model_content=packed, experimental_preserve_all_tensors=True,
         experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
@@ -172,10 +174,11 @@ def test_weights_are_unpacked_when_tensors_are_allocated():
         assert np.array_equal(got.view(np.int32), w.view(np.int32)), name
 
 
-def test_bit_identical_to_int8_storage_and_agrees_with_keras_on_fashion_mnist(fcn_in2, fashion_small):
+def test_bit_identical_to_int8_storage_and_agrees_with_keras_on_fashion_mnist(fcn_in2, fcn_in2_flatbuffer,
+                                                                             fashion_small):
     _, _, xt, yt = fashion_small
-    exact = cv.convert(fcn_in2, target="portable", input_dtype="uint8")
-    packed = cv.convert(fcn_in2, target="portable", input_dtype="uint8", weights="packed")
+    exact = fcn_in2_flatbuffer(target="portable", input_dtype="uint8")
+    packed = fcn_in2_flatbuffer(target="portable", input_dtype="uint8", weights="packed")
     assert len(packed) < len(exact) / 3  # 64 units: the unpacking graph is a larger share
     np.testing.assert_array_equal(_builtin_kernels(packed, xt), _builtin_kernels(exact, xt))
     result = compare(fcn_in2, packed, xt, yt, runtime="tensorflow")  # with the default XNNPACK delegate

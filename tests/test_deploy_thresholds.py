@@ -90,9 +90,9 @@ def _builtin(flatbuffer, x, *, xnnpack=False):
     return np.stack(outputs)
 
 
-def test_rewrites_the_hidden_binary_layer_and_keeps_every_output(fcn_in2, fashion_small):
+def test_rewrites_the_hidden_binary_layer_and_keeps_every_output(fcn_in2_flatbuffer, fashion_small):
     _, _, xt, _ = fashion_small
-    f32 = cv.convert(fcn_in2, target="portable", input_dtype="uint8", weights="float32")
+    f32 = fcn_in2_flatbuffer(target="portable", input_dtype="uint8", weights="float32")
     rewritten, summary = thresholds.sign_thresholds_with_summary(f32)
     # pixels -> 64 (input not from SIGN), 64 -> 64 (rewritten), 64 -> 10 (logits, not followed by SIGN)
     assert [(s.shape, s.channels + s.kept) for s in summary] == [((64, 64), 64)]
@@ -114,7 +114,7 @@ def test_rewrites_the_hidden_binary_layer_and_keeps_every_output(fcn_in2, fashio
     assert before[(64, 64)] == 2 * -(-64 * 64 // packing.WORD_BITS) + 8 * 64
     values = 8 if distinct == 1 else 8 * distinct + 2 * 64  # one (-1, +1) pair, or a table and row indices
     assert after[(64, 64)] == 2 * -(-64 * 64 // packing.WORD_BITS) + values < before[(64, 64)]
-    packed = cv.convert(fcn_in2, target="portable", input_dtype="uint8", weights="packed")
+    packed = fcn_in2_flatbuffer(target="portable", input_dtype="uint8", weights="packed")
     np.testing.assert_array_equal(_builtin(packed, xt), _builtin(f32, xt))
 
 

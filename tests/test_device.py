@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from edgebnn.deploy import convert as cv
 from edgebnn.deploy import device, flatbuffer, isolation
 from edgebnn.deploy.bundle import bundle
 
@@ -73,10 +72,10 @@ VARIANTS = {
 
 
 @pytest.fixture(scope="module", params=list(VARIANTS))
-def bundle_dir(request, model_and_data, tmp_path_factory):
+def bundle_dir(request, model_and_data, fcn_in2_flatbuffer, tmp_path_factory):
     model, xt, yt = model_and_data
     input_dtype = VARIANTS[request.param]["input_dtype"]
-    fb = cv.convert(model, **VARIANTS[request.param])
+    fb = fcn_in2_flatbuffer(**VARIANTS[request.param])
     out = tmp_path_factory.mktemp(request.param) / "bundle"
     manifest = bundle(fb, xt, yt, out, keras_model=model, name=f"fcn64-{request.param}")
     assert manifest["keras"]["agreement"] == 1.0
@@ -165,10 +164,10 @@ def test_verify_bundle_validates_its_options(tmp_path, options, message):
 
 
 @pytest.fixture(scope="module")
-def flatbuffers(model_and_data):
+def flatbuffers(fcn_in2_flatbuffer):
     """The shared model converted for LCE and for the portable target (uint8 input)."""
-    model, _, _ = model_and_data
-    return {"lce": cv.convert(model, target="lce"), "portable": cv.convert(model, target="portable", input_dtype="uint8")}
+    return {"lce": fcn_in2_flatbuffer(target="lce"),
+            "portable": fcn_in2_flatbuffer(target="portable", input_dtype="uint8")}
 
 
 @pytest.fixture(scope="module")
