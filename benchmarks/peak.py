@@ -42,6 +42,7 @@ MODELS = {
     "Panda FCN2 binary": ("panda_fcn2", dict(precision="binary"), 500, 3000),
     "Panda FCN2 float": ("panda_fcn2", dict(precision="float"), 500, 3000),
     "Panda FCN1 binary": ("panda_fcn1", dict(precision="binary"), 32, 384),
+    "Panda FCN1 float": ("panda_fcn1", dict(precision="float"), 32, 384),
     "Galloway CNN A K=64": ("galloway_cnn", dict(precision="A", kernels=64), 200, 1000),
     "Galloway CNN B K=64": ("galloway_cnn", dict(precision="B", kernels=64), 200, 1000),
     "Guan LeNet binary": ("guan_lenet", dict(precision="binary"), 500, 3000),

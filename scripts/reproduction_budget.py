@@ -2,53 +2,66 @@
 
 For each recipe of :data:`edgebnn.recipes.papers.CATALOG` whose data is available
 offline, the study is planned at the paper's budget (:mod:`edgebnn.recipes.plan`: every
-cell's training and evaluation work, in forward/backward passes) and its cells are
-costed in seconds:
+cell's training and evaluation work) and costed in seconds, one model or result at a time:
 
-- **measured** where a complete paper-budget run of the recipe is given (``--runs``):
-  each cell's training, result and conversion seconds as that run (or the run that filled
-  its shared cache) spent them, read from the report and the store (``--cache``);
-- **estimated** otherwise: the planned work times the parameter count of the cell's
-  model times a rate in seconds per (pass x parameter), calibrated per model family and
-  phase (training, or one evaluation kind) on every measured cell of the runs given
-  (any budget). A family no run measured takes the rate pooled over all families; its
-  rows say so.
+- **measured** where a complete report under ``--runs`` computed the same store key (a
+  model: the report's training seconds, when it trained the model in one go; a result: its
+  seconds in the run's own store or one of the ``--cache`` stores);
+- **estimated** otherwise: its work (forward/backward passes, :func:`training_passes` for
+  training) times the forward FLOP of one image through the cell's model times a rate in
+  seconds per (pass x FLOP), calibrated per model family and phase (training, or one
+  evaluation kind) on every measured model and result of every report found. Each report is
+  planned as it ran: its recipe with the ``--budget`` and ``--set`` options of its command
+  line (a run of a subset of the grid calibrates that subset, never the whole recipe). A
+  family no report measured takes the rate of the family ``--like`` names, else the rate
+  pooled over every family; its rows say so.
 
-``serial`` is the sum of the cell costs. ``--workers N`` on this machine puts the cells on
-N processes longest first (each cell on the least loaded worker) and multiplies the
-makespan by ``--slowdown``: how much slower a cell runs in one of N processes sharing
-the cores than alone (measured by comparing the ``computed_seconds`` of a serial and a
-``--workers N`` run of the same study). ``N nodes`` is the same schedule on N machines
-like this one, each cell at its serial speed. Neither counts process start-up, data
-loading or (for a cluster) shipping store entries; a cell whose transfer attack needs
-another cell's model is scheduled as if independent.
+Every report is also estimated leave-one-out (rates calibrated on the other reports only),
+beside its measured seconds: how far an estimate can be off.
 
-Usage:
-    EDGEBNN_DATA_DIR=/work/shared/data PYTHONPATH=. python scripts/reproduction_budget.py \\
-        --runs RUNS_DIR --cache RUNS_DIR/cache --walltimes walltimes.txt --slowdown 1.6 --out docs/reproduction.md
+``serial`` is the sum of the costs. ``--workers N`` on this machine puts the cells on N
+processes longest first (each cell on the least loaded worker) and multiplies the makespan
+by ``--slowdown``: how much slower a cell runs in one of N processes sharing the cores than
+alone (measured by comparing the ``computed_seconds`` of a serial and a ``--workers N`` run
+of the same study). ``N nodes`` is the same schedule on N machines like this one, each cell
+at its serial speed. Neither counts process start-up, data loading or (for a cluster)
+shipping store entries; a cell whose transfer attack needs another cell's model is
+scheduled as if independent.
+
+Usage (from the repository's root; paths outside it are printed by their file name):
+    EDGEBNN_DATA_DIR=/path/to/data PYTHONPATH=. python scripts/reproduction_budget.py \\
+        --runs results --cache runs/cache --walltimes walltimes.txt --slowdown 1.51 --out docs/reproduction.md
 """
 
 import argparse
+import dataclasses
 import heapq
 import json
 import os
 import re
+import shlex
+import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import edgebnn  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from benchmarks.peak import forward_flop  # noqa: E402
 from edgebnn import recipes  # noqa: E402
 from edgebnn.recipes import config, papers, steps  # noqa: E402
 from edgebnn.recipes import plan as plan_lib  # noqa: E402
 from edgebnn.recipes.assemble import without_timings  # noqa: E402
+from edgebnn.recipes.console import Console  # noqa: E402
 
+#: The repository's root: paths under it are printed relative to it.
+REPO = Path(__file__).resolve().parents[1]
 #: Phase of a cell's training in the rate table (its evaluations use their kind's name).
 TRAIN = "train"
 #: Worker counts of the table's columns.
 DEFAULT_WORKERS = (2, 4, 8)
-#: A line of a wall-time log: ``guan/table1 exit 0 in 766 s``.
-_WALLTIME = re.compile(r"^(\S+) exit 0 in (\d+) s")
+#: A line of a wall-time log: ``guan/table1 exit 0 in 766 s`` or
+#: ``galloway/table1 --set repeats=1 exit 0 in 2010 s (11:31, ...)``.
+_WALLTIME = re.compile(r"^(\S+)(.*?)\s+exit 0 in (\d+) s")
 
 
 # --- pure core ---------------------------------------------------------------------------
@@ -65,16 +78,26 @@ def makespan(costs, workers):
     return max(loads)
 
 
+def training_phase(train):
+    """The rate table's phase of training under the ``[train]`` section ``train``: ``train``, or
+    ``train (METHOD)`` with an adversary (its epochs cost more than their passes say)."""
+    return TRAIN if train.adversarial is None else f"{TRAIN} ({train.adversarial.method})"
+
+
+def _training(phase):
+    return phase.split(" ", 1)[0] == TRAIN
+
+
 def rates(samples):
-    """``{(family, phase): seconds per (pass x parameter)}`` pooled over ``samples``
-    (``(family, phase, work x parameters, seconds)``), plus ``(family, None)`` over a family's
+    """``{(family, phase): seconds per (pass x FLOP)}`` pooled over ``samples``
+    (``(family, phase, work x FLOP, seconds)``), plus ``(family, None)`` over a family's
     evaluation phases and ``(None, phase)`` / ``(None, None)`` over every family."""
     sums = {}
     for family, phase, work, seconds in samples:
         if work <= 0:
             continue
         keys = [(family, phase), (None, phase)]
-        if phase != TRAIN:
+        if not _training(phase):
             keys += [(family, None), (None, None)]
         for key in keys:
             w, s = sums.get(key, (0.0, 0.0))
@@ -83,16 +106,18 @@ def rates(samples):
 
 
 def rate_of(table, family, phase, *, like=None):
-    """``(rate, whether it is the family's own)``: the most specific rate ``table`` has for ``family``,
-    else for the family ``like`` maps it to (``{family: measured family of the same layer types}``),
-    else pooled over every family."""
-    for name in (family, (like or {}).get(family)):
-        for key in [(name, phase)] + ([(name, None)] if phase != TRAIN else []):
-            if name is not None and key in table:
-                return table[key], name == family
-    for key in [(None, phase)] + ([(None, None)] if phase != TRAIN else []):
+    """``(rate, whether it is the family's own)``: the most specific rate ``table`` has for ``family``
+    (then for the family ``like`` maps it to: ``{family: measured family of the same layer types}``):
+    the phase's, an evaluation's pooled over the family's evaluation kinds, adversarial training's
+    the family's plain training rate; else the phase's rate pooled over every family."""
+    names = [n for n in (family, (like or {}).get(family)) if n is not None]
+    if _training(phase):
+        order = [(n, phase) for n in names] + [(n, TRAIN) for n in names] + [(None, phase), (None, TRAIN)]
+    else:
+        order = [(n, p) for n in names for p in (phase, None)] + [(None, phase), (None, None)]
+    for key in order:
         if key in table:
-            return table[key], False
+            return table[key], key[0] == family
     raise ValueError(f"no measured rate for phase {phase!r} of any family")
 
 
@@ -104,100 +129,198 @@ def clock(seconds):
     return f"{seconds // 60} min" if seconds >= 60 else f"{seconds} s"
 
 
-# --- reading studies, runs and stores ----------------------------------------------------
+# --- pure parsing ------------------------------------------------------------------------
 
 
-class Planned:
-    """A recipe at its paper budget (or a named smaller ``budget``): its study, plans, and each
-    cell's family and parameter count."""
-
-    def __init__(self, name, *, budget=None):
-        self.name = name
-        self.study = config.load(recipes.find(name), budget=budget)
-        session = steps.Session(self.study, Path("."), None)
-        self.plans = plan_lib.plan(self.study, session.sizes)
-        self.params = {}
-        for cell in self.study.cells:
-            key = self.plans[cell.id].model_key
-            if key not in self.params:
-                self.params[key] = _count_params(cell.recipe, session.data_for(cell.recipe))
-
-    def family(self, cell):
-        return cell.recipe.model.family
-
-    def phases(self, cell):
-        """``[(phase, work x parameters, unit key or None)]`` of ``cell``: its training, then its units."""
-        plan = self.plans[cell.id]
-        params = self.params[plan.model_key]
-        out = [(TRAIN, plan.train_work * params, None)]
-        out += [(u.kind, plan.unit_work[u.key] * params, u.key) for u in plan.units]
-        return out
-
-
-def _count_params(recipe, data):
-    """Parameters of ``recipe``'s model, built in a graph of its own: its variables get shapes but
-    no memory (FCN1 holds 118M weights)."""
-    import tensorflow as tf  # noqa: PLC0415
-
-    with tf.Graph().as_default():
-        return int(steps.build_model(recipe, data).count_params())
-
-
-def find_reports(folders):
-    """``{(paper, recipe name, budget): report}`` of every complete ``report.json`` under ``folders``."""
-    found = {}
-    for folder in folders:
-        for path in sorted(Path(folder).rglob("report.json")):
-            report = json.loads(path.read_text(encoding="utf-8"))
-            if report.get("status") == "complete" and report.get("paper"):
-                report["store_folder"] = str(path.parent / "store")  # the run's own store, unless it used --cache
-                found[(report["paper"], report["recipe"], report.get("budget"))] = report
-    return found
-
-
-def measured_cells(planned, report, caches):
-    """``{cell id: [(phase, work x parameters, seconds)]}`` of a run's report; the results' seconds come from
-    the run's own store or one of ``caches`` (results found in neither are left out of their cell)."""
-    caches = [report["store_folder"], *caches]
-    cells = {c["id"]: c for c in report["cells"]}
-    out = {}
-    for cell in planned.study.cells:
-        entry = cells.get(cell.id)
-        if entry is None or (entry.get("train") or {}).get("seconds_last") is None:
-            continue
-        rows = []
-        for phase, work, key in planned.phases(cell):
-            if key is None:
-                rows.append((phase, work, float(entry["train"]["seconds_last"])))
+def invocation(args):
+    """``(recipe, budget, overrides)`` of a run's arguments after ``run`` (``shlex`` words or one string):
+    the recipe, its ``--budget`` (``None``: the recipe's defaults) and its ``--set`` options in order."""
+    words = shlex.split(args) if isinstance(args, str) else list(args)
+    if not words:
+        raise ValueError("invocation: no recipe in an empty command")
+    recipe, budget, overrides, i = words[0], None, [], 1
+    while i < len(words):
+        word = words[i]
+        for option in ("--set", "--budget"):
+            if word == option and i + 1 < len(words):
+                value, i = words[i + 1], i + 1
+            elif word.startswith(option + "="):
+                value = word[len(option) + 1:]
+            else:
                 continue
-            stored = _stored_result(caches, key)
-            if stored is not None and "seconds" in stored:
-                rows.append((phase, work, float(stored["seconds"])))
-        deployed = entry.get("deployed") or {}
-        if deployed.get("seconds") is not None:
-            rows.append(("deploy", 0.0, float(deployed["seconds"])))
-        out[cell.id] = rows
-    return out
-
-
-def _stored_result(caches, key):
-    for cache in caches:
-        path = Path(cache) / "results" / f"{key}.json"
-        if path.is_file():
-            return json.loads(path.read_text(encoding="utf-8"))
-    return None
+            if option == "--set":
+                overrides.append(value)
+            else:
+                budget = value
+        i += 1
+    return recipe, budget, tuple(overrides)
 
 
 def walltimes(path):
-    """``{recipe: seconds}`` of the first successful run of each recipe in a wall-time log (later runs
-    of a recipe find its models and results in their cache)."""
+    """``{(recipe, budget, overrides): seconds}`` of the first successful run of each invocation in a
+    wall-time log (later runs of it find its models and results in their cache); a line whose command
+    has ``--set`` or ``--budget`` options is a run of that subset, not of the whole recipe."""
     found = {}
     if path is None:
         return found
     for line in Path(path).read_text(encoding="utf-8").splitlines():
         match = _WALLTIME.match(line.strip())
         if match:
-            found.setdefault(match.group(1), int(match.group(2)))
+            found.setdefault(invocation([match.group(1), *shlex.split(match.group(2))]), int(match.group(3)))
+    return found
+
+
+def training_passes(train, n_train):
+    """Forward/backward passes of training under the ``[train]`` section ``train`` on ``n_train`` images:
+    one per image and epoch; on each adversarial epoch (from ``start_epoch``) also the adversary's steps on
+    the images it attacks (all, when augmenting, else its fraction), and the adversaries themselves when
+    they are trained on beside their images (augment)."""
+    passes = float(train.epochs * n_train)
+    adv = train.adversarial
+    if adv is None:
+        return passes
+    steps = adv.steps if adv.method == "pgd" else 1
+    share, augment = (1.0, 1.0) if adv.mode == "augment" else (adv.fraction, 0.0)
+    return passes + (train.epochs - adv.start_epoch) * n_train * (share * steps + augment)
+
+
+# --- reading studies, runs and stores ----------------------------------------------------
+
+
+class Planned:
+    """A recipe as one run ran it: at its paper budget, or a named smaller ``budget``, with the ``--set``
+    ``overrides``, and each cell's recipe replaced by ``configs[cell id]`` (a dumped recipe) when given;
+    its study, plans, and each model's forward FLOP per image.
+
+    Attributes:
+        name: the recipe (``galloway/table1``).
+        study, plans: the study and ``{cell id: CellPlan}``.
+        costs: ``{cell id: [(phase, work x FLOP, store key)]}``: the cell's training (keyed by its
+            model), then its results; a model or result another cell of the study already has is
+            left out of the later cell (the runner computes it once).
+    """
+
+    def __init__(self, name, *, budget=None, overrides=(), configs=None):
+        self.name = name
+        self.study = config.load(recipes.find(name), budget=budget, overrides=list(overrides))
+        if configs is not None:  # each cell's recipe as a report recorded it (the recipe file may have changed since)
+            if {c.id for c in self.study.cells} != set(configs):
+                raise ValueError(f"{name}: the recorded cells differ from those the recipe file plans")
+            model = config.recipe_model()
+            cells = [dataclasses.replace(c, recipe=model.model_validate(configs[c.id])) for c in self.study.cells]
+            self.study = dataclasses.replace(self.study, cells=cells)
+        session = steps.Session(self.study, Path("."), Console(sys.stderr))  # plans only: writes nothing
+        self.plans = plan_lib.plan(self.study, session.sizes)
+        flop, seen, self.costs, self.families = {}, set(), {}, {}
+        for cell in self.study.cells:
+            self.families[cell.id] = cell.recipe.model.family
+            plan = self.plans[cell.id]
+            if plan.model_key not in flop:
+                flop[plan.model_key] = _forward_flop(cell.recipe, session.data_for(cell.recipe))
+            n_train = session.sizes(cell.recipe)[0]
+            work = flop[plan.model_key]
+            phases = [(training_phase(cell.recipe.train),
+                       training_passes(cell.recipe.train, n_train) * work if plan.train_work else 0.0, plan.model_key)]
+            phases += [(u.kind, plan.unit_work[u.key] * work, u.key) for u in plan.units]
+            self.costs[cell.id] = [p for p in phases if p[2] not in seen]
+            seen.update(p[2] for p in phases)
+
+    def family(self, cell_id):
+        return self.families[cell_id]
+
+
+def _forward_flop(recipe, data):
+    """Forward FLOP of one image through ``recipe``'s model (dense and convolution layers), built in a
+    graph of its own: its variables get shapes but no memory (FCN1 holds 118M weights)."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    with tf.Graph().as_default():
+        return forward_flop(steps.build_model(recipe, data))
+
+
+class Report:
+    """A complete paper-recipe report found under ``--runs``, planned as its command ran it.
+
+    Its cells are planned from the recipes it recorded, under the store keys this version of the code
+    gives them (what a rerun would compute); a report written by an older version stored its results
+    under its own keys, paired with the planned ones cell by cell, in order (:func:`_recorded_keys`).
+
+    Attributes:
+        folder: its run folder; ``invocation``: ``(recipe, budget, overrides)`` of its command.
+        planned: its :class:`Planned` study.
+        seconds: ``{planned store key: seconds}`` of what it measured: each model it trained in one
+            go (its report's ``seconds_last``) and each result found in its own store or a cache.
+        skipped: how many of its models and results have no measured seconds.
+        wall: its recorded wall time (:func:`walltimes`), when the log has its command.
+    """
+
+    def __init__(self, folder, report, caches):
+        self.folder = Path(folder)
+        self.invocation = invocation(report["command"].split(" run ", 1)[1])
+        name, budget, overrides = self.invocation
+        cells = {c["id"]: c for c in report["cells"]}
+        self.planned = Planned(name, budget=budget, overrides=overrides,
+                               configs={cell_id: c["config"] for cell_id, c in cells.items()})
+        stores = [self.folder / "store", *map(Path, caches)]
+        recorded = _recorded_keys(self.planned, report)
+        self.seconds, self.skipped, self.wall = {}, 0, None
+        for cell_id, phases in self.planned.costs.items():
+            train = cells[cell_id].get("train") or {}
+            for phase, _, key in phases:
+                if _training(phase):  # a resumed training's seconds_last covers its last part only
+                    whole = train.get("epochs_run_last") == train.get("epochs")
+                    seconds = train.get("seconds_last") if whole else None
+                else:
+                    seconds = (_stored_result(stores, recorded.get(key)) or {}).get("seconds")
+                if seconds is None:
+                    self.skipped += 1
+                else:
+                    self.seconds[key] = float(seconds)
+
+    def samples(self):
+        """``{store key: (family, phase, work x FLOP, seconds)}`` of everything it measured."""
+        return {key: (self.planned.family(cell_id), phase, work, self.seconds[key])
+                for cell_id, phases in self.planned.costs.items()
+                for phase, work, key in phases if key in self.seconds}
+
+
+def _recorded_keys(planned, report):
+    """``{planned result key: the key the report stored it under}``: per cell, the report's distinct result
+    keys in order, paired with the planned units when their kinds agree (none of the cell's otherwise)."""
+    recorded = {}
+    for cell in planned.study.cells:
+        keys = {}
+        for record in report["records"]:
+            if (record.get("cell"), record.get("repeat", 0)) == (cell.name, cell.repeat) and "key" in record:
+                keys.setdefault(record["key"], record.get("evaluation"))
+        units = planned.plans[cell.id].units
+        if [u.kind for u in units] == list(keys.values()):
+            recorded.update(zip((u.key for u in units), keys))
+    return recorded
+
+
+def _stored_result(stores, key):
+    if key is None:
+        return None
+    for store in stores:
+        path = store / "results" / f"{key}.json"
+        if path.is_file():
+            return json.loads(path.read_text(encoding="utf-8"))
+    return None
+
+
+def find_reports(folders, caches):
+    """``[Report]`` of every complete paper-recipe ``report.json`` under ``folders`` with a command line
+    (one whose cells the recipe file no longer has is skipped, saying so on stderr)."""
+    found = []
+    for folder in folders:
+        for path in sorted(Path(folder).rglob("report.json")):
+            report = json.loads(path.read_text(encoding="utf-8"))
+            if report.get("status") == "complete" and report.get("paper") and " run " in report.get("command", ""):
+                try:
+                    found.append(Report(path.parent, report, caches))
+                except ValueError as e:
+                    print(f"skipped {path}: {e}", file=sys.stderr)
     return found
 
 
@@ -213,34 +336,61 @@ def offline_recipes():
 # --- the table ---------------------------------------------------------------------------
 
 
-def rows(planned_list, reports, caches, table, *, walls, workers, slowdown, like):
-    """One dict per recipe: its cells, how each was costed, and the serial / parallel seconds."""
+def cost(planned, table, *, measured, like):
+    """``(cell costs, counts, borrowed)`` of ``planned``: each cell's seconds (measured where
+    ``measured`` (``{store key: seconds}``) has the key, else estimated from ``table``),
+    ``counts`` of ``"measured"`` / ``"estimated"`` models and results, and ``{family: the family
+    or pool whose rate it borrowed}``."""
+    costs, counts, borrowed = {}, {"measured": 0, "estimated": 0}, {}
+    for cell_id, phases in planned.costs.items():
+        total = 0.0
+        for phase, work, key in phases:
+            if key in measured:
+                total += measured[key]
+                counts["measured"] += 1
+                continue
+            family = planned.family(cell_id)
+            rate, own = rate_of(table, family, phase, like=like)
+            if not own:
+                borrowed[family] = like.get(family, "all measured families")
+            total += rate * work
+            counts["estimated"] += 1
+        costs[cell_id] = total
+    return costs, counts, borrowed
+
+
+def rows(planned_list, reports, table, *, walls, workers, slowdown, like):
+    """One dict per recipe: how its models and results were costed, which reports measured some,
+    and the serial / parallel seconds."""
+    measured = {key: s for report in reports for key, s in report.seconds.items()}
     out = []
     for planned in planned_list:
-        paper = planned.study.paper
-        report = reports.get((paper, planned.study.name, None))
-        measured = measured_cells(planned, report, caches) if report is not None else {}
-        costs, estimated, borrowed = [], 0, {}
-        for cell in planned.study.cells:
-            if cell.id in measured:
-                costs.append(sum(s for _, _, s in measured[cell.id]))
-                continue
-            estimated += 1
-            total = 0.0
-            for phase, work, _ in planned.phases(cell):
-                family = planned.family(cell)
-                rate, own = rate_of(table, family, phase, like=like)
-                if not own:
-                    borrowed[family] = like.get(family, "all measured families")
-                total += rate * work
-            costs.append(total)
-        serial = sum(costs)
+        costs, counts, borrowed = cost(planned, table, measured=measured, like=like)
+        keys = {key for phases in planned.costs.values() for _, _, key in phases}
+        sources = [r for r in reports if keys & set(r.seconds)]
+        others = [r for r in reports if r.invocation[0] == planned.name and r not in sources]
+        values = list(costs.values())
         out.append({
-            "recipe": planned.name, "cells": len(costs), "estimated_cells": estimated, "borrowed": borrowed,
-            "serial": serial, "wall": walls.get(planned.name),
-            "workers": {n: makespan(costs, n) * slowdown for n in workers if n <= 2},
-            "nodes": {n: makespan(costs, n) for n in workers},
+            "recipe": planned.name, "cells": len(values), "counts": counts, "borrowed": borrowed,
+            "sources": sources, "other_runs": others, "serial": sum(values), "wall": walls.get((planned.name, None, ())),
+            "epochs": sorted({cell.recipe.train.epochs for cell in planned.study.cells}),
+            "workers": {n: makespan(values, n) * slowdown for n in workers if n <= 2},
+            "nodes": {n: makespan(values, n) for n in workers},
         })
+    return out
+
+
+def checks(reports, *, like):
+    """Per report: ``(measured seconds, leave-one-out estimate)`` of what it measured, the estimate's
+    rates calibrated on every other report (a model or result two reports share is left out of both)."""
+    out = []
+    for report in reports:
+        own = set(report.seconds)
+        others = {k: v for r in reports if r is not report for k, v in r.samples().items() if k not in own}
+        table = rates(others.values())
+        own_samples = report.samples().values()
+        estimate = sum(rate_of(table, family, phase, like=like)[0] * work for family, phase, work, _ in own_samples)
+        out.append((report, sum(seconds for *_, seconds in own_samples), estimate))
     return out
 
 
@@ -258,67 +408,120 @@ def comparison(folders):
              "floats in another order and trains the binary CNNs to other weights. The runs shared the machine "
              "with other jobs, so their wall times are noisy.", "",
              "| run | wall | compute | report equal to the first |", "|---|---:|---:|---|"]
-    for folder, report in zip(folders, reports):
+    for report in reports:
         same = "(reference)" if report is first else "yes" if without_timings(report) == reference else "NO"
         lines.append(f"| `{report['command'].split(' run ', 1)[-1]}` | {report['seconds']:.0f} s | "
                      f"{report['computed_seconds']:.0f} s | {same} |")
     return lines + [""]
 
 
-def markdown(table_rows, *, workers, slowdown, command, compared=()):
+def shown(path):
+    """``path`` relative to the repository when it lies in it (as given, when relative), else its file name."""
+    path = Path(path)
+    if not path.is_absolute():
+        return path.as_posix()
+    return path.relative_to(REPO).as_posix() if path.is_relative_to(REPO) else path.name
+
+
+def _run_words(inv):
+    recipe, budget, overrides = inv
+    return " ".join([recipe, *([f"--budget {budget}"] if budget else []),
+                     *(f"--set {shlex.quote(o)}" for o in overrides)])
+
+
+def _costed(counts):
+    m, e = counts["measured"], counts["estimated"]
+    return "measured" if e == 0 else "estimated" if m == 0 else f"{m} measured, {e} estimated"
+
+
+def markdown(table_rows, checked, rate_table, *, workers, slowdown, command, outside, compared=()):
     lines = [
         "# Reproduction budget",
         "",
         "Every paper recipe whose data is available offline, at the paper's budget (`python -m edgebnn.recipes "
-        "run NAME` without `--budget`), on this project's 2-core machine. Generated by "
+        "run NAME` without `--budget` or `--set`), on this project's 2-core machine. Generated by "
         "`scripts/reproduction_budget.py`; see its docstring for the method.",
         "",
-        "- **measured**: compute seconds of a complete paper-budget run (training, every result, conversion), "
-        "read from its report and store; *wall* is that run's recorded wall time where one was logged "
-        "(the machine was shared with other jobs, and runs sharing a cache skip what an earlier run trained).",
-        "- **estimated**: planned work (forward/backward passes) x parameters x a rate per model family and "
-        "phase, calibrated on the measured cells (any budget); `*` marks a family no run measured, costed at "
-        "the rate of a family of the same layer types (see the note under the table).",
+        "- A recipe's cost is the sum over its models (training) and results (evaluations); *costed* counts "
+        "how many of them are **measured** and how many **estimated**, and *measured in* names the reports "
+        "that measured some (see *Measured reports* below).",
+        "- **measured**: a complete report computed the same store key (same data, model, training and "
+        "evaluation settings): its training seconds (when it trained the model in one go) or the result's "
+        "seconds in the store.",
+        "- **estimated**: planned work (forward/backward passes) x forward FLOP per image x a rate per model "
+        "family and phase, calibrated on everything the reports below measured, each report planned with "
+        "its own `--budget` and `--set` options; `*` marks a family no report measured (see the note under "
+        "the table). Within a family cost is taken to grow with FLOP (Galloway's K = 128 and 256 models at "
+        "the rate measured on K = 64) and with epochs.",
+        "- *wall (recorded)*: the logged wall time of a run of the whole recipe at this budget, where one "
+        "was logged (the machine was shared with other jobs, and runs sharing a cache skip what an earlier "
+        "run trained).",
         f"- **--workers 2**: the cells on 2 processes of this machine, longest first, times the measured "
         f"slowdown of a cell in one of 2 processes sharing the 2 cores ({slowdown:.2f}x).",
         "- **N nodes**: the same schedule on N machines like this one (`--executor ray`), each cell at serial "
         "speed; process start-up, data loading and shipping store entries are not counted.",
         "",
-        "| recipe | cells | costed | serial | wall (recorded) | --workers 2 | "
+        "| recipe | epochs | cells | costed | measured in | serial | wall (recorded) | --workers 2 | "
         + " | ".join(f"{n} nodes" for n in workers) + " |",
-        "|---|---:|---|---:|---:|---:|" + "---:|" * len(workers),
+        "|---|---:|---:|---|---|---:|---:|---:|" + "---:|" * len(workers),
     ]
     for row in table_rows:
-        n, e = row["cells"], row["estimated_cells"]
-        costed = "measured" if e == 0 else "estimated" if e == n else f"{n - e} measured, {e} estimated"
         star = "*" if row["borrowed"] else ""
+        sources = ", ".join(f"`{shown(r.folder)}`" for r in row["sources"]) or "--"
         lines.append(
-            f"| `{row['recipe']}`{star} | {n} | {costed} | {clock(row['serial'])} | "
+            f"| `{row['recipe']}`{star} | {'/'.join(map(str, row['epochs']))} | {row['cells']} | "
+            f"{_costed(row['counts'])} | {sources} | {clock(row['serial'])} | "
             f"{clock(row['wall']) if row['wall'] else ''} | {clock(row['workers'][2])} | "
             + " | ".join(clock(row["nodes"][k]) for k in workers) + " |")
     borrowed = {f: other for r in table_rows for f, other in r["borrowed"].items()}
     for family, other in sorted(borrowed.items()):
-        lines += ["", f"`*` no run measured `{family}`: its cells are costed at the rate of `{other}` "
-                      "per pass and parameter."]
+        lines += ["", f"`*` no report measured `{family}`: its cells are costed at the rate of `{other}` "
+                      "per pass and FLOP."]
+    for row in table_rows:
+        for report in row["other_runs"]:
+            epochs = sorted({c.recipe.train.epochs for c in report.planned.study.cells})
+            lines += ["", f"`{row['recipe']}`: `{shown(report.folder)}` ran `{_run_words(report.invocation)}` with "
+                          f"cells of {'/'.join(map(str, epochs))} epochs; the recipe at its paper budget shares "
+                          "none of its models or results, so it calibrates the rates only."]
+    lines += ["", "## Measured reports", "",
+              "Every complete report found, planned with its own command's options: what it measured (compute "
+              "seconds of its models and results, whichever run computed them), and the estimate of the same "
+              "work from rates calibrated on the *other* reports only (leave-one-out: how far an estimate can "
+              "be off; a family no other report measured is estimated at the rate pooled over the other "
+              "families).", "",
+              "| report | run | cells | measured | leave-one-out estimate | estimate / measured | wall (recorded) |",
+              "|---|---|---:|---:|---:|---:|---:|"]
+    for report, measured, estimate in checked:
+        wall = report.wall
+        lines.append(f"| `{shown(report.folder)}` | `{_run_words(report.invocation)}` | "
+                     f"{len(report.planned.costs)} | {clock(measured)} | {clock(estimate)} | "
+                     f"{estimate / measured:.2f} | {clock(wall) if wall else ''} |")
+    lines += ["", "Calibrated rates (all reports): effective GFLOP/s of a pass, per family and phase.", "",
+              "| family | phase | GFLOP/s |", "|---|---|---:|"]
+    for (family, phase), rate in sorted(rate_table.items(), key=lambda kv: (kv[0][0] or "~", kv[0][1] or "~")):
+        lines.append(f"| {family or 'all families'} | {phase or 'evaluations'} | {1e-9 / rate:.1f} |")
     if compared:
         lines += [""] + comparison(compared)
-    lines += ["", f"Command: `{command}`", ""]
-    return "\n".join(lines)
+    lines += ["", f"Command (from the repository's root): `{command}`"]
+    if outside:
+        lines += ["", "Named by their file name, outside the repository: " + ", ".join(f"`{o}`" for o in outside)
+                  + " (the wall-time log holds `RECIPE [OPTIONS] exit 0 in N s` lines of the paper runs)."]
+    return "\n".join(lines + [""])
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", nargs="+", default=[], help="folders searched for complete report.json files")
+    parser.add_argument("--runs", nargs="+", default=["results"], help="folders searched for complete report.json files")
     parser.add_argument("--cache", nargs="*", default=[],
                         help="stores those runs wrote to with --cache (per-result seconds); "
                              "a run's own store is read too")
-    parser.add_argument("--walltimes", help="a log of `RECIPE exit 0 in N s` lines (recorded wall times)")
+    parser.add_argument("--walltimes", help="a log of `RECIPE [OPTIONS] exit 0 in N s` lines (recorded wall times)")
     parser.add_argument("--slowdown", type=float, required=True,
                         help="measured slowdown of a cell in one of 2 worker processes against serial")
     parser.add_argument("--workers", type=int, nargs="+", default=list(DEFAULT_WORKERS))
     parser.add_argument("--like", nargs="*", default=[], metavar="FAMILY=MEASURED",
                         help="cost an unmeasured family at a measured family's rate (same layer types, "
-                             "e.g. panda_fcn1=panda_fcn2: dense layers cost the same per pass and parameter)")
+                             "e.g. panda_fcn1=panda_fcn2: dense layers cost the same per pass and FLOP)")
     parser.add_argument("--compare", nargs="*", default=[], metavar="RUN_DIR",
                         help="run folders of one study made with different executors (the first is the reference)")
     parser.add_argument("--out", default=os.path.join("docs", "reproduction.md"))
@@ -330,32 +533,25 @@ def main(argv=None):
     like = dict(pair.split("=", 1) for pair in args.like if "=" in pair)
     if len(like) != len(args.like):
         parser.error(f"--like takes FAMILY=MEASURED pairs, got {args.like}")
-    reports = find_reports(args.runs)
+    reports = find_reports(args.runs, args.cache)
+    if not reports:
+        parser.error(f"--runs: no complete paper-recipe report.json under {args.runs}")
+    walls = walltimes(args.walltimes)
+    for report in reports:
+        report.wall = walls.get(report.invocation)
+    samples = {key: v for report in reports for key, v in report.samples().items()}
+    table = rates(samples.values())
     planned = [Planned(name) for name in offline_recipes()]
-    by_study = {(p.study.paper, p.study.name): p for p in planned}
-    samples = []
-    for (paper, name, budget), report in reports.items():
-        if (paper, name) not in by_study:
-            continue
-        source = by_study[(paper, name)]
-        if budget is not None:  # a smaller budget's run: its own plan
-            source = Planned(source.name, budget=budget)
-        samples += _samples(source, report, args.cache)
-    table = rates(samples)
-    table_rows = rows(planned, reports, args.cache, table, walls=walltimes(args.walltimes),
-                      workers=args.workers, slowdown=args.slowdown, like=like)
-    command = "python scripts/reproduction_budget.py " + " ".join(argv if argv is not None else os.sys.argv[1:])
-    page = markdown(table_rows, workers=args.workers, slowdown=args.slowdown, command=command, compared=args.compare)
+    table_rows = rows(planned, reports, table, walls=walls, workers=args.workers, slowdown=args.slowdown, like=like)
+    paths = [*args.runs, *args.cache, *([args.walltimes] if args.walltimes else []), *args.compare, args.out]
+    outside = [Path(p).name for p in paths if Path(p).is_absolute() and not Path(p).is_relative_to(REPO)]
+    words = [shown(w) if os.sep in w and Path(w).is_absolute() else w
+             for w in (argv if argv is not None else sys.argv[1:])]
+    command = "python scripts/reproduction_budget.py " + " ".join(words)
+    page = markdown(table_rows, checks(reports, like=like), table, workers=args.workers, slowdown=args.slowdown,
+                    command=command, outside=outside, compared=args.compare)
     Path(args.out).write_text(page, encoding="utf-8")
     print(f"wrote {args.out}")
-
-
-def _samples(planned, report, caches):
-    """``(family, phase, work x parameters, seconds)`` of every measured cell phase of ``report``."""
-    cells = {c.id: c for c in planned.study.cells}
-    return [(planned.family(cells[cell_id]), phase, work, seconds)
-            for cell_id, cell_rows in measured_cells(planned, report, caches).items()
-            for phase, work, seconds in cell_rows if phase != "deploy"]
 
 
 if __name__ == "__main__":

@@ -1,11 +1,17 @@
 """The reproduction budget's scheduling and calibration (scripts/reproduction_budget.py)."""
 
+import json
 import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from edgebnn import recipes
+from edgebnn.recipes import config
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the script imports benchmarks.peak
+sys.path.insert(0, str(REPO / "scripts"))
 import reproduction_budget as rb  # noqa: E402
 
 
@@ -36,7 +42,82 @@ def test_rates_pool_per_family_and_phase_then_fall_back():
 def test_walltimes_keep_each_recipe_first_successful_run(tmp_path):
     log = tmp_path / "walltimes.txt"
     log.write_text("guan/table4 exit 1 in 5 s\nguan/table4 exit 0 in 2683 s\nguan/table4 exit 0 in 18 s (08:03)\n")
-    assert rb.walltimes(log) == {"guan/table4": 2683}
+    assert rb.walltimes(log) == {("guan/table4", None, ()): 2683}
+
+
+def test_walltimes_of_a_run_with_set_options_belong_to_that_subset(tmp_path):
+    log = tmp_path / "walltimes.txt"
+    log.write_text("galloway/table1 --set grid.model.options.kernels=[64] --set repeats=1 exit 0 in 2010 s "
+                   "(11:31, scheme 2 @ 2398a27)\n"
+                   "panda/table2_mnist  exit 0 in 1548 s (11:54, scheme 2 @ 2398a27)\n"
+                   "guan/table1 --budget quick exit 0 in 40 s\n")
+    assert rb.walltimes(log) == {
+        ("galloway/table1", None, ("grid.model.options.kernels=[64]", "repeats=1")): 2010,
+        ("panda/table2_mnist", None, ()): 1548,
+        ("guan/table1", "quick", ()): 40,
+    }
+
+
+def test_invocation_of_a_report_command_matches_its_logged_line():
+    report = rb.invocation("galloway/table1 --out results/galloway/table1/mnist_k64 --cache runs/cache "
+                           "--set 'grid.model.options.kernels=[64]' --set repeats=1")
+    logged = rb.invocation(["galloway/table1", "--set", "grid.model.options.kernels=[64]", "--set=repeats=1"])
+    assert report == logged == ("galloway/table1", None, ("grid.model.options.kernels=[64]", "repeats=1"))
+    assert rb.invocation("panda/fig4b --budget quick --workers 2") == ("panda/fig4b", "quick", ())
+
+
+def test_training_passes_charge_the_adversary_from_its_start_epoch():
+    plain = config.TrainConfig(epochs=99)
+    pgd = config.TrainConfig(epochs=99, adversarial=config.AdversarialConfig(
+        method="pgd", eps=0.3, steps=40, start_epoch=66, mode="augment"))
+    fgsm = config.TrainConfig(epochs=10, adversarial=config.AdversarialConfig(method="fgsm", eps=0.3, fraction=0.5))
+    assert rb.training_passes(plain, 100) == 99 * 100
+    assert rb.training_passes(pgd, 100) == 99 * 100 + 33 * 100 * (40 + 1)  # 40 steps + the adversary trained on
+    assert rb.training_passes(fgsm, 100) == 10 * 100 + 10 * 100 * 0.5  # half the images replaced: 1 step each
+    assert rb.training_phase(pgd) == "train (pgd)" and rb.training_phase(plain) == "train"
+
+
+def test_adversarial_training_falls_back_to_the_familys_plain_training():
+    table = rb.rates([("cnn", "train", 100.0, 1.0), ("fcn", "train (pgd)", 100.0, 5.0)])
+    assert rb.rate_of(table, "cnn", "train (pgd)") == (pytest.approx(0.01), True)
+    assert rb.rate_of(table, "fcn", "train (pgd)") == (pytest.approx(0.05), True)
+    assert rb.rate_of(table, "rnn", "train (pgd)") == (pytest.approx(0.05), False)  # pooled over families
+
+
+def test_shown_paths_are_repository_relative():
+    assert rb.shown(rb.REPO / "results" / "guan") == "results/guan"
+    assert rb.shown("runs/cache") == "runs/cache"
+    assert rb.shown("/elsewhere/notes/walltimes.txt") == "walltimes.txt"
+
+
+#: A measured run of a subset of a recipe (``--set`` options) and runs of another family that calibrate it.
+SUBSET_REPORT = REPO / "results" / "galloway" / "table1" / "mnist_k64"
+OTHER_REPORTS = [REPO / "results" / "panda" / "table2_mnist" / "mnist", REPO / "results" / "panda" / "fig4b" / "mnist"]
+#: How far (either way) an estimate from another family's rates may be from the measured seconds (the
+#: K = 64 CNN from FCN2's rates: 1.6x over). Mistaking the subset for the whole recipe, or planning it at
+#: the recipe's epochs of today instead of those it ran, is off by far more.
+FACTOR = 2.5
+
+
+def _report(folder):
+    return rb.Report(folder, json.loads((folder / "report.json").read_text(encoding="utf-8")), caches=[])
+
+
+def test_a_subset_report_is_planned_as_it_ran_and_estimated_within_a_factor(data_dir):
+    if not all((f / "report.json").is_file() for f in [SUBSET_REPORT, *OTHER_REPORTS]):
+        pytest.skip("the committed reports this check reads are not in results/")
+    subset = _report(SUBSET_REPORT)
+    recorded = json.loads((SUBSET_REPORT / "report.json").read_text(encoding="utf-8"))
+    # its own cells (one K, one repeat) at the epochs it ran, not the recipe's whole grid at today's budget
+    assert sorted(subset.planned.plans) == sorted(c["id"] for c in recorded["cells"])
+    assert [c.recipe.train.epochs for c in subset.planned.study.cells] == [c["train"]["epochs"] for c in recorded["cells"]]
+    assert len(subset.planned.plans) < len(config.load(recipes.find("galloway/table1")).cells)
+    # without a cache only the trainings are measured (the report holds their seconds)
+    assert len(subset.seconds) == len(recorded["cells"]) and subset.skipped > 0
+    table = rb.rates([v for folder in OTHER_REPORTS for v in _report(folder).samples().values()])
+    measured = sum(seconds for *_, seconds in subset.samples().values())
+    estimate = sum(rb.rate_of(table, family, phase)[0] * work for family, phase, work, _ in subset.samples().values())
+    assert 1 / FACTOR < estimate / measured < FACTOR, (estimate, measured)
 
 
 def test_clock():

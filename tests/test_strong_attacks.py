@@ -59,6 +59,19 @@ def test_dlr_losses_match_their_formulas():
     np.testing.assert_allclose(dlr_loss(tf.constant(3 * logits + 7), tf.constant(y)).numpy(), expected, rtol=1e-5)
 
 
+def test_apgd_fused_bookkeeping_equals_the_plain_ops():
+    apgd_module = importlib.import_module("edgebnn.attacks.apgd")  # `attacks.apgd` is the function
+    rng = np.random.default_rng(0)
+    images = [tf.constant(rng.normal(size=(6, 28, 28, 1)).astype(np.float32)) for _ in range(5)]
+    x_adv, grad, x_best_adv, x_best, grad_best = images
+    loss, loss_prev, loss_best = (tf.constant(rng.normal(size=6).astype(np.float32)) for _ in range(3))
+    wrong, fooled = tf.constant([True, False, True, False, False, True]), tf.constant([False] * 5 + [True])
+    increases = tf.constant(rng.integers(0, 5, 6).astype(np.float32))
+    args = (wrong, x_adv, grad, loss, fooled, x_best_adv, loss_prev, increases, x_best, grad_best, loss_best)
+    for fused, plain in zip(apgd_module._fused_track(*args), apgd_module._track(*args)):
+        np.testing.assert_array_equal(fused.numpy(), plain.numpy())
+
+
 def test_checkpoints_follow_croce_hein_schedule():
     is_check, window = checkpoints(100)
     # p_0 = 0, p_1 = 0.22, then each interval 0.03 shorter, never below 0.06.

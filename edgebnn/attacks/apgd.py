@@ -114,6 +114,25 @@ def _momentum_step(x, x_adv, x_adv_old, grad, step_size, momentum, *, eps, norm,
 _fused_momentum_step = tf.function(_momentum_step, jit_compile=True, autograph=False)
 
 
+def _track(wrong, x_adv, grad, loss, fooled, x_best_adv, loss_prev, increases, x_best, grad_best, loss_best):
+    """An iteration's bookkeeping: ``(fooled, x_best_adv, increases, x_best, grad_best, loss_best)`` after
+    the point ``x_adv`` (its gradient, loss and whether it is ``wrong``). Selects and comparisons only
+    (the count of loss increases is a float sum of ones): exact under any fusion."""
+    shape = [-1] + [1] * (x_adv.shape.rank - 1)
+    fooled = fooled | wrong
+    x_best_adv = tf.where(tf.reshape(wrong, shape), x_adv, x_best_adv)
+    increases = increases + tf.cast(loss > loss_prev, tf.float32)
+    improved = loss > loss_best
+    x_best = tf.where(tf.reshape(improved, shape), x_adv, x_best)
+    grad_best = tf.where(tf.reshape(improved, shape), grad, grad_best)
+    loss_best = tf.where(improved, loss, loss_best)
+    return fooled, x_best_adv, increases, x_best, grad_best, loss_best
+
+
+#: The bookkeeping fused into one XLA kernel (three image-sized selects and a few small ops otherwise).
+_fused_track = tf.function(_track, jit_compile=True, autograph=False)
+
+
 def apgd_run(model_fn, x, y, loss_fn, *, eps, steps, norm, clip_min, clip_max, eot_samples, surrogate, target=None):
     """One APGD run (graph mode) maximising ``loss_fn(logits, y)``.
 
@@ -154,16 +173,10 @@ def apgd_run(model_fn, x, y, loss_fn, *, eps, steps, norm, clip_min, clip_max, e
         ), x_adv
 
         grad, loss, logits = gradient(x_adv)
-        wrong = success(logits)
-        fooled = fooled | wrong
-        x_best_adv = tf.where(tf.reshape(wrong, shape), x_adv, x_best_adv)
-
-        increases += tf.cast(loss > loss_prev, tf.float32)
+        fooled, x_best_adv, increases, x_best, grad_best, loss_best = _fused_track(
+            success(logits), x_adv, grad, loss, fooled, x_best_adv, loss_prev, increases, x_best, grad_best, loss_best,
+        )
         loss_prev = loss
-        improved = loss > loss_best
-        x_best = tf.where(tf.reshape(improved, shape), x_adv, x_best)
-        grad_best = tf.where(tf.reshape(improved, shape), grad, grad_best)
-        loss_best = tf.where(improved, loss, loss_best)
 
         state = (step_size, x_adv, grad, reduced_last_check, loss_best_last_check, increases)
         # Only the few checkpoint iterations pay for the check (a branch, not a select per step).
