@@ -99,7 +99,7 @@ def summarize_examples(rows, *, eps):
 
 
 def certify_report(model, x, y, *, eps_list, time_limit=60.0, solver="milp", processes=1, attack=None,
-                   extra_attacks=(), deployed=None, progress=None):
+                   extra_attacks=(), deployed=None, progress=None, keep_counterexamples=False):
     """Certified (lower bound) and attacked (upper bound) robust accuracy of ``model`` for each eps.
 
     For every eps the attack runs first (on the Keras model, against the true labels);
@@ -126,6 +126,8 @@ def certify_report(model, x, y, *, eps_list, time_limit=60.0, solver="milp", pro
         deployed: ``None``, or the deployed model's predictions to replay
             counterexamples through (see :func:`edgebnn.certify.run.replay`).
         progress: ``None`` or ``progress(label, done, total)``, ``done`` of ``total`` examples certified.
+        keep_counterexamples: also keep every counterexample in its eps's summary, as
+            ``counterexample_inputs``: ``[[example index, flat list of its pixels], ...]``.
 
     Returns:
         A JSON-able dict: ``model``, ``model_sha256`` (weights, :func:`model_sha256`),
@@ -160,6 +162,9 @@ def certify_report(model, x, y, *, eps_list, time_limit=60.0, solver="milp", pro
         result = certify(model, x, y, eps=eps, time_limit=time_limit, solver=solver, processes=processes,
                          hints=hints, deployed=deployed, progress=progress)
         summary = _summarize(result, broken, clean_correct, broken_by)
+        if keep_counterexamples:
+            summary["counterexample_inputs"] = [[int(i), np.asarray(cx, np.float32).ravel().tolist()]
+                                                for i, cx in sorted(result.counterexamples.items())]
         summary["attack_seconds"] = attack_seconds
         summary["certify_seconds"] = time.perf_counter() - start - attack_seconds
         results.append(summary)

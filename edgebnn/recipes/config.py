@@ -186,10 +186,14 @@ class TrainConfig(Section):
     #: XLA for the optimizer's update or the whole step (:func:`edgebnn.training.compile_for_classification`):
     #: other float rounding, so part of the model's store key unless "off".
     xla: Literal[XLA_MODES] = "off"
+    #: After training, set every BatchNorm's moving mean and variance to the exact statistics of
+    #: its inputs over the cell's training images (:func:`edgebnn.zoo.eev.calibrate_batch_norm`);
+    #: the stored, evaluated and deployed model is the calibrated one.
+    calibrate_batch_norm: bool = False
 
     @model_serializer(mode="wrap")
     def _dump(self, handler):
-        return _drop_when(handler(self), {"tensorboard": True, "xla": "off"})
+        return _drop_when(handler(self), {"tensorboard": True, "xla": "off", "calibrate_batch_norm": False})
 
     @model_validator(mode="after")
     def _consistent(self):

@@ -79,6 +79,9 @@ MEANINGS = {
     "train.tensorboard": "Write TensorBoard logs of every cell trained in this run to `tensorboard/<cell id>/` "
                          "in the run folder (loss, accuracy, adversarial accuracy per epoch). Changes no store "
                          "key and no weight.",
+    "train.calibrate_batch_norm": "After training, set every BatchNorm's moving mean and variance to the exact "
+                                  "statistics of its inputs over the training images; the stored model is the "
+                                  "calibrated one (part of the model's store key when true).",
     "train.xla": "Compile part of every training step with XLA: `off`, `update` (the optimizer's update of "
                  "each weight; faster for large dense models such as FCN1) or `step` (the whole step; refused "
                  "when training draws random numbers, whose seeds XLA ignores). Weights differ from `off` by "
@@ -114,6 +117,8 @@ MEANINGS = {
     "certify.solver": "`milp` (HiGHS) or a SAT solver of `edgebnn.certify.solvers`.",
     "certify.attack_steps": "PGD steps of the attack run before the solver.",
     "certify.attack_restarts": "PGD restarts of that attack.",
+    "certify.export_counterexamples": "Hand the counterexamples to `[deploy]`, whose `verify` then compares the "
+                                      "deployed model with Keras on them too (part of the result's store key).",
     "detection": "`[[detection]]`: detecting adversarial examples from the model's uncertainty.",
     "detection.attack": "The attack whose examples are detected.",
     "detection.eps": "Its budget.",

@@ -209,6 +209,7 @@ def check_models(session, plans):
         prefix = "" if study.single else f"cell {cell.name!r}: "
         model = _build_checked(cell.recipe, session.data_for(cell.recipe), prefix=prefix)
         _check_bundle_pixels(cell.recipe, session.data_for(cell.recipe), prefix=prefix)
+        _check_calibration(cell.recipe, model, prefix=prefix)
         source = sources.model_source(cell.recipe.model)
         if source != "family":
             try:
@@ -224,6 +225,25 @@ def check_models(session, plans):
                 raise RecipeError(f"{prefix}{e}") from None
         del model
         tf.keras.backend.clear_session()
+
+
+def _check_calibration(recipe, model, *, prefix):
+    """``train.calibrate_batch_norm`` needs a deterministic model with BatchNorm layers it can calibrate.
+
+    Raises:
+        RecipeError: the option is set on a model without such layers, or random at inference.
+    """
+    from edgebnn.zoo.eev import check_batch_norm_calibration  # noqa: PLC0415
+
+    if not (sources.trains(recipe) and recipe.train.calibrate_batch_norm):
+        return
+    if randomized(model):
+        raise RecipeError(f"{prefix}`train.calibrate_batch_norm`: the model samples at inference, so its "
+                          f"BatchNorm inputs have no fixed statistics to calibrate on.")
+    try:
+        check_batch_norm_calibration(model)
+    except ValueError as e:
+        raise RecipeError(f"{prefix}`train.calibrate_batch_norm`: {e}") from None
 
 
 def _check_bundle_pixels(recipe, dataset, *, prefix):
@@ -373,6 +393,7 @@ def _train(session, cell, key, folder):
         session.console.line(f"cell {cell.id!r}: TensorBoard logs in {log_dir}")
     history = train(fit_model, d.x_train, d.y_train, epochs=t.epochs, batch_size=t.batch_size, seed=t.seed,
                     checkpoint_dir=folder / "checkpoints", callbacks=callbacks, verbose=0)
+    calibration = _calibrate(session, cell, model, d) if t.calibrate_batch_norm else None
     with _io.atomic_path(folder / "model.keras") as tmp:
         _save_without_optimizer(model, tmp)
     seconds = time.perf_counter() - start
@@ -383,12 +404,25 @@ def _train(session, cell, key, folder):
         "seconds_last": seconds, "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
         "adversarial": None if t.adversarial is None else t.adversarial.model_dump(mode="json"),
         "adversarial_linf_bound": None if t.adversarial is None else training_linf_bound(t.adversarial),
+        "batch_norm_calibration": calibration,
     })
     session.store.seal(folder, ["config.json", *MODEL_FILES])
     discard_resume_state(folder / "checkpoints")
     shutil.rmtree(folder / "checkpoints", ignore_errors=True)
     del fit_model, model
     tf.keras.backend.clear_session()
+
+
+def _calibrate(session, cell, model, d):
+    """Set ``model``'s BatchNorm statistics to those of its layers' inputs over the cell's training
+    images (``train.calibrate_batch_norm``); what was done, for ``train.json``."""
+    from edgebnn.zoo.eev import calibrate_batch_norm  # noqa: PLC0415
+
+    session.console.line(f"cell {cell.id!r}: calibrating the BatchNorm statistics on {len(d.x_train):,} "
+                         f"training images")
+    start = time.perf_counter()
+    calibrate_batch_norm(model, d.x_train, batch_size=cell.recipe.evaluation.batch_size)
+    return {"images": int(len(d.x_train)), "seconds": time.perf_counter() - start}
 
 
 def tensorboard_callback(log_dir):

@@ -134,6 +134,25 @@ def unstable_fraction(model, x, eps):
     return tf.reduce_mean(tf.concat(flags, axis=1), axis=1)
 
 
+def check_batch_norm_calibration(model):
+    """Check that :func:`calibrate_batch_norm` can calibrate ``model``.
+
+    Args:
+        model: a functional Keras model.
+
+    Raises:
+        ValueError: ``model`` has no ``BatchNormalization`` among its layers, or one that is
+            called more than once (its inputs are then not one tensor of the graph).
+    """
+    norms = [layer for layer in model.layers if isinstance(layer, tf.keras.layers.BatchNormalization)]
+    if not norms:
+        raise ValueError(f"calibrate_batch_norm: model {model.name!r} has no BatchNormalization layer to calibrate.")
+    shared = [layer.name for layer in norms if len(layer.inbound_nodes) != 1]
+    if shared:
+        raise ValueError(f"calibrate_batch_norm: BatchNormalization layers {shared} of model {model.name!r} are "
+                         f"called more than once; their inputs are not one tensor to take statistics of.")
+
+
 def calibrate_batch_norm(model, x, *, batch_size=500):
     """Set every BatchNorm's moving mean and variance to the statistics of its inputs over ``x``, layer by layer.
 
@@ -151,10 +170,15 @@ def calibrate_batch_norm(model, x, *, batch_size=500):
 
     Returns:
         ``model``.
+
+    Raises:
+        ValueError: ``batch_size`` is not a positive integer, ``x`` is empty, or
+            :func:`check_batch_norm_calibration` refuses ``model``.
     """
     _validate.positive_int(batch_size, "batch_size")
     if len(x) == 0:
         raise ValueError("calibrate_batch_norm: `x` is empty.")
+    check_batch_norm_calibration(model)
     for layer in model.layers:
         if not isinstance(layer, tf.keras.layers.BatchNormalization):
             continue

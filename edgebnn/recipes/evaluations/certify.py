@@ -22,7 +22,7 @@ import json
 from typing import Annotated
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_serializer
 
 from edgebnn.recipes import interrupts
 from edgebnn.recipes.evaluations.base import Kind, Result
@@ -49,6 +49,16 @@ class Spec(Section):
     solver: str = "milp"
     attack_steps: _Positive = 100
     attack_restarts: _Positive = 5
+    #: Keep the counterexamples as the result's adversarial examples, so that ``[deploy]`` with
+    #: ``verify`` checks the deployed model against Keras on them too.
+    export_counterexamples: bool = False
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        out = handler(self)
+        if not out["export_counterexamples"]:  # the keys of entries that do not set it stay as they were
+            del out["export_counterexamples"]
+        return out
 
 
 class Certify(Kind):
@@ -82,6 +92,10 @@ class Certify(Kind):
     def label(self, unit):
         return f"certify eps={unit['eps']:g}"
 
+    def exports_examples(self, unit):
+        """The counterexamples verify the cell's deployment when the entry keeps them."""
+        return bool(unit.get("export_counterexamples", False))
+
     def cost(self, unit, *, recipe, n_eval):
         """PGD gradient steps per image plus the solver's worst case counted as a thousand steps per second."""
         n = n_eval if unit["limit"] is None else min(unit["limit"], n_eval)
@@ -112,10 +126,12 @@ class Certify(Kind):
                     ctx.model, ctx.x_eval[start:stop], ctx.y_eval[start:stop], eps_list=[unit["eps"]],
                     time_limit=unit["time_limit"], solver=unit["solver"], processes=unit["processes"], attack=seeded,
                     deployed=functools.partial(tflite_predict, flatbuffer), progress=progress,
+                    keep_counterexamples=self.exports_examples(unit),
                 )
                 if stored is not None:
                     _save_part(stored, call, index, part)
             parts.append((start, part))
+        x_cx, y_cx = _counterexamples(parts, ctx.x_eval, ctx.y_eval)
         report = merge_parts(parts, attack=attack)
         [result] = report["results"]
         metrics = {
@@ -125,12 +141,25 @@ class Certify(Kind):
             **{key: result[key] for key in _SUMMARY},
             "report": report,
         }
-        return Result(labels={"attack": "certified", "eps": unit["eps"]}, metrics=metrics)
+        arrays = {"x_adv": x_cx, "y": y_cx} if len(x_cx) else {}
+        return Result(labels={"attack": "certified", "eps": unit["eps"]}, metrics=metrics, arrays=arrays)
 
     def markdown(self, record):
         from edgebnn.certify.report import to_markdown  # noqa: PLC0415 (TensorFlow)
 
         return ["", *to_markdown(record["report"]).replace("# ", "#### ", 1).rstrip("\n").split("\n"), ""]
+
+
+def _counterexamples(parts, x, y):
+    """``(inputs, labels)`` of the counterexamples the parts kept (``keep_counterexamples``), taken out of
+    their summaries: inputs shaped like ``x``'s examples, labels those of their images in ``y``."""
+    index, inputs = [], []
+    for start, part in parts:
+        for i, pixels in part["results"][0].pop("counterexample_inputs", []):
+            index.append(start + i)
+            inputs.append(np.asarray(pixels, np.float32).reshape(x.shape[1:]))
+    inputs = np.stack(inputs) if inputs else np.zeros((0, *x.shape[1:]), np.float32)
+    return inputs, np.asarray(y)[index].astype(np.int64)
 
 
 def merge_parts(parts, *, attack):
