@@ -147,7 +147,11 @@ def _demote(markdown_lines, levels):
 
 
 def _dataset(report):
-    """The dataset a report's study ran on (its base recipe's ``data.dataset``)."""
+    """The datasets a report's cells ran on (their ``data.dataset``, in cell order), else its base recipe's."""
+    cells = [c.get("config", {}).get("data", {}).get("dataset") for c in report.get("cells") or []]
+    names = list(dict.fromkeys(name for name in cells if name))
+    if names:
+        return ", ".join(names)
     return ((report.get("study") or {}).get("base") or {}).get("data", {}).get("dataset", "n/a")
 
 
