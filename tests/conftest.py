@@ -325,6 +325,38 @@ def small_study(name, *, head="", data="train_limit = 300\ntest_limit = 120", mo
 
 
 
+#: TOML text of the smallest ``[[certify]]`` study: a binary FCN of 12 hidden units with 2-bit
+#: input, one epoch on 300 Fashion-MNIST images, PGD then exact certification of 6 test images
+#: at eps 0.02 and 0.05. It ends inside the ``[[certify]]`` entry, so more of its keys may follow;
+#: load it with ``data.data_dir`` set.
+TINY_CERTIFY = textwrap.dedent(
+    """
+    name = "certify"
+    [data]
+    dataset = "fashion_mnist"
+    train_limit = 300
+    test_limit = 40
+    [model]
+    family = "panda_fcn2"
+    precision = "binary"
+    input_bits = 2
+    options = { hidden_units = 12, hidden_layers = 2 }
+    [train]
+    epochs = 1
+    batch_size = 64
+    [evaluation]
+    limit = 10
+    batch_size = 10
+    [[certify]]
+    eps = [0.02, 0.05]
+    limit = 6
+    time_limit = 10
+    attack_steps = 10
+    attack_restarts = 1
+    """
+)
+
+
 def two_cell_study(name, *, rest=""):
     """TOML text of the smallest :func:`small_study` with independent cells: FCN2's layout narrowed to
     64 hidden units (the runner's plumbing needs no width) with 2-bit input, float and binary (a grid),

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import edgebnn  # noqa: F401  (Keras 2 before TensorFlow)
-from conftest import lines_console
+from conftest import TINY_CERTIFY, lines_console
 from edgebnn.certify import encode
 from edgebnn.certify.network import extract
 from edgebnn.recipes import config, plan, runner, steps
@@ -16,30 +16,9 @@ from edgebnn.recipes.store import Store
 
 import tensorflow as tf
 
-RECIPE = textwrap.dedent("""
-    name = "certify_export"
-    [data]
-    dataset = "fashion_mnist"
-    data_dir = "{data_dir}"
-    train_limit = 300
-    test_limit = 40
-    [model]
-    family = "panda_fcn2"
-    precision = "binary"
-    input_bits = 2
-    options = {{ hidden_units = 12, hidden_layers = 2 }}
-    [train]
-    epochs = 1
-    batch_size = 64
-    [evaluation]
-    limit = 10
-    batch_size = 10
-    [[certify]]
-    eps = [0.05]
-    limit = 6
-    time_limit = 10
-    attack_steps = 10
-    attack_restarts = 1
+#: The smallest certify study at eps 0.05 (``{export}``: the entry's option), deployed and verified.
+RECIPE = TINY_CERTIFY.replace('name = "certify"', 'name = "certify_export"').replace(
+    "eps = [0.02, 0.05]", "eps = [0.05]") + textwrap.dedent("""
     {export}
     [deploy]
     target = "portable"
@@ -49,8 +28,8 @@ RECIPE = textwrap.dedent("""
 
 def _study(tmp_path, data_dir, export=""):
     path = tmp_path / "recipe.toml"
-    path.write_text(RECIPE.format(data_dir=data_dir, export=export))
-    return config.load(path)
+    path.write_text(RECIPE.replace("{export}", export))
+    return config.load(path, overrides=[f'data.data_dir="{data_dir}"'])
 
 
 def test_the_option_is_an_opt_in_part_of_the_keys(tmp_path, data_dir):

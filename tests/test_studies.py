@@ -6,7 +6,9 @@ import textwrap
 import numpy as np
 import pytest
 
-from conftest import attack, lines_console, mc_cell, probe, small_study, transfer_cell, two_cell_study
+from conftest import (
+    TINY_CERTIFY, attack, lines_console, mc_cell, probe, small_study, transfer_cell, two_cell_study,
+)
 from edgebnn import data as data_lib
 from edgebnn.evaluation.metrics import attack_metrics, perturbation_metrics, targets_for
 from edgebnn.recipes import config, runner
@@ -554,30 +556,8 @@ def test_uncertainty_histogram_upper_edge_and_single_sample_sets(tmp_path):
 
 # --- [[certify]]: exact robustness as an evaluation kind --------------------------------
 
-CERTIFY = textwrap.dedent(
+CERTIFY = TINY_CERTIFY + textwrap.dedent(
     """
-    name = "certify"
-    [data]
-    dataset = "fashion_mnist"
-    train_limit = 300
-    test_limit = 40
-    [model]
-    family = "panda_fcn2"
-    precision = "binary"
-    input_bits = 2
-    options = { hidden_units = 12, hidden_layers = 2 }
-    [train]
-    epochs = 1
-    batch_size = 64
-    [evaluation]
-    limit = 10
-    batch_size = 10
-    [[certify]]
-    eps = [0.02, 0.05]
-    limit = 6
-    time_limit = 10
-    attack_steps = 10
-    attack_restarts = 1
     [deploy]
     enabled = false
     [[tables]]
