@@ -184,6 +184,7 @@ def robustness_report(
     batch_size=500,
     progress=None,
     kept=None,
+    keep_outcomes=False,
     **budget,
 ):
     """Strong robustness numbers with every masking check, per eps and gradient surrogate.
@@ -223,6 +224,9 @@ def robustness_report(
             crafted under ``tf.random`` seed ``seed(run, batch)``; a saved outcome is used
             instead of crafting the batch again. ``None``: nothing saved, the attacks' random
             state is the process's.
+        keep_outcomes: also keep every run's per-example outcome in its eps's result, as
+            ``outcomes``: ``{run name: [bool per example]}`` (``True``: correct clean and still
+            correct after the run; the ``accuracy`` keys name the runs).
         **budget: fields of :class:`StrongSettings` overriding ``settings`` (``steps=20``).
 
     Returns:
@@ -284,6 +288,8 @@ def robustness_report(
             source = model_fn if spec.source is None else transfer_sources[spec.source]
             correct[spec.name] = runs.correct(source, attack=spec.attack, eps=eps, **spec.options) & clean
         results.append(_eps_result(eps, correct, clean, plan, settings, surrogates))
+        if keep_outcomes:
+            results[-1]["outcomes"] = {name: mask.tolist() for name, mask in correct.items()}
     checks = global_checks(report)
     checks += [check_eps_monotone(accuracy_by_eps={r["eps"]: r["accuracy"][f"fgsm/{s}"] for r in results},
                                   attack=f"fgsm/{s}") for s in surrogates]

@@ -12,6 +12,8 @@ from edgebnn.recipes import claims as claims_lib
 from edgebnn.recipes import figures as figures_lib
 from edgebnn.recipes import report as report_lib
 from edgebnn.recipes.config import flatten
+from edgebnn.recipes.evaluations import KINDS
+from edgebnn.recipes.evaluations.base import CHECK, FAILED
 from edgebnn.recipes.evaluations.common import eot_samples
 
 
@@ -26,6 +28,33 @@ def records(study, plans, results):
             out.append({"cell": cell.name, "repeat": cell.repeat, "evaluation": unit.kind,
                         **stored["labels"], **stored["metrics"], "key": unit.key})
     return out
+
+
+def check_records(all_records, store):
+    """Add each record's :meth:`~edgebnn.recipes.evaluations.base.Kind.check_record` against the other
+    results of its cell (and repeat) to it, under :data:`~edgebnn.recipes.evaluations.base.CHECK`; the
+    other results' per-image outcomes are read from ``store`` only for a kind that checks."""
+    for record in all_records:
+        others = [r for r in all_records
+                  if r is not record and r["cell"] == record["cell"] and r["repeat"] == record["repeat"]]
+
+        def attacks_at(eps, others=others):
+            merged = {}
+            for other in others:
+                found = KINDS[other["evaluation"]].attack_outcomes(other, store.load_outcomes(other["key"]), eps=eps)
+                for name, outcomes in found.items():
+                    merged[name if name not in merged else f"{name} ({other['key']})"] = outcomes
+            return merged
+
+        check = KINDS[record["evaluation"]].check_record(record, attacks_at)
+        if check is not None:
+            record[CHECK] = check
+
+
+def failed_checks(report):
+    """The one-line messages of a report's failed record checks, ``cell: message``."""
+    return [f"cell {r['cell']!r}: {r[CHECK]['message']}" for r in report["records"]
+            if r.get(CHECK, {}).get("status") == FAILED]
 
 
 def caption(session, plans):
@@ -177,6 +206,7 @@ def build(session, plans, *, status, error, figures, versions):
     """The report dict of the run so far."""
     study = session.study
     all_records = records(study, plans, session.results)
+    check_records(all_records, session.store)
     data_caption = caption(session, plans)
     cell_configs = configs(study)
     swap = substitute(study)

@@ -19,6 +19,7 @@ import os
 import shutil
 from pathlib import Path
 
+from edgebnn import EdgebnnError
 from edgebnn.recipes import assemble, executors, interrupts, steps
 from edgebnn.recipes import plan as plan_lib
 from edgebnn.recipes.console import Console, quiet_tensorflow
@@ -34,6 +35,11 @@ _OUTPUT_FOLDERS = ("figures", steps.BUNDLE, "bundles")
 PREVIOUS = ".previous"
 #: Where the report of a run that did not complete goes when a complete one was kept.
 INCOMPLETE = "incomplete"
+
+
+class FailedCheckError(EdgebnnError):
+    """A complete run whose report shows a failed check of a result against the other results of its
+    cell (an image certified robust that an attack broke)."""
 
 
 def run(study, out, *, console=None, cache=None, command=None, executor=None):
@@ -52,6 +58,8 @@ def run(study, out, *, console=None, cache=None, command=None, executor=None):
     Raises:
         RecipeError: another run holds the folder, or a check that needs the data or
             a built model failed (before any training).
+        FailedCheckError: the run completed, but its report shows a failed check of a result
+            against its cell's other results (:func:`edgebnn.recipes.assemble.failed_checks`).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -102,6 +110,9 @@ def _run(session, executor):
         _copy_single(session, plans[study.cells[0].id])
     console.note(f"done in {report['seconds']:.1f} s ({session.computed_seconds:.1f} s computed): "
                  f"{session.out / 'report.md'}")
+    failed = assemble.failed_checks(report)
+    if failed:
+        raise FailedCheckError(f"{'; '.join(failed)} (the report is written: {session.out / 'report.md'})")
     return report
 
 

@@ -12,6 +12,10 @@ only call these methods; none of them names a kind.
 import abc
 from dataclasses import dataclass, field
 
+#: Record key of a record's :meth:`Kind.check_record` result.
+CHECK = "cell_check"
+#: ``status`` of a failed :meth:`Kind.check_record` result.
+FAILED = "fail"
 #: Metrics of a result shown in its console line when the kind names none.
 _NO_SUMMARY = ()
 
@@ -113,6 +117,22 @@ class Kind(abc.ABC):
     def exports_examples(self, unit):
         """Whether a unit's adversarial examples (``arrays["x_adv"]``) verify the cell's deployment."""
         return False
+
+    # --- checks across the results of a cell ------------------------------------------
+
+    def attack_outcomes(self, record, outcomes, *, eps):
+        """The attacks a record ran at ``eps`` on its cell's evaluated images, for checks of other
+        results of the same images: ``{attack name: bool vector over the images from the first
+        (still correctly classified after it) or None (not stored)}``; ``outcomes`` is the record's
+        stored :attr:`Result.outcomes` (or ``None``). Empty when it ran none."""
+        return {}
+
+    def check_record(self, record, attacks_at):
+        """A JSON-able check of a record against its cell's other results, kept in the record as
+        :data:`CHECK`, or ``None``: ``attacks_at(eps)`` gives every other result's :meth:`attack_outcomes`
+        at ``eps``, merged. A check has a ``status`` and a one-line ``message``; one whose status is
+        :data:`FAILED` fails the run after its report is written."""
+        return None
 
     # --- computing -------------------------------------------------------------------
 

@@ -15,6 +15,10 @@ The examples are certified in parts of :data:`EXAMPLES_PER_PART`, each stored as
 finishes (``store/partial``) with its attack seeded by its position, so that a run stopped
 in the middle keeps its finished parts, a rerun certifies only the rest, and the merged
 report (:func:`edgebnn.certify.report.summarize_examples`) is the one a run never stopped gives.
+
+Every report checks the proof hygiene per image (:meth:`Certify.check_record`): an image certified
+robust that any attack of the cell at the same eps broke (the certification's PGD, every run of a
+``[[robustness]]`` entry) is named in ``report.md`` and fails the run after its report is written.
 """
 
 import functools
@@ -25,7 +29,7 @@ import numpy as np
 from pydantic import Field, model_serializer
 
 from edgebnn.recipes import interrupts
-from edgebnn.recipes.evaluations.base import Kind, Result
+from edgebnn.recipes.evaluations.base import CHECK, Kind, Result
 from edgebnn.recipes.schema import RecipeError, Section
 
 _Eps = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
@@ -39,6 +43,8 @@ _SUMMARY = ("n", "robust", "not_robust", "unknown", "refuted_by_solver", "refute
 EXAMPLES_PER_PART = 10
 #: Keys of a part's per-eps summary that add up over parts (the others are recomputed from the examples).
 _SUMMED_SECONDS = ("attack_seconds", "certify_seconds")
+#: Prefix of the certification's own attacks named beside other evaluations' attacks.
+_OWN_PREFIX = "certify/"
 
 
 class Spec(Section):
@@ -144,10 +150,26 @@ class Certify(Kind):
         arrays = {"x_adv": x_cx, "y": y_cx} if len(x_cx) else {}
         return Result(labels={"attack": "certified", "eps": unit["eps"]}, metrics=metrics, arrays=arrays)
 
+    def check_record(self, record, attacks_at):
+        """Proof hygiene per image (:func:`edgebnn.certify.hygiene.check_certified`): no image certified
+        robust is broken by the certification's own attacks (``certify/<attack>``) or by any attack
+        another result of the cell ran at the same eps on the same images."""
+        from edgebnn.certify import hygiene  # noqa: PLC0415
+
+        report = record["report"]
+        [result] = report["results"]
+        names = [a["attack"] for a in [report["attack"], *report.get("extra_attacks", [])]]
+        own = {f"{_OWN_PREFIX}{name}": v for name, v in hygiene.own_attacks(result["examples"], names).items()}
+        return hygiene.check_certified(result["examples"], {**own, **attacks_at(record["eps"])})
+
     def markdown(self, record):
+        from edgebnn.certify import hygiene  # noqa: PLC0415
         from edgebnn.certify.report import to_markdown  # noqa: PLC0415 (TensorFlow)
 
-        return ["", *to_markdown(record["report"]).replace("# ", "#### ", 1).rstrip("\n").split("\n"), ""]
+        lines = ["", *to_markdown(record["report"]).replace("# ", "#### ", 1).rstrip("\n").split("\n"), ""]
+        if CHECK in record:
+            lines += [*hygiene.to_markdown(record[CHECK]), ""]
+        return lines
 
 
 def _counterexamples(parts, x, y):

@@ -14,10 +14,13 @@ surrogates; ``report.md`` shows the whole report under the cell.
 Every attack run's per-example outcome is stored batch by batch as it finishes
 (``store/partial``), its attack seeded by its position, so that a run stopped in the
 middle keeps the finished batches, a rerun crafts only the rest, and the report is
-combined from the same outcomes as in a run never stopped.
+combined from the same outcomes as in a run never stopped. The result keeps every run's
+per-example outcome (``"<eps>/<run>"``, still correct after the run) in the store, so that an
+exact certification of the same images can be checked against it image by image.
 """
 
 import dataclasses
+import math
 from typing import Annotated
 
 from pydantic import Field
@@ -32,6 +35,8 @@ _Eps = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 _Positive = Annotated[int, Field(ge=1)]
 
 
+#: Prefix of the strong evaluation's attack runs named beside other evaluations' attacks.
+_ATTACK_PREFIX = "strong/"
 #: The strong evaluation's budget when an entry sets none (one home: :class:`StrongSettings`).
 _DEFAULTS = StrongSettings()
 
@@ -102,14 +107,25 @@ class Robustness(Kind):
             norm=np.inf if unit["norm"] == "inf" else 2, surrogates=_surrogates(unit), settings=_settings(unit),
             eot_samples=ctx.eot_samples(ctx.randomized), batch_size=ctx.evaluation.batch_size,
             progress=lambda _, done, total: ctx.progress(self.label(unit), done, total), kept=ctx.batches,
+            keep_outcomes=True,
         )
+        outcomes = {f"{r['eps']:g}/{name}": mask for r in report["results"] for name, mask in r.pop("outcomes").items()}
         metrics = {
             "images": n,
             "warnings": report["warnings"],
             "robust_accuracy": {f"{r['eps']:g}": r["autoattack"]["all"]["robust_accuracy"] for r in report["results"]},
             "report": report,
         }
-        return Result(labels={"attack": "autoattack", "eps": None}, metrics=metrics)
+        return Result(labels={"attack": "autoattack", "eps": None}, metrics=metrics, outcomes=outcomes)
+
+    def attack_outcomes(self, record, outcomes, *, eps):
+        """Every attack run of the strong evaluation at ``eps`` (``strong/<run>``): its stored per-image
+        "still correct" outcomes, ``None`` for a result stored before they were kept."""
+        runs = [r for r in record.get("report", {}).get("results", []) if math.isclose(r["eps"], eps)]
+        if not runs:
+            return {}
+        return {f"{_ATTACK_PREFIX}{name}": (outcomes or {}).get(f"{runs[0]['eps']:g}/{name}")
+                for name in runs[0]["accuracy"]}
 
     def markdown(self, record):
         text = to_markdown(record["report"], title=f"Strong evaluation ({record['images']} images)")
