@@ -86,9 +86,9 @@ def check_certified(rows, attacks):
 
 def to_markdown(check):
     """Lines of Markdown stating a :func:`check_certified` result."""
-    line = (f"Proof hygiene (per image): {check['certified']} certified images, {check['checked_images']} of them "
-            f"attacked by up to {len(check['attacks'])} attacks ({check['checked_pairs']} image-attack pairs): "
-            f"{len(check['broken'])} broken.")
+    line = (f"Proof hygiene (per image): certified robust {check['certified']}, attacked {check['checked_images']} "
+            f"(by up to {len(check['attacks'])} attacks, {check['checked_pairs']} image-attack pairs), "
+            f"broken {len(check['broken'])}.")
     lines = [line if check["status"] == PASS else f"**{line}**"]
     if check["broken"]:
         lines.append("**Certified robust but broken by an attack (image: attacks): "
