@@ -56,6 +56,12 @@ def test_an_attack_covers_the_images_it_ran_on_and_unstored_outcomes_are_named()
     assert any("old" in line for line in hygiene.to_markdown(check))
 
 
+def test_a_failed_check_has_the_status_that_fails_a_run():
+    from edgebnn.recipes.evaluations.base import FAILED  # noqa: PLC0415
+
+    assert hygiene.FAIL == FAILED
+
+
 def test_own_attacks_come_from_the_rows_and_must_be_named():
     rows = _rows(["robust", "not_robust", "not_robust"], broke={1: ["pgd"], 2: ["pgd", "square"]})
     own = hygiene.own_attacks(rows, ["pgd", "square"])

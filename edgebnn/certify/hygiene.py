@@ -14,7 +14,8 @@ import numpy as np
 
 #: Status of a check in which no attack broke a certified image.
 PASS = "pass"
-#: Status of a check in which an attack broke a certified image.
+#: Status of a check in which an attack broke a certified image (the status that fails a recipe run,
+#: :data:`edgebnn.recipes.evaluations.base.FAILED`).
 FAIL = "fail"
 
 
