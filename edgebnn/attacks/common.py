@@ -38,6 +38,14 @@ ADAM_BETA1, ADAM_BETA2, ADAM_EPS = 0.9, 0.999, 1e-8
 #: Subtracted from the true class's logit so that it never wins the max over the other classes
 #: (the constant of Carlini's code and CleverHans' CW and SPSA).
 _OTHER_CLASS_OFFSET = 1e4
+#: ``parallel_iterations`` of every attack's step loop (AutoGraph's ``tf.range`` loops): one
+#: step at a time. A random op in a step (a random start, SPSA's directions, a randomized model's
+#: dropout mask or stochastic weights) whose shape is static takes no input from the step before,
+#: so with several steps in flight a later step's draw can run before an earlier one's and take
+#: its numbers from the op's shared state, and which goes first depends on thread scheduling.
+#: One step at a time draws in step order: a seeded attack on a randomized model gives the same
+#: examples in every run, whatever else the machine is doing.
+STEPS_IN_FLIGHT = 1
 
 
 def validate_norm(norm, *, allowed=(np.inf, 2)):
