@@ -35,7 +35,9 @@ def randomized(model):
 
 
 def _tiny_model():
-    return tf.keras.Sequential([tf.keras.Input((28, 28, 1)), tf.keras.layers.Flatten(), tf.keras.layers.Dense(10)])
+    # Large weights: confident predictions, so that no attack has fooled every example before its loop.
+    dense = tf.keras.layers.Dense(10, kernel_initializer=tf.keras.initializers.RandomNormal(stddev=1.0, seed=0))
+    return tf.keras.Sequential([tf.keras.Input((28, 28, 1)), tf.keras.layers.Flatten(), dense])
 
 
 def _loops(graph_def):
@@ -126,3 +128,64 @@ def test_a_stopped_report_on_a_randomized_model_resumes_to_the_same_numbers(floa
     later.saved = {key: value for key, value in kept.saved.items() if key[0] < 3}
     assert resumed == whole == report(later)
     assert whole["randomized"] and whole["checks"][-1]["numbers"]["accuracy_plain"] is not None
+
+
+# --- stop points: an attack stops between two steps, and runs as before when not stopped --------
+
+
+class _StopAfter:
+    """A stop check that raises ``KeyboardInterrupt`` at its ``calls``-th call (counts every call)."""
+
+    def __init__(self, calls=None):
+        self.calls, self.asked = calls, 0
+
+    def __call__(self):
+        self.asked += 1
+        if self.asked == self.calls:
+            raise KeyboardInterrupt
+
+
+#: The attacks checked in the default suite (the others in the slow one).
+QUICK = ("pgd", "apgd_t", "square")
+
+
+def _quick_or_slow(names):
+    return [name if name in QUICK else pytest.param(name, marks=pytest.mark.slow) for name in names]
+
+
+@pytest.mark.parametrize("name", _quick_or_slow(sorted(LOOPED)))
+def test_stop_points_leave_every_attack_bit_identical(name):
+    model = _tiny_model()
+    x = np.random.default_rng(0).random((6, 28, 28, 1), dtype=np.float32)
+    y = np.argmax(model(x), axis=-1)  # every example starts correct, so no attack ends before its first step
+    for fn in (model, randomized(model)):
+        plain = robustness.craft(fn, x, y, seed=3, **{"eps": None, **LOOPED[name]}, attack=name)
+        check = _StopAfter()
+        with attacks.common.stop_between_steps(check):
+            checked = robustness.craft(fn, x, y, seed=3, **{"eps": None, **LOOPED[name]}, attack=name)
+        assert np.array_equal(plain, checked)
+        assert check.asked > 0
+
+
+@pytest.mark.parametrize("name", _quick_or_slow(["pgd", "apgd_t", "square", "cw_l2"]))
+def test_a_stop_check_ends_an_attack_between_two_steps(name):
+    model = _tiny_model()
+    x = np.random.default_rng(0).random((6, 28, 28, 1), dtype=np.float32)
+    check = _StopAfter(calls=3)  # asked before the graph starts, in the first step, and in the second
+    with attacks.common.stop_between_steps(check), pytest.raises(KeyboardInterrupt):
+        robustness.craft(model, x, np.arange(6), seed=3, **{"eps": None, **LOOPED[name]}, attack=name)
+    assert check.asked == 3  # no step ran after the check raised
+    with attacks.common.stop_between_steps(check):  # the same attack called eagerly (its cached graph)
+        with pytest.raises(KeyboardInterrupt):
+            check.asked, check.calls = 0, 1
+            attacks.get(name)(model, x, y=np.arange(6), **{k: v for k, v in LOOPED[name].items()})
+
+
+def test_an_xla_batch_has_no_stop_points():
+    model = _tiny_model()
+    x = np.random.default_rng(0).random((6, 28, 28, 1), dtype=np.float32)
+    options = dict(attack="pgd", eps=0.05, steps=3, rand_init=False, jit_compile=True)  # XLA ignores tf.random seeds
+    check = _StopAfter(calls=1)
+    with attacks.common.stop_between_steps(check):
+        adv = robustness.craft(model, x, np.arange(6), **options)
+    assert check.asked == 0 and np.array_equal(adv, robustness.craft(model, x, np.arange(6), **options))

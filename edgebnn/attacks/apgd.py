@@ -18,7 +18,7 @@ import numpy as np
 from edgebnn import _validate
 from edgebnn.attacks.common import (
     call_model, clip, compiled, cross_entropy, labels_or_predictions, loss_gradient_and_logits,
-    optimize_linear, prepare, project, STEPS_IN_FLIGHT,
+    optimize_linear, prepare, project, STEPS_IN_FLIGHT, stop_point,
 )
 from edgebnn.choices import APGD_TARGET_CLASSES as DEFAULT_TARGET_CLASSES
 
@@ -168,6 +168,7 @@ def apgd_run(model_fn, x, y, loss_fn, *, eps, steps, norm, clip_min, clip_max, e
     reduced_last_check = tf.ones_like(loss, dtype=tf.bool)
     for i in tf.range(steps):
         tf.autograph.experimental.set_loop_options(parallel_iterations=STEPS_IN_FLIGHT)
+        stop_point(i)
         momentum = tf.where(i > 0, MOMENTUM, 1.0)
         x_adv, x_adv_old = _fused_momentum_step(
             x, x_adv, x_adv_old, grad, step_size, momentum, eps=eps, norm=norm, clip_min=clip_min, clip_max=clip_max,
