@@ -11,6 +11,7 @@ import pytest
 
 from edgebnn import attacks
 from edgebnn.evaluation import masking, robustness
+from test_masking import _Kept, randomized_model  # input dropout: a fresh mask at every call and step
 
 import tensorflow as tf
 
@@ -29,11 +30,6 @@ LOOPED = {
 }
 
 
-def randomized(model):
-    """A randomized defence: input dropout, a fresh mask on every call (and at every attack step)."""
-    return lambda inputs: model(tf.nn.dropout(inputs, rate=0.5) * 0.5)
-
-
 def _tiny_model():
     # Large weights: confident predictions, so that no attack has fooled every example before its loop.
     dense = tf.keras.layers.Dense(10, kernel_initializer=tf.keras.initializers.RandomNormal(stddev=1.0, seed=0))
@@ -50,7 +46,7 @@ def _loops(graph_def):
 def test_every_attack_loop_runs_one_step_at_a_time(name):
     # With several steps in flight, a later step's random draw (its shape is static, so it waits for
     # nothing of the step before) can run first and take the earlier step's numbers.
-    model = randomized(_tiny_model())
+    model = randomized_model(_tiny_model())
     x = tf.constant(np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32))
     y = tf.constant(np.arange(4))
     batch = robustness._batch_function(False, attacks.get(name), tuple(sorted(LOOPED[name].items())))
@@ -84,28 +80,10 @@ def test_a_seeded_attack_on_a_randomized_model_repeats_under_many_threads():
     assert out.stdout.split()[-1] == "0"
 
 
-class _Kept:
-    """Finished batches kept in memory; Ctrl-C right after the ``stop_after``-th batch is saved."""
-
-    def __init__(self, stop_after=None):
-        self.saved, self.stop_after = {}, stop_after
-
-    def seed(self, run, batch):
-        return 1000 * run + batch
-
-    def load(self, run, batch):
-        return self.saved.get((run, batch))
-
-    def save(self, run, batch, array):
-        self.saved[run, batch] = array
-        if len(self.saved) == self.stop_after:
-            raise KeyboardInterrupt
-
-
 @pytest.mark.slow
 def test_a_stopped_report_on_a_randomized_model_resumes_to_the_same_numbers(float_model):
     model, x, y = float_model
-    noisy = randomized(model)  # every run, prediction and EOT gradient draws at random
+    noisy = randomized_model(model)  # every run, prediction and EOT gradient draws at random
     x, y = x[:20], y[:20]
     settings = dict(eps_list=[0.05], eot_samples=2, batch_size=10, surrogates=["ste"], steps=10, pgd_steps=5,
                     restarts=2, target_classes=2, square_queries=30)
@@ -158,7 +136,7 @@ def test_stop_points_leave_every_attack_bit_identical(name):
     model = _tiny_model()
     x = np.random.default_rng(0).random((6, 28, 28, 1), dtype=np.float32)
     y = np.argmax(model(x), axis=-1)  # every example starts correct, so no attack ends before its first step
-    for fn in (model, randomized(model)):
+    for fn in (model, randomized_model(model)):
         plain = robustness.craft(fn, x, y, seed=3, **{"eps": None, **LOOPED[name]}, attack=name)
         check = _StopAfter()
         with attacks.common.stop_between_steps(check):
@@ -171,14 +149,16 @@ def test_stop_points_leave_every_attack_bit_identical(name):
 def test_a_stop_check_ends_an_attack_between_two_steps(name):
     model = _tiny_model()
     x = np.random.default_rng(0).random((6, 28, 28, 1), dtype=np.float32)
+    # One restart: the loops of separate restarts are independent and may run side by side.
+    options = {"eps": None, **LOOPED[name], **({"restarts": 1} if "restarts" in LOOPED[name] else {})}
     check = _StopAfter(calls=3)  # asked before the graph starts, in the first step, and in the second
     with attacks.common.stop_between_steps(check), pytest.raises(KeyboardInterrupt):
-        robustness.craft(model, x, np.arange(6), seed=3, **{"eps": None, **LOOPED[name]}, attack=name)
+        robustness.craft(model, x, np.arange(6), seed=3, **options, attack=name)
     assert check.asked == 3  # no step ran after the check raised
     with attacks.common.stop_between_steps(check):  # the same attack called eagerly (its cached graph)
         with pytest.raises(KeyboardInterrupt):
             check.asked, check.calls = 0, 1
-            attacks.get(name)(model, x, y=np.arange(6), **{k: v for k, v in LOOPED[name].items()})
+            attacks.get(name)(model, x, y=np.arange(6), **{k: v for k, v in options.items() if v is not None})
 
 
 def test_an_xla_batch_has_no_stop_points():
