@@ -18,7 +18,7 @@ import numpy as np
 from edgebnn import _validate
 from edgebnn.attacks.common import (
     call_model, clip, compiled, cross_entropy, labels_or_predictions, loss_gradient_and_logits,
-    optimize_linear, prepare, project,
+    optimize_linear, prepare, project, STEPS_IN_FLIGHT, stop_point,
 )
 from edgebnn.choices import APGD_TARGET_CLASSES as DEFAULT_TARGET_CLASSES
 
@@ -167,6 +167,8 @@ def apgd_run(model_fn, x, y, loss_fn, *, eps, steps, norm, clip_min, clip_max, e
     loss_best_last_check = loss_best
     reduced_last_check = tf.ones_like(loss, dtype=tf.bool)
     for i in tf.range(steps):
+        tf.autograph.experimental.set_loop_options(parallel_iterations=STEPS_IN_FLIGHT)
+        stop_point(i)
         momentum = tf.where(i > 0, MOMENTUM, 1.0)
         x_adv, x_adv_old = _fused_momentum_step(
             x, x_adv, x_adv_old, grad, step_size, momentum, eps=eps, norm=norm, clip_min=clip_min, clip_max=clip_max,
@@ -263,6 +265,7 @@ def apgd_t_core(
     best = (x, tf.fill(tf.shape(y), tf.constant(-np.inf, tf.float32)))
     # A graph loop over the targets: one traced APGD run serves every target class.
     for rank in tf.range(1, target_classes + 1):
+        tf.autograph.experimental.set_loop_options(parallel_iterations=STEPS_IN_FLIGHT)
         target = tf.gather(ranking, rank, axis=-1)
         loss_fn = _loss_function("dlr", targeted=True, target=target)
         for _ in range(restarts):  # unrolled: restarts are few

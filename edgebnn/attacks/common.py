@@ -15,6 +15,7 @@ through with their straight-through surrogate gradients (BPDA), which the ops de
 or with another surrogate chosen per attack (``surrogate=``, :mod:`edgebnn.attacks.surrogates`).
 """
 
+import contextlib
 import functools
 import os
 import types
@@ -38,6 +39,14 @@ ADAM_BETA1, ADAM_BETA2, ADAM_EPS = 0.9, 0.999, 1e-8
 #: Subtracted from the true class's logit so that it never wins the max over the other classes
 #: (the constant of Carlini's code and CleverHans' CW and SPSA).
 _OTHER_CLASS_OFFSET = 1e4
+#: ``parallel_iterations`` of every attack's step loop (AutoGraph's ``tf.range`` loops): one
+#: step at a time. A random op in a step (a random start, SPSA's directions, a randomized model's
+#: dropout mask or stochastic weights) whose shape is static takes no input from the step before,
+#: so with several steps in flight a later step's draw can run before an earlier one's and take
+#: its numbers from the op's shared state, and which goes first depends on thread scheduling.
+#: One step at a time draws in step order: a seeded attack on a randomized model gives the same
+#: examples in every run, whatever else the machine is doing.
+STEPS_IN_FLIGHT = 1
 
 
 def validate_norm(norm, *, allowed=(np.inf, 2)):
@@ -211,6 +220,71 @@ def _batch_free_spec(value):
     return value
 
 
+#: The checks of the open :func:`stop_between_steps` blocks, innermost last (``None``: no stop points).
+_STOP_CHECKS = []
+#: What a check raised inside a running graph, for :func:`stoppable_call` to raise again.
+_STOPPED = []
+
+
+@contextlib.contextmanager
+def stop_between_steps(check):
+    """Within the block, the attack loops traced ask ``check()`` between two of their steps.
+
+    Each loop's body gets a stop point (:func:`stop_point`): an op calling the innermost open
+    block's ``check`` from one of TensorFlow's threads while the graph runs, so ``check`` must
+    be quick and thread-safe. An exception it raises ends the graph at once, and the attack's
+    call (:func:`compiled`, :func:`edgebnn.evaluation.robustness.craft`) raises that exception
+    in the caller's thread: the batch being crafted is discarded. A stop point adds no random op
+    and changes no value, so an attack that is not stopped gives the same examples bit for bit.
+    Graphs traced outside a block have no stop points; ``check=None`` opens a block without them
+    (a graph compiled with XLA cannot call Python).
+    """
+    _STOP_CHECKS.append(check)
+    try:
+        yield
+    finally:
+        _STOP_CHECKS.pop()
+
+
+def stop_point(step):
+    """In an attack loop's body: ask the open :func:`stop_between_steps` block's check (no-op outside one).
+
+    ``step`` is the loop's counter: the op takes it as input, so that it runs in every step (an
+    op without inputs is loop-invariant, and TensorFlow runs it once, before the loop).
+    """
+    if _STOP_CHECKS and _STOP_CHECKS[-1] is not None:
+        tf.py_function(_ask_check, [step], [])
+
+
+def _ask_check(step):  # noqa: ARG001  (an input only to run in every step)
+    check = _STOP_CHECKS[-1] if _STOP_CHECKS else None  # the block may have closed since the trace
+    if check is None:
+        return
+    try:
+        check()
+    except BaseException as e:  # handed to the caller's thread by stoppable_call
+        _STOPPED.append(e)
+        raise RuntimeError("attack stopped between two steps") from None
+
+
+def stoppable_call(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` (a graph call); if a stop point's check stopped it, raise what the check raised.
+
+    The open block's check is first asked here, in the caller's thread: a graph takes a while to
+    start (TensorFlow optimizes it on its first call), so a stop that came while it was traced
+    stops it before it starts.
+    """
+    _STOPPED.clear()
+    if _STOP_CHECKS and _STOP_CHECKS[-1] is not None:
+        _STOP_CHECKS[-1]()
+    try:
+        return fn(*args, **kwargs)
+    except tf.errors.OpError:
+        if _STOPPED:
+            raise _STOPPED.pop() from None
+        raise
+
+
 def compiled(core):
     """Run the graph-mode ``core`` through one cached ``tf.function``.
 
@@ -229,7 +303,7 @@ def compiled(core):
         # shrinking survivors of an ensemble) reuse the graph; the call then dispatches to it.
         batch_free_args, batch_free_kwargs = tf.nest.map_structure(_batch_free_spec, (args, kwargs))
         graph_fn.get_concrete_function(*batch_free_args, **batch_free_kwargs)
-        return graph_fn(*args, **kwargs)
+        return stoppable_call(graph_fn, *args, **kwargs)
 
     run.graph_function = graph_fn  # for tracing counts in tests
     return run

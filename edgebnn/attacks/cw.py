@@ -11,6 +11,7 @@ the whole search runs as one compiled graph, and randomized models get EOT.
 from edgebnn import _validate
 from edgebnn.attacks.common import (
     adam_direction, call_model, compiled, labels_or_predictions, logit_margin, prepare, validate_nonnegative,
+    STEPS_IN_FLIGHT, stop_point,
 )
 from edgebnn.attacks.surrogates import use_surrogate
 
@@ -61,6 +62,8 @@ def cw_l2_core(
         m, v = tf.zeros_like(x), tf.zeros_like(x)
         found = tf.zeros([batch], tf.bool)
         for step in tf.range(steps):
+            tf.autograph.experimental.set_loop_options(parallel_iterations=STEPS_IN_FLIGHT)
+            stop_point(step)
             grad = tf.zeros_like(x)
             for _ in range(eot_samples):
                 with use_surrogate(model_fn, surrogate), tf.GradientTape() as tape:

@@ -3,8 +3,8 @@
 import numpy as np
 
 from edgebnn.attacks.common import (
-    call_model, clip, compiled, cross_entropy, labels_or_predictions, loss_gradient, optimize_linear, prepare,
-    project, random_init, validate_steps,
+    STEPS_IN_FLIGHT, call_model, clip, compiled, cross_entropy, labels_or_predictions, loss_gradient, optimize_linear,
+    prepare, project, random_init, stop_point, validate_steps,
 )
 
 import tensorflow as tf
@@ -31,7 +31,9 @@ def pgd_core(
     best, best_score = x, None
     for _ in range(restarts):  # unrolled: restarts are few
         x_adv = clip(x + random_init(x, eps, norm), clip_min, clip_max) if rand_init else x
-        for _ in tf.range(steps):
+        for step in tf.range(steps):
+            tf.autograph.experimental.set_loop_options(parallel_iterations=STEPS_IN_FLIGHT)
+            stop_point(step)
             grad, _ = loss_gradient(model_fn, x_adv, y, targeted=targeted, eot_samples=eot_samples, surrogate=surrogate)
             x_adv = x_adv + optimize_linear(grad, step_size, norm)
             x_adv = clip(x + project(x_adv - x, eps, norm), clip_min, clip_max)

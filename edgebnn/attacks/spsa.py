@@ -7,7 +7,7 @@ noisy or misleading gradients of discretized and binary models) does not blunt i
 
 from edgebnn.attacks.common import (
     adam_direction, call_model, clip, compiled, labels_or_predictions, logit_margin, prepare, project, random_init,
-    validate_nonnegative,
+    validate_nonnegative, STEPS_IN_FLIGHT, stop_point,
 )
 
 import numpy as np
@@ -37,6 +37,8 @@ def spsa_core(
     best, best_loss = x_adv, loss(x_adv, y)
     m, v = tf.zeros_like(x), tf.zeros_like(x)
     for step in tf.range(steps):
+        tf.autograph.experimental.set_loop_options(parallel_iterations=STEPS_IN_FLIGHT)
+        stop_point(step)
         direction = tf.sign(tf.random.uniform(tf.concat([[batch, half], features], 0), -1.0, 1.0))
         direction = tf.reshape(tf.concat([direction, -direction], axis=1), flat_shape)
         values = loss(tf.repeat(x_adv, 2 * half, axis=0) + delta * direction, y_rep)

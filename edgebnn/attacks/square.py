@@ -14,7 +14,9 @@ import weakref
 import numpy as np
 
 from edgebnn import _cache, _validate
-from edgebnn.attacks.common import call_model, clip, compiled, cross_entropy, labels_or_predictions, prepare
+from edgebnn.attacks.common import (
+    STEPS_IN_FLIGHT, stop_point, call_model, clip, compiled, cross_entropy, labels_or_predictions, prepare,
+)
 
 import tensorflow as tf
 
@@ -228,6 +230,8 @@ def square_core(model_fn, x, y, *, eps, norm, queries, p_init, targeted, clip_mi
     used = tf.fill(tf.shape(margin_min), float(_START_QUERIES))
     iteration = tf.constant(0)
     while iteration < queries - _START_QUERIES and tf.reduce_any(margin_min > 0.0):
+        tf.autograph.experimental.set_loop_options(parallel_iterations=STEPS_IN_FLIGHT)
+        stop_point(iteration)
         alive = margin_min > 0.0
         side = _side(_p_selection(iteration, queries, p_init), features, channels, height, width, norm)
         if norm == np.inf:

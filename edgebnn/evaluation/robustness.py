@@ -1,12 +1,13 @@
 """Adversarial accuracy of a model over a list of attack strengths."""
 
+import contextlib
 import functools
 import weakref
 
 import numpy as np
 
 from edgebnn import _cache, _validate, attacks
-from edgebnn.attacks.common import check_inputs, predict_labels
+from edgebnn.attacks.common import check_inputs, predict_labels, stop_between_steps, stoppable_call
 
 import tensorflow as tf
 
@@ -75,6 +76,8 @@ def craft(model_fn, x, y, *, attack, eps, batch_size=500, jit_compile=False, see
     ``seed``: when given, the attack's graph is traced anew under ``tf.random`` seed
     ``seed``, so its random draws depend on ``seed`` alone, not on what ran before in the
     process (a cached graph keeps the random state its earlier calls left).
+    Traced within :func:`edgebnn.attacks.common.stop_between_steps`, an iterative attack
+    asks the block's check between two steps and raises what it raises (the batch is lost).
 
     Returns:
         float32 NumPy array of adversarial examples shaped like ``x``.
@@ -96,9 +99,13 @@ def craft(model_fn, x, y, *, attack, eps, batch_size=500, jit_compile=False, see
         tf.keras.utils.set_random_seed(seed)
         compiled_batch = _batch_function(jit_compile, attack_fn, frozen)
     out = []
-    for i in range(0, len(x), batch_size):
-        yb = None if y is None else tf.constant(y[i : i + batch_size])
-        out.append(compiled_batch(model_fn, tf.constant(x[i : i + batch_size], tf.float32), yb).numpy())
+    # XLA cannot call back into Python: a compiled batch has no stop points.
+    with stop_between_steps(None) if jit_compile else contextlib.nullcontext():
+        for i in range(0, len(x), batch_size):
+            args = (model_fn, tf.constant(x[i : i + batch_size], tf.float32),
+                    None if y is None else tf.constant(y[i : i + batch_size]))
+            compiled_batch.get_concrete_function(*args)  # traced (if new) before the stop check of the call
+            out.append(stoppable_call(compiled_batch, *args).numpy())
     return np.concatenate(out) if out else np.zeros_like(x)
 
 

@@ -373,6 +373,7 @@ def _fit_model(session, recipe, d):
 def _train(session, cell, key, folder):
     import tensorflow as tf  # noqa: PLC0415
 
+    from edgebnn.attacks.common import stop_between_steps  # noqa: PLC0415
     from edgebnn.training import train  # noqa: PLC0415
     from edgebnn.training.fit import discard_resume_state, resume_state  # noqa: PLC0415
 
@@ -391,8 +392,11 @@ def _train(session, cell, key, folder):
         log_dir = session.out / TENSORBOARD / cell.id
         callbacks.append(tensorboard_callback(log_dir))
         session.console.line(f"cell {cell.id!r}: TensorBoard logs in {log_dir}")
-    history = train(fit_model, d.x_train, d.y_train, epochs=t.epochs, batch_size=t.batch_size, seed=t.seed,
-                    checkpoint_dir=folder / "checkpoints", callbacks=callbacks, verbose=0)
+    # The training's adversary (possibly compiled with XLA) has no stop points, also when an
+    # evaluation needs this model: the epoch logger stops the training between two steps.
+    with stop_between_steps(None):
+        history = train(fit_model, d.x_train, d.y_train, epochs=t.epochs, batch_size=t.batch_size, seed=t.seed,
+                        checkpoint_dir=folder / "checkpoints", callbacks=callbacks, verbose=0)
     calibration = _calibrate(session, cell, model, d) if t.calibrate_batch_norm else None
     with _io.atomic_path(folder / "model.keras") as tmp:
         _save_without_optimizer(model, tmp)
@@ -547,6 +551,8 @@ def evaluate(session, cell, unit, ctx, *, work, keep_examples):
 def _compute(session, cell, unit, ctx, *, work, keep_examples, name):
     import tensorflow as tf  # noqa: PLC0415
 
+    from edgebnn.attacks.common import stop_between_steps  # noqa: PLC0415
+
     batches = session.store.batches(unit.key)
     kept = batches.count()
     resuming = f" (resuming: {kept:,} finished batch{'' if kept == 1 else 'es'} kept)" if kept else ""
@@ -555,7 +561,8 @@ def _compute(session, cell, unit, ctx, *, work, keep_examples, name):
     start = time.perf_counter()
     ctx.batches = batches
     try:
-        result = unit.module.run(unit.params, ctx)
+        with stop_between_steps(interrupts.arrived):  # a signal also stops an attack between two of its steps
+            result = unit.module.run(unit.params, ctx)
     finally:
         ctx.batches = None
     seconds = time.perf_counter() - start
