@@ -161,7 +161,11 @@ def test_attack_rejects_nan(trained):
         fgsm(model, bad, eps=0.1)
 
 
+@pytest.mark.slow
 def test_converted_model_agrees_with_keras(trained):
+    """In the default run, test_cli.py::test_quickstart_end_to_end_on_a_small_subset converts the same model
+    (FCN2, binary, 2-bit input, trained) for LCE and checks its size against float32 and its agreement with
+    Keras on clean and PGD examples; test_deploy.py checks the refusal of an unknown target."""
     model, xt, yt = trained
     xt, yt = xt[:100], yt[:100]
     flatbuffer = convert(model)
