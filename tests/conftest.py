@@ -6,6 +6,9 @@ Test files import the plain helpers with ``from conftest import ...`` (``tests/`
 ``sys.path`` under pytest's default import mode) and request the fixtures by name.
 """
 
+import contextlib
+import fcntl
+import hashlib
 import json
 import os
 import re
@@ -69,8 +72,44 @@ def fashion_small(data_dir):
 
 
 @pytest.fixture(scope="session")
-def fcn_in2(fashion_small):
-    """A small binary FCN with 2-bit input, trained briefly on real data (realistic BatchNorm).
+def run_shared_dir(tmp_path_factory):
+    """A folder that every pytest-xdist worker of this run sees (the parent of the workers' own
+    temporary folders; under ``-n0`` this process's): the session fixtures below put what they
+    computed there, so the other workers load it instead of computing it again."""
+    base = tmp_path_factory.getbasetemp()
+    path = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared_fixtures"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def _exclusive(path):
+    """Hold an exclusive lock on ``path`` + ``.lock`` (one worker at a time) for the ``with`` block."""
+    with open(f"{path}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def trained_once(shared_dir, name, model, fit):
+    """``model`` trained by ``fit(model)`` once per test run: the first worker trains it and stores its
+    weights under ``shared_dir``; every other worker loads them into its own ``model``. Returns ``model``."""
+    weights = shared_dir / f"{name}.weights.h5"
+    with _exclusive(weights):
+        if weights.is_file():
+            model.load_weights(weights)
+        else:
+            fit(model)
+            model.save_weights(weights)
+    return model
+
+
+@pytest.fixture(scope="session")
+def fcn_in2(fashion_small, run_shared_dir):
+    """A small binary FCN with 2-bit input, trained briefly on real data (realistic BatchNorm), once per
+    test run (see :func:`trained_once`).
 
     Shared by the deployment, device and ARM tests; none of them changes it.
     """
@@ -79,18 +118,19 @@ def fcn_in2(fashion_small):
 
     x, y, _, _ = fashion_small
     model = build_fcn(hidden_units=64, hidden_layers=2, precision="binary", input_bits=2)
-    train(model, x, y, epochs=3, batch_size=64, verbose=0)
-    return model
+    return trained_once(run_shared_dir, "fcn_in2", model,
+                        lambda m: train(m, x, y, epochs=3, batch_size=64, verbose=0))
 
 
 @pytest.fixture(scope="session")
-def fcn_in2_flatbuffer(fcn_in2):
-    """``fcn_in2_flatbuffer(**options)``: ``convert(fcn_in2, **options)``, converted once per session.
+def fcn_in2_flatbuffer(fcn_in2, run_shared_dir):
+    """``fcn_in2_flatbuffer(**options)``: ``convert(fcn_in2, **options)``, converted once per test run.
 
-    The deployment, device and threshold tests convert the shared FCN with the same options
-    several times; flatbuffers are immutable bytes, so they share one conversion per set of
+    The deployment, device, threshold and certification tests convert the shared FCN with the same
+    options several times; flatbuffers are immutable bytes, so they share one conversion per set of
     options (defaults filled in, so ``target="lce"`` and ``target="lce", input_dtype="float32"``
-    are one conversion).
+    are one conversion), made by the first worker that needs it and read from ``run_shared_dir`` by
+    the others (every worker's ``fcn_in2`` holds the same weights).
     """
     import inspect
 
@@ -103,15 +143,20 @@ def fcn_in2_flatbuffer(fcn_in2):
         bound.apply_defaults()
         key = tuple(sorted((name, value) for name, value in bound.arguments.items() if name != "model"))
         if key not in converted:
-            converted[key] = convert(fcn_in2, **options)
+            path = run_shared_dir / f"fcn_in2_{hashlib.sha256(repr(key).encode()).hexdigest()[:16]}.tflite"
+            with _exclusive(path):
+                if not path.is_file():
+                    path.write_bytes(convert(fcn_in2, **options))
+                converted[key] = path.read_bytes()
         return converted[key]
 
     return flatbuffer
 
 
 @pytest.fixture(scope="session")
-def fcn2_float(fashion_small):
-    """Float Panda FCN2 trained 3 epochs on the 600 training images (seeded).
+def fcn2_float(fashion_small, run_shared_dir):
+    """Float Panda FCN2 trained 3 epochs on the 600 training images (seeded), once per test run
+    (see :func:`trained_once`).
 
     Shared by the attack and masking tests; none of them changes it.
     """
@@ -123,8 +168,8 @@ def fcn2_float(fashion_small):
     x, y, _, _ = fashion_small
     tf.keras.utils.set_random_seed(0)
     model = zoo.get("panda_fcn2")(precision="float")
-    train(model, x, y, epochs=3, batch_size=32, seed=0, verbose=0)
-    return model
+    return trained_once(run_shared_dir, "fcn2_float", model,
+                        lambda m: train(m, x, y, epochs=3, batch_size=32, seed=0, verbose=0))
 
 
 @pytest.fixture(scope="session")

@@ -195,15 +195,14 @@ def test_witness_stays_in_ball_and_hits_levels():
             np.testing.assert_array_equal(encode.pixel_levels(w, 2), k)
 
 
-def test_counterexamples_replay_in_keras_and_tflite(fcn_in2, fashion_small, monkeypatch):
+def test_counterexamples_replay_in_keras_and_tflite(fcn_in2, fcn_in2_flatbuffer, fashion_small, monkeypatch):
     _, _, xt, yt = fashion_small
-    from edgebnn.deploy.convert import convert  # noqa: PLC0415
     from edgebnn.deploy.verify import tflite_predict  # noqa: PLC0415
 
     eps = 0.1
     # no attack search first, so that the solver decides (and refutes) examples whatever the fixture's weights
     monkeypatch.setattr(exact, "certify_net", functools.partial(exact.certify_net, search_steps=0))
-    deployed = functools.partial(tflite_predict, convert(fcn_in2, target="lce"))
+    deployed = functools.partial(tflite_predict, fcn_in2_flatbuffer(target="lce"))
     result = certify(fcn_in2, xt[:12], yt[:12], eps=eps, time_limit=20, solver="milp", deployed=deployed)
     solved = [r for r in result.records if r["source"] == "solver" and r["status"] == "not_robust"]
     assert solved, f"expected the solver to refute some examples at eps={eps}"

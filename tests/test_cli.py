@@ -105,20 +105,24 @@ def test_list_shows_quickstart(cli):
     assert "quickstart" in out
 
 
-def test_quickstart_end_to_end_on_a_small_subset(tmp_path, data_dir, cli):
-    out = tmp_path / "run"
+def _quickstart(cli, out, data_dir, *options):
+    """Run the quickstart recipe on a small subset into ``out``; returns its report."""
     code, _, err = cli(
         "run", "quickstart", "--out", str(out),
         "--set", "data.train_limit=400", "--set", "data.test_limit=100", "--set", "train.epochs=1",
         "--set", "evaluation.limit=50", "--set", "attacks.1.steps=5",
         *(f"--set=robustness.0.{key}" for key in (
             "limit=10", "steps=5", "pgd_steps=3", "restarts=1", "target_classes=2", "square_queries=50")),
-        data_dir=data_dir,
+        *options, data_dir=data_dir,
     )
     assert code == 0, err[-30:]
+    return json.loads((out / "report.json").read_text())
+
+
+def _check_quickstart(report, out):
+    """The quickstart's outputs, training, attacks and deployment (everything but its strong evaluation)."""
     for name in ("model.keras", "model.tflite", "report.json", "report.md"):
         assert (out / name).is_file(), name
-    report = json.loads((out / "report.json").read_text())
     assert report["recipe"] == "quickstart"
     assert report["dataset"] == {"name": "fashion_mnist", "train_size": 400, "test_size": 100, "attack_size": 50}
     assert 0.2 < report["clean_accuracy"] <= 1.0  # well above chance (0.1) after one epoch
@@ -126,13 +130,6 @@ def test_quickstart_end_to_end_on_a_small_subset(tmp_path, data_dir, cli):
     assert set(attacks) == {(n, e) for n in ("fgsm", "pgd") for e in (0.05, 0.1, 0.2)}
     assert all(0.0 <= acc <= 1.0 for acc in attacks.values())
     assert attacks[("pgd", 0.2)] <= attacks[("fgsm", 0.05)]
-    [strong] = [r for r in report["cells"][0]["results"] if r["evaluation"] == "robustness"]
-    assert strong["images"] == 10 and set(strong["robust_accuracy"]) == {"0.1"}
-    ensemble_members = {name: acc for name, acc in strong["report"]["results"][0]["accuracy"].items()
-                        if name.startswith(("apgd", "square"))}
-    assert len(ensemble_members) == 7  # APGD-CE and APGD-T for each of the three surrogates, and Square
-    assert strong["robust_accuracy"]["0.1"] <= min(ensemble_members.values())
-    assert "Gradient-masking checks" in (out / "report.md").read_text()
     deployed = report["deployed"]
     assert deployed["tflite_bytes"] == (out / "model.tflite").stat().st_size
     assert deployed["float_tflite_bytes"] > 20 * deployed["tflite_bytes"]  # binary end to end (rewrites)
@@ -147,6 +144,33 @@ def test_quickstart_end_to_end_on_a_small_subset(tmp_path, data_dir, cli):
     assert "| pgd | 0.2 |" in markdown and "agreement with Keras" in markdown
     assert "| weight layers: binary / int8 / float | 5 / 0 / 0 |" in markdown
     assert not list(out.glob(".*"))  # no temporary files left behind
+
+
+def test_quickstart_end_to_end_on_a_small_subset(tmp_path, data_dir, cli):
+    """Everything of the quickstart but its strong evaluation, the longest part of the run: the
+    whole recipe runs in test_quickstart_with_its_strong_evaluation (slow)."""
+    out = tmp_path / "run"
+    report = _quickstart(cli, out, data_dir, "--set", "robustness=[]")
+    _check_quickstart(report, out)
+    assert not [r for r in report["cells"][0]["results"] if r["evaluation"] == "robustness"]
+
+
+@pytest.mark.slow
+def test_quickstart_with_its_strong_evaluation(tmp_path, data_dir, cli):
+    """The whole quickstart recipe. Its strong evaluation's parts run in the default suite too: the
+    recipe's robustness kind in test_studies.py::test_strong_evaluation_kind_reports_the_ensemble_and_the_checks,
+    the three default gradient surrogates in test_examples.py::test_strong_evaluation_example and
+    test_strong_attacks.py."""
+    out = tmp_path / "run"
+    report = _quickstart(cli, out, data_dir)
+    _check_quickstart(report, out)
+    [strong] = [r for r in report["cells"][0]["results"] if r["evaluation"] == "robustness"]
+    assert strong["images"] == 10 and set(strong["robust_accuracy"]) == {"0.1"}
+    ensemble_members = {name: acc for name, acc in strong["report"]["results"][0]["accuracy"].items()
+                        if name.startswith(("apgd", "square"))}
+    assert len(ensemble_members) == 7  # APGD-CE and APGD-T for each of the three surrogates, and Square
+    assert strong["robust_accuracy"]["0.1"] <= min(ensemble_members.values())
+    assert "Gradient-masking checks" in (out / "report.md").read_text()
 
 
 @pytest.mark.parametrize(

@@ -82,7 +82,9 @@ def _weights(model):
     return [w.copy() for w in model.get_weights()]
 
 
-@pytest.mark.parametrize("kind", ["dropout", "stochastic", "pgd", "random_eps"])
+#: The FGSM adversary with random eps resumes in the slow run only: the PGD adversary (random starts) runs
+#: the same AdversarialModel resume path with random numbers drawn inside the adversary in the default run.
+@pytest.mark.parametrize("kind", ["dropout", "stochastic", "pgd", pytest.param("random_eps", marks=pytest.mark.slow)])
 def test_a_resumed_training_equals_an_uninterrupted_one_bit_for_bit(fashion_small, tmp_path, kind):
     x, y = fashion_small[0][:120], fashion_small[1][:120]
     options = dict(epochs=3, batch_size=40, seed=5, verbose=0)
@@ -159,7 +161,11 @@ def test_attack_rejects_nan(trained):
         fgsm(model, bad, eps=0.1)
 
 
+@pytest.mark.slow
 def test_converted_model_agrees_with_keras(trained):
+    """In the default run, test_cli.py::test_quickstart_end_to_end_on_a_small_subset converts the same model
+    (FCN2, binary, 2-bit input, trained) for LCE and checks its size against float32 and its agreement with
+    Keras on clean and PGD examples; test_deploy.py checks the refusal of an unknown target."""
     model, xt, yt = trained
     xt, yt = xt[:100], yt[:100]
     flatbuffer = convert(model)

@@ -1,6 +1,7 @@
 """Studies end to end: the runner's numbers against direct API calls, the cache, the lock, figures."""
 
 import json
+import shutil
 import textwrap
 
 import numpy as np
@@ -87,6 +88,12 @@ def tiny_run(tmp_path_factory, data_dir):
     out = tmp / "run"
     report, lines = _run(study, out)
     return study, out, report, lines
+
+
+def _store_of_the_tiny_run(tiny_run, out):
+    """Start the run folder ``out`` with a copy of the tiny run's store: a study whose cell has the data,
+    model and training of the tiny run's binary cell finds it trained, with its clean and FGSM results."""
+    shutil.copytree(tiny_run[1] / "store", out / "store")
 
 
 def test_report_numbers_equal_direct_api_calls(tiny_run, data_dir):
@@ -200,10 +207,11 @@ def test_bad_option_values_fail_before_training(tmp_path, data_dir):
     assert not any("training" in line for line in console.lines)
 
 
-def test_a_failed_rerun_keeps_the_complete_report_and_its_outputs(tmp_path, data_dir, monkeypatch):
+def test_a_failed_rerun_keeps_the_complete_report_and_its_outputs(tiny_run, tmp_path, data_dir, monkeypatch):
     single = TINY.split("[grid]")[0].replace("enabled = false", "enabled = false")
     study = _study(tmp_path, single, data_dir=data_dir)
     out = tmp_path / "run"
+    _store_of_the_tiny_run(tiny_run, out)
     _run(study, out)
     assert (out / "model.keras").is_file() and json.loads((out / "report.json").read_text())["status"] == "complete"
     complete = (out / "report.json").read_text()
@@ -356,7 +364,7 @@ STRONG_BUDGET = textwrap.dedent(
 )
 
 
-def test_strong_evaluation_kind_reports_the_ensemble_and_the_checks(tmp_path, data_dir):
+def test_strong_evaluation_kind_reports_the_ensemble_and_the_checks(tiny_run, tmp_path, data_dir):
     text = TINY.replace('[grid]\n"model.precision" = ["float", "binary"]\n', "") + textwrap.dedent(
         """
         [[robustness]]
@@ -366,6 +374,7 @@ def test_strong_evaluation_kind_reports_the_ensemble_and_the_checks(tmp_path, da
     ) + STRONG_BUDGET
     out = tmp_path / "run"
     study = _study(tmp_path, text, data_dir=data_dir)
+    _store_of_the_tiny_run(tiny_run, out)
     report, _ = _run(study, out)
     _assert_declared_metrics(study, out, report)
     [cell] = report["cells"]

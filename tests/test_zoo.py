@@ -183,7 +183,7 @@ DETERMINISTIC = [c for c in CASES if c not in STOCHASTIC and c[0] not in HEAVY]
 #: Converted in the slow run only: BinaryNet (10M parameters) and both ResNet-20s (deep graphs; the XNOR one
 #: is converted at one block per stage in the default run, by test_resnet_xnor_converts_at_one_block_per_stage);
 #: and conversions another default test makes: the binary FCN2 with 2-bit input (trained, converted and
-#: compared with Keras by test_pipeline.py::test_converted_model_agrees_with_keras) and the 3- and 4-bit
+#: compared with Keras by test_cli.py::test_quickstart_end_to_end_on_a_small_subset) and the 3- and 4-bit
 #: LeNets (the same builder and k-bit weight quantizer as the 2-bit one converted here).
 SLOW_CONVERSION = {("binarynet_vgg_cifar10", "float"), ("binarynet_vgg_cifar10", "binary"),
                    ("panda_resnet20_cifar100", "float"), ("panda_resnet20_cifar100", "xnor"),
