@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from edgebnn import attacks
-from edgebnn.evaluation import masking, robustness
-from test_masking import _Kept, randomized_model  # input dropout: a fresh mask at every call and step
+from edgebnn.evaluation import robustness
+# randomized_model: input dropout, a fresh mask at every call and step
+from test_masking import _Kept, randomized_model, seeded_report, whole_and_stopped
 
 import tensorflow as tf
 
@@ -85,18 +86,9 @@ def test_a_stopped_report_on_a_randomized_model_resumes_to_the_same_numbers(floa
     model, x, y = float_model
     noisy = randomized_model(model)  # every run, prediction and EOT gradient draws at random
     x, y = x[:20], y[:20]
-    settings = dict(eps_list=[0.05], eot_samples=2, batch_size=10, surrogates=["ste"], steps=10, pgd_steps=5,
-                    restarts=2, target_classes=2, square_queries=30)
-
-    def report(kept):
-        tf.keras.utils.set_random_seed(0)  # as the recipe runner does before every result
-        return masking.robustness_report(noisy, x, y, kept=kept, **settings)
-
-    whole = report(_Kept())
-    kept = _Kept(stop_after=5)  # the large-eps run, FGSM, and the first batch of the short PGD
-    with pytest.raises(KeyboardInterrupt):
-        report(kept)
-    kept.stop_after = None
+    report = seeded_report(noisy, x, y, eps_list=[0.05], eot_samples=2, batch_size=10, surrogates=["ste"],
+                           steps=10, pgd_steps=5, restarts=2, target_classes=2, square_queries=30)
+    whole, kept = whole_and_stopped(report)
     resumed = report(kept)
     # The same again after other attacks traced and drew in this process (a longer history of graphs
     # and random ops than the first report had), with the first six batches kept.

@@ -206,21 +206,37 @@ class _Kept:
             raise KeyboardInterrupt
 
 
+def seeded_report(model, x, y, **settings):
+    """The strong report on a ``kept`` store, seeded as the recipe runner seeds every result."""
+
+    def report(kept):
+        tf.keras.utils.set_random_seed(0)
+        return masking.robustness_report(model, x, y, kept=kept, **settings)
+
+    return report
+
+
+def whole_and_stopped(report):
+    """``report`` run whole, then run again and stopped by Ctrl-C after its fifth kept batch (the
+    large-eps run, FGSM, and the first batch of the short PGD).
+
+    Returns:
+        ``(whole, kept)``: the uninterrupted report and the stopped run's store, ready to resume.
+    """
+    whole = report(_Kept())
+    kept = _Kept(stop_after=5)
+    with pytest.raises(KeyboardInterrupt):
+        report(kept)
+    kept.stop_after = None
+    return whole, kept
+
+
 @pytest.mark.slow
 def test_a_stopped_report_resumes_from_its_kept_batches_to_the_same_numbers(float_model):
     model, x, y = float_model
     x, y = x[:20], y[:20]
-    settings = dict(eps_list=[0.05], batch_size=10, **{**SMALL, "square_queries": 30})
-
-    def report(kept):
-        tf.keras.utils.set_random_seed(0)  # as the recipe runner does before every result
-        return masking.robustness_report(model, x, y, kept=kept, **settings)
-
-    whole = report(_Kept())
-    kept = _Kept(stop_after=5)  # the large-eps run, FGSM, and the first batch of the short PGD
-    with pytest.raises(KeyboardInterrupt):
-        report(kept)
-    kept.stop_after = None
+    report = seeded_report(model, x, y, eps_list=[0.05], batch_size=10, **{**SMALL, "square_queries": 30})
+    whole, kept = whole_and_stopped(report)
     crafted = []
     craft = masking.craft
     masking.craft = lambda *a, **k: crafted.append(len(a[1])) or craft(*a, **k)
