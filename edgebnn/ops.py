@@ -10,7 +10,7 @@ import contextlib
 import threading
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from edgebnn import _validate
+from edgebnn import _validate, randomness
 
 import tensorflow as tf
 
@@ -231,7 +231,9 @@ def stochastic_sign(x, *, seed=None):
         x: float tensor (typically latent weights clipped to ``[-1, 1]``).
         seed: optional op-level seed of ``tf.random.uniform``. Together with a global
             seed (``tf.random.set_seed``) it makes the sequence of samples
-            reproducible; successive calls still draw different samples.
+            reproducible; successive calls still draw different samples. Within a
+            :func:`edgebnn.randomness.seeded` scope (a seeded craft or Monte-Carlo
+            prediction) the samples come from the scope's key instead and ``seed`` is not used.
 
     Returns:
         A tensor of ``x``'s shape and dtype with values in ``{-1, +1}``.
@@ -243,7 +245,7 @@ def stochastic_sign(x, *, seed=None):
 
     @tf.custom_gradient
     def _stochastic_sign(x):
-        uniform = tf.random.uniform(tf.shape(x), dtype=x.dtype, seed=seed)
+        uniform = randomness.uniform(tf.shape(x), dtype=x.dtype, seed=seed)
         y = tf.where(uniform < hard_sigmoid(x), tf.ones_like(x), -tf.ones_like(x))
 
         def grad(dy):

@@ -15,7 +15,7 @@ implementation (``fra31/auto-attack``, ``autopgd_base.py``).
 
 import numpy as np
 
-from edgebnn import _validate
+from edgebnn import _validate, randomness
 from edgebnn.attacks.common import (
     call_model, clip, compiled, cross_entropy, labels_or_predictions, loss_gradient_and_logits,
     optimize_linear, prepare, project, STEPS_IN_FLIGHT, stop_point,
@@ -91,10 +91,10 @@ def _random_start(x, eps, norm):
     shape = [-1] + [1] * (x.shape.rank - 1)
     axes = list(range(1, x.shape.rank))
     if norm == np.inf:
-        t = tf.random.uniform(tf.shape(x), -1.0, 1.0)
+        t = randomness.uniform(tf.shape(x), -1.0, 1.0)
         scale = tf.reduce_max(tf.abs(t), axis=axes)
     else:
-        t = tf.random.normal(tf.shape(x))
+        t = randomness.normal(tf.shape(x))
         scale = tf.sqrt(tf.reduce_sum(tf.square(t), axis=axes))
     return x + eps * t / (tf.reshape(scale, shape) + _DLR_EPS)
 
@@ -169,6 +169,7 @@ def apgd_run(model_fn, x, y, loss_fn, *, eps, steps, norm, clip_min, clip_max, e
     for i in tf.range(steps):
         tf.autograph.experimental.set_loop_options(parallel_iterations=STEPS_IN_FLIGHT)
         stop_point(i)
+        randomness.loop_step(i)
         momentum = tf.where(i > 0, MOMENTUM, 1.0)
         x_adv, x_adv_old = _fused_momentum_step(
             x, x_adv, x_adv_old, grad, step_size, momentum, eps=eps, norm=norm, clip_min=clip_min, clip_max=clip_max,
@@ -266,6 +267,7 @@ def apgd_t_core(
     # A graph loop over the targets: one traced APGD run serves every target class.
     for rank in tf.range(1, target_classes + 1):
         tf.autograph.experimental.set_loop_options(parallel_iterations=STEPS_IN_FLIGHT)
+        randomness.loop_step(rank)
         target = tf.gather(ranking, rank, axis=-1)
         loss_fn = _loss_function("dlr", targeted=True, target=target)
         for _ in range(restarts):  # unrolled: restarts are few

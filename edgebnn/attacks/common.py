@@ -23,7 +23,7 @@ import types
 import numpy as np
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from edgebnn import _validate, ops
+from edgebnn import _validate, ops, randomness
 from edgebnn._validate import nonnegative as validate_nonnegative, positive_int as validate_positive_int
 
 from edgebnn.attacks.surrogates import use_surrogate
@@ -379,16 +379,19 @@ def loss_gradient_and_logits(model_fn, x, y, *, targeted, eot_samples=1, loss_fn
 
     With ``eot_samples > 1`` the passes run vectorized over the samples (one
     ``tf.vectorized_map``, not a loop): every sample's random ops (stochastic weights,
-    dropout masks) draw their own values, as in ``eot_samples`` separate calls, and the
-    graph does not grow with the number of samples. The logits are the first sample's.
+    dropout masks) draw their own values, as in ``eot_samples`` separate calls (seeded
+    draws per sample: :func:`edgebnn.randomness.per_sample`), and the graph does not grow
+    with the number of samples. The logits are the first sample's.
     """
+
+    def sample(index):
+        with randomness.per_sample(index, eot_samples):
+            return _loss_gradient_and_logits(model_fn, x, y, targeted=targeted, loss_fn=loss_fn)
+
     with use_surrogate(model_fn, surrogate):
         if eot_samples == 1:
             return _loss_gradient_and_logits(model_fn, x, y, targeted=targeted, loss_fn=loss_fn)
-        grads, losses, logits = tf.vectorized_map(
-            lambda _: _loss_gradient_and_logits(model_fn, x, y, targeted=targeted, loss_fn=loss_fn),
-            tf.range(eot_samples),
-        )
+        grads, losses, logits = tf.vectorized_map(sample, tf.range(eot_samples))
     return tf.reduce_mean(grads, axis=0), tf.reduce_mean(losses, axis=0), logits[0]
 
 
@@ -438,12 +441,12 @@ def random_init(x, eps, norm):
     """A perturbation drawn uniformly from the ``norm`` ball of radius ``eps`` (Madry et al. 2018)."""
     eps = per_example(eps, x)
     if norm == np.inf:
-        return tf.random.uniform(tf.shape(x), -1.0, 1.0, dtype=x.dtype) * eps
+        return randomness.uniform(tf.shape(x), -1.0, 1.0, dtype=x.dtype) * eps
     # Uniform in the L2 ball: a random direction scaled by U^(1/d) (Calafiore et al. 1998).
-    direction = tf.random.normal(tf.shape(x), dtype=x.dtype)
+    direction = randomness.normal(tf.shape(x), dtype=x.dtype)
     direction /= tf.sqrt(tf.reduce_sum(tf.square(direction), _reduce_axes(x), keepdims=True) + AVOID_ZERO_DIV)
     dim = tf.cast(tf.reduce_prod(tf.shape(x)[1:]), x.dtype)
-    radius = tf.random.uniform(tf.shape(x)[:1], dtype=x.dtype) ** (1.0 / dim)
+    radius = randomness.uniform(tf.shape(x)[:1], dtype=x.dtype) ** (1.0 / dim)
     return direction * per_example(radius, x) * eps
 
 

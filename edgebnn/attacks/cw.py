@@ -8,7 +8,7 @@ GitHub issue #1228) and mis-broadcasts the per-example constant for image-shaped
 the whole search runs as one compiled graph, and randomized models get EOT.
 """
 
-from edgebnn import _validate
+from edgebnn import _validate, randomness
 from edgebnn.attacks.common import (
     adam_direction, call_model, compiled, labels_or_predictions, logit_margin, prepare, validate_nonnegative,
     STEPS_IN_FLIGHT, stop_point,
@@ -64,6 +64,7 @@ def cw_l2_core(
         for step in tf.range(steps):
             tf.autograph.experimental.set_loop_options(parallel_iterations=STEPS_IN_FLIGHT)
             stop_point(step)
+            randomness.loop_step(step)
             grad = tf.zeros_like(x)
             for _ in range(eot_samples):
                 with use_surrogate(model_fn, surrogate), tf.GradientTape() as tape:

@@ -7,6 +7,7 @@ them from the search domain, until the target class is reached or a fraction
 ``gamma`` of the pixels has been changed.
 """
 
+from edgebnn import randomness
 from edgebnn.attacks.common import call_model, compiled, labels_or_predictions, prepare, validate_nonnegative
 from edgebnn.attacks.surrogates import use_surrogate
 
@@ -101,6 +102,7 @@ def jsma_core(model_fn, x, y, *, theta, gamma, targeted, clip_min, clip_max, eot
     active = tf.ones([batch], tf.bool)
     i = 0
     while i < max_iters and tf.reduce_any(active):
+        randomness.loop_step(i)
         d_cls, d_other, logits = _logit_gradients(model_fn, x_flat, shape, y, eot_samples, surrogate)
         pred = tf.argmax(logits, axis=-1)
         done = tf.equal(pred, y) if targeted else tf.not_equal(pred, y)

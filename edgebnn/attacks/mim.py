@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from edgebnn import randomness
 from edgebnn.attacks.common import (
     AVOID_ZERO_DIV, clip, compiled, labels_or_predictions, loss_gradient, optimize_linear, prepare, project,
     validate_nonnegative, validate_steps, STEPS_IN_FLIGHT, stop_point,
@@ -19,6 +20,7 @@ def mim_core(model_fn, x, y, *, eps, steps, step_size, decay, norm, targeted, cl
     for step in tf.range(steps):
         tf.autograph.experimental.set_loop_options(parallel_iterations=STEPS_IN_FLIGHT)
         stop_point(step)
+        randomness.loop_step(step)
         grad, _ = loss_gradient(model_fn, x_adv, y, targeted=targeted, eot_samples=eot_samples, surrogate=surrogate)
         # Each gradient is L1-normalised (mean absolute value) before it is accumulated.
         grad = grad / tf.maximum(AVOID_ZERO_DIV, tf.reduce_mean(tf.abs(grad), axes, keepdims=True))

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from edgebnn import randomness
 from edgebnn.attacks.common import (
     STEPS_IN_FLIGHT, call_model, clip, compiled, cross_entropy, labels_or_predictions, loss_gradient, optimize_linear,
     prepare, project, random_init, stop_point, validate_steps,
@@ -34,6 +35,7 @@ def pgd_core(
         for step in tf.range(steps):
             tf.autograph.experimental.set_loop_options(parallel_iterations=STEPS_IN_FLIGHT)
             stop_point(step)
+            randomness.loop_step(step)
             grad, _ = loss_gradient(model_fn, x_adv, y, targeted=targeted, eot_samples=eot_samples, surrogate=surrogate)
             x_adv = x_adv + optimize_linear(grad, step_size, norm)
             x_adv = clip(x + project(x_adv - x, eps, norm), clip_min, clip_max)

@@ -9,6 +9,7 @@ full FGSM step of ``eps`` after the random step of ``alpha``, a total L-inf of u
 
 import numpy as np
 
+from edgebnn import randomness
 from edgebnn.attacks.common import (
     clip, compiled, labels_or_predictions, loss_gradient, optimize_linear, per_example, prepare,
     validate_nonnegative,
@@ -37,7 +38,7 @@ def rfgsm_core(model_fn, x, y, *, eps, alpha, targeted, clip_min, clip_max, eot_
 
 def tf_sign_normal(x):
     """``sign(N(0, I))`` shaped like ``x``: a random vertex of the unit L-inf ball."""
-    return tf.sign(tf.random.normal(tf.shape(x), dtype=x.dtype))
+    return tf.sign(randomness.normal(tf.shape(x), dtype=x.dtype))
 
 
 def validate_variant(variant):

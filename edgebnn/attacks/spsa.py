@@ -5,6 +5,7 @@ along random +-1 directions (simultaneous perturbation), so gradient masking (ze
 noisy or misleading gradients of discretized and binary models) does not blunt it.
 """
 
+from edgebnn import randomness
 from edgebnn.attacks.common import (
     adam_direction, call_model, clip, compiled, labels_or_predictions, logit_margin, prepare, project, random_init,
     validate_nonnegative, STEPS_IN_FLIGHT, stop_point,
@@ -39,7 +40,8 @@ def spsa_core(
     for step in tf.range(steps):
         tf.autograph.experimental.set_loop_options(parallel_iterations=STEPS_IN_FLIGHT)
         stop_point(step)
-        direction = tf.sign(tf.random.uniform(tf.concat([[batch, half], features], 0), -1.0, 1.0))
+        randomness.loop_step(step)
+        direction = tf.sign(randomness.uniform(tf.concat([[batch, half], features], 0), -1.0, 1.0))
         direction = tf.reshape(tf.concat([direction, -direction], axis=1), flat_shape)
         values = loss(tf.repeat(x_adv, 2 * half, axis=0) + delta * direction, y_rep)
         grad = tf.reshape(tf.reshape(values, mask_shape) * direction / delta, per_example_shape)

@@ -13,7 +13,7 @@ import weakref
 
 import numpy as np
 
-from edgebnn import _cache, _validate
+from edgebnn import _cache, _validate, randomness
 from edgebnn.attacks.common import (
     STEPS_IN_FLIGHT, stop_point, call_model, clip, compiled, cross_entropy, labels_or_predictions, prepare,
 )
@@ -56,11 +56,11 @@ def _p_selection(iteration, queries, p_init):
 
 def _random_int(high):
     """Uniform int in ``[0, high)`` like the reference's ``random_int`` (0 when ``high`` is 0)."""
-    return tf.cast(tf.floor(tf.random.uniform([]) * tf.cast(high, tf.float32)), tf.int32)
+    return tf.cast(tf.floor(randomness.uniform([]) * tf.cast(high, tf.float32)), tf.int32)
 
 
 def _random_sign(shape):
-    return tf.sign(tf.random.uniform(shape, -1.0, 1.0))
+    return tf.sign(randomness.uniform(shape, -1.0, 1.0))
 
 
 def _window(height, width, top, left, side):
@@ -103,7 +103,7 @@ def _eta_table(height, width):
 
 def _placed_eta(table, side, top, left):
     """The pattern of ``side`` (transposed with probability 1/2) moved to ``(top, left)``."""
-    flip = tf.cast(tf.random.uniform([]) > 0.5, tf.int32)
+    flip = tf.cast(randomness.uniform([]) > 0.5, tf.int32)
     pattern = table[side, flip]
     return tf.roll(pattern, shift=[top, left], axis=[0, 1])[:, :, None]
 
@@ -232,6 +232,7 @@ def square_core(model_fn, x, y, *, eps, norm, queries, p_init, targeted, clip_mi
     while iteration < queries - _START_QUERIES and tf.reduce_any(margin_min > 0.0):
         tf.autograph.experimental.set_loop_options(parallel_iterations=STEPS_IN_FLIGHT)
         stop_point(iteration)
+        randomness.loop_step(iteration)
         alive = margin_min > 0.0
         side = _side(_p_selection(iteration, queries, p_init), features, channels, height, width, norm)
         if norm == np.inf:

@@ -6,7 +6,7 @@ import weakref
 
 import numpy as np
 
-from edgebnn import _cache, _validate, attacks
+from edgebnn import _cache, _validate, attacks, randomness
 from edgebnn.attacks.common import check_inputs, predict_labels, stop_between_steps, stoppable_call
 
 import tensorflow as tf
@@ -37,30 +37,50 @@ def _attack_batch(attack_fn, options, model_fn, xb, yb):
     return attack_fn(model_fn, xb, y=yb, **options)
 
 
-#: model_fn -> {(XLA setting, attack, options): tf.function}. One function per model, attack
-#: and option set, so that repeated ``craft`` calls reuse the traced graph and every function
-#: traces only for its batch shapes. Each is a ``tf.function`` over its own
+def _seeded_attack_batch(attack_fn, options, model_fn, xb, yb, key):
+    with randomness.seeded(key):
+        return attack_fn(model_fn, xb, y=yb, **options)
+
+
+#: Index of a seeded craft's key (:func:`edgebnn.randomness.key` ``(seed, CRAFT_STREAM)``); other
+#: users of the same seed take other indices, so that their draws are not the attack's.
+CRAFT_STREAM = 0
+
+#: model_fn -> {(XLA setting, attack, options, seeded): tf.function}. One function per model,
+#: attack and option set (and seeded or not), so that repeated ``craft`` calls reuse the traced
+#: graph and every function traces only for its batch shapes; a seeded one takes its key as an
+#: argument, so one graph serves every seed. Each is a ``tf.function`` over its own
 #: ``functools.partial``: TensorFlow's frequent-retracing detector counts traces per Python
 #: code object, so functions sharing ``_attack_batch`` itself would count every attack, eps
 #: and model as a retracing of one function. Weak keys: the cache does not keep models alive.
 _COMPILED_BATCH = weakref.WeakKeyDictionary()
+#: Traced batch graph -> the stateful random ops in it (:func:`edgebnn.randomness.stateful_random_ops`).
+_STATEFUL_OPS = weakref.WeakKeyDictionary()
 
 
-def _batch_function(jit_compile, attack_fn, options):
-    return tf.function(functools.partial(_attack_batch, attack_fn, dict(options)), reduce_retracing=True,
+def _batch_function(jit_compile, attack_fn, options, *, seeded=False):
+    body = _seeded_attack_batch if seeded else _attack_batch
+    return tf.function(functools.partial(body, attack_fn, dict(options)), reduce_retracing=True,
                        jit_compile=bool(jit_compile))
 
 
-def _compiled_batch(model_fn, jit_compile, attack_fn, frozen):
+def _compiled_batch(model_fn, jit_compile, attack_fn, frozen, *, seeded):
     """The cached batch function of this model, attack and options (a new one if any is not cacheable)."""
     per_model = _cache.per_model(_COMPILED_BATCH, model_fn, lambda get_model: {})  # uncached: this call only
-    key = (bool(jit_compile), attack_fn, frozen)
+    key = (bool(jit_compile), attack_fn, frozen, seeded)
     try:
         if key not in per_model:
-            per_model[key] = _batch_function(jit_compile, attack_fn, frozen)
+            per_model[key] = _batch_function(jit_compile, attack_fn, frozen, seeded=seeded)
         return per_model[key]
     except TypeError:  # an unhashable option (e.g. an array): a graph for this call only
-        return _batch_function(jit_compile, attack_fn, frozen)
+        return _batch_function(jit_compile, attack_fn, frozen, seeded=seeded)
+
+
+def _stateful_random_ops(concrete):
+    """The stateful random ops of a traced batch graph (looked at once per graph)."""
+    if concrete not in _STATEFUL_OPS:
+        _STATEFUL_OPS[concrete] = randomness.stateful_random_ops(concrete.graph)
+    return _STATEFUL_OPS[concrete]
 
 
 def craft(model_fn, x, y, *, attack, eps, batch_size=500, jit_compile=False, seed=None, **options):
@@ -73,14 +93,24 @@ def craft(model_fn, x, y, *, attack, eps, batch_size=500, jit_compile=False, see
     once, eagerly, on all of ``x``.
     ``jit_compile=True`` compiles each batch with XLA (faster on CPU for plain
     float/Larq models; every op of the model must have an XLA kernel).
-    ``seed``: when given, the attack's graph is traced anew under ``tf.random`` seed
-    ``seed``, so its random draws depend on ``seed`` alone, not on what ran before in the
-    process (a cached graph keeps the random state its earlier calls left).
+    ``seed``: when given, every random draw of the attack and of the model (random starts
+    and proposals, stochastic binarization, MC-dropout masks) is a stateless function of
+    ``seed`` (:func:`edgebnn.randomness.seeded`): the same ``seed`` gives the same examples
+    whatever ran before in the process and in whatever order the batches come, and one
+    traced graph per model, attack and options serves every seed and batch. A model whose
+    random ops do not draw through :mod:`edgebnn.randomness` (``tf.nn.dropout`` or a Keras
+    noise layer called at inference) falls back to tracing the attack anew under
+    ``tf.random`` seed ``seed`` for the call, as it is reproducible then. ``seed=None``: the
+    cached graph draws from TensorFlow's random state, which continues from call to call.
     Traced within :func:`edgebnn.attacks.common.stop_between_steps`, an iterative attack
     asks the block's check between two steps and raises what it raises (the batch is lost).
 
     Returns:
         float32 NumPy array of adversarial examples shaped like ``x``.
+
+    Raises:
+        TypeError, ValueError: bad inputs, ``eps`` for an attack without one, or a ``seed``
+            that is not an int in ``[0, 2**63)``.
     """
     attack_fn = attacks.get(attack) if isinstance(attack, str) else attack
     entry = attacks.info_of(attack_fn)
@@ -88,24 +118,25 @@ def craft(model_fn, x, y, *, attack, eps, batch_size=500, jit_compile=False, see
     check_inputs(x, clip_min=clip_min, clip_max=clip_max)
     if entry is not None and not entry.takes_eps and eps is not None:
         raise ValueError(f"attack {attacks.name_of(attack_fn)!r} takes no `eps`; pass eps=None, got {eps!r}.")
+    key = () if seed is None else (randomness.key(seed, CRAFT_STREAM),)
     budget = {} if eps is None else {"eps": eps}
     if attacks.eager_only(attack_fn):
         return np.asarray(attack_fn(model_fn, x, y=y, **budget, **options), np.float32)
 
     frozen = tuple(sorted({**budget, **options}.items()))
-    if seed is None:
-        compiled_batch = _compiled_batch(model_fn, jit_compile, attack_fn, frozen)
-    else:
-        tf.keras.utils.set_random_seed(seed)
-        compiled_batch = _batch_function(jit_compile, attack_fn, frozen)
+    compiled_batch = _compiled_batch(model_fn, jit_compile, attack_fn, frozen, seeded=bool(key))
     out = []
     # XLA cannot call back into Python: a compiled batch has no stop points.
     with stop_between_steps(None) if jit_compile else contextlib.nullcontext():
         for i in range(0, len(x), batch_size):
             args = (model_fn, tf.constant(x[i : i + batch_size], tf.float32),
                     None if y is None else tf.constant(y[i : i + batch_size]))
-            compiled_batch.get_concrete_function(*args)  # traced (if new) before the stop check of the call
-            out.append(stoppable_call(compiled_batch, *args).numpy())
+            concrete = compiled_batch.get_concrete_function(*args, *key)  # traced (if new) before the stop check
+            if key and _stateful_random_ops(concrete):  # draws a key does not reach: the graph of this call only
+                tf.keras.utils.set_random_seed(seed)
+                compiled_batch, key = _batch_function(jit_compile, attack_fn, frozen), ()
+                compiled_batch.get_concrete_function(*args)
+            out.append(stoppable_call(compiled_batch, *args, *key).numpy())
     return np.concatenate(out) if out else np.zeros_like(x)
 
 

@@ -1,7 +1,7 @@
 """Monte-Carlo dropout: dropout that can stay active at inference."""
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from edgebnn import _validate
+from edgebnn import _validate, randomness
 
 import larq as lq
 import tensorflow as tf
@@ -29,10 +29,16 @@ class MCDropout(tf.keras.layers.Dropout):
     Gradient: that of the quantizer (when given), then of dropout (mask times
     ``1 / (1 - rate)``).
 
+    Masks drawn at inference within an :func:`edgebnn.randomness.seeded` scope (a seeded
+    craft or Monte-Carlo prediction) come from the scope's key, as in ``tf.nn.dropout``
+    (a unit is kept where a uniform number is at least ``rate``); elsewhere (training,
+    unseeded calls) from Keras' dropout, as for ``tf.keras.layers.Dropout``.
+
     Args:
         rate: fraction of units dropped, a number in ``[0, 1)``.
         always_on: drop units whatever the ``training`` flag.
-        seed: optional int seed of the dropout masks; masks still differ at every call.
+        seed: optional int seed of the dropout masks; masks still differ at every call
+            (not used within a seeded scope).
         input_quantizer: optional Larq quantizer (instance or name, e.g. ``"ste_sign"``)
             applied to the input before dropping; ``None`` (the default) for plain dropout.
         **kwargs: standard layer arguments (``name``, ``noise_shape``, ...).
@@ -60,6 +66,9 @@ class MCDropout(tf.keras.layers.Dropout):
     def call(self, inputs, training=None):
         if self.input_quantizer is not None:
             inputs = self.input_quantizer(inputs)
+        if self.always_on and self.rate and randomness.is_seeded():
+            return tf.nn.experimental.general_dropout(inputs, rate=self.rate, noise_shape=self._get_noise_shape(inputs),
+                                                      uniform_sampler=_seeded_uniform)
         return super().call(inputs, training=True if self.always_on else training)
 
     def get_config(self):
@@ -67,3 +76,8 @@ class MCDropout(tf.keras.layers.Dropout):
         if self.input_quantizer is not None:
             config["input_quantizer"] = lq.quantizers.serialize(self.input_quantizer)
         return config
+
+
+def _seeded_uniform(shape, dtype):
+    """``tf.nn.experimental.general_dropout``'s sampler: uniform numbers of the open seeded scope."""
+    return randomness.uniform(shape, dtype=dtype)
