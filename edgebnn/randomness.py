@@ -34,6 +34,7 @@ Example:
 """
 
 import contextlib
+import weakref
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from edgebnn import _validate
@@ -232,10 +233,18 @@ def normal(shape, mean=0.0, stddev=1.0, dtype=tf.float32, seed=None):
                       shape)
 
 
-def stateful_random_ops(graph):
-    """The types of the :data:`STATEFUL_RANDOM_OPS` in ``graph`` and in the functions it calls (loop
-    bodies, branches), sorted: the draws a :func:`seeded` scope does not reach (e.g. a Keras noise
-    layer, ``tf.nn.dropout`` called directly)."""
-    graph_def = graph.as_graph_def()
-    groups = [graph_def.node] + [function.node_def for function in graph_def.library.function]
-    return sorted({node.op for group in groups for node in group if node.op in STATEFUL_RANDOM_OPS})
+#: Traced function -> its stateful random op types (:func:`stateful_random_ops`, looked at once).
+_STATEFUL_OPS = weakref.WeakKeyDictionary()
+
+
+def stateful_random_ops(function):
+    """The types of the :data:`STATEFUL_RANDOM_OPS` in a traced (concrete) function's graph and in the
+    functions it calls (loop bodies, branches), sorted: the draws a :func:`seeded` scope does not
+    reach (e.g. ``tf.nn.dropout`` called directly, a Keras noise layer called with ``training=True``).
+    Looked at once per function."""
+    if function not in _STATEFUL_OPS:
+        graph_def = function.graph.as_graph_def()
+        groups = [graph_def.node] + [f.node_def for f in graph_def.library.function]
+        _STATEFUL_OPS[function] = sorted({node.op for group in groups for node in group
+                                          if node.op in STATEFUL_RANDOM_OPS})
+    return _STATEFUL_OPS[function]

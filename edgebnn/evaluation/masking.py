@@ -36,12 +36,13 @@ saved as it finishes and its attack seeded by its position, so that a report sto
 middle and started again crafts only the batches left and combines the same outcomes.
 """
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
-from edgebnn import attacks, ops
+from edgebnn import attacks, ops, randomness
 from edgebnn.attacks.common import check_inputs, cross_entropy, loss_gradient, validate_norm, validate_positive_int
 from edgebnn.attacks.ensemble import DEFAULT_SURROGATES, Ensemble, stage_names
 from edgebnn.evaluation.budget import StrongSettings
@@ -52,12 +53,15 @@ from edgebnn.evaluation.checks import (
     global_checks, pct,
     to_markdown,
 )
-from edgebnn.evaluation.robustness import craft, predict_labels
+from edgebnn.evaluation.robustness import CRAFT_STREAM, craft, predict_labels
 
 import tensorflow as tf
 
 #: Forward passes compared to decide whether a model is randomized.
 _RANDOMNESS_TRIALS = 3
+#: Index of the key a seeded batch's outcome is predicted with (:func:`edgebnn.randomness.key`
+#: ``(seed, PREDICTION_STREAM)``): a randomized model's passes there are not the attack's draws.
+PREDICTION_STREAM = CRAFT_STREAM + 1
 
 
 @dataclass(frozen=True)
@@ -220,10 +224,12 @@ def robustness_report(
         kept: optional store of finished work, e.g. :class:`edgebnn.recipes.store.Batches`: an
             object with ``load(run, batch)`` (the saved array or ``None``), ``save(run, batch,
             array)`` and ``seed(run, batch)`` (a 31-bit int). Batch ``batch`` of the report's
-            ``run``-th attack run (in the order they run) saves its per-example outcome and is
-            crafted under ``tf.random`` seed ``seed(run, batch)``; a saved outcome is used
-            instead of crafting the batch again. ``None``: nothing saved, the attacks' random
-            state is the process's.
+            ``run``-th attack run (in the order they run) saves its per-example outcome; it is
+            crafted with ``seed=seed(run, batch)`` (:func:`edgebnn.evaluation.robustness.craft`)
+            and its outcome predicted with draws from the same seed (a randomized model's
+            passes), so that it depends on its seed alone; a saved outcome is used instead of
+            crafting the batch again. ``None``: nothing saved, the attacks' random state is the
+            process's.
         keep_outcomes: also keep every run's per-example outcome in its eps's result, as
             ``outcomes``: ``{run name: [bool per example]}`` (``True``: correct clean and still
             correct after the run; the ``accuracy`` keys name the runs).
@@ -352,7 +358,9 @@ class _Runs:
             if outcome is None or outcome.shape != (len(xb),) or outcome.dtype != bool:
                 seed = None if self.kept is None else self.kept.seed(run, batch)
                 x_adv = craft(source, xb, yb, attack=attack, eps=eps, batch_size=self.batch_size, seed=seed, **options)
-                outcome = _correct(self.model_fn, x_adv, yb, self.batch_size)
+                with (contextlib.nullcontext() if seed is None
+                      else randomness.seeded(randomness.key(seed, PREDICTION_STREAM))):
+                    outcome = _correct(self.model_fn, x_adv, yb, self.batch_size)
                 if self.kept is not None:
                     self.kept.save(run, batch, outcome)
             outcomes.append(outcome)

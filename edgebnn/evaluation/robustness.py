@@ -54,8 +54,6 @@ CRAFT_STREAM = 0
 #: code object, so functions sharing ``_attack_batch`` itself would count every attack, eps
 #: and model as a retracing of one function. Weak keys: the cache does not keep models alive.
 _COMPILED_BATCH = weakref.WeakKeyDictionary()
-#: Traced batch graph -> the stateful random ops in it (:func:`edgebnn.randomness.stateful_random_ops`).
-_STATEFUL_OPS = weakref.WeakKeyDictionary()
 
 
 def _batch_function(jit_compile, attack_fn, options, *, seeded=False):
@@ -74,13 +72,6 @@ def _compiled_batch(model_fn, jit_compile, attack_fn, frozen, *, seeded):
         return per_model[key]
     except TypeError:  # an unhashable option (e.g. an array): a graph for this call only
         return _batch_function(jit_compile, attack_fn, frozen, seeded=seeded)
-
-
-def _stateful_random_ops(concrete):
-    """The stateful random ops of a traced batch graph (looked at once per graph)."""
-    if concrete not in _STATEFUL_OPS:
-        _STATEFUL_OPS[concrete] = randomness.stateful_random_ops(concrete.graph)
-    return _STATEFUL_OPS[concrete]
 
 
 def craft(model_fn, x, y, *, attack, eps, batch_size=500, jit_compile=False, seed=None, **options):
@@ -132,7 +123,7 @@ def craft(model_fn, x, y, *, attack, eps, batch_size=500, jit_compile=False, see
             args = (model_fn, tf.constant(x[i : i + batch_size], tf.float32),
                     None if y is None else tf.constant(y[i : i + batch_size]))
             concrete = compiled_batch.get_concrete_function(*args, *key)  # traced (if new) before the stop check
-            if key and _stateful_random_ops(concrete):  # draws a key does not reach: the graph of this call only
+            if key and randomness.stateful_random_ops(concrete):  # draws a key does not reach: the graph of this call only
                 tf.keras.utils.set_random_seed(seed)
                 compiled_batch, key = _batch_function(jit_compile, attack_fn, frozen), ()
                 compiled_batch.get_concrete_function(*args)

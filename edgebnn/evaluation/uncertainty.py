@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from edgebnn import _cache
+from edgebnn import _cache, randomness
 from edgebnn._validate import positive_int
 
 import tensorflow as tf
@@ -42,21 +42,30 @@ class MCPrediction(NamedTuple):
 #: One compiled softmax pass per model, reused by every call of :func:`predict_mc` on it
 #: (a new ``tf.function`` per call would trace the model again each time).
 _PROBS = weakref.WeakKeyDictionary()
+#: The same, seeded: ``(x, key) -> softmax``, its draws from ``key`` (one graph for every key).
+_SEEDED_PROBS = weakref.WeakKeyDictionary()
 
 
-def _probs_fn(model):
-    """The cached ``tf.function`` ``x -> softmax(model(x))`` of ``model`` (``training=False`` for Keras)."""
-    return _cache.per_model(_PROBS, model,
-                            lambda get_model: _compile_probs(get_model, keras=isinstance(model, tf.keras.Model)))
+def _probs_fn(model, *, seeded=False):
+    """The cached ``tf.function`` ``x -> softmax(model(x))`` of ``model`` (``training=False`` for Keras);
+    ``seeded``: ``(x, key) -> softmax`` drawing within :func:`edgebnn.randomness.seeded` ``(key)``."""
+    return _cache.per_model(_SEEDED_PROBS if seeded else _PROBS, model, lambda get_model: _compile_probs(
+        get_model, keras=isinstance(model, tf.keras.Model), seeded=seeded))
 
 
-def _compile_probs(get_model, *, keras):
-    @tf.function(reduce_retracing=True)
-    def probs(xb):
+def _compile_probs(get_model, *, keras, seeded=False):
+    def softmax(xb):
         logits = get_model()(xb, training=False) if keras else get_model()(xb)
         return tf.nn.softmax(logits, axis=-1)
 
-    return probs
+    if not seeded:
+        return tf.function(softmax, reduce_retracing=True)
+
+    def seeded_softmax(xb, key):
+        with randomness.seeded(key):
+            return softmax(xb)
+
+    return tf.function(seeded_softmax, reduce_retracing=True)
 
 
 def _validate(model, x, samples, batch_size):
@@ -83,9 +92,13 @@ def predict_mc(model, x, *, samples=DEFAULT_SAMPLES, batch_size=256, seed=None):
         x: inputs, shape ``(n, ...)``.
         samples: number of passes (Guan et al.: 50).
         batch_size: examples per pass.
-        seed: when given, the passes run in a graph traced anew under ``tf.random`` seed
-            ``seed``, so that their random draws depend on ``seed`` alone, not on what ran
-            before in the process (the cached graph keeps the random state earlier calls left).
+        seed: when given, pass ``p`` of the ``b``-th batch draws from
+            :func:`edgebnn.randomness.key` ``(seed, b * samples + p)`` (the model's layers that
+            draw through :mod:`edgebnn.randomness`: stochastic binarization, MC dropout), so the
+            passes depend on ``seed`` alone, not on what ran before in the process, and one
+            traced graph serves every seed. A model with other random ops is traced anew under
+            ``tf.random`` seed ``seed`` instead. ``None``: the cached graph draws from
+            TensorFlow's random state, which continues from call to call.
 
     Returns:
         :class:`MCPrediction` with ``classes``, ``mean_probs`` and ``uncertainty``.
@@ -99,16 +112,19 @@ def predict_mc(model, x, *, samples=DEFAULT_SAMPLES, batch_size=256, seed=None):
         >>> pred.uncertainty.mean()
     """
     x = _validate(model, x, samples, batch_size)
-    if seed is None:
-        _probs = _probs_fn(model)
-    else:
+    keyed = seed is not None
+    probs = _probs_fn(model, seeded=keyed)
+    if keyed and randomness.stateful_random_ops(probs.get_concrete_function(tf.constant(x[:batch_size]),
+                                                                            randomness.key(seed))):
+        # random ops no key reaches: a graph traced for this call under the tf.random seed, as before keys
         tf.keras.utils.set_random_seed(seed)
-        _probs = _compile_probs(lambda: model, keras=isinstance(model, tf.keras.Model))
+        probs, keyed = _compile_probs(lambda: model, keras=isinstance(model, tf.keras.Model)), False
 
     classes, means, uncertainties = [], [], []
-    for start in range(0, len(x), batch_size):
+    for batch, start in enumerate(range(0, len(x), batch_size)):
         xb = tf.constant(x[start : start + batch_size])
-        passes = np.stack([_probs(xb).numpy() for _ in range(samples)]).astype(np.float64)
+        keys = [(randomness.key(seed, batch * samples + p),) if keyed else () for p in range(samples)]
+        passes = np.stack([probs(xb, *key).numpy() for key in keys]).astype(np.float64)
         total = passes.sum(axis=0)
         mean = total / samples
         # Two-pass variance: identical passes give exactly 0 (sums of <= 2**29 equal

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from edgebnn.recipes import sources
 from edgebnn.recipes.evaluations import KINDS, entries
 from edgebnn.recipes.schema import RecipeError
-from edgebnn.recipes.store import TRAINING_SCHEME, key_of
+from edgebnn.recipes.store import DRAW_SCHEME, TRAINING_SCHEME, key_of
 
 
 @dataclass(frozen=True)
@@ -96,11 +96,14 @@ def model_key(recipe):
 
 
 def unit_key(recipe, *, kind, params, model, source_model=None):
-    """Store key of one result: its model (and the model crafting it), data, evaluation settings and parameters."""
-    return key_of({
-        "model": model, "source_model": source_model, "data": _data_part(recipe),
-        "evaluation": recipe.evaluation.model_dump(mode="json"), "kind": kind, "unit": params,
-    })
+    """Store key of one result: its model (and the model crafting it), data, evaluation settings and
+    parameters, and for a kind with :attr:`~edgebnn.recipes.evaluations.base.Kind.seeded_draws` the
+    :data:`~edgebnn.recipes.store.DRAW_SCHEME` its batches draw under."""
+    payload = {"model": model, "source_model": source_model, "data": _data_part(recipe),
+               "evaluation": recipe.evaluation.model_dump(mode="json"), "kind": kind, "unit": params}
+    if KINDS[kind].seeded_draws:
+        payload["draw_scheme"] = DRAW_SCHEME
+    return key_of(payload)
 
 
 def epoch_work(train):

@@ -60,6 +60,13 @@ FORMAT = "edgebnn-study-1"
 #: shuffling, random ops seeded once per run) are never mixed with this one's in a store.
 #: Version 2: shuffle orders and random ops seeded per epoch, so resumed runs are exact.
 TRAINING_SCHEME = 2
+#: Version of how an evaluation's seeded batches draw their random numbers (random starts, random
+#: search, a randomized model's passes), part of the key of every result of a kind whose numbers
+#: depend on them (:attr:`~edgebnn.recipes.evaluations.base.Kind.seeded_draws`), so that results drawn
+#: under another scheme are never mixed with this one's in a store. Version 1 (no key entry):
+#: ``tf.random`` ops under the batch's global seed, in a graph traced anew for every batch.
+#: Version 2: stateless draws from a key passed to one traced graph (:mod:`edgebnn.randomness`).
+DRAW_SCHEME = 2
 
 
 def key_of(payload):

@@ -238,6 +238,7 @@ class Attacks(Kind):
 
     Spec = Spec
     summary_metrics = ("accuracy", "accuracy_mc", "success_rate", "l2_mean")
+    seeded_draws = True
 
     def check(self, spec, *, recipe, cells, cell, where):
         """Registry checks: the attack exists, its options and eps fit it, ``source`` names a cell."""

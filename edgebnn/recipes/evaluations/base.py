@@ -62,11 +62,15 @@ class Kind(abc.ABC):
         in_every_table: whether the kind's records join every table (the clean
             accuracy is a column of any accuracy table).
         summary_metrics: metrics shown in the kind's console line, in order.
+        seeded_draws: whether its numbers depend on the random draws of its batches'
+            seeds (attacks crafted, or Monte-Carlo passes predicted, with a seed): its
+            results' keys carry :data:`edgebnn.recipes.store.DRAW_SCHEME`.
     """
 
     Spec = None
     in_every_table = False
     summary_metrics = _NO_SUMMARY
+    seeded_draws = False
 
     # --- the recipe -----------------------------------------------------------------
 

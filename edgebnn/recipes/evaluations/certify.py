@@ -72,6 +72,7 @@ class Certify(Kind):
 
     Spec = Spec
     summary_metrics = ("accuracy",)
+    seeded_draws = True
 
     def check(self, spec, *, recipe, cells, cell, where):
         from edgebnn.certify import solvers  # noqa: PLC0415

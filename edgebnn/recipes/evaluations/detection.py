@@ -45,6 +45,7 @@ class Detection(Kind):
 
     Spec = Spec
     summary_metrics = ("detection_accuracy", "detection_auc")
+    seeded_draws = True
 
     def check(self, spec, *, recipe, cells, cell, where):
         from edgebnn import attacks  # noqa: PLC0415 (TensorFlow)

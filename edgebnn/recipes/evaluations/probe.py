@@ -36,6 +36,7 @@ class Probes(Kind):
 
     Spec = Spec
     summary_metrics = ("l1_clean", "l1_adversarial")
+    seeded_draws = True
 
     def check(self, spec, *, recipe, cells, cell, where):
         attack_kind.check_reference(spec.attack, spec.eps, spec.options, where=where)

@@ -68,6 +68,7 @@ class Robustness(Kind):
     """``[[robustness]]``: one result per entry (all its eps)."""
 
     Spec = Spec
+    seeded_draws = True
 
     def check(self, spec, *, recipe, cells, cell, where):
         from edgebnn import ops  # noqa: PLC0415 (TensorFlow)
