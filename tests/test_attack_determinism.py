@@ -1,5 +1,6 @@
 """Seeded attacks on randomized models repeat bit for bit, whatever ran before and however the
-threads are scheduled, so that a strong evaluation stopped and resumed gives the uninterrupted numbers."""
+threads are scheduled, so that a strong evaluation stopped and resumed gives the uninterrupted numbers;
+one traced graph per model, attack and options serves every seed and batch."""
 
 import os
 import subprocess
@@ -9,11 +10,13 @@ import textwrap
 import numpy as np
 import pytest
 
-from edgebnn import attacks
+from edgebnn import attacks, quantizers
 from edgebnn.evaluation import robustness
+from edgebnn.layers import MCDropout
 # randomized_model: input dropout, a fresh mask at every call and step
 from test_masking import _Kept, randomized_model, seeded_report, whole_and_stopped
 
+import larq as lq
 import tensorflow as tf
 
 pytestmark = pytest.mark.usefixtures("seed")
@@ -161,3 +164,112 @@ def test_an_xla_batch_has_no_stop_points():
     with attacks.common.stop_between_steps(check):
         adv = robustness.craft(model, x, np.arange(6), **options)
     assert check.asked == 0 and np.array_equal(adv, robustness.craft(model, x, np.arange(6), **options))
+
+
+# --- one graph for every seed: seeded draws are stateless functions of the batch's key ------------
+
+
+def _model(kind):
+    """A small model: ``plain``, or random at inference through edgebnn's layers (stochastic-binary
+    weights, as Galloway's model S, or MC dropout, as Guan's)."""
+    tf.keras.utils.set_random_seed(0)
+    layers = [tf.keras.Input((28, 28, 1)), tf.keras.layers.Flatten()]
+    if kind == "stochastic_binary":
+        layers.append(lq.layers.QuantDense(32, kernel_quantizer=quantizers.StochasticSign(),
+                                           kernel_constraint="weight_clip"))
+    elif kind == "mc_dropout":
+        layers += [tf.keras.layers.Dense(32, activation="relu"), MCDropout(0.3)]
+    dense = tf.keras.layers.Dense(10, kernel_initializer=tf.keras.initializers.RandomNormal(stddev=1.0, seed=0))
+    return tf.keras.Sequential([*layers, dense])
+
+
+class _Traced:
+    """A model that counts the times its Python body runs: in a compiled attack, only while a graph traces."""
+
+    def __init__(self, model):
+        self.model, self.calls = model, 0
+
+    def __call__(self, x):
+        self.calls += 1
+        return self.model(x)
+
+
+def _images(n):
+    return np.random.default_rng(0).random((n, 28, 28, 1), dtype=np.float32)
+
+
+@pytest.mark.parametrize("name", _quick_or_slow(sorted(LOOPED)))
+def test_a_seeded_attack_traces_its_batch_graph_once_for_every_batch_and_seed(name):
+    model = _Traced(_model("mc_dropout"))
+    x, y = _images(9), np.arange(9)
+    options = {"eps": None, **LOOPED[name]}
+    robustness.craft(model, x[:3], y[:3], attack=name, seed=1, batch_size=3, **options)
+    traced = model.calls
+    assert traced > 0
+    for seed in range(2, 5):  # three batches each
+        robustness.craft(model, x, y, attack=name, seed=seed, batch_size=3, **options)
+    assert model.calls == traced
+    (batch,) = robustness._COMPILED_BATCH[model].values()
+    assert batch.experimental_get_tracing_count() == 1
+
+
+@pytest.mark.parametrize("name", _quick_or_slow(sorted(LOOPED)))
+def test_a_seeded_graph_draws_nothing_from_tensorflows_random_state(name):
+    # Every random op of the attack and of edgebnn's random layers draws from the batch's key.
+    for kind in ("stochastic_binary", "mc_dropout"):
+        model = _model(kind)
+        x, y = tf.constant(_images(4)), tf.constant(np.arange(4))
+        batch = robustness._batch_function(False, attacks.get(name), tuple(sorted(LOOPED[name].items())), seeded=True)
+        concrete = batch.get_concrete_function(model, x, y, robustness.randomness.key(0))
+        assert robustness.randomness.stateful_random_ops(concrete) == []
+
+
+def _two_batches(model, order, seed_of, **options):
+    x, y = _images(8), np.arange(8)
+    batches = {index: robustness.craft(model, x[4 * index : 4 * index + 4], y[4 * index : 4 * index + 4],
+                                       seed=seed_of(index), **options) for index in order}
+    return [batches[0], batches[1]]
+
+
+@pytest.mark.parametrize("kind", ["plain", "stochastic_binary", "mc_dropout"])
+def test_a_seeded_batch_depends_on_its_seed_alone(kind):
+    model = _model(kind)
+    # Random starts (steps too short to erase them), and EOT on a randomized model.
+    options = dict(attack="pgd", eps=0.05, steps=3, step_size=0.005, rand_init=True, eot_samples=2)
+    first = _two_batches(model, (0, 1), lambda index: 100 + index, **options)
+    # Other graphs traced and run, TensorFlow's random state moved, the batch graph traced anew,
+    # and the batches in the other order: the same examples bit for bit.
+    robustness.craft(model, _images(4), np.arange(4), attack="square", eps=0.1, steps=20, seed=5)
+    robustness.craft(model, _images(4), np.arange(4), attack="apgd", eps=0.1, steps=3)
+    tf.random.uniform([100])
+    robustness._COMPILED_BATCH.pop(model)
+    again = _two_batches(model, (1, 0), lambda index: 100 + index, **options)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    other = _two_batches(model, (0, 1), lambda index: 200 + index, **options)
+    assert not any(np.array_equal(a, b) for a, b in zip(first, other))
+
+
+def test_a_seeded_xla_batch_repeats():
+    # Stateless draws keep their seeds under XLA (TensorFlow's stateful ones ignore op seeds there).
+    model = _model("stochastic_binary")
+    options = dict(attack="pgd", eps=0.05, steps=3, jit_compile=True)
+    x, y = _images(4), np.arange(4)
+    first = robustness.craft(model, x, y, seed=3, **options)
+    assert np.array_equal(first, robustness.craft(model, x, y, seed=3, **options))
+    assert not np.array_equal(first, robustness.craft(model, x, y, seed=4, **options))
+
+
+def test_a_model_drawing_elsewhere_is_traced_per_seeded_call():
+    # tf.nn.dropout draws from TensorFlow's state, which a key does not reach: such a model is
+    # crafted in a graph traced for the call under the tf.random seed, so it still repeats.
+    model = _Traced(randomized_model(_tiny_model()))
+    x, y = _images(4), np.arange(4)
+    first = robustness.craft(model, x, y, attack="pgd", eps=0.05, steps=3, seed=8)
+    traced = model.calls
+    assert np.array_equal(first, robustness.craft(model, x, y, attack="pgd", eps=0.05, steps=3, seed=8))
+    assert model.calls > traced
+
+
+def test_craft_checks_its_seed():
+    with pytest.raises(ValueError, match="seed"):
+        robustness.craft(_tiny_model(), _images(2), np.arange(2), attack="fgsm", eps=0.1, seed=-1)
