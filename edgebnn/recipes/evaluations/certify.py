@@ -38,8 +38,8 @@ _Positive = Annotated[int, Field(ge=1)]
 _SUMMARY = ("n", "robust", "not_robust", "unknown", "refuted_by_solver", "refuted_by_search", "refuted_by_attack",
             "attack_missed", "attack_broke_certified", "seconds_median", "seconds_p95", "counterexamples",
             "replayed_keras", "replayed_tflite")
-#: Examples certified (and attacked) per stored part. Each part traces its attack's graph afresh
-#: under its own seed; ten examples keep that tracing small next to the solver's seconds per example.
+#: Examples certified (and attacked) per stored part, its attack drawing from the part's own seed
+#: (one traced attack graph serves every part): a stopped run loses at most ten examples' work.
 EXAMPLES_PER_PART = 10
 #: Keys of a part's per-eps summary that add up over parts (the others are recomputed from the examples).
 _SUMMED_SECONDS = ("attack_seconds", "certify_seconds")
