@@ -84,10 +84,17 @@ def test_a_seeded_attack_on_a_randomized_model_repeats_under_many_threads():
     assert out.stdout.split()[-1] == "0"
 
 
+def _input_dropout_layer(model):
+    """:func:`randomized_model`'s defence with edgebnn's MC dropout, whose draws a key reaches."""
+    return tf.keras.Sequential([tf.keras.Input(model.input_shape[1:]), MCDropout(0.5),
+                                tf.keras.layers.Rescaling(0.5), model])
+
+
 @pytest.mark.slow
-def test_a_stopped_report_on_a_randomized_model_resumes_to_the_same_numbers(float_model):
+@pytest.mark.parametrize("randomize", [randomized_model, _input_dropout_layer], ids=["tf_dropout", "mc_dropout"])
+def test_a_stopped_report_on_a_randomized_model_resumes_to_the_same_numbers(float_model, randomize):
     model, x, y = float_model
-    noisy = randomized_model(model)  # every run, prediction and EOT gradient draws at random
+    noisy = randomize(model)  # every run, prediction and EOT gradient draws at random
     x, y = x[:20], y[:20]
     report = seeded_report(noisy, x, y, eps_list=[0.05], eot_samples=2, batch_size=10, surrogates=["ste"],
                            steps=10, pgd_steps=5, restarts=2, target_classes=2, square_queries=30)
