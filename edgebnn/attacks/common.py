@@ -237,7 +237,9 @@ def stop_between_steps(check):
     in the caller's thread: the batch being crafted is discarded. A stop point adds no random op
     and changes no value, so an attack that is not stopped gives the same examples bit for bit.
     Graphs traced outside a block have no stop points; ``check=None`` opens a block without them
-    (a graph compiled with XLA cannot call Python).
+    (a graph compiled with XLA cannot call Python). While a graph is traced (seconds for a large
+    attack), ``check`` is also asked at each stop point and model call traced, in the caller's
+    thread: what it raises ends the trace, as an error in the traced code would.
     """
     _STOP_CHECKS.append(check)
     try:
@@ -253,6 +255,7 @@ def stop_point(step):
     op without inputs is loop-invariant, and TensorFlow runs it once, before the loop).
     """
     if _STOP_CHECKS and _STOP_CHECKS[-1] is not None:
+        _STOP_CHECKS[-1]()  # now, while the loop is traced
         tf.py_function(_ask_check, [step], [])
 
 
@@ -315,8 +318,11 @@ def call_model(model_fn, x):
 
     The attack loops need AutoGraph, but converting the model call would make AutoGraph
     transpile Keras' and Larq's layer machinery too (hundreds of functions, seconds of
-    tracing); Keras layers run in graph mode without it.
+    tracing); Keras layers run in graph mode without it. While traced within
+    :func:`stop_between_steps`, the block's check is asked first (a stop during a long trace).
     """
+    if _STOP_CHECKS and _STOP_CHECKS[-1] is not None and not tf.executing_eagerly():
+        _STOP_CHECKS[-1]()
     return model_fn(x)
 
 

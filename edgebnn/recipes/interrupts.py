@@ -16,6 +16,8 @@ from contextlib import contextmanager
 
 #: Signals that stop a run, and how a report names them.
 SIGNALS = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
+#: Exit statuses of a run stopped by one of :data:`SIGNALS`: 128 + the signal's number, as a shell reports it.
+STOP_STATUSES = frozenset(128 + int(number) for number in SIGNALS)
 #: Bytes read from the wakeup pipe at once (one per signal that arrived).
 _PIPE_READ = 64
 
