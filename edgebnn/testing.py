@@ -1,5 +1,5 @@
-"""Helpers for checking models that were never trained (tests, benchmarks and size tables), and
-the sampling check of the stochastic sign.
+"""Helpers for checking models that were never trained (tests, benchmarks and size tables), the
+sampling check of the stochastic sign, and a model that counts its traces.
 
 Not part of the model zoo: nothing here builds or trains a model. Like Larq's
 ``larq.testing_utils``, it lives beside the library so that tests, the ``benchmarks``
@@ -15,6 +15,18 @@ import tensorflow as tf
 
 #: Standard errors within which :func:`stochastic_sign_check` counts a sample mean as its expectation.
 SIGN_CHECK_STD_ERRORS = 4
+
+
+class TraceCounter:
+    """``model`` that counts the calls of its Python body in ``calls``: called by a compiled
+    function (an attack's graph, a Monte-Carlo pass), it runs only while a graph is traced."""
+
+    def __init__(self, model):
+        self.model, self.calls = model, 0
+
+    def __call__(self, x):
+        self.calls += 1
+        return self.model(x)
 
 
 def randomize_batch_norm(model, *, seed=0, mean_std=1.0, beta_std=1.0, variance=(0.5, 50.0), gamma=(0.5, 1.5)):

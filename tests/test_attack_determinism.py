@@ -13,6 +13,7 @@ import pytest
 from edgebnn import attacks, quantizers
 from edgebnn.evaluation import robustness
 from edgebnn.layers import MCDropout
+from edgebnn.testing import TraceCounter
 # randomized_model: input dropout, a fresh mask at every call and step
 from test_masking import _Kept, randomized_model, seeded_report, whole_and_stopped
 
@@ -190,24 +191,13 @@ def _model(kind):
     return tf.keras.Sequential([*layers, dense])
 
 
-class _Traced:
-    """A model that counts the times its Python body runs: in a compiled attack, only while a graph traces."""
-
-    def __init__(self, model):
-        self.model, self.calls = model, 0
-
-    def __call__(self, x):
-        self.calls += 1
-        return self.model(x)
-
-
 def _images(n):
     return np.random.default_rng(0).random((n, 28, 28, 1), dtype=np.float32)
 
 
 @pytest.mark.parametrize("name", _quick_or_slow(sorted(LOOPED)))
 def test_a_seeded_attack_traces_its_batch_graph_once_for_every_batch_and_seed(name):
-    model = _Traced(_model("mc_dropout"))
+    model = TraceCounter(_model("mc_dropout"))
     x, y = _images(9), np.arange(9)
     options = {"eps": None, **LOOPED[name]}
     robustness.craft(model, x[:3], y[:3], attack=name, seed=1, batch_size=3, **options)
@@ -269,7 +259,7 @@ def test_a_seeded_xla_batch_repeats():
 def test_a_model_drawing_elsewhere_is_traced_per_seeded_call():
     # tf.nn.dropout draws from TensorFlow's state, which a key does not reach: such a model is
     # crafted in a graph traced for the call under the tf.random seed, so it still repeats.
-    model = _Traced(randomized_model(_tiny_model()))
+    model = TraceCounter(randomized_model(_tiny_model()))
     x, y = _images(4), np.arange(4)
     first = robustness.craft(model, x, y, attack="pgd", eps=0.05, steps=3, seed=8)
     traced = model.calls

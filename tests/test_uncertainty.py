@@ -5,6 +5,7 @@ import pytest
 
 from edgebnn.evaluation import predict_mc
 from edgebnn.layers import MCDropout
+from edgebnn.testing import TraceCounter
 
 import tensorflow as tf
 
@@ -64,19 +65,8 @@ def test_a_seed_makes_the_passes_independent_of_what_ran_before(rng):
     assert not np.array_equal(predict_mc(model, x, samples=5, seed=8).uncertainty, first.uncertainty)
 
 
-class _Traced:
-    """A model that counts the times its Python body runs: in a compiled pass, only while a graph traces."""
-
-    def __init__(self, model):
-        self.model, self.calls = model, 0
-
-    def __call__(self, x):
-        self.calls += 1
-        return self.model(x)
-
-
 def test_seeded_passes_trace_one_graph_for_every_seed_and_batch(rng):
-    model = _Traced(tf.keras.Sequential([tf.keras.Input((20,)), MCDropout(0.5), tf.keras.layers.Dense(3)]))
+    model = TraceCounter(tf.keras.Sequential([tf.keras.Input((20,)), MCDropout(0.5), tf.keras.layers.Dense(3)]))
     x = rng.normal(size=(6, 20)).astype(np.float32)
     first = predict_mc(model, x, samples=4, batch_size=3, seed=1)
     traced = model.calls
