@@ -55,6 +55,11 @@ STATEFUL_RANDOM_OPS = frozenset({
 })
 
 
+#: The functions here hold no tensor-dependent Python control flow: AutoGraph, reaching them from
+#: a converted attack loop, would only spend trace time converting them.
+_NO_AUTOGRAPH = tf.autograph.experimental.do_not_convert
+
+
 class _Stream:
     """A key and the number of seeds taken from it so far (while its graph is traced)."""
 
@@ -95,6 +100,7 @@ def _graph():
 
 
 @contextlib.contextmanager
+@_NO_AUTOGRAPH
 def seeded(key):
     """Within the block, :func:`uniform` and :func:`normal` draw statelessly from ``key``.
 
@@ -155,11 +161,13 @@ def _nearest(graph):
     return None
 
 
+@_NO_AUTOGRAPH
 def is_seeded():
     """Whether draws made here come from a :func:`seeded` scope (else from TensorFlow's stateful ops)."""
     return _stream() is not None
 
 
+@_NO_AUTOGRAPH
 def loop_step(step):
     """First in a graph loop's body: the draws of step ``step`` get a stream of their own.
 
@@ -178,6 +186,7 @@ def loop_step(step):
 
 
 @contextlib.contextmanager
+@_NO_AUTOGRAPH
 def per_sample(index, count):
     """In the body of ``tf.vectorized_map`` over ``count`` samples: seeded draws differ per sample.
 
@@ -209,6 +218,7 @@ def _stateless(draw, shape):
     return draw(shape, seed)
 
 
+@_NO_AUTOGRAPH
 def uniform(shape, minval=0, maxval=None, dtype=tf.float32, seed=None):
     """Uniform numbers in ``[minval, maxval)`` (``maxval`` 1 for floats by default), as ``tf.random.uniform``.
 
@@ -222,6 +232,7 @@ def uniform(shape, minval=0, maxval=None, dtype=tf.float32, seed=None):
                       shape)
 
 
+@_NO_AUTOGRAPH
 def normal(shape, mean=0.0, stddev=1.0, dtype=tf.float32, seed=None):
     """Normal numbers of mean ``mean`` and standard deviation ``stddev``, as ``tf.random.normal``.
 

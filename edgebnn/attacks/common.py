@@ -248,6 +248,13 @@ def stop_between_steps(check):
         _STOP_CHECKS.pop()
 
 
+def _ask_while_tracing():
+    """While a graph is traced within a :func:`stop_between_steps` block: ask its check now, in the caller's thread."""
+    if _STOP_CHECKS and _STOP_CHECKS[-1] is not None and not tf.executing_eagerly():
+        _STOP_CHECKS[-1]()
+
+
+@tf.autograph.experimental.do_not_convert  # plain Python: nothing for AutoGraph to convert
 def stop_point(step):
     """In an attack loop's body: ask the open :func:`stop_between_steps` block's check (no-op outside one).
 
@@ -255,7 +262,7 @@ def stop_point(step):
     op without inputs is loop-invariant, and TensorFlow runs it once, before the loop).
     """
     if _STOP_CHECKS and _STOP_CHECKS[-1] is not None:
-        _STOP_CHECKS[-1]()  # now, while the loop is traced
+        _ask_while_tracing()
         tf.py_function(_ask_check, [step], [])
 
 
@@ -301,6 +308,7 @@ def compiled(core):
     @functools.wraps(core)
     def run(*args, **kwargs):
         if not tf.executing_eagerly() or os.environ.get("EDGEBNN_EAGER_ATTACKS") == "1":
+            _ask_while_tracing()  # before the core is converted and traced
             return core(*args, **kwargs)
         # Trace with the batch axis unknown, so that calls on batches of other sizes (the
         # shrinking survivors of an ensemble) reuse the graph; the call then dispatches to it.
@@ -321,8 +329,7 @@ def call_model(model_fn, x):
     tracing); Keras layers run in graph mode without it. While traced within
     :func:`stop_between_steps`, the block's check is asked first (a stop during a long trace).
     """
-    if _STOP_CHECKS and _STOP_CHECKS[-1] is not None and not tf.executing_eagerly():
-        _STOP_CHECKS[-1]()
+    _ask_while_tracing()
     return model_fn(x)
 
 
