@@ -154,7 +154,10 @@ def test_a_stop_check_ends_an_attack_between_two_steps(name):
     x = np.random.default_rng(0).random((6, 28, 28, 1), dtype=np.float32)
     # One restart: the loops of separate restarts are independent and may run side by side.
     options = {"eps": None, **LOOPED[name], **({"restarts": 1} if "restarts" in LOOPED[name] else {})}
-    check = _StopAfter(calls=3)  # asked before the graph starts, in the first step, and in the second
+    check = _StopAfter()
+    with attacks.common.stop_between_steps(check):  # traced (and asked while tracing), run to the end
+        robustness.craft(model, x, np.arange(6), seed=3, **options, attack=name)
+    check.asked, check.calls = 0, 3  # the traced graph: asked before it starts, in the first step, and in the second
     with attacks.common.stop_between_steps(check), pytest.raises(KeyboardInterrupt):
         robustness.craft(model, x, np.arange(6), seed=3, **options, attack=name)
     assert check.asked == 3  # no step ran after the check raised
@@ -162,6 +165,16 @@ def test_a_stop_check_ends_an_attack_between_two_steps(name):
         with pytest.raises(KeyboardInterrupt):
             check.asked, check.calls = 0, 1
             attacks.get(name)(model, x, y=np.arange(6), **{k: v for k, v in options.items() if v is not None})
+
+
+def test_a_stop_check_ends_a_trace():
+    # A graph traced for seconds is stopped at the first stop point or model call traced after the request.
+    model = _tiny_model()
+    check = _StopAfter(calls=1)
+    with attacks.common.stop_between_steps(check), pytest.raises(KeyboardInterrupt):
+        robustness.craft(model, _images(4), np.arange(4), attack="pgd", eps=0.05, steps=3, seed=1)
+    (batch,) = robustness._COMPILED_BATCH[model].values()
+    assert check.asked == 1 and batch.experimental_get_tracing_count() == 0  # the trace did not finish
 
 
 def test_an_xla_batch_has_no_stop_points():
