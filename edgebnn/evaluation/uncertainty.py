@@ -116,7 +116,7 @@ def predict_mc(model, x, *, samples=DEFAULT_SAMPLES, batch_size=256, seed=None):
     probs = _probs_fn(model, seeded=keyed)
     if keyed and randomness.stateful_random_ops(probs.get_concrete_function(tf.constant(x[:batch_size]),
                                                                             randomness.key(seed))):
-        # random ops no key reaches: a graph traced for this call under the tf.random seed, as before keys
+        # random ops no key reaches: a graph traced for this call under the tf.random seed, so that they repeat
         tf.keras.utils.set_random_seed(seed)
         probs, keyed = _compile_probs(lambda: model, keras=isinstance(model, tf.keras.Model)), False
 
