@@ -200,8 +200,10 @@ def test_counterexamples_replay_in_keras_and_tflite(fcn_in2, fcn_in2_flatbuffer,
     from edgebnn.deploy.verify import tflite_predict  # noqa: PLC0415
 
     eps = 0.1
-    # no attack search first, so that the solver decides (and refutes) examples whatever the fixture's weights
-    monkeypatch.setattr(exact, "certify_net", functools.partial(exact.certify_net, search_steps=0))
+    # no attack search and no branch and bound first, so that the solver decides (and refutes) examples
+    # whatever the fixture's weights; branch and bound would also spend its share of the time limit on
+    # every example it cannot decide (its own test is test_branch_and_bound_equals_brute_force)
+    monkeypatch.setattr(exact, "certify_net", functools.partial(exact.certify_net, search_steps=0, branch_share=0))
     deployed = functools.partial(tflite_predict, fcn_in2_flatbuffer(target="lce"))
     result = certify(fcn_in2, xt[:12], yt[:12], eps=eps, time_limit=20, solver="milp", deployed=deployed)
     solved = [r for r in result.records if r["source"] == "solver" and r["status"] == "not_robust"]

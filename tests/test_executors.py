@@ -1,7 +1,9 @@
 """Executors: a study run serially, in worker processes (``--workers``) and as Ray tasks gives the same report.
 
 The reports are compared minus their timings and the command line. The Ray test starts
-a local cluster (a head and two worker nodes on loopback) and runs the CLI against it.
+a local cluster (a head and two worker nodes on loopback) and runs the CLI against it. The
+worker-process test is test_studies.py::test_workers_give_the_serial_report: its serial
+reference is the small study that file runs anyway (the same two cells).
 """
 
 import json
@@ -13,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import lines_console, run_cli, two_cell_study
-from edgebnn.recipes import config, executors, runner
+from conftest import run_cli, two_cell_study
+from edgebnn.recipes import executors
 from edgebnn.recipes.__main__ import main
 from edgebnn.recipes.assemble import without_timings
 
@@ -50,43 +52,10 @@ def recipe(tmp_path_factory):
     return path
 
 
-def _in_process(recipe, out, data_dir, executor=None):
-    """Run the study in this process (its cells wherever ``executor`` puts them); ``(report, console lines)``."""
-    study = config.load(recipe, overrides=[f'data.data_dir="{data_dir}"'])
-    console = lines_console()
-    report = runner.run(study, out, console=console, executor=executor)
-    assert report["status"] == "complete"
-    return report, console.lines
-
-
-def _threads_here():
-    """TensorFlow's intra-op threads in this process (0: its default, every core)."""
-    import tensorflow as tf  # noqa: PLC0415
-
-    return tf.config.threading.get_intra_op_parallelism_threads() or executors.cores()
-
-
 def test_without_timings_drops_the_volatile_keys_at_every_depth():
     report = {"seconds": 3.0, "command": "x", "cells": [{"train": {"seconds_last": 1.0, "epochs": 2}, "key": "k"}],
               "records": [{"accuracy": 0.5, "seconds": 0.1}], "work_seconds": 2, "computed_seconds": 1}
     assert without_timings(report) == {"cells": [{"train": {"epochs": 2}, "key": "k"}], "records": [{"accuracy": 0.5}]}
-
-
-def test_workers_give_the_serial_report(recipe, tmp_path, data_dir):
-    # numbers are bit-identical at equal threads per cell: the workers get as many as this process has
-    threads = _threads_here()
-    expected, _ = _in_process(recipe, tmp_path / "serial", data_dir)
-    report, lines = _in_process(recipe, tmp_path / "parallel", data_dir,
-                                executors.Processes(workers=2, threads=threads))
-    assert without_timings(report) == without_timings(expected)
-    assert any(f"2 cells on 2 worker processes, {threads} TensorFlow thread" in line for line in lines)
-    for worker in (1, 2):  # each worker's progress lines reach the driver's console
-        assert any(f"worker {worker}: cell " in line for line in lines), lines
-    # a rerun finds every cell in the store and starts no worker
-    report, lines = _in_process(recipe, tmp_path / "parallel", data_dir, executors.Processes(workers=2, threads=1))
-    assert without_timings(report) == without_timings(expected)
-    assert sum("found in the cache" in line for line in lines) == 2
-    assert not any("worker process" in line for line in lines)
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -12,7 +12,8 @@ from conftest import (
 )
 from edgebnn import data as data_lib
 from edgebnn.evaluation.metrics import attack_metrics, perturbation_metrics, targets_for
-from edgebnn.recipes import config, runner
+from edgebnn.recipes import config, executors, runner
+from edgebnn.recipes.assemble import without_timings
 from edgebnn.recipes.evaluations import KINDS, entries
 from edgebnn.recipes.store import RunLock, Store
 
@@ -189,6 +190,28 @@ def test_a_second_run_on_the_folder_is_refused(tiny_run):
     with RunLock(out):
         with pytest.raises(config.RecipeError, match=r"another run \(pid \d+\) is using"):
             runner.run(study, out, console=lines_console())
+
+
+def test_workers_give_the_serial_report(tiny_run, tmp_path):
+    """The study run in two worker processes (``--workers 2``) gives the tiny run's report (the same
+    study, run serially in this process), minus timings (see test_executors.py for the other executors)."""
+    study, _, expected, _ = tiny_run
+    # numbers are bit-identical at equal threads per cell: the workers get as many as this process has
+    threads = tf.config.threading.get_intra_op_parallelism_threads() or executors.cores()
+    console = lines_console()
+    report = runner.run(study, tmp_path / "parallel", console=console,
+                        executor=executors.Processes(workers=2, threads=threads))
+    assert report["status"] == "complete"
+    assert without_timings(report) == without_timings(expected)
+    assert any(f"2 cells on 2 worker processes, {threads} TensorFlow thread" in line for line in console.lines)
+    for worker in (1, 2):  # each worker's progress lines reach the driver's console
+        assert any(f"worker {worker}: cell " in line for line in console.lines), console.lines
+    # a rerun finds every cell in the store and starts no worker
+    again = lines_console()
+    report = runner.run(study, tmp_path / "parallel", console=again, executor=executors.Processes(workers=2, threads=1))
+    assert without_timings(report) == without_timings(expected)
+    assert sum("found in the cache" in line for line in again.lines) == 2
+    assert not any("worker process" in line for line in again.lines)
 
 
 def test_bad_option_values_fail_before_training(tmp_path, data_dir):
