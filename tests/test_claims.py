@@ -521,3 +521,20 @@ def test_every_paper_recipe_has_a_quick_budget_that_is_smaller():
         assert quick.budget == "quick" and len(quick.cells) <= len(full.cells), path
         assert max(c.recipe.train.epochs for c in quick.cells) < max(c.recipe.train.epochs for c in full.cells), path
         assert [c.id for c in quick.claims] == [c.id for c in full.claims], path
+
+
+def test_eot_table_pairs_results_of_the_same_setting_only():
+    """A single-sample result is compared with the EOT result of the same iterations (and eps, targets):
+    averaging the 1-, 10- and 100-iteration single-sample CW results against a 100-iteration EOT one
+    would report a gap that no attack setting has."""
+    from edgebnn.recipes.evaluations.attack import eot_versus_single  # noqa: PLC0415
+
+    def cw(iterations, gradient, accuracy, repeat=0):
+        return {"cell": "S", "repeat": repeat, "attack": "cw_l2", "eps": None, "targets": "all", "source": None,
+                "labels": None, "iterations": iterations, "gradient": gradient, "accuracy": accuracy}
+
+    records = [cw(1, "single", 0.97), cw(10, "single", 0.96), cw(100, "single", 0.24), cw(100, "single", 0.26, 1),
+               cw(100, "eot", 0.13), cw(100, "eot", 0.15, 1), cw(10, "eot", 0.90)]
+    rows = [line for line in eot_versus_single(records) if line.startswith("| S |")]
+    assert rows == ["| S | cw_l2 10 iterations targets all | 96.0 / 90.0 (-6.0) |",
+                    "| S | cw_l2 100 iterations targets all | 25.0 / 14.0 (-11.0) |"]

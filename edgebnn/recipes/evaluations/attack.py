@@ -402,13 +402,18 @@ class Attacks(Kind):
                         + (["single-sample"] if record.get("gradient") == "single" else []))
 
 
+#: The labels that name one attack setting of a cell; a single-sample result is paired with the EOT
+#: result that agrees on all of them (repeats of a setting are averaged).
+_SETTING_LABELS = ("cell", "attack", "eps", "iterations", "targets", "source", "labels")
+
+
 def eot_versus_single(records):
-    """Markdown table of every attack run both ways (``records``: attack records of one report):
-    accuracy (and the MC vote's) single-sample vs EOT."""
+    """Markdown table of every attack setting run both ways (``records``: attack records of one report):
+    accuracy (and the MC vote's) single-sample vs EOT, at the same eps, iterations, targets and source."""
     pairs = {}
     for r in records:
         if r.get("gradient") in ("single", "eot"):
-            key = (r["cell"], r.get("attack"), r.get("eps"))
+            key = tuple(r.get(label) for label in _SETTING_LABELS)
             pairs.setdefault(key, {}).setdefault(r["gradient"], []).append(r)
     rows = [(key, both) for key, both in pairs.items() if set(both) == {"single", "eot"}]
     if not rows:
@@ -430,8 +435,12 @@ def eot_versus_single(records):
              "points); a gain that vanishes under EOT came from noisy gradients, not robustness.", "",
              "| cell | attack | accuracy (S) single / eot |" + (" accuracy (M) single / eot |" if mc else ""),
              "|---|---|---:|" + ("---:|" if mc else "")]
-    for (cell, attack, eps), both in rows:
-        name = attack + ("" if eps is None else f" eps {eps:g}")
+    for (cell, attack, eps, iterations, targets, source, labels), both in rows:
+        name = " ".join([attack] + ([] if eps is None else [f"eps {eps:g}"])
+                        + ([] if iterations is None else [f"{iterations} iterations"])
+                        + ([] if targets is None else [f"targets {targets}"])
+                        + ([] if source is None else [f"from {source}"])
+                        + ([] if labels is None else [f"{labels} labels"]))
         lines.append(f"| {cell} | {name} | {cell_text(both, 'accuracy')} |"
                      + (f" {cell_text(both, 'accuracy_mc')} |" if mc else ""))
     return lines + [""]
