@@ -61,7 +61,10 @@ TRAIN = "train"
 DEFAULT_WORKERS = (2, 4, 8)
 #: A line of a wall-time log: ``guan/table1 exit 0 in 766 s`` or
 #: ``galloway/table1 --set repeats=1 exit 0 in 2010 s (11:31, ...)``.
-_WALLTIME = re.compile(r"^(\S+)(.*?)\s+exit 0 in (\d+) s")
+_WALLTIME = re.compile(r"^(\S+)(.*?)\s+exit (\d+) in (\d+) s")
+#: Exit statuses of a run stopped by a signal (SIGINT, SIGKILL, SIGTERM): its finished work is in the store
+#: and the next run of the same command resumes from it.
+_STOPPED = {130, 137, 143}
 
 
 # --- pure core ---------------------------------------------------------------------------
@@ -158,15 +161,25 @@ def invocation(args):
 
 def walltimes(path):
     """``{(recipe, budget, overrides): seconds}`` of the first successful run of each invocation in a
-    wall-time log (later runs of it find its models and results in their cache); a line whose command
-    has ``--set`` or ``--budget`` options is a run of that subset, not of the whole recipe."""
-    found = {}
+    wall-time log (later runs of it find its models and results in their cache), summed with the runs of
+    the same invocation before it that were stopped by a signal (a run resumed over several sittings);
+    a line whose command has ``--set`` or ``--budget`` options is a run of that subset, not of the whole
+    recipe."""
+    found, stopped = {}, {}
     if path is None:
         return found
     for line in Path(path).read_text(encoding="utf-8").splitlines():
         match = _WALLTIME.match(line.strip())
-        if match:
-            found.setdefault(invocation([match.group(1), *shlex.split(match.group(2))]), int(match.group(3)))
+        if not match:
+            continue
+        key = invocation([match.group(1), *shlex.split(match.group(2))])
+        status, seconds = int(match.group(3)), int(match.group(4))
+        if key in found:
+            continue
+        if status == 0:
+            found[key] = stopped.pop(key, 0) + seconds
+        elif status in _STOPPED:
+            stopped[key] = stopped.get(key, 0) + seconds
     return found
 
 
@@ -454,8 +467,8 @@ def markdown(table_rows, checked, rate_table, *, workers, slowdown, command, out
         "the table). Within a family cost is taken to grow with FLOP (Galloway's K = 128 and 256 models at "
         "the rate measured on K = 64) and with epochs.",
         "- *wall (recorded)*: the logged wall time of a run of the whole recipe at this budget, where one "
-        "was logged (the machine was shared with other jobs, and runs sharing a cache skip what an earlier "
-        "run trained).",
+        "was logged, summed over the sittings of a run that was stopped and resumed (the machine was shared "
+        "with other jobs, and runs sharing a cache skip what an earlier run trained).",
         f"- **--workers 2**: the cells on 2 processes of this machine, longest first, times the measured "
         f"slowdown of a cell in one of 2 processes sharing the 2 cores ({slowdown:.2f}x).",
         "- **N nodes**: the same schedule on N machines like this one (`--executor ray`), each cell at serial "
@@ -515,7 +528,7 @@ def main(argv=None):
     parser.add_argument("--cache", nargs="*", default=[],
                         help="stores those runs wrote to with --cache (per-result seconds); "
                              "a run's own store is read too")
-    parser.add_argument("--walltimes", help="a log of `RECIPE [OPTIONS] exit 0 in N s` lines (recorded wall times)")
+    parser.add_argument("--walltimes", help="a log of `RECIPE [OPTIONS] exit STATUS in N s` lines (recorded wall times)")
     parser.add_argument("--slowdown", type=float, required=True,
                         help="measured slowdown of a cell in one of 2 worker processes against serial")
     parser.add_argument("--workers", type=int, nargs="+", default=list(DEFAULT_WORKERS))

@@ -123,3 +123,13 @@ def test_a_subset_report_is_planned_as_it_ran_and_estimated_within_a_factor(data
 
 def test_clock():
     assert [rb.clock(s) for s in (45, 720, 3900)] == ["45 s", "12 min", "1 h 05 min"]
+
+
+def test_walltimes_add_the_sittings_of_a_resumed_run(tmp_path):
+    """A run stopped by a signal and resumed later cost the wall time of every sitting; a failed
+    attempt (exit 1) and a cached rerun after the success add nothing."""
+    log = tmp_path / "walltimes.txt"
+    log.write_text("panda/table5 exit 143 in 6438 s (18:29)\npanda/table5 exit 1 in 9 s\n"
+                   "panda/table5 exit 137 in 43 s\npanda/table5 exit 0 in 3000 s\npanda/table5 exit 0 in 20 s\n"
+                   "panda/fig6 exit 143 in 100 s\n")
+    assert rb.walltimes(log) == {("panda/table5", None, ()): 6438 + 43 + 3000}
