@@ -413,13 +413,14 @@ def comparison(folders):
     reference = without_timings(reports[0])
     first = reports[0]
     recipe = first["command"].split(" run ", 1)[-1].split()[0]
-    lines = [f"## One study run by every executor: `{recipe}` --budget {first['budget']}", "",
+    budget = "at its paper budget" if first["budget"] is None else f"--budget {first['budget']}"
+    lines = [f"## One study run by every executor: `{recipe}` {budget}", "",
              "Wall time of each run (its report's `seconds`, from start to report), the compute seconds its "
              "processes spent, and whether its report equals the first one's once timings are dropped. Reports "
              "are bit-identical when every cell runs on as many TensorFlow threads (`--threads 1`, a worker of "
-             "`--workers 2` on 2 cores, a Ray task of 1 CPU); a plain serial run uses both cores, adds its "
-             "floats in another order and trains the binary CNNs to other weights. The runs shared the machine "
-             "with other jobs, so their wall times are noisy.", "",
+             "`--workers 2` on 2 cores, a Ray task of 1 CPU); a plain serial run uses both cores and may add its "
+             "floats in another order (Galloway's binary CNNs then train to other weights). The runs shared the "
+             "machine with other jobs, so their wall times are noisy.", "",
              "| run | wall | compute | report equal to the first |", "|---|---:|---:|---|"]
     for report in reports:
         same = "(reference)" if report is first else "yes" if without_timings(report) == reference else "NO"
@@ -518,7 +519,7 @@ def markdown(table_rows, checked, rate_table, *, workers, slowdown, command, out
     lines += ["", f"Command (from the repository's root): `{command}`"]
     if outside:
         lines += ["", "Named by their file name, outside the repository: " + ", ".join(f"`{o}`" for o in outside)
-                  + " (the wall-time log holds `RECIPE [OPTIONS] exit 0 in N s` lines of the paper runs)."]
+                  + " (the wall-time log holds `RECIPE [OPTIONS] exit STATUS in N s` lines of the paper runs)."]
     return "\n".join(lines + [""])
 
 
