@@ -7,6 +7,7 @@ sample per gradient, as CleverHans runs it), and predicted with one stochastic p
 ``evaluation.mc_passes = K`` also with the K-pass Monte-Carlo vote ("M", Guan et al.).
 """
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -98,14 +99,17 @@ class EvalContext:
 
     def converted(self, **options):
         """The cell's model as a TFLite flatbuffer, ``edgebnn.deploy.convert.convert(model, **options)``,
-        converted the first time an evaluation of the cell asks for it with these options.
+        converted the first time the cell's evaluations or deployment ask for it with these options
+        (options left out are their defaults: ``target="lce"`` is ``target="lce", weights="exact"``).
 
         The conversion is kept with the model object it was made from: a context whose ``model``
         is replaced converts the new one.
         """
         from edgebnn.deploy.convert import convert  # noqa: PLC0415 (TensorFlow, LCE converter)
 
-        key = tuple(sorted(options.items()))
+        arguments = inspect.signature(convert).bind(self.model, **options)
+        arguments.apply_defaults()
+        key = tuple(sorted((name, value) for name, value in arguments.arguments.items() if name != "model"))
         model, flatbuffer = self._converted.get(key, (None, None))
         if model is not self.model:
             flatbuffer = convert(self.model, **options)
