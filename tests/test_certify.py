@@ -217,6 +217,58 @@ def test_counterexamples_replay_in_keras_and_tflite(fcn_in2, fcn_in2_flatbuffer,
             assert r["replay_keras"] is None
 
 
+def test_the_certify_kind_converts_each_cells_model_once_and_not_for_stored_parts(
+        fcn_in2, fcn_in2_flatbuffer, fashion_small, tmp_path, monkeypatch):
+    """``[[certify]]`` replays its counterexamples through the model converted for LCE: one conversion for
+    every eps of a cell (one evaluation context, which the cell's LCE deployment shares), none when every
+    part is already stored (a run stopped after its last part), and the same records from the stored parts."""
+    from edgebnn.certify import report as certify_report_lib  # noqa: PLC0415
+    from edgebnn.deploy import convert as convert_lib  # noqa: PLC0415
+    from edgebnn.recipes.config import EvaluationConfig  # noqa: PLC0415
+    from edgebnn.recipes.evaluations import certify as certify_kind  # noqa: PLC0415
+    from edgebnn.recipes.evaluations.common import EvalContext  # noqa: PLC0415
+    from edgebnn.recipes.store import Batches  # noqa: PLC0415
+
+    _, _, xt, yt = fashion_small
+    lce = fcn_in2_flatbuffer(target="lce")
+    conversions = []
+
+    @functools.wraps(convert_lib.convert)
+    def convert(model, **options):  # the shared fixture's bytes: what converting fcn_in2 gives
+        assert options == {"target": "lce"}, options
+        conversions.append(model)
+        return lce
+
+    monkeypatch.setattr(convert_lib, "convert", convert)
+    # no attack search first (the attack is not what is counted here): the solver decides every image
+    monkeypatch.setattr(certify_report_lib, "craft", lambda model, x, y, *, eps, **options: x)
+    spec = certify_kind.Spec(eps=[0.05, 0.1], limit=2, time_limit=5, attack_steps=1, attack_restarts=1)
+    units = certify_kind.KIND.units(spec, recipe=None)
+
+    def evaluate():  # the runner's way: one context per cell, one partial store per result
+        ctx = EvalContext(cell="c", model=fcn_in2, randomized=False, model_of=None, x_eval=xt[:2], y_eval=yt[:2],
+                          x_pool=xt[2:], y_pool=yt[2:], x_test=xt, y_test=yt, num_classes=10,
+                          evaluation=EvaluationConfig(), progress=lambda *args: None)
+        results = []
+        for i, unit in enumerate(units):
+            ctx.batches = Batches(tmp_path / str(i), f"key{i}")
+            results.append(certify_kind.KIND.run(unit, ctx))
+        return ctx, results
+
+    ctx, computed = evaluate()
+    assert conversions == [fcn_in2]
+    assert [r.metrics["n"] for r in computed] == [2, 2]
+    assert sum(r.metrics["replayed_tflite"] for r in computed) > 0, "nothing was replayed through the .tflite"
+    _, stored = evaluate()
+    assert conversions == [fcn_in2]  # every part came from the store
+    assert [(r.labels, r.metrics) for r in stored] == [(r.labels, r.metrics) for r in computed]
+    # the deployment's options in full name the same conversion (its defaults filled in)
+    assert ctx.converted(target="lce", weights="exact", strip=False) is lce and conversions == [fcn_in2]
+    ctx.model = other = tf.keras.models.clone_model(fcn_in2)  # a context given another model converts that one
+    ctx.converted(target="lce")
+    assert conversions == [fcn_in2, other]
+
+
 def test_hints_are_checked_not_trusted(fcn_in2, fashion_small):
     _, _, xt, yt = fashion_small
     x, y = xt[:6], yt[:6]

@@ -266,7 +266,7 @@ def test_a_failed_rerun_keeps_the_complete_report_and_its_outputs(tiny_run, tmp_
 def test_offline_mnist_split_in_the_caption(tmp_path, data_dir):
     text = TINY.split("[grid]")[0].replace('dataset = "fashion_mnist"\ntrain_limit = 300\ntest_limit = 120',
                                           'dataset = "mnist"\nsplit = { train = 200, test = 80, seed = 3 }')
-    study = _study(tmp_path, text, data_dir=data_dir)
+    study = _study(tmp_path, text, overrides=["attacks=[]"], data_dir=data_dir)  # the caption needs no attack
     report, _ = _run(study, tmp_path / "run")
     assert report["dataset"] == {"name": "mnist", "train_size": 200, "test_size": 80, "attack_size": 60}
     assert ("mnist official test split (10,000 images), carved with seed 3 into a class-stratified 200-image "

@@ -588,8 +588,10 @@ def _compute(session, cell, unit, ctx, *, work, keep_examples, name):
 # --- deployment ------------------------------------------------------------------------
 
 
-def deploy(session, cell, model, cell_plan):
-    """Convert ``cell``'s model (and verify and bundle it as its ``[deploy]`` says), unless stored."""
+def deploy(session, cell, model, cell_plan, *, converted):
+    """Convert ``cell``'s model (and verify and bundle it as its ``[deploy]`` says), unless stored;
+    ``converted(**options)`` is ``edgebnn.deploy.convert.convert(model, **options)`` (the cell's
+    :meth:`EvalContext.converted`, which its certify results may have converted already)."""
     from edgebnn.deploy.convert import NotDeployableError, check_deployable  # noqa: PLC0415
 
     folder = session.store.deploy_dir(cell_plan.deploy_key(cell.recipe.deploy))
@@ -609,7 +611,7 @@ def deploy(session, cell, model, cell_plan):
         session.console.line(f"cell {cell.id!r}: not deployed (random at inference)")
         return
     start = time.perf_counter()
-    deployed, flatbuffer = _convert(session, cell, model, cell_plan)
+    deployed, flatbuffer = _convert(session, cell, model, cell_plan, converted=converted)
     if cell.recipe.deploy.bundle:
         from edgebnn.deploy.bundle import bundle  # noqa: PLC0415
 
@@ -638,16 +640,16 @@ def _check_deployment(folder):
         verify_model((folder / "model.tflite").read_bytes(), max_tensor_bytes=math.inf)
 
 
-def _convert(session, cell, model, cell_plan):
+def _convert(session, cell, model, cell_plan, *, converted):
     """``(deploy result, flatbuffer)``: the converted model, verified against Keras on the test part
     and on the examples of the results that export them when ``deploy.verify``."""
-    from edgebnn.deploy.convert import convert, float_reference  # noqa: PLC0415
+    from edgebnn.deploy.convert import float_reference  # noqa: PLC0415
     from edgebnn.deploy.report import layer_ops, weight_storage  # noqa: PLC0415
     from edgebnn.deploy.verify import verify  # noqa: PLC0415
 
     cfg = cell.recipe.deploy
     session.console.line(f"cell {cell.id!r}: converting with target {cfg.target!r}")
-    flatbuffer = convert(model, target=cfg.target, weights=cfg.weights, strip=cfg.strip)
+    flatbuffer = converted(target=cfg.target, weights=cfg.weights, strip=cfg.strip)
     deployed = {
         "deployed": True, "target": cfg.target, "weights": cfg.weights, "strip": cfg.strip,
         "tflite_bytes": len(flatbuffer), "float_tflite_bytes": len(float_reference(model)),
@@ -703,7 +705,7 @@ def run_cell(session, cell, cell_plan, *, after_each):
         evaluate(session, cell, unit, ctx, work=cell_plan.unit_work[unit.key], keep_examples=keep)
         after_each()
     if cell.recipe.deploy.enabled:
-        deploy(session, cell, model, cell_plan)
+        deploy(session, cell, model, cell_plan, converted=ctx.converted)
     after_each()
 
 

@@ -110,11 +110,9 @@ class Certify(Kind):
 
     def run(self, unit, ctx):
         from edgebnn.certify import certify_report  # noqa: PLC0415 (TensorFlow)
-        from edgebnn.deploy.convert import convert  # noqa: PLC0415 (LCE converter)
         from edgebnn.deploy.verify import tflite_predict  # noqa: PLC0415
 
         n = len(ctx.x_eval) if unit["limit"] is None else min(unit["limit"], len(ctx.x_eval))
-        flatbuffer = convert(ctx.model, target="lce")  # counterexamples are replayed through the deployed model
         attack = {"attack": "pgd", "steps": unit["attack_steps"], "restarts": unit["attack_restarts"]}
         stored = ctx.batches
         call = None if stored is None else stored.next_call()
@@ -129,6 +127,9 @@ class Certify(Kind):
                 def progress(_, done, total, start=start):
                     ctx.progress(self.label(unit), start + done, n)
 
+                # counterexamples are replayed through the deployed model: converted once for all of the
+                # cell's certify results, and only when a part is computed
+                flatbuffer = ctx.converted(target="lce")
                 part = certify_report(
                     ctx.model, ctx.x_eval[start:stop], ctx.y_eval[start:stop], eps_list=[unit["eps"]],
                     time_limit=unit["time_limit"], solver=unit["solver"], processes=unit["processes"], attack=seeded,

@@ -7,7 +7,8 @@ sample per gradient, as CleverHans runs it), and predicted with one stochastic p
 ``evaluation.mc_passes = K`` also with the K-pass Monte-Carlo vote ("M", Guan et al.).
 """
 
-from dataclasses import dataclass
+import inspect
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -89,10 +90,31 @@ class EvalContext:
     evaluation: Any
     progress: Callable
     batches: Any = None
+    #: ``options -> (model, flatbuffer)`` of :meth:`converted`: lives and dies with this context.
+    _converted: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def eot_samples(self, randomized):
         """EOT passes for attacking a model (:func:`eot_samples` of the cell's evaluation settings)."""
         return eot_samples(self.evaluation, randomized)
+
+    def converted(self, **options):
+        """The cell's model as a TFLite flatbuffer, ``edgebnn.deploy.convert.convert(model, **options)``,
+        converted the first time the cell's evaluations or deployment ask for it with these options
+        (options left out are their defaults: ``target="lce"`` is ``target="lce", weights="exact"``).
+
+        The conversion is kept with the model object it was made from: a context whose ``model``
+        is replaced converts the new one.
+        """
+        from edgebnn.deploy.convert import convert  # noqa: PLC0415 (TensorFlow, LCE converter)
+
+        arguments = inspect.signature(convert).bind(self.model, **options)
+        arguments.apply_defaults()
+        key = tuple(sorted((name, value) for name, value in arguments.arguments.items() if name != "model"))
+        model, flatbuffer = self._converted.get(key, (None, None))
+        if model is not self.model:
+            flatbuffer = convert(self.model, **options)
+            self._converted[key] = (self.model, flatbuffer)
+        return flatbuffer
 
 
 def predict(ctx, model, x, label=None):
