@@ -43,7 +43,12 @@ def _check_deployed(report, out, cells):
     assert {c["deployed"]["target"] for c in report["cells"]} == {"lce", "portable"}
 
 
-def test_own_model_example_attacks_certifies_converts_verifies_and_bundles(user_files, tmp_path):
+def test_own_model_example_attacks_certifies_converts_verifies_and_bundles(user_files, tmp_path, monkeypatch):
+    from edgebnn.deploy import convert  # noqa: PLC0415
+
+    float_conversions = []
+    monkeypatch.setattr(convert, "float_reference",
+                        lambda model, real=convert.float_reference: float_conversions.append(model) or real(model))
     out = tmp_path / "run"
     report = _own_model_run(user_files, out, "robustness=[]")  # the strong evaluation: its own example
     assert report["status"] == "complete"
@@ -51,6 +56,9 @@ def test_own_model_example_attacks_certifies_converts_verifies_and_bundles(user_
     assert kinds == {"clean", "attacks", "certify"}
     assert report["cells"][0]["train"]["epochs"] == 0  # the saved model, not retrained
     _check_deployed(report, out, ["lce", "portable"])
+    # both cells deploy the one saved model: its float TFLite reference is converted once for both
+    assert len(float_conversions) == 1
+    assert len({c["deployed"]["float_tflite_bytes"] for c in report["cells"]}) == 1
 
 
 @pytest.mark.slow

@@ -60,6 +60,8 @@ class Session:
         models: ``{model key: (model, randomized, train info)}`` loaded so far.
         results: ``{result key: stored result}`` found or computed so far.
         deployed: ``{cell id: deploy result}``; ``deploy_dirs``: ``{cell id: its store folder}``.
+        float_tflite_bytes: ``{model key: size of its plain float TFLite conversion}`` (cells that deploy
+            one trained model convert it to float once).
         computed_seconds: compute time spent in this run (not taken from the cache).
     """
 
@@ -73,6 +75,7 @@ class Session:
         self.results = {}
         self.deployed = {}
         self.deploy_dirs = {}
+        self.float_tflite_bytes = {}
         self.computed_seconds = 0.0
 
     def data_for(self, recipe):
@@ -650,9 +653,11 @@ def _convert(session, cell, model, cell_plan, *, converted):
     cfg = cell.recipe.deploy
     session.console.line(f"cell {cell.id!r}: converting with target {cfg.target!r}")
     flatbuffer = converted(target=cfg.target, weights=cfg.weights, strip=cfg.strip)
+    if cell_plan.model_key not in session.float_tflite_bytes:  # the model key names its trained weights
+        session.float_tflite_bytes[cell_plan.model_key] = len(float_reference(model))
     deployed = {
         "deployed": True, "target": cfg.target, "weights": cfg.weights, "strip": cfg.strip,
-        "tflite_bytes": len(flatbuffer), "float_tflite_bytes": len(float_reference(model)),
+        "tflite_bytes": len(flatbuffer), "float_tflite_bytes": session.float_tflite_bytes[cell_plan.model_key],
         "layer_ops": layer_ops(flatbuffer), "weight_storage": weight_storage(flatbuffer),
     }
     if not cfg.verify:
