@@ -21,6 +21,7 @@ import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from edgebnn import _io, _quiet, _validate
 from edgebnn._validate import positive_int
 from edgebnn.choices import RANDOM_ADVERSARIAL_METHODS as RANDOM_METHODS, XLA_MODES
+from edgebnn.training.optim import InPlaceAdam
 
 import tensorflow as tf
 
@@ -66,7 +67,8 @@ def compile_for_classification(model, *, learning_rate=1e-3, optimizer=None, xla
     """Compile ``model`` (which outputs logits) with sparse cross-entropy and accuracy.
 
     The optimizer is ``optimizer`` when given (see
-    :func:`edgebnn.training.optim.make_optimizer`), else Adam at ``learning_rate``.
+    :func:`edgebnn.training.optim.make_optimizer`), else Adam at ``learning_rate``
+    (:class:`~edgebnn.training.optim.InPlaceAdam`: Keras' Adam, bit for bit).
 
     ``xla`` (one of :data:`XLA_MODES`) compiles part of every training step with XLA, which
     fuses the element-wise passes over the weights that TensorFlow otherwise runs one op at a
@@ -97,7 +99,7 @@ def compile_for_classification(model, *, learning_rate=1e-3, optimizer=None, xla
     if optimizer is None:
         if not learning_rate > 0:
             raise ValueError(f"`learning_rate` must be > 0, got {learning_rate!r}.")
-        optimizer = tf.keras.optimizers.Adam(learning_rate)
+        optimizer = InPlaceAdam(learning_rate)
     if xla == "update":
         optimizer.jit_compile = True  # Keras turns the optimizer's own XLA off on machines without a GPU
     model.compile(
