@@ -77,14 +77,17 @@ def test_training_speeds_times_every_xla_mode_round_by_round():
     import numpy as np
     import tensorflow as tf
 
-    from benchmarks.peak import BATCH, training_speeds
+    from benchmarks.peak import BATCH, KERAS_ADAM, training_speeds
+    from edgebnn.training.optim import InPlaceAdam
 
     model = tf.keras.Sequential([tf.keras.Input((6,)), tf.keras.layers.Dense(4), tf.keras.layers.Dense(3)])
     x = np.random.default_rng(0).uniform(size=(2 * BATCH, 6)).astype(np.float32)
     y = np.arange(2 * BATCH) % 3
-    speeds, peak = training_speeds(model, x, y, modes=["off", "update", "step"], repeats=1)
-    assert set(speeds) == {"off", "update", "step"} and all(v > 0 for v in speeds.values()) and peak > 0
+    modes = [KERAS_ADAM, "off", "update", "step"]
+    speeds, peak = training_speeds(model, x, y, modes=modes, repeats=1)
+    assert set(speeds) == set(modes) and all(v > 0 for v in speeds.values()) and peak > 0
     assert model.jit_compile and not model.optimizer.jit_compile  # recompiled for each mode, "step" last
+    assert isinstance(model.optimizer, InPlaceAdam)  # edgebnn's Adam in the XLA modes, Keras' only in KERAS_ADAM
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in cli.REPO.joinpath("benchmarks").glob("*.py")
