@@ -11,7 +11,8 @@ the fractions are lower bounds). One PGD iteration is a forward pass and a backw
 pass to the input (2x the forward FLOP); one training step a forward pass and a
 backward pass to the inputs and the weights (3x). Models are untrained: speed does not
 depend on the weights' values. Training modes are timed interleaved, round by round, on
-one model recompiled for each mode (its warm-up batch, which traces and compiles, untimed);
+one model recompiled for each mode (its warm-up batches, which trace and compile for the data's
+spec, untimed: a timed epoch whose last batch is partial would otherwise include a retrace);
 besides the XLA modes, the plain step with Keras' own Adam (``KERAS_ADAM``) measures what
 edgebnn's :class:`~edgebnn.training.optim.InPlaceAdam` (same weights, bit for bit) gains.
 
@@ -95,6 +96,14 @@ def _median_seconds(fn, repeats):
     return float(np.median(seconds))
 
 
+def warm_up(model, x, y):
+    """Fit ``model`` on the first batch of ``(x, y)`` and, when ``len(x)`` leaves a partial last batch, on
+    that many images more: the training function is then traced for every batch shape an epoch on
+    ``(x, y)`` feeds it (Keras traces again for the first partial batch)."""
+    warm = BATCH + len(x) % BATCH
+    model.fit(x[:warm], y[:warm], batch_size=BATCH, epochs=1, verbose=0, shuffle=False)
+
+
 def training_speeds(model, x, y, *, modes, repeats):
     """``({mode: median images/s}, best peak GFLOP/s seen)``: one epoch on ``(x, y)`` per mode and
     round, the modes interleaved; the peak is measured again before every round.
@@ -114,7 +123,7 @@ def training_speeds(model, x, y, *, modes, repeats):
                 compile_for_classification(model, optimizer=keras_adam)
             else:
                 compile_for_classification(model, optimizer=optimizer, xla=mode)
-            model.fit(x[:BATCH], y[:BATCH], batch_size=BATCH, epochs=1, verbose=0, shuffle=False)  # trace, compile
+            warm_up(model, x, y)
             start = time.perf_counter()
             model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, shuffle=False)
             speeds[mode].append(len(x) / (time.perf_counter() - start))

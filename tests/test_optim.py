@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from edgebnn.training import compile_for_classification, learning_rate_schedule, make_optimizer
+from edgebnn.training import compile_for_classification, learning_rate_schedule, make_optimizer, train
 from edgebnn.training.optim import InPlaceAdam
 from edgebnn.zoo.panda_fcn import build_fcn
 
@@ -98,3 +98,24 @@ def test_in_place_adam_steps_in_place_and_falls_back_where_it_must():
 def test_bad_arguments_name_the_argument(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_a_run_checkpointed_with_keras_adam_resumes_with_in_place_adam_to_the_same_bits(tmp_path):
+    """A resume state written by a training on Keras' Adam (before edgebnn had its own) restores into
+    :class:`InPlaceAdam`, and the resumed run ends on the weights of an uninterrupted Keras run."""
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0, 1, (96, 28, 28, 1)).astype(np.float32)
+    y = rng.integers(0, 10, len(x))
+
+    def run(optimizer, epochs, folder=None):
+        tf.keras.utils.set_random_seed(2)
+        model = build_fcn(hidden_units=32, hidden_layers=2, precision="binary")
+        compile_for_classification(model, optimizer=optimizer)
+        history = train(model, x, y, epochs=epochs, batch_size=32, seed=4, checkpoint_dir=folder, verbose=0)
+        return model.get_weights(), history.epoch
+
+    run(tf.keras.optimizers.Adam(), 1, tmp_path)
+    resumed, epochs_run = run(InPlaceAdam(), 2, tmp_path)
+    assert epochs_run == [1]  # the second epoch only: the first came from the checkpoint
+    for a, b in zip(resumed, run(tf.keras.optimizers.Adam(), 2)[0]):
+        np.testing.assert_array_equal(a, b)
