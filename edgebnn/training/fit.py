@@ -138,22 +138,59 @@ def resume_state(checkpoint_dir):
         raise ValueError(f"unreadable resume state {path}: {e}; delete {path.parent} to train from scratch") from None
 
 
+#: Substrings of the TensorFlow op types that draw random numbers (stateful, stateless and
+#: generator-based kernels: ``RandomUniform``, ``StatelessRandomUniformV2``, ``RngReadAndSkip``, ...).
+RANDOM_OP_MARKERS = ("Random", "Multinomial", "TruncatedNormal", "Rng", "StatefulUniform", "StatefulStandardNormal")
+
+
+def _op_types(graph):
+    """Op types of ``graph`` and of every function it holds (nested functions, gradients)."""
+    types = {op.type for op in graph.get_operations()}
+    for function in graph._functions.values():  # noqa: SLF001  (FuncGraph's library; no public accessor)
+        types |= {node.op for node in function.definition.node_def}
+    return types
+
+
+def epochs_share_functions(model, input_shape):
+    """Whether every epoch of :func:`train` can run the training function traced for the first.
+
+    A new function per epoch is what gives random ops their epoch's op seeds
+    (:func:`epoch_seed`); a training that draws no random number computes the same
+    with one function, bit for bit, and skips the tracing (twice per epoch when the last
+    batch is partial). True only for Keras' own ``train_step`` / ``test_step`` (a
+    subclass may draw numbers there), no layer that :func:`random_training_ops` finds and
+    no random op (:data:`RANDOM_OP_MARKERS`) in the training-mode forward pass, traced here
+    for inputs of shape ``(None, *input_shape)``.
+    """
+    keras_steps = (type(model).train_step is tf.keras.Model.train_step
+                   and type(model).test_step is tf.keras.Model.test_step)
+    if not keras_steps or random_training_ops(model):
+        return False
+    dtype = model.inputs[0].dtype if getattr(model, "inputs", None) else tf.float32
+    forward = tf.function(lambda x: model(x, training=True))
+    graph = forward.get_concrete_function(tf.TensorSpec((None, *input_shape), dtype)).graph
+    return not any(marker in op for op in _op_types(graph) for marker in RANDOM_OP_MARKERS)
+
+
 class _EpochState(tf.keras.callbacks.Callback):
-    """Seeds each epoch from ``(seed, epoch)`` with a freshly traced training function, records
-    the history, and (with a folder) checkpoints the state every finished epoch leaves.
+    """Seeds each epoch from ``(seed, epoch)`` with a freshly traced training function (one function
+    for every epoch where :func:`epochs_share_functions`), records the history, and (with a folder)
+    checkpoints the state every finished epoch leaves.
 
     Placed first among the callbacks, so an epoch is saved before any other callback
     reports it finished (a Ctrl-C after an "epoch N" line then resumes after epoch N).
     """
 
-    def __init__(self, *, seed, history, checkpoint, folder, writes_state, identity):
+    def __init__(self, *, seed, history, checkpoint, folder, writes_state, identity, retrace=True):
         super().__init__()
-        self.seed, self.history = seed, history
+        self.seed, self.history, self.retrace = seed, history, retrace
         self.checkpoint, self.folder = checkpoint, folder
         self.writes_state, self.identity = writes_state, identity
 
     def on_epoch_begin(self, epoch, logs=None):
         tf.keras.utils.set_random_seed(epoch_seed(self.seed, epoch, _OPS_STREAM))
+        if not self.retrace:
+            return
         # a new function has new random kernels, whose op seeds derive from the seed just set
         self.model.train_function = self.model.make_train_function(force=True)
         if self.model.test_function is not None:
@@ -279,7 +316,8 @@ def train(
         if state is not None:
             start, history = _restore(checkpoint, checkpoint_dir, state, identity=identity, epochs=epochs)
     recorder = _EpochState(seed=seed, history=history, checkpoint=checkpoint, folder=folder,
-                           writes_state=writes_state, identity=identity)
+                           writes_state=writes_state, identity=identity,
+                           retrace=not epochs_share_functions(model, np.shape(x)[1:]))
     keras_history = tf.keras.callbacks.History()
     keras_history.set_model(model)
     keras_history.epoch = []
