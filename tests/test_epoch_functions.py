@@ -37,7 +37,7 @@ def test_a_deterministic_training_runs_one_function_and_trains_the_same_bits(mon
     y = rng.integers(0, 10, len(x))
     validation = (x[:20], y[:20])
     shared, shared_history, shared_functions = _run(x, y, validation)
-    monkeypatch.setattr(fit, "epochs_share_functions", lambda model, input_shape: False)  # a function per epoch
+    monkeypatch.setattr(fit, "epochs_share_functions", lambda model: False)  # a function per epoch
     fresh, fresh_history, fresh_functions = _run(x, y, validation)
     assert len({id(f) for f in shared_functions}) == 1 and len({id(f) for f in fresh_functions}) == 3
     assert shared_history == fresh_history
@@ -52,6 +52,17 @@ class _Jitter(tf.keras.layers.Layer):
         return inputs + tf.random.uniform(tf.shape(inputs), maxval=1e-3) if training else inputs
 
 
+class _Subclassed(tf.keras.Model):
+    """A subclassed model: no declared inputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.dense = tf.keras.layers.Dense(3)
+
+    def call(self, inputs):
+        return self.dense(inputs)
+
+
 def _dense(*layers):
     return tf.keras.Sequential([tf.keras.Input((6,)), *layers, tf.keras.layers.Dense(3)])
 
@@ -62,6 +73,7 @@ def _dense(*layers):
     (lambda: _dense(tf.keras.layers.Dropout(0.5)), False),
     (lambda: _dense(_Jitter()), False),  # found in the traced graph
     (lambda: AdversarialModel(_dense(tf.keras.layers.Dense(4)), method="fgsm", eps=0.1), False),  # its own step
+    (lambda: _Subclassed(), False),  # no declared input to trace the forward pass for
 ])
 def test_a_function_per_epoch_wherever_the_step_may_draw_random_numbers(make, shares):
-    assert fit.epochs_share_functions(make(), (6,)) is shares
+    assert fit.epochs_share_functions(make()) is shares

@@ -151,24 +151,24 @@ def _op_types(graph):
     return types
 
 
-def epochs_share_functions(model, input_shape):
+def epochs_share_functions(model):
     """Whether every epoch of :func:`train` can run the training function traced for the first.
 
     A new function per epoch is what gives random ops their epoch's op seeds
     (:func:`epoch_seed`); a training that draws no random number computes the same
     with one function, bit for bit, and skips the tracing (twice per epoch when the last
-    batch is partial). True only for Keras' own ``train_step`` / ``test_step`` (a
-    subclass may draw numbers there), no layer that :func:`random_training_ops` finds and
-    no random op (:data:`RANDOM_OP_MARKERS`) in the training-mode forward pass, traced here
-    for inputs of shape ``(None, *input_shape)``.
+    batch is partial). True only for a model with one declared input (functional or
+    ``Sequential``), Keras' own ``train_step`` / ``test_step`` (a subclass may draw numbers
+    there), no layer that :func:`random_training_ops` finds and no random op
+    (:data:`RANDOM_OP_MARKERS`) in its training-mode forward pass, traced here.
     """
     keras_steps = (type(model).train_step is tf.keras.Model.train_step
                    and type(model).test_step is tf.keras.Model.test_step)
-    if not keras_steps or random_training_ops(model):
+    inputs = getattr(model, "inputs", None) or []
+    if not keras_steps or len(inputs) != 1 or random_training_ops(model):
         return False
-    dtype = model.inputs[0].dtype if getattr(model, "inputs", None) else tf.float32
     forward = tf.function(lambda x: model(x, training=True))
-    graph = forward.get_concrete_function(tf.TensorSpec((None, *input_shape), dtype)).graph
+    graph = forward.get_concrete_function(tf.TensorSpec(inputs[0].shape, inputs[0].dtype)).graph
     return not any(marker in op for op in _op_types(graph) for marker in RANDOM_OP_MARKERS)
 
 
@@ -317,7 +317,7 @@ def train(
             start, history = _restore(checkpoint, checkpoint_dir, state, identity=identity, epochs=epochs)
     recorder = _EpochState(seed=seed, history=history, checkpoint=checkpoint, folder=folder,
                            writes_state=writes_state, identity=identity,
-                           retrace=not epochs_share_functions(model, np.shape(x)[1:]))
+                           retrace=not epochs_share_functions(model))
     keras_history = tf.keras.callbacks.History()
     keras_history.set_model(model)
     keras_history.epoch = []
