@@ -63,6 +63,11 @@ class _Subclassed(tf.keras.Model):
         return self.dense(inputs)
 
 
+def _mirrored():
+    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
+        return _dense(tf.keras.layers.Dense(4))
+
+
 def _dense(*layers):
     return tf.keras.Sequential([tf.keras.Input((6,)), *layers, tf.keras.layers.Dense(3)])
 
@@ -74,6 +79,7 @@ def _dense(*layers):
     (lambda: _dense(_Jitter()), False),  # found in the traced graph
     (lambda: AdversarialModel(_dense(tf.keras.layers.Dense(4)), method="fgsm", eps=0.1), False),  # its own step
     (lambda: _Subclassed(), False),  # no declared input to trace the forward pass for
+    (lambda: _mirrored(), False),  # distributed variables: traced only under its strategy
 ])
 def test_a_function_per_epoch_wherever_the_step_may_draw_random_numbers(make, shares):
     assert fit.epochs_share_functions(make()) is shares

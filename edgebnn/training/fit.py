@@ -3,7 +3,8 @@
 Every epoch is a function of ``(seed, epoch)`` and of the state the previous epoch left:
 its shuffle order is a permutation drawn from ``(seed, epoch)``, and its random ops
 (dropout, stochastic binarization, the adversary's random starts and eps) are seeded
-from ``(seed, epoch)`` in a training function traced afresh for the epoch. The state
+from ``(seed, epoch)`` in a training function traced afresh for the epoch (a training
+that draws no random number runs one function for every epoch: :func:`epochs_share_functions`). The state
 an epoch leaves (weights, optimizer slots and step counter, the history so far) is
 what a checkpoint holds, so a run stopped after any epoch (Ctrl-C, SIGTERM, SIGKILL)
 and started again trains the same weights, bit for bit, as a run never stopped.
@@ -158,14 +159,16 @@ def epochs_share_functions(model):
     (:func:`epoch_seed`); a training that draws no random number computes the same
     with one function, bit for bit, and skips the tracing (twice per epoch when the last
     batch is partial). True only for a model with one declared input (functional or
-    ``Sequential``), Keras' own ``train_step`` / ``test_step`` (a subclass may draw numbers
+    ``Sequential``), not distributed by a ``tf.distribute`` strategy (the forward pass is traced
+    here outside it), Keras' own ``train_step`` / ``test_step`` (a subclass may draw numbers
     there), no layer that :func:`random_training_ops` finds and no random op
     (:data:`RANDOM_OP_MARKERS`) in its training-mode forward pass, traced here.
     """
     keras_steps = (type(model).train_step is tf.keras.Model.train_step
                    and type(model).test_step is tf.keras.Model.test_step)
     inputs = getattr(model, "inputs", None) or []
-    if not keras_steps or len(inputs) != 1 or random_training_ops(model):
+    distributed = any(isinstance(v, tf.distribute.DistributedValues) for v in model.variables)
+    if not keras_steps or len(inputs) != 1 or distributed or random_training_ops(model):
         return False
     forward = tf.function(lambda x: model(x, training=True))
     graph = forward.get_concrete_function(tf.TensorSpec(inputs[0].shape, inputs[0].dtype)).graph
