@@ -11,7 +11,10 @@ the fractions are lower bounds). One PGD iteration is a forward pass and a backw
 pass to the input (2x the forward FLOP); one training step a forward pass and a
 backward pass to the inputs and the weights (3x). Models are untrained: speed does not
 depend on the weights' values. Training modes are timed interleaved, round by round, on
-one model recompiled for each mode (its warm-up batch, which traces and compiles, untimed).
+one model recompiled for each mode (its warm-up batches, which trace and compile for the data's
+spec, untimed: a timed epoch whose last batch is partial would otherwise include a retrace);
+besides the XLA modes, the plain step with Keras' own Adam (``KERAS_ADAM``) measures what
+edgebnn's :class:`~edgebnn.training.optim.InPlaceAdam` (same weights, bit for bit) gains.
 
 Usage (alone; ``python -m benchmarks`` runs it with the defaults of :func:`run`):
     PYTHONPATH=. python -m benchmarks.peak [--quick] [--only LABEL ...]
@@ -28,6 +31,7 @@ from edgebnn import zoo
 from edgebnn.evaluation.robustness import craft
 from edgebnn.training import compile_for_classification
 from edgebnn.training.fit import XLA_MODES, random_training_ops
+from edgebnn.training.optim import InPlaceAdam
 
 import tensorflow as tf
 
@@ -49,6 +53,8 @@ MODELS = {
 }
 #: PGD iterations and the batch of both PGD and training (Panda's and Galloway's batch size).
 PGD_STEPS, BATCH = 20, 128
+#: Training mode of :func:`training_speeds`: the plain step with Keras' Adam instead of edgebnn's.
+KERAS_ADAM = "keras_adam"
 
 
 def matmul_peak(*, size=PEAK_SIZE, repeats=5):
@@ -90,22 +96,34 @@ def _median_seconds(fn, repeats):
     return float(np.median(seconds))
 
 
+def warm_up(model, x, y):
+    """Fit ``model`` on the first batch of ``(x, y)`` and, when ``len(x)`` leaves a partial last batch, on
+    that many images more: the training function is then traced for every batch shape an epoch on
+    ``(x, y)`` feeds it (Keras traces again for the first partial batch)."""
+    warm = BATCH + len(x) % BATCH
+    model.fit(x[:warm], y[:warm], batch_size=BATCH, epochs=1, verbose=0, shuffle=False)
+
+
 def training_speeds(model, x, y, *, modes, repeats):
     """``({mode: median images/s}, best peak GFLOP/s seen)``: one epoch on ``(x, y)`` per mode and
     round, the modes interleaved; the peak is measured again before every round.
 
-    Every mode recompiles ``model`` with the same Adam instance: a new optimizer per compile
-    would add its moments (twice the weights) each time, while old training functions keep
-    the previous ones alive.
+    ``modes``: XLA modes (with edgebnn's Adam) and :data:`KERAS_ADAM`. Every XLA mode recompiles
+    ``model`` with the same Adam instance (and :data:`KERAS_ADAM` with one Keras Adam): a new
+    optimizer per compile would add its moments (twice the weights) each time, while old
+    training functions keep the previous ones alive.
     """
     speeds, peaks = {mode: [] for mode in modes}, []
-    optimizer = tf.keras.optimizers.Adam()
+    optimizer, keras_adam = InPlaceAdam(), tf.keras.optimizers.Adam()
     for _ in range(repeats):
         peaks.append(matmul_peak(repeats=1))
         for mode in modes:
             optimizer.jit_compile = False  # "update" turns it on; the other modes leave it as it is
-            compile_for_classification(model, optimizer=optimizer, xla=mode)
-            model.fit(x[:BATCH], y[:BATCH], batch_size=BATCH, epochs=1, verbose=0, shuffle=False)  # trace, compile
+            if mode == KERAS_ADAM:
+                compile_for_classification(model, optimizer=keras_adam)
+            else:
+                compile_for_classification(model, optimizer=optimizer, xla=mode)
+            warm_up(model, x, y)
             start = time.perf_counter()
             model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, shuffle=False)
             speeds[mode].append(len(x) / (time.perf_counter() - start))
@@ -133,7 +151,7 @@ def measure(*, quick=False, only=None):
         pgd_s = _median_seconds(lambda m=model: craft(m, x[:attacked], y[:attacked], attack="pgd", eps=0.1, steps=steps,
                                                       batch_size=BATCH), repeats)
         random_ops = random_training_ops(model)
-        modes = [m for m in XLA_MODES if m != "step" or not random_ops]
+        modes = [KERAS_ADAM, *(m for m in XLA_MODES if m != "step" or not random_ops)]
         speeds, round_peak = training_speeds(model, x[:trained], y[:trained], modes=modes, repeats=repeats)
         peak = max(peak, round_peak)
         rows.append(dict(label=label, flop=flop, params=model.count_params(), pgd_images=attacked / pgd_s,
@@ -152,25 +170,32 @@ def run(*, quick=False, only=None):
     """The benchmark at its defaults (tiny sizes with ``quick``; only the families ``only`` names)."""
     peak, rows = measure(quick=quick, only=only)
     figures, table = [], [
-        "| model | weights | forward MFLOP / image | PGD images/s | PGD / peak | training images/s: plain | "
-        "XLA update | XLA step | training / peak: plain | XLA update | XLA step | best XLA / plain |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        "| model | weights | forward MFLOP / image | PGD images/s | PGD / peak | training images/s: plain, Keras "
+        "Adam | plain | XLA update | XLA step | training / peak: plain, Keras Adam | plain | XLA update | XLA step | "
+        "plain / plain with Keras Adam | best XLA / plain |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         pgd_gflops = r["pgd_flops"] / 1e9
-        best = max(r["speeds"], key=r["speeds"].get)
+        best = max(XLA_MODES, key=lambda m: r["speeds"].get(m, 0.0))
         cells = {mode: (f"{r['speeds'][mode]:.0f}", f"{_training_gflops(r, mode) / peak:.0%}") if mode in r["speeds"]
-                 else ("refused", "--") for mode in XLA_MODES}
+                 else ("refused", "--") for mode in (KERAS_ADAM, *XLA_MODES)}
         table.append(f"| {r['label']} | {r['params']:,} | {r['flop'] / 1e6:.2f} | {r['pgd_images']:.0f} | "
                      f"{pgd_gflops / peak:.0%} | {' | '.join(c[0] for c in cells.values())} | "
-                     f"{' | '.join(c[1] for c in cells.values())} | {r['speeds'][best] / r['speeds']['off']:.2f}x |")
+                     f"{' | '.join(c[1] for c in cells.values())} | "
+                     f"{r['speeds']['off'] / r['speeds'][KERAS_ADAM]:.2f}x | "
+                     f"{r['speeds'][best] / r['speeds']['off']:.2f}x |")
         figures.append(Figure(f"PGD throughput / matmul peak, {r['label']}", pgd_gflops / peak, pgd_gflops,
                               peak, "GFLOP/s", f"PGD-{PGD_STEPS} via `craft`, batch {BATCH}, dense/conv FLOP only"))
         for mode in r["speeds"]:
             gflops = _training_gflops(r, mode)
-            figures.append(Figure(f"training throughput / matmul peak, {r['label']}, xla={mode!r}", gflops / peak,
+            setting = "plain step, Keras' Adam" if mode == KERAS_ADAM else f"xla={mode!r}"
+            figures.append(Figure(f"training throughput / matmul peak, {r['label']}, {setting}", gflops / peak,
                                   gflops, peak, "GFLOP/s", f"`model.fit`, batch {BATCH}, dense/conv FLOP only"))
+        figures.append(Figure(f"training throughput, {r['label']}, plain step: InPlaceAdam / Keras' Adam",
+                              r["speeds"]["off"] / r["speeds"][KERAS_ADAM], r["speeds"]["off"], r["speeds"][KERAS_ADAM],
+                              "images/s (median)", "same weights bit for bit; modes interleaved round by round"))
         for mode in r["speeds"]:
-            if mode != "off":
+            if mode not in ("off", KERAS_ADAM):
                 figures.append(Figure(f"training throughput, {r['label']}, xla={mode!r} / plain",
                                       r["speeds"][mode] / r["speeds"]["off"], r["speeds"][mode], r["speeds"]["off"],
                                       "images/s (median)", "same model and batches, modes interleaved round by round"))
@@ -180,8 +205,9 @@ def run(*, quick=False, only=None):
         f"`tf.function`), measured in this process before the models and before every training round.", "",
         f"PGD-{PGD_STEPS} (L-inf eps=0.1) through `craft`, batch {BATCH}, {PGD_PASSES}x the forward FLOP per "
         f"iteration; one `model.fit` epoch, batch {BATCH}, {TRAINING_PASSES}x the forward FLOP per image, with "
-        "`compile_for_classification(model, xla=...)`: `off` (the plain step), `update` (the optimizer's update "
-        "of each weight compiled with XLA), `step` (the whole training step compiled with XLA); median of "
+        "`compile_for_classification(model, xla=...)` and edgebnn's Adam (`InPlaceAdam`): `off` (the plain step), "
+        "`update` (the optimizer's update of each weight compiled with XLA), `step` (the whole training step "
+        "compiled with XLA); and the plain step with Keras' own Adam (the same weights, bit for bit); median of "
         f"{1 if quick else 3} timed runs after a warm-up, on uniform random images (untrained models). FLOP count "
         "dense and convolution layers only. XLA `step` is refused where the training draws random numbers "
         f"(XLA ignores op seeds): {', '.join(refused) or 'none here'}.", "", *table])

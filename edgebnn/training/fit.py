@@ -3,7 +3,8 @@
 Every epoch is a function of ``(seed, epoch)`` and of the state the previous epoch left:
 its shuffle order is a permutation drawn from ``(seed, epoch)``, and its random ops
 (dropout, stochastic binarization, the adversary's random starts and eps) are seeded
-from ``(seed, epoch)`` in a training function traced afresh for the epoch. The state
+from ``(seed, epoch)`` in a training function traced afresh for the epoch (a training
+that draws no random number runs one function for every epoch: :func:`epochs_share_functions`). The state
 an epoch leaves (weights, optimizer slots and step counter, the history so far) is
 what a checkpoint holds, so a run stopped after any epoch (Ctrl-C, SIGTERM, SIGKILL)
 and started again trains the same weights, bit for bit, as a run never stopped.
@@ -21,6 +22,7 @@ import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from edgebnn import _io, _quiet, _validate
 from edgebnn._validate import positive_int
 from edgebnn.choices import RANDOM_ADVERSARIAL_METHODS as RANDOM_METHODS, XLA_MODES
+from edgebnn.training.optim import InPlaceAdam
 
 import tensorflow as tf
 
@@ -66,7 +68,8 @@ def compile_for_classification(model, *, learning_rate=1e-3, optimizer=None, xla
     """Compile ``model`` (which outputs logits) with sparse cross-entropy and accuracy.
 
     The optimizer is ``optimizer`` when given (see
-    :func:`edgebnn.training.optim.make_optimizer`), else Adam at ``learning_rate``.
+    :func:`edgebnn.training.optim.make_optimizer`), else Adam at ``learning_rate``
+    (:class:`~edgebnn.training.optim.InPlaceAdam`: Keras' Adam, bit for bit).
 
     ``xla`` (one of :data:`XLA_MODES`) compiles part of every training step with XLA, which
     fuses the element-wise passes over the weights that TensorFlow otherwise runs one op at a
@@ -97,7 +100,7 @@ def compile_for_classification(model, *, learning_rate=1e-3, optimizer=None, xla
     if optimizer is None:
         if not learning_rate > 0:
             raise ValueError(f"`learning_rate` must be > 0, got {learning_rate!r}.")
-        optimizer = tf.keras.optimizers.Adam(learning_rate)
+        optimizer = InPlaceAdam(learning_rate)
     if xla == "update":
         optimizer.jit_compile = True  # Keras turns the optimizer's own XLA off on machines without a GPU
     model.compile(
@@ -136,22 +139,61 @@ def resume_state(checkpoint_dir):
         raise ValueError(f"unreadable resume state {path}: {e}; delete {path.parent} to train from scratch") from None
 
 
+#: Substrings of the TensorFlow op types that draw random numbers (stateful, stateless and
+#: generator-based kernels: ``RandomUniform``, ``StatelessRandomUniformV2``, ``RngReadAndSkip``, ...).
+RANDOM_OP_MARKERS = ("Random", "Multinomial", "TruncatedNormal", "Rng", "StatefulUniform", "StatefulStandardNormal")
+
+
+def _op_types(graph):
+    """Op types of ``graph`` and of every function it holds (nested functions, gradients)."""
+    types = {op.type for op in graph.get_operations()}
+    for function in graph._functions.values():  # noqa: SLF001  (FuncGraph's library; no public accessor)
+        types |= {node.op for node in function.definition.node_def}
+    return types
+
+
+def epochs_share_functions(model):
+    """Whether every epoch of :func:`train` can run the training function traced for the first.
+
+    A new function per epoch is what gives random ops their epoch's op seeds
+    (:func:`epoch_seed`); a training that draws no random number computes the same
+    with one function, bit for bit, and skips the tracing (twice per epoch when the last
+    batch is partial). True only for a model with one declared input (functional or
+    ``Sequential``), not distributed by a ``tf.distribute`` strategy (the forward pass is traced
+    here outside it), Keras' own ``train_step`` / ``test_step`` (a subclass may draw numbers
+    there), no layer that :func:`random_training_ops` finds and no random op
+    (:data:`RANDOM_OP_MARKERS`) in its training-mode forward pass, traced here.
+    """
+    keras_steps = (type(model).train_step is tf.keras.Model.train_step
+                   and type(model).test_step is tf.keras.Model.test_step)
+    inputs = getattr(model, "inputs", None) or []
+    distributed = any(isinstance(v, tf.distribute.DistributedValues) for v in model.variables)
+    if not keras_steps or len(inputs) != 1 or distributed or random_training_ops(model):
+        return False
+    forward = tf.function(lambda x: model(x, training=True))
+    graph = forward.get_concrete_function(tf.TensorSpec(inputs[0].shape, inputs[0].dtype)).graph
+    return not any(marker in op for op in _op_types(graph) for marker in RANDOM_OP_MARKERS)
+
+
 class _EpochState(tf.keras.callbacks.Callback):
-    """Seeds each epoch from ``(seed, epoch)`` with a freshly traced training function, records
-    the history, and (with a folder) checkpoints the state every finished epoch leaves.
+    """Seeds each epoch from ``(seed, epoch)`` with a freshly traced training function (one function
+    for every epoch where :func:`epochs_share_functions`), records the history, and (with a folder)
+    checkpoints the state every finished epoch leaves.
 
     Placed first among the callbacks, so an epoch is saved before any other callback
     reports it finished (a Ctrl-C after an "epoch N" line then resumes after epoch N).
     """
 
-    def __init__(self, *, seed, history, checkpoint, folder, writes_state, identity):
+    def __init__(self, *, seed, history, checkpoint, folder, writes_state, identity, retrace=True):
         super().__init__()
-        self.seed, self.history = seed, history
+        self.seed, self.history, self.retrace = seed, history, retrace
         self.checkpoint, self.folder = checkpoint, folder
         self.writes_state, self.identity = writes_state, identity
 
     def on_epoch_begin(self, epoch, logs=None):
         tf.keras.utils.set_random_seed(epoch_seed(self.seed, epoch, _OPS_STREAM))
+        if not self.retrace:
+            return
         # a new function has new random kernels, whose op seeds derive from the seed just set
         self.model.train_function = self.model.make_train_function(force=True)
         if self.model.test_function is not None:
@@ -277,7 +319,8 @@ def train(
         if state is not None:
             start, history = _restore(checkpoint, checkpoint_dir, state, identity=identity, epochs=epochs)
     recorder = _EpochState(seed=seed, history=history, checkpoint=checkpoint, folder=folder,
-                           writes_state=writes_state, identity=identity)
+                           writes_state=writes_state, identity=identity,
+                           retrace=not epochs_share_functions(model))
     keras_history = tf.keras.callbacks.History()
     keras_history.set_model(model)
     keras_history.epoch = []
