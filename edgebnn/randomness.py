@@ -254,8 +254,13 @@ def stateful_random_ops(function):
     reach (e.g. ``tf.nn.dropout`` called directly, a Keras noise layer called with ``training=True``).
     Looked at once per function."""
     if function not in _STATEFUL_OPS:
-        graph_def = function.graph.as_graph_def()
-        groups = [graph_def.node] + [f.node_def for f in graph_def.library.function]
-        _STATEFUL_OPS[function] = sorted({node.op for group in groups for node in group
-                                          if node.op in STATEFUL_RANDOM_OPS})
+        _STATEFUL_OPS[function] = sorted(op_types(function) & set(STATEFUL_RANDOM_OPS))
     return _STATEFUL_OPS[function]
+
+
+def op_types(function):
+    """The op types of a traced (concrete) function's graph and of the functions it calls (loop
+    bodies, branches, gradients)."""
+    graph_def = function.graph.as_graph_def()
+    groups = [graph_def.node] + [f.node_def for f in graph_def.library.function]
+    return {node.op for group in groups for node in group}

@@ -22,6 +22,7 @@ import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from edgebnn import _io, _quiet, _validate
 from edgebnn._validate import positive_int
 from edgebnn.choices import RANDOM_ADVERSARIAL_METHODS as RANDOM_METHODS, XLA_MODES
+from edgebnn.randomness import op_types
 from edgebnn.training.optim import InPlaceAdam
 
 import tensorflow as tf
@@ -144,14 +145,6 @@ def resume_state(checkpoint_dir):
 RANDOM_OP_MARKERS = ("Random", "Multinomial", "TruncatedNormal", "Rng", "StatefulUniform", "StatefulStandardNormal")
 
 
-def _op_types(graph):
-    """Op types of ``graph`` and of every function it holds (nested functions, gradients)."""
-    types = {op.type for op in graph.get_operations()}
-    for function in graph._functions.values():  # noqa: SLF001  (FuncGraph's library; no public accessor)
-        types |= {node.op for node in function.definition.node_def}
-    return types
-
-
 def epochs_share_functions(model):
     """Whether every epoch of :func:`train` can run the training function traced for the first.
 
@@ -171,8 +164,8 @@ def epochs_share_functions(model):
     if not keras_steps or len(inputs) != 1 or distributed or random_training_ops(model):
         return False
     forward = tf.function(lambda x: model(x, training=True))
-    graph = forward.get_concrete_function(tf.TensorSpec(inputs[0].shape, inputs[0].dtype)).graph
-    return not any(marker in op for op in _op_types(graph) for marker in RANDOM_OP_MARKERS)
+    traced = forward.get_concrete_function(tf.TensorSpec(inputs[0].shape, inputs[0].dtype))
+    return not any(marker in op for op in op_types(traced) for marker in RANDOM_OP_MARKERS)
 
 
 class _EpochState(tf.keras.callbacks.Callback):
