@@ -36,13 +36,18 @@ def _keras_signs(model, x):
     return [d.input_quantizer(o).numpy() for d, o in zip(dense[1:], outs)]
 
 
-def _brute_force(model, net, x, y, eps):
-    """Robust iff every combination of reachable levels keeps the Keras prediction at ``y``."""
+def _ball(net, x, eps):
+    """One input per combination of the levels reachable from ``x`` within ``eps``, all in the ball."""
     klo, khi = encode.level_range(x.reshape(-1), eps, net.bits)
     combos = np.array(list(itertools.product(*[range(a, b + 1) for a, b in zip(klo, khi)])))
-    inputs = encode.witness(x.reshape(-1), combos, eps, net.bits)  # one input per combination, all in the ball
+    return encode.witness(x.reshape(-1), combos, eps, net.bits)
+
+
+def _brute_force(model, net, x, y, eps):
+    """Robust iff every combination of reachable levels keeps the Keras prediction at ``y``."""
+    inputs = _ball(net, x, eps)
     pred = model(inputs.reshape(-1, *TINY_SHAPE), training=False).numpy().argmax(-1)
-    return bool(np.all(pred == y)), len(combos)
+    return bool(np.all(pred == y)), len(inputs)
 
 
 def test_exact_forward_matches_keras_on_every_neuron(rng):
@@ -85,26 +90,44 @@ def test_batch_norm_threshold_and_sign_of_zero():
     assert real_thresholds_[0] == 3 and real_thresholds_[1] == 4 and real_kinds[0] == encode.FIRE_GE
 
 
-def _check_against_brute_force(solve, *, seeds=(10, 11, 12)):
-    """``solve(net, x, y, eps) -> record`` equals exhaustive enumeration in Keras on 72 tiny examples."""
+@pytest.fixture(scope="module")
+def brute_force_cases():
+    """The 72 tiny examples the exact procedures are checked on (3 models x 8 inputs x 3 eps), each with
+    its model, extracted network, Keras label and brute-force answer: computed once for every procedure
+    compared with them (the exhaustive Keras enumeration costs far more than the procedures)."""
     rng = np.random.default_rng(7)
-    checked, answers = 0, set()
-    for seed in seeds:
+    cases = []
+    for seed in (10, 11, 12):
         model = _tiny(seed)
         net = extract(model)
         x = rng.uniform(0, 1, size=(8, *TINY_SHAPE)).astype(np.float32)
-        for i, eps in itertools.product(range(len(x)), (0.05, 0.15, 0.3)):
-            y = int(model(x[i : i + 1], training=False).numpy().argmax())
-            truth, _ = _brute_force(model, net, x[i], y, eps)
-            record = solve(net, x[i], y, eps)
-            assert record["status"] == ("robust" if truth else "not_robust"), (seed, i, eps, record)
-            if record["counterexample"] is not None:
-                cx = record["counterexample"]
-                assert np.all(np.abs(cx - x[i].reshape(-1)) <= eps + 1e-7)
-                assert model(cx.reshape(1, *TINY_SHAPE), training=False).numpy().argmax() != y
-            answers.add((record["status"], record["source"]))
-            checked += 1
-    assert checked == 72
+        labels = model(x, training=False).numpy().argmax(-1)
+        grid = list(itertools.product(range(len(x)), (0.05, 0.15, 0.3)))
+        balls = [_ball(net, x[i], eps) for i, eps in grid]
+        # one Keras call for every ball of this model: the same predictions as one call per ball
+        pred = model(np.concatenate(balls).reshape(-1, *TINY_SHAPE), training=False).numpy().argmax(-1)
+        ends = np.cumsum([len(ball) for ball in balls])
+        for (i, eps), ball_pred in zip(grid, np.split(pred, ends[:-1])):
+            cases.append((model, net, x[i], int(labels[i]), eps, bool(np.all(ball_pred == labels[i]))))
+    return cases
+
+
+def _check_against_brute_force(solve, cases):
+    """``solve(net, x, y, eps) -> record`` equals exhaustive enumeration in Keras on the 72 tiny examples."""
+    answers, counterexamples = set(), []
+    for model, net, x, y, eps, truth in cases:
+        record = solve(net, x, y, eps)
+        assert record["status"] == ("robust" if truth else "not_robust"), (model.name, x, eps, record)
+        if record["counterexample"] is not None:
+            cx = record["counterexample"]
+            assert np.all(np.abs(cx - x.reshape(-1)) <= eps + 1e-7)
+            counterexamples.append((model, cx, y))
+        answers.add((record["status"], record["source"]))
+    assert len(cases) == 72
+    for model in {id(model): model for model, _, _ in counterexamples}.values():  # one Keras call per model
+        cxs, ys = zip(*[(cx, y) for m, cx, y in counterexamples if m is model])
+        pred = model(np.stack(cxs).reshape(-1, *TINY_SHAPE), training=False).numpy().argmax(-1)
+        assert np.all(pred != np.array(ys)), (model.name, pred, ys)
     return answers
 
 
@@ -113,32 +136,33 @@ def _check_against_brute_force(solve, *, seeds=(10, 11, 12)):
     pytest.param("gluecard4", False, marks=pytest.mark.slow),
     pytest.param("milp", False, marks=pytest.mark.slow), pytest.param("sat", True, marks=pytest.mark.slow),
 ])
-def test_solver_equals_brute_force(solver, split_rivals):
+def test_solver_equals_brute_force(solver, split_rivals, brute_force_cases):
     answers = _check_against_brute_force(lambda net, x, y, eps: exact.certify_example(
         net, x, y, eps=eps, solver=solver, enumeration_limit=0, search_steps=0, split_rivals=split_rivals,
-        branch_share=0))
+        branch_share=0), brute_force_cases)
     assert ("robust", "solver") in answers and ("not_robust", "solver") in answers
 
 
-def test_enumeration_equals_brute_force():
+def test_enumeration_equals_brute_force(brute_force_cases):
     answers = _check_against_brute_force(lambda net, x, y, eps: exact.certify_example(
-        net, x, y, eps=eps, enumeration_limit=1 << 20))
+        net, x, y, eps=eps, enumeration_limit=1 << 20), brute_force_cases)
     assert {source for _, source in answers} <= {"clean", "enumeration"}
     assert ("robust", "enumeration") in answers and ("not_robust", "enumeration") in answers
 
 
-def test_branch_and_bound_equals_brute_force():
+def test_branch_and_bound_equals_brute_force(brute_force_cases):
     """Branch and bound over pixel ranges decides every example itself (no time limit), exactly."""
     answers = _check_against_brute_force(lambda net, x, y, eps: exact.certify_example(
-        net, x, y, eps=eps, enumeration_limit=0, search_steps=0, branch_share=1))
+        net, x, y, eps=eps, enumeration_limit=0, search_steps=0, branch_share=1), brute_force_cases)
     assert {source for _, source in answers} <= {"clean", "bounds", "branch"}
     assert ("robust", "branch") in answers and ("not_robust", "branch") in answers
 
 
-def test_search_then_solver_equals_brute_force():
+def test_search_then_solver_equals_brute_force(brute_force_cases):
     """Hill climbing refutes some examples before the solver; the answers stay exact."""
     answers = _check_against_brute_force(lambda net, x, y, eps: exact.certify_example(
-        net, x, y, eps=eps, solver="milp", enumeration_limit=0, search_steps=exact.SEARCH_STEPS, branch_share=0))
+        net, x, y, eps=eps, solver="milp", enumeration_limit=0, search_steps=exact.SEARCH_STEPS, branch_share=0),
+        brute_force_cases)
     assert ("not_robust", "search") in answers and ("robust", "solver") in answers
 
 
