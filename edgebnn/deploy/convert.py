@@ -36,6 +36,8 @@ quantizes ``+-1`` inputs asymmetrically, 94% arg-max agreement on Fashion-MNIST)
 addressed by index, as :mod:`edgebnn.deploy.device` does.
 """
 
+import tempfile
+
 import edgebnn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from edgebnn import _quiet
 from edgebnn.deploy import packing as _packing
@@ -153,10 +155,8 @@ def convert(model, *, target="lce", input_dtype="float32", rewrites=True, weight
     _quiet.filter_tensorflow_logs()
     deployable = prepare(model, target=target, input_dtype=input_dtype, rewrites=rewrites)
     if target == "lce":
-        import larq_compute_engine as lce  # noqa: PLC0415 (heavy; only when converting)
-
         with _quiet.filtered_stderr():
-            flatbuffer = lce.convert_keras_model(deployable)
+            flatbuffer = _lce_convert(deployable)
     else:
         converter = tf.lite.TFLiteConverter.from_keras_model(deployable)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -168,6 +168,23 @@ def convert(model, *, target="lce", input_dtype="float32", rewrites=True, weight
     elif weights != "float32":
         flatbuffer = _storage.store_weights(flatbuffer, mode=weights)
     return _storage.strip_strings(flatbuffer) if strip else flatbuffer
+
+
+def _lce_convert(model):
+    """``larq_compute_engine.convert_keras_model(model)`` (target ARM), without tracing every layer.
+
+    LCE converts the SavedModel that Keras writes for ``model``. By default Keras also traces
+    the call functions of every layer into it, which only reloading the model in Keras needs
+    and which costs most of a conversion's time. Saved without them (``save_traces=False``)
+    and with the serving signature Keras exports by default, the SavedModel holds the same
+    serving graph and the converter writes the same flatbuffer.
+    """
+    import larq_compute_engine as lce  # noqa: PLC0415 (heavy; only when converting)
+    from tf_keras.src.saving.legacy.saving_utils import trace_model_call  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory() as saved_model_dir:
+        model.save(saved_model_dir, save_format="tf", save_traces=False, signatures=trace_model_call(model))
+        return lce.convert_saved_model(saved_model_dir)
 
 
 def float_reference(model):
