@@ -22,7 +22,8 @@ import tensorflow as tf
 
 pytestmark = pytest.mark.usefixtures("seed")
 
-#: Every attack whose steps run in a graph loop, with options that trace each loop once.
+#: Every attack whose steps run in a graph loop, with options that trace each loop once (CW-L2's
+#: binary-search rounds are unrolled, one loop each: one round).
 LOOPED = {
     "pgd": {"eps": 0.05, "steps": 3, "restarts": 2, "eot_samples": 2},
     "bim": {"eps": 0.05, "steps": 3},
@@ -31,7 +32,7 @@ LOOPED = {
     "apgd_t": {"eps": 0.05, "steps": 3, "target_classes": 2},
     "square": {"eps": 0.05, "steps": 30},
     "spsa": {"eps": 0.05, "steps": 3},
-    "cw_l2": {"steps": 3},
+    "cw_l2": {"steps": 3, "binary_search_steps": 1},
 }
 
 
