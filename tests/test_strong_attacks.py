@@ -8,8 +8,6 @@ import pytest
 from edgebnn import attacks, ops
 from edgebnn.attacks.apgd import checkpoints, dlr_loss, targeted_dlr_loss
 from edgebnn.evaluation.robustness import predict_labels
-from edgebnn.training import train
-from edgebnn.zoo.panda_fcn import build_fcn
 
 import larq as lq
 import tensorflow as tf
@@ -21,13 +19,11 @@ pytestmark = pytest.mark.usefixtures("seed")  # conftest: every test starts from
 
 
 @pytest.fixture(scope="module")
-def binary_model(fashion_small):
-    """A small binary FCN with 2-bit input (Larq ste_sign + InputDiscretization)."""
-    x, y, xt, yt = fashion_small
-    tf.keras.utils.set_random_seed(0)
-    model = build_fcn(hidden_units=128, hidden_layers=2, precision="binary", input_bits=2)
-    train(model, x, y, epochs=3, batch_size=64, seed=0, verbose=0)
-    return model, xt[:N_TEST], yt[:N_TEST]
+def binary_model(fcn_in2, fashion_small):
+    """A small binary FCN with 2-bit input (Larq ste_sign + InputDiscretization): conftest's ``fcn_in2``,
+    trained once per test run (the surrogate swaps below restore its quantizers)."""
+    _, _, xt, yt = fashion_small
+    return fcn_in2, xt[:N_TEST], yt[:N_TEST]
 
 
 def accuracy(model, x, y):
