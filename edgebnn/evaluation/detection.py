@@ -9,16 +9,14 @@ Reported as in Guan et al.'s Tables 3-4: detection accuracy, ROC AUC, and the me
 standard deviation of the uncertainty of every set.
 
 The logistic regression and the ROC AUC are scikit-learn's (``LogisticRegression`` on
-standardized features, ``roc_auc_score``).
+standardized features, ``roc_auc_score``), imported when a detector is fitted or
+evaluated, so that importing this module (as every test collection and every run
+without detection does) does not load scikit-learn.
 """
 
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from edgebnn.evaluation.robustness import craft
 from edgebnn.evaluation.uncertainty import predict_mc
@@ -63,6 +61,10 @@ def fit_logistic_regression(features, labels, *, l2=DEFAULT_L2):
         raise ValueError("`labels` must be 0/1 and contain both classes.")
     if isinstance(l2, bool) or not isinstance(l2, (int, float)) or not l2 > 0:
         raise ValueError(f"`l2` must be a number > 0, got {l2!r}.")
+    from sklearn.linear_model import LogisticRegression  # noqa: PLC0415 (module docstring)
+    from sklearn.pipeline import make_pipeline  # noqa: PLC0415
+    from sklearn.preprocessing import StandardScaler  # noqa: PLC0415
+
     classifier = LogisticRegression(C=1.0 / (l2 * len(labels)), solver="lbfgs", tol=1e-10, max_iter=1000)
     return make_pipeline(StandardScaler(), classifier).fit(features, labels.astype(np.int64))
 
@@ -77,7 +79,7 @@ def uncertainty_stats(uncertainty):
 class UncertaintyDetector:
     """Logistic regression on uncertainty: clean (0) versus adversarial (1)."""
 
-    classifier: Pipeline
+    classifier: "sklearn.pipeline.Pipeline"  # noqa: F821 (imported when fitted)
 
     @classmethod
     def fit(cls, clean_uncertainty, adversarial_uncertainty, *, l2=DEFAULT_L2):
@@ -87,6 +89,8 @@ class UncertaintyDetector:
 
     def evaluate(self, clean_uncertainty, adversarial_uncertainty):
         """Detection accuracy and ROC AUC on clean (negative) and adversarial (positive) inputs."""
+        from sklearn.metrics import roc_auc_score  # noqa: PLC0415 (module docstring)
+
         features, labels = _stack(clean_uncertainty, adversarial_uncertainty)
         scores = self.classifier.decision_function(features)
         return {
