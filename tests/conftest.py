@@ -453,3 +453,17 @@ def lines_console():
             self.lines.append(message)
 
     return Lines()
+
+
+def ours_and_lces_conversion(model, monkeypatch, **options):
+    """``(ours, LCE's)``: :func:`edgebnn.deploy.convert.convert` to the LCE target with float32
+    weights (no storage pass), and ``larq_compute_engine.convert_keras_model`` of the very Keras
+    model it converts (its ``prepare`` is made to return that one object: a second ``prepare``
+    would name its layers anew)."""
+    import larq_compute_engine as lce  # noqa: PLC0415 (heavy)
+
+    from edgebnn.deploy import convert as cv  # noqa: PLC0415 (TensorFlow)
+
+    deployable = cv.prepare(model, target="lce", **options)
+    monkeypatch.setattr(cv, "prepare", lambda *args, **kwargs: deployable)
+    return cv.convert(model, target="lce", weights="float32", **options), lce.convert_keras_model(deployable)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from conftest import ours_and_lces_conversion
 from edgebnn.deploy import convert as cv
 from edgebnn.deploy import device, report
 from edgebnn.deploy.verify import compare, tflite_predict, verify
@@ -28,6 +29,14 @@ def portable_fb(fcn_in2_flatbuffer):
     """The shared FCN converted for the portable target, per weight storage."""
     return {weights: fcn_in2_flatbuffer(target="portable", weights=weights)
             for weights in ("float32", "exact", "float16")}
+
+
+def test_lce_target_writes_the_flatbuffer_of_lces_own_keras_conversion(fcn_in2, monkeypatch):
+    """The LCE target saves the model without per-layer traces before LCE converts it: the same bytes as
+    LCE's ``convert_keras_model``, which saves them (the rewritten binary FCN with uint8 input here; the
+    zoo's models in tests/test_zoo.py::test_lce_target_equals_lces_own_conversion, slow)."""
+    ours, lces = ours_and_lces_conversion(fcn_in2, monkeypatch, input_dtype="uint8")
+    assert ours == lces
 
 
 def test_lce_rewrites_make_every_layer_binary(fcn_in2, lce_fb, float_bytes):

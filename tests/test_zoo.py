@@ -7,7 +7,7 @@ import contextlib
 import numpy as np
 import pytest
 
-from conftest import randomize_batch_norm
+from conftest import ours_and_lces_conversion, randomize_batch_norm
 from edgebnn import zoo
 from edgebnn.deploy import convert, verify
 from edgebnn.evaluation.uncertainty import predict_mc
@@ -240,6 +240,17 @@ def test_resnet_xnor_converts_at_one_block_per_stage(fashion_small, monkeypatch)
     assert [type(layer).__name__ for layer in model.layers].count("ZeroPadShortcut") == 2
     assert sum(isinstance(layer, lq.layers.QuantConv2D) for layer in model.layers) == 6
     _check_lce_conversion(model, "xnor", fashion_small)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("input_dtype, rewrites", [("float32", False), ("uint8", True)])
+@pytest.mark.parametrize("name, precision", [c for c in DETERMINISTIC if c not in SLOW_CONVERSION])
+def test_lce_target_equals_lces_own_conversion(name, precision, input_dtype, rewrites, monkeypatch):
+    """Every zoo model the default run converts gives the flatbuffer of LCE's ``convert_keras_model``,
+    byte for byte, as it is (float input, no rewrites) and as deployed (rewritten, uint8 input)."""
+    model = randomize_batch_norm(_build(name, precision, input_bits=2), **BATCH_NORM_STATS)
+    ours, lces = ours_and_lces_conversion(model, monkeypatch, input_dtype=input_dtype, rewrites=rewrites)
+    assert ours == lces
 
 
 def _check_lce_conversion(model, precision, fashion_small):

@@ -177,7 +177,9 @@ def _lce_convert(model):
     the call functions of every layer into it, which only reloading the model in Keras needs
     and which costs most of a conversion's time. Saved without them (``save_traces=False``)
     and with the serving signature Keras exports by default, the SavedModel holds the same
-    serving graph and the converter writes the same flatbuffer.
+    serving graph and the converter writes the same flatbuffer (a test compares the bytes with
+    ``convert_keras_model``'s). Where Keras cannot save the model, the error is raised: LCE's
+    ``convert_keras_model`` would warn and fall back to converting a frozen graph instead.
     """
     import larq_compute_engine as lce  # noqa: PLC0415 (heavy; only when converting)
     from tf_keras.src.saving.legacy.saving_utils import trace_model_call  # noqa: PLC0415
