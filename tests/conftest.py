@@ -38,11 +38,12 @@ DEFAULT_DATA_DIR = REPO.parent / "shared" / "data"
 #: pytest-xdist hand out files in collection order, so the short files fill the end of the run
 #: and no long file starts last on one worker while the other idles.
 SCHEDULED_FIRST = (
-    "test_zoo.py", "test_studies.py", "test_attacks.py", "test_certify.py", "test_pipeline.py", "test_examples.py",
-    "test_deploy.py", "test_strong_attacks.py", "test_attack_throughput.py", "test_training_xla.py", "test_cli.py",
-    "test_attack_determinism.py", "test_adversarial_training.py", "test_deploy_packed.py", "test_deploy_rewrite.py",
-    "test_deploy_storage.py", "test_kinds.py", "test_own_model.py", "test_device.py", "test_store_healing.py",
-    "test_env.py", "test_verifiable.py",
+    "test_studies.py", "test_zoo.py", "test_attacks.py", "test_examples.py", "test_pipeline.py",
+    "test_attack_determinism.py", "test_deploy.py", "test_attack_throughput.py", "test_strong_attacks.py",
+    "test_training_xla.py", "test_deploy_rewrite.py", "test_adversarial_training.py", "test_deploy_packed.py",
+    "test_cli.py", "test_optim.py", "test_certify.py", "test_deploy_storage.py", "test_device.py",
+    "test_own_model.py", "test_env.py", "test_kinds.py", "test_store_healing.py", "test_verifiable.py",
+    "test_deploy_shipped.py",
 )
 
 
